@@ -1,0 +1,87 @@
+// SPDX-License-Identifier: MIT
+/* Shared helpers of the mount-tools programs: exit codes, messages, keyring unlock. */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "mount-tools/tool.h"
+
+static const char *prog = "imgcrypt";
+
+void tool_set_prog(const char *name) { prog = name; }
+
+void tool_error(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "%s: ", prog);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
+int tool_exit_code(int rc)
+{
+    switch (rc) {
+    case 0:
+        return TOOL_EXIT_OK;
+    case -EINVAL:
+        return TOOL_EXIT_USAGE;
+    case -EKEYREJECTED:
+        return TOOL_EXIT_KEY;
+    case -EPERM:
+        return TOOL_EXIT_PERM;
+    case -EBADMSG:
+    case -EFBIG:
+    case -EOVERFLOW:
+        return TOOL_EXIT_CORRUPT;
+    case -EEXIST:
+    case -ENOTEMPTY:
+        return TOOL_EXIT_EXISTS;
+    default:
+        return TOOL_EXIT_IO;
+    }
+}
+
+int tool_keyring_path(const char *backing, const char *opt, char *buf, size_t len)
+{
+    int n = opt ? snprintf(buf, len, "%s", opt)
+                : snprintf(buf, len, "%s/%s", backing, TOOL_KEYRING_NAME);
+    return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
+}
+
+int tool_set_source(struct keys_source *src, int *have, const char *name, const char *value)
+{
+    if (*have)
+        return -EINVAL;
+    if (strcmp(name, "passfile") == 0)
+        src->kind = KEYS_SRC_PASSFILE;
+    else if (strcmp(name, "extpass") == 0)
+        src->kind = KEYS_SRC_EXTPASS;
+    else if (strcmp(name, "keyfile") == 0)
+        src->kind = KEYS_SRC_KEYFILE;
+    else
+        return -EINVAL;
+    src->arg = value;
+    *have = 1;
+    return 0;
+}
+
+int tool_unlock(const char *path, const struct keys_source *src, struct keys_ring **out)
+{
+    char why[512] = "";
+    struct keys_secret *secret = NULL;
+    int rc = keys_secret_read(src, "Passphrase: ", 0, &secret, why, sizeof(why));
+    if (rc == 0)
+        rc = keys_ring_open(path, secret, out, why, sizeof(why));
+    keys_secret_free(secret);
+    if (rc == 0)
+        return TOOL_EXIT_OK;
+    if (why[0])
+        tool_error("%s", why);
+    else
+        tool_error("%s: %s", path, strerror(-rc));
+    /* A key file of the wrong size is a bad secret, not a usage error. */
+    return rc == -EINVAL ? TOOL_EXIT_KEY : tool_exit_code(rc);
+}

@@ -1,0 +1,48 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * What the three programs of mount-tools share: exit codes, one-line error messages, and
+ * unlocking a keyring from the secret source the user named.
+ */
+#ifndef IMGCRYPTFS_TOOL_H
+#define IMGCRYPTFS_TOOL_H
+
+#include <stddef.h>
+
+#include "keys/keys.h"
+
+/* Exit codes of imgcrypt, imgcryptfs and mount.imgcryptfs (documented in their man pages). */
+enum tool_exit {
+    TOOL_EXIT_OK = 0,
+    TOOL_EXIT_IO = 1,      /* I/O or other system error */
+    TOOL_EXIT_USAGE = 2,   /* bad command line */
+    TOOL_EXIT_KEY = 3,     /* wrong passphrase or key */
+    TOOL_EXIT_PERM = 4,    /* unsafe permissions on a keyring, passfile or key file */
+    TOOL_EXIT_CORRUPT = 5, /* corrupt or foreign file */
+    TOOL_EXIT_EXISTS = 6,  /* refused to overwrite or to use a non-empty folder */
+    TOOL_EXIT_MOUNT = 7,   /* the mount itself failed (busy or missing mount point, FUSE) */
+};
+
+#define TOOL_KEYRING_NAME "imgcryptfs.keyring"
+
+/* Map a negative errno from keys/ or codec/ to an exit code. */
+int tool_exit_code(int rc);
+
+/* Print "PROG: MESSAGE\n" on stderr. */
+void tool_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* The program name used in messages. */
+void tool_set_prog(const char *name);
+
+/* The keyring path: `opt` if given, else BACKING/imgcryptfs.keyring; 0 or -ENAMETOOLONG. */
+int tool_keyring_path(const char *backing, const char *opt, char *buf, size_t len);
+
+/*
+ * Read the secret from `src` and unlock the keyring at `path`, printing a one-line message on
+ * failure. Returns TOOL_EXIT_OK with *out set, or the exit code to leave with.
+ */
+int tool_unlock(const char *path, const struct keys_source *src, struct keys_ring **out);
+
+/* Set *src from the option name ("passfile", "extpass", "keyfile") and its value; a second
+ * source is a usage error. Returns 0 or -EINVAL. */
+int tool_set_source(struct keys_source *src, int *have, const char *name, const char *value);
+
+#endif
