@@ -1,0 +1,109 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Block file: the generic sealed form of every file, with random access.
+ *
+ * The plaintext is cut into blocks of 4096 bytes, each sealed on its own with AES-256-GCM, so a
+ * read or write touches only the blocks it covers. The price is 28 bytes per block (0.7%) and
+ * a read-modify-write of the first and last block of an unaligned write.
+ *
+ * Format (version 1). Integers little-endian.
+ *
+ *   offset  size  field
+ *   0       6     magic "IMGCBF"
+ *   6       2     version = 1
+ *   8       16    file id: 128 random bits, fixed for the life of the file
+ *   24      8     reserved, 0
+ *   32      ...   blocks; block i starts at 32 + i * 4124 and is
+ *                   12  nonce (random, drawn fresh for every write of the block)
+ *                   n   ciphertext, n = 4096 for every block but the last, 1..4096 for it
+ *                   16  GCM tag
+ *
+ * Key: HKDF-SHA256 of the filesystem's "content" subkey with the file id as salt and the label
+ * "file" (keys_key_derive), so every file has its own key.
+ * Associated data of block i: file id (16) || i as 64-bit little-endian || last (1 byte: 1 for
+ * the final block of the file, else 0). This binds each block to its file and position and
+ * marks the end, so a modified byte, a block moved within or between files, a file cut at a
+ * block boundary, and an all-zero block all fail authentication: there are no holes.
+ *
+ * Plaintext size from the backing size B: 0 when B <= 32; otherwise with q = (B - 32) / 4124
+ * and r = (B - 32) % 4124, q * 4096 + (r - 28) when r > 28, and q * 4096 when r == 0. A
+ * remainder of 1..28 cannot be produced by a writer: the size is taken as q * 4096 and the
+ * (then misflagged) last block answers -EBADMSG.
+ *
+ * An empty backing file (0 bytes) is an empty plaintext file; the header is written with the
+ * first byte of data.
+ *
+ * Nonces are random 96-bit values from the CSPRNG, one per block write, under a per-file key:
+ * the chance of a repeat stays below 2^-32 until about 2^32 writes of one file.
+ *
+ * Whole-file rollback (replacing a file by an older copy of itself) is not detected.
+ */
+#ifndef IMGCRYPTFS_CODEC_BLOCKFILE_H
+#define IMGCRYPTFS_CODEC_BLOCKFILE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "keys/keys.h"
+
+#define CODEC_BF_MAGIC "IMGCBF"
+#define CODEC_BF_VERSION 1
+#define CODEC_BF_HEADER 32
+#define CODEC_BF_BLOCK 4096
+#define CODEC_BF_NONCE 12
+#define CODEC_BF_TAG 16
+#define CODEC_BF_OVERHEAD (CODEC_BF_NONCE + CODEC_BF_TAG)
+#define CODEC_BF_SEALED (CODEC_BF_BLOCK + CODEC_BF_OVERHEAD)
+#define CODEC_BF_KEY_LABEL "file"
+/* Largest plaintext size: keeps every backing offset below 2^62. */
+#define CODEC_BF_MAX_SIZE ((uint64_t)1 << 61)
+
+/* Plaintext size for a backing size (see the format above). */
+uint64_t codec_bf_plain_size(uint64_t backing_size);
+/* Backing size for a plaintext size. */
+uint64_t codec_bf_backing_size(uint64_t plain_size);
+
+/*
+ * An open block file: a backing descriptor (not owned), its file id and per-file key.
+ * Not thread-safe: the caller serialises writers against each other and against readers of
+ * the same file (fs/ holds a per-inode read-write lock). Several readers may share one.
+ */
+struct codec_bf;
+
+/*
+ * Bind a block file to `fd` (opened for reading, or reading and writing), reading its header
+ * and deriving the file key from `content_key`. An empty backing file is accepted; its header
+ * and file id are made by the first write. Returns 0, -EBADMSG for a bad header, or -errno.
+ */
+int codec_bf_open(int fd, const struct keys_key *content_key, struct codec_bf **out);
+void codec_bf_close(struct codec_bf *bf);
+
+/* Re-point an open block file at another descriptor of the same backing file. */
+void codec_bf_set_fd(struct codec_bf *bf, int fd);
+
+/* Plaintext size from the backing file's current size. 0 or -errno. */
+int codec_bf_size(const struct codec_bf *bf, uint64_t *size);
+
+/*
+ * Read up to len bytes at off. Returns the number of bytes read (short only at end of file),
+ * -EBADMSG when a block fails authentication (its index in *bad_block when not NULL), or -errno.
+ */
+ssize_t codec_bf_read(const struct codec_bf *bf, void *buf, size_t len, uint64_t off,
+                      uint64_t *bad_block);
+
+/*
+ * Write len bytes at off (buf NULL writes zeros), extending the file and filling any gap with
+ * sealed zero blocks. Returns len, -EBADMSG when a block that must be merged fails
+ * authentication, -EFBIG past CODEC_BF_MAX_SIZE, or -errno.
+ */
+ssize_t codec_bf_write(struct codec_bf *bf, const void *buf, size_t len, uint64_t off,
+                       uint64_t *bad_block);
+
+/* Set the plaintext size, sealing zeros when it grows. 0, -EBADMSG, -EFBIG or -errno. */
+int codec_bf_truncate(struct codec_bf *bf, uint64_t size, uint64_t *bad_block);
+
+/* The file id (all zero while the file has no header yet). */
+void codec_bf_file_id(const struct codec_bf *bf, uint8_t id[KEYS_ID_BYTES]);
+
+#endif

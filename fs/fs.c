@@ -1,0 +1,187 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Mount setup and teardown: open the backing folder, derive the purpose keys from the keyring,
+ * build the FUSE session, mount, serve, and wipe everything on the way out. The keyring's
+ * master key itself is not kept: only the derived subkeys live for the mount's lifetime.
+ */
+#define FUSE_USE_VERSION 312
+#include <fuse3/fuse.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "fs/fs_int.h"
+
+extern const struct fuse_operations fs_operations;
+
+struct fs_mount {
+    struct fs_ctx ctx;
+    struct fuse *fuse;
+    int mounted;
+    int signals;
+    unsigned max_threads;
+};
+
+void fs_log(const struct fs_ctx *c, int prio, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    if (c->use_syslog) {
+        vsyslog(prio, fmt, ap);
+    } else {
+        fputs("imgcryptfs: ", stderr);
+        vfprintf(stderr, fmt, ap);
+        fputc('\n', stderr);
+    }
+    va_end(ap);
+}
+
+static void ctx_release(struct fs_ctx *c)
+{
+    keys_key_free(c->name_key);
+    keys_key_free(c->content_key);
+    keys_key_free(c->link_key);
+    keys_key_free(c->xname_key);
+    keys_key_free(c->xval_key);
+    for (size_t i = 0; i < FS_DIRID_SLOTS; i++)
+        free(c->dirids[i].path);
+    if (c->root_fd >= 0)
+        close(c->root_fd);
+    free(c->backing);
+    pthread_mutex_destroy(&c->inodes_lock);
+    pthread_mutex_destroy(&c->dirid_lock);
+}
+
+static int ctx_init(struct fs_ctx *c, const struct fs_config *cfg, const struct keys_ring *ring,
+                    char *why, size_t whylen)
+{
+    int rc;
+    c->root_fd = -1;
+    pthread_mutex_init(&c->inodes_lock, NULL);
+    pthread_mutex_init(&c->dirid_lock, NULL);
+    c->use_syslog = cfg->use_syslog;
+    c->as_root = geteuid() == 0;
+    c->backing = realpath(cfg->backing, NULL);
+    if (!c->backing) {
+        rc = -errno;
+        snprintf(why, whylen, "%s: %s", cfg->backing, strerror(-rc));
+        return rc;
+    }
+    c->root_fd = open(c->backing, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (c->root_fd < 0) {
+        rc = -errno;
+        snprintf(why, whylen, "%s: %s", cfg->backing, strerror(-rc));
+        return rc;
+    }
+    if ((rc = keys_ring_subkey(ring, "names", KEYS_KEY_SIV, &c->name_key)) != 0 ||
+        (rc = keys_ring_subkey(ring, "content", KEYS_KEY_GCM, &c->content_key)) != 0 ||
+        (rc = keys_ring_subkey(ring, "symlinks", KEYS_KEY_GCM, &c->link_key)) != 0 ||
+        (rc = keys_ring_subkey(ring, "xattr names", KEYS_KEY_SIV, &c->xname_key)) != 0 ||
+        (rc = keys_ring_subkey(ring, "xattr values", KEYS_KEY_GCM, &c->xval_key)) != 0) {
+        snprintf(why, whylen, "cannot derive keys: %s", strerror(-rc));
+        return rc;
+    }
+    /* The root folder gets its id on first mount. */
+    if (faccessat(c->root_fd, FS_DIRID_NAME, F_OK, AT_SYMLINK_NOFOLLOW) != 0) {
+        if (errno != ENOENT || (rc = fs_dirid_create(c, ".")) != 0) {
+            rc = rc ? rc : -errno;
+            snprintf(why, whylen, "%s: cannot create %s: %s", cfg->backing, FS_DIRID_NAME,
+                     strerror(-rc));
+            return rc;
+        }
+    }
+    return 0;
+}
+
+int fs_mount_new(const struct fs_config *cfg, const struct keys_ring *ring,
+                 struct fs_mount **out, char *why, size_t whylen)
+{
+    struct fs_mount *m = calloc(1, sizeof(*m));
+    struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
+    char *opts = NULL;
+    int rc;
+    if (!m)
+        return -ENOMEM;
+    rc = ctx_init(&m->ctx, cfg, ring, why, whylen);
+    if (rc != 0)
+        goto fail;
+    struct stat st;
+    if (stat(cfg->mountpoint, &st) != 0 || !S_ISDIR(st.st_mode)) {
+        rc = errno ? -errno : -ENOTDIR;
+        snprintf(why, whylen, "%s: mount point %s", cfg->mountpoint,
+                 rc == -ENOTDIR ? "is not a folder" : "does not exist");
+        goto fail;
+    }
+    /* fsname shows the backing folder in /proc/mounts, as mount(8) users expect. */
+    if (asprintf(&opts, "fsname=%s,subtype=imgcryptfs%s%s", m->ctx.backing,
+                 cfg->fuse_opts && *cfg->fuse_opts ? "," : "",
+                 cfg->fuse_opts ? cfg->fuse_opts : "") < 0) {
+        opts = NULL;
+        rc = -ENOMEM;
+        goto fail;
+    }
+    if (fuse_opt_add_arg(&args, "imgcryptfs") != 0 || fuse_opt_add_arg(&args, "-o") != 0 ||
+        fuse_opt_add_arg(&args, opts) != 0 || (cfg->debug && fuse_opt_add_arg(&args, "-d") != 0)) {
+        rc = -ENOMEM;
+        goto fail;
+    }
+    m->fuse = fuse_new(&args, &fs_operations, sizeof(fs_operations), &m->ctx);
+    if (!m->fuse) {
+        snprintf(why, whylen, "FUSE refused the options: %s", opts);
+        rc = -EINVAL;
+        goto fail;
+    }
+    if (fuse_mount(m->fuse, cfg->mountpoint) != 0) {
+        snprintf(why, whylen, "%s: cannot mount (busy, not permitted, or FUSE unavailable)",
+                 cfg->mountpoint);
+        rc = -EBUSY;
+        goto fail;
+    }
+    m->mounted = 1;
+    if (fuse_set_signal_handlers(fuse_get_session(m->fuse)) == 0)
+        m->signals = 1;
+    m->max_threads = cfg->max_threads;
+    free(opts);
+    fuse_opt_free_args(&args);
+    *out = m;
+    return 0;
+fail:
+    free(opts);
+    fuse_opt_free_args(&args);
+    fs_mount_free(m);
+    return rc;
+}
+
+int fs_mount_run(struct fs_mount *m)
+{
+    struct fuse_loop_config *lc = fuse_loop_cfg_create();
+    if (!lc)
+        return -ENOMEM;
+    fuse_loop_cfg_set_clone_fd(lc, 0);
+    fuse_loop_cfg_set_idle_threads(lc, 8);
+    fuse_loop_cfg_set_max_threads(lc, m->max_threads ? m->max_threads : 16);
+    int rc = fuse_loop_mt(m->fuse, lc);
+    fuse_loop_cfg_destroy(lc);
+    return rc == 0 ? 0 : rc < 0 ? rc : -EINTR;
+}
+
+void fs_mount_free(struct fs_mount *m)
+{
+    if (!m)
+        return;
+    if (m->fuse) {
+        if (m->signals)
+            fuse_remove_signal_handlers(fuse_get_session(m->fuse));
+        if (m->mounted)
+            fuse_unmount(m->fuse);
+        fuse_destroy(m->fuse);
+    }
+    ctx_release(&m->ctx);
+    free(m);
+}

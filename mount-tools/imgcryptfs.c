@@ -1,0 +1,317 @@
+// SPDX-License-Identifier: MIT
+/*
+ * imgcryptfs: the filesystem daemon. Parses `[-f] [-d] [-o OPTS] BACKING MOUNTPOINT`, unlocks
+ * the keyring, mounts, and serves until unmounted or signalled.
+ *
+ * Without -f it forks first and the parent waits on a pipe for the child's verdict, so the
+ * command returns only once the mount is live (or with the reason it is not). Forking before
+ * the keys are unlocked, rather than after, keeps the keys in the one process that serves the
+ * mount: locked memory is not inherited across fork.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <syslog.h>
+#include <unistd.h>
+#include <dirent.h>
+
+#include "fs/fs.h"
+#include "keys/keys.h"
+#include "mount-tools/tool.h"
+
+static const char usage_text[] =
+    "usage: imgcryptfs [-f] [-d] [-o OPTIONS] BACKING MOUNTPOINT\n"
+    "\n"
+    "  -f            stay in the foreground, log to stderr\n"
+    "  -d            FUSE debug output (implies -f)\n"
+    "  -o OPTIONS    comma-separated: keyring=PATH, passfile=FILE, extpass=CMD, keyfile=FILE,\n"
+    "                threads=N, nonempty, and FUSE options (allow_other, default_permissions,\n"
+    "                ro, ...); fstab-only options (nofail, _netdev, x-systemd.*) are ignored\n"
+    "\n"
+    "See imgcryptfs(8).\n";
+
+struct args {
+    int foreground, debug, nonempty;
+    unsigned threads;
+    const char *backing, *mountpoint, *keyring;
+    struct keys_source src;
+    int have_src;
+    char fuse_opts[4096];
+    size_t fuse_len;
+};
+
+static int ignored_option(const char *o)
+{
+    static const char *const words[] = {"nofail", "_netdev", "auto", "noauto", "user", "users",
+                                        "nouser", "defaults", "owner", "group", NULL};
+    for (int i = 0; words[i]; i++)
+        if (strcmp(o, words[i]) == 0)
+            return 1;
+    return strncmp(o, "x-", 2) == 0 || strncmp(o, "comment=", 8) == 0;
+}
+
+static int add_fuse_opt(struct args *a, const char *o)
+{
+    size_t len = strlen(o);
+    if (a->fuse_len + len + 2 > sizeof(a->fuse_opts))
+        return -E2BIG;
+    if (a->fuse_len)
+        a->fuse_opts[a->fuse_len++] = ',';
+    memcpy(a->fuse_opts + a->fuse_len, o, len + 1);
+    a->fuse_len += len;
+    return 0;
+}
+
+/* Split one -o argument; our options are consumed, FUSE ones collected. Modifies `s`. */
+static int parse_o(struct args *a, char *s)
+{
+    for (char *save = NULL, *o = strtok_r(s, ",", &save); o; o = strtok_r(NULL, ",", &save)) {
+        char *eq = strchr(o, '=');
+        if (eq && (strncmp(o, "passfile=", 9) == 0 || strncmp(o, "extpass=", 8) == 0 ||
+                   strncmp(o, "keyfile=", 8) == 0)) {
+            *eq = '\0';
+            if (tool_set_source(&a->src, &a->have_src, o, eq + 1) != 0) {
+                tool_error("give one of passfile=, extpass=, keyfile= at most");
+                return TOOL_EXIT_USAGE;
+            }
+        } else if (strncmp(o, "keyring=", 8) == 0) {
+            a->keyring = o + 8;
+        } else if (strncmp(o, "threads=", 8) == 0) {
+            char *end = NULL;
+            long v = strtol(o + 8, &end, 10);
+            if (*end || v < 1 || v > 256) {
+                tool_error("threads= takes 1 to 256");
+                return TOOL_EXIT_USAGE;
+            }
+            a->threads = (unsigned)v;
+        } else if (strcmp(o, "nonempty") == 0) {
+            a->nonempty = 1;
+        } else if (ignored_option(o)) {
+            continue;
+        } else {
+            if (strcmp(o, "allow_other") == 0 && add_fuse_opt(a, "default_permissions") != 0)
+                return TOOL_EXIT_USAGE;
+            if (add_fuse_opt(a, o) != 0) {
+                tool_error("too many options");
+                return TOOL_EXIT_USAGE;
+            }
+        }
+    }
+    return TOOL_EXIT_OK;
+}
+
+static int parse_args(int argc, char **argv, struct args *a)
+{
+    const char *pos[2];
+    int npos = 0;
+    memset(a, 0, sizeof(*a));
+    a->src.kind = KEYS_SRC_TTY;
+    for (int i = 1; i < argc; i++) {
+        const char *s = argv[i];
+        if (strcmp(s, "-h") == 0 || strcmp(s, "--help") == 0) {
+            fputs(usage_text, stdout);
+            exit(TOOL_EXIT_OK);
+        } else if (strcmp(s, "--version") == 0 || strcmp(s, "-V") == 0) {
+            printf("imgcryptfs 0.1.0\n");
+            exit(TOOL_EXIT_OK);
+        } else if (strcmp(s, "-f") == 0) {
+            a->foreground = 1;
+        } else if (strcmp(s, "-d") == 0) {
+            a->debug = a->foreground = 1;
+        } else if (strncmp(s, "-o", 2) == 0) {
+            const char *v = s[2] ? s + 2 : (i + 1 < argc ? argv[++i] : NULL);
+            if (!v) {
+                tool_error("-o needs a value");
+                return TOOL_EXIT_USAGE;
+            }
+            char *copy = strdup(v);
+            int rc = copy ? parse_o(a, copy) : TOOL_EXIT_IO;
+            /* Values point into copy: it lives as long as the process. */
+            if (rc != TOOL_EXIT_OK)
+                return rc;
+        } else if (s[0] == '-' && s[1]) {
+            tool_error("unknown option %s", s);
+            fputs(usage_text, stderr);
+            return TOOL_EXIT_USAGE;
+        } else if (npos < 2) {
+            pos[npos++] = s;
+        } else {
+            tool_error("too many arguments");
+            return TOOL_EXIT_USAGE;
+        }
+    }
+    if (npos != 2) {
+        fputs(usage_text, stderr);
+        return TOOL_EXIT_USAGE;
+    }
+    a->backing = pos[0];
+    a->mountpoint = pos[1];
+    return TOOL_EXIT_OK;
+}
+
+/* Refuse a mount point that is missing, already a mount, or (without nonempty) not empty. */
+static int check_mountpoint(const struct args *a)
+{
+    struct stat st, up;
+    char parent[PATH_MAX];
+    if (stat(a->mountpoint, &st) != 0 || !S_ISDIR(st.st_mode)) {
+        tool_error("%s: mount point %s", a->mountpoint,
+                   errno == ENOENT ? "does not exist" : "is not a folder");
+        return TOOL_EXIT_MOUNT;
+    }
+    if (snprintf(parent, sizeof(parent), "%s/..", a->mountpoint) < (int)sizeof(parent) &&
+        stat(parent, &up) == 0 && (up.st_dev != st.st_dev || up.st_ino == st.st_ino)) {
+        tool_error("%s: already a mount point (busy); unmount it first", a->mountpoint);
+        return TOOL_EXIT_MOUNT;
+    }
+    if (!a->nonempty) {
+        DIR *d = opendir(a->mountpoint);
+        struct dirent *e;
+        int used = 0;
+        while (d && (e = readdir(d)) != NULL)
+            if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
+                used = 1;
+        if (d)
+            closedir(d);
+        if (used) {
+            tool_error("%s: mount point is not empty (use -o nonempty to mount over it)",
+                       a->mountpoint);
+            return TOOL_EXIT_MOUNT;
+        }
+    }
+    return TOOL_EXIT_OK;
+}
+
+/* Tell the waiting parent how it went; after this the child is on its own. */
+static void report(int *pipe_fd, int code)
+{
+    if (*pipe_fd < 0)
+        return;
+    unsigned char b = (unsigned char)code;
+    if (write(*pipe_fd, &b, 1) != 1) { /* the parent is gone: nothing to tell */
+    }
+    close(*pipe_fd);
+    *pipe_fd = -1;
+}
+
+static void detach_stdio(void)
+{
+    int fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    (void)dup2(fd, STDIN_FILENO);
+    (void)dup2(fd, STDOUT_FILENO);
+    (void)dup2(fd, STDERR_FILENO);
+    close(fd);
+}
+
+int main(int argc, char **argv)
+{
+    struct args a;
+    char keyring[PATH_MAX], why[1024] = "";
+    char backing[PATH_MAX], mnt[PATH_MAX];
+    struct keys_ring *ring = NULL;
+    struct fs_mount *m = NULL;
+    int status_fd = -1;
+
+    tool_set_prog("imgcryptfs");
+    int rc = parse_args(argc, argv, &a);
+    if (rc != TOOL_EXIT_OK)
+        return rc;
+    if (!realpath(a.backing, backing)) {
+        tool_error("%s: backing folder: %s", a.backing, strerror(errno));
+        return TOOL_EXIT_IO;
+    }
+    if (!realpath(a.mountpoint, mnt)) {
+        tool_error("%s: mount point does not exist", a.mountpoint);
+        return TOOL_EXIT_MOUNT;
+    }
+    a.backing = backing;
+    a.mountpoint = mnt;
+    if ((rc = check_mountpoint(&a)) != TOOL_EXIT_OK)
+        return rc;
+    if (tool_keyring_path(a.backing, a.keyring, keyring, sizeof(keyring)) != 0) {
+        tool_error("keyring path too long");
+        return TOOL_EXIT_USAGE;
+    }
+    if (access(keyring, F_OK) != 0) {
+        tool_error("%s: no keyring (create one with: imgcrypt init %s)", keyring, a.backing);
+        return TOOL_EXIT_IO;
+    }
+
+    if (!a.foreground) {
+        int p[2];
+        if (pipe2(p, O_CLOEXEC) != 0) {
+            tool_error("pipe: %s", strerror(errno));
+            return TOOL_EXIT_IO;
+        }
+        pid_t pid = fork();
+        if (pid < 0) {
+            tool_error("fork: %s", strerror(errno));
+            return TOOL_EXIT_IO;
+        }
+        if (pid > 0) {
+            unsigned char b = TOOL_EXIT_MOUNT;
+            close(p[1]);
+            ssize_t n;
+            while ((n = read(p[0], &b, 1)) < 0 && errno == EINTR)
+                ;
+            if (n != 1) {
+                /* The child died before reporting. */
+                int st = 0;
+                waitpid(pid, &st, 0);
+                b = WIFEXITED(st) && WEXITSTATUS(st) ? (unsigned char)WEXITSTATUS(st)
+                                                      : TOOL_EXIT_MOUNT;
+            }
+            return b;
+        }
+        close(p[0]);
+        status_fd = p[1];
+    }
+
+    keys_harden_process();
+    rc = tool_unlock(keyring, &a.src, &ring);
+    if (rc != TOOL_EXIT_OK) {
+        report(&status_fd, rc);
+        return rc;
+    }
+    struct fs_config cfg = {
+        .backing = a.backing,
+        .mountpoint = a.mountpoint,
+        .fuse_opts = a.fuse_opts,
+        .debug = a.debug,
+        .use_syslog = !a.foreground,
+        .max_threads = a.threads,
+    };
+    if (!a.foreground)
+        openlog("imgcryptfs", LOG_PID, LOG_DAEMON);
+    int frc = fs_mount_new(&cfg, ring, &m, why, sizeof(why));
+    keys_ring_close(ring); /* the mount keeps only the derived subkeys */
+    if (frc != 0) {
+        tool_error("%s", why[0] ? why : strerror(-frc));
+        rc = frc == -EBUSY || frc == -EINVAL || frc == -ENOTDIR ? TOOL_EXIT_MOUNT
+                                                                : tool_exit_code(frc);
+        report(&status_fd, rc);
+        return rc;
+    }
+    if (!a.foreground) {
+        if (setsid() < 0) { /* already a session leader: fine */
+        }
+        if (chdir("/") != 0) { /* every path we use is absolute */
+        }
+        detach_stdio();
+        syslog(LOG_INFO, "mounted %s on %s", a.backing, a.mountpoint);
+    }
+    report(&status_fd, TOOL_EXIT_OK);
+    rc = fs_mount_run(m);
+    fs_mount_free(m);
+    if (!a.foreground)
+        syslog(LOG_INFO, "unmounted %s", a.mountpoint);
+    return rc == 0 ? TOOL_EXIT_OK : TOOL_EXIT_IO;
+}
