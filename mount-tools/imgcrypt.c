@@ -179,9 +179,8 @@ static int cmd_init(int argc, char **argv)
     }
     rc = keys_secret_read(&o.src, "New passphrase: ", 1, &secret, why, sizeof(why));
     if (rc != 0) {
-        tool_error("%s", why[0] ? why : strerror(-rc));
-        return rc == -EPERM ? TOOL_EXIT_PERM : rc == -EINVAL || rc == -EKEYREJECTED ? TOOL_EXIT_KEY
-                                                                                     : TOOL_EXIT_IO;
+        tool_report_secret_error(rc, why);
+        return tool_secret_exit_code(rc);
     }
     rc = keys_ring_create(path, secret, o.log_n);
     keys_secret_free(secret);
@@ -224,10 +223,9 @@ static int cmd_passwd(int argc, char **argv)
         return rc;
     rc = keys_secret_read(&o.new_src, "New passphrase: ", 1, &secret, why, sizeof(why));
     if (rc != 0) {
-        tool_error("%s", why[0] ? why : strerror(-rc));
+        tool_report_secret_error(rc, why);
         keys_ring_close(ring);
-        return rc == -EPERM ? TOOL_EXIT_PERM : rc == -EINVAL || rc == -EKEYREJECTED ? TOOL_EXIT_KEY
-                                                                                     : TOOL_EXIT_IO;
+        return tool_secret_exit_code(rc);
     }
     rc = keys_ring_rewrap(ring, path, secret, o.log_n);
     keys_secret_free(secret);

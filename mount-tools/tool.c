@@ -73,8 +73,11 @@ int tool_unlock(const char *path, const struct keys_source *src, struct keys_rin
     char why[512] = "";
     struct keys_secret *secret = NULL;
     int rc = keys_secret_read(src, "Passphrase: ", 0, &secret, why, sizeof(why));
-    if (rc == 0)
-        rc = keys_ring_open(path, secret, out, why, sizeof(why));
+    if (rc != 0) {
+        tool_report_secret_error(rc, why);
+        return tool_secret_exit_code(rc);
+    }
+    rc = keys_ring_open(path, secret, out, why, sizeof(why));
     keys_secret_free(secret);
     if (rc == 0)
         return TOOL_EXIT_OK;
@@ -82,6 +85,29 @@ int tool_unlock(const char *path, const struct keys_source *src, struct keys_rin
         tool_error("%s", why);
     else
         tool_error("%s: %s", path, strerror(-rc));
-    /* A key file of the wrong size is a bad secret, not a usage error. */
-    return rc == -EINVAL ? TOOL_EXIT_KEY : tool_exit_code(rc);
+    return tool_exit_code(rc);
+}
+
+int tool_secret_exit_code(int rc)
+{
+    switch (rc) {
+    case -EPERM:
+        return TOOL_EXIT_PERM;
+    case -EINVAL: /* empty passphrase, key file of the wrong size */
+    case -EFBIG:  /* passphrase longer than any we accept */
+    case -EKEYREJECTED:
+        return TOOL_EXIT_KEY;
+    default:
+        return TOOL_EXIT_IO;
+    }
+}
+
+void tool_report_secret_error(int rc, const char *why)
+{
+    if (why && why[0])
+        tool_error("%s", why);
+    else if (rc == -EFBIG)
+        tool_error("passphrase longer than %d bytes", KEYS_MAX_PASSPHRASE);
+    else
+        tool_error("cannot read the secret: %s", strerror(-rc));
 }

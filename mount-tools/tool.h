@@ -41,6 +41,10 @@ int tool_keyring_path(const char *backing, const char *opt, char *buf, size_t le
  */
 int tool_unlock(const char *path, const struct keys_source *src, struct keys_ring **out);
 
+/* Exit code and one-line message for a failure of keys_secret_read. */
+int tool_secret_exit_code(int rc);
+void tool_report_secret_error(int rc, const char *why);
+
 /* Set *src from the option name ("passfile", "extpass", "keyfile") and its value; a second
  * source is a usage error. Returns 0 or -EINVAL. */
 int tool_set_source(struct keys_source *src, int *have, const char *name, const char *value);
