@@ -76,8 +76,8 @@ static int pwrite_full(int fd, const void *buf, size_t len, uint64_t off)
 static int set_id(struct codec_bf *bf, const uint8_t id[KEYS_ID_BYTES])
 {
     struct keys_key *key = NULL;
-    int rc = keys_key_derive(bf->content_key, CODEC_BF_KEY_LABEL, id, KEYS_ID_BYTES, KEYS_KEY_GCM,
-                             &key);
+    int rc =
+        keys_key_derive(bf->content_key, CODEC_BF_KEY_LABEL, id, KEYS_ID_BYTES, KEYS_KEY_GCM, &key);
     if (rc != 0)
         return rc;
     memcpy(bf->id, id, KEYS_ID_BYTES);
@@ -122,7 +122,10 @@ void codec_bf_close(struct codec_bf *bf)
     free(bf);
 }
 
-void codec_bf_set_fd(struct codec_bf *bf, int fd) { bf->fd = fd; }
+void codec_bf_set_fd(struct codec_bf *bf, int fd)
+{
+    bf->fd = fd;
+}
 
 void codec_bf_file_id(const struct codec_bf *bf, uint8_t id[KEYS_ID_BYTES])
 {
@@ -176,7 +179,10 @@ static int seal_block(const struct codec_bf *bf, uint64_t index, int last, const
                          out + CODEC_BF_NONCE + n);
 }
 
-static uint64_t block_off(uint64_t index) { return CODEC_BF_HEADER + index * CODEC_BF_SEALED; }
+static uint64_t block_off(uint64_t index)
+{
+    return CODEC_BF_HEADER + index * CODEC_BF_SEALED;
+}
 
 /* Plaintext length of block `index` in a file of `size` bytes (0 if beyond). */
 static size_t block_len(uint64_t index, uint64_t size)
@@ -228,8 +234,7 @@ ssize_t codec_bf_read(const struct codec_bf *bf, void *buf, size_t len, uint64_t
         return -ENOMEM;
     for (uint64_t b0 = first; b0 <= last && rc == 0; b0 += cap) {
         uint64_t b1 = b0 + cap - 1 < last ? b0 + cap - 1 : last;
-        size_t want = (size_t)(b1 - b0) * CODEC_BF_SEALED + block_len(b1, size) +
-                      CODEC_BF_OVERHEAD;
+        size_t want = (size_t)(b1 - b0) * CODEC_BF_SEALED + block_len(b1, size) + CODEC_BF_OVERHEAD;
         ssize_t got = pread_full(bf->fd, sealed, want, block_off(b0));
         if (got < 0) {
             rc = (int)got;

@@ -99,8 +99,8 @@ static int ctx_init(struct fs_ctx *c, const struct fs_config *cfg, const struct 
     return 0;
 }
 
-int fs_mount_new(const struct fs_config *cfg, const struct keys_ring *ring,
-                 struct fs_mount **out, char *why, size_t whylen)
+int fs_mount_new(const struct fs_config *cfg, const struct keys_ring *ring, struct fs_mount **out,
+                 char *why, size_t whylen)
 {
     struct fs_mount *m = calloc(1, sizeof(*m));
     struct fuse_args args = FUSE_ARGS_INIT(0, NULL);

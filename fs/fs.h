@@ -35,8 +35,8 @@ struct fs_mount;
  * Returns 0, -ENOENT/-ENOTDIR for a missing backing folder or mount point, -EBUSY when the
  * mount point is already a mount, -EIO when FUSE refuses (message in why), or -errno.
  */
-int fs_mount_new(const struct fs_config *cfg, const struct keys_ring *ring,
-                 struct fs_mount **out, char *why, size_t whylen);
+int fs_mount_new(const struct fs_config *cfg, const struct keys_ring *ring, struct fs_mount **out,
+                 char *why, size_t whylen);
 
 /* Serve requests until the filesystem is unmounted or SIGTERM/SIGINT/SIGHUP arrives.
  * Returns 0 or a negative errno. */

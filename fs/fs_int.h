@@ -46,10 +46,10 @@ struct fs_dirid_slot {
 
 /* The mount context: the only mutable state shared between FUSE threads. */
 struct fs_ctx {
-    int root_fd;          /* backing folder, O_PATH-free real directory descriptor */
-    char *backing;        /* absolute path of the backing folder, for xattr calls */
+    int root_fd;   /* backing folder, O_PATH-free real directory descriptor */
+    char *backing; /* absolute path of the backing folder, for xattr calls */
     int use_syslog;
-    int as_root;          /* running as root: give new files to the caller */
+    int as_root;                  /* running as root: give new files to the caller */
     struct keys_key *name_key;    /* AES-SIV: file names, AAD = parent dir id */
     struct keys_key *content_key; /* parent of per-file keys */
     struct keys_key *link_key;    /* AES-GCM: symlink targets */
@@ -69,7 +69,7 @@ struct fs_bpath {
     char parent[FS_PATH_CAP]; /* the parent folder, "." at top level */
     const char *leaf;         /* last component of rel */
     uint8_t parent_id[KEYS_ID_BYTES];
-    int is_long;              /* leaf is a hashed name; enc holds the sealed name */
+    int is_long; /* leaf is a hashed name; enc holds the sealed name */
     char enc[FS_ENC_CAP];
 };
 

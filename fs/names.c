@@ -20,8 +20,7 @@
 
 #include "fs/fs_int.h"
 
-static const char b64_chars[] =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+static const char b64_chars[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
 size_t fs_b64_encode(const uint8_t *in, size_t len, char *out)
 {
@@ -205,8 +204,7 @@ static int seal_name(struct fs_ctx *c, const uint8_t dirid[KEYS_ID_BYTES], const
     uint8_t sealed[NAME_MAX + KEYS_TAG_BYTES];
     if (len == 0 || len > NAME_MAX)
         return -ENAMETOOLONG;
-    ssize_t n = keys_siv_seal(c->name_key, dirid, KEYS_ID_BYTES, name, len, sealed,
-                              sizeof(sealed));
+    ssize_t n = keys_siv_seal(c->name_key, dirid, KEYS_ID_BYTES, name, len, sealed, sizeof(sealed));
     if (n < 0)
         return (int)n;
     if (((size_t)n + 2) / 3 * 4 + 1 > cap)
@@ -222,8 +220,8 @@ int fs_name_decrypt(struct fs_ctx *c, const uint8_t dirid[KEYS_ID_BYTES], const 
     ssize_t n = fs_b64_decode(enc, strlen(enc), sealed, sizeof(sealed));
     if (n < 0)
         return -EBADMSG;
-    ssize_t m = keys_siv_open(c->name_key, dirid, KEYS_ID_BYTES, sealed, (size_t)n,
-                              (uint8_t *)out, cap - 1);
+    ssize_t m = keys_siv_open(c->name_key, dirid, KEYS_ID_BYTES, sealed, (size_t)n, (uint8_t *)out,
+                              cap - 1);
     if (m < 0)
         return -EBADMSG;
     out[m] = '\0';

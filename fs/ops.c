@@ -34,7 +34,10 @@ struct fs_handle {
     char *rel; /* backing path at open time, for log lines */
 };
 
-static struct fs_ctx *ctx(void) { return fuse_get_context()->private_data; }
+static struct fs_ctx *ctx(void)
+{
+    return fuse_get_context()->private_data;
+}
 
 static struct fs_handle *handle(const struct fuse_file_info *fi)
 {
@@ -46,8 +49,9 @@ static int fs_err(struct fs_ctx *c, int rc, const char *rel, uint64_t block, con
 {
     if (rc == -EBADMSG) {
         if (block != UINT64_MAX)
-            fs_log(c, LOG_ERR, "%s: block %llu: authentication failed during %s (modified, "
-                               "moved or truncated ciphertext)",
+            fs_log(c, LOG_ERR,
+                   "%s: block %llu: authentication failed during %s (modified, "
+                   "moved or truncated ciphertext)",
                    rel ? rel : "?", (unsigned long long)block, what);
         else
             fs_log(c, LOG_ERR, "%s: authentication failed during %s", rel ? rel : "?", what);
@@ -225,9 +229,9 @@ static int op_mkdir(const char *path, mode_t mode)
     if ((rc = keys_random(r, sizeof(r))) != 0)
         return rc;
     fs_b64_encode(r, sizeof(r), rnd);
-    int n = strcmp(bp.parent, ".") == 0 ? snprintf(tmp, sizeof(tmp), FS_TMP_PREFIX "%s", rnd)
-                                        : snprintf(tmp, sizeof(tmp), "%s/" FS_TMP_PREFIX "%s",
-                                                   bp.parent, rnd);
+    int n = strcmp(bp.parent, ".") == 0
+                ? snprintf(tmp, sizeof(tmp), FS_TMP_PREFIX "%s", rnd)
+                : snprintf(tmp, sizeof(tmp), "%s/" FS_TMP_PREFIX "%s", bp.parent, rnd);
     if (n < 0 || (size_t)n >= sizeof(tmp))
         return -ENAMETOOLONG;
     if (mkdirat(c->root_fd, tmp, 0700) != 0)
@@ -290,8 +294,7 @@ static int op_rmdir(const char *path)
     }
     struct dirent *e;
     while ((e = readdir(d)) != NULL)
-        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..") &&
-            strcmp(e->d_name, FS_DIRID_NAME)) {
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..") && strcmp(e->d_name, FS_DIRID_NAME)) {
             closedir(d);
             return -ENOTEMPTY;
         }
@@ -398,8 +401,7 @@ static int open_backing(struct fs_ctx *c, const char *rel, int flags, int *writa
     return fd < 0 ? -errno : fd;
 }
 
-static int with_inode_truncate(struct fs_ctx *c, struct fs_inode *ino, const char *rel,
-                               off_t size)
+static int with_inode_truncate(struct fs_ctx *c, struct fs_inode *ino, const char *rel, off_t size)
 {
     uint64_t bad = UINT64_MAX;
     if (size < 0)
@@ -495,8 +497,7 @@ static int op_create(const char *path, mode_t mode, struct fuse_file_info *fi)
     return attach(c, fd, 1, bp.rel, fi);
 }
 
-static int op_read(const char *path, char *buf, size_t size, off_t off,
-                   struct fuse_file_info *fi)
+static int op_read(const char *path, char *buf, size_t size, off_t off, struct fuse_file_info *fi)
 {
     (void)path;
     struct fs_handle *h = handle(fi);
@@ -518,9 +519,8 @@ static int op_write(const char *path, const char *buf, size_t size, off_t off,
     if (off < 0)
         return -EINVAL;
     pthread_rwlock_wrlock(&h->ino->lock);
-    ssize_t n = h->ino->writable
-                    ? codec_bf_write(h->ino->bf, buf, size, (uint64_t)off, &bad)
-                    : -EBADF;
+    ssize_t n =
+        h->ino->writable ? codec_bf_write(h->ino->bf, buf, size, (uint64_t)off, &bad) : -EBADF;
     pthread_rwlock_unlock(&h->ino->lock);
     return n < 0 ? fs_err(ctx(), (int)n, h->rel, bad, "write") : (int)n;
 }
@@ -562,8 +562,7 @@ static int op_flush(const char *path, struct fuse_file_info *fi)
     return 0; /* nothing is buffered in the daemon */
 }
 
-static int op_fallocate(const char *path, int mode, off_t off, off_t len,
-                        struct fuse_file_info *fi)
+static int op_fallocate(const char *path, int mode, off_t off, off_t len, struct fuse_file_info *fi)
 {
     (void)path;
     struct fs_handle *h = handle(fi);
@@ -754,9 +753,8 @@ static int op_getxattr(const char *path, const char *name, char *value, size_t s
         } else if (size < len) {
             rc = -ERANGE;
         } else {
-            rc = keys_gcm_open(c->xval_key, sealed, sname, strlen(sname),
-                               sealed + KEYS_NONCE_BYTES, len, value,
-                               sealed + KEYS_NONCE_BYTES + len);
+            rc = keys_gcm_open(c->xval_key, sealed, sname, strlen(sname), sealed + KEYS_NONCE_BYTES,
+                               len, value, sealed + KEYS_NONCE_BYTES + len);
             rc = rc == 0 ? (int)len
                          : fs_err(c, rc, abs + strlen(c->backing) + 1, UINT64_MAX, "getxattr");
         }
@@ -792,8 +790,8 @@ static int op_listxattr(const char *path, char *list, size_t size)
         ssize_t m = fs_b64_decode(p + plen, strlen(p + plen), sealed, sizeof(sealed));
         if (m < 0)
             continue;
-        ssize_t k = keys_siv_open(c->xname_key, "xattr", 5, sealed, (size_t)m,
-                                  (uint8_t *)plain, sizeof(plain) - 1);
+        ssize_t k = keys_siv_open(c->xname_key, "xattr", 5, sealed, (size_t)m, (uint8_t *)plain,
+                                  sizeof(plain) - 1);
         if (k < 0)
             continue;
         size_t need = plen + (size_t)k + 1;

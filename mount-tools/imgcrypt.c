@@ -45,8 +45,17 @@ struct opts {
     const char *backing;
 };
 
-enum { OPT_KEYRING = 1, OPT_PASSFILE, OPT_EXTPASS, OPT_KEYFILE, OPT_NEW_PASSFILE,
-       OPT_NEW_EXTPASS, OPT_NEW_KEYFILE, OPT_KDF_COST, OPT_HELP };
+enum {
+    OPT_KEYRING = 1,
+    OPT_PASSFILE,
+    OPT_EXTPASS,
+    OPT_KEYFILE,
+    OPT_NEW_PASSFILE,
+    OPT_NEW_EXTPASS,
+    OPT_NEW_KEYFILE,
+    OPT_KDF_COST,
+    OPT_HELP
+};
 
 static const struct option long_opts[] = {
     {"keyring", required_argument, NULL, OPT_KEYRING},
@@ -75,8 +84,8 @@ static int parse_opts(int argc, char **argv, const char *allowed, struct opts *o
             exit(TOOL_EXIT_OK);
         }
         if (c == '?' || !strchr(allowed, c)) {
-            if (c != '?')
-                tool_error("option %s does not apply to %s", argv[optind - 1], argv[0]);
+            if (c != '?') /* argv[optind - 1] is the option's value when given apart */
+                tool_error("option --%s does not apply to %s", long_opts[c - 1].name, argv[0]);
             return usage();
         }
         const char *name = long_opts[c - 1].name;
@@ -99,8 +108,7 @@ static int parse_opts(int argc, char **argv, const char *allowed, struct opts *o
             char *end = NULL;
             long v = strtol(optarg, &end, 10);
             if (!*optarg || *end || v < KEYS_LOGN_MIN || v > KEYS_LOGN_MAX) {
-                tool_error("--kdf-cost takes log2(N) from %d to %d", KEYS_LOGN_MIN,
-                           KEYS_LOGN_MAX);
+                tool_error("--kdf-cost takes log2(N) from %d to %d", KEYS_LOGN_MIN, KEYS_LOGN_MAX);
                 return TOOL_EXIT_USAGE;
             }
             o->log_n = (unsigned)v;
@@ -151,9 +159,9 @@ static int cmd_init(int argc, char **argv)
     struct opts o;
     char path[PATH_CAP], why[512] = "";
     struct keys_secret *secret = NULL;
-    int rc = parse_opts(argc, argv, (char[]){OPT_KEYRING, OPT_PASSFILE, OPT_EXTPASS, OPT_KEYFILE,
-                                             OPT_KDF_COST, 0},
-                        &o);
+    int rc = parse_opts(
+        argc, argv, (char[]){OPT_KEYRING, OPT_PASSFILE, OPT_EXTPASS, OPT_KEYFILE, OPT_KDF_COST, 0},
+        &o);
     if (rc != TOOL_EXIT_OK)
         return rc;
     if (tool_keyring_path(o.backing, o.keyring, path, sizeof(path)) != 0) {
@@ -203,11 +211,11 @@ static int cmd_passwd(int argc, char **argv)
     char path[PATH_CAP], why[512] = "";
     struct keys_ring *ring = NULL;
     struct keys_secret *secret = NULL;
-    int rc = parse_opts(argc, argv,
-                        (char[]){OPT_KEYRING, OPT_PASSFILE, OPT_EXTPASS, OPT_KEYFILE,
-                                 OPT_NEW_PASSFILE, OPT_NEW_EXTPASS, OPT_NEW_KEYFILE, OPT_KDF_COST,
-                                 0},
-                        &o);
+    int rc =
+        parse_opts(argc, argv,
+                   (char[]){OPT_KEYRING, OPT_PASSFILE, OPT_EXTPASS, OPT_KEYFILE, OPT_NEW_PASSFILE,
+                            OPT_NEW_EXTPASS, OPT_NEW_KEYFILE, OPT_KDF_COST, 0},
+                   &o);
     if (rc != TOOL_EXIT_OK)
         return rc;
     if (tool_keyring_path(o.backing, o.keyring, path, sizeof(path)) != 0) {
@@ -215,8 +223,7 @@ static int cmd_passwd(int argc, char **argv)
         return TOOL_EXIT_USAGE;
     }
     struct keys_ring_info info;
-    if (!o.have_log_n && keys_ring_info(path, &info, NULL, 0) == 0 &&
-        info.kdf == KEYS_KDF_SCRYPT)
+    if (!o.have_log_n && keys_ring_info(path, &info, NULL, 0) == 0 && info.kdf == KEYS_KDF_SCRYPT)
         o.log_n = info.log_n; /* keep the cost the keyring had */
     rc = tool_unlock(path, &o.src, &ring);
     if (rc != TOOL_EXIT_OK)

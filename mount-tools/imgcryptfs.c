@@ -48,8 +48,8 @@ struct args {
 
 static int ignored_option(const char *o)
 {
-    static const char *const words[] = {"nofail", "_netdev", "auto", "noauto", "user", "users",
-                                        "nouser", "defaults", "owner", "group", NULL};
+    static const char *const words[] = {"nofail", "_netdev",  "auto",  "noauto", "user", "users",
+                                        "nouser", "defaults", "owner", "group",  NULL};
     for (int i = 0; words[i]; i++)
         if (strcmp(o, words[i]) == 0)
             return 1;
@@ -267,7 +267,7 @@ int main(int argc, char **argv)
                 int st = 0;
                 waitpid(pid, &st, 0);
                 b = WIFEXITED(st) && WEXITSTATUS(st) ? (unsigned char)WEXITSTATUS(st)
-                                                      : TOOL_EXIT_MOUNT;
+                                                     : TOOL_EXIT_MOUNT;
             }
             return b;
         }

@@ -9,7 +9,10 @@
 
 static const char *prog = "imgcrypt";
 
-void tool_set_prog(const char *name) { prog = name; }
+void tool_set_prog(const char *name)
+{
+    prog = name;
+}
 
 void tool_error(const char *fmt, ...)
 {

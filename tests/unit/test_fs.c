@@ -61,7 +61,7 @@ START_TEST(test_b64)
         ck_assert_mem_eq(in, out, len);
     }
     /* Non-canonical tails, bad characters and impossible lengths are refused. */
-    ck_assert_int_lt(fs_b64_decode("AB", 2, out, sizeof(out)), 0);  /* low bits set */
+    ck_assert_int_lt(fs_b64_decode("AB", 2, out, sizeof(out)), 0); /* low bits set */
     ck_assert_int_eq(fs_b64_decode("AA", 2, out, sizeof(out)), 1);
     ck_assert_int_lt(fs_b64_decode("A", 1, out, sizeof(out)), 0);
     ck_assert_int_lt(fs_b64_decode("AA+A", 4, out, sizeof(out)), 0);
@@ -137,8 +137,7 @@ START_TEST(test_long_names)
     ck_assert_int_ge(sfd, 0);
     ck_assert_int_eq(write(sfd, "AAAA", 4), 4);
     close(sfd);
-    ck_assert_int_eq(fs_entry_name(&c, c.root_fd, rootid, bp.leaf, name, sizeof(name)),
-                     -EBADMSG);
+    ck_assert_int_eq(fs_entry_name(&c, c.root_fd, rootid, bp.leaf, name, sizeof(name)), -EBADMSG);
     fs_long_remove(&c, &bp);
     ck_assert_int_ne(faccessat(c.root_fd, side, F_OK, 0), 0);
 }
