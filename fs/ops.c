@@ -84,8 +84,8 @@ static void own_entry(struct fs_ctx *c, const char *rel)
     if (fc->uid == 0 && fc->gid == 0)
         return;
     if (fchownat(c->root_fd, rel, fc->uid, fc->gid, AT_SYMLINK_NOFOLLOW) != 0)
-        fs_log(c, LOG_WARNING, "%s: cannot give the new entry to uid %u: %s", rel,
-               (unsigned)fc->uid, strerror(errno));
+        fs_log(c, LOG_WARNING, "%s: cannot give the new entry to uid %u: %m", rel,
+               (unsigned)fc->uid);
 }
 
 static void *op_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
@@ -248,7 +248,7 @@ static int op_mkdir(const char *path, mode_t mode)
     }
     /* mkdir's mode is subject to the umask; the kernel already applied the caller's. */
     if (fchmodat(c->root_fd, bp.rel, mode & 07777, 0) != 0)
-        fs_log(c, LOG_WARNING, "%s: cannot set folder mode: %s", bp.rel, strerror(errno));
+        fs_log(c, LOG_WARNING, "%s: cannot set folder mode: %m", bp.rel);
     own_entry(c, bp.rel);
     return 0;
 fail:;

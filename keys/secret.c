@@ -211,11 +211,6 @@ int keys_secret_read(const struct keys_source *src, const char *prompt, int conf
     case KEYS_SRC_TTY:
     default:
         rc = prompt_tty(prompt ? prompt : "Passphrase: ", s);
-        if (rc == -ENOTTY && why)
-            snprintf(why, whylen, "no terminal to ask for the passphrase; give --passfile, "
-                                  "--extpass or --keyfile");
-        else if (rc == -EINVAL && why)
-            snprintf(why, whylen, "empty passphrase");
         if (rc == 0 && confirm) {
             again = secret_new();
             rc = again ? prompt_tty("Repeat passphrase: ", again) : -ENOMEM;
@@ -226,6 +221,12 @@ int keys_secret_read(const struct keys_source *src, const char *prompt, int conf
                     snprintf(why, whylen, "the passphrases do not match");
             }
         }
+        /* After the confirmation too: an empty second answer needs the same message. */
+        if (rc == -ENOTTY && why)
+            snprintf(why, whylen, "no terminal to ask for the passphrase; give --passfile, "
+                                  "--extpass or --keyfile");
+        else if (rc == -EINVAL && why)
+            snprintf(why, whylen, "empty passphrase");
         break;
     }
     keys_secret_free(again);
