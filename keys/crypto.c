@@ -89,7 +89,10 @@ int keys_sha256(const void *data, size_t len, uint8_t out[32])
     return EVP_Digest(data, len, out, &n, EVP_sha256(), NULL) == 1 && n == 32 ? 0 : -EIO;
 }
 
-static size_t kind_len(enum keys_key_kind kind) { return kind == KEYS_KEY_SIV ? 64 : 32; }
+static size_t kind_len(enum keys_key_kind kind)
+{
+    return kind == KEYS_KEY_SIV ? 64 : 32;
+}
 
 int keys_key_from_bytes(const uint8_t *bytes, enum keys_key_kind kind, struct keys_key **out)
 {
@@ -104,7 +107,10 @@ int keys_key_from_bytes(const uint8_t *bytes, enum keys_key_kind kind, struct ke
     return 0;
 }
 
-void keys_key_free(struct keys_key *key) { keys_secure_free(key, sizeof(*key)); }
+void keys_key_free(struct keys_key *key)
+{
+    keys_secure_free(key, sizeof(*key));
+}
 
 int keys_hkdf(const uint8_t *ikm, size_t ikm_len, const void *salt, size_t salt_len,
               const char *info, uint8_t *out, size_t out_len)
@@ -237,8 +243,8 @@ fail:
     return -EBADMSG;
 }
 
-ssize_t keys_siv_seal(const struct keys_key *key, const void *aad, size_t aad_len,
-                      const void *in, size_t len, uint8_t *out, size_t out_cap)
+ssize_t keys_siv_seal(const struct keys_key *key, const void *aad, size_t aad_len, const void *in,
+                      size_t len, uint8_t *out, size_t out_cap)
 {
     ssize_t rc = -EIO;
     int n = 0;

@@ -132,9 +132,9 @@ struct keys_model_info {
 
 struct keys_ring_info {
     unsigned version;
-    unsigned kdf;    /* KEYS_KDF_* */
-    unsigned log_n;  /* scrypt only */
-    unsigned r, p;   /* scrypt only */
+    unsigned kdf;   /* KEYS_KDF_* */
+    unsigned log_n; /* scrypt only */
+    unsigned r, p;  /* scrypt only */
     uint8_t fs_id[KEYS_ID_BYTES];
     uint64_t created; /* seconds since the epoch */
     uint32_t model_count;
@@ -154,8 +154,9 @@ int keys_ring_create(const char *path, const struct keys_secret *secret, unsigne
 /*
  * Read the public header of a keyring without unlocking it; the fields are authenticated only
  * when the keyring is unlocked. Unsafe permissions do not stop it (it reads nothing secret):
- * they set out->unsafe_perms and the message in why. Returns 0, -EBADMSG when the file is corrupt or not a keyring
- * (checksum, magic, version, limits), -EFBIG when it is larger than any keyring can be, or -errno.
+ * they set out->unsafe_perms and the message in why. Returns 0, -EBADMSG when the file is corrupt
+ * or not a keyring (checksum, magic, version, limits), -EFBIG when it is larger than any keyring
+ * can be, or -errno.
  */
 int keys_ring_info(const char *path, struct keys_ring_info *out, char *why, size_t whylen);
 
@@ -238,10 +239,11 @@ int keys_gcm_open(const struct keys_key *key, const uint8_t nonce[KEYS_NONCE_BYT
 /*
  * AES-256-SIV (RFC 5297), deterministic: the same (key, aad, plaintext) always gives the same
  * output, which is what file names need. Output is 16-byte synthetic IV || ciphertext, len + 16
- * bytes. Open returns the plaintext length, or -EBADMSG.
+ * bytes; len must be at least 1. Seal returns the output length, open the plaintext length;
+ * -ENAMETOOLONG when out_cap is too small, -EBADMSG when open fails authentication.
  */
-ssize_t keys_siv_seal(const struct keys_key *key, const void *aad, size_t aad_len,
-                      const void *in, size_t len, uint8_t *out, size_t out_cap);
+ssize_t keys_siv_seal(const struct keys_key *key, const void *aad, size_t aad_len, const void *in,
+                      size_t len, uint8_t *out, size_t out_cap);
 ssize_t keys_siv_open(const struct keys_key *key, const void *aad, size_t aad_len,
                       const uint8_t *in, size_t len, uint8_t *out, size_t out_cap);
 

@@ -35,7 +35,11 @@ int keys_scrypt(const uint8_t *pass, size_t pass_len, const uint8_t *salt, size_
                 unsigned log_n, unsigned r, unsigned p, uint8_t *out, size_t out_len);
 
 /* Little-endian helpers for the on-disk formats. */
-static inline void keys_put16(uint8_t *p, uint16_t v) { p[0] = (uint8_t)v; p[1] = (uint8_t)(v >> 8); }
+static inline void keys_put16(uint8_t *p, uint16_t v)
+{
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
+}
 static inline void keys_put32(uint8_t *p, uint32_t v)
 {
     for (int i = 0; i < 4; i++)
@@ -46,7 +50,10 @@ static inline void keys_put64(uint8_t *p, uint64_t v)
     for (int i = 0; i < 8; i++)
         p[i] = (uint8_t)(v >> (8 * i));
 }
-static inline uint16_t keys_get16(const uint8_t *p) { return (uint16_t)(p[0] | (p[1] << 8)); }
+static inline uint16_t keys_get16(const uint8_t *p)
+{
+    return (uint16_t)(p[0] | (p[1] << 8));
+}
 static inline uint32_t keys_get32(const uint8_t *p)
 {
     uint32_t v = 0;

@@ -25,8 +25,8 @@
 #define BODY_FIXED 72
 #define SALT_BYTES 32
 #define CHECKSUM_BYTES 32
-#define MAX_FILE_BYTES                                                                            \
-    ((uint64_t)KEYS_FIXED_HEADER + KEYS_MAX_MODELS * KEYS_MODEL_ENTRY + KEYS_MAX_BODY_BYTES +     \
+#define MAX_FILE_BYTES                                                                             \
+    ((uint64_t)KEYS_FIXED_HEADER + KEYS_MAX_MODELS * KEYS_MODEL_ENTRY + KEYS_MAX_BODY_BYTES +      \
      KEYS_TAG_BYTES + CHECKSUM_BYTES)
 
 struct keys_ring {
@@ -46,8 +46,8 @@ struct parsed {
     uint32_t body_len;
 };
 
-__attribute__((format(printf, 3, 4))) static void set_why(char *why, size_t whylen,
-                                                           const char *fmt, ...)
+__attribute__((format(printf, 3, 4))) static void set_why(char *why, size_t whylen, const char *fmt,
+                                                          ...)
 {
     va_list ap;
     if (!why)
@@ -87,10 +87,10 @@ static int parse(const uint8_t *buf, size_t len, struct parsed *p, const char *p
     in->log_n = buf[11];
     in->r = buf[12];
     in->p = buf[13];
-    int kdf_ok = (in->kdf == KEYS_KDF_SCRYPT && in->log_n >= KEYS_LOGN_MIN &&
-                  in->log_n <= KEYS_LOGN_MAX && in->r >= 1 && in->r <= 32 && in->p >= 1 &&
-                  in->p <= 16) ||
-                 (in->kdf == KEYS_KDF_KEYFILE && in->log_n == 0 && in->r == 0 && in->p == 0);
+    int kdf_ok =
+        (in->kdf == KEYS_KDF_SCRYPT && in->log_n >= KEYS_LOGN_MIN && in->log_n <= KEYS_LOGN_MAX &&
+         in->r >= 1 && in->r <= 32 && in->p >= 1 && in->p <= 16) ||
+        (in->kdf == KEYS_KDF_KEYFILE && in->log_n == 0 && in->r == 0 && in->p == 0);
     if (!kdf_ok || keys_get16(buf + 14) != 0 || keys_get32(buf + 92) != 0) {
         set_why(why, whylen, "%s: keyring header is invalid", path);
         return -EBADMSG;
@@ -273,7 +273,8 @@ int keys_ring_open(const char *path, const struct keys_secret *secret, struct ke
         goto out;
     /* The sealed copies of the public fields must agree with the header. */
     if (memcmp(body + 32, p.info.fs_id, KEYS_ID_BYTES) != 0 ||
-        keys_get64(body + 48) != p.info.created || keys_get32(body + 56) != p.info.model_count) {
+        keys_get64(body + 48) != p.info.created || keys_get32(body + 56) != p.info.model_count ||
+        keys_get32(body + 60) != 0 || keys_get64(body + 64) != 0) {
         set_why(why, whylen, "%s: keyring header does not match its sealed body", path);
         rc = -EBADMSG;
         goto out;
@@ -311,8 +312,8 @@ out:
 }
 
 /* Serialise `ring` sealed under `secret` into a new malloc'ed buffer. */
-static int serialise(const struct keys_ring *ring, const struct keys_secret *secret,
-                     unsigned log_n, uint8_t **out, size_t *out_len)
+static int serialise(const struct keys_ring *ring, const struct keys_secret *secret, unsigned log_n,
+                     uint8_t **out, size_t *out_len)
 {
     int rc;
     unsigned kdf = secret->keyfile ? KEYS_KDF_KEYFILE : KEYS_KDF_SCRYPT;
@@ -429,12 +430,16 @@ static int write_atomic(const char *path, const uint8_t *buf, size_t len, int re
         }
         done += (size_t)n;
     }
-    if (fsync(fd) != 0 || close(fd) != 0) {
-        fd = -1;
+    if (fsync(fd) != 0) {
         rc = -errno;
         goto fail;
     }
+    int cfd = fd;
     fd = -1;
+    if (close(cfd) != 0) {
+        rc = -errno;
+        goto fail;
+    }
     if (replace ? rename(tmp, path) != 0 : link(tmp, path) != 0) {
         rc = -errno;
         goto fail;
@@ -504,7 +509,10 @@ int keys_ring_subkey(const struct keys_ring *ring, const char *label, enum keys_
     return keys_key_derive(ring->master, label, ring->fs_id, KEYS_ID_BYTES, kind, out);
 }
 
-uint32_t keys_ring_model_count(const struct keys_ring *ring) { return ring->model_count; }
+uint32_t keys_ring_model_count(const struct keys_ring *ring)
+{
+    return ring->model_count;
+}
 
 int keys_ring_model(const struct keys_ring *ring, uint32_t index, struct keys_model_info *info,
                     const uint8_t **weights)

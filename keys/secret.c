@@ -49,9 +49,15 @@ static struct keys_secret *secret_new(void)
     return keys_secure_alloc(sizeof(struct keys_secret));
 }
 
-void keys_secret_free(struct keys_secret *s) { keys_secure_free(s, sizeof(*s)); }
+void keys_secret_free(struct keys_secret *s)
+{
+    keys_secure_free(s, sizeof(*s));
+}
 
-int keys_secret_is_keyfile(const struct keys_secret *s) { return s && s->keyfile; }
+int keys_secret_is_keyfile(const struct keys_secret *s)
+{
+    return s && s->keyfile;
+}
 
 /* Read up to the first newline (or EOF) into s; a trailing "\r" is dropped too. */
 static int read_line(int fd, struct keys_secret *s)
@@ -106,8 +112,10 @@ static int read_keyfile(const char *path, struct keys_secret *s, char *why, size
     close(fd);
     if (rc == 0 && n != KEYS_KEYFILE_BYTES) {
         if (why)
-            snprintf(why, whylen, "%s: a key file holds exactly %d bytes (make one with: "
-                     "head -c 32 /dev/urandom > FILE)", path, KEYS_KEYFILE_BYTES);
+            snprintf(why, whylen,
+                     "%s: a key file holds exactly %d bytes (make one with: "
+                     "head -c 32 /dev/urandom > FILE)",
+                     path, KEYS_KEYFILE_BYTES);
         rc = -EINVAL;
     }
     s->len = KEYS_KEYFILE_BYTES;
@@ -214,8 +222,8 @@ int keys_secret_read(const struct keys_source *src, const char *prompt, int conf
         if (rc == 0 && confirm) {
             again = secret_new();
             rc = again ? prompt_tty("Repeat passphrase: ", again) : -ENOMEM;
-            if (rc == 0 && (again->len != s->len ||
-                            CRYPTO_memcmp(again->bytes, s->bytes, s->len) != 0)) {
+            if (rc == 0 &&
+                (again->len != s->len || CRYPTO_memcmp(again->bytes, s->bytes, s->len) != 0)) {
                 rc = -EKEYREJECTED;
                 if (why)
                     snprintf(why, whylen, "the passphrases do not match");
@@ -223,8 +231,9 @@ int keys_secret_read(const struct keys_source *src, const char *prompt, int conf
         }
         /* After the confirmation too: an empty second answer needs the same message. */
         if (rc == -ENOTTY && why)
-            snprintf(why, whylen, "no terminal to ask for the passphrase; give --passfile, "
-                                  "--extpass or --keyfile");
+            snprintf(why, whylen,
+                     "no terminal to ask for the passphrase; give --passfile, "
+                     "--extpass or --keyfile");
         else if (rc == -EINVAL && why)
             snprintf(why, whylen, "empty passphrase");
         break;
