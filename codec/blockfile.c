@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -17,28 +18,49 @@
 
 struct codec_bf {
     int fd;
-    int have_id;
     uint8_t id[KEYS_ID_BYTES];
     const struct keys_key *content_key; /* not owned */
-    struct keys_key *key;               /* per-file key, once have_id */
+    struct keys_key *key;               /* per-file key */
 };
 
 /* Largest stretch sealed or opened in one system call. */
 #define BF_CHUNK_BLOCKS 256
 
-uint64_t codec_bf_plain_size(uint64_t backing_size)
+/*
+ * Split a backing size into the plaintext size, or say which block is missing or cut:
+ * 32-byte header, whole sealed blocks, and a last block of 1..4096 plaintext bytes, or a single
+ * empty block (28 bytes) for an empty file.
+ */
+static int layout(uint64_t backing_size, uint64_t *size, uint64_t *bad_block)
 {
-    if (backing_size <= CODEC_BF_HEADER)
-        return 0;
+    if (backing_size < CODEC_BF_HEADER + CODEC_BF_OVERHEAD) {
+        *bad_block = 0;
+        return -EBADMSG;
+    }
     uint64_t body = backing_size - CODEC_BF_HEADER;
     uint64_t q = body / CODEC_BF_SEALED, r = body % CODEC_BF_SEALED;
-    return q * CODEC_BF_BLOCK + (r > CODEC_BF_OVERHEAD ? r - CODEC_BF_OVERHEAD : 0);
+    if (r == 0 || r > CODEC_BF_OVERHEAD || (r == CODEC_BF_OVERHEAD && q == 0)) {
+        *size = q * CODEC_BF_BLOCK + (r ? r - CODEC_BF_OVERHEAD : 0);
+        return 0;
+    }
+    *bad_block = q;
+    return -EBADMSG;
+}
+
+uint64_t codec_bf_plain_size(uint64_t backing_size)
+{
+    uint64_t size = 0, bad = 0;
+    if (layout(backing_size, &size, &bad) == 0)
+        return size;
+    /* Include the damaged block, so that reading it reaches us and gets its error, rather than
+     * the kernel ending the file quietly before it. */
+    return (bad + 1) * CODEC_BF_BLOCK;
 }
 
 uint64_t codec_bf_backing_size(uint64_t plain_size)
 {
     if (plain_size == 0)
-        return 0;
+        return CODEC_BF_HEADER + CODEC_BF_OVERHEAD;
     uint64_t q = plain_size / CODEC_BF_BLOCK, r = plain_size % CODEC_BF_BLOCK;
     return CODEC_BF_HEADER + q * CODEC_BF_SEALED + (r ? r + CODEC_BF_OVERHEAD : 0);
 }
@@ -83,29 +105,70 @@ static int set_id(struct codec_bf *bf, const uint8_t id[KEYS_ID_BYTES])
     memcpy(bf->id, id, KEYS_ID_BYTES);
     keys_key_free(bf->key);
     bf->key = key;
-    bf->have_id = 1;
     return 0;
 }
 
-int codec_bf_open(int fd, const struct keys_key *content_key, struct codec_bf **out)
+static int parse_header(struct codec_bf *bf, const uint8_t *hdr)
+{
+    static const uint8_t zero[8];
+    if (memcmp(hdr, CODEC_BF_MAGIC, 6) != 0 || hdr[6] != CODEC_BF_VERSION || hdr[7] != 0 ||
+        memcmp(hdr + 24, zero, sizeof(zero)) != 0)
+        return -EBADMSG;
+    return set_id(bf, hdr + 8);
+}
+
+static int seal_block(const struct codec_bf *bf, uint64_t index, int last, const uint8_t *in,
+                      size_t n, uint8_t *out);
+
+/* A new file: header with a fresh id, then the sealed empty block. */
+static int init_empty(struct codec_bf *bf)
+{
+    uint8_t buf[CODEC_BF_HEADER + CODEC_BF_OVERHEAD] = {0}, id[KEYS_ID_BYTES];
+    memcpy(buf, CODEC_BF_MAGIC, 6);
+    buf[6] = CODEC_BF_VERSION;
+    int rc = keys_random(id, sizeof(id));
+    if (rc != 0)
+        return rc;
+    memcpy(buf + 8, id, KEYS_ID_BYTES);
+    if ((rc = set_id(bf, id)) != 0 ||
+        (rc = seal_block(bf, 0, 1, id, 0, buf + CODEC_BF_HEADER)) != 0)
+        return rc;
+    return pwrite_full(bf->fd, buf, sizeof(buf), 0);
+}
+
+int codec_bf_open(int fd, const struct keys_key *content_key, int create, struct codec_bf **out)
 {
     uint8_t hdr[CODEC_BF_HEADER];
     struct codec_bf *bf = calloc(1, sizeof(*bf));
+    int rc = 0, locked = 0;
     if (!bf)
         return -ENOMEM;
     bf->fd = fd;
     bf->content_key = content_key;
     ssize_t n = pread_full(fd, hdr, sizeof(hdr), 0);
-    int rc = 0;
-    if (n < 0) {
-        rc = (int)n;
-    } else if (n > 0) {
-        if ((size_t)n < sizeof(hdr) || memcmp(hdr, CODEC_BF_MAGIC, 6) != 0 ||
-            hdr[6] != CODEC_BF_VERSION || hdr[7] != 0)
-            rc = -EBADMSG;
-        else
-            rc = set_id(bf, hdr + 8);
+    if (n == 0 && create) {
+        /* Two creators of one new file must agree on its id: decide under a file lock. */
+        if (flock(fd, LOCK_EX) == 0)
+            locked = 1;
+        n = pread_full(fd, hdr, sizeof(hdr), 0);
+        if (n == 0) {
+            rc = init_empty(bf);
+            n = -1; /* done: nothing to parse */
+        }
     }
+    if (rc == 0 && n >= 0)
+        rc = (size_t)n == sizeof(hdr) ? parse_header(bf, hdr) : -EBADMSG;
+    if (rc == 0 && n >= 0) {
+        /* An empty file is never read (its size says there is nothing), so prove it here. */
+        uint64_t size = 1;
+        uint8_t none[1];
+        if (codec_bf_size(bf, &size) == 0 && size == 0 && codec_bf_read(bf, none, 1, 0, NULL) < 0)
+            rc = -EBADMSG;
+    }
+    else if (rc == 0 && n < -1)
+        rc = (int)n;
+    if (locked)
+        (void)flock(fd, LOCK_UN);
     if (rc != 0) {
         codec_bf_close(bf);
         return rc;
@@ -129,19 +192,25 @@ void codec_bf_set_fd(struct codec_bf *bf, int fd)
 
 void codec_bf_file_id(const struct codec_bf *bf, uint8_t id[KEYS_ID_BYTES])
 {
-    if (bf->have_id)
-        memcpy(id, bf->id, KEYS_ID_BYTES);
-    else
-        memset(id, 0, KEYS_ID_BYTES);
+    memcpy(id, bf->id, KEYS_ID_BYTES);
+}
+
+/* Plaintext size, or -EBADMSG with the damaged block when the backing size is impossible. */
+static int checked_size(const struct codec_bf *bf, uint64_t *size, uint64_t *bad_block)
+{
+    struct stat st;
+    uint64_t bad = 0;
+    if (fstat(bf->fd, &st) != 0)
+        return -errno;
+    int rc = layout((uint64_t)st.st_size, size, &bad);
+    if (rc != 0 && bad_block)
+        *bad_block = bad;
+    return rc;
 }
 
 int codec_bf_size(const struct codec_bf *bf, uint64_t *size)
 {
-    struct stat st;
-    if (fstat(bf->fd, &st) != 0)
-        return -errno;
-    *size = codec_bf_plain_size((uint64_t)st.st_size);
-    return 0;
+    return checked_size(bf, size, NULL);
 }
 
 static void make_aad(uint8_t aad[KEYS_ID_BYTES + 9], const uint8_t *id, uint64_t index, int last)
@@ -157,7 +226,7 @@ static int open_block(const struct codec_bf *bf, uint64_t index, int last, const
                       size_t sealed_len, uint8_t *out)
 {
     uint8_t aad[KEYS_ID_BYTES + 9];
-    if (sealed_len <= CODEC_BF_OVERHEAD)
+    if (sealed_len < CODEC_BF_OVERHEAD)
         return -EBADMSG;
     size_t n = sealed_len - CODEC_BF_OVERHEAD;
     make_aad(aad, bf->id, index, last);
@@ -215,13 +284,23 @@ ssize_t codec_bf_read(const struct codec_bf *bf, void *buf, size_t len, uint64_t
                       uint64_t *bad_block)
 {
     uint64_t size;
-    int rc = codec_bf_size(bf, &size);
+    int rc = checked_size(bf, &size, bad_block);
     if (rc != 0)
         return rc;
+    if (size == 0 && len > 0) {
+        /* An empty file still proves it is one: its empty block must open. */
+        uint8_t sealed[CODEC_BF_OVERHEAD], none[1];
+        ssize_t got = pread_full(bf->fd, sealed, sizeof(sealed), CODEC_BF_HEADER);
+        if (got < 0)
+            return (int)got;
+        rc = (size_t)got == sizeof(sealed) ? open_block(bf, 0, 1, sealed, sizeof(sealed), none)
+                                           : -EBADMSG;
+        if (rc == -EBADMSG && bad_block)
+            *bad_block = 0;
+        return rc;
+    }
     if (off >= size || len == 0)
         return 0;
-    if (!bf->have_id)
-        return -EBADMSG;
     if (len > size - off)
         len = (size_t)(size - off);
     uint64_t first = off / CODEC_BF_BLOCK, end = off + len;
@@ -269,22 +348,6 @@ ssize_t codec_bf_read(const struct codec_bf *bf, void *buf, size_t len, uint64_t
         return rc;
     }
     return (ssize_t)len;
-}
-
-/* Give a new file its header and id. */
-static int write_header(struct codec_bf *bf)
-{
-    uint8_t hdr[CODEC_BF_HEADER] = {0}, id[KEYS_ID_BYTES];
-    memcpy(hdr, CODEC_BF_MAGIC, 6);
-    hdr[6] = CODEC_BF_VERSION;
-    int rc = keys_random(id, sizeof(id));
-    if (rc != 0)
-        return rc;
-    memcpy(hdr + 8, id, KEYS_ID_BYTES);
-    rc = pwrite_full(bf->fd, hdr, sizeof(hdr), 0);
-    if (rc == 0)
-        rc = set_id(bf, id);
-    return rc;
 }
 
 /*
@@ -350,14 +413,8 @@ ssize_t codec_bf_write(struct codec_bf *bf, const void *buf, size_t len, uint64_
         return 0;
     if (off > CODEC_BF_MAX_SIZE || len > CODEC_BF_MAX_SIZE - off)
         return -EFBIG;
-    if ((rc = codec_bf_size(bf, &size)) != 0)
+    if ((rc = checked_size(bf, &size, bad_block)) != 0)
         return rc;
-    if (!bf->have_id) {
-        if (size != 0)
-            return -EBADMSG;
-        if ((rc = write_header(bf)) != 0)
-            return rc;
-    }
     uint64_t end = off + len, new_size = end > size ? end : size;
     uint64_t first = (off < size ? off : size) / CODEC_BF_BLOCK;
     uint64_t last = (end - 1) / CODEC_BF_BLOCK;
@@ -371,11 +428,21 @@ ssize_t codec_bf_write(struct codec_bf *bf, const void *buf, size_t len, uint64_
 int codec_bf_truncate(struct codec_bf *bf, uint64_t size, uint64_t *bad_block)
 {
     uint64_t old;
-    int rc = codec_bf_size(bf, &old);
-    if (rc != 0)
-        return rc;
     if (size > CODEC_BF_MAX_SIZE)
         return -EFBIG;
+    if (size == 0) {
+        /* Needs nothing of the old contents, so it also recovers a damaged file. */
+        uint8_t empty[CODEC_BF_OVERHEAD];
+        int rc = seal_block(bf, 0, 1, empty, 0, empty);
+        if (rc == 0)
+            rc = pwrite_full(bf->fd, empty, sizeof(empty), CODEC_BF_HEADER);
+        if (rc == 0 && ftruncate(bf->fd, CODEC_BF_HEADER + CODEC_BF_OVERHEAD) != 0)
+            rc = -errno;
+        return rc;
+    }
+    int rc = checked_size(bf, &old, bad_block);
+    if (rc != 0)
+        return rc;
     if (size == old)
         return 0;
     if (size > old) {
@@ -389,8 +456,6 @@ int codec_bf_truncate(struct codec_bf *bf, uint64_t size, uint64_t *bad_block)
         }
         return 0;
     }
-    if (size == 0)
-        return ftruncate(bf->fd, bf->have_id ? CODEC_BF_HEADER : 0) == 0 ? 0 : -errno;
     /* Shrink: the new last block keeps its first bytes and is sealed with last = 1. */
     uint64_t lastb = (size - 1) / CODEC_BF_BLOCK;
     rc = rewrite_blocks(bf, lastb, lastb, old, size, NULL, 0, 0, bad_block);

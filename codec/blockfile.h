@@ -25,13 +25,13 @@
  * marks the end, so a modified byte, a block moved within or between files, a file cut at a
  * block boundary, and an all-zero block all fail authentication: there are no holes.
  *
- * Plaintext size from the backing size B: 0 when B <= 32; otherwise with q = (B - 32) / 4124
- * and r = (B - 32) % 4124, q * 4096 + (r - 28) when r > 28, and q * 4096 when r == 0. A
- * remainder of 1..28 cannot be produced by a writer: the size is taken as q * 4096 and the
- * (then misflagged) last block answers -EBADMSG.
- *
- * An empty backing file (0 bytes) is an empty plaintext file; the header is written with the
- * first byte of data.
+ * The last block holds 1..4096 plaintext bytes; an empty file has exactly one block, block 0,
+ * with 0 plaintext bytes (28 bytes: nonce and tag), so an empty file is 60 bytes and a file cut
+ * down to its header, or to nothing, is refused like any other truncation.
+ * Plaintext size from the backing size B >= 60: with q = (B - 32) / 4124 and
+ * r = (B - 32) % 4124, it is q * 4096 when r == 0, q * 4096 + r - 28 when r > 28, and 0 when
+ * q == 0 and r == 28. Any other B (below 60, r in 1..27, r == 28 with q > 0) cannot be written
+ * by imgcryptfs: reads and writes answer -EBADMSG naming block q.
  *
  * Nonces are random 96-bit values from the CSPRNG, one per block write, under a per-file key:
  * the chance of a repeat stays below 2^-32 until about 2^32 writes of one file.
@@ -59,7 +59,8 @@
 /* Largest plaintext size: keeps every backing offset below 2^62. */
 #define CODEC_BF_MAX_SIZE ((uint64_t)1 << 61)
 
-/* Plaintext size for a backing size (see the format above). */
+/* Plaintext size for a backing size (see the format above); for an impossible size, the size
+ * up to and including the damaged block (what stat shows, so that reading it gets -EBADMSG). */
 uint64_t codec_bf_plain_size(uint64_t backing_size);
 /* Backing size for a plaintext size. */
 uint64_t codec_bf_backing_size(uint64_t plain_size);
@@ -73,16 +74,19 @@ struct codec_bf;
 
 /*
  * Bind a block file to `fd` (opened for reading, or reading and writing), reading its header
- * and deriving the file key from `content_key`. An empty backing file is accepted; its header
- * and file id are made by the first write. Returns 0, -EBADMSG for a bad header, or -errno.
+ * and deriving the file key from `content_key`. With `create`, a 0-byte backing file (one just
+ * made with O_CREAT) becomes an empty block file with a fresh id, under flock so concurrent
+ * creators agree; without it, a 0-byte file is damage. Returns 0, -EBADMSG for a missing or
+ * bad header, or -errno.
  */
-int codec_bf_open(int fd, const struct keys_key *content_key, struct codec_bf **out);
+int codec_bf_open(int fd, const struct keys_key *content_key, int create, struct codec_bf **out);
 void codec_bf_close(struct codec_bf *bf);
 
 /* Re-point an open block file at another descriptor of the same backing file. */
 void codec_bf_set_fd(struct codec_bf *bf, int fd);
 
-/* Plaintext size from the backing file's current size. 0 or -errno. */
+/* Plaintext size from the backing file's current size. 0, -EBADMSG (impossible size) or
+ * -errno. */
 int codec_bf_size(const struct codec_bf *bf, uint64_t *size);
 
 /*
@@ -103,7 +107,7 @@ ssize_t codec_bf_write(struct codec_bf *bf, const void *buf, size_t len, uint64_
 /* Set the plaintext size, sealing zeros when it grows. 0, -EBADMSG, -EFBIG or -errno. */
 int codec_bf_truncate(struct codec_bf *bf, uint64_t size, uint64_t *bad_block);
 
-/* The file id (all zero while the file has no header yet). */
+/* The file id. */
 void codec_bf_file_id(const struct codec_bf *bf, uint8_t id[KEYS_ID_BYTES]);
 
 #endif

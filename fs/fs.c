@@ -168,7 +168,8 @@ int fs_mount_run(struct fs_mount *m)
     fuse_loop_cfg_set_max_threads(lc, m->max_threads ? m->max_threads : 16);
     int rc = fuse_loop_mt(m->fuse, lc);
     fuse_loop_cfg_destroy(lc);
-    return rc == 0 ? 0 : rc < 0 ? rc : -EINTR;
+    /* A positive value is the signal (SIGTERM, SIGINT, SIGHUP) that asked for a clean exit. */
+    return rc >= 0 ? 0 : rc;
 }
 
 void fs_mount_free(struct fs_mount *m)

@@ -94,8 +94,9 @@ size_t fs_b64_encode(const uint8_t *in, size_t len, char *out);
 ssize_t fs_b64_decode(const char *in, size_t len, uint8_t *out, size_t cap);
 
 /* inode.c */
-/* Find or add the inode of `fd` (an open backing file); takes ownership of fd. */
-int fs_inode_get(struct fs_ctx *c, int fd, int writable, struct fs_inode **out);
+/* Find or add the inode of `fd` (an open backing file); takes ownership of fd. With `create`,
+ * a 0-byte backing file is made an empty block file (see codec_bf_open). */
+int fs_inode_get(struct fs_ctx *c, int fd, int writable, int create, struct fs_inode **out);
 void fs_inode_put(struct fs_ctx *c, struct fs_inode *ino);
 
 #endif

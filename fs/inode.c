@@ -17,7 +17,7 @@ static size_t slot(dev_t dev, ino_t ino)
     return (size_t)(((uint64_t)ino * 0x9E3779B97F4A7C15ull ^ (uint64_t)dev) >> 56);
 }
 
-int fs_inode_get(struct fs_ctx *c, int fd, int writable, struct fs_inode **out)
+int fs_inode_get(struct fs_ctx *c, int fd, int writable, int create, struct fs_inode **out)
 {
     struct stat st;
     if (fstat(fd, &st) != 0) {
@@ -54,7 +54,7 @@ int fs_inode_get(struct fs_ctx *c, int fd, int writable, struct fs_inode **out)
     struct fs_inode *fresh = calloc(1, sizeof(*fresh));
     int rc = fresh ? 0 : -ENOMEM;
     if (rc == 0)
-        rc = codec_bf_open(fd, c->content_key, &fresh->bf);
+        rc = codec_bf_open(fd, c->content_key, create && writable, &fresh->bf);
     if (rc != 0) {
         free(fresh);
         close(fd);
@@ -77,7 +77,7 @@ int fs_inode_get(struct fs_ctx *c, int fd, int writable, struct fs_inode **out)
         pthread_rwlock_destroy(&fresh->lock);
         free(fresh);
         /* Join the winner with a fresh descriptor of ours. */
-        return fs_inode_get(c, fd, writable, out);
+        return fs_inode_get(c, fd, writable, create, out);
     }
     fresh->next = c->inodes[s];
     c->inodes[s] = fresh;

@@ -211,6 +211,18 @@ static int op_mknod(const char *path, mode_t mode, dev_t rdev)
             fs_long_remove(c, &bp);
         return rc;
     }
+    if (S_ISREG(mode)) {
+        /* A regular file is a block file from the start: give it its header now. */
+        struct fs_inode *ino = NULL;
+        int fd = openat(c->root_fd, bp.rel, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+        if (fd < 0 || (rc = fs_inode_get(c, fd, 1, 1, &ino)) != 0) {
+            rc = fd < 0 ? -errno : rc;
+            (void)unlinkat(c->root_fd, bp.rel, 0);
+            fs_long_remove(c, &bp);
+            return rc;
+        }
+        fs_inode_put(c, ino);
+    }
     own_entry(c, bp.rel);
     return 0;
 }
@@ -425,7 +437,7 @@ static int op_truncate(const char *path, off_t size, struct fuse_file_info *fi)
     int fd = open_backing(c, bp.rel, O_WRONLY, &writable);
     if (fd < 0)
         return fd;
-    if ((rc = fs_inode_get(c, fd, writable, &ino)) != 0)
+    if ((rc = fs_inode_get(c, fd, writable, 0, &ino)) != 0)
         return fs_err(c, rc, bp.rel, UINT64_MAX, "open");
     rc = with_inode_truncate(c, ino, bp.rel, size);
     fs_inode_put(c, ino);
@@ -442,7 +454,8 @@ static int attach(struct fs_ctx *c, int fd, int writable, const char *rel,
         close(fd);
         return -ENOMEM;
     }
-    if ((rc = fs_inode_get(c, fd, writable, &h->ino)) != 0) {
+    if ((rc = fs_inode_get(c, fd, writable, (fi->flags & (O_CREAT | O_TRUNC)) != 0, &h->ino)) !=
+        0) {
         free(h->rel);
         free(h);
         return fs_err(c, rc, rel, UINT64_MAX, "open");

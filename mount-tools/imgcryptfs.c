@@ -15,7 +15,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/magic.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <sys/wait.h>
 #include <syslog.h>
 #include <unistd.h>
@@ -165,12 +167,16 @@ static int check_mountpoint(const struct args *a)
                    errno == ENOENT ? "does not exist" : "is not a folder");
         return TOOL_EXIT_MOUNT;
     }
-    if (snprintf(parent, sizeof(parent), "%s/..", a->mountpoint) < (int)sizeof(parent) &&
+    /* systemd's x-systemd.automount puts an autofs trigger there first: mounting over that is
+     * what it expects; any other mount there means the mount point is busy. */
+    struct statfs sf;
+    int autofs = statfs(a->mountpoint, &sf) == 0 && sf.f_type == AUTOFS_SUPER_MAGIC;
+    if (!autofs && snprintf(parent, sizeof(parent), "%s/..", a->mountpoint) < (int)sizeof(parent) &&
         stat(parent, &up) == 0 && (up.st_dev != st.st_dev || up.st_ino == st.st_ino)) {
         tool_error("%s: already a mount point (busy); unmount it first", a->mountpoint);
         return TOOL_EXIT_MOUNT;
     }
-    if (!a->nonempty) {
+    if (!a->nonempty && !autofs) {
         DIR *d = opendir(a->mountpoint);
         struct dirent *e;
         int used = 0;

@@ -28,7 +28,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct codec_bf *bf = NULL;
     uint8_t buf[3 * CODEC_BF_BLOCK];
     int fd = fuzz_temp_file(data, size, path);
-    if (codec_bf_open(fd, fuzz_key(), &bf) == 0) {
+    if (codec_bf_open(fd, fuzz_key(), size & 1, &bf) == 0) {
         uint64_t plain = 0;
         if (codec_bf_size(bf, &plain) != 0)
             abort();
@@ -54,7 +54,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         int out = open(getenv("IMGC_FUZZ_WRITE_SEED"), O_RDWR | O_CREAT | O_TRUNC, 0644);
         struct codec_bf *sb = NULL;
         memset(buf, 'a', sizeof(buf));
-        if (out < 0 || codec_bf_open(out, fuzz_key(), &sb) != 0 ||
+        if (out < 0 || codec_bf_open(out, fuzz_key(), 1, &sb) != 0 ||
             codec_bf_write(sb, buf, 2 * CODEC_BF_BLOCK + 100, 0, NULL) < 0)
             abort();
         codec_bf_close(sb);

@@ -41,16 +41,18 @@ static int temp_file(char *path)
 
 START_TEST(test_sizes)
 {
-    ck_assert_uint_eq(codec_bf_backing_size(0), 0);
+    ck_assert_uint_eq(codec_bf_backing_size(0), 60);
     ck_assert_uint_eq(codec_bf_backing_size(1), 32 + 1 + 28);
     ck_assert_uint_eq(codec_bf_backing_size(4096), 32 + 4124);
     ck_assert_uint_eq(codec_bf_backing_size(4097), 32 + 4124 + 1 + 28);
     for (uint64_t s = 0; s < 3 * 4096 + 5; s += 7)
         ck_assert_uint_eq(codec_bf_plain_size(codec_bf_backing_size(s)), s);
-    ck_assert_uint_eq(codec_bf_plain_size(32), 0);
-    ck_assert_uint_eq(codec_bf_plain_size(31), 0);
-    /* A remainder too short to hold a block gives the size of the full blocks only. */
-    ck_assert_uint_eq(codec_bf_plain_size(32 + 4124 + 10), 4096);
+    ck_assert_uint_eq(codec_bf_plain_size(60), 0);
+    /* Impossible sizes count the damaged block in, so that reading it reports the damage. */
+    ck_assert_uint_eq(codec_bf_plain_size(32), 4096);
+    ck_assert_uint_eq(codec_bf_plain_size(0), 4096);
+    ck_assert_uint_eq(codec_bf_plain_size(32 + 4124 + 10), 8192);
+    ck_assert_uint_eq(codec_bf_plain_size(32 + 4124 + 28), 8192);
 }
 END_TEST
 
@@ -61,7 +63,7 @@ START_TEST(test_model)
     int fd = temp_file(path);
     struct keys_key *k = test_key(1);
     struct codec_bf *bf = NULL;
-    ck_assert_int_eq(codec_bf_open(fd, k, &bf), 0);
+    ck_assert_int_eq(codec_bf_open(fd, k, 1, &bf), 0);
     size_t cap = 200000, size = 0;
     uint8_t *model = calloc(1, cap), *buf = malloc(cap), *data = malloc(cap);
     srand(42);
@@ -102,7 +104,7 @@ START_TEST(test_model)
     ck_assert_mem_eq(buf, model, size);
     codec_bf_close(bf);
     /* Reopening sees the same file. */
-    ck_assert_int_eq(codec_bf_open(fd, k, &bf), 0);
+    ck_assert_int_eq(codec_bf_open(fd, k, 1, &bf), 0);
     ck_assert_int_eq(codec_bf_read(bf, buf, cap, 0, NULL), (ssize_t)size);
     ck_assert_mem_eq(buf, model, size);
     codec_bf_close(bf);
@@ -123,7 +125,7 @@ static int make_file(char *path, struct keys_key *k, size_t len, uint8_t seed)
     uint8_t *data = malloc(len);
     for (size_t i = 0; i < len; i++)
         data[i] = (uint8_t)(i * 7 + seed);
-    ck_assert_int_eq(codec_bf_open(fd, k, &bf), 0);
+    ck_assert_int_eq(codec_bf_open(fd, k, 1, &bf), 0);
     ck_assert_int_eq(codec_bf_write(bf, data, len, 0, NULL), (ssize_t)len);
     codec_bf_close(bf);
     free(data);
@@ -134,7 +136,7 @@ static int make_file(char *path, struct keys_key *k, size_t len, uint8_t seed)
 static long read_all(int fd, struct keys_key *k, uint8_t seed)
 {
     struct codec_bf *bf = NULL;
-    int rc = codec_bf_open(fd, k, &bf);
+    int rc = codec_bf_open(fd, k, 1, &bf);
     if (rc != 0)
         return -2;
     uint64_t size = 0, bad = UINT64_MAX;
@@ -224,6 +226,38 @@ START_TEST(test_tamper)
     ck_assert_int_eq(ftruncate(fd, 32 + 2 * CODEC_BF_SEALED), 0);
     ck_assert_int_eq(read_all(fd, k, 1), 1);
 
+    /* Cut down to the header alone, or to nothing: refused, not an empty file. */
+    {
+        char p3[64];
+        int f3 = make_file(p3, k, 100, 1);
+        ck_assert_int_eq(ftruncate(f3, 32), 0);
+        ck_assert_int_eq(read_all(f3, k, 1), 0);
+        ck_assert_int_eq(ftruncate(f3, 0), 0);
+        struct codec_bf *nb = NULL;
+        ck_assert_int_eq(codec_bf_open(f3, k, 0, &nb), -EBADMSG);
+        close(f3);
+        unlink(p3);
+        /* An empty file whose empty block was replaced by garbage is refused too. */
+        f3 = make_file(p3, k, 1, 1);
+        ck_assert_int_eq(ftruncate(f3, 0), 0);
+        ck_assert_int_eq(codec_bf_open(f3, k, 1, &nb), 0);
+        uint8_t junk[28];
+        memset(junk, 0x5a, sizeof(junk));
+        ck_assert_int_eq(pwrite(f3, junk, sizeof(junk), 32), 28);
+        uint8_t one;
+        uint64_t badb = 99;
+        ck_assert_int_eq(codec_bf_read(nb, &one, 1, 0, &badb), -EBADMSG);
+        ck_assert_uint_eq(badb, 0);
+        struct codec_bf *again = NULL;
+        ck_assert_int_eq(codec_bf_open(f3, k, 0, &again), -EBADMSG);
+        /* Truncating to zero repairs it. */
+        ck_assert_int_eq(codec_bf_truncate(nb, 0, NULL), 0);
+        ck_assert_int_eq(codec_bf_read(nb, &one, 1, 0, NULL), 0);
+        codec_bf_close(nb);
+        close(f3);
+        unlink(p3);
+    }
+
     /* A damaged header is refused at open. */
     uint8_t m = 'X';
     ck_assert_int_eq(pwrite(fd, &m, 1, 0), 1);
@@ -262,7 +296,7 @@ START_TEST(test_fresh_ids)
     struct codec_bf *bf = NULL;
     uint8_t before[CODEC_BF_SEALED], after[CODEC_BF_SEALED], same[10];
     ck_assert_int_eq(pread(f1, before, sizeof(before), 32), (ssize_t)sizeof(before));
-    ck_assert_int_eq(codec_bf_open(f1, k, &bf), 0);
+    ck_assert_int_eq(codec_bf_open(f1, k, 0, &bf), 0);
     ck_assert_int_eq(codec_bf_read(bf, same, 10, 0, NULL), 10);
     ck_assert_int_eq(codec_bf_write(bf, same, 10, 0, NULL), 10);
     codec_bf_close(bf);
@@ -284,10 +318,10 @@ START_TEST(test_empty_and_holes)
     struct codec_bf *bf = NULL;
     uint8_t buf[20000];
     struct stat st;
-    ck_assert_int_eq(codec_bf_open(fd, k, &bf), 0);
+    ck_assert_int_eq(codec_bf_open(fd, k, 1, &bf), 0);
     ck_assert_int_eq(codec_bf_read(bf, buf, 10, 0, NULL), 0);
     ck_assert_int_eq(fstat(fd, &st), 0);
-    ck_assert_int_eq(st.st_size, 0); /* nothing written for an empty file */
+    ck_assert_int_eq(st.st_size, 60); /* header and the sealed empty block */
     /* A write far past the end fills the gap with sealed zeros. */
     ck_assert_int_eq(codec_bf_write(bf, "xyz", 3, 10000, NULL), 3);
     ck_assert_int_eq(codec_bf_read(bf, buf, sizeof(buf), 0, NULL), 10003);

@@ -150,9 +150,12 @@ START_TEST(test_inode_table)
     int fd2 = openat(c.root_fd, "f", O_RDONLY);
     ck_assert_int_eq(linkat(c.root_fd, "f", c.root_fd, "hard", 0), 0);
     int fd3 = openat(c.root_fd, "hard", O_RDWR);
-    ck_assert_int_eq(fs_inode_get(&c, fd2, 0, &a), 0);
-    ck_assert_int_eq(fs_inode_get(&c, fd1, 1, &b), 0);
-    ck_assert_int_eq(fs_inode_get(&c, fd3, 1, &d), 0);
+    /* A 0-byte backing file is damage unless the caller is creating it. */
+    int fd4 = openat(c.root_fd, "f", O_RDONLY);
+    ck_assert_int_eq(fs_inode_get(&c, fd4, 0, 0, &a), -EBADMSG);
+    ck_assert_int_eq(fs_inode_get(&c, fd1, 1, 1, &b), 0);
+    ck_assert_int_eq(fs_inode_get(&c, fd2, 0, 0, &a), 0);
+    ck_assert_int_eq(fs_inode_get(&c, fd3, 1, 0, &d), 0);
     /* Every handle and every hard link shares one entry, upgraded to a writable fd. */
     ck_assert_ptr_eq(a, b);
     ck_assert_ptr_eq(a, d);
