@@ -164,8 +164,7 @@ int codec_bf_open(int fd, const struct keys_key *content_key, int create, struct
         uint8_t none[1];
         if (codec_bf_size(bf, &size) == 0 && size == 0 && codec_bf_read(bf, none, 1, 0, NULL) < 0)
             rc = -EBADMSG;
-    }
-    else if (rc == 0 && n < -1)
+    } else if (rc == 0 && n < -1)
         rc = (int)n;
     if (locked)
         (void)flock(fd, LOCK_UN);
@@ -419,7 +418,8 @@ ssize_t codec_bf_write(struct codec_bf *bf, const void *buf, size_t len, uint64_
     uint64_t first = (off < size ? off : size) / CODEC_BF_BLOCK;
     uint64_t last = (end - 1) / CODEC_BF_BLOCK;
     /* A full old last block that stops being last must be sealed again with last = 0. */
-    if (new_size > size && size > 0 && size % CODEC_BF_BLOCK == 0)
+    if (new_size > size && size > 0 && size % CODEC_BF_BLOCK == 0 &&
+        (size - 1) / CODEC_BF_BLOCK < first)
         first = (size - 1) / CODEC_BF_BLOCK;
     rc = rewrite_blocks(bf, first, last, size, new_size, buf, off, len, bad_block);
     return rc != 0 ? rc : (ssize_t)len;

@@ -26,6 +26,7 @@
 #include "fs/fs_int.h"
 
 #define XATTR_USER "user."
+#define FS_FUSE_HIDDEN ".fuse_hidden"
 #define XATTR_MAX_VALUE (64 * 1024)
 #define LINK_OVERHEAD (KEYS_NONCE_BYTES + KEYS_TAG_BYTES)
 
@@ -92,7 +93,10 @@ static void *op_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
 {
     cfg->use_ino = 1;
     cfg->nullpath_ok = 1;
-    cfg->hard_remove = 1;
+    /* An unlinked file that is still open is renamed to .fuse_hidden* (not listed, see
+     * readdir) rather than dropped, so requests that carry only a path, such as fstat, keep
+     * working until the last close. */
+    cfg->hard_remove = 0;
     cfg->entry_timeout = 1.0;
     cfg->attr_timeout = 1.0;
     cfg->negative_timeout = 0.0;
@@ -284,18 +288,11 @@ static int op_unlink(const char *path)
     return 0;
 }
 
-static int op_rmdir(const char *path)
+/* 0 when the backing folder holds nothing but its id (empty as the mount sees it), else
+ * -ENOTEMPTY or -errno. */
+static int only_id_inside(struct fs_ctx *c, const char *rel)
 {
-    struct fs_ctx *c = ctx();
-    struct fs_bpath bp;
-    char idpath[FS_PATH_CAP];
-    uint8_t id[KEYS_ID_BYTES];
-    int rc = fs_resolve(c, path, &bp);
-    if (rc != 0)
-        return rc;
-    if (snprintf(idpath, sizeof(idpath), "%s/%s", bp.rel, FS_DIRID_NAME) >= (int)sizeof(idpath))
-        return -ENAMETOOLONG;
-    int dfd = openat(c->root_fd, bp.rel, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+    int dfd = openat(c->root_fd, rel, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW), rc = 0;
     if (dfd < 0)
         return -errno;
     DIR *d = fdopendir(dfd);
@@ -307,11 +304,35 @@ static int op_rmdir(const char *path)
     struct dirent *e;
     while ((e = readdir(d)) != NULL)
         if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..") && strcmp(e->d_name, FS_DIRID_NAME)) {
-            closedir(d);
-            return -ENOTEMPTY;
+            rc = -ENOTEMPTY;
+            break;
         }
     closedir(d);
-    if ((rc = fs_dirid_get(c, bp.rel, id)) != 0)
+    return rc;
+}
+
+/* Put a folder id back, after an operation that removed it failed. */
+static void restore_id(struct fs_ctx *c, const char *idpath, const uint8_t id[KEYS_ID_BYTES])
+{
+    int fd = openat(c->root_fd, idpath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0444);
+    if (fd < 0 || write(fd, id, KEYS_ID_BYTES) != KEYS_ID_BYTES)
+        fs_log(c, LOG_ERR, "%s: could not restore folder id", idpath);
+    if (fd >= 0)
+        close(fd);
+}
+
+static int op_rmdir(const char *path)
+{
+    struct fs_ctx *c = ctx();
+    struct fs_bpath bp;
+    char idpath[FS_PATH_CAP];
+    uint8_t id[KEYS_ID_BYTES];
+    int rc = fs_resolve(c, path, &bp);
+    if (rc != 0)
+        return rc;
+    if (snprintf(idpath, sizeof(idpath), "%s/%s", bp.rel, FS_DIRID_NAME) >= (int)sizeof(idpath))
+        return -ENAMETOOLONG;
+    if ((rc = only_id_inside(c, bp.rel)) != 0 || (rc = fs_dirid_get(c, bp.rel, id)) != 0)
         return rc;
     fs_dirid_flush(c);
     if (unlinkat(c->root_fd, idpath, 0) != 0)
@@ -319,41 +340,60 @@ static int op_rmdir(const char *path)
     if (unlinkat(c->root_fd, bp.rel, AT_REMOVEDIR) != 0) {
         rc = -errno;
         /* Someone created an entry meanwhile: put the id back as it was. */
-        int fd = openat(c->root_fd, idpath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0444);
-        if (fd >= 0) {
-            if (write(fd, id, sizeof(id)) != (ssize_t)sizeof(id))
-                fs_log(c, LOG_ERR, "%s: could not restore folder id", bp.rel);
-            close(fd);
-        }
+        restore_id(c, idpath, id);
         return rc;
     }
     fs_long_remove(c, &bp);
     return 0;
 }
 
+static int rename_resolved(struct fs_ctx *c, const struct fs_bpath *a, const struct fs_bpath *b,
+                           unsigned int flags)
+{
+    struct stat sa, sb;
+    char idpath[FS_PATH_CAP];
+    uint8_t id[KEYS_ID_BYTES];
+    int rc, removed_id = 0;
+    if (fstatat(c->root_fd, a->rel, &sa, AT_SYMLINK_NOFOLLOW) != 0)
+        return -errno;
+    int b_exists = fstatat(c->root_fd, b->rel, &sb, AT_SYMLINK_NOFOLLOW) == 0;
+    if (b_exists && !(flags & RENAME_EXCHANGE) && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino)
+        return flags & RENAME_NOREPLACE ? -EEXIST : 0; /* one file, two names: nothing to do */
+    if (b_exists && !(flags & (RENAME_EXCHANGE | RENAME_NOREPLACE)) && S_ISDIR(sa.st_mode) &&
+        S_ISDIR(sb.st_mode)) {
+        /* A folder may replace an empty folder; its id is the only thing in the way. */
+        if (snprintf(idpath, sizeof(idpath), "%s/%s", b->rel, FS_DIRID_NAME) >= (int)sizeof(idpath))
+            return -ENAMETOOLONG;
+        if ((rc = only_id_inside(c, b->rel)) != 0 || (rc = fs_dirid_get(c, b->rel, id)) != 0)
+            return rc;
+        if (unlinkat(c->root_fd, idpath, 0) != 0)
+            return -errno;
+        removed_id = 1;
+    }
+    if ((rc = fs_long_write(c, b)) == 0 &&
+        renameat2(c->root_fd, a->rel, c->root_fd, b->rel, flags) != 0)
+        rc = -errno;
+    if (rc != 0) {
+        if (removed_id)
+            restore_id(c, idpath, id);
+        if (!b_exists)
+            fs_long_remove(c, b);
+    } else if (!(flags & RENAME_EXCHANGE)) {
+        /* The old name is gone; with EXCHANGE both names still exist, sidecars unchanged. */
+        fs_long_remove(c, a);
+    }
+    if (S_ISDIR(sa.st_mode) || (flags & RENAME_EXCHANGE))
+        fs_dirid_flush(c);
+    return rc;
+}
+
 static int op_rename(const char *from, const char *to, unsigned int flags)
 {
     struct fs_ctx *c = ctx();
     struct fs_bpath *a = malloc(sizeof(*a)), *b = malloc(sizeof(*b));
-    struct stat st;
     int rc = a && b ? 0 : -ENOMEM;
-    if (rc == 0 && (rc = fs_resolve(c, from, a)) == 0 && (rc = fs_resolve(c, to, b)) == 0) {
-        if (fstatat(c->root_fd, a->rel, &st, AT_SYMLINK_NOFOLLOW) != 0)
-            rc = -errno;
-        else if ((rc = fs_long_write(c, b)) == 0) {
-            if (renameat2(c->root_fd, a->rel, c->root_fd, b->rel, flags) != 0) {
-                rc = -errno;
-            } else {
-                /* With EXCHANGE both names still exist; otherwise the old name is gone. */
-                if (!(flags & RENAME_EXCHANGE))
-                    fs_long_remove(c, a);
-                else
-                    (void)fs_long_write(c, a);
-            }
-            if (S_ISDIR(st.st_mode) || (flags & RENAME_EXCHANGE))
-                fs_dirid_flush(c);
-        }
-    }
+    if (rc == 0 && (rc = fs_resolve(c, from, a)) == 0 && (rc = fs_resolve(c, to, b)) == 0)
+        rc = rename_resolved(c, a, b, flags);
     free(a);
     free(b);
     return rc;
@@ -613,10 +653,12 @@ static int op_utimens(const char *path, const struct timespec tv[2], struct fuse
     return utimensat(c->root_fd, bp.rel, tv, AT_SYMLINK_NOFOLLOW) == 0 ? 0 : -errno;
 }
 
-/* An open folder: its backing path and id, fixed at opendir (readdir gets no path). */
+/* An open folder: a descriptor and its id, fixed at opendir, so the handle keeps listing the
+ * same folder when it, or a folder above it, is renamed (readdir gets no path). */
 struct fs_dir {
+    int fd;
     uint8_t id[KEYS_ID_BYTES];
-    char rel[];
+    char rel[]; /* backing path at opendir, for log lines */
 };
 
 static int op_opendir(const char *path, struct fuse_file_info *fi)
@@ -631,6 +673,12 @@ static int op_opendir(const char *path, struct fuse_file_info *fi)
     struct fs_dir *d = malloc(sizeof(*d) + len);
     if (!d)
         return -ENOMEM;
+    d->fd = openat(c->root_fd, bp.rel, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+    if (d->fd < 0) {
+        rc = -errno;
+        free(d);
+        return rc;
+    }
     memcpy(d->id, id, sizeof(id));
     memcpy(d->rel, bp.rel, len);
     fi->fh = (uint64_t)(uintptr_t)d;
@@ -640,7 +688,9 @@ static int op_opendir(const char *path, struct fuse_file_info *fi)
 static int op_releasedir(const char *path, struct fuse_file_info *fi)
 {
     (void)path;
-    free((void *)(uintptr_t)fi->fh);
+    struct fs_dir *d = (struct fs_dir *)(uintptr_t)fi->fh;
+    close(d->fd);
+    free(d);
     return 0;
 }
 
@@ -654,7 +704,8 @@ static int op_readdir(const char *path, void *buf, fuse_fill_dir_t fill, off_t o
     const struct fs_dir *od = (const struct fs_dir *)(uintptr_t)fi->fh;
     char name[NAME_MAX + 2];
     int rc;
-    int dfd = openat(c->root_fd, od->rel, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+    /* A fresh descriptor of the same folder: its own position, from the start. */
+    int dfd = openat(od->fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (dfd < 0)
         return -errno;
     DIR *d = fdopendir(dfd);
@@ -678,6 +729,9 @@ static int op_readdir(const char *path, void *buf, fuse_fill_dir_t fill, off_t o
                        e->d_name);
                 continue;
             }
+            /* Files unlinked while open live on under this name until their last close. */
+            if (strncmp(name, FS_FUSE_HIDDEN, sizeof(FS_FUSE_HIDDEN) - 1) == 0)
+                continue;
             shown = name;
         }
         if (fill(buf, shown, &st, 0, 0))

@@ -67,7 +67,7 @@ START_TEST(test_model)
     size_t cap = 200000, size = 0;
     uint8_t *model = calloc(1, cap), *buf = malloc(cap), *data = malloc(cap);
     srand(42);
-    for (int op = 0; op < 400; op++) {
+    for (int op = 0; op < 2000; op++) {
         int kind = rand() % 10;
         if (kind < 7) {
             size_t off = (size_t)rand() % 150000, len = (size_t)rand() % 20000 + 1;
@@ -81,7 +81,7 @@ START_TEST(test_model)
                 size = off + len;
         } else if (kind < 9) {
             size_t ns = (size_t)rand() % 170000;
-            if (rand() % 3 == 0)
+            if (rand() % 2 == 0)
                 ns = ns / 4096 * 4096;
             ck_assert_int_eq(codec_bf_truncate(bf, ns, NULL), 0);
             if (ns > size)
@@ -340,6 +340,38 @@ START_TEST(test_empty_and_holes)
 }
 END_TEST
 
+/* Growing a file whose last block is full, by a write that starts before that block. */
+START_TEST(test_grow_from_inside)
+{
+    char path[64];
+    int fd = temp_file(path);
+    struct keys_key *k = test_key(6);
+    struct codec_bf *bf = NULL;
+    static uint8_t a[8192], b[10000], out[12000];
+    memset(a, 'a', sizeof(a));
+    memset(b, 'b', sizeof(b));
+    ck_assert_int_eq(codec_bf_open(fd, k, 1, &bf), 0);
+    ck_assert_int_eq(codec_bf_write(bf, a, sizeof(a), 0, NULL), (ssize_t)sizeof(a));
+    ck_assert_int_eq(codec_bf_write(bf, b, sizeof(b), 0, NULL), (ssize_t)sizeof(b));
+    ck_assert_int_eq(codec_bf_read(bf, out, sizeof(out), 0, NULL), 10000);
+    ck_assert_mem_eq(out, b, sizeof(b));
+    /* And from the middle of an earlier block, growing by less than a block. */
+    ck_assert_int_eq(codec_bf_truncate(bf, 8192, NULL), 0);
+    ck_assert_int_eq(codec_bf_write(bf, a, 5000, 3000, NULL), 5000);
+    ck_assert_int_eq(codec_bf_read(bf, out, sizeof(out), 0, NULL), 8192);
+    ck_assert_mem_eq(out, b, 3000);
+    ck_assert_mem_eq(out + 3000, a, 5000);
+    ck_assert_mem_eq(out + 8000, b, 192);
+    ck_assert_int_eq(codec_bf_write(bf, a, 6000, 4000, NULL), 6000);
+    ck_assert_int_eq(codec_bf_read(bf, out, sizeof(out), 0, NULL), 10000);
+    ck_assert_mem_eq(out + 4000, a, 6000);
+    codec_bf_close(bf);
+    keys_key_free(k);
+    close(fd);
+    unlink(path);
+}
+END_TEST
+
 static Suite *codec_suite(void)
 {
     Suite *s = suite_create("codec");
@@ -349,6 +381,7 @@ static Suite *codec_suite(void)
     t = tcase_create("blockfile_model");
     tcase_add_test(t, test_model);
     tcase_add_test(t, test_empty_and_holes);
+    tcase_add_test(t, test_grow_from_inside);
     suite_add_tcase(s, t);
     t = tcase_create("blockfile_tamper");
     tcase_add_test(t, test_tamper);
