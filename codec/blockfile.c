@@ -6,6 +6,7 @@
  * and stores them with one pwrite, so a crash leaves each block either old or new.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
@@ -25,6 +26,33 @@ struct codec_bf {
 
 /* Largest stretch sealed or opened in one system call. */
 #define BF_CHUNK_BLOCKS 256
+#define BF_SCRATCH_BYTES (BF_CHUNK_BLOCKS * CODEC_BF_SEALED)
+
+/* Each thread keeps one buffer for sealed blocks (ciphertext only, nothing secret), so a request
+ * costs no allocation and no fresh, zeroed pages. Process-wide and immutable after first use:
+ * the key that finds the buffer. */
+static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
+static pthread_key_t scratch_key;
+
+static void scratch_init(void)
+{
+    (void)pthread_key_create(&scratch_key, free);
+}
+
+static uint8_t *scratch(void)
+{
+    if (pthread_once(&scratch_once, scratch_init) != 0)
+        return NULL;
+    uint8_t *p = pthread_getspecific(scratch_key);
+    if (!p) {
+        p = malloc(BF_SCRATCH_BYTES);
+        if (p && pthread_setspecific(scratch_key, p) != 0) {
+            free(p);
+            p = NULL;
+        }
+    }
+    return p;
+}
 
 /*
  * Split a backing size into the plaintext size, or say which block is missing or cut:
@@ -117,8 +145,8 @@ static int parse_header(struct codec_bf *bf, const uint8_t *hdr)
     return set_id(bf, hdr + 8);
 }
 
-static int seal_block(const struct codec_bf *bf, uint64_t index, int last, const uint8_t *in,
-                      size_t n, uint8_t *out);
+static int seal_one(const struct codec_bf *bf, uint64_t index, int last, const uint8_t *in,
+                    size_t n, uint8_t *out);
 
 /* A new file: header with a fresh id, then the sealed empty block. */
 static int init_empty(struct codec_bf *bf)
@@ -130,8 +158,7 @@ static int init_empty(struct codec_bf *bf)
     if (rc != 0)
         return rc;
     memcpy(buf + 8, id, KEYS_ID_BYTES);
-    if ((rc = set_id(bf, id)) != 0 ||
-        (rc = seal_block(bf, 0, 1, id, 0, buf + CODEC_BF_HEADER)) != 0)
+    if ((rc = set_id(bf, id)) != 0 || (rc = seal_one(bf, 0, 1, id, 0, buf + CODEC_BF_HEADER)) != 0)
         return rc;
     return pwrite_full(bf->fd, buf, sizeof(buf), 0);
 }
@@ -233,18 +260,24 @@ static int open_block(const struct codec_bf *bf, uint64_t index, int last, const
                          in + CODEC_BF_NONCE + n);
 }
 
-/* Seal n plaintext bytes as block `index` into out (n + 28 bytes). */
+/* Seal n plaintext bytes as block `index` into out (n + 28 bytes) under the given nonce. */
 static int seal_block(const struct codec_bf *bf, uint64_t index, int last, const uint8_t *in,
-                      size_t n, uint8_t *out)
+                      size_t n, const uint8_t nonce[CODEC_BF_NONCE], uint8_t *out)
 {
     uint8_t aad[KEYS_ID_BYTES + 9];
-    /* A fresh random nonce for every block write: see blockfile.h for the bound. */
-    int rc = keys_random(out, CODEC_BF_NONCE);
-    if (rc != 0)
-        return rc;
+    memcpy(out, nonce, CODEC_BF_NONCE);
     make_aad(aad, bf->id, index, last);
     return keys_gcm_seal(bf->key, out, aad, sizeof(aad), in, n, out + CODEC_BF_NONCE,
                          out + CODEC_BF_NONCE + n);
+}
+
+/* Seal one block under a fresh random nonce: see blockfile.h for the bound. */
+static int seal_one(const struct codec_bf *bf, uint64_t index, int last, const uint8_t *in,
+                    size_t n, uint8_t *out)
+{
+    uint8_t nonce[CODEC_BF_NONCE];
+    int rc = keys_random(nonce, sizeof(nonce));
+    return rc != 0 ? rc : seal_block(bf, index, last, in, n, nonce, out);
 }
 
 static uint64_t block_off(uint64_t index)
@@ -305,7 +338,7 @@ ssize_t codec_bf_read(const struct codec_bf *bf, void *buf, size_t len, uint64_t
     uint64_t first = off / CODEC_BF_BLOCK, end = off + len;
     uint64_t last = (end - 1) / CODEC_BF_BLOCK, final = (size - 1) / CODEC_BF_BLOCK;
     size_t cap = (size_t)(last - first + 1 < BF_CHUNK_BLOCKS ? last - first + 1 : BF_CHUNK_BLOCKS);
-    uint8_t *sealed = malloc(cap * CODEC_BF_SEALED);
+    uint8_t *sealed = scratch();
     uint8_t tmp[CODEC_BF_BLOCK];
     uint8_t *dst = buf;
     if (!sealed)
@@ -341,7 +374,6 @@ ssize_t codec_bf_read(const struct codec_bf *bf, void *buf, size_t len, uint64_t
         }
     }
     OPENSSL_cleanse(tmp, sizeof(tmp));
-    free(sealed);
     if (rc != 0) {
         OPENSSL_cleanse(buf, len);
         return rc;
@@ -359,8 +391,8 @@ static int rewrite_blocks(struct codec_bf *bf, uint64_t first, uint64_t last, ui
                           uint64_t *bad_block)
 {
     size_t cap = (size_t)(last - first + 1 < BF_CHUNK_BLOCKS ? last - first + 1 : BF_CHUNK_BLOCKS);
-    uint8_t *sealed = malloc(cap * CODEC_BF_SEALED);
-    uint8_t plain[CODEC_BF_BLOCK];
+    uint8_t *sealed = scratch();
+    uint8_t plain[CODEC_BF_BLOCK], nonces[BF_CHUNK_BLOCKS * CODEC_BF_NONCE];
     uint64_t final = (new_size - 1) / CODEC_BF_BLOCK, wend = woff + wlen;
     int rc = 0;
     if (!sealed)
@@ -368,6 +400,10 @@ static int rewrite_blocks(struct codec_bf *bf, uint64_t first, uint64_t last, ui
     for (uint64_t b0 = first; b0 <= last && rc == 0; b0 += cap) {
         uint64_t b1 = b0 + cap - 1 < last ? b0 + cap - 1 : last;
         size_t out_len = 0;
+        /* One fresh random nonce per block write, drawn for the whole stretch at once (one
+         * call to the CSPRNG, not one per block): see blockfile.h for the bound. */
+        if ((rc = keys_random(nonces, (size_t)(b1 - b0 + 1) * CODEC_BF_NONCE)) != 0)
+            break;
         for (uint64_t b = b0; b <= b1; b++) {
             uint64_t bstart = b * CODEC_BF_BLOCK;
             size_t n = block_len(b, new_size), old_n = block_len(b, old_size);
@@ -382,15 +418,21 @@ static int rewrite_blocks(struct codec_bf *bf, uint64_t first, uint64_t last, ui
                 if (rc != 0)
                     break;
             }
-            if (old_n < n)
-                memset(plain + old_n, 0, n - old_n);
-            if (to > from) {
-                if (buf)
-                    memcpy(plain + from, buf + (bstart + from - woff), to - from);
-                else
-                    memset(plain + from, 0, to - from);
+            const uint8_t *src = plain;
+            if (buf && from == 0 && to == n) {
+                src = buf + (bstart - woff); /* wholly new: seal straight from the caller */
+            } else {
+                if (old_n < n)
+                    memset(plain + old_n, 0, n - old_n);
+                if (to > from) {
+                    if (buf)
+                        memcpy(plain + from, buf + (bstart + from - woff), to - from);
+                    else
+                        memset(plain + from, 0, to - from);
+                }
             }
-            rc = seal_block(bf, b, b == final, plain, n, sealed + out_len);
+            rc = seal_block(bf, b, b == final, src, n, nonces + (b - b0) * CODEC_BF_NONCE,
+                            sealed + out_len);
             if (rc != 0)
                 break;
             out_len += n + CODEC_BF_OVERHEAD;
@@ -399,7 +441,6 @@ static int rewrite_blocks(struct codec_bf *bf, uint64_t first, uint64_t last, ui
             rc = pwrite_full(bf->fd, sealed, out_len, block_off(b0));
     }
     OPENSSL_cleanse(plain, sizeof(plain));
-    free(sealed);
     return rc;
 }
 
@@ -433,7 +474,7 @@ int codec_bf_truncate(struct codec_bf *bf, uint64_t size, uint64_t *bad_block)
     if (size == 0) {
         /* Needs nothing of the old contents, so it also recovers a damaged file. */
         uint8_t empty[CODEC_BF_OVERHEAD];
-        int rc = seal_block(bf, 0, 1, empty, 0, empty);
+        int rc = seal_one(bf, 0, 1, empty, 0, empty);
         if (rc == 0)
             rc = pwrite_full(bf->fd, empty, sizeof(empty), CODEC_BF_HEADER);
         if (rc == 0 && ftruncate(bf->fd, CODEC_BF_HEADER + CODEC_BF_OVERHEAD) != 0)

@@ -25,13 +25,14 @@
 /* Process-wide, immutable after first use: fetched algorithm objects. */
 static pthread_once_t algs_once = PTHREAD_ONCE_INIT;
 static EVP_CIPHER *alg_gcm, *alg_siv;
+static EVP_KDF *alg_hkdf;
 static pthread_key_t tls_key;
 /* The only mutable process-wide state in keys/: a counter that gives each key handle a serial
  * number, so the per-thread cache can tell handles apart even when an address is reused. */
 static _Atomic uint64_t next_serial = 1;
 
 struct tls_ctx {
-    EVP_CIPHER_CTX *enc, *dec;
+    EVP_CIPHER_CTX *enc, *dec, *siv;
     uint64_t enc_serial, dec_serial;
 };
 
@@ -42,6 +43,7 @@ static void tls_free(void *p)
         return;
     EVP_CIPHER_CTX_free(t->enc); /* frees and cleanses the key schedule */
     EVP_CIPHER_CTX_free(t->dec);
+    EVP_CIPHER_CTX_free(t->siv);
     OPENSSL_free(t);
 }
 
@@ -49,6 +51,7 @@ static void algs_init(void)
 {
     alg_gcm = EVP_CIPHER_fetch(NULL, "AES-256-GCM", NULL);
     alg_siv = EVP_CIPHER_fetch(NULL, "AES-256-SIV", NULL);
+    alg_hkdf = EVP_KDF_fetch(NULL, "HKDF", NULL);
     (void)pthread_key_create(&tls_key, tls_free);
 }
 
@@ -64,7 +67,8 @@ static struct tls_ctx *tls_get(void)
         return NULL;
     t->enc = EVP_CIPHER_CTX_new();
     t->dec = EVP_CIPHER_CTX_new();
-    if (!t->enc || !t->dec || pthread_setspecific(tls_key, t) != 0) {
+    t->siv = EVP_CIPHER_CTX_new();
+    if (!t->enc || !t->dec || !t->siv || pthread_setspecific(tls_key, t) != 0) {
         tls_free(t);
         return NULL;
     }
@@ -116,9 +120,8 @@ int keys_hkdf(const uint8_t *ikm, size_t ikm_len, const void *salt, size_t salt_
               const char *info, uint8_t *out, size_t out_len)
 {
     int rc = -EIO;
-    EVP_KDF *kdf = EVP_KDF_fetch(NULL, "HKDF", NULL);
-    EVP_KDF_CTX *ctx = kdf ? EVP_KDF_CTX_new(kdf) : NULL;
-    if (!ctx)
+    EVP_KDF_CTX *ctx = NULL;
+    if (pthread_once(&algs_once, algs_init) != 0 || !alg_hkdf || !(ctx = EVP_KDF_CTX_new(alg_hkdf)))
         goto out;
     OSSL_PARAM params[5], *p = params;
     *p++ = OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, (char *)"SHA256", 0);
@@ -131,7 +134,6 @@ int keys_hkdf(const uint8_t *ikm, size_t ikm_len, const void *salt, size_t salt_
         rc = 0;
 out:
     EVP_KDF_CTX_free(ctx);
-    EVP_KDF_free(kdf);
     return rc;
 }
 
@@ -246,35 +248,32 @@ fail:
 ssize_t keys_siv_seal(const struct keys_key *key, const void *aad, size_t aad_len, const void *in,
                       size_t len, uint8_t *out, size_t out_cap)
 {
-    ssize_t rc = -EIO;
+    struct tls_ctx *t = tls_get();
     int n = 0;
-    if (pthread_once(&algs_once, algs_init) != 0 || !alg_siv)
+    if (!t || !alg_siv)
         return -EIO;
     if (!key || key->kind != KEYS_KEY_SIV || len > INT32_MAX || aad_len > INT32_MAX)
         return -EINVAL;
     if (out_cap < len + KEYS_TAG_BYTES)
         return -ENAMETOOLONG;
-    EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
-    if (!c)
-        return -ENOMEM;
+    /* SIV keeps per-message state in the context, so it is keyed afresh each time; reusing the
+     * thread's context saves its allocation and the algorithm lookup. */
+    EVP_CIPHER_CTX *c = t->siv;
     if (EVP_EncryptInit_ex2(c, alg_siv, key->bytes, NULL, NULL) != 1 ||
         EVP_EncryptUpdate(c, NULL, &n, aad, (int)aad_len) != 1 ||
         EVP_EncryptUpdate(c, out + KEYS_TAG_BYTES, &n, in, (int)len) != 1 ||
         EVP_EncryptFinal_ex(c, out + KEYS_TAG_BYTES + len, &n) != 1 ||
         EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_AEAD_GET_TAG, KEYS_TAG_BYTES, out) != 1)
-        goto out;
-    rc = (ssize_t)(len + KEYS_TAG_BYTES);
-out:
-    EVP_CIPHER_CTX_free(c);
-    return rc;
+        return -EIO;
+    return (ssize_t)(len + KEYS_TAG_BYTES);
 }
 
 ssize_t keys_siv_open(const struct keys_key *key, const void *aad, size_t aad_len,
                       const uint8_t *in, size_t len, uint8_t *out, size_t out_cap)
 {
-    ssize_t rc = -EBADMSG;
+    struct tls_ctx *t = tls_get();
     int n = 0;
-    if (pthread_once(&algs_once, algs_init) != 0 || !alg_siv)
+    if (!t || !alg_siv)
         return -EIO;
     if (!key || key->kind != KEYS_KEY_SIV || len > INT32_MAX || aad_len > INT32_MAX)
         return -EINVAL;
@@ -283,19 +282,14 @@ ssize_t keys_siv_open(const struct keys_key *key, const void *aad, size_t aad_le
     size_t pt_len = len - KEYS_TAG_BYTES;
     if (out_cap < pt_len)
         return -ENAMETOOLONG;
-    EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
-    if (!c)
-        return -ENOMEM;
+    EVP_CIPHER_CTX *c = t->siv;
     if (EVP_DecryptInit_ex2(c, alg_siv, key->bytes, NULL, NULL) != 1 ||
         EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_AEAD_SET_TAG, KEYS_TAG_BYTES, (void *)in) != 1 ||
         EVP_DecryptUpdate(c, NULL, &n, aad, (int)aad_len) != 1 ||
         EVP_DecryptUpdate(c, out, &n, in + KEYS_TAG_BYTES, (int)pt_len) != 1 ||
         EVP_DecryptFinal_ex(c, out + pt_len, &n) != 1) {
         OPENSSL_cleanse(out, pt_len);
-        goto out;
+        return -EBADMSG;
     }
-    rc = (ssize_t)pt_len;
-out:
-    EVP_CIPHER_CTX_free(c);
-    return rc;
+    return (ssize_t)pt_len;
 }
