@@ -698,10 +698,11 @@ static int op_readdir(const char *path, void *buf, fuse_fill_dir_t fill, off_t o
                       struct fuse_file_info *fi, enum fuse_readdir_flags flags)
 {
     (void)path;
-    (void)off;
-    (void)flags;
     struct fs_ctx *c = ctx();
     const struct fs_dir *od = (const struct fs_dir *)(uintptr_t)fi->fh;
+    /* With READDIRPLUS each entry carries its attributes, which spares the kernel one LOOKUP
+     * round trip per file when a program lists a folder and then opens or stats its files. */
+    int plus = (flags & FUSE_READDIR_PLUS) != 0;
     char name[NAME_MAX + 2];
     int rc;
     /* A fresh descriptor of the same folder: its own position, from the start. */
@@ -714,6 +715,10 @@ static int op_readdir(const char *path, void *buf, fuse_fill_dir_t fill, off_t o
         close(dfd);
         return rc;
     }
+    /* Entries carry the backing folder's own positions (d_off), so libfuse streams them
+     * (which READDIRPLUS needs) and a later call resumes where the last one stopped. */
+    if (off > 0)
+        seekdir(d, (long)off);
     struct dirent *e;
     while ((e = readdir(d)) != NULL) {
         struct stat st = {0};
@@ -734,7 +739,17 @@ static int op_readdir(const char *path, void *buf, fuse_fill_dir_t fill, off_t o
                 continue;
             shown = name;
         }
-        if (fill(buf, shown, &st, 0, 0))
+        enum fuse_fill_dir_flags fill_flags = 0;
+        /* Hard-linked files are left to LOOKUP: each name is its own node to libfuse, so
+         * attributes handed out here could not follow a change made through another name. */
+        struct stat full;
+        if (plus && fstatat(dirfd(d), e->d_name, &full, AT_SYMLINK_NOFOLLOW) == 0 &&
+            (S_ISDIR(full.st_mode) || full.st_nlink == 1)) {
+            st = full;
+            fix_stat(&st);
+            fill_flags = FUSE_FILL_DIR_PLUS;
+        }
+        if (fill(buf, shown, &st, (off_t)e->d_off, fill_flags))
             break;
     }
     closedir(d);
