@@ -32,8 +32,12 @@ static pthread_key_t tls_key;
 static _Atomic uint64_t next_serial = 1;
 
 struct tls_ctx {
-    EVP_CIPHER_CTX *enc, *dec, *siv;
+    EVP_CIPHER_CTX *enc, *dec;
     uint64_t enc_serial, dec_serial;
+    /* SIV keeps per-message state in its context: each message starts from a copy of a
+     * context keyed once (per direction), which is cheaper than keying afresh. */
+    EVP_CIPHER_CTX *siv, *siv_tpl[2];
+    uint64_t siv_serial[2];
 };
 
 static void tls_free(void *p)
@@ -44,6 +48,8 @@ static void tls_free(void *p)
     EVP_CIPHER_CTX_free(t->enc); /* frees and cleanses the key schedule */
     EVP_CIPHER_CTX_free(t->dec);
     EVP_CIPHER_CTX_free(t->siv);
+    EVP_CIPHER_CTX_free(t->siv_tpl[0]);
+    EVP_CIPHER_CTX_free(t->siv_tpl[1]);
     OPENSSL_free(t);
 }
 
@@ -68,7 +74,10 @@ static struct tls_ctx *tls_get(void)
     t->enc = EVP_CIPHER_CTX_new();
     t->dec = EVP_CIPHER_CTX_new();
     t->siv = EVP_CIPHER_CTX_new();
-    if (!t->enc || !t->dec || !t->siv || pthread_setspecific(tls_key, t) != 0) {
+    t->siv_tpl[0] = EVP_CIPHER_CTX_new();
+    t->siv_tpl[1] = EVP_CIPHER_CTX_new();
+    if (!t->enc || !t->dec || !t->siv || !t->siv_tpl[0] || !t->siv_tpl[1] ||
+        pthread_setspecific(tls_key, t) != 0) {
         tls_free(t);
         return NULL;
     }
@@ -245,6 +254,18 @@ fail:
     return -EBADMSG;
 }
 
+/* The thread's SIV context, fresh for one message under `key` (enc: 1 seal, 0 open). */
+static EVP_CIPHER_CTX *siv_start(struct tls_ctx *t, const struct keys_key *key, int enc)
+{
+    if (t->siv_serial[enc] != key->serial) {
+        t->siv_serial[enc] = 0;
+        if (EVP_CipherInit_ex2(t->siv_tpl[enc], alg_siv, key->bytes, NULL, enc, NULL) != 1)
+            return NULL;
+        t->siv_serial[enc] = key->serial;
+    }
+    return EVP_CIPHER_CTX_copy(t->siv, t->siv_tpl[enc]) == 1 ? t->siv : NULL;
+}
+
 ssize_t keys_siv_seal(const struct keys_key *key, const void *aad, size_t aad_len, const void *in,
                       size_t len, uint8_t *out, size_t out_cap)
 {
@@ -256,11 +277,8 @@ ssize_t keys_siv_seal(const struct keys_key *key, const void *aad, size_t aad_le
         return -EINVAL;
     if (out_cap < len + KEYS_TAG_BYTES)
         return -ENAMETOOLONG;
-    /* SIV keeps per-message state in the context, so it is keyed afresh each time; reusing the
-     * thread's context saves its allocation and the algorithm lookup. */
-    EVP_CIPHER_CTX *c = t->siv;
-    if (EVP_EncryptInit_ex2(c, alg_siv, key->bytes, NULL, NULL) != 1 ||
-        EVP_EncryptUpdate(c, NULL, &n, aad, (int)aad_len) != 1 ||
+    EVP_CIPHER_CTX *c = siv_start(t, key, 1);
+    if (!c || EVP_EncryptUpdate(c, NULL, &n, aad, (int)aad_len) != 1 ||
         EVP_EncryptUpdate(c, out + KEYS_TAG_BYTES, &n, in, (int)len) != 1 ||
         EVP_EncryptFinal_ex(c, out + KEYS_TAG_BYTES + len, &n) != 1 ||
         EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_AEAD_GET_TAG, KEYS_TAG_BYTES, out) != 1)
@@ -282,9 +300,8 @@ ssize_t keys_siv_open(const struct keys_key *key, const void *aad, size_t aad_le
     size_t pt_len = len - KEYS_TAG_BYTES;
     if (out_cap < pt_len)
         return -ENAMETOOLONG;
-    EVP_CIPHER_CTX *c = t->siv;
-    if (EVP_DecryptInit_ex2(c, alg_siv, key->bytes, NULL, NULL) != 1 ||
-        EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_AEAD_SET_TAG, KEYS_TAG_BYTES, (void *)in) != 1 ||
+    EVP_CIPHER_CTX *c = siv_start(t, key, 0);
+    if (!c || EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_AEAD_SET_TAG, KEYS_TAG_BYTES, (void *)in) != 1 ||
         EVP_DecryptUpdate(c, NULL, &n, aad, (int)aad_len) != 1 ||
         EVP_DecryptUpdate(c, out, &n, in + KEYS_TAG_BYTES, (int)pt_len) != 1 ||
         EVP_DecryptFinal_ex(c, out + pt_len, &n) != 1) {

@@ -8,7 +8,7 @@
 
 #include "keys/keys.h"
 
-/* Page-backed memory that is mlock'ed (best effort) and excluded from core dumps. Zeroed. */
+/* Memory that is mlock'ed (best effort) and excluded from core dumps. Zeroed. Thread-safe. */
 void *keys_secure_alloc(size_t len);
 /* Wipes then releases; accepts NULL. `len` is the length given to keys_secure_alloc. */
 void keys_secure_free(void *p, size_t len);

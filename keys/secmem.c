@@ -1,11 +1,14 @@
 // SPDX-License-Identifier: MIT
 /*
- * Locked memory for secrets. Each allocation gets its own pages so that munlock of one secret
- * never unlocks another; the cost is a page per key handle, which is small next to the risk of
- * a key reaching swap or a core file. mlock is best effort (RLIMIT_MEMLOCK may refuse it);
- * MADV_DONTDUMP and the wipe on free always apply.
+ * Locked memory for secrets. Small objects (key handles: one per open file) come from slabs of
+ * locked pages carved into fixed slots, since mapping and locking pages for each one would cost
+ * more than deriving the key; a slot is wiped when freed and the slabs are never unlocked or
+ * returned. Larger objects (passphrases, keyrings, model weights) get pages of their own, so
+ * that munlock of one never unlocks another. mlock is best effort (RLIMIT_MEMLOCK may refuse
+ * it); MADV_DONTDUMP and the wipe on free always apply.
  */
 #include <openssl/crypto.h>
+#include <pthread.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -19,7 +22,51 @@ static size_t round_pages(size_t len)
     return (len + page - 1) / page * page;
 }
 
+#define SLOT_BYTES 128
+#define SLAB_BYTES (64 * 1024)
+
+/* The slab allocator's state: process-wide by nature, guarded by slab_lock. */
+static pthread_mutex_t slab_lock = PTHREAD_MUTEX_INITIALIZER;
+static void *slab_free; /* free slots, linked through their first word; guarded by slab_lock */
+
+static void *page_alloc(size_t len);
+
+static void *slot_alloc(void)
+{
+    pthread_mutex_lock(&slab_lock);
+    if (!slab_free) {
+        uint8_t *slab = page_alloc(SLAB_BYTES);
+        if (!slab) {
+            pthread_mutex_unlock(&slab_lock);
+            return NULL;
+        }
+        for (size_t off = 0; off + SLOT_BYTES <= SLAB_BYTES; off += SLOT_BYTES) {
+            *(void **)(slab + off) = slab_free;
+            slab_free = slab + off;
+        }
+    }
+    void *p = slab_free;
+    slab_free = *(void **)p;
+    pthread_mutex_unlock(&slab_lock);
+    OPENSSL_cleanse(p, sizeof(void *));
+    return p;
+}
+
+static void slot_free(void *p)
+{
+    OPENSSL_cleanse(p, SLOT_BYTES);
+    pthread_mutex_lock(&slab_lock);
+    *(void **)p = slab_free;
+    slab_free = p;
+    pthread_mutex_unlock(&slab_lock);
+}
+
 void *keys_secure_alloc(size_t len)
+{
+    return len <= SLOT_BYTES ? slot_alloc() : page_alloc(len);
+}
+
+static void *page_alloc(size_t len)
 {
     size_t n = round_pages(len ? len : 1);
     void *p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -34,7 +81,11 @@ void keys_secure_free(void *p, size_t len)
 {
     if (!p)
         return;
-    size_t n = round_pages(len ? len : 1);
+    if (len <= SLOT_BYTES) {
+        slot_free(p);
+        return;
+    }
+    size_t n = round_pages(len);
     OPENSSL_cleanse(p, n);
     (void)munlock(p, n);
     (void)munmap(p, n);
