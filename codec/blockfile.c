@@ -22,6 +22,7 @@ struct codec_bf {
     uint8_t id[KEYS_ID_BYTES];
     const struct keys_key *content_key; /* not owned */
     struct keys_key *key;               /* per-file key */
+    int fresh;                          /* made empty by this open and not changed since */
 };
 
 /* Largest stretch sealed or opened in one system call. */
@@ -180,6 +181,7 @@ int codec_bf_open(int fd, const struct keys_key *content_key, int create, struct
         n = pread_full(fd, hdr, sizeof(hdr), 0);
         if (n == 0) {
             rc = init_empty(bf);
+            bf->fresh = rc == 0;
             n = -1; /* done: nothing to parse */
         }
     }
@@ -455,6 +457,7 @@ ssize_t codec_bf_write(struct codec_bf *bf, const void *buf, size_t len, uint64_
         return -EFBIG;
     if ((rc = checked_size(bf, &size, bad_block)) != 0)
         return rc;
+    bf->fresh = 0;
     uint64_t end = off + len, new_size = end > size ? end : size;
     uint64_t first = (off < size ? off : size) / CODEC_BF_BLOCK;
     uint64_t last = (end - 1) / CODEC_BF_BLOCK;
@@ -471,6 +474,9 @@ int codec_bf_truncate(struct codec_bf *bf, uint64_t size, uint64_t *bad_block)
     uint64_t old;
     if (size > CODEC_BF_MAX_SIZE)
         return -EFBIG;
+    if (size == 0 && bf->fresh)
+        return 0; /* a file created by this open (O_CREAT | O_TRUNC): already empty */
+    bf->fresh = 0;
     if (size == 0) {
         /* Needs nothing of the old contents, so it also recovers a damaged file. */
         uint8_t empty[CODEC_BF_OVERHEAD];

@@ -241,6 +241,16 @@ START_TEST(test_tamper)
         f3 = make_file(p3, k, 1, 1);
         ck_assert_int_eq(ftruncate(f3, 0), 0);
         ck_assert_int_eq(codec_bf_open(f3, k, 1, &nb), 0);
+        /* O_CREAT | O_TRUNC on the file this open just made costs nothing more... */
+        struct stat before, after;
+        ck_assert_int_eq(fstat(f3, &before), 0);
+        ck_assert_int_eq(codec_bf_truncate(nb, 0, NULL), 0);
+        ck_assert_int_eq(fstat(f3, &after), 0);
+        ck_assert_int_eq(before.st_size, 60);
+        ck_assert_int_eq(after.st_size, 60);
+        /* ...but once it was written, truncation seals a new empty block. */
+        ck_assert_int_eq(codec_bf_write(nb, "z", 1, 0, NULL), 1);
+        ck_assert_int_eq(codec_bf_truncate(nb, 0, NULL), 0);
         uint8_t junk[28];
         memset(junk, 0x5a, sizeof(junk));
         ck_assert_int_eq(pwrite(f3, junk, sizeof(junk), 32), 28);
