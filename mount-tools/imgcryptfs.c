@@ -46,6 +46,8 @@ struct args {
     int have_src;
     char fuse_opts[4096];
     size_t fuse_len;
+    char *copies[32]; /* the -o strings, split in place: option values point into them */
+    int ncopies;
 };
 
 static int ignored_option(const char *o)
@@ -132,9 +134,15 @@ static int parse_args(int argc, char **argv, struct args *a)
                 tool_error("-o needs a value");
                 return TOOL_EXIT_USAGE;
             }
+            if (a->ncopies == (int)(sizeof(a->copies) / sizeof(a->copies[0]))) {
+                tool_error("too many -o options");
+                return TOOL_EXIT_USAGE;
+            }
             char *copy = strdup(v);
-            int rc = copy ? parse_o(a, copy) : TOOL_EXIT_IO;
-            /* Values point into copy: it lives as long as the process. */
+            if (!copy)
+                return TOOL_EXIT_IO;
+            a->copies[a->ncopies++] = copy;
+            int rc = parse_o(a, copy);
             if (rc != TOOL_EXIT_OK)
                 return rc;
         } else if (s[0] == '-' && s[1]) {
@@ -217,7 +225,7 @@ static void detach_stdio(void)
     close(fd);
 }
 
-int main(int argc, char **argv)
+static int run(int argc, char **argv, struct args *ap)
 {
     struct args a;
     char keyring[PATH_MAX], why[1024] = "";
@@ -226,8 +234,8 @@ int main(int argc, char **argv)
     struct fs_mount *m = NULL;
     int status_fd = -1;
 
-    tool_set_prog("imgcryptfs");
     int rc = parse_args(argc, argv, &a);
+    *ap = a; /* the caller frees the option strings, whichever way this returns */
     if (rc != TOOL_EXIT_OK)
         return rc;
     if (!realpath(a.backing, backing)) {
@@ -320,4 +328,15 @@ int main(int argc, char **argv)
     if (!a.foreground)
         syslog(LOG_INFO, "unmounted %s", a.mountpoint);
     return rc == 0 ? TOOL_EXIT_OK : TOOL_EXIT_IO;
+}
+
+int main(int argc, char **argv)
+{
+    struct args a;
+    memset(&a, 0, sizeof(a));
+    tool_set_prog("imgcryptfs");
+    int rc = run(argc, argv, &a);
+    for (int i = 0; i < a.ncopies; i++)
+        free(a.copies[i]);
+    return rc;
 }
