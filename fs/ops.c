@@ -782,13 +782,21 @@ static int xattr_seal_name(struct fs_ctx *c, const char *name, char *out, size_t
     return 0;
 }
 
+/* The absolute backing path of `path` and the sealed name of xattr `name`. */
+static int xattr_locate(struct fs_ctx *c, const char *path, const char *name, char *abs,
+                        size_t abs_cap, char *sname, size_t sname_cap)
+{
+    int rc = xattr_target(c, path, abs, abs_cap);
+    return rc != 0 ? rc : xattr_seal_name(c, name, sname, sname_cap);
+}
+
 static int op_setxattr(const char *path, const char *name, const char *value, size_t size,
                        int flags)
 {
     struct fs_ctx *c = ctx();
     char abs[FS_PATH_CAP + 512], sname[XATTR_NAME_MAX + 1];
-    int rc = xattr_target(c, path, abs, sizeof(abs));
-    if (rc != 0 || (rc = xattr_seal_name(c, name, sname, sizeof(sname))) != 0)
+    int rc = xattr_locate(c, path, name, abs, sizeof(abs), sname, sizeof(sname));
+    if (rc != 0)
         return rc;
     if (size > XATTR_MAX_VALUE - LINK_OVERHEAD)
         return -E2BIG;
@@ -812,14 +820,9 @@ static int op_getxattr(const char *path, const char *name, char *value, size_t s
     /* The kernel asks for security.capability before every write: answer without a lookup. */
     if (strncmp(name, XATTR_USER, sizeof(XATTR_USER) - 1) != 0)
         return -ENODATA;
-    int rc = xattr_target(c, path, abs, sizeof(abs));
+    int rc = xattr_locate(c, path, name, abs, sizeof(abs), sname, sizeof(sname));
     if (rc != 0)
-        return rc;
-    rc = xattr_seal_name(c, name, sname, sizeof(sname));
-    if (rc == -EOPNOTSUPP)
-        return -ENODATA;
-    if (rc != 0)
-        return rc;
+        return rc == -EOPNOTSUPP ? -ENODATA : rc;
     uint8_t *sealed = malloc(XATTR_MAX_VALUE);
     if (!sealed)
         return -ENOMEM;
@@ -896,14 +899,9 @@ static int op_removexattr(const char *path, const char *name)
 {
     struct fs_ctx *c = ctx();
     char abs[FS_PATH_CAP + 512], sname[XATTR_NAME_MAX + 1];
-    int rc = xattr_target(c, path, abs, sizeof(abs));
+    int rc = xattr_locate(c, path, name, abs, sizeof(abs), sname, sizeof(sname));
     if (rc != 0)
-        return rc;
-    rc = xattr_seal_name(c, name, sname, sizeof(sname));
-    if (rc == -EOPNOTSUPP)
-        return -ENODATA;
-    if (rc != 0)
-        return rc;
+        return rc == -EOPNOTSUPP ? -ENODATA : rc;
     return lremovexattr(abs, sname) == 0 ? 0 : -errno;
 }
 
