@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "tests/unit/unit.h"
 #include "fs/fs_int.h"
 
 int keys_key_from_bytes(const uint8_t *bytes, enum keys_key_kind kind, struct keys_key **out);
@@ -193,9 +194,5 @@ static Suite *fs_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(fs_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return unit_run(fs_suite());
 }

@@ -24,6 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "tests/unit/unit.h"
 #include "keys/keys.h"
 #include "keys/keys_int.h"
 
@@ -1718,9 +1719,5 @@ static Suite *keys_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(keys_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return unit_run(keys_suite());
 }

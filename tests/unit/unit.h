@@ -1,0 +1,22 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Shared by the unit-test executables: one per module (test_<module>.c holds main), with further
+ * suites of that module in tests/unit/<module>_*.c, which register themselves with
+ * UNIT_SUITE(make_suite) and are linked into the same executable.
+ */
+#ifndef IMGCRYPTFS_TESTS_UNIT_H
+#define IMGCRYPTFS_TESTS_UNIT_H
+
+#include <check.h>
+
+void unit_register(Suite *(*make)(void));
+/* Run `first` and every registered suite; returns the exit status for main. */
+int unit_run(Suite *first);
+
+#define UNIT_SUITE(make)                                                                           \
+    __attribute__((constructor)) static void unit_register_##make(void)                            \
+    {                                                                                              \
+        unit_register(make);                                                                       \
+    }
+
+#endif
