@@ -371,6 +371,7 @@ bench_verify() {
     rm -f "$d/verify.dat"
     local vj=(--name=verify --filename="$d/verify.dat" --rw=randwrite --bs=4k --size="$VERIFY_SIZE"
               --ioengine=psync --fallocate=none --verify=crc32c --verify_fatal=0
+              --verify_state_save=0
               --continue_on_error=all --randseed=4321 --output-format=json)
     fio "${vj[@]}" --do_verify=1 --output="$LOGS/fio-verify-$f.r$REP.json" 2>>"$LOGS/fio-$f.err"
     e1=$(json_errors "$LOGS/fio-verify-$f.r$REP.json")
