@@ -1,0 +1,135 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Image adapters: split an image file into pixel planes and an envelope, and join them back.
+ *
+ * The neural coder needs pixels, the filesystem must return the written bytes. An adapter
+ * splits a file into planes (what the coder sees) and an envelope (every other byte, verbatim
+ * where possible), and join rebuilds the file from the two. The contract is absolute:
+ * join(split(f)) == f byte for byte, or split refuses with -ENOTSUP and the file stays on the
+ * generic path. The trade-off is coverage for certainty: an adapter takes only the files whose
+ * layout makes exactness structural (the raster is one contiguous run of bytes that maps
+ * one-to-one onto samples), and refuses the rest rather than trusting a re-encoder.
+ *
+ * The envelope holds patient data (DICOM names, dates, identifiers) and comments: it is sealed
+ * before it is stored, and it never goes to a log. The `why` strings never contain file bytes.
+ *
+ * Everything here works on whole files in memory; nothing keeps state, every function is safe
+ * to call from any number of threads at once on distinct arguments.
+ *
+ * Envelope format (version 1). Integers little-endian.
+ *
+ *   offset  size  field
+ *   0       4     magic "IMGE"
+ *   4       1     format: 1 PNM, 2 DICOM, 3 PNG (enum codec_format)
+ *   5       1     version = 1
+ *   6       2     reserved, 0
+ *   8       4     channels  (must equal the image's)
+ *   12      4     frames
+ *   16      4     height
+ *   20      4     width
+ *   24      1     bits per stored sample: 8 or 16
+ *   25      1     significant bits
+ *   26      1     adapter flags (per format, below)
+ *   27      1     reserved, 0
+ *   28      8     head length H
+ *   36      H     head: the file's bytes before the raster, verbatim
+ *   36+H    8     tail length T
+ *   44+H    T     tail: the file's bytes after the raster, verbatim
+ *   44+H+T        end; no other bytes may follow
+ *
+ * The file is head || raster(planes) || tail, where raster() is the format's sample layout:
+ *
+ * PNM (P5 grey, P6 RGB; flags = 0): head is the header from "P5"/"P6" through the single
+ *   whitespace byte after maxval, comments and odd whitespace included. The raster is
+ *   height × width × channels samples, interleaved, one byte each when maxval < 256, else two
+ *   bytes big-endian. Tail is whatever follows the raster (further images of a multi-image
+ *   file, garbage): kept verbatim, never interpreted. Significant bits are the bit length of
+ *   maxval; a sample above maxval is refused (-ENOTSUP), because the file is not a valid PNM
+ *   and the coder is promised that no sample exceeds the significant bits.
+ *
+ * DICOM (flags: bit 0 planar configuration 1, bit 1 big-endian 16-bit words, bit 2 big-endian
+ *   OW of 8-bit samples, i.e. byte pairs swapped): head is everything from the preamble through
+ *   the Pixel Data (7FE0,0010) element header, tail is the odd-length pad byte (if any) and
+ *   every element after the pixel data. The raster is frames × (height × width × channels)
+ *   samples, interleaved (planar configuration 0) or plane by plane (1) within each frame.
+ *   Significant bits are Bits Stored when no sample has a bit above it, else Bits Allocated
+ *   (signed data is sign-extended into the unused bits).
+ */
+#ifndef IMGCRYPTFS_CODEC_CODEC_H
+#define IMGCRYPTFS_CODEC_CODEC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Limits, checked with overflow-safe arithmetic before anything is allocated; beyond them
+ * split answers -EFBIG. */
+#define CODEC_MAX_DIM 65536u                     /* width, height */
+#define CODEC_MAX_FRAMES 65536u                  /* frames of a multi-frame image */
+#define CODEC_MAX_CHANNELS 4u                    /* samples per pixel */
+#define CODEC_MAX_PIXEL_BYTES ((size_t)1 << 31)  /* all planes together */
+#define CODEC_MAX_FILE_BYTES ((uint64_t)1 << 32) /* input to split, output of join */
+#define CODEC_MAX_DICOM_ELEMENTS 1000000u        /* data elements and items walked */
+#define CODEC_MAX_DICOM_DEPTH 16u                /* nested sequences */
+
+#define CODEC_ENV_MAGIC "IMGE"
+#define CODEC_ENV_VERSION 1
+#define CODEC_ENV_FIXED 36 /* bytes before the head */
+
+/* DICOM envelope flags (see above). */
+#define CODEC_DICOM_PLANAR 1u
+#define CODEC_DICOM_BE16 2u
+#define CODEC_DICOM_BE_OW8 4u
+
+enum codec_format {
+    CODEC_FORMAT_NONE = 0,
+    CODEC_FORMAT_PNM = 1,
+    CODEC_FORMAT_DICOM = 2,
+    CODEC_FORMAT_PNG = 3, /* recognised by sniff; no adapter yet (split: -ENOTSUP) */
+};
+
+/*
+ * An image as the coder sees it. Sample (c, f, y, x) is at index
+ * ((c * frames + f) * height + y) * width + x of `planes`, an array of uint8_t when bits is 8
+ * and of host-endian uint16_t when bits is 16; `planes_bytes` is its size. The adapter fills
+ * every field; the coder may change sample values only by round trip (join uses them as-is).
+ */
+struct codec_image {
+    enum codec_format format;
+    uint32_t channels; /* 1..CODEC_MAX_CHANNELS */
+    uint32_t frames;   /* 1..CODEC_MAX_FRAMES */
+    uint32_t height, width;
+    uint32_t bits;        /* bits per stored sample: 8 or 16 */
+    uint32_t significant; /* 1..bits: no sample has a bit set at or above this one */
+    void *planes;
+    size_t planes_bytes;
+};
+
+/* The format the content looks like (signature only; a file is never judged by its name).
+ * DICOM needs the 128-byte preamble and "DICM": raw datasets without it are not recognised.
+ * PNM is "P1".."P6" followed by whitespace or '#'. A format sniffed is not yet an image that
+ * split accepts. */
+enum codec_format codec_sniff(const uint8_t *buf, size_t len);
+
+/*
+ * Split the file buf[0..len) into a new image and a new envelope (both owned by the caller:
+ * codec_image_free and free). On failure nothing is allocated, the out-parameters are left
+ * alone and, when why is not NULL, why[0..whylen) gets a short reason without file content
+ * ("DICOM: encapsulated JPEG 2000"). Returns 0, -ENOTSUP (not an image we can store exactly:
+ * other format, compressed, malformed, truncated), -EFBIG (beyond a CODEC_MAX_* limit),
+ * -ENOMEM, or -EINVAL (NULL arguments).
+ */
+int codec_split(const uint8_t *buf, size_t len, struct codec_image **img, uint8_t **envelope,
+                size_t *env_len, char *why, size_t whylen);
+
+/*
+ * Rebuild the file from an image and the envelope that split made with it. *out (caller frees)
+ * gets the bytes. Returns 0, -EINVAL (envelope malformed or not matching the image's format,
+ * geometry or depth), -EFBIG, -ENOMEM. The image is not modified.
+ */
+int codec_join(const struct codec_image *img, const uint8_t *envelope, size_t env_len,
+               uint8_t **out, size_t *out_len);
+
+/* Free an image from codec_split and its planes; NULL is accepted. */
+void codec_image_free(struct codec_image *img);
+
+#endif

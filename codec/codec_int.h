@@ -1,0 +1,51 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Internals of the image adapters shared by codec.c (envelope, planes) and the format parsers
+ * (pnm.c, dicom.c). A parser only locates the raster and describes it; the envelope and the
+ * sample loops are common, so every adapter inherits the same exactness argument: the file is
+ * head || raster || tail, head and tail are copied verbatim, and the raster maps one-to-one
+ * onto samples.
+ */
+#ifndef IMGCRYPTFS_CODEC_CODEC_INT_H
+#define IMGCRYPTFS_CODEC_CODEC_INT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "codec/codec.h"
+
+/* How the raster's bytes hold the samples (a superset of the envelope's flags). */
+#define CODEC_LAYOUT_PLANAR CODEC_DICOM_PLANAR /* plane by plane within each frame */
+#define CODEC_LAYOUT_BE16 CODEC_DICOM_BE16     /* 16-bit samples big-endian */
+#define CODEC_LAYOUT_BE_OW8 CODEC_DICOM_BE_OW8 /* 8-bit samples, byte pairs swapped */
+
+/* What a parser found: the image geometry (planes and significant unset), where the raster
+ * is, and how its bytes are laid out. */
+struct codec_found {
+    struct codec_image geo;
+    size_t head_len;    /* the raster starts here */
+    size_t raster_len;  /* channels × frames × height × width × bits/8 */
+    uint8_t layout;     /* CODEC_LAYOUT_* */
+    uint32_t max_value; /* largest valid sample (PNM maxval, DICOM 2^BitsStored - 1) */
+    bool strict;        /* a sample above max_value refuses the file (else significant = bits) */
+};
+
+/* Write a reason into why (NULL-safe); returns err so callers can `return codec_why(...)`. */
+int codec_why(char *why, size_t whylen, int err, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* Check the geometry against the limits and fill f->raster_len. 0, -ENOTSUP or -EFBIG. */
+int codec_found_size(struct codec_found *f, char *why, size_t whylen);
+
+/* The envelope flags a format stores, from the layout (PNM's are implied by the format). */
+uint8_t codec_layout_flags(enum codec_format format, uint8_t layout);
+uint8_t codec_flags_layout(enum codec_format format, uint8_t flags);
+
+/* Parsers: fill *f from a whole file, or refuse. Return 0, -ENOTSUP or -EFBIG. */
+int codec_pnm_parse(const uint8_t *buf, size_t len, struct codec_found *f, char *why,
+                    size_t whylen);
+int codec_dicom_parse(const uint8_t *buf, size_t len, struct codec_found *f, char *why,
+                      size_t whylen);
+
+#endif

@@ -1,0 +1,388 @@
+// SPDX-License-Identifier: MIT
+/*
+ * DICOM adapter: Part 10 files (128-byte preamble, "DICM", file meta group in explicit VR
+ * little endian) whose dataset is explicit VR little endian, implicit VR little endian or
+ * explicit VR big endian, with native Pixel Data (7FE0,0010) of 8- or 16-bit samples.
+ *
+ * The parser walks the dataset only as far as the top-level Pixel Data element: it needs the
+ * element boundaries (defined and undefined lengths, nested sequences and items, with a depth
+ * limit) and a handful of image attributes, and nothing else. Everything before the pixel
+ * values and after them goes to the envelope verbatim, so exactness never depends on
+ * understanding an element; what the walk buys is the certainty that the bytes taken as pixels
+ * are the pixel data. Encapsulated (compressed) and deflated transfer syntaxes, 1- and 32-bit
+ * samples, pixel data whose length does not match the geometry (beyond the one pad byte of an
+ * odd length) and datasets without the Part 10 preamble are refused.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "codec/codec_int.h"
+
+#define DCM_UNDEFINED 0xffffffffu
+#define DCM_TAG(g, e) ((uint32_t)(g) << 16 | (e))
+#define DCM_ITEM DCM_TAG(0xfffe, 0xe000)
+#define DCM_ITEM_END DCM_TAG(0xfffe, 0xe00d)
+#define DCM_SEQ_END DCM_TAG(0xfffe, 0xe0dd)
+#define DCM_PIXEL_DATA DCM_TAG(0x7fe0, 0x0010)
+
+struct dcm {
+    const uint8_t *buf;
+    size_t len, pos;
+    bool implicit, big;
+    uint32_t elements;
+    char *why;
+    size_t whylen;
+};
+
+struct dcm_elem {
+    uint32_t tag;
+    char vr[2]; /* "\0\0" when the encoding has no VR */
+    uint32_t vlen;
+    size_t hdr; /* header bytes: the value starts at pos + hdr */
+};
+
+/* The image attributes read from the top level of the dataset; -1: absent. */
+struct dcm_attrs {
+    long rows, cols, spp, bits_alloc, bits_stored, planar, frames;
+    char ts[65];
+};
+
+enum dcm_mode { DCM_META, DCM_TOP, DCM_ITEM_BODY };
+
+static uint16_t dcm_u16(const struct dcm *d, size_t at)
+{
+    const uint8_t *p = d->buf + at;
+    return d->big ? (uint16_t)(p[0] << 8 | p[1]) : (uint16_t)(p[1] << 8 | p[0]);
+}
+
+static uint32_t dcm_u32(const struct dcm *d, size_t at)
+{
+    const uint8_t *p = d->buf + at;
+    if (d->big)
+        return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+    return (uint32_t)p[3] << 24 | (uint32_t)p[2] << 16 | (uint32_t)p[1] << 8 | p[0];
+}
+
+static int dcm_truncated(struct dcm *d)
+{
+    return codec_why(d->why, d->whylen, -ENOTSUP, "DICOM: truncated or malformed dataset");
+}
+
+/* VRs whose explicit encoding has 2 reserved bytes and a 32-bit length. */
+static bool dcm_long_vr(const char vr[2])
+{
+    static const char *const longs[] = {"OB", "OD", "OF", "OL", "OV", "OW", "SQ",
+                                        "SV", "UC", "UN", "UR", "UT", "UV"};
+    for (size_t i = 0; i < sizeof(longs) / sizeof(longs[0]); i++)
+        if (vr[0] == longs[i][0] && vr[1] == longs[i][1])
+            return true;
+    return false;
+}
+
+static int dcm_read_elem(struct dcm *d, struct dcm_elem *e)
+{
+    size_t left = d->len - d->pos;
+    if (left < 8)
+        return dcm_truncated(d);
+    if (++d->elements > CODEC_MAX_DICOM_ELEMENTS)
+        return codec_why(d->why, d->whylen, -EFBIG, "DICOM: too many elements");
+    e->tag = DCM_TAG(dcm_u16(d, d->pos), dcm_u16(d, d->pos + 2));
+    e->vr[0] = e->vr[1] = 0;
+    if ((e->tag >> 16) == 0xfffe || d->implicit) {
+        e->vlen = dcm_u32(d, d->pos + 4);
+        e->hdr = 8;
+        return 0;
+    }
+    e->vr[0] = (char)d->buf[d->pos + 4];
+    e->vr[1] = (char)d->buf[d->pos + 5];
+    if (e->vr[0] < 'A' || e->vr[0] > 'Z' || e->vr[1] < 'A' || e->vr[1] > 'Z')
+        return codec_why(d->why, d->whylen, -ENOTSUP, "DICOM: invalid VR");
+    if (dcm_long_vr(e->vr)) {
+        if (left < 12)
+            return dcm_truncated(d);
+        e->vlen = dcm_u32(d, d->pos + 8);
+        e->hdr = 12;
+    } else {
+        e->vlen = dcm_u16(d, d->pos + 6);
+        e->hdr = 8;
+    }
+    return 0;
+}
+
+static int dcm_skip(struct dcm *d, const struct dcm_elem *e)
+{
+    size_t left = d->len - d->pos;
+    if (e->vlen == DCM_UNDEFINED || e->hdr > left || e->vlen > left - e->hdr)
+        return dcm_truncated(d);
+    d->pos += e->hdr + e->vlen;
+    return 0;
+}
+
+/* A US value of one number; anything else makes the attribute unusable (-2). */
+static long dcm_us(const struct dcm *d, const struct dcm_elem *e)
+{
+    return e->vlen == 2 ? dcm_u16(d, d->pos + e->hdr) : -2;
+}
+
+/* An IS value holding one positive number; -2 when it is anything else. */
+static long dcm_is(const struct dcm *d, const struct dcm_elem *e)
+{
+    const uint8_t *p = d->buf + d->pos + e->hdr;
+    size_t n = e->vlen, i = 0;
+    long v = 0;
+    if (n > 16)
+        return -2;
+    while (n && (p[n - 1] == ' ' || p[n - 1] == 0))
+        n--;
+    while (i < n && p[i] == ' ')
+        i++;
+    if (i < n && p[i] == '+')
+        i++;
+    if (i == n)
+        return -2;
+    for (; i < n; i++) {
+        if (p[i] < '0' || p[i] > '9' || v > (long)CODEC_MAX_FRAMES * 10)
+            return -2;
+        v = v * 10 + (p[i] - '0');
+    }
+    return v;
+}
+
+static void dcm_capture(const struct dcm *d, const struct dcm_elem *e, struct dcm_attrs *a)
+{
+    switch (e->tag) {
+    case DCM_TAG(0x0002, 0x0010): {
+        size_t n = e->vlen < sizeof(a->ts) ? e->vlen : 0;
+        memcpy(a->ts, d->buf + d->pos + e->hdr, n);
+        while (n && (a->ts[n - 1] == 0 || a->ts[n - 1] == ' '))
+            n--;
+        a->ts[n] = 0;
+        for (size_t i = 0; i < n; i++)
+            if ((a->ts[i] < '0' || a->ts[i] > '9') && a->ts[i] != '.')
+                a->ts[0] = 0; /* not a UID: treated as missing */
+        break;
+    }
+    case DCM_TAG(0x0028, 0x0002):
+        a->spp = dcm_us(d, e);
+        break;
+    case DCM_TAG(0x0028, 0x0006):
+        a->planar = dcm_us(d, e);
+        break;
+    case DCM_TAG(0x0028, 0x0008):
+        a->frames = dcm_is(d, e);
+        break;
+    case DCM_TAG(0x0028, 0x0010):
+        a->rows = dcm_us(d, e);
+        break;
+    case DCM_TAG(0x0028, 0x0011):
+        a->cols = dcm_us(d, e);
+        break;
+    case DCM_TAG(0x0028, 0x0100):
+        a->bits_alloc = dcm_us(d, e);
+        break;
+    case DCM_TAG(0x0028, 0x0101):
+        a->bits_stored = dcm_us(d, e);
+        break;
+    default:
+        break;
+    }
+}
+
+static int dcm_walk(struct dcm *d, enum dcm_mode mode, unsigned depth, struct dcm_attrs *a);
+
+/* The items of a sequence (or the fragments of encapsulated data) of undefined length, up to
+ * and including the sequence delimiter. The content of a UN of undefined length is implicit
+ * VR little endian whatever the transfer syntax (PS3.5 6.2.2). */
+static int dcm_sequence(struct dcm *d, unsigned depth, bool un)
+{
+    bool implicit = d->implicit, big = d->big;
+    struct dcm_elem e = {0};
+    int ret;
+    if (depth > CODEC_MAX_DICOM_DEPTH)
+        return codec_why(d->why, d->whylen, -EFBIG, "DICOM: sequences nested too deep");
+    if (un) {
+        d->implicit = true;
+        d->big = false;
+    }
+    for (;;) {
+        if ((ret = dcm_read_elem(d, &e)) != 0)
+            goto out;
+        if (e.tag == DCM_SEQ_END) {
+            d->pos += e.hdr;
+            ret = e.vlen == 0 ? 0 : dcm_truncated(d);
+            goto out;
+        }
+        if (e.tag != DCM_ITEM) {
+            ret = dcm_truncated(d);
+            goto out;
+        }
+        if (e.vlen != DCM_UNDEFINED) {
+            if ((ret = dcm_skip(d, &e)) != 0)
+                goto out;
+            continue;
+        }
+        d->pos += e.hdr;
+        if ((ret = dcm_walk(d, DCM_ITEM_BODY, depth, NULL)) != 0)
+            goto out;
+    }
+out:
+    d->implicit = implicit;
+    d->big = big;
+    return ret;
+}
+
+/*
+ * Walk elements from d->pos. DCM_META: while the group is 0002, capturing the transfer syntax.
+ * DCM_TOP: until the top-level Pixel Data element, left at d->pos (returns 1). DCM_ITEM_BODY:
+ * until the item delimiter, consumed.
+ */
+static int dcm_walk(struct dcm *d, enum dcm_mode mode, unsigned depth, struct dcm_attrs *a)
+{
+    struct dcm_elem e = {0};
+    int ret;
+    for (;;) {
+        if (mode == DCM_TOP && d->pos == d->len)
+            return codec_why(d->why, d->whylen, -ENOTSUP, "DICOM: no pixel data");
+        if (mode == DCM_META && (d->len - d->pos < 2 || dcm_u16(d, d->pos) != 0x0002))
+            return 0;
+        if ((ret = dcm_read_elem(d, &e)) != 0)
+            return ret;
+        if ((e.tag >> 16) == 0xfffe) {
+            if (mode != DCM_ITEM_BODY || e.tag != DCM_ITEM_END || e.vlen != 0)
+                return dcm_truncated(d);
+            d->pos += e.hdr;
+            return 0;
+        }
+        if (mode == DCM_TOP && e.tag == DCM_PIXEL_DATA)
+            return 1;
+        if (e.vlen == DCM_UNDEFINED) {
+            bool un = !d->implicit && e.vr[0] == 'U' && e.vr[1] == 'N';
+            d->pos += e.hdr;
+            if ((ret = dcm_sequence(d, depth + 1, un)) != 0)
+                return ret;
+            continue;
+        }
+        if (e.hdr > d->len - d->pos || e.vlen > d->len - d->pos - e.hdr)
+            return dcm_truncated(d);
+        if (a && (mode == DCM_TOP || mode == DCM_META))
+            dcm_capture(d, &e, a);
+        d->pos += e.hdr + e.vlen;
+    }
+}
+
+/* Whether the transfer syntax is one we take; else why says which it is. */
+static int dcm_transfer_syntax(struct dcm *d, const char *ts)
+{
+    static const struct {
+        const char *prefix;
+        const char *what;
+    } known[] = {
+        {"1.2.840.10008.1.2.1.99", "deflated transfer syntax"},
+        {"1.2.840.10008.1.2.4.5", "encapsulated JPEG"},
+        {"1.2.840.10008.1.2.4.6", "encapsulated JPEG"},
+        {"1.2.840.10008.1.2.4.70", "encapsulated JPEG lossless"},
+        {"1.2.840.10008.1.2.4.8", "encapsulated JPEG-LS"},
+        {"1.2.840.10008.1.2.4.9", "encapsulated JPEG 2000"},
+        {"1.2.840.10008.1.2.4.10", "encapsulated MPEG"},
+        {"1.2.840.10008.1.2.4.20", "encapsulated HTJ2K"},
+        {"1.2.840.10008.1.2.5", "encapsulated RLE"},
+    };
+    if (strcmp(ts, "1.2.840.10008.1.2.1") == 0) {
+        d->implicit = false;
+        d->big = false;
+        return 0;
+    }
+    if (strcmp(ts, "1.2.840.10008.1.2") == 0) {
+        d->implicit = true;
+        d->big = false;
+        return 0;
+    }
+    if (strcmp(ts, "1.2.840.10008.1.2.2") == 0) {
+        d->implicit = false;
+        d->big = true;
+        return 0;
+    }
+    if (!ts[0])
+        return codec_why(d->why, d->whylen, -ENOTSUP, "DICOM: no transfer syntax");
+    for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
+        if (strncmp(ts, known[i].prefix, strlen(known[i].prefix)) == 0)
+            return codec_why(d->why, d->whylen, -ENOTSUP, "DICOM: %s", known[i].what);
+    /* A UID is digits and dots (checked on capture): no file content of concern in why. */
+    return codec_why(d->why, d->whylen, -ENOTSUP, "DICOM: transfer syntax %s", ts);
+}
+
+int codec_dicom_parse(const uint8_t *buf, size_t len, struct codec_found *f, char *why,
+                      size_t whylen)
+{
+    struct dcm d = {.buf = buf, .len = len, .pos = 132, .why = why, .whylen = whylen};
+    struct dcm_attrs a = {-1, -1, -1, -1, -1, -1, -1, {0}};
+    struct dcm_elem e = {0};
+    size_t start;
+    int ret;
+
+    if (len < 132 || memcmp(buf + 128, "DICM", 4) != 0)
+        return codec_why(why, whylen, -ENOTSUP, "DICOM: no Part 10 preamble");
+    if ((ret = dcm_walk(&d, DCM_META, 0, &a)) != 0)
+        return ret;
+    if ((ret = dcm_transfer_syntax(&d, a.ts)) != 0)
+        return ret;
+    if ((ret = dcm_walk(&d, DCM_TOP, 0, &a)) != 1)
+        return ret;
+    if ((ret = dcm_read_elem(&d, &e)) != 0)
+        return ret;
+    if (e.vlen == DCM_UNDEFINED)
+        return codec_why(why, whylen, -ENOTSUP, "DICOM: encapsulated pixel data");
+    if (!d.implicit && !(e.vr[0] == 'O' && (e.vr[1] == 'B' || e.vr[1] == 'W')))
+        return codec_why(why, whylen, -ENOTSUP, "DICOM: Pixel Data is not OB or OW");
+    if (a.rows < 0 || a.cols < 0 || a.spp < 0 || a.bits_alloc < 0)
+        return codec_why(why, whylen, -ENOTSUP, "DICOM: image attributes missing or malformed");
+    if (a.bits_alloc != 8 && a.bits_alloc != 16)
+        return codec_why(why, whylen, -ENOTSUP, "DICOM: Bits Allocated %ld", a.bits_alloc);
+    if (a.bits_stored == -1)
+        a.bits_stored = a.bits_alloc;
+    if (a.bits_stored < 1 || a.bits_stored > a.bits_alloc)
+        return codec_why(why, whylen, -ENOTSUP, "DICOM: Bits Stored does not fit");
+    if (a.frames == -1)
+        a.frames = 1;
+    if (a.frames < 1)
+        return codec_why(why, whylen, -ENOTSUP, "DICOM: Number of Frames malformed");
+    if (a.frames > (long)CODEC_MAX_FRAMES)
+        return codec_why(why, whylen, -EFBIG, "DICOM: dimensions beyond limits");
+    if (a.planar == -1)
+        a.planar = 0;
+    if (a.planar != 0 && a.planar != 1)
+        return codec_why(why, whylen, -ENOTSUP, "DICOM: Planar Configuration malformed");
+
+    f->geo.format = CODEC_FORMAT_DICOM;
+    f->geo.channels = (uint32_t)a.spp;
+    f->geo.frames = (uint32_t)a.frames;
+    f->geo.height = (uint32_t)a.rows;
+    f->geo.width = (uint32_t)a.cols;
+    f->geo.bits = (uint32_t)a.bits_alloc;
+    if ((ret = codec_found_size(f, why, whylen)) != 0)
+        return ret;
+    if (e.vlen != f->raster_len && !(f->raster_len % 2 && e.vlen == f->raster_len + 1))
+        return codec_why(why, whylen, -ENOTSUP,
+                         "DICOM: pixel data length %u does not match the geometry (%zu)", e.vlen,
+                         f->raster_len);
+    start = d.pos + e.hdr;
+    if (e.hdr > len - d.pos || e.vlen > len - start)
+        return codec_why(why, whylen, -ENOTSUP, "DICOM: pixel data truncated");
+
+    f->layout = (a.planar && a.spp > 1) ? CODEC_LAYOUT_PLANAR : 0;
+    if (d.big) {
+        bool ow = e.vr[1] == 'W';
+        if (a.bits_alloc == 16 && !ow)
+            return codec_why(why, whylen, -ENOTSUP, "DICOM: 16-bit OB pixel data in big endian");
+        if (a.bits_alloc == 8 && ow && f->raster_len % 2)
+            return codec_why(why, whylen, -ENOTSUP, "DICOM: odd-length 8-bit OW in big endian");
+        if (a.bits_alloc == 16)
+            f->layout |= CODEC_LAYOUT_BE16;
+        else if (ow)
+            f->layout |= CODEC_LAYOUT_BE_OW8;
+    }
+    f->head_len = start;
+    f->max_value = (uint32_t)((1ul << a.bits_stored) - 1);
+    f->strict = false;
+    return 0;
+}

@@ -1,0 +1,90 @@
+#!/usr/bin/python3
+# SPDX-License-Identifier: MIT
+"""Write pydicom-manifest.txt: what the DICOM adapter must do with each test file, decided by
+pydicom (an independent parser), and a hash of the pixel planes pydicom's raw Pixel Data gives.
+
+Usage: pydicom-manifest.py PYDICOM_DATA_DIR REPO_DATA_DIR > pydicom-manifest.txt
+
+A line is `<where>/<path> refuse` or `<where>/<path> exact ROWS COLS SPP FRAMES BITS FNV64`,
+where FNV64 is FNV-1a (64-bit) over the samples in plane order (channel, frame, row, column),
+each sample as 1 byte (8-bit) or 2 bytes little-endian (16-bit). A file is `exact` when its
+transfer syntax is native (explicit/implicit VR little endian, explicit VR big endian), it has
+Pixel Data, Bits Allocated is 8 or 16, and the Pixel Data length is the geometry's (plus one
+pad byte when that is odd).
+"""
+import os
+import sys
+import warnings
+
+import pydicom
+
+NATIVE = {"1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2"}
+
+
+def fnv(values, nbytes):
+    h = 0xCBF29CE484222325
+    for v in values:
+        for i in range(nbytes):
+            h ^= (v >> (8 * i)) & 0xFF
+            h = (h * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
+    return h
+
+
+def judge(path):
+    with open(path, "rb") as f:
+        head = f.read(132)
+    if len(head) < 132 or head[128:132] != b"DICM":
+        return None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            ds = pydicom.dcmread(path)
+        except Exception:
+            return "refuse"
+    ts = str(ds.file_meta.get("TransferSyntaxUID", ""))
+    if ts not in NATIVE or "PixelData" not in ds:
+        return "refuse"
+    try:
+        rows, cols, spp, ba = ds.Rows, ds.Columns, ds.SamplesPerPixel, ds.BitsAllocated
+        frames = int(ds.get("NumberOfFrames", 1) or 1)
+        planar = int(ds.get("PlanarConfiguration", 0) or 0)
+    except Exception:
+        return "refuse"
+    if ba not in (8, 16) or not (rows and cols and spp and frames):
+        return "refuse"
+    data = ds.PixelData
+    n = rows * cols * spp * frames * (ba // 8)
+    if len(data) != n and not (n % 2 and len(data) == n + 1):
+        return "refuse"
+    big = ts == "1.2.840.10008.1.2.2"
+    vr = str(ds["PixelData"].VR)
+    if big and ba == 8 and vr == "OW":
+        data = bytes(data[i ^ 1] for i in range(n))
+    bps = ba // 8
+    samples = [
+        int.from_bytes(data[i * bps:(i + 1) * bps], "big" if big else "little")
+        for i in range(n // bps)
+    ]
+    hw = rows * cols
+    planes = []
+    for c in range(spp):
+        for f in range(frames):
+            for p in range(hw):
+                if planar and spp > 1:
+                    planes.append(samples[(f * spp + c) * hw + p])
+                else:
+                    planes.append(samples[(f * hw + p) * spp + c])
+    return "exact %d %d %d %d %d %016x" % (rows, cols, spp, frames, ba, fnv(planes, bps))
+
+
+def main():
+    for where, root in (("pydicom", sys.argv[1]), ("repo", sys.argv[2])):
+        for d, _, files in sorted(os.walk(root)):
+            for name in sorted(files):
+                path = os.path.join(d, name)
+                verdict = judge(path)
+                if verdict:
+                    print("%s/%s %s" % (where, os.path.relpath(path, root), verdict))
+
+
+main()

@@ -1,0 +1,50 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Shared by the image adapter fuzz targets (fuzz_pnm, fuzz_dicom): split any input; a split
+ * that succeeds must describe its planes consistently and join back to the input byte for
+ * byte, and join must survive a damaged envelope. Anything else aborts.
+ */
+#ifndef IMGCRYPTFS_FUZZ_IMAGE_H
+#define IMGCRYPTFS_FUZZ_IMAGE_H
+
+#include <errno.h>
+
+#include "codec/codec.h"
+#include "tests/fuzz/fuzz_common.h"
+
+static inline void fuzz_image_check(const uint8_t *data, size_t size)
+{
+    struct codec_image *img = NULL;
+    uint8_t *env = NULL, *out = NULL;
+    size_t env_len = 0, out_len = 0;
+    char why[128];
+    int ret = codec_split(data, size, &img, &env, &env_len, why, sizeof(why));
+    if (ret != 0) {
+        if ((ret != -ENOTSUP && ret != -EFBIG) || img || env)
+            abort();
+        return;
+    }
+    size_t n = (size_t)img->channels * img->frames * img->height * img->width * img->bits / 8;
+    if ((img->bits != 8 && img->bits != 16) || img->significant < 1 ||
+        img->significant > img->bits || n != img->planes_bytes || n > size)
+        abort();
+    if (codec_join(img, env, env_len, &out, &out_len) != 0 || out_len != size ||
+        memcmp(out, data, size) != 0)
+        abort();
+    free(out);
+    /* A damaged envelope: join may succeed with other bytes, but must not crash or leak. */
+    size_t at = size ? data[size - 1] * 131u % env_len : 0;
+    env[at] ^= 0x5a;
+    out = NULL;
+    ret = codec_join(img, env, env_len, &out, &out_len);
+    if (ret != 0 && ret != -EINVAL && ret != -EFBIG)
+        abort();
+    free(out);
+    ret = codec_join(img, env, at, &out, &out_len); /* cut short */
+    if (ret == 0)
+        abort();
+    free(env);
+    codec_image_free(img);
+}
+
+#endif

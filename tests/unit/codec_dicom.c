@@ -1,0 +1,680 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Unit tests of the DICOM adapter. Real files: every file of python3-pydicom's data folder
+ * (IMGC_PYDICOM_DIR, Debian's path by default) and the DICOM files in tests/data must split
+ * and join byte for byte or be refused with -ENOTSUP; tests/data/pydicom-manifest.txt, written
+ * by tests/data/pydicom-manifest.py with pydicom as the independent parser, says which must be
+ * exact and what their planes hash to. Generated files cover what the corpus lacks (nested
+ * undefined lengths, UN sequences, multi-frame planar RGB, big-endian OW of 8-bit samples) and
+ * the limits; truncations and bit flips must fail cleanly.
+ */
+#include <check.h>
+#include <dirent.h>
+#include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "codec/codec.h"
+#include "tests/unit/unit.h"
+
+#define DCM_TEST_PYDICOM "/usr/lib/python3/dist-packages/pydicom/data"
+#define DCM_TEST_MAX_FILE (64u << 20)
+
+static uint8_t *dcm_test_read(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    ck_assert_msg(f != NULL, "cannot open %s", path);
+    ck_assert_int_eq(fseek(f, 0, SEEK_END), 0);
+    long n = ftell(f);
+    ck_assert_int_ge(n, 0);
+    rewind(f);
+    uint8_t *buf = malloc((size_t)n + 1);
+    ck_assert_ptr_nonnull(buf);
+    ck_assert_uint_eq(fread(buf, 1, (size_t)n, f), (size_t)n);
+    fclose(f);
+    *len = (size_t)n;
+    return buf;
+}
+
+static const char *dcm_test_data(void)
+{
+    const char *dir = getenv("IMGC_TESTDATA");
+    return dir ? dir : "tests/data";
+}
+
+/* FNV-1a over the planes, 16-bit samples as two bytes little-endian (as the manifest). */
+static uint64_t dcm_test_hash(const struct codec_image *img)
+{
+    uint64_t h = 0xcbf29ce484222325ull;
+    size_t n = img->planes_bytes / (img->bits / 8);
+    for (size_t i = 0; i < n; i++) {
+        unsigned v = img->bits == 16 ? ((const uint16_t *)img->planes)[i]
+                                     : ((const uint8_t *)img->planes)[i];
+        for (unsigned b = 0; b < img->bits / 8; b++) {
+            h ^= (v >> (8 * b)) & 0xff;
+            h *= 0x100000001b3ull;
+        }
+    }
+    return h;
+}
+
+/* Split and join: 0 with an exact join (image returned through *out if asked), or a clean
+ * refusal (-ENOTSUP/-EFBIG with a reason and nothing allocated). */
+static int dcm_test_roundtrip(const uint8_t *buf, size_t len, struct codec_image **out, char *why,
+                              size_t whylen)
+{
+    struct codec_image *img = NULL;
+    uint8_t *env = NULL, *file = NULL;
+    size_t env_len = 0, file_len = 0;
+    why[0] = 0;
+    int ret = codec_split(buf, len, &img, &env, &env_len, why, whylen);
+    if (ret != 0) {
+        ck_assert_msg(ret == -ENOTSUP || ret == -EFBIG, "split: %d", ret);
+        ck_assert_msg(why[0] != 0, "refusal without a reason");
+        ck_assert_ptr_null(img);
+        return ret;
+    }
+    ck_assert_uint_ge(img->significant, 1);
+    ck_assert_uint_le(img->significant, img->bits);
+    ck_assert_int_eq(codec_join(img, env, env_len, &file, &file_len), 0);
+    ck_assert_uint_eq(file_len, len);
+    ck_assert_msg(memcmp(file, buf, len) == 0, "join differs");
+    free(file);
+    free(env);
+    if (out)
+        *out = img;
+    else
+        codec_image_free(img);
+    return 0;
+}
+
+/* The manifest: one line per file, "<where>/<path> refuse|exact R C S F B HASH". */
+struct dcm_manifest {
+    char **lines;
+    size_t count;
+};
+
+static void dcm_manifest_load(struct dcm_manifest *m)
+{
+    char path[4096], line[4096];
+    snprintf(path, sizeof(path), "%s/pydicom-manifest.txt", dcm_test_data());
+    FILE *f = fopen(path, "r");
+    ck_assert_msg(f != NULL, "cannot open %s", path);
+    m->lines = NULL;
+    m->count = 0;
+    while (fgets(line, sizeof(line), f)) {
+        line[strcspn(line, "\n")] = 0;
+        m->lines = realloc(m->lines, (m->count + 1) * sizeof(*m->lines));
+        ck_assert_ptr_nonnull(m->lines);
+        m->lines[m->count++] = strdup(line);
+    }
+    fclose(f);
+    ck_assert_uint_gt(m->count, 0);
+}
+
+static void dcm_manifest_free(struct dcm_manifest *m)
+{
+    for (size_t i = 0; i < m->count; i++)
+        free(m->lines[i]);
+    free(m->lines);
+}
+
+/* The verdict for key ("pydicom/..." or "repo/..."), or NULL. */
+static const char *dcm_manifest_find(const struct dcm_manifest *m, const char *key)
+{
+    size_t n = strlen(key);
+    for (size_t i = 0; i < m->count; i++)
+        if (strncmp(m->lines[i], key, n) == 0 && m->lines[i][n] == ' ')
+            return m->lines[i] + n + 1;
+    return NULL;
+}
+
+struct dcm_tally {
+    const struct dcm_manifest *m;
+    size_t files, dicom, listed, exact, refused;
+    char reasons[32][128];
+    size_t reason_count[32];
+};
+
+static void dcm_tally_reason(struct dcm_tally *t, const char *why)
+{
+    for (size_t i = 0; i < 32; i++) {
+        if (t->reasons[i][0] == 0)
+            snprintf(t->reasons[i], sizeof(t->reasons[i]), "%s", why);
+        if (strcmp(t->reasons[i], why) == 0) {
+            t->reason_count[i]++;
+            return;
+        }
+    }
+}
+
+/* One file against its verdict (NULL: not in the manifest, either answer is fine). */
+static void dcm_test_file(struct dcm_tally *t, const char *path, const char *verdict)
+{
+    size_t len;
+    char why[128];
+    struct codec_image *img = NULL;
+    uint8_t *buf = dcm_test_read(path, &len);
+    t->files++;
+    if (codec_sniff(buf, len) == CODEC_FORMAT_DICOM)
+        t->dicom++;
+    int ret = dcm_test_roundtrip(buf, len, &img, why, sizeof(why));
+    if (ret == 0) {
+        t->exact++;
+    } else {
+        t->refused++;
+        dcm_tally_reason(t, why);
+    }
+    if (verdict) {
+        t->listed++;
+        if (strncmp(verdict, "exact", 5) == 0) {
+            unsigned r, c, s, f, b;
+            unsigned long long hash;
+            ck_assert_int_eq(
+                sscanf(verdict, "exact %u %u %u %u %u %llx", &r, &c, &s, &f, &b, &hash), 6);
+            ck_assert_msg(ret == 0, "%s refused: %s", path, why);
+            ck_assert_int_eq(img->format, CODEC_FORMAT_DICOM);
+            ck_assert_uint_eq(img->height, r);
+            ck_assert_uint_eq(img->width, c);
+            ck_assert_uint_eq(img->channels, s);
+            ck_assert_uint_eq(img->frames, f);
+            ck_assert_uint_eq(img->bits, b);
+            ck_assert_msg(dcm_test_hash(img) == hash, "%s: planes differ from pydicom's", path);
+        } else {
+            ck_assert_msg(ret == -ENOTSUP, "%s: %d, expected a refusal", path, ret);
+        }
+    }
+    codec_image_free(img);
+    free(buf);
+}
+
+static void dcm_test_walk(struct dcm_tally *t, const char *root, const char *rel)
+{
+    char dirpath[4096];
+    snprintf(dirpath, sizeof(dirpath), "%s%s%s", root, rel[0] ? "/" : "", rel);
+    DIR *d = opendir(dirpath);
+    ck_assert_msg(d != NULL, "cannot open %s", dirpath);
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        char sub[4096], path[8200], key[4200];
+        struct stat st;
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
+        snprintf(sub, sizeof(sub), "%s%s%s", rel, rel[0] ? "/" : "", e->d_name);
+        snprintf(path, sizeof(path), "%s/%s", root, sub);
+        ck_assert_int_eq(stat(path, &st), 0);
+        if (S_ISDIR(st.st_mode)) {
+            dcm_test_walk(t, root, sub);
+        } else if (S_ISREG(st.st_mode) && (uint64_t)st.st_size <= DCM_TEST_MAX_FILE) {
+            snprintf(key, sizeof(key), "pydicom/%s", sub);
+            dcm_test_file(t, path, dcm_manifest_find(t->m, key));
+        }
+    }
+    closedir(d);
+}
+
+/* Every file of pydicom's data: exact or refused, as pydicom's own reading says. Fails when
+ * the folder is missing or holds no DICOM file, so an absent package cannot pass. */
+START_TEST(test_dicom_pydicom)
+{
+    struct dcm_manifest m;
+    struct dcm_tally t;
+    const char *root = getenv("IMGC_PYDICOM_DIR") ? getenv("IMGC_PYDICOM_DIR") : DCM_TEST_PYDICOM;
+    struct stat st;
+    ck_assert_msg(stat(root, &st) == 0 && S_ISDIR(st.st_mode),
+                  "%s missing: install python3-pydicom or set IMGC_PYDICOM_DIR", root);
+    dcm_manifest_load(&m);
+    memset(&t, 0, sizeof(t));
+    t.m = &m;
+    dcm_test_walk(&t, root, "");
+    ck_assert_msg(t.dicom > 0, "no DICOM file under %s", root);
+    ck_assert_msg(t.listed > 0, "no file of the manifest under %s", root);
+    ck_assert_uint_gt(t.exact, 0);
+    printf("pydicom corpus %s: %zu files, %zu DICOM, %zu exact, %zu refused\n", root, t.files,
+           t.dicom, t.exact, t.refused);
+    for (size_t i = 0; i < 32 && t.reasons[i][0]; i++)
+        printf("  %4zu  %s\n", t.reason_count[i], t.reasons[i]);
+    dcm_manifest_free(&m);
+}
+END_TEST
+
+/* The DICOM files kept in tests/data, against the same manifest. */
+START_TEST(test_dicom_repo)
+{
+    struct dcm_manifest m;
+    struct dcm_tally t;
+    static const char *const must[][2] = {
+        {"MR_small.dcm", "exact"},           {"CT_small.dcm", "exact"},
+        {"MR_small_bigendian.dcm", "exact"}, {"MR_small_implicit.dcm", "exact"},
+        {"ExplVR_BigEnd.dcm", "exact"},      {"SC_rgb_small_odd.dcm", "exact"},
+        {"MR_small_RLE.dcm", "refuse"},      {"JPEG2000.dcm", "refuse"},
+        {"MR_small_padded.dcm", "refuse"},   {"image_dfl.dcm", "refuse"},
+    };
+    dcm_manifest_load(&m);
+    memset(&t, 0, sizeof(t));
+    t.m = &m;
+    for (size_t i = 0; i < sizeof(must) / sizeof(must[0]); i++) {
+        char path[4096], key[256];
+        snprintf(key, sizeof(key), "repo/%s", must[i][0]);
+        const char *verdict = dcm_manifest_find(&m, key);
+        ck_assert_msg(verdict && strncmp(verdict, must[i][1], strlen(must[i][1])) == 0,
+                      "manifest: %s", key);
+        snprintf(path, sizeof(path), "%s/%s", dcm_test_data(), must[i][0]);
+        dcm_test_file(&t, path, verdict);
+    }
+    dcm_manifest_free(&m);
+}
+END_TEST
+
+/* Known values, read off the files with a hex editor and dcmdump. */
+START_TEST(test_dicom_values)
+{
+    char path[4096], why[128];
+    size_t len;
+    struct codec_image *img = NULL;
+    snprintf(path, sizeof(path), "%s/SC_rgb_small_odd.dcm", dcm_test_data());
+    uint8_t *buf = dcm_test_read(path, &len);
+    ck_assert_int_eq(dcm_test_roundtrip(buf, len, &img, why, sizeof(why)), 0);
+    /* 3×3 RGB interleaved, 27 bytes + 1 pad byte, the last element of the file. */
+    const uint8_t *raster = buf + len - 28;
+    const uint8_t *planes = img->planes;
+    for (size_t p = 0; p < 9; p++)
+        for (size_t c = 0; c < 3; c++)
+            ck_assert_uint_eq(planes[c * 9 + p], raster[p * 3 + c]);
+    ck_assert_uint_eq(img->significant, 8);
+    codec_image_free(img);
+    free(buf);
+    /* The same MR slice in three transfer syntaxes gives the same planes. */
+    static const char *const mr[] = {"MR_small.dcm", "MR_small_implicit.dcm",
+                                     "MR_small_bigendian.dcm"};
+    uint64_t first = 0;
+    for (size_t i = 0; i < 3; i++) {
+        snprintf(path, sizeof(path), "%s/%s", dcm_test_data(), mr[i]);
+        buf = dcm_test_read(path, &len);
+        ck_assert_int_eq(dcm_test_roundtrip(buf, len, &img, why, sizeof(why)), 0);
+        /* Samples 0, 1, 64, 2080 and 4095 as pydicom reads them. */
+        static const unsigned at[] = {0, 1, 64, 2080, 4095}, want[] = {905, 1019, 628, 182, 862};
+        for (size_t k = 0; k < 5; k++)
+            ck_assert_uint_eq(((uint16_t *)img->planes)[at[k]], want[k]);
+        if (i == 0)
+            first = dcm_test_hash(img);
+        else
+            ck_assert(dcm_test_hash(img) == first);
+        codec_image_free(img);
+        free(buf);
+    }
+}
+END_TEST
+
+/* A little DICOM writer for generated files. */
+struct dcm_w {
+    uint8_t *p;
+    size_t n;
+    bool implicit, big;
+};
+
+static void dcm_w_bytes(struct dcm_w *w, const void *data, size_t n)
+{
+    w->p = realloc(w->p, w->n + n + 1);
+    ck_assert_ptr_nonnull(w->p);
+    if (n)
+        memcpy(w->p + w->n, data, n);
+    w->n += n;
+}
+
+static void dcm_w_u16(struct dcm_w *w, unsigned v)
+{
+    uint8_t b[2] = {(uint8_t)v, (uint8_t)(v >> 8)};
+    if (w->big) {
+        b[0] = (uint8_t)(v >> 8);
+        b[1] = (uint8_t)v;
+    }
+    dcm_w_bytes(w, b, 2);
+}
+
+static void dcm_w_u32(struct dcm_w *w, uint32_t v)
+{
+    if (w->big) {
+        dcm_w_u16(w, v >> 16);
+        dcm_w_u16(w, v & 0xffff);
+    } else {
+        dcm_w_u16(w, v & 0xffff);
+        dcm_w_u16(w, v >> 16);
+    }
+}
+
+/* An element header (and value when given). len 0xffffffff: undefined. */
+static void dcm_w_elem(struct dcm_w *w, unsigned g, unsigned e, const char *vr, const void *value,
+                       uint32_t len)
+{
+    dcm_w_u16(w, g);
+    dcm_w_u16(w, e);
+    if (g == 0xfffe || w->implicit) {
+        dcm_w_u32(w, len);
+    } else {
+        dcm_w_bytes(w, vr, 2);
+        if (strstr("OB OW SQ UN UT UC UR OD OF OL OV SV UV", vr)) {
+            dcm_w_u16(w, 0);
+            dcm_w_u32(w, len);
+        } else {
+            dcm_w_u16(w, len);
+        }
+    }
+    if (value)
+        dcm_w_bytes(w, value, len);
+}
+
+static void dcm_w_us(struct dcm_w *w, unsigned e, unsigned v)
+{
+    uint8_t b[2] = {(uint8_t)v, (uint8_t)(v >> 8)};
+    if (w->big) {
+        b[0] = (uint8_t)(v >> 8);
+        b[1] = (uint8_t)v;
+    }
+    dcm_w_elem(w, 0x0028, e, "US", b, 2);
+}
+
+static void dcm_w_part10(struct dcm_w *w, const char *ts)
+{
+    uint8_t pre[128] = {0};
+    char uid[66] = {0};
+    size_t n = strlen(ts);
+    w->implicit = w->big = false;
+    dcm_w_bytes(w, pre, sizeof(pre));
+    dcm_w_bytes(w, "DICM", 4);
+    dcm_w_elem(w, 0x0002, 0x0001, "OB", "\0\1", 2);
+    memcpy(uid, ts, n);
+    dcm_w_elem(w, 0x0002, 0x0010, "UI", uid, (uint32_t)(n + (n & 1)));
+}
+
+struct dcm_gen {
+    const char *ts;
+    unsigned rows, cols, spp, frames, bits, planar;
+    bool ow, nested, trailer;
+};
+
+/* A file with the given geometry; *planes gets the samples it holds, in plane order. */
+static uint8_t *dcm_generate(const struct dcm_gen *g, size_t *len, uint16_t **planes)
+{
+    struct dcm_w w = {0};
+    bool implicit = strcmp(g->ts, "1.2.840.10008.1.2") == 0;
+    bool big = strcmp(g->ts, "1.2.840.10008.1.2.2") == 0;
+    size_t hw = (size_t)g->rows * g->cols, n = hw * g->spp * g->frames, bps = g->bits / 8;
+    char frames[16];
+    dcm_w_part10(&w, g->ts);
+    w.implicit = implicit;
+    w.big = big;
+    dcm_w_elem(&w, 0x0008, 0x0060, "CS", "MR", 2);
+    if (g->nested) {
+        /* SQ (undefined) > item (undefined) > SQ (defined, one defined item) + UN sequence. */
+        dcm_w_elem(&w, 0x0008, 0x1140, "SQ", NULL, 0xffffffff);
+        dcm_w_elem(&w, 0xfffe, 0xe000, NULL, NULL, 0xffffffff);
+        dcm_w_elem(&w, 0x0008, 0x1150, "UI", "1.2.3\0", 6);
+        dcm_w_elem(&w, 0x0008, 0x1199, "SQ", NULL, 0xffffffff);
+        dcm_w_elem(&w, 0xfffe, 0xe000, NULL, NULL, 20);
+        dcm_w_elem(&w, 0x0028, 0x0010, "US", "\7\0", 2); /* Rows in an item: not the image's */
+        dcm_w_elem(&w, 0x0008, 0x0100, "SH", "AB", 2);
+        dcm_w_elem(&w, 0xfffe, 0xe0dd, NULL, NULL, 0);
+        dcm_w_elem(&w, 0xfffe, 0xe00d, NULL, NULL, 0);
+        dcm_w_elem(&w, 0xfffe, 0xe000, NULL, NULL, 0); /* an empty item */
+        dcm_w_elem(&w, 0xfffe, 0xe0dd, NULL, NULL, 0);
+        if (!implicit) {
+            /* UN of undefined length: its content is implicit VR little endian. */
+            bool b = w.big;
+            dcm_w_elem(&w, 0x0009, 0x1010, "UN", NULL, 0xffffffff);
+            w.implicit = true;
+            w.big = false;
+            dcm_w_elem(&w, 0xfffe, 0xe000, NULL, NULL, 0xffffffff);
+            dcm_w_elem(&w, 0x0009, 0x1011, NULL, "abcd", 4);
+            dcm_w_elem(&w, 0xfffe, 0xe00d, NULL, NULL, 0);
+            dcm_w_elem(&w, 0xfffe, 0xe0dd, NULL, NULL, 0);
+            w.implicit = false;
+            w.big = b;
+        }
+    }
+    dcm_w_us(&w, 0x0002, g->spp);
+    dcm_w_elem(&w, 0x0028, 0x0004, "CS", g->spp == 3 ? "RGB " : "MONOCHROME2 ",
+               g->spp == 3 ? 4 : 12);
+    if (g->spp > 1)
+        dcm_w_us(&w, 0x0006, g->planar);
+    snprintf(frames, sizeof(frames), "%u", g->frames);
+    if (strlen(frames) % 2)
+        strcat(frames, " ");
+    dcm_w_elem(&w, 0x0028, 0x0008, "IS", frames, (uint32_t)strlen(frames));
+    dcm_w_us(&w, 0x0010, g->rows);
+    dcm_w_us(&w, 0x0011, g->cols);
+    dcm_w_us(&w, 0x0100, g->bits);
+    dcm_w_us(&w, 0x0101, g->bits == 16 ? 12 : 8);
+    dcm_w_us(&w, 0x0102, g->bits == 16 ? 11 : 7);
+    size_t raster = n * bps, padded = raster + (raster & 1);
+    dcm_w_elem(&w, 0x7fe0, 0x0010, g->ow ? "OW" : "OB", NULL, (uint32_t)padded);
+    size_t at = w.n;
+    uint8_t *zero = calloc(1, padded);
+    dcm_w_bytes(&w, zero, padded);
+    free(zero);
+    *planes = malloc(n * sizeof(**planes));
+    ck_assert_ptr_nonnull(*planes);
+    for (size_t f = 0; f < g->frames; f++) {
+        for (size_t c = 0; c < g->spp; c++) {
+            for (size_t p = 0; p < hw; p++) {
+                unsigned v = (unsigned)((p * 31 + c * 1000 + f * 77 + p / 3) % 4096);
+                if (g->bits == 8)
+                    v &= 0xff;
+                (*planes)[(c * g->frames + f) * hw + p] = (uint16_t)v;
+                size_t s = g->planar ? (f * g->spp + c) * hw + p : (f * hw + p) * g->spp + c;
+                if (g->bits == 8)
+                    w.p[at + (s ^ (big && g->ow ? 1 : 0))] = (uint8_t)v;
+                else if (big)
+                    w.p[at + 2 * s] = (uint8_t)(v >> 8), w.p[at + 2 * s + 1] = (uint8_t)v;
+                else
+                    w.p[at + 2 * s] = (uint8_t)v, w.p[at + 2 * s + 1] = (uint8_t)(v >> 8);
+            }
+        }
+    }
+    if (g->trailer)
+        dcm_w_elem(&w, 0xfffc, 0xfffc, "OB", "\0\0\0\0", 4);
+    *len = w.n;
+    return w.p;
+}
+
+START_TEST(test_dicom_generated)
+{
+    static const struct dcm_gen cases[] = {
+        {"1.2.840.10008.1.2.1", 5, 7, 1, 1, 16, 0, true, true, true},
+        {"1.2.840.10008.1.2", 5, 7, 1, 3, 16, 0, true, true, false},
+        {"1.2.840.10008.1.2.2", 5, 7, 1, 2, 16, 0, true, true, true},
+        {"1.2.840.10008.1.2.1", 3, 5, 3, 2, 8, 0, false, true, true},
+        {"1.2.840.10008.1.2.1", 3, 5, 3, 2, 8, 1, false, false, false},
+        {"1.2.840.10008.1.2.2", 3, 5, 3, 2, 8, 1, false, true, false},
+        {"1.2.840.10008.1.2.2", 4, 4, 3, 1, 8, 0, true, true, true}, /* BE OW of bytes */
+        {"1.2.840.10008.1.2", 1, 1, 1, 1, 8, 0, true, false, true},  /* odd: pad byte */
+        {"1.2.840.10008.1.2.1", 17, 13, 3, 3, 16, 1, true, false, false},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        size_t len;
+        uint16_t *planes;
+        char why[128];
+        struct codec_image *img = NULL;
+        uint8_t *buf = dcm_generate(&cases[i], &len, &planes);
+        ck_assert_msg(dcm_test_roundtrip(buf, len, &img, why, sizeof(why)) == 0, "case %zu: %s", i,
+                      why);
+        ck_assert_uint_eq(img->frames, cases[i].frames);
+        ck_assert_uint_eq(img->channels, cases[i].spp);
+        ck_assert_uint_eq(img->significant, cases[i].bits == 16 ? 12 : 8);
+        size_t n = img->planes_bytes / (img->bits / 8);
+        for (size_t k = 0; k < n; k++) {
+            unsigned got =
+                img->bits == 16 ? ((uint16_t *)img->planes)[k] : ((uint8_t *)img->planes)[k];
+            ck_assert_msg(got == planes[k], "case %zu sample %zu: %u, want %u", i, k, got,
+                          planes[k]);
+        }
+        codec_image_free(img);
+        free(planes);
+        free(buf);
+    }
+}
+END_TEST
+
+static void dcm_expect(const uint8_t *buf, size_t len, int want, const char *reason)
+{
+    char why[128];
+    int ret = dcm_test_roundtrip(buf, len, NULL, why, sizeof(why));
+    ck_assert_msg(ret == want, "%d (%s), wanted %d", ret, why, want);
+    if (reason)
+        ck_assert_msg(strstr(why, reason), "reason '%s', wanted '%s'", why, reason);
+}
+
+START_TEST(test_dicom_refused)
+{
+    struct dcm_w w = {0};
+    size_t len;
+    uint16_t *planes;
+    uint8_t *buf;
+
+    /* Absurd geometry: refused before anything is allocated. */
+    dcm_w_part10(&w, "1.2.840.10008.1.2.1");
+    dcm_w_us(&w, 0x0002, 3);
+    dcm_w_elem(&w, 0x0028, 0x0008, "IS", "65535 ", 6);
+    dcm_w_us(&w, 0x0010, 65535);
+    dcm_w_us(&w, 0x0011, 65535);
+    dcm_w_us(&w, 0x0100, 16);
+    dcm_w_elem(&w, 0x7fe0, 0x0010, "OW", NULL, 0xfffffff0);
+    dcm_expect(w.p, w.n, -EFBIG, "beyond limits");
+    free(w.p);
+
+    /* Pixel data length beyond the file, and not matching the geometry. */
+    struct dcm_gen g = {"1.2.840.10008.1.2.1", 4, 4, 1, 1, 16, 0, true, false, false};
+    buf = dcm_generate(&g, &len, &planes);
+    free(planes);
+    dcm_expect(buf, len - 1, -ENOTSUP, "truncated");
+    buf[len - 32 - 4] = 0x22; /* length 34 instead of 32 */
+    dcm_expect(buf, len, -ENOTSUP, "does not match");
+    buf[len - 32 - 4 + 3] = 0xff; /* a length near 4 GiB */
+    dcm_expect(buf, len, -ENOTSUP, NULL);
+    free(buf);
+
+    /* Transfer syntaxes, bit depths, missing parts. */
+    static const struct {
+        const char *ts;
+        unsigned bits;
+        const char *reason;
+    } refusals[] = {
+        {"1.2.840.10008.1.2.1.99", 8, "deflated"},
+        {"1.2.840.10008.1.2.4.50", 8, "JPEG"},
+        {"1.2.840.10008.1.2.4.80", 8, "JPEG-LS"},
+        {"1.2.840.10008.1.2.4.90", 8, "JPEG 2000"},
+        {"1.2.840.10008.1.2.5", 8, "RLE"},
+        {"1.2.3.4", 8, "transfer syntax 1.2.3.4"},
+        {"1.2.840.10008.1.2.1", 32, "Bits Allocated 32"},
+        {"1.2.840.10008.1.2.1", 1, "Bits Allocated 1"},
+    };
+    for (size_t i = 0; i < sizeof(refusals) / sizeof(refusals[0]); i++) {
+        memset(&w, 0, sizeof(w));
+        dcm_w_part10(&w, refusals[i].ts);
+        dcm_w_us(&w, 0x0002, 1);
+        dcm_w_us(&w, 0x0010, 2);
+        dcm_w_us(&w, 0x0011, 2);
+        dcm_w_us(&w, 0x0100, refusals[i].bits);
+        dcm_w_elem(&w, 0x7fe0, 0x0010, "OB", "\1\2\3\4", 4);
+        dcm_expect(w.p, w.n, -ENOTSUP, refusals[i].reason);
+        free(w.p);
+    }
+    memset(&w, 0, sizeof(w));
+    dcm_w_part10(&w, "1.2.840.10008.1.2.1");
+    dcm_w_elem(&w, 0x0010, 0x0010, "PN", "Doe^Jane", 8);
+    dcm_expect(w.p, w.n, -ENOTSUP, "no pixel data");
+    dcm_w_elem(&w, 0x7fe0, 0x0010, "OB", NULL, 0xffffffff); /* encapsulated */
+    dcm_w_elem(&w, 0xfffe, 0xe000, NULL, NULL, 0);
+    dcm_w_elem(&w, 0xfffe, 0xe0dd, NULL, NULL, 0);
+    dcm_expect(w.p, w.n, -ENOTSUP, "encapsulated");
+    free(w.p);
+
+    /* Sequences nested beyond the limit, and never closed. */
+    memset(&w, 0, sizeof(w));
+    dcm_w_part10(&w, "1.2.840.10008.1.2.1");
+    for (int i = 0; i < 40; i++) {
+        dcm_w_elem(&w, 0x0008, 0x1140, "SQ", NULL, 0xffffffff);
+        dcm_w_elem(&w, 0xfffe, 0xe000, NULL, NULL, 0xffffffff);
+    }
+    dcm_expect(w.p, w.n, -EFBIG, "nested");
+    free(w.p);
+    memset(&w, 0, sizeof(w));
+    dcm_w_part10(&w, "1.2.840.10008.1.2");
+    w.implicit = true;
+    dcm_w_elem(&w, 0x0008, 0x1140, NULL, NULL, 0xffffffff);
+    dcm_w_elem(&w, 0xfffe, 0xe000, NULL, NULL, 0xffffffff);
+    dcm_expect(w.p, w.n, -ENOTSUP, "truncated");
+    free(w.p);
+
+    /* More elements than the limit (each 8 bytes, so a few MB). */
+    memset(&w, 0, sizeof(w));
+    dcm_w_part10(&w, "1.2.840.10008.1.2");
+    w.implicit = true;
+    size_t at = w.n, count = CODEC_MAX_DICOM_ELEMENTS + 1;
+    dcm_w_elem(&w, 0x0009, 0x0010, NULL, NULL, 0);
+    w.p = realloc(w.p, at + 8 * count);
+    ck_assert_ptr_nonnull(w.p);
+    for (size_t i = 1; i < count; i++)
+        memcpy(w.p + at + 8 * i, w.p + at, 8);
+    w.n = at + 8 * count;
+    dcm_expect(w.p, w.n, -EFBIG, "too many");
+    free(w.p);
+
+    /* No preamble: raw datasets are not taken. */
+    ck_assert_int_eq(codec_sniff((const uint8_t *)"\x08\0\x05\0CS\x0a\0ISO_IR 100", 18),
+                     CODEC_FORMAT_NONE);
+}
+END_TEST
+
+/* Every prefix of small files, and bit flips: an exact join or a clean refusal. */
+START_TEST(test_dicom_malformed)
+{
+    static const char *const names[] = {"SC_rgb_small_odd.dcm", "MR_small_implicit.dcm",
+                                        "ExplVR_BigEnd.dcm", "MR_small_bigendian.dcm"};
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        char path[4096], why[128];
+        size_t len;
+        snprintf(path, sizeof(path), "%s/%s", dcm_test_data(), names[i]);
+        uint8_t *buf = dcm_test_read(path, &len);
+        for (size_t cut = 0; cut < len; cut++) {
+            uint8_t *copy = malloc(cut + 1); /* exact size: ASan sees any overread */
+            memcpy(copy, buf, cut);
+            dcm_test_roundtrip(copy, cut, NULL, why, sizeof(why));
+            free(copy);
+        }
+        /* Every bit of the first 2 KB (the header; flips in the pixels prove nothing). */
+        for (size_t k = 0; k < len && k < 2048; k++) {
+            for (int bit = 0; bit < 8; bit++) {
+                buf[k] ^= (uint8_t)(1u << bit);
+                dcm_test_roundtrip(buf, len, NULL, why, sizeof(why));
+                buf[k] ^= (uint8_t)(1u << bit);
+            }
+        }
+        free(buf);
+    }
+}
+END_TEST
+
+static Suite *codec_dicom_suite(void)
+{
+    Suite *s = suite_create("codec_dicom");
+    TCase *tc = tcase_create("corpus");
+    tcase_add_test(tc, test_dicom_pydicom);
+    tcase_add_test(tc, test_dicom_repo);
+    tcase_add_test(tc, test_dicom_values);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("generated");
+    tcase_add_test(tc, test_dicom_generated);
+    tcase_add_test(tc, test_dicom_refused);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("malformed");
+    tcase_set_timeout(tc, 300); /* thousands of round trips, slow under sanitizers */
+    tcase_add_test(tc, test_dicom_malformed);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+UNIT_SUITE(codec_dicom_suite)
