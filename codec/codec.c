@@ -157,6 +157,32 @@ static uint64_t get64(const uint8_t *p)
     return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32;
 }
 
+void codec_env_header(uint8_t *env, const struct codec_image *im, uint8_t flags)
+{
+    memcpy(env, CODEC_ENV_MAGIC, 4);
+    env[4] = (uint8_t)im->format;
+    env[5] = CODEC_ENV_VERSION;
+    env[6] = env[7] = 0;
+    put32(env + 8, im->channels);
+    put32(env + 12, im->frames);
+    put32(env + 16, im->height);
+    put32(env + 20, im->width);
+    env[24] = (uint8_t)im->bits;
+    env[25] = (uint8_t)im->significant;
+    env[26] = flags;
+    env[27] = 0;
+}
+
+int codec_env_check(const struct codec_image *img, const uint8_t *env, size_t env_len)
+{
+    if (env_len < CODEC_ENV_FIXED || memcmp(env, CODEC_ENV_MAGIC, 4) != 0 ||
+        env[5] != CODEC_ENV_VERSION || env[4] != (uint8_t)img->format ||
+        get32(env + 8) != img->channels || get32(env + 12) != img->frames ||
+        get32(env + 16) != img->height || get32(env + 20) != img->width || env[24] != img->bits)
+        return -EINVAL;
+    return 0;
+}
+
 static uint32_t bit_length(uint32_t v)
 {
     return v ? 32u - (uint32_t)__builtin_clz(v) : 0;
@@ -184,8 +210,9 @@ int codec_split(const uint8_t *buf, size_t len, struct codec_image **img, uint8_
         ret = codec_dicom_parse(buf, len, &f, why, whylen);
         break;
     case CODEC_FORMAT_PNG:
-        ret = codec_why(why, whylen, -ENOTSUP, "PNG: no exact adapter yet");
-        break;
+        /* PNG's raster is a zlib stream, not a run of samples: its adapter makes the whole
+         * envelope itself. */
+        return codec_png_split(buf, len, img, envelope, env_len, why, whylen);
     default:
         ret = codec_why(why, whylen, -ENOTSUP, "not a supported image format");
         break;
@@ -221,18 +248,7 @@ int codec_split(const uint8_t *buf, size_t len, struct codec_image **img, uint8_
     if (im->significant < 1 || im->significant > im->bits)
         im->significant = im->bits;
 
-    memcpy(env, CODEC_ENV_MAGIC, 4);
-    env[4] = (uint8_t)im->format;
-    env[5] = CODEC_ENV_VERSION;
-    env[6] = env[7] = 0;
-    put32(env + 8, im->channels);
-    put32(env + 12, im->frames);
-    put32(env + 16, im->height);
-    put32(env + 20, im->width);
-    env[24] = (uint8_t)im->bits;
-    env[25] = (uint8_t)im->significant;
-    env[26] = codec_layout_flags(im->format, f.layout);
-    env[27] = 0;
+    codec_env_header(env, im, codec_layout_flags(im->format, f.layout));
     put64(env + 28, f.head_len);
     memcpy(env + CODEC_ENV_FIXED, buf, f.head_len);
     put64(env + CODEC_ENV_FIXED + f.head_len, tail_len);
@@ -261,16 +277,13 @@ int codec_join(const struct codec_image *img, const uint8_t *envelope, size_t en
 
     if (!img || !envelope || !out || !out_len || !img->planes)
         goto out;
-    if (env_len < CODEC_ENV_FIXED + 8 || memcmp(envelope, CODEC_ENV_MAGIC, 4) != 0 ||
-        envelope[5] != CODEC_ENV_VERSION || envelope[4] != (uint8_t)img->format ||
+    if (img->format == CODEC_FORMAT_PNG)
+        return codec_png_join(img, envelope, env_len, out, out_len);
+    if (env_len < CODEC_ENV_FIXED + 8 || codec_env_check(img, envelope, env_len) != 0 ||
         (img->format != CODEC_FORMAT_PNM && img->format != CODEC_FORMAT_DICOM))
         goto out;
     memset(&f, 0, sizeof(f));
     f.geo = *img;
-    if (get32(envelope + 8) != img->channels || get32(envelope + 12) != img->frames ||
-        get32(envelope + 16) != img->height || get32(envelope + 20) != img->width ||
-        envelope[24] != img->bits)
-        goto out;
     if (codec_found_size(&f, NULL, 0) != 0 || f.raster_len != img->planes_bytes)
         goto out;
     f.layout = codec_flags_layout(img->format, envelope[26]);
@@ -309,4 +322,55 @@ void codec_image_free(struct codec_image *img)
         return;
     free(img->planes);
     free(img);
+}
+
+/*
+ * Envelope sizes for reports. Kept apart from split and join: it walks only the lengths of the
+ * layout in codec.h, so a tool can say how big the parts are without decoding any of them.
+ */
+int codec_envelope_info(const uint8_t *env, size_t env_len, struct codec_envelope_info *info)
+{
+    uint64_t head_len, tail_len, recipe = 0, pos;
+
+    if (!env || !info || env_len < CODEC_ENV_FIXED + 8 || memcmp(env, CODEC_ENV_MAGIC, 4) != 0 ||
+        env[5] != CODEC_ENV_VERSION)
+        return -EINVAL;
+    if (env[4] != CODEC_FORMAT_PNM && env[4] != CODEC_FORMAT_DICOM && env[4] != CODEC_FORMAT_PNG)
+        return -EINVAL;
+    head_len = get64(env + 28);
+    if (head_len > env_len - CODEC_ENV_FIXED - 8)
+        return -EINVAL;
+    pos = CODEC_ENV_FIXED + head_len;
+    if (env[4] == CODEC_FORMAT_PNG) {
+        /* The IDAT section: count K, K lengths, one filter type per row, recipe length, recipe.
+         * Each step is checked against what is left, so no sum can overflow. */
+        const uint64_t start = pos, rows = get32(env + 16);
+        uint64_t k, r;
+        if (env_len - pos < 4)
+            return -EINVAL;
+        k = get32(env + pos);
+        pos += 4;
+        if (k == 0 || k > (env_len - pos) / 4)
+            return -EINVAL;
+        pos += 4 * k;
+        if (rows > env_len - pos || env_len - pos - rows < 8)
+            return -EINVAL;
+        pos += rows;
+        r = get64(env + pos);
+        pos += 8;
+        if (r > env_len - pos || env_len - pos - r < 8)
+            return -EINVAL;
+        pos += r;
+        recipe = pos - start;
+    }
+    if (env_len - pos < 8)
+        return -EINVAL;
+    tail_len = get64(env + pos);
+    if (tail_len != env_len - pos - 8)
+        return -EINVAL;
+    info->format = (enum codec_format)env[4];
+    info->head_bytes = head_len;
+    info->tail_bytes = tail_len;
+    info->recipe_bytes = recipe;
+    return 0;
 }

@@ -8,7 +8,9 @@
  * join(split(f)) == f byte for byte, or split refuses with -ENOTSUP and the file stays on the
  * generic path. The trade-off is coverage for certainty: an adapter takes only the files whose
  * layout makes exactness structural (the raster is one contiguous run of bytes that maps
- * one-to-one onto samples), and refuses the rest rather than trusting a re-encoder.
+ * one-to-one onto samples), and refuses the rest rather than trusting a re-encoder. PNG is the
+ * one compressed format taken: its zlib stream is not re-encoded but re-emitted from a complete
+ * record of the original (deflate.h), which emit checks against the pixels.
  *
  * The envelope holds patient data (DICOM names, dates, identifiers) and comments: it is sealed
  * before it is stored, and it never goes to a log. The `why` strings never contain file bytes.
@@ -37,6 +39,8 @@
  *   44+H    T     tail: the file's bytes after the raster, verbatim
  *   44+H+T        end; no other bytes may follow
  *
+ * (PNG puts its IDAT section between the head and the tail length; see below.)
+ *
  * The file is head || raster(planes) || tail, where raster() is the format's sample layout:
  *
  * PNM (P5 grey, P6 RGB; flags = 0): head is the header from "P5"/"P6" through the single
@@ -54,6 +58,39 @@
  *   samples, interleaved (planar configuration 0) or plane by plane (1) within each frame.
  *   Significant bits are Bits Stored when no sample has a bit above it, else Bits Allocated
  *   (signed data is sign-extended into the unused bits).
+ *
+ * PNG (flags = 0; frames = 1). The raster is a zlib stream cut into IDAT chunks, so between the
+ *   head and the tail length sits the IDAT section, and the file is
+ *   head || IDAT chunks || tail:
+ *
+ *   offset      size  field
+ *   28          8     head length H
+ *   36          H     head: the signature and every chunk before the first IDAT, verbatim;
+ *                     IHDR is its first chunk (13 data bytes), and says the layout below
+ *   36+H        4     IDAT chunk count K, >= 1
+ *   40+H        4K    data length of each IDAT chunk in file order, each <= 2^31 - 1
+ *   40+H+4K     Y     filter type of each row, one byte 0..4 (Y = height)
+ *   40+H+4K+Y   8     recipe length R
+ *   48+H+4K+Y   R     recipe: the zlib stream's description (deflate.h, "raw recipe"),
+ *                     decompressed length Y × (row bytes + 1)
+ *   48+H+4K+Y+R 8     tail length T
+ *   56+H+4K+Y+R T     tail: everything after the last IDAT chunk (the later chunks, IEND, and
+ *                     any bytes after IEND), verbatim
+ *
+ *   Join packs each row from the planes (1/2/4-bit samples most significant first, padding
+ *   bits zero; 16-bit big-endian; channels interleaved), applies the row's filter type, emits
+ *   the zlib stream from the recipe and those bytes (deflate.h checks they match), and writes
+ *   K chunks: length (big-endian), "IDAT", the next length bytes of the stream, CRC-32.
+ *
+ *   Planes: colour type 0 grey (1 channel), 2 RGB (3), 3 palette indices (1), 4 grey + alpha
+ *   (2), 6 RGBA (4); depth 16 gives 16-bit planes, every other depth 8-bit planes holding the
+ *   sample or index unscaled; significant = the PNG bit depth.
+ *   Split refuses (-ENOTSUP): a bad CRC or chunk type in any chunk through IEND, a file cut
+ *   short of IEND, IHDR not first, IDAT chunks not consecutive, Adam7 interlacing, a zlib
+ *   stream that is invalid, has a preset dictionary or decompresses to other than the rows'
+ *   size, a filter type above 4, non-zero padding bits after a row's last sub-byte sample,
+ *   and any file libpng refuses or decodes to other samples than ours. Bytes after IEND are
+ *   kept verbatim in the tail (as PNM keeps bytes after its raster): they cost nothing to keep.
  */
 #ifndef IMGCRYPTFS_CODEC_CODEC_H
 #define IMGCRYPTFS_CODEC_CODEC_H
@@ -84,7 +121,7 @@ enum codec_format {
     CODEC_FORMAT_NONE = 0,
     CODEC_FORMAT_PNM = 1,
     CODEC_FORMAT_DICOM = 2,
-    CODEC_FORMAT_PNG = 3, /* recognised by sniff; no adapter yet (split: -ENOTSUP) */
+    CODEC_FORMAT_PNG = 3,
 };
 
 /*
@@ -131,5 +168,22 @@ int codec_join(const struct codec_image *img, const uint8_t *envelope, size_t en
 
 /* Free an image from codec_split and its planes; NULL is accepted. */
 void codec_image_free(struct codec_image *img);
+
+/* The sizes of an envelope's parts, for reports (imgcrypt inspect); never its bytes. */
+struct codec_envelope_info {
+    enum codec_format format;
+    uint64_t head_bytes; /* file bytes kept verbatim before the raster */
+    uint64_t tail_bytes; /* file bytes kept verbatim after the raster */
+    /* PNG: the whole IDAT section (count, chunk lengths, row filter types, recipe length and
+     * raw recipe), what rebuilds the compressed stream from the pixels; 0 for PNM and DICOM */
+    uint64_t recipe_bytes;
+};
+
+/*
+ * Walk the lengths of an envelope (untrusted bytes; each is checked against env_len) and
+ * report the sizes of its parts in *info, written only on success. Decodes and copies no
+ * content. Returns 0, or -EINVAL (NULL argument, or not a well-formed version 1 envelope).
+ */
+int codec_envelope_info(const uint8_t *env, size_t env_len, struct codec_envelope_info *info);
 
 #endif

@@ -4,7 +4,8 @@
  * (pnm.c, dicom.c). A parser only locates the raster and describes it; the envelope and the
  * sample loops are common, so every adapter inherits the same exactness argument: the file is
  * head || raster || tail, head and tail are copied verbatim, and the raster maps one-to-one
- * onto samples.
+ * onto samples. PNG (png.c) is the exception: its raster is a zlib stream, so it writes and
+ * reads its own envelope body (codec.h) behind the common fixed fields.
  */
 #ifndef IMGCRYPTFS_CODEC_CODEC_INT_H
 #define IMGCRYPTFS_CODEC_CODEC_INT_H
@@ -41,6 +42,19 @@ int codec_found_size(struct codec_found *f, char *why, size_t whylen);
 /* The envelope flags a format stores, from the layout (PNM's are implied by the format). */
 uint8_t codec_layout_flags(enum codec_format format, uint8_t layout);
 uint8_t codec_flags_layout(enum codec_format format, uint8_t flags);
+
+/* Write the envelope's fixed fields (offsets 0..27, codec.h) for im with the given flags. */
+void codec_env_header(uint8_t *env, const struct codec_image *im, uint8_t flags);
+
+/* Check the fixed fields against img: magic, version, format, geometry, bits. 0 or -EINVAL. */
+int codec_env_check(const struct codec_image *img, const uint8_t *env, size_t env_len);
+
+/* PNG makes the whole envelope itself (its raster is a zlib stream): codec_split and
+ * codec_join hand PNG files and envelopes over to these, with the same contract. */
+int codec_png_split(const uint8_t *buf, size_t len, struct codec_image **img, uint8_t **envelope,
+                    size_t *env_len, char *why, size_t whylen);
+int codec_png_join(const struct codec_image *img, const uint8_t *envelope, size_t env_len,
+                   uint8_t **out, size_t *out_len);
 
 /* Parsers: fill *f from a whole file, or refuse. Return 0, -ENOTSUP or -EFBIG. */
 int codec_pnm_parse(const uint8_t *buf, size_t len, struct codec_found *f, char *why,

@@ -13,13 +13,14 @@
 /* Exit codes of imgcrypt, imgcryptfs and mount.imgcryptfs (documented in their man pages). */
 enum tool_exit {
     TOOL_EXIT_OK = 0,
-    TOOL_EXIT_IO = 1,      /* I/O or other system error */
-    TOOL_EXIT_USAGE = 2,   /* bad command line */
-    TOOL_EXIT_KEY = 3,     /* wrong passphrase or key */
-    TOOL_EXIT_PERM = 4,    /* unsafe permissions on a keyring, passfile or key file */
-    TOOL_EXIT_CORRUPT = 5, /* corrupt or foreign file */
-    TOOL_EXIT_EXISTS = 6,  /* refused to overwrite or to use a non-empty folder */
-    TOOL_EXIT_MOUNT = 7,   /* the mount itself failed (busy or missing mount point, FUSE) */
+    TOOL_EXIT_IO = 1,       /* I/O or other system error */
+    TOOL_EXIT_USAGE = 2,    /* bad command line */
+    TOOL_EXIT_KEY = 3,      /* wrong passphrase or key */
+    TOOL_EXIT_PERM = 4,     /* unsafe permissions on a keyring, passfile or key file */
+    TOOL_EXIT_CORRUPT = 5,  /* corrupt or foreign file */
+    TOOL_EXIT_EXISTS = 6,   /* refused to overwrite or to use a non-empty folder */
+    TOOL_EXIT_MOUNT = 7,    /* the mount itself failed (busy or missing mount point, FUSE) */
+    TOOL_EXIT_MISMATCH = 8, /* imgcrypt inspect: join(split(f)) != f, a codec bug */
 };
 
 #define TOOL_KEYRING_NAME "imgcryptfs.keyring"
