@@ -23,22 +23,6 @@
 #define DCM_TEST_PYDICOM "/usr/lib/python3/dist-packages/pydicom/data"
 #define DCM_TEST_MAX_FILE (64u << 20)
 
-static uint8_t *dcm_test_read(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    ck_assert_msg(f != NULL, "cannot open %s", path);
-    ck_assert_int_eq(fseek(f, 0, SEEK_END), 0);
-    long n = ftell(f);
-    ck_assert_int_ge(n, 0);
-    rewind(f);
-    uint8_t *buf = malloc((size_t)n + 1);
-    ck_assert_ptr_nonnull(buf);
-    ck_assert_uint_eq(fread(buf, 1, (size_t)n, f), (size_t)n);
-    fclose(f);
-    *len = (size_t)n;
-    return buf;
-}
-
 static const char *dcm_test_data(void)
 {
     const char *dir = getenv("IMGC_TESTDATA");
@@ -157,7 +141,7 @@ static void dcm_test_file(struct dcm_tally *t, const char *path, const char *ver
     size_t len;
     char why[128];
     struct codec_image *img = NULL;
-    uint8_t *buf = dcm_test_read(path, &len);
+    uint8_t *buf = unit_read_file(path, &len);
     t->files++;
     if (codec_sniff(buf, len) == CODEC_FORMAT_DICOM)
         t->dicom++;
@@ -276,7 +260,7 @@ START_TEST(test_dicom_values)
     size_t len;
     struct codec_image *img = NULL;
     snprintf(path, sizeof(path), "%s/SC_rgb_small_odd.dcm", dcm_test_data());
-    uint8_t *buf = dcm_test_read(path, &len);
+    uint8_t *buf = unit_read_file(path, &len);
     ck_assert_int_eq(dcm_test_roundtrip(buf, len, &img, why, sizeof(why)), 0);
     /* 3×3 RGB interleaved, 27 bytes + 1 pad byte, the last element of the file. */
     const uint8_t *raster = buf + len - 28;
@@ -293,7 +277,7 @@ START_TEST(test_dicom_values)
     uint64_t first = 0;
     for (size_t i = 0; i < 3; i++) {
         snprintf(path, sizeof(path), "%s/%s", dcm_test_data(), mr[i]);
-        buf = dcm_test_read(path, &len);
+        buf = unit_read_file(path, &len);
         ck_assert_int_eq(dcm_test_roundtrip(buf, len, &img, why, sizeof(why)), 0);
         /* Samples 0, 1, 64, 2080 and 4095 as pydicom reads them. */
         static const unsigned at[] = {0, 1, 64, 2080, 4095}, want[] = {905, 1019, 628, 182, 862};
@@ -638,7 +622,7 @@ START_TEST(test_dicom_malformed)
         char path[4096], why[128];
         size_t len;
         snprintf(path, sizeof(path), "%s/%s", dcm_test_data(), names[i]);
-        uint8_t *buf = dcm_test_read(path, &len);
+        uint8_t *buf = unit_read_file(path, &len);
         for (size_t cut = 0; cut < len; cut++) {
             uint8_t *copy = malloc(cut + 1); /* exact size: ASan sees any overread */
             memcpy(copy, buf, cut);

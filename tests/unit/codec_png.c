@@ -26,22 +26,6 @@
 
 /* ---- helpers ---------------------------------------------------------------------------- */
 
-static uint8_t *png_read_path(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    ck_assert_msg(f != NULL, "cannot open %s", path);
-    ck_assert_int_eq(fseek(f, 0, SEEK_END), 0);
-    long n = ftell(f);
-    ck_assert_int_ge(n, 0);
-    rewind(f);
-    uint8_t *buf = malloc((size_t)n + 1);
-    ck_assert_ptr_nonnull(buf);
-    ck_assert_uint_eq(fread(buf, 1, (size_t)n, f), (size_t)n);
-    fclose(f);
-    *len = (size_t)n;
-    return buf;
-}
-
 static uint64_t le(const uint8_t *p, int n)
 {
     uint64_t v = 0;
@@ -321,7 +305,7 @@ START_TEST(test_png_files)
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
         size_t len;
         snprintf(path, sizeof(path), "%s/%s", dir ? dir : "tests/data", names[i]);
-        uint8_t *buf = png_read_path(path, &len);
+        uint8_t *buf = unit_read_file(path, &len);
         codec_image_free(png_roundtrip(buf, len, names[i], &st));
         free(buf);
     }
@@ -411,7 +395,7 @@ static size_t png_roundtrip_dir(const char *dir, struct png_stats *st)
             continue;
         size_t len;
         snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
-        uint8_t *buf = png_read_path(path, &len);
+        uint8_t *buf = unit_read_file(path, &len);
         codec_image_free(png_roundtrip(buf, len, de->d_name, st));
         free(buf);
         unlink(path);

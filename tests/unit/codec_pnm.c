@@ -19,18 +19,7 @@ static uint8_t *pnm_read_file(const char *name, size_t *len)
     char path[4096];
     const char *dir = getenv("IMGC_TESTDATA");
     snprintf(path, sizeof(path), "%s/%s", dir ? dir : "tests/data", name);
-    FILE *f = fopen(path, "rb");
-    ck_assert_msg(f != NULL, "cannot open %s", path);
-    ck_assert_int_eq(fseek(f, 0, SEEK_END), 0);
-    long n = ftell(f);
-    ck_assert_int_ge(n, 0);
-    rewind(f);
-    uint8_t *buf = malloc((size_t)n + 1);
-    ck_assert_ptr_nonnull(buf);
-    ck_assert_uint_eq(fread(buf, 1, (size_t)n, f), (size_t)n);
-    fclose(f);
-    *len = (size_t)n;
-    return buf;
+    return unit_read_file(path, len);
 }
 
 /* Split, join, compare. Returns the image (caller frees) or NULL when split refused; any

@@ -8,8 +8,11 @@
 #define IMGCRYPTFS_TESTS_UNIT_H
 
 #include <check.h>
+#include <stddef.h>
 
 void unit_register(Suite *(*make)(void));
+/* Read a whole file into a new buffer (one spare byte at the end); fails the test on error. */
+unsigned char *unit_read_file(const char *path, size_t *len);
 /* Run `first` and every registered suite; returns the exit status for main. */
 int unit_run(Suite *first);
 
