@@ -8,6 +8,7 @@
 #include <fuse3/fuse.h>
 
 #include <errno.h>
+#include <signal.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -23,10 +24,59 @@ extern const struct fuse_operations fs_operations;
 struct fs_mount {
     struct fs_ctx ctx;
     struct fuse *fuse;
+    char *mountpoint;
     int mounted;
-    int signals;
     unsigned max_threads;
+    sigset_t sigs; /* SIGTERM, SIGINT, SIGHUP, and SIGUSR2 to stop the thread */
+    pthread_t sig_thread;
+    int have_sig_thread;
+    _Atomic int signalled; /* a shutdown signal ended the mount */
 };
+
+/*
+ * Shutdown on SIGTERM, SIGINT or SIGHUP. The signals are blocked in every thread and taken here
+ * with sigwait, so the work is done while the FUSE workers still serve: first syncfs on the
+ * mount, which makes the kernel write back pages it still caches for open files (writeback
+ * caching), then the unmount, which ends the workers' loop. A plain signal handler could only
+ * stop the loop, and dirty pages of files still open would be lost.
+ */
+static void *signal_thread(void *arg)
+{
+    struct fs_mount *m = arg;
+    int sig = 0;
+    if (sigwait(&m->sigs, &sig) != 0 || sig == SIGUSR2)
+        return NULL;
+    m->signalled = 1;
+    fs_log(&m->ctx, LOG_INFO, "signal %d: writing back cached data and unmounting", sig);
+    int fd = open(m->mountpoint, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd >= 0) {
+        if (syncfs(fd) != 0)
+            fs_log(&m->ctx, LOG_ERR, "%s: syncfs before unmount failed: %m", m->mountpoint);
+        close(fd);
+    }
+    /* syncfs starts the write-back of every cached page, but FUSE may count a page written
+     * once it is queued; fsync of each open file waits until its writes were served. */
+    char **paths = NULL;
+    size_t n = 0;
+    if (fs_open_paths(&m->ctx, &paths, &n) == 0) {
+        for (size_t i = 0; i < n; i++) {
+            char *full = NULL;
+            if (asprintf(&full, "%s%s", m->mountpoint, paths[i]) >= 0) {
+                int ffd = open(full, O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC);
+                if (ffd >= 0) {
+                    (void)fsync(ffd);
+                    close(ffd);
+                }
+                free(full);
+            }
+            free(paths[i]);
+        }
+        free(paths);
+    }
+    fuse_exit(m->fuse);
+    fuse_unmount(m->fuse); /* the workers' reads now fail and the loop returns */
+    return NULL;
+}
 
 void fs_log(const struct fs_ctx *c, int prio, const char *fmt, ...)
 {
@@ -56,6 +106,7 @@ static void ctx_release(struct fs_ctx *c)
     free(c->backing);
     pthread_mutex_destroy(&c->inodes_lock);
     pthread_mutex_destroy(&c->dirid_lock);
+    pthread_mutex_destroy(&c->handles_lock);
 }
 
 static int ctx_init(struct fs_ctx *c, const struct fs_config *cfg, const struct keys_ring *ring,
@@ -65,6 +116,7 @@ static int ctx_init(struct fs_ctx *c, const struct fs_config *cfg, const struct 
     c->root_fd = -1;
     pthread_mutex_init(&c->inodes_lock, NULL);
     pthread_mutex_init(&c->dirid_lock, NULL);
+    pthread_mutex_init(&c->handles_lock, NULL);
     c->use_syslog = cfg->use_syslog;
     c->as_root = geteuid() == 0;
     c->backing = realpath(cfg->backing, NULL);
@@ -183,8 +235,23 @@ int fs_mount_new(const struct fs_config *cfg, const struct keys_ring *ring, stru
     }
     m->mounted = 1;
     raise_readahead(cfg->mountpoint);
-    if (fuse_set_signal_handlers(fuse_get_session(m->fuse)) == 0)
-        m->signals = 1;
+    if (!(m->mountpoint = strdup(cfg->mountpoint))) {
+        rc = -ENOMEM;
+        goto fail;
+    }
+    (void)signal(SIGPIPE, SIG_IGN);
+    /* Block the shutdown signals in this thread, and so in every worker it starts later. */
+    sigemptyset(&m->sigs);
+    sigaddset(&m->sigs, SIGTERM);
+    sigaddset(&m->sigs, SIGINT);
+    sigaddset(&m->sigs, SIGHUP);
+    sigaddset(&m->sigs, SIGUSR2);
+    if ((rc = -pthread_sigmask(SIG_BLOCK, &m->sigs, NULL)) != 0 ||
+        (rc = -pthread_create(&m->sig_thread, NULL, signal_thread, m)) != 0) {
+        snprintf(why, whylen, "cannot start the signal thread: %s", strerror(-rc));
+        goto fail;
+    }
+    m->have_sig_thread = 1;
     m->max_threads = cfg->max_threads;
     free(opts);
     fuse_opt_free_args(&args);
@@ -207,21 +274,26 @@ int fs_mount_run(struct fs_mount *m)
     fuse_loop_cfg_set_max_threads(lc, m->max_threads ? m->max_threads : 16);
     int rc = fuse_loop_mt(m->fuse, lc);
     fuse_loop_cfg_destroy(lc);
-    /* A positive value is the signal (SIGTERM, SIGINT, SIGHUP) that asked for a clean exit. */
-    return rc >= 0 ? 0 : rc;
+    /* After a shutdown signal the loop ends through the unmount: that is a clean exit. */
+    return rc == 0 || m->signalled ? 0 : rc < 0 ? rc : -EINTR;
 }
 
 void fs_mount_free(struct fs_mount *m)
 {
     if (!m)
         return;
+    if (m->have_sig_thread) {
+        /* Stop the signal thread (if no signal came) before unmounting here, so the two never
+         * unmount at once. */
+        pthread_kill(m->sig_thread, SIGUSR2);
+        pthread_join(m->sig_thread, NULL);
+    }
     if (m->fuse) {
-        if (m->signals)
-            fuse_remove_signal_handlers(fuse_get_session(m->fuse));
         if (m->mounted)
             fuse_unmount(m->fuse);
         fuse_destroy(m->fuse);
     }
     ctx_release(&m->ctx);
+    free(m->mountpoint);
     free(m);
 }

@@ -4,7 +4,8 @@
  *
  * Lock order (never take them the other way round):
  *   fs_ctx.inodes_lock  ->  (released)  ->  fs_inode.lock
- *   fs_ctx.dirid_lock is a leaf: nothing else is taken while holding it.
+ *   fs_ctx.dirid_lock and fs_ctx.handles_lock are leaves: nothing else is taken while holding
+ *   either.
  * The inode table lock is never held while an inode's lock is taken or while doing I/O.
  */
 #ifndef IMGCRYPTFS_FS_INT_H
@@ -38,6 +39,15 @@ struct fs_inode {
     struct codec_bf *bf;   /* guarded by lock */
 };
 
+/* An open file handle. */
+struct fs_handle {
+    struct fs_inode *ino;
+    char *rel;                     /* backing path at open time, for log lines */
+    char *path;                    /* plaintext path at open time: only for the fsync at
+                                      shutdown, never logged */
+    struct fs_handle *prev, *next; /* guarded by fs_ctx.handles_lock */
+};
+
 struct fs_dirid_slot {
     uint64_t hash;
     char *path;
@@ -61,6 +71,9 @@ struct fs_ctx {
 
     pthread_mutex_t dirid_lock;
     struct fs_dirid_slot dirids[FS_DIRID_SLOTS]; /* guarded by dirid_lock */
+
+    pthread_mutex_t handles_lock;
+    struct fs_handle *handles; /* open file handles; guarded by handles_lock */
 };
 
 /* A plaintext path translated to the backing folder. */
@@ -92,6 +105,9 @@ void fs_long_remove(struct fs_ctx *c, const struct fs_bpath *bp);
 int fs_is_reserved(const char *entry);
 size_t fs_b64_encode(const uint8_t *in, size_t len, char *out);
 ssize_t fs_b64_decode(const char *in, size_t len, uint8_t *out, size_t cap);
+
+/* ops.c: plaintext paths of the files open now (malloc'ed array of malloc'ed strings). */
+int fs_open_paths(struct fs_ctx *c, char ***out, size_t *count);
 
 /* inode.c */
 /* Find or add the inode of `fd` (an open backing file); takes ownership of fd. With `create`,

@@ -30,11 +30,6 @@
 #define XATTR_MAX_VALUE (64 * 1024)
 #define LINK_OVERHEAD (KEYS_NONCE_BYTES + KEYS_TAG_BYTES)
 
-struct fs_handle {
-    struct fs_inode *ino;
-    char *rel; /* backing path at open time, for log lines */
-};
-
 static struct fs_ctx *ctx(void)
 {
     return fuse_get_context()->private_data;
@@ -484,35 +479,63 @@ static int op_truncate(const char *path, off_t size, struct fuse_file_info *fi)
     return rc;
 }
 
-static int attach(struct fs_ctx *c, int fd, int writable, const char *rel,
+static void handle_free(struct fs_ctx *c, struct fs_handle *h)
+{
+    if (h->ino)
+        fs_inode_put(c, h->ino);
+    free(h->rel);
+    free(h->path);
+    free(h);
+}
+
+static int attach(struct fs_ctx *c, int fd, int writable, const char *rel, const char *path,
                   struct fuse_file_info *fi)
 {
     struct fs_handle *h = calloc(1, sizeof(*h));
     int rc;
-    if (!h || !(h->rel = strdup(rel))) {
-        free(h);
+    if (!h || !(h->rel = strdup(rel)) || !(h->path = strdup(path))) {
+        if (h)
+            handle_free(c, h);
         close(fd);
         return -ENOMEM;
     }
     if ((rc = fs_inode_get(c, fd, writable, (fi->flags & (O_CREAT | O_TRUNC)) != 0, &h->ino)) !=
         0) {
-        free(h->rel);
-        free(h);
+        handle_free(c, h);
         return fs_err(c, rc, rel, UINT64_MAX, "open");
     }
     if (fi->flags & O_TRUNC) {
         rc = with_inode_truncate(c, h->ino, rel, 0);
         if (rc != 0) {
-            fs_inode_put(c, h->ino);
-            free(h->rel);
-            free(h);
+            handle_free(c, h);
             return rc;
         }
     }
+    pthread_mutex_lock(&c->handles_lock);
+    h->next = c->handles;
+    if (h->next)
+        h->next->prev = h;
+    c->handles = h;
+    pthread_mutex_unlock(&c->handles_lock);
     fi->fh = (uint64_t)(uintptr_t)h;
-    /* The kernel may write through a handle opened O_RDONLY only with writeback caching; all
-     * I/O goes through the inode's descriptor, so direct_io stays off and the page cache is
-     * used. */
+    return 0;
+}
+
+int fs_open_paths(struct fs_ctx *c, char ***out, size_t *count)
+{
+    size_t n = 0, i = 0;
+    pthread_mutex_lock(&c->handles_lock);
+    for (struct fs_handle *h = c->handles; h; h = h->next)
+        n++;
+    char **paths = calloc(n ? n : 1, sizeof(*paths));
+    for (struct fs_handle *h = c->handles; paths && h; h = h->next)
+        if ((paths[i] = strdup(h->path)) != NULL)
+            i++;
+    pthread_mutex_unlock(&c->handles_lock);
+    if (!paths)
+        return -ENOMEM;
+    *out = paths;
+    *count = i;
     return 0;
 }
 
@@ -526,7 +549,7 @@ static int op_open(const char *path, struct fuse_file_info *fi)
     int fd = open_backing(c, bp.rel, fi->flags, &writable);
     if (fd < 0)
         return fd;
-    return attach(c, fd, writable, bp.rel, fi);
+    return attach(c, fd, writable, bp.rel, path, fi);
 }
 
 static int op_create(const char *path, mode_t mode, struct fuse_file_info *fi)
@@ -547,7 +570,7 @@ static int op_create(const char *path, mode_t mode, struct fuse_file_info *fi)
         return rc;
     }
     own_entry(c, bp.rel);
-    return attach(c, fd, 1, bp.rel, fi);
+    return attach(c, fd, 1, bp.rel, path, fi);
 }
 
 static int op_read(const char *path, char *buf, size_t size, off_t off, struct fuse_file_info *fi)
@@ -598,10 +621,17 @@ static int op_statfs(const char *path, struct statvfs *st)
 static int op_release(const char *path, struct fuse_file_info *fi)
 {
     (void)path;
+    struct fs_ctx *c = ctx();
     struct fs_handle *h = handle(fi);
-    fs_inode_put(ctx(), h->ino);
-    free(h->rel);
-    free(h);
+    pthread_mutex_lock(&c->handles_lock);
+    if (h->prev)
+        h->prev->next = h->next;
+    else
+        c->handles = h->next;
+    if (h->next)
+        h->next->prev = h->prev;
+    pthread_mutex_unlock(&c->handles_lock);
+    handle_free(c, h);
     return 0;
 }
 
