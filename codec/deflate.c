@@ -9,6 +9,7 @@
  * is given, so a description from anywhere can never make it write a stream that does not decode
  * to the data.
  */
+#include <assert.h>
 #include <errno.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -1146,4 +1147,31 @@ int codec_deflate_desc_parse(const uint8_t *buf, size_t len, size_t max_out,
 out:
     codec_deflate_desc_free(d);
     return rc;
+}
+
+/* ---- reading a description --------------------------------------------------------------- */
+
+size_t codec_deflate_desc_nblocks(const struct codec_deflate_desc *desc)
+{
+    return desc->nblocks;
+}
+
+void codec_deflate_desc_block(const struct codec_deflate_desc *desc, size_t i,
+                              struct codec_deflate_block_view *block)
+{
+    assert(i < desc->nblocks);
+    const struct dfl_block *b = &desc->blocks[i];
+    block->final = b->final;
+    block->type = b->type;
+    block->out_len = b->out_len;
+    block->first_token = b->first_tok;
+    block->ntokens = b->type == 0 ? 0 : b->ntok;
+}
+
+void codec_deflate_desc_token(const struct codec_deflate_desc *desc, size_t i, unsigned *len,
+                              unsigned *dist)
+{
+    assert(i < desc->ntok);
+    *len = TOK_LEN(desc->tok[i]);
+    *dist = TOK_DIST(desc->tok[i]);
 }

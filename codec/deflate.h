@@ -171,4 +171,31 @@ void codec_deflate_desc_info(const struct codec_deflate_desc *desc,
 /* Accepts NULL. */
 void codec_deflate_desc_free(struct codec_deflate_desc *desc);
 
+/* ---- reading a description (for the zlib match-finder model, codec/zmodel.h) ------------- */
+
+/* One block of a description, as codec_deflate_desc_block() shows it. */
+struct codec_deflate_block_view {
+    int final;          /* BFINAL */
+    int type;           /* BTYPE: 0 stored, 1 fixed, 2 dynamic */
+    size_t out_len;     /* decompressed bytes the block produces */
+    size_t first_token; /* its tokens are first_token .. first_token + ntokens - 1 */
+    size_t ntokens;     /* 0 for a stored block */
+};
+
+/* Number of blocks of desc. */
+size_t codec_deflate_desc_nblocks(const struct codec_deflate_desc *desc);
+
+/* Block i of desc (i < codec_deflate_desc_nblocks(desc), else a programmer error). */
+void codec_deflate_desc_block(const struct codec_deflate_desc *desc, size_t i,
+                              struct codec_deflate_block_view *block);
+
+/*
+ * Token i of desc (i below the sum of the blocks' ntokens, else a programmer error): with *dist
+ * 0 a run of *len literals (1..CODEC_INFLATE_MAX_RUN; the bytes are the data's), else a match of
+ * length *len (3..258) at distance *dist (1..32768). Runs are as long as they can be within a
+ * block, so two runs are adjacent only when the first is CODEC_INFLATE_MAX_RUN long.
+ */
+void codec_deflate_desc_token(const struct codec_deflate_desc *desc, size_t i, unsigned *len,
+                              unsigned *dist);
+
 #endif

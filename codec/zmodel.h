@@ -1,0 +1,84 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * A deterministic model of zlib's match finder: given the uncompressed data and the deflateInit2
+ * parameters (level 1-9, memLevel, windowBits, strategy), predict the token sequence (literals
+ * and length/distance matches) zlib would write. It is what lets a PNG recipe store its tokens
+ * as a few corrections instead of one varint a match. Written from the algorithm as zlib
+ * documents it (RFC 1951 section 4; zlib's algorithm.txt and the parameter table of
+ * deflateInit2), not from zlib's code.
+ *
+ * What is modelled: hash chains over 3-byte prefixes (memLevel + 7 hash bits), the per-level
+ * good/lazy/nice/chain parameters, greedy matching with limited insertion for levels 1-3 and
+ * lazy evaluation for 4-9, dropping length-3 matches further than 4096 back at levels 4-9,
+ * Z_FILTERED (matches of 5 or less dropped at levels 4-9), Z_RLE, Z_HUFFMAN_ONLY; the window of
+ * 2 << windowBits bytes with its slide, after which zlib forgets positions at or before the new
+ * window start, and the largest distance of (1 << windowBits) - 262. Z_FIXED finds matches like
+ * the default strategy. Block boundaries are not modelled: zlib decides them after the tokens,
+ * and they never change a token.
+ *
+ * The trade-off: it models one stream compressed from start to Z_FINISH with fixed parameters.
+ * Input may reach deflate in pieces of any size (libpng gives it a row at a time): zlib decides
+ * nothing until it has a full lookahead or is told to finish, so the tokens are the same (tested
+ * with pieces of 1, 513 and 4097 bytes). Not modelled, and left to the recipe's corrections:
+ * Z_SYNC_FLUSH/Z_FULL_FLUSH inside the stream, deflateParams midway, preset dictionaries, level
+ * 0, and a window slide that lands exactly on the threshold with a candidate exactly at the
+ * largest distance (possible only when input comes in pieces).
+ *
+ * Threads: the functions keep no state between calls; any number of threads may use them.
+ */
+#ifndef IMGCRYPTFS_CODEC_ZMODEL_H
+#define IMGCRYPTFS_CODEC_ZMODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "codec/deflate.h"
+
+/* Strategies, numbered as zlib's Z_* constants. */
+enum codec_zmodel_strategy {
+    CODEC_ZMODEL_DEFAULT = 0,
+    CODEC_ZMODEL_FILTERED = 1,
+    CODEC_ZMODEL_HUFFMAN_ONLY = 2,
+    CODEC_ZMODEL_RLE = 3,
+    CODEC_ZMODEL_FIXED = 4,
+};
+
+/* deflateInit2's parameters that decide the tokens. */
+struct codec_zmodel_params {
+    int level;       /* 1..9 (0, stored, has no tokens) */
+    int mem_level;   /* 1..9 */
+    int window_bits; /* 9..15 (8 is taken as 9, as zlib does) */
+    int strategy;    /* enum codec_zmodel_strategy */
+};
+
+/* One predicted token: dist 0 a literal (len 1, the byte is the data's), else a match. */
+struct codec_zmodel_token {
+    uint16_t len;  /* 1 for a literal, 3..258 for a match */
+    uint16_t dist; /* 0 for a literal, 1..32768 - 262 for a match */
+};
+
+/*
+ * Predict the tokens zlib writes for data[0..len) with parameters p. On success *toks (malloc'd,
+ * owned by the caller, NULL when len is 0) holds *ntoks tokens covering the data in order.
+ * Returns 0, -EINVAL for bad parameters, -EFBIG when len exceeds CODEC_INFLATE_MAX_OUT, -ENOMEM.
+ */
+int codec_zmodel_predict(const uint8_t *data, size_t len, const struct codec_zmodel_params *p,
+                         struct codec_zmodel_token **toks, size_t *ntoks);
+
+/* How far a prediction agrees with a recorded stream. */
+struct codec_zmodel_agreement {
+    size_t tokens;           /* tokens of the recorded stream, each literal counted as one */
+    size_t equal;            /* of those, predicted exactly (same place, same token) */
+    size_t first_divergence; /* output offset of the first token predicted wrongly, or SIZE_MAX */
+    size_t stored_bytes;     /* bytes in stored blocks, which have no tokens and are not counted */
+};
+
+/*
+ * Compare the prediction toks[0..ntoks) with the tokens of desc, position by position, so that
+ * agreement resumes wherever both streams start a token at the same offset again. Returns 0 and
+ * fills *a, or -EINVAL when the prediction does not cover the described output exactly.
+ */
+int codec_zmodel_compare(const struct codec_zmodel_token *toks, size_t ntoks,
+                         const struct codec_deflate_desc *desc, struct codec_zmodel_agreement *a);
+
+#endif

@@ -1,0 +1,279 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Unit tests of codec/zmodel: the model of zlib's match finder must predict the tokens of
+ * streams that python3's zlib writes, over the filtered scanlines of the test PNGs and over
+ * text, token for token. The streams are made at test time and recorded with codec/deflate;
+ * the agreement is printed per setting, so a regression shows where it is.
+ */
+#include <check.h>
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "tests/unit/unit.h"
+#include "codec/deflate.h"
+#include "codec/zmodel.h"
+
+#define MAX_OUT ((size_t)64 << 20)
+
+/*
+ * Writes inputs, then streams. Input: 'I', name length (1), length (4, BE), name, bytes.
+ * Stream: 'S', input index (1), level, memLevel, windowBits, strategy (1 each), length (4, BE),
+ * zlib stream. Arguments: the test data folder, then settings "level:mem:wbits:strategy".
+ */
+static const char fixture_py[] =
+    "import os, struct, sys, zlib, inspect, argparse, typing, textwrap\n"
+    "d = sys.argv[1]\n"
+    "o = sys.stdout.buffer\n"
+    "def idat(path):\n"
+    "    b = open(path, 'rb').read(); i = 8; s = b''\n"
+    "    while i + 8 <= len(b):\n"
+    "        n, t = struct.unpack('>I4s', b[i:i + 8])\n"
+    "        if t == b'IDAT': s += b[i + 8:i + 8 + n]\n"
+    "        i += 12 + n\n"
+    "    return s\n"
+    "inputs = []\n"
+    "for f in sorted(os.listdir(d)):\n"
+    "    if f.endswith('.png'): inputs.append((f, zlib.decompress(idat(os.path.join(d, f)))))\n"
+    "text = b''.join(open(m.__file__, 'rb').read() for m in (inspect, argparse, typing, "
+    "textwrap))\n"
+    "inputs.append(('python sources', text))\n"
+    "for name, raw in inputs:\n"
+    "    n = name.encode()[:255]\n"
+    "    o.write(b'I' + struct.pack('>BI', len(n), len(raw)) + n + raw)\n"
+    "for arg in sys.argv[2:]:\n"
+    "    level, mem, wbits, strat = map(int, arg.split(':'))\n"
+    "    for i, (name, raw) in enumerate(inputs):\n"
+    "        c = zlib.compressobj(level, zlib.DEFLATED, wbits, mem, strat)\n"
+    "        s = c.compress(raw) + c.flush()\n"
+    "        o.write(b'S' + struct.pack('>BBBBBI', i, level, mem, wbits, strat, len(s)) + s)\n";
+
+struct fixture {
+    uint8_t *all;
+    size_t len;
+};
+
+static uint32_t be32(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+/* Run the fixture script for the settings given; the caller frees f->all. */
+static void fixture_run(const char *settings, struct fixture *f)
+{
+    const char *dir = getenv("IMGC_TESTDATA");
+    ck_assert_msg(dir != NULL, "IMGC_TESTDATA not set");
+    char path[] = "/tmp/imgc-zmodel-XXXXXX";
+    int fd = mkstemp(path);
+    ck_assert_int_ge(fd, 0);
+    FILE *py = fdopen(fd, "w");
+    ck_assert_ptr_nonnull(py);
+    fputs(fixture_py, py);
+    fclose(py);
+    char cmd[8192];
+    snprintf(cmd, sizeof(cmd), "/usr/bin/python3 %s '%s' %s", path, dir, settings);
+    FILE *p = popen(cmd, "r");
+    ck_assert_ptr_nonnull(p);
+    size_t cap = 1 << 22, len = 0, n;
+    uint8_t *all = malloc(cap);
+    while (all && (n = fread(all + len, 1, cap - len, p)) > 0) {
+        len += n;
+        if (len == cap)
+            all = realloc(all, cap *= 2);
+    }
+    ck_assert_ptr_nonnull(all);
+    ck_assert_int_eq(pclose(p), 0);
+    unlink(path);
+    f->all = all;
+    f->len = len;
+}
+
+struct tally {
+    int level, mem, wbits, strategy;
+    size_t tokens, equal, streams, exact_streams;
+};
+
+#define MAX_INPUTS 32
+#define MAX_SETTINGS 64
+
+/*
+ * Record every stream of the fixture, predict it, and tally the agreement per setting. Prints
+ * one line per setting; returns the number of settings in t.
+ */
+static size_t measure(const char *settings, struct tally *t)
+{
+    struct fixture f;
+    fixture_run(settings, &f);
+    const uint8_t *in[MAX_INPUTS];
+    size_t in_len[MAX_INPUTS], ninputs = 0, nt = 0;
+    const char *in_name[MAX_INPUTS];
+    int in_name_len[MAX_INPUTS];
+    for (size_t at = 0; at < f.len;) {
+        ck_assert_uint_ge(f.len - at, 6);
+        if (f.all[at] == 'I') {
+            ck_assert_uint_lt(ninputs, MAX_INPUTS);
+            size_t nl = f.all[at + 1], rl = be32(f.all + at + 2);
+            ck_assert_uint_le(nl + rl, f.len - at - 6);
+            in_name[ninputs] = (const char *)f.all + at + 6;
+            in_name_len[ninputs] = (int)nl;
+            in[ninputs] = f.all + at + 6 + nl;
+            in_len[ninputs++] = rl;
+            at += 6 + nl + rl;
+            continue;
+        }
+        ck_assert_int_eq(f.all[at], 'S');
+        ck_assert_uint_ge(f.len - at, 10);
+        const uint8_t *h = f.all + at + 1;
+        size_t i = h[0], cl = be32(h + 5);
+        ck_assert_uint_lt(i, ninputs);
+        ck_assert_uint_le(cl, f.len - at - 10);
+        const uint8_t *comp = f.all + at + 10;
+        at += 10 + cl;
+        struct codec_zmodel_params p = {h[1], h[2], h[3], h[4]};
+        if (nt == 0 || t[nt - 1].level != p.level || t[nt - 1].mem != p.mem_level ||
+            t[nt - 1].wbits != p.window_bits || t[nt - 1].strategy != p.strategy) {
+            ck_assert_uint_lt(nt, MAX_SETTINGS);
+            t[nt++] = (struct tally){p.level, p.mem_level, p.window_bits, p.strategy, 0, 0, 0, 0};
+        }
+        struct tally *cur = &t[nt - 1];
+        uint8_t *out = NULL;
+        size_t out_len = 0, ntoks = 0;
+        struct codec_deflate_desc *d = NULL;
+        struct codec_zmodel_token *toks = NULL;
+        struct codec_zmodel_agreement a;
+        ck_assert_int_eq(codec_zlib_record(comp, cl, MAX_OUT, &out, &out_len, &d), 0);
+        ck_assert_uint_eq(out_len, in_len[i]);
+        ck_assert(out_len == 0 || memcmp(out, in[i], out_len) == 0);
+        ck_assert_int_eq(codec_zmodel_predict(out, out_len, &p, &toks, &ntoks), 0);
+        ck_assert_int_eq(codec_zmodel_compare(toks, ntoks, d, &a), 0);
+        if (a.equal != a.tokens)
+            printf("  zmodel: level %d mem %d wbits %d strategy %d, %.*s: %zu of %zu tokens, "
+                   "first divergence at byte %zu of %zu\n",
+                   p.level, p.mem_level, p.window_bits, p.strategy, in_name_len[i], in_name[i],
+                   a.equal, a.tokens, a.first_divergence, out_len);
+        cur->tokens += a.tokens;
+        cur->equal += a.equal;
+        cur->streams++;
+        cur->exact_streams += a.equal == a.tokens;
+        free(toks);
+        free(out);
+        codec_deflate_desc_free(d);
+    }
+    for (size_t k = 0; k < nt; k++)
+        printf("zmodel: level %d mem %d wbits %2d strategy %d: %zu of %zu tokens (%.4f%%), "
+               "%zu of %zu streams exact\n",
+               t[k].level, t[k].mem, t[k].wbits, t[k].strategy, t[k].equal, t[k].tokens,
+               t[k].tokens ? 100.0 * (double)t[k].equal / (double)t[k].tokens : 100.0,
+               t[k].exact_streams, t[k].streams);
+    fflush(stdout);
+    free(f.all);
+    return nt;
+}
+
+/* Levels 1-9, memLevel 8 and 9, windowBits 15, default strategy: every token. */
+START_TEST(test_levels)
+{
+    char settings[1024] = "";
+    for (int mem = 8; mem <= 9; mem++)
+        for (int level = 1; level <= 9; level++) {
+            size_t at = strlen(settings);
+            snprintf(settings + at, sizeof(settings) - at, " %d:%d:15:0", level, mem);
+        }
+    struct tally t[MAX_SETTINGS];
+    size_t nt = measure(settings, t);
+    ck_assert_uint_eq(nt, 18);
+    for (size_t k = 0; k < nt; k++) {
+        ck_assert_uint_gt(t[k].tokens, 0);
+        ck_assert_msg(t[k].equal == t[k].tokens, "level %d mem %d: %zu of %zu tokens", t[k].level,
+                      t[k].mem, t[k].equal, t[k].tokens);
+    }
+}
+END_TEST
+
+/* Other strategies, small windows and memLevels, where the slide and short chains matter. */
+START_TEST(test_variants)
+{
+    const char *settings = "1:8:15:1 6:8:15:1 9:8:15:1 1:8:15:2 6:8:15:2 1:8:15:3 6:8:15:3 "
+                           "6:8:15:4 1:8:9:0 6:8:9:0 9:8:9:0 3:8:11:0 6:8:12:0 9:8:13:0 "
+                           "1:1:15:0 6:1:15:0 9:1:10:0 4:5:14:1";
+    struct tally t[MAX_SETTINGS];
+    size_t nt = measure(settings, t);
+    ck_assert_uint_eq(nt, 18);
+    for (size_t k = 0; k < nt; k++) {
+        ck_assert_uint_gt(t[k].tokens, 0);
+        ck_assert_msg(t[k].equal == t[k].tokens, "level %d mem %d wbits %d strategy %d: %zu of %zu",
+                      t[k].level, t[k].mem, t[k].wbits, t[k].strategy, t[k].equal, t[k].tokens);
+    }
+}
+END_TEST
+
+/* Bad parameters, empty data, and a prediction that does not cover the stream. */
+START_TEST(test_edges)
+{
+    static const uint8_t data[] = "abcabcabcabcabcabc";
+    struct codec_zmodel_token *toks = NULL;
+    size_t n = 99;
+    const struct codec_zmodel_params bad[] = {
+        {0, 8, 15, 0}, {10, 8, 15, 0}, {6, 0, 15, 0}, {6, 10, 15, 0},
+        {6, 8, 7, 0},  {6, 8, 16, 0},  {6, 8, 15, 5}, {6, 8, 15, -1},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        ck_assert_int_eq(codec_zmodel_predict(data, sizeof(data) - 1, &bad[i], &toks, &n), -EINVAL);
+    ck_assert_uint_eq(n, 99);
+    const struct codec_zmodel_params p = {6, 8, 8, 0};
+    ck_assert_int_eq(codec_zmodel_predict(data, 0, &p, &toks, &n), 0);
+    ck_assert_ptr_null(toks);
+    ck_assert_uint_eq(n, 0);
+    /* "abca" then a match of 14 at distance 3: zlib never matches back to offset 0, which its
+       hash chains use as "none" */
+    ck_assert_int_eq(codec_zmodel_predict(data, sizeof(data) - 1, &p, &toks, &n), 0);
+    ck_assert_uint_eq(n, 5);
+    ck_assert_uint_eq(toks[3].dist, 0);
+    ck_assert_uint_eq(toks[4].len, 14);
+    ck_assert_uint_eq(toks[4].dist, 3);
+
+    /* zlib.compress(b'abcabcabcabcabcabc', 6) */
+    static const uint8_t z[] = {0x78, 0x9c, 0x4b, 0x4c, 0x4a, 0x4e, 0x44,
+                                0x45, 0x00, 0x41, 0x7c, 0x06, 0xe5};
+    uint8_t *out = NULL;
+    size_t out_len;
+    struct codec_deflate_desc *d = NULL;
+    struct codec_zmodel_agreement a;
+    ck_assert_int_eq(codec_zlib_record(z, sizeof(z), MAX_OUT, &out, &out_len, &d), 0);
+    ck_assert_uint_eq(out_len, sizeof(data) - 1);
+    ck_assert_int_eq(codec_zmodel_compare(toks, n, d, &a), 0);
+    ck_assert_uint_eq(a.tokens, 5);
+    ck_assert_uint_eq(a.equal, 5);
+    ck_assert_uint_eq(a.first_divergence, SIZE_MAX);
+    /* a wrong prediction: the match one shorter, then a literal */
+    struct codec_zmodel_token wrong[6];
+    memcpy(wrong, toks, 5 * sizeof(*toks));
+    wrong[4].len = 13;
+    wrong[5] = (struct codec_zmodel_token){1, 0};
+    ck_assert_int_eq(codec_zmodel_compare(wrong, 6, d, &a), 0);
+    ck_assert_uint_eq(a.tokens, 5);
+    ck_assert_uint_eq(a.equal, 4);
+    ck_assert_uint_eq(a.first_divergence, 4);
+    /* not covering the output */
+    ck_assert_int_eq(codec_zmodel_compare(toks, 4, d, &a), -EINVAL);
+    free(out);
+    free(toks);
+    codec_deflate_desc_free(d);
+}
+END_TEST
+
+static Suite *codec_zmodel_suite(void)
+{
+    Suite *s = suite_create("codec_zmodel");
+    TCase *t = tcase_create("zmodel");
+    tcase_add_test(t, test_levels);
+    tcase_add_test(t, test_variants);
+    tcase_add_test(t, test_edges);
+    suite_add_tcase(s, t);
+    return s;
+}
+
+UNIT_SUITE(codec_zmodel_suite)
