@@ -43,7 +43,7 @@ int main(int argc, char **argv)
         tool_error("usage: mount.imgcryptfs BACKING MOUNTPOINT [-o OPTIONS]");
         return TOOL_EXIT_USAGE;
     }
-    /* Prefer the daemon installed beside this helper, then PATH. */
+    /* Prefer the daemon beside this helper, then ../bin, then where it is installed, then PATH. */
     const char *prog = "imgcryptfs";
     ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
     if (n > 0) {
@@ -58,6 +58,10 @@ int main(int argc, char **argv)
                          (int)sizeof(daemon) &&
                      access(daemon, X_OK) == 0)
                 prog = daemon;
+#ifdef IMGCRYPTFS_BINDIR
+            else if (access(IMGCRYPTFS_BINDIR "/imgcryptfs", X_OK) == 0)
+                prog = IMGCRYPTFS_BINDIR "/imgcryptfs";
+#endif
         }
     }
     char *args[6];
