@@ -30,21 +30,29 @@ struct fs_mount {
     sigset_t sigs; /* SIGTERM, SIGINT, SIGHUP, and SIGUSR2 to stop the thread */
     pthread_t sig_thread;
     int have_sig_thread;
-    _Atomic int signalled; /* a shutdown signal ended the mount */
+    _Atomic int signalled;    /* a shutdown signal ended the mount */
+    pthread_mutex_t sig_lock; /* orders the signal thread's use of fuse against its teardown */
+    int closing;              /* fs_mount_free has begun; guarded by sig_lock */
 };
 
 /*
  * Shutdown on SIGTERM, SIGINT or SIGHUP. The signals are blocked in every thread and taken here
  * with sigwait, so the work is done while the FUSE workers still serve: first syncfs on the
- * mount, which makes the kernel write back pages it still caches for open files (writeback
- * caching), then the unmount, which ends the workers' loop. A plain signal handler could only
- * stop the loop, and dirty pages of files still open would be lost.
+ * mount and fsync of each open file, which make the kernel write back the pages it still caches
+ * for open files (writeback caching) and wait until they were served, then the end of the
+ * loop, after which fs_mount_free unmounts. A plain signal handler could only stop the loop,
+ * and dirty pages of files still open would be lost.
  */
 static void *signal_thread(void *arg)
 {
     struct fs_mount *m = arg;
     int sig = 0;
     if (sigwait(&m->sigs, &sig) != 0 || sig == SIGUSR2)
+        return NULL;
+    pthread_mutex_lock(&m->sig_lock);
+    int closing = m->closing;
+    pthread_mutex_unlock(&m->sig_lock);
+    if (closing)
         return NULL;
     m->signalled = 1;
     fs_log(&m->ctx, LOG_INFO, "signal %d: writing back cached data and unmounting", sig);
@@ -73,8 +81,22 @@ static void *signal_thread(void *arg)
         }
         free(paths);
     }
-    fuse_exit(m->fuse);
-    fuse_unmount(m->fuse); /* the workers' reads now fail and the loop returns */
+    /* Ask the loop to end, then send it one request (a lookup of a name that cannot exist, never
+     * answered from the kernel's caches) so that a worker wakes up, answers it and sees the
+     * request to end; the loop then stops the other workers and returns, and the unmount
+     * happens in fs_mount_free. */
+    pthread_mutex_lock(&m->sig_lock);
+    if (!m->closing)
+        fuse_exit(m->fuse);
+    pthread_mutex_unlock(&m->sig_lock);
+    /* If the loop has already ended, this lookup waits until fs_mount_free closes the
+     * connection, which answers it with an error. */
+    char *wake = NULL;
+    struct stat st;
+    if (asprintf(&wake, "%s/.imgcryptfs.wake", m->mountpoint) >= 0) {
+        (void)lstat(wake, &st);
+        free(wake);
+    }
     return NULL;
 }
 
@@ -198,6 +220,7 @@ int fs_mount_new(const struct fs_config *cfg, const struct keys_ring *ring, stru
     int rc;
     if (!m)
         return -ENOMEM;
+    pthread_mutex_init(&m->sig_lock, NULL);
     rc = ctx_init(&m->ctx, cfg, ring, why, whylen);
     if (rc != 0)
         goto fail;
@@ -274,7 +297,7 @@ int fs_mount_run(struct fs_mount *m)
     fuse_loop_cfg_set_max_threads(lc, m->max_threads ? m->max_threads : 16);
     int rc = fuse_loop_mt(m->fuse, lc);
     fuse_loop_cfg_destroy(lc);
-    /* After a shutdown signal the loop ends through the unmount: that is a clean exit. */
+    /* After a shutdown signal the loop ends at the signal thread's request: a clean exit. */
     return rc == 0 || m->signalled ? 0 : rc < 0 ? rc : -EINTR;
 }
 
@@ -282,17 +305,20 @@ void fs_mount_free(struct fs_mount *m)
 {
     if (!m)
         return;
-    if (m->have_sig_thread) {
-        /* Stop the signal thread (if no signal came) before unmounting here, so the two never
-         * unmount at once. */
-        pthread_kill(m->sig_thread, SIGUSR2);
-        pthread_join(m->sig_thread, NULL);
-    }
+    pthread_mutex_lock(&m->sig_lock);
+    m->closing = 1;
+    pthread_mutex_unlock(&m->sig_lock);
     if (m->fuse) {
         if (m->mounted)
             fuse_unmount(m->fuse);
-        fuse_destroy(m->fuse);
+        fuse_destroy(m->fuse); /* closes the connection: a request still waiting fails now */
     }
+    if (m->have_sig_thread) {
+        /* Stop the signal thread if no signal came; if one came, it ends on its own. */
+        pthread_kill(m->sig_thread, SIGUSR2);
+        pthread_join(m->sig_thread, NULL);
+    }
+    pthread_mutex_destroy(&m->sig_lock);
     ctx_release(&m->ctx);
     free(m->mountpoint);
     free(m);

@@ -95,8 +95,11 @@ static void *op_init(struct fuse_conn_info *conn, struct fuse_config *cfg)
     cfg->entry_timeout = 1.0;
     cfg->attr_timeout = 1.0;
     cfg->negative_timeout = 0.0;
-    if (conn->capable & FUSE_CAP_WRITEBACK_CACHE)
-        conn->want |= FUSE_CAP_WRITEBACK_CACHE;
+    /* No writeback caching: with it, 16 threads creating and writing one new file at once lost
+     * one thread's bytes in about 2% of runs (the kernel wrote back a page it had filled from
+     * the file before that thread's write reached it). Every write() is sent to the daemon
+     * as it happens instead, as gocryptfs does; large writes still arrive in 1 MiB requests. */
+    conn->want &= ~FUSE_CAP_WRITEBACK_CACHE;
     if (conn->capable & FUSE_CAP_ASYNC_READ)
         conn->want |= FUSE_CAP_ASYNC_READ;
     conn->max_write = 1u << 20;
