@@ -9,6 +9,7 @@
  * is given, so a description from anywhere can never make it write a stream that does not decode
  * to the data.
  */
+#include <zlib.h>
 #include <assert.h>
 #include <errno.h>
 #include <stdbool.h>
@@ -90,20 +91,17 @@ static int grow(void **p, size_t *cap, size_t need, size_t elem, size_t limit)
     return 0;
 }
 
-static uint32_t adler32(const uint8_t *p, size_t n)
+/* Adler-32 of the zlib trailer: zlib's own function (checksums, not parsing, come from zlib). */
+static uint32_t adler32_of(const uint8_t *p, size_t n)
 {
-    uint32_t a = 1, b = 0;
-    while (n) {
-        size_t k = n < 5552 ? n : 5552; /* largest k with no 32-bit overflow of b */
+    uLong a = adler32(0L, Z_NULL, 0);
+    while (n > 0) { /* zlib takes uInt lengths */
+        uInt k = n > 0x40000000u ? 0x40000000u : (uInt)n;
+        a = adler32(a, p, k);
+        p += k;
         n -= k;
-        while (k--) {
-            a += *p++;
-            b += a;
-        }
-        a %= 65521;
-        b %= 65521;
     }
-    return b << 16 | a;
+    return (uint32_t)a;
 }
 
 static int zlib_header_ok(uint8_t cmf, uint8_t flg)
@@ -597,7 +595,7 @@ static int record(const uint8_t *in, size_t in_len, size_t max_out, int zlib, ui
             goto out;
         const uint8_t *t = in + tail_at;
         uint32_t want = (uint32_t)t[0] << 24 | (uint32_t)t[1] << 16 | (uint32_t)t[2] << 8 | t[3];
-        if (adler32(s->out, s->pos) != want)
+        if (adler32_of(s->out, s->pos) != want)
             goto out;
         tail_at += 4;
     }
@@ -866,7 +864,7 @@ int codec_deflate_emit(const struct codec_deflate_desc *desc, const uint8_t *dat
     if ((rc = bw_pad(&w, desc->end_pad)) || (rc = bw_flush(&w)))
         goto out;
     if (desc->zlib) {
-        uint32_t a = adler32(data, data_len);
+        uint32_t a = adler32_of(data, data_len);
         uint8_t t[4] = {(uint8_t)(a >> 24), (uint8_t)(a >> 16), (uint8_t)(a >> 8), (uint8_t)a};
         if ((rc = bw_bytes(&w, t, 4)) != 0)
             goto out;
