@@ -342,26 +342,16 @@ int codec_envelope_info(const uint8_t *env, size_t env_len, struct codec_envelop
         return -EINVAL;
     pos = CODEC_ENV_FIXED + head_len;
     if (env[4] == CODEC_FORMAT_PNG) {
-        /* The IDAT section: count K, K lengths, one filter type per row, recipe length, recipe.
-         * Each step is checked against what is left, so no sum can overflow. */
-        const uint64_t start = pos, rows = get32(env + 16);
-        uint64_t k, r;
-        if (env_len - pos < 4)
+        /* The IDAT section, behind its length. */
+        uint64_t r;
+        if (env_len - pos < 8)
             return -EINVAL;
-        k = get32(env + pos);
-        pos += 4;
-        if (k == 0 || k > (env_len - pos) / 4)
-            return -EINVAL;
-        pos += 4 * k;
-        if (rows > env_len - pos || env_len - pos - rows < 8)
-            return -EINVAL;
-        pos += rows;
         r = get64(env + pos);
         pos += 8;
         if (r > env_len - pos || env_len - pos - r < 8)
             return -EINVAL;
         pos += r;
-        recipe = pos - start;
+        recipe = r + 8;
     }
     if (env_len - pos < 8)
         return -EINVAL;

@@ -18,6 +18,7 @@
 
 #include "codec/codec_int.h"
 #include "codec/deflate.h"
+#include "codec/zrecipe.h"
 
 static const uint8_t png_sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
 
@@ -188,6 +189,50 @@ static void filter_row(uint8_t type, const uint8_t *raw, const uint8_t *prev, ui
     }
 }
 
+/*
+ * Adaptive filtering as the common writers do it: each filter's bytes, read as signed, summed
+ * by magnitude, and the smallest sum wins, the first one tried on a tie. They differ in the
+ * order they try filters in: libpng None, Sub, Up, Average, Paeth; Pillow None, Up, Sub, Paeth,
+ * and Average before Paeth only with optimize=True. Filter modes 2, 3 and 4 of the envelope.
+ */
+#define PNG_HEURISTICS 3
+static const uint8_t heuristic_order[PNG_HEURISTICS][5] = {
+    {0, 1, 2, 3, 4}, /* libpng */
+    {0, 2, 1, 4, 4}, /* Pillow (4 twice: a repeat never wins a strict comparison) */
+    {0, 2, 1, 3, 4}, /* Pillow, optimize=True */
+};
+
+/* The filter each heuristic picks for a row; scratch holds n bytes. */
+static void guess_filters(const uint8_t *raw, const uint8_t *prev, uint8_t *scratch, size_t n,
+                          size_t bpp, uint8_t pick[PNG_HEURISTICS])
+{
+    uint64_t sum[5];
+    for (uint8_t t = 0; t <= 4; t++) {
+        sum[t] = 0;
+        filter_row(t, raw, prev, scratch, n, bpp);
+        for (size_t i = 0; i < n; i++)
+            sum[t] += scratch[i] < 128 ? scratch[i] : 256u - scratch[i];
+    }
+    for (int h = 0; h < PNG_HEURISTICS; h++) {
+        uint8_t best = heuristic_order[h][0];
+        for (int k = 1; k < 5; k++)
+            if (sum[heuristic_order[h][k]] < sum[best])
+                best = heuristic_order[h][k];
+        pick[h] = best;
+    }
+}
+
+static size_t var_put(uint8_t *p, uint64_t v)
+{
+    size_t n = 0;
+    while (v >= 0x80) {
+        p[n++] = (uint8_t)(v | 0x80);
+        v >>= 7;
+    }
+    p[n++] = (uint8_t)v;
+    return n;
+}
+
 /* Unfiltered row y → planes. Returns false when the padding bits after the last sample of a
  * sub-byte row are not zero (planes cannot hold them). */
 static bool row_to_planes(const struct png_geo *g, const uint8_t *raw, size_t y, void *planes)
@@ -355,9 +400,10 @@ int codec_png_split(const uint8_t *buf, size_t len, struct codec_image **img, ui
     struct png_geo g;
     struct codec_deflate_desc *desc = NULL;
     struct codec_image *im = NULL;
-    uint8_t *idat = NULL, *data = NULL, *env = NULL;
+    uint8_t *idat = NULL, *data = NULL, *env = NULL, *zr = NULL, *types = NULL, *guess = NULL;
+    uint8_t *scratch = NULL;
     size_t data_len = 0, pos = sizeof(png_sig), head_len = 0, tail_pos = 0, nidat = 0;
-    size_t idat_len = 0, elen, recipe_len;
+    size_t idat_len = 0, elen, recipe_len, zr_len = 0;
     int state = 0; /* 0 before IDAT, 1 in the IDAT run, 2 after it */
     bool ihdr = false, iend = false;
     int ret;
@@ -428,14 +474,30 @@ int codec_png_split(const uint8_t *buf, size_t len, struct codec_image **img, ui
         goto out;
     }
 
+    /* The deflate description: modelled on zlib when that is smaller, else raw. */
+    ret = codec_zrecipe_make(desc, data, data_len, &zr, &zr_len, NULL);
+    if (ret == -ENOMEM)
+        goto out;
     recipe_len = codec_deflate_desc_size(desc);
-    /* Each term is bounded by len or by the planes: no overflow in 64-bit size_t. */
-    elen = CODEC_ENV_FIXED + head_len + 4 + 4 * nidat + g.height + 8 + recipe_len + 8 +
-           (len - tail_pos);
+    if (ret == 0 && zr_len < recipe_len) {
+        recipe_len = zr_len;
+    } else {
+        free(zr);
+        zr = NULL;
+    }
+
+    /* Each term is bounded by len or by the planes: no overflow in 64-bit size_t. The IDAT
+     * section is at most 3 + 10 (count) + 10 K (lengths) + 10 + 11 Y (filter types) bytes
+     * before its recipe. */
+    elen = CODEC_ENV_FIXED + head_len + 8 + 23 + 10 * nidat + 11 * (size_t)g.height + recipe_len +
+           8 + (len - tail_pos);
     ret = -ENOMEM;
     im = calloc(1, sizeof(*im));
     env = malloc(elen);
-    if (!im || !env)
+    types = malloc(g.height ? g.height : 1);
+    guess = malloc(PNG_HEURISTICS * (g.height ? (size_t)g.height : 1));
+    scratch = malloc(g.rowbytes);
+    if (!im || !env || !types || !guess || !scratch)
         goto out;
     im->format = CODEC_FORMAT_PNG;
     im->channels = g.channels;
@@ -449,16 +511,17 @@ int codec_png_split(const uint8_t *buf, size_t len, struct codec_image **img, ui
     if (!im->planes)
         goto out;
 
-    /* Unfilter in place, row by row; the filter types go to the envelope. */
-    uint8_t *types = env + CODEC_ENV_FIXED + head_len + 4 + 4 * nidat;
+    /* Unfilter in place, row by row, noting each filter type and libpng's choice for the row. */
     for (size_t y = 0; y < g.height; y++) {
         uint8_t *row = data + y * (g.rowbytes + 1);
+        const uint8_t *prev = y ? row - g.rowbytes : NULL;
         if (row[0] > 4) {
             ret = codec_why(why, whylen, -ENOTSUP, "PNG: bad filter type");
             goto out;
         }
         types[y] = row[0];
-        unfilter_row(row[0], row + 1, y ? row - g.rowbytes : NULL, g.rowbytes, g.bpp);
+        unfilter_row(row[0], row + 1, prev, g.rowbytes, g.bpp);
+        guess_filters(row + 1, prev, scratch, g.rowbytes, g.bpp, guess + PNG_HEURISTICS * y);
         if (!row_to_planes(&g, row + 1, y, im->planes)) {
             ret = codec_why(why, whylen, -ENOTSUP, "PNG: row padding bits set");
             goto out;
@@ -472,19 +535,68 @@ int codec_png_split(const uint8_t *buf, size_t len, struct codec_image **img, ui
     le_put(e, head_len, 8);
     memcpy(e + 8, buf, head_len);
     e += 8 + head_len;
-    le_put(e, nidat, 4);
-    e += 4;
-    for (size_t p = head_len; p < tail_pos; p += 12 + be32(buf + p), e += 4)
-        le_put(e, be32(buf + p), 4);
-    e += g.height; /* the filter types, written above */
-    le_put(e, recipe_len, 8);
-    if (codec_deflate_desc_serialise(desc, e + 8, recipe_len) != (ssize_t)recipe_len) {
+    /* IDAT section (codec.h): chunk lengths, filter types, recipe */
+    uint8_t *sec = e + 8, *q = sec;
+    uint32_t first = be32(buf + head_len), last = 0;
+    bool even = true;
+    for (size_t p = head_len; p < tail_pos; p += 12 + be32(buf + p)) {
+        last = be32(buf + p);
+        if (p + 12 + last < tail_pos && last != first)
+            even = false;
+    }
+    even = even && last >= 1 && last <= first;
+    q += var_put(q, nidat);
+    *q++ = even ? 1 : 0;
+    if (even)
+        q += var_put(q, first);
+    else
+        for (size_t p = head_len; p < tail_pos; p += 12 + be32(buf + p))
+            q += var_put(q, be32(buf + p));
+    /* filter types: all one type, a heuristic's picks and the rows where it differs, or
+     * verbatim, whichever is shortest */
+    size_t nsame = 0, nexc[PNG_HEURISTICS] = {0};
+    int best = 0;
+    for (size_t y = 0; y < g.height; y++) {
+        nsame += types[y] == types[0];
+        for (int h = 0; h < PNG_HEURISTICS; h++)
+            nexc[h] += types[y] != guess[PNG_HEURISTICS * y + (size_t)h];
+    }
+    for (int h = 1; h < PNG_HEURISTICS; h++)
+        if (nexc[h] < nexc[best])
+            best = h;
+    if (nsame == g.height) {
+        *q++ = 1;
+        *q++ = types[0];
+    } else if (nexc[best] < g.height / 2) {
+        *q++ = (uint8_t)(2 + best);
+        q += var_put(q, nexc[best]);
+        for (size_t y = 0, prev = 0; y < g.height; y++) {
+            if (types[y] == guess[PNG_HEURISTICS * y + (size_t)best])
+                continue;
+            q += var_put(q, y - prev);
+            *q++ = types[y];
+            prev = y + 1;
+        }
+    } else {
+        *q++ = 0;
+        memcpy(q, types, g.height);
+        q += g.height;
+    }
+    if (zr)
+        memcpy(q, zr, recipe_len);
+    else if (codec_deflate_desc_serialise(desc, q, recipe_len) != (ssize_t)recipe_len) {
         ret = -EIO;
         goto out;
     }
-    e += 8 + recipe_len;
+    q += recipe_len;
+    le_put(e, (uint64_t)(q - sec), 8);
+    e = q;
     le_put(e, len - tail_pos, 8);
     memcpy(e + 8, buf + tail_pos, len - tail_pos);
+    elen = (size_t)(e + 8 + (len - tail_pos) - env);
+    uint8_t *trimmed = realloc(env, elen);
+    if (trimmed)
+        env = trimmed;
 
     *img = im;
     *envelope = env;
@@ -497,6 +609,10 @@ out:
     free(env);
     free(data);
     free(idat);
+    free(zr);
+    free(types);
+    free(guess);
+    free(scratch);
     codec_deflate_desc_free(desc);
     return ret;
 }
@@ -508,10 +624,14 @@ int codec_png_join(const struct codec_image *img, const uint8_t *env, size_t env
 {
     struct png_geo g;
     struct codec_deflate_desc *desc = NULL;
-    uint8_t *data = NULL, *raw = NULL, *z = NULL, *o = NULL;
-    size_t zlen = 0, rest, total, sum = 0;
-    uint64_t head_len, nidat, recipe_len, tail_len;
-    const uint8_t *e, *head, *lens, *types, *recipe, *tail;
+    uint8_t *data = NULL, *raw = NULL, *z = NULL, *o = NULL, *scratch = NULL;
+    size_t zlen = 0, rest, total;
+    uint64_t head_len, nidat, sec_len, tail_len, even = 0, v;
+    const uint8_t *e, *head, *sec, *tail;
+    const uint8_t *types = NULL; /* filter mode 0: one byte per row */
+    uint8_t fmode, ftype = 0, cmode;
+    uint64_t nexc = 0, next_exc = UINT64_MAX;
+    struct codec_dfl_rd r, lens_rd = {0}, exc_rd = {0};
     int ret = -EINVAL;
 
     if (codec_env_check(img, env, env_len) != 0 || env[26] != 0)
@@ -539,22 +659,12 @@ int codec_png_join(const struct codec_image *img, const uint8_t *env, size_t env
         (g.depth == 16 ? 16u : 8u) != img->bits || img->frames != 1 ||
         g.planes != img->planes_bytes)
         goto out;
-    if (rest < 4)
-        goto out;
-    nidat = le_get(e, 4);
-    TAKE(4);
-    lens = e;
-    if (nidat == 0 || nidat > rest / 4)
-        goto out;
-    TAKE(4 * nidat);
-    types = e;
-    TAKE(g.height);
     if (rest < 8)
         goto out;
-    recipe_len = le_get(e, 8);
+    sec_len = le_get(e, 8);
     TAKE(8);
-    recipe = e;
-    TAKE(recipe_len);
+    sec = e;
+    TAKE(sec_len);
     if (rest < 8)
         goto out;
     tail_len = le_get(e, 8);
@@ -563,40 +673,110 @@ int codec_png_join(const struct codec_image *img, const uint8_t *env, size_t env
     if (tail_len != rest)
         goto out;
 #undef TAKE
-    for (size_t i = 0; i < nidat; i++) {
-        uint32_t l = (uint32_t)le_get(lens + 4 * i, 4);
-        if (l > 0x7fffffffu)
-            goto out;
-        sum += l; /* nidat < 2^62 / 4 terms of < 2^31: fits 64 bits */
-    }
-    for (size_t y = 0; y < g.height; y++)
-        if (types[y] > 4)
-            goto out;
-    if ((ret = codec_deflate_desc_parse(recipe, recipe_len, g.filtered, &desc)) != 0) {
-        ret = ret == -ENOMEM ? ret : -EINVAL;
+
+    /* The IDAT section: chunk lengths, filter types, then the recipe to its end. */
+    r = (struct codec_dfl_rd){sec, (size_t)sec_len};
+    /* each chunk costs 12 bytes of output at least */
+    if (codec_dfl_rd_var(&r, CODEC_MAX_FILE_BYTES / 12, &nidat) || nidat == 0 || codec_dfl_rd_u8(&r, &cmode) ||
+        cmode > 1)
         goto out;
+    if (cmode == 1) {
+        if (codec_dfl_rd_var(&r, 0x7fffffffu, &even) || even == 0)
+            goto out;
+    } else {
+        lens_rd = r;
+        for (uint64_t i = 0; i < nidat; i++)
+            if (codec_dfl_rd_var(&r, 0x7fffffffu, &v))
+                goto out;
+    }
+    if (codec_dfl_rd_u8(&r, &fmode) || fmode > 1 + PNG_HEURISTICS)
+        goto out;
+    if (fmode == 0) {
+        if (r.left < g.height)
+            goto out;
+        types = r.p;
+        for (size_t y = 0; y < g.height; y++)
+            if (types[y] > 4)
+                goto out;
+        r.p += g.height, r.left -= g.height;
+    } else if (fmode == 1) {
+        if (codec_dfl_rd_u8(&r, &ftype) || ftype > 4)
+            goto out;
+    } else {
+        if (codec_dfl_rd_var(&r, g.height, &nexc))
+            goto out;
+        exc_rd = r;
+        for (uint64_t i = 0; i < nexc; i++) {
+            uint8_t t;
+            if (codec_dfl_rd_var(&r, g.height, &v) || codec_dfl_rd_u8(&r, &t) || t > 4)
+                goto out;
+        }
     }
 
     /* Re-filter: raw holds the current and the previous unfiltered row. */
     ret = -ENOMEM;
     data = malloc(g.filtered);
     raw = malloc(2 * g.rowbytes);
-    if (!data || !raw)
+    scratch = malloc(g.rowbytes);
+    if (!data || !raw || !scratch)
         goto out;
     ret = -EINVAL;
+    if (nexc > 0) {
+        if (codec_dfl_rd_var(&exc_rd, g.height, &next_exc))
+            goto out;
+    }
     for (size_t y = 0; y < g.height; y++) {
         uint8_t *cur = raw + (y % 2) * g.rowbytes, *prev = raw + ((y + 1) % 2) * g.rowbytes;
-        uint8_t *row = data + y * (g.rowbytes + 1);
+        uint8_t *row = data + y * (g.rowbytes + 1), type;
         if (!planes_to_row(&g, img->planes, y, cur))
             goto out;
-        row[0] = types[y];
-        filter_row(types[y], cur, y ? prev : NULL, row + 1, g.rowbytes, g.bpp);
+        if (fmode == 0) {
+            type = types[y];
+        } else if (fmode == 1) {
+            type = ftype;
+        } else if (y == next_exc) {
+            codec_dfl_rd_u8(&exc_rd, &type); /* checked above */
+            if (--nexc > 0) {
+                codec_dfl_rd_var(&exc_rd, g.height, &v);
+                next_exc = y + 1 + v;
+            } else {
+                next_exc = UINT64_MAX;
+            }
+        } else {
+            uint8_t pick[PNG_HEURISTICS];
+            guess_filters(cur, y ? prev : NULL, scratch, g.rowbytes, g.bpp, pick);
+            type = pick[fmode - 2];
+        }
+        row[0] = type;
+        filter_row(type, cur, y ? prev : NULL, row + 1, g.rowbytes, g.bpp);
+    }
+    if (nexc != 0)
+        goto out;
+    if (r.left >= 4 && memcmp(r.p, CODEC_ZRECIPE_MAGIC, 4) == 0)
+        ret = codec_zrecipe_parse(r.p, r.left, data, g.filtered, g.filtered, &desc);
+    else
+        ret = codec_deflate_desc_parse(r.p, r.left, g.filtered, &desc);
+    if (ret != 0) {
+        ret = ret == -ENOMEM ? ret : -EINVAL;
+        goto out;
     }
     if ((ret = codec_deflate_emit(desc, data, g.filtered, &z, &zlen)) != 0)
         goto out;
     ret = -EINVAL;
-    if (zlen != sum)
+    /* chunk lengths: as listed, or all `even` long but the last (1..even bytes) */
+    if (cmode == 1 && (zlen <= (nidat - 1) * even || zlen - (nidat - 1) * even > even ||
+                       (nidat - 1) > zlen / even))
         goto out;
+    if (cmode == 0) {
+        struct codec_dfl_rd lr = lens_rd;
+        uint64_t sum = 0;
+        for (uint64_t i = 0; i < nidat; i++) {
+            codec_dfl_rd_var(&lr, 0x7fffffffu, &v); /* checked above */
+            sum += v;                               /* < 2^31 each, nidat < 2^32 of them */
+        }
+        if (sum != zlen)
+            goto out;
+    }
     ret = -EFBIG;
     if (__builtin_add_overflow(head_len + tail_len, zlen, &total) ||
         __builtin_add_overflow(total, 12 * nidat, &total) || (uint64_t)total > CODEC_MAX_FILE_BYTES)
@@ -607,8 +787,15 @@ int codec_png_join(const struct codec_image *img, const uint8_t *env, size_t env
         goto out;
     memcpy(o, head, head_len);
     size_t p = head_len, zp = 0;
-    for (size_t i = 0; i < nidat; i++) {
-        uint32_t l = (uint32_t)le_get(lens + 4 * i, 4);
+    struct codec_dfl_rd lr = lens_rd;
+    for (uint64_t i = 0; i < nidat; i++) {
+        uint32_t l;
+        if (cmode == 1) {
+            l = (uint32_t)(i + 1 < nidat ? even : zlen - zp);
+        } else {
+            codec_dfl_rd_var(&lr, 0x7fffffffu, &v);
+            l = (uint32_t)v;
+        }
         put_be32(o + p, l);
         memcpy(o + p + 4, "IDAT", 4);
         memcpy(o + p + 8, z + zp, l);
@@ -625,6 +812,7 @@ out:
     free(o);
     free(z);
     free(raw);
+    free(scratch);
     free(data);
     codec_deflate_desc_free(desc);
     return ret;

@@ -81,4 +81,33 @@ struct codec_zmodel_agreement {
 int codec_zmodel_compare(const struct codec_zmodel_token *toks, size_t ntoks,
                          const struct codec_deflate_desc *desc, struct codec_zmodel_agreement *a);
 
+/* ---- blocks (ztrees.c) ------------------------------------------------------------------ */
+
+#define CODEC_ZMODEL_NLIT 286 /* literal/length symbols: 0-255 bytes, 256 end, 257-285 lengths */
+#define CODEC_ZMODEL_NDIST 30
+
+/* What zlib writes at the start of a block: its type and, when dynamic, the header exactly as
+ * deflate.h describes it (HLIT, HDIST, HCLEN, code-length-code lengths in transmitted order,
+ * and the run-length ops). */
+struct codec_zmodel_block {
+    int type; /* 0 stored, 1 fixed, 2 dynamic */
+    uint8_t hlit, hdist, hclen;
+    uint8_t clen[19];
+    uint16_t nop;
+    uint8_t ops[318];
+};
+
+/*
+ * Predict the block zlib writes for a block whose symbols have the given counts (lit_freq
+ * without the end-of-block symbol, which is added; dist_freq per distance symbol), covering
+ * stored_len bytes of data, under strategy (CODEC_ZMODEL_FIXED forces fixed codes): zlib's Huffman
+ * construction (heap order, depth tie-break, length limit repair), its run-length coding of the
+ * code lengths, and its choice between stored, fixed and dynamic by exact bit counts. Stored is
+ * predicted whenever it is the smallest, as zlib does while the block's data is still in its
+ * window. Cannot fail.
+ */
+void codec_zmodel_block(const uint32_t lit_freq[CODEC_ZMODEL_NLIT],
+                        const uint32_t dist_freq[CODEC_ZMODEL_NDIST], uint64_t stored_len,
+                        int strategy, struct codec_zmodel_block *out);
+
 #endif

@@ -7,6 +7,7 @@
  */
 #include <check.h>
 #include <errno.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +17,7 @@
 #include "tests/unit/unit.h"
 #include "codec/deflate.h"
 #include "codec/zmodel.h"
+#include "codec/zrecipe.h"
 
 #define MAX_OUT ((size_t)64 << 20)
 
@@ -94,6 +96,8 @@ static void fixture_run(const char *settings, struct fixture *f)
 struct tally {
     int level, mem, wbits, strategy;
     size_t tokens, equal, streams, exact_streams;
+    size_t perfect_recipes; /* no correction, no block exception, zlib's block layout */
+    size_t recipe_bytes, raw_bytes, stream_bytes;
 };
 
 #define MAX_INPUTS 32
@@ -136,7 +140,10 @@ static size_t measure(const char *settings, struct tally *t)
         if (nt == 0 || t[nt - 1].level != p.level || t[nt - 1].mem != p.mem_level ||
             t[nt - 1].wbits != p.window_bits || t[nt - 1].strategy != p.strategy) {
             ck_assert_uint_lt(nt, MAX_SETTINGS);
-            t[nt++] = (struct tally){p.level, p.mem_level, p.window_bits, p.strategy, 0, 0, 0, 0};
+            t[nt++] = (struct tally){.level = p.level,
+                                     .mem = p.mem_level,
+                                     .wbits = p.window_bits,
+                                     .strategy = p.strategy};
         }
         struct tally *cur = &t[nt - 1];
         uint8_t *out = NULL;
@@ -154,6 +161,32 @@ static size_t measure(const char *settings, struct tally *t)
                    "first divergence at byte %zu of %zu\n",
                    p.level, p.mem_level, p.window_bits, p.strategy, in_name_len[i], in_name[i],
                    a.equal, a.tokens, a.first_divergence, out_len);
+        /* the modelled recipe: rebuilt from the data alone, the stream comes back exactly */
+        uint8_t *rec = NULL, *again = NULL;
+        size_t rec_len = 0, again_len = 0;
+        struct codec_zrecipe_info info;
+        struct codec_deflate_desc *back = NULL;
+        ck_assert_int_eq(codec_zrecipe_make(d, out, out_len, &rec, &rec_len, &info), 0);
+        ck_assert_int_eq(codec_zrecipe_parse(rec, rec_len, out, out_len, MAX_OUT, &back), 0);
+        ck_assert_int_eq(codec_deflate_emit(back, out, out_len, &again, &again_len), 0);
+        ck_assert(again_len == cl && memcmp(again, comp, cl) == 0);
+        bool perfect = info.corrections == 0 && info.block_exceptions == 0 && !info.explicit_layout;
+        if (!perfect)
+            printf("  zrecipe: level %d mem %d wbits %d strategy %d, %.*s: found level %d mem %d "
+                   "wbits %d strategy %d, %zu corrections (%zu tokens), %zu of %zu block heads "
+                   "differ, layout %s, %zu bytes\n",
+                   p.level, p.mem_level, p.window_bits, p.strategy, in_name_len[i], in_name[i],
+                   info.params.level, info.params.mem_level, info.params.window_bits,
+                   info.params.strategy, info.corrections, info.corrected_tokens,
+                   info.block_exceptions, info.blocks, info.explicit_layout ? "stored" : "zlib's",
+                   rec_len);
+        cur->perfect_recipes += perfect;
+        cur->recipe_bytes += rec_len;
+        cur->raw_bytes += codec_deflate_desc_size(d);
+        cur->stream_bytes += cl;
+        free(rec);
+        free(again);
+        codec_deflate_desc_free(back);
         cur->tokens += a.tokens;
         cur->equal += a.equal;
         cur->streams++;
@@ -164,10 +197,12 @@ static size_t measure(const char *settings, struct tally *t)
     }
     for (size_t k = 0; k < nt; k++)
         printf("zmodel: level %d mem %d wbits %2d strategy %d: %zu of %zu tokens (%.4f%%), "
-               "%zu of %zu streams exact\n",
+               "%zu of %zu streams exact; recipes: %zu perfect, %zu bytes (raw %zu) for %zu "
+               "bytes of streams\n",
                t[k].level, t[k].mem, t[k].wbits, t[k].strategy, t[k].equal, t[k].tokens,
                t[k].tokens ? 100.0 * (double)t[k].equal / (double)t[k].tokens : 100.0,
-               t[k].exact_streams, t[k].streams);
+               t[k].exact_streams, t[k].streams, t[k].perfect_recipes, t[k].recipe_bytes,
+               t[k].raw_bytes, t[k].stream_bytes);
     fflush(stdout);
     free(f.all);
     return nt;
@@ -189,6 +224,8 @@ START_TEST(test_levels)
         ck_assert_uint_gt(t[k].tokens, 0);
         ck_assert_msg(t[k].equal == t[k].tokens, "level %d mem %d: %zu of %zu tokens", t[k].level,
                       t[k].mem, t[k].equal, t[k].tokens);
+        ck_assert_msg(t[k].perfect_recipes == t[k].streams, "level %d mem %d: %zu of %zu recipes",
+                      t[k].level, t[k].mem, t[k].perfect_recipes, t[k].streams);
     }
 }
 END_TEST
@@ -206,6 +243,9 @@ START_TEST(test_variants)
         ck_assert_uint_gt(t[k].tokens, 0);
         ck_assert_msg(t[k].equal == t[k].tokens, "level %d mem %d wbits %d strategy %d: %zu of %zu",
                       t[k].level, t[k].mem, t[k].wbits, t[k].strategy, t[k].equal, t[k].tokens);
+        ck_assert_msg(t[k].perfect_recipes == t[k].streams,
+                      "level %d mem %d wbits %d strategy %d: %zu of %zu recipes", t[k].level,
+                      t[k].mem, t[k].wbits, t[k].strategy, t[k].perfect_recipes, t[k].streams);
     }
 }
 END_TEST

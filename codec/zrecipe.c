@@ -1,0 +1,824 @@
+// SPDX-License-Identifier: MIT
+/*
+ * The modelled recipe (codec/zrecipe.h): a deflate description coded as its differences from
+ * the zlib model's prediction. Both sides work on one form, a stream of symbols covering the
+ * data (a literal per byte, a match per match; stored blocks as literals), so that corrections,
+ * block layout and block heads are each a comparison of two arrays.
+ *
+ * The trade-off: four bytes of memory per byte of data for the symbol streams, and the model
+ * runs once more at join time (it costs about what zlib's own compression costs); in return the
+ * recipe of a zlib-written PNG does not grow with the image. Making a recipe decodes it again
+ * and compares the description byte for byte with the recorded one: a model that is wrong, or a
+ * stream that zlib did not write, costs recipe bytes and never exactness.
+ */
+#include <errno.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "codec/codec_int.h"
+#include "codec/zrecipe.h"
+
+/* Trial prefix for the parameter search, and the margin at its end where a prediction of the
+ * prefix alone may differ from one of the whole data (a match or lazy step reaching past it). */
+#define ZR_TRIAL 65536u
+#define ZR_TRIAL_MARGIN 1024u
+
+typedef struct codec_zmodel_token zr_tok;
+
+/* A growable output buffer; a failed allocation sticks in err. */
+struct zr_buf {
+    uint8_t *p;
+    size_t len, cap;
+    int err;
+};
+
+static void zr_u8(struct zr_buf *b, uint8_t v)
+{
+    if (b->err)
+        return;
+    if ((b->err = codec_dfl_grow((void **)&b->p, &b->cap, b->len + 1, 1, SIZE_MAX / 2)) == 0)
+        b->p[b->len++] = v;
+}
+
+static void zr_var(struct zr_buf *b, uint64_t v)
+{
+    while (v >= 0x80) {
+        zr_u8(b, (uint8_t)(v | 0x80));
+        v >>= 7;
+    }
+    zr_u8(b, (uint8_t)v);
+}
+
+static bool zr_tok_eq(zr_tok a, zr_tok b)
+{
+    return a.len == b.len && a.dist == b.dist;
+}
+
+/* Symbols of the description over data: *syms (n of them) and per block its symbol count. */
+static int zr_unify(const struct codec_deflate_desc *d, zr_tok **syms, size_t *nsyms,
+                    size_t **bsyms)
+{
+    size_t n = 0;
+    zr_tok *s = NULL;
+    size_t *bs = NULL;
+    if (d->out_len > 0 && !(s = malloc(d->out_len * sizeof(*s))))
+        return -ENOMEM;
+    if (!(bs = malloc(d->nblocks * sizeof(*bs)))) {
+        free(s);
+        return -ENOMEM;
+    }
+    for (size_t i = 0; i < d->nblocks; i++) {
+        const struct dfl_block *b = &d->blocks[i];
+        size_t first = n;
+        if (b->type == 0) {
+            for (size_t k = 0; k < b->out_len; k++)
+                s[n++] = (zr_tok){1, 0};
+        } else {
+            for (size_t t = b->first_tok; t < b->first_tok + b->ntok; t++) {
+                uint32_t tok = d->tok[t];
+                if (TOK_DIST(tok) == 0)
+                    for (unsigned k = 0; k < TOK_LEN(tok); k++)
+                        s[n++] = (zr_tok){1, 0};
+                else
+                    s[n++] = (zr_tok){(uint16_t)TOK_LEN(tok), (uint16_t)TOK_DIST(tok)};
+            }
+        }
+        bs[i] = n - first;
+    }
+    *syms = s;
+    *nsyms = n;
+    *bsyms = bs;
+    return 0;
+}
+
+/* Tokens of the recorded stream predicted exactly, over those starting before limit. */
+static size_t zr_agree(const zr_tok *a, size_t na, const zr_tok *p, size_t np, size_t limit,
+                       size_t *total)
+{
+    size_t i = 0, j = 0, oa = 0, op = 0, eq = 0, all = 0;
+    while (i < na && oa < limit) {
+        while (j < np && op < oa)
+            op += p[j++].len;
+        if (j < np && op == oa && zr_tok_eq(a[i], p[j]))
+            eq++;
+        all++;
+        oa += a[i++].len;
+    }
+    *total = all;
+    return eq;
+}
+
+/* The symbols of a block as zlib counts them, into its frequency tables. */
+static void zr_freqs(const zr_tok *s, size_t n, const uint8_t *data, size_t off,
+                     uint32_t lit[CODEC_ZMODEL_NLIT], uint32_t dist[CODEC_ZMODEL_NDIST])
+{
+    memset(lit, 0, sizeof(uint32_t) * CODEC_ZMODEL_NLIT);
+    memset(dist, 0, sizeof(uint32_t) * CODEC_ZMODEL_NDIST);
+    for (size_t i = 0; i < n; i++) {
+        unsigned x;
+        if (s[i].dist == 0) {
+            lit[data[off]]++;
+        } else {
+            lit[257 + codec_dfl_len_symbol(s[i].len, &x)]++;
+            dist[codec_dfl_dist_symbol(s[i].dist, &x)]++;
+        }
+        off += s[i].len;
+    }
+}
+
+static size_t zr_block_syms(const struct codec_zmodel_params *p)
+{
+    return ((size_t)1 << (p->mem_level + 6)) - 1;
+}
+
+/* Whether the blocks have zlib's layout for the given parameters. */
+static bool zr_layout_is_zlibs(const struct codec_deflate_desc *d, const size_t *bsyms,
+                               size_t na, const struct codec_zmodel_params *p)
+{
+    size_t per = zr_block_syms(p);
+    if (d->nblocks != na / per + 1)
+        return false;
+    for (size_t i = 0; i < d->nblocks; i++)
+        if (bsyms[i] != (i + 1 < d->nblocks ? per : na - per * (d->nblocks - 1)))
+            return false;
+    return true;
+}
+
+/*
+ * Find the parameters under which the model agrees best with the recorded symbols, trying the
+ * likeliest first (the zlib header's level hint and window size, libpng's and Pillow's memLevel
+ * 8 and 9, the memLevel the first block's size gives away) and stopping at full agreement.
+ */
+static int zr_detect(const struct codec_deflate_desc *d, const uint8_t *data, const zr_tok *a,
+                     size_t na, const size_t *bsyms, struct codec_zmodel_params *best)
+{
+    size_t plen = d->out_len < ZR_TRIAL ? d->out_len : ZR_TRIAL;
+    size_t limit = plen == d->out_len ? plen : plen - ZR_TRIAL_MARGIN;
+    int levels[9], nlev = 0, strategies[4], nstr = 0, mems[9], nmem = 0, wbits[7], nwb = 0;
+    size_t best_eq = 0;
+    bool found = false;
+
+    /* zlib's header hint: 0 for level 1 and for the Huffman-only, RLE and fixed strategies
+     * (fixed finds matches as the default strategy does, at any level) */
+    int flevel = d->zlib ? d->flg >> 6 : -1;
+    static const int by_flevel[4][9] = {{1, 2, 3, 4, 5, 6, 7, 8, 9}, {2, 3, 4, 5}, {6}, {7, 8, 9}};
+    static const int by_flevel_n[4] = {9, 4, 1, 3};
+    if (flevel >= 0) {
+        for (int k = 0; k < by_flevel_n[flevel]; k++)
+            levels[nlev++] = by_flevel[flevel][k];
+    } else {
+        for (int l = 6; l <= 9; l++)
+            levels[nlev++] = l;
+        for (int l = 1; l <= 5; l++)
+            levels[nlev++] = l;
+    }
+    strategies[nstr++] = CODEC_ZMODEL_DEFAULT;
+    if (flevel != 0)
+        strategies[nstr++] = CODEC_ZMODEL_FILTERED;
+    if (flevel <= 0) {
+        strategies[nstr++] = CODEC_ZMODEL_RLE;
+        strategies[nstr++] = CODEC_ZMODEL_HUFFMAN_ONLY;
+    }
+    /* A first block of 2^k - 1 symbols names memLevel k - 6; then libpng's and Pillow's. */
+    int n_first = 0;
+    if (d->nblocks > 1 && d->blocks[0].type != 0)
+        for (int m = 1; m <= 9; m++)
+            if (bsyms[0] == ((size_t)1 << (m + 6)) - 1)
+                mems[nmem++] = m;
+    static const int mem_order[9] = {8, 9, 7, 6, 5, 4, 3, 2, 1};
+    for (int k = 0; k < 9; k++) {
+        if (k == 2)
+            n_first = nmem;
+        if (nmem == 0 || mems[0] != mem_order[k])
+            mems[nmem++] = mem_order[k];
+    }
+    int w0 = d->zlib ? (d->cmf >> 4) + 8 : 15;
+    if (w0 < 9)
+        w0 = 9;
+    for (int w = w0; w <= 15; w++) {
+        wbits[nwb++] = w;
+        /* a window larger than the data and its lookahead changes nothing */
+        if (((size_t)1 << w) >= d->out_len + 262 + 258)
+            break;
+    }
+
+    /* memLevel 8 and 9 (or the named one) first, all others only when those fall short. */
+    for (int pass = 0; pass < 2 && !found; pass++) {
+        for (int mi = 0; mi < nmem && !found; mi++) {
+            if ((mi < n_first) != (pass == 0))
+                continue;
+            for (int wi = 0; wi < nwb && !found; wi++)
+                for (int li = 0; li < nlev && !found; li++)
+                    for (int si = 0; si < nstr && !found; si++) {
+                        struct codec_zmodel_params p = {levels[li], mems[mi], wbits[wi],
+                                                        strategies[si]};
+                        /* Z_FILTERED changes nothing below level 4, RLE and Huffman-only
+                         * ignore the level */
+                        if (strategies[si] == CODEC_ZMODEL_FILTERED && p.level < 4)
+                            continue;
+                        if (strategies[si] >= CODEC_ZMODEL_HUFFMAN_ONLY && li > 0)
+                            continue;
+                        zr_tok *pt = NULL;
+                        size_t npt = 0, total;
+                        int rc = codec_zmodel_predict(data, plen, &p, &pt, &npt);
+                        if (rc)
+                            return rc;
+                        size_t eq = zr_agree(a, na, pt, npt, limit, &total);
+                        free(pt);
+                        /* several settings may agree on the prefix: the whole data decides */
+                        if (eq == total && plen < d->out_len) {
+                            if ((rc = codec_zmodel_predict(data, d->out_len, &p, &pt, &npt)) != 0)
+                                return rc;
+                            size_t all, full = zr_agree(a, na, pt, npt, d->out_len, &all);
+                            free(pt);
+                            if (full < all)
+                                eq = total - 1; /* better than any imperfect prefix */
+                        }
+                        if (eq > best_eq || best_eq == 0) {
+                            best_eq = eq;
+                            *best = p;
+                        }
+                        if (eq == total)
+                            found = true;
+                    }
+        }
+    }
+    /* memLevel also sets the block size: among the memLevels whose blocks fit, take one that
+     * finds the same tokens (they differ only through hash collisions) */
+    if (!zr_layout_is_zlibs(d, bsyms, na, best)) {
+        for (int m = 1; m <= 9; m++) {
+            struct codec_zmodel_params p = *best;
+            p.mem_level = m;
+            if (m == best->mem_level || !zr_layout_is_zlibs(d, bsyms, na, &p))
+                continue;
+            zr_tok *pt = NULL;
+            size_t npt = 0, total;
+            int rc = codec_zmodel_predict(data, plen, &p, &pt, &npt);
+            if (rc)
+                return rc;
+            size_t eq = zr_agree(a, na, pt, npt, limit, &total);
+            free(pt);
+            if (eq >= best_eq) {
+                *best = p;
+                break;
+            }
+        }
+    }
+    return 0;
+}
+
+/* Tokens as deflate.h writes them (count, then each), literal symbols merged into runs. */
+static void zr_put_tokens(struct zr_buf *b, const zr_tok *s, size_t n)
+{
+    for (int pass = 0; pass < 2; pass++) {
+        size_t count = 0;
+        for (size_t i = 0; i < n; count++) {
+            size_t run = 0;
+            while (i < n && s[i].dist == 0)
+                run++, i++;
+            if (run > 0) {
+                if (pass)
+                    zr_var(b, (uint64_t)run << 1);
+                continue;
+            }
+            if (pass) {
+                zr_var(b, (uint64_t)(s[i].len - 3) << 1 | 1);
+                zr_var(b, s[i].dist - 1u);
+            }
+            i++;
+        }
+        if (!pass)
+            zr_var(b, count);
+    }
+}
+
+static void zr_put_head(struct zr_buf *b, const struct codec_deflate_desc *d,
+                        const struct dfl_block *blk)
+{
+    zr_u8(b, blk->type);
+    if (blk->type == 0) {
+        zr_u8(b, blk->pad);
+    } else if (blk->type == 2) {
+        zr_u8(b, blk->hlit);
+        zr_u8(b, blk->hdist);
+        zr_u8(b, blk->hclen);
+        for (unsigned k = 0; k < blk->hclen + 4u; k++)
+            zr_u8(b, blk->clen[k]);
+        zr_var(b, blk->nop);
+        for (unsigned k = 0; k < blk->nop; k++)
+            zr_u8(b, d->ops[blk->first_op + k]);
+    }
+}
+
+/* Whether the recorded head of blk is the predicted one. */
+static bool zr_head_eq(const struct codec_deflate_desc *d, const struct dfl_block *blk,
+                       const struct codec_zmodel_block *m)
+{
+    if (blk->type != m->type)
+        return false;
+    if (blk->type == 0)
+        return blk->pad == 0;
+    if (blk->type == 1)
+        return true;
+    return blk->hlit == m->hlit && blk->hdist == m->hdist && blk->hclen == m->hclen &&
+           memcmp(blk->clen, m->clen, blk->hclen + 4u) == 0 && blk->nop == m->nop &&
+           memcmp(d->ops + blk->first_op, m->ops, m->nop) == 0;
+}
+
+/* Block heads the model gets wrong under strategy (only the strategy changes heads). */
+static size_t zr_head_misses(const struct codec_deflate_desc *d, const uint8_t *data,
+                             const zr_tok *a, const size_t *bsyms, int strategy, uint8_t *exc)
+{
+    size_t n = 0, first = 0, pos = 0;
+    for (size_t i = 0; i < d->nblocks; i++) {
+        uint32_t lit[CODEC_ZMODEL_NLIT], dist[CODEC_ZMODEL_NDIST];
+        struct codec_zmodel_block m;
+        zr_freqs(a + first, bsyms[i], data, pos, lit, dist);
+        codec_zmodel_block(lit, dist, d->blocks[i].out_len, strategy, &m);
+        bool miss = !zr_head_eq(d, &d->blocks[i], &m);
+        if (exc)
+            exc[i] = miss;
+        n += miss;
+        first += bsyms[i];
+        pos += d->blocks[i].out_len;
+    }
+    return n;
+}
+
+/* ---- decoding ---------------------------------------------------------------------------- */
+
+static int zr_push_block(struct codec_deflate_desc *d, const struct dfl_block *h)
+{
+    int rc = codec_dfl_grow((void **)&d->blocks, &d->cap_blocks, d->nblocks + 1,
+                            sizeof(struct dfl_block), CODEC_INFLATE_MAX_BLOCKS);
+    if (rc)
+        return rc;
+    d->blocks[d->nblocks++] = *h;
+    return 0;
+}
+
+static int zr_push_tok(struct codec_deflate_desc *d, uint32_t tok)
+{
+    int rc = codec_dfl_grow((void **)&d->tok, &d->cap_tok, d->ntok + 1, sizeof(uint32_t),
+                            CODEC_INFLATE_MAX_OUT);
+    if (rc)
+        return rc;
+    d->tok[d->ntok++] = tok;
+    return 0;
+}
+
+/* Read a block head of the given type (exception) into h; dynamic ops go to d->ops. */
+static int zr_read_head(struct codec_dfl_rd *r, struct codec_deflate_desc *d, struct dfl_block *h)
+{
+    uint8_t u;
+    uint64_t v;
+    uint8_t lens[DFL_NLIT + DFL_NDIST];
+    int rc;
+    if (codec_dfl_rd_u8(r, &u) || u > 2)
+        return -EINVAL;
+    h->type = u;
+    if (u == 0)
+        return codec_dfl_rd_u8(r, &h->pad) || h->pad > 127 ? -EINVAL : 0;
+    if (u == 1)
+        return 0;
+    if (codec_dfl_rd_u8(r, &h->hlit) || codec_dfl_rd_u8(r, &h->hdist) ||
+        codec_dfl_rd_u8(r, &h->hclen) || h->hclen > 15)
+        return -EINVAL;
+    for (unsigned k = 0; k < h->hclen + 4u; k++)
+        if (codec_dfl_rd_u8(r, &h->clen[k]))
+            return -EINVAL;
+    if (codec_dfl_rd_var(r, DFL_MAXOPS, &v) || v == 0 || v > r->left)
+        return -EINVAL;
+    h->nop = (uint16_t)v;
+    if ((rc = codec_dfl_grow((void **)&d->ops, &d->cap_ops, d->nops + h->nop, 1,
+                             DFL_MAXOPS * CODEC_INFLATE_MAX_BLOCKS)) != 0)
+        return rc;
+    h->first_op = d->nops;
+    memcpy(d->ops + d->nops, r->p, h->nop);
+    r->p += h->nop, r->left -= h->nop;
+    d->nops += h->nop;
+    return codec_dfl_dyn_lens(h, d->ops + h->first_op, lens);
+}
+
+static int zr_predicted_head(struct codec_deflate_desc *d, const zr_tok *s, size_t n,
+                             const uint8_t *data, size_t off, size_t out_len, int strategy,
+                             struct dfl_block *h)
+{
+    uint32_t lit[CODEC_ZMODEL_NLIT], dist[CODEC_ZMODEL_NDIST];
+    struct codec_zmodel_block m;
+    zr_freqs(s, n, data, off, lit, dist);
+    codec_zmodel_block(lit, dist, out_len, strategy, &m);
+    h->type = (uint8_t)m.type;
+    if (m.type != 2)
+        return 0;
+    h->hlit = m.hlit;
+    h->hdist = m.hdist;
+    h->hclen = m.hclen;
+    memcpy(h->clen, m.clen, sizeof(h->clen));
+    h->nop = m.nop;
+    int rc = codec_dfl_grow((void **)&d->ops, &d->cap_ops, d->nops + m.nop, 1,
+                            DFL_MAXOPS * CODEC_INFLATE_MAX_BLOCKS);
+    if (rc)
+        return rc;
+    h->first_op = d->nops;
+    memcpy(d->ops + d->nops, m.ops, m.nop);
+    d->nops += m.nop;
+    return 0;
+}
+
+/*
+ * Rebuild the description from the recipe body at r (after the parameters) and the prediction
+ * p[0..np) of data[0..len). d has its wrapper fields and out_len set.
+ */
+static int zr_decode(struct codec_dfl_rd *r, struct codec_deflate_desc *d, const uint8_t *data,
+                     size_t len, const struct codec_zmodel_params *par, const zr_tok *p,
+                     size_t np)
+{
+    zr_tok *s = NULL;
+    size_t ns = 0, j = 0, op = 0, off = 0, *bsyms = NULL, nb = 0;
+    uint64_t ncorr, v, dist;
+    uint8_t u;
+    int rc = -EINVAL;
+
+    if (len > 0 && !(s = malloc(len * sizeof(*s))))
+        return -ENOMEM;
+    /* symbols: the prediction with the corrections spliced in */
+    if (codec_dfl_rd_var(r, len, &ncorr))
+        goto out;
+    for (uint64_t c = 0; c < ncorr; c++) {
+        uint64_t gap, ntok;
+        /* a correction ends where the streams agree again, so the next one starts later */
+        if (codec_dfl_rd_var(r, len - off, &gap) || (gap == 0 && c > 0))
+            goto out;
+        size_t pos = off + (size_t)gap;
+        while (op < pos)
+            s[ns++] = p[j], op += p[j++].len;
+        if (op != pos || codec_dfl_rd_var(r, len - pos, &ntok) || ntok == 0)
+            goto out;
+        bool prev_run = false;
+        for (uint64_t t = 0; t < ntok; t++) {
+            if (codec_dfl_rd_var(r, 2 * (uint64_t)len + 1, &v))
+                goto out;
+            if (!(v & 1)) {
+                if (v == 0 || prev_run || (v >> 1) > len - pos)
+                    goto out;
+                for (uint64_t k = 0; k < (v >> 1); k++)
+                    s[ns++] = (zr_tok){1, 0};
+                pos += (size_t)(v >> 1);
+                prev_run = true;
+            } else {
+                if ((v >> 1) > 255 || codec_dfl_rd_var(r, 32767, &dist) || dist + 1 > pos ||
+                    (v >> 1) + 3 > len - pos)
+                    goto out;
+                s[ns++] = (zr_tok){(uint16_t)((v >> 1) + 3), (uint16_t)(dist + 1)};
+                pos += (size_t)(v >> 1) + 3;
+                prev_run = false;
+            }
+        }
+        while (op < pos)
+            op += p[j++].len;
+        if (op != pos)
+            goto out;
+        off = pos;
+    }
+    while (j < np)
+        s[ns++] = p[j++];
+
+    /* block layout */
+    if (codec_dfl_rd_u8(r, &u) || u > 1)
+        goto out;
+    if (u == 0) {
+        size_t per = zr_block_syms(par);
+        nb = ns / per + 1;
+        if (nb > CODEC_INFLATE_MAX_BLOCKS)
+            goto out;
+        if (!(bsyms = malloc(nb * sizeof(*bsyms)))) {
+            rc = -ENOMEM;
+            goto out;
+        }
+        for (size_t i = 0; i < nb; i++)
+            bsyms[i] = i + 1 < nb ? per : ns - per * (nb - 1);
+    } else {
+        size_t left = ns;
+        if (codec_dfl_rd_var(r, CODEC_INFLATE_MAX_BLOCKS, &v) || v == 0 || v > r->left)
+            goto out;
+        nb = (size_t)v;
+        if (!(bsyms = malloc(nb * sizeof(*bsyms)))) {
+            rc = -ENOMEM;
+            goto out;
+        }
+        for (size_t i = 0; i < nb; i++) {
+            if (codec_dfl_rd_var(r, left, &v))
+                goto out;
+            bsyms[i] = (size_t)v;
+            left -= bsyms[i];
+        }
+        if (left != 0)
+            goto out;
+    }
+
+    /* blocks: predicted heads, except where the recipe gives one */
+    uint64_t nexc, next_exc = UINT64_MAX;
+    if (codec_dfl_rd_var(r, nb, &nexc))
+        goto out;
+    if (nexc > 0) {
+        if (codec_dfl_rd_var(r, nb - 1, &next_exc))
+            goto out;
+    }
+    size_t first = 0, pos = 0;
+    for (size_t i = 0; i < nb; i++) {
+        struct dfl_block h = {0};
+        size_t blen = 0;
+        for (size_t k = first; k < first + bsyms[i]; k++)
+            blen += s[k].len;
+        h.final = i + 1 == nb;
+        h.out_len = blen;
+        if (i == next_exc) {
+            if ((rc = zr_read_head(r, d, &h)) != 0)
+                goto out;
+            rc = -EINVAL;
+            if (--nexc > 0) {
+                if (codec_dfl_rd_var(r, nb - 1 - i - 1, &v))
+                    goto out;
+                next_exc = i + 1 + v;
+            } else {
+                next_exc = UINT64_MAX;
+            }
+        } else if ((rc = zr_predicted_head(d, s + first, bsyms[i], data, pos, blen, par->strategy,
+                                           &h)) != 0) {
+            goto out;
+        }
+        rc = -EINVAL;
+        if (h.type == 0) {
+            if (blen > 65535)
+                goto out;
+        } else {
+            h.first_tok = d->ntok;
+            for (size_t k = first; k < first + bsyms[i];) {
+                uint32_t tok;
+                if (s[k].dist == 0) {
+                    uint32_t run = 0;
+                    while (k < first + bsyms[i] && s[k].dist == 0 && run < CODEC_INFLATE_MAX_RUN)
+                        run++, k++;
+                    tok = run << 16;
+                } else {
+                    tok = (uint32_t)s[k].len << 16 | s[k].dist;
+                    k++;
+                }
+                if ((rc = zr_push_tok(d, tok)) != 0)
+                    goto out;
+            }
+            h.ntok = d->ntok - h.first_tok;
+        }
+        if ((rc = zr_push_block(d, &h)) != 0)
+            goto out;
+        rc = -EINVAL;
+        first += bsyms[i];
+        pos += blen;
+    }
+    if (nexc != 0 || codec_dfl_rd_u8(r, &d->end_pad) || d->end_pad > 127 ||
+        codec_dfl_rd_var(r, CODEC_INFLATE_MAX_TAIL, &v) || v != r->left)
+        goto out;
+    d->tail_len = (size_t)v;
+    if (d->tail_len) {
+        if (!(d->tail = malloc(d->tail_len))) {
+            rc = -ENOMEM;
+            goto out;
+        }
+        memcpy(d->tail, r->p, d->tail_len);
+    }
+    rc = 0;
+out:
+    free(s);
+    free(bsyms);
+    return rc;
+}
+
+/* Parse the fixed fields; on success d has its wrapper and length, p the parameters. */
+static int zr_header(struct codec_dfl_rd *r, size_t len, struct codec_deflate_desc *d,
+                     struct codec_zmodel_params *p)
+{
+    uint8_t u[4];
+    uint64_t v;
+    if (r->left < 6 || memcmp(r->p, CODEC_ZRECIPE_MAGIC, 4) != 0 ||
+        r->p[4] != CODEC_ZRECIPE_VERSION || r->p[5] > 1)
+        return -EINVAL;
+    d->zlib = r->p[5];
+    r->p += 6, r->left -= 6;
+    if (d->zlib) {
+        if (codec_dfl_rd_u8(r, &d->cmf) || codec_dfl_rd_u8(r, &d->flg) ||
+            (d->cmf & 15) != 8 || (d->cmf >> 4) > 7 || (d->flg & 0x20) ||
+            ((unsigned)d->cmf * 256 + d->flg) % 31 != 0)
+            return -EINVAL;
+    }
+    if (codec_dfl_rd_var(r, UINT64_MAX, &v) || v != len)
+        return -EINVAL;
+    d->out_len = len;
+    for (int i = 0; i < 4; i++)
+        if (codec_dfl_rd_u8(r, &u[i]))
+            return -EINVAL;
+    *p = (struct codec_zmodel_params){u[0], u[1], u[2], u[3]};
+    if (p->level < 1 || p->level > 9 || p->mem_level < 1 || p->mem_level > 9 ||
+        p->window_bits < 9 || p->window_bits > 15 || p->strategy < 0 ||
+        p->strategy > CODEC_ZMODEL_FIXED)
+        return -EINVAL;
+    return 0;
+}
+
+int codec_zrecipe_parse(const uint8_t *buf, size_t buf_len, const uint8_t *data, size_t len,
+                        size_t max_out, struct codec_deflate_desc **desc)
+{
+    struct codec_dfl_rd r = {buf, buf_len};
+    struct codec_deflate_desc *d = NULL;
+    struct codec_zmodel_params p;
+    zr_tok *pt = NULL;
+    size_t npt = 0;
+    int rc;
+    if ((!buf && buf_len) || (!data && len))
+        return -EINVAL;
+    if (max_out > CODEC_INFLATE_MAX_OUT)
+        max_out = CODEC_INFLATE_MAX_OUT;
+    if (len > max_out)
+        return -EFBIG;
+    if (!(d = calloc(1, sizeof(*d))))
+        return -ENOMEM;
+    if ((rc = zr_header(&r, len, d, &p)) != 0 ||
+        (rc = codec_zmodel_predict(data, len, &p, &pt, &npt)) != 0 ||
+        (rc = zr_decode(&r, d, data, len, &p, pt, npt)) != 0)
+        goto out;
+    *desc = d;
+    d = NULL;
+out:
+    free(pt);
+    codec_deflate_desc_free(d);
+    return rc == -EFBIG || rc == -ENOMEM ? rc : rc ? -EINVAL : 0;
+}
+
+/* ---- making ------------------------------------------------------------------------------ */
+
+static void zr_encode(struct zr_buf *b, const struct codec_deflate_desc *d, const uint8_t *data,
+                      const struct codec_zmodel_params *par, const zr_tok *a, size_t na,
+                      const size_t *bsyms, const zr_tok *p,
+                      struct codec_zrecipe_info *info)
+{
+    for (int i = 0; i < 4; i++)
+        zr_u8(b, (uint8_t)CODEC_ZRECIPE_MAGIC[i]);
+    zr_u8(b, CODEC_ZRECIPE_VERSION);
+    zr_u8(b, (uint8_t)d->zlib);
+    if (d->zlib) {
+        zr_u8(b, d->cmf);
+        zr_u8(b, d->flg);
+    }
+    zr_var(b, d->out_len);
+    zr_u8(b, (uint8_t)par->level);
+    zr_u8(b, (uint8_t)par->mem_level);
+    zr_u8(b, (uint8_t)par->window_bits);
+    zr_u8(b, (uint8_t)par->strategy);
+
+    /* corrections: count first, so two passes */
+    for (int pass = 0; pass < 2; pass++) {
+        size_t i = 0, j = 0, oa = 0, op = 0, prev_end = 0, count = 0;
+        while (i < na) {
+            if (oa == op && zr_tok_eq(a[i], p[j])) {
+                oa += a[i++].len;
+                op += p[j++].len;
+                continue;
+            }
+            size_t start = oa, istart = i;
+            do {
+                if (oa <= op)
+                    oa += a[i++].len;
+                while (op < oa)
+                    op += p[j++].len;
+            } while (oa != op || (i < na && !zr_tok_eq(a[i], p[j])));
+            count++;
+            if (pass == 1) {
+                zr_var(b, start - prev_end);
+                zr_put_tokens(b, a + istart, i - istart);
+            } else {
+                info->corrected_tokens += i - istart;
+            }
+            prev_end = oa;
+        }
+        if (pass == 0) {
+            zr_var(b, count);
+            info->corrections = count;
+        }
+    }
+
+    /* layout */
+    bool rule = zr_layout_is_zlibs(d, bsyms, na, par);
+    zr_u8(b, rule ? 0 : 1);
+    info->explicit_layout = !rule;
+    if (!rule) {
+        zr_var(b, d->nblocks);
+        for (size_t i = 0; i < d->nblocks; i++)
+            zr_var(b, bsyms[i]);
+    }
+
+    /* heads that differ */
+    uint8_t *exc = calloc(d->nblocks, 1);
+    if (!exc) {
+        b->err = -ENOMEM;
+        return;
+    }
+    size_t nexc = zr_head_misses(d, data, a, bsyms, par->strategy, exc);
+    info->blocks = d->nblocks;
+    info->block_exceptions = nexc;
+    zr_var(b, nexc);
+    size_t last = 0;
+    bool any = false;
+    for (size_t i = 0; i < d->nblocks; i++) {
+        if (!exc[i])
+            continue;
+        zr_var(b, any ? i - last - 1 : i);
+        zr_put_head(b, d, &d->blocks[i]);
+        last = i;
+        any = true;
+    }
+    free(exc);
+    zr_u8(b, d->end_pad);
+    zr_var(b, d->tail_len);
+    for (size_t i = 0; i < d->tail_len; i++)
+        zr_u8(b, d->tail[i]);
+}
+
+/* Whether two descriptions are the same (their canonical serialisations are). */
+static int zr_same(const struct codec_deflate_desc *x, const struct codec_deflate_desc *y)
+{
+    size_t nx = codec_deflate_desc_size(x), ny = codec_deflate_desc_size(y);
+    uint8_t *bx = NULL, *by = NULL;
+    int rc = -ENOMEM;
+    if (nx != ny)
+        return -ENOTSUP;
+    if (!(bx = malloc(nx)) || !(by = malloc(ny)))
+        goto out;
+    codec_deflate_desc_serialise(x, bx, nx);
+    codec_deflate_desc_serialise(y, by, ny);
+    rc = memcmp(bx, by, nx) == 0 ? 0 : -ENOTSUP;
+out:
+    free(bx);
+    free(by);
+    return rc;
+}
+
+int codec_zrecipe_make(const struct codec_deflate_desc *desc, const uint8_t *data, size_t len,
+                       uint8_t **out, size_t *out_len, struct codec_zrecipe_info *info)
+{
+    struct codec_zrecipe_info inf = {0};
+    struct zr_buf b = {0};
+    struct codec_deflate_desc *back = NULL;
+    zr_tok *a = NULL, *pt = NULL;
+    size_t na = 0, npt = 0, *bsyms = NULL;
+    bool coded = false;
+    int rc;
+
+    if (!desc || (!data && len) || !out || !out_len)
+        return -EINVAL;
+    if (desc->out_len != len)
+        return -EINVAL;
+    for (size_t i = 0; i < desc->nblocks; i++)
+        coded |= desc->blocks[i].type != 0 && desc->blocks[i].ntok > 0;
+    if (!coded)
+        return -ENOTSUP;
+    if ((rc = zr_unify(desc, &a, &na, &bsyms)) != 0 ||
+        (rc = zr_detect(desc, data, a, na, bsyms, &inf.params)) != 0 ||
+        (rc = codec_zmodel_predict(data, len, &inf.params, &pt, &npt)) != 0)
+        goto out;
+    /* Z_FIXED finds the same matches as the default strategy and only changes block heads. */
+    if (inf.params.strategy == CODEC_ZMODEL_DEFAULT &&
+        zr_head_misses(desc, data, a, bsyms, CODEC_ZMODEL_FIXED, NULL) <
+            zr_head_misses(desc, data, a, bsyms, CODEC_ZMODEL_DEFAULT, NULL))
+        inf.params.strategy = CODEC_ZMODEL_FIXED;
+    zr_encode(&b, desc, data, &inf.params, a, na, bsyms, pt, &inf);
+    if ((rc = b.err) != 0)
+        goto out;
+
+    /* The recipe must give back exactly the recorded description. */
+    struct codec_dfl_rd r = {b.p, b.len};
+    struct codec_zmodel_params p2;
+    if (!(back = calloc(1, sizeof(*back)))) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    if ((rc = zr_header(&r, len, back, &p2)) != 0 ||
+        (rc = zr_decode(&r, back, data, len, &p2, pt, npt)) != 0) {
+        rc = rc == -ENOMEM ? rc : -ENOTSUP;
+        goto out;
+    }
+    if ((rc = zr_same(desc, back)) != 0)
+        goto out;
+    *out = b.p;
+    *out_len = b.len;
+    b.p = NULL;
+    if (info)
+        *info = inf;
+out:
+    free(b.p);
+    free(a);
+    free(pt);
+    free(bsyms);
+    codec_deflate_desc_free(back);
+    return rc;
+}
