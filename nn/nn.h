@@ -1,0 +1,263 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * nn: a small neural engine on OpenBLAS - float tensors, layers with forward and backward,
+ * per-thread execution contexts, losses and the Adam optimiser.
+ *
+ * A model is a sequence of layers; a residual block is a layer that holds a sub-sequence
+ * (y = x + f(x)). Every layer is described by a plain struct (type id and hyper-parameters) and
+ * owns one contiguous slice of the model's float parameter array, so a model can be written out
+ * as a list of descriptors plus that array, and other kernels (integer-exact inference) can run
+ * the same descriptors beside the float ones.
+ *
+ * The main trade-off is memory for predictability: an execution context (struct nn_ctx) is
+ * planned for one input shape and allocates every activation and scratch buffer once, so a
+ * forward pass allocates nothing and never fails for lack of memory. A training context keeps
+ * every activation (and its gradient) for the backward pass; an inference context reuses a few
+ * buffers and needs about as much memory as the two largest activations, plus a few MiB of
+ * convolution scratch (convolutions work in bands of rows) and one image's attention matrices.
+ *
+ * Threads: a model is read-only once initialised, except for the optimiser step and explicit
+ * parameter edits. Any number of contexts on one model may run forward (and backward) at the
+ * same time on different threads; one context is used by one thread at a time. OpenBLAS keeps
+ * one global thread count, set only by nn_set_threads(); with several contexts running at once,
+ * set it to 1 so that BLAS threads don't compete with the caller's threads.
+ */
+#ifndef IMGCRYPTFS_NN_H
+#define IMGCRYPTFS_NN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Hard limits, checked when a model is built and when a context is planned (-EFBIG beyond). */
+#define NN_MAX_LAYERS 1024      /* layers of a model, residual blocks and their contents included */
+#define NN_MAX_DEPTH 16         /* nesting of residual blocks */
+#define NN_MAX_CHANNELS 4096    /* channels of any activation */
+#define NN_MAX_DIM 65536        /* height or width of any activation, batch size */
+#define NN_MAX_PLANE (1u << 26) /* height * width of any activation */
+#define NN_MAX_KERNEL 64        /* kernel height or width, stride, up-sampling factor */
+#define NN_MAX_TOKENS 16384     /* tokens (height * width) of a self-attention layer */
+
+/*
+ * A float tensor in NCHW order: an open descriptor (pointer, dimensions, strides in elements)
+ * over memory it does not own. Element (n, c, h, w) is
+ * data[n * sn + c * sc + h * sh + w * sw]. Packed means sw = 1, sh = w, sc = h * w,
+ * sn = c * h * w.
+ */
+struct nn_tensor {
+    float *data;
+    uint32_t n, c, h, w;
+    ptrdiff_t sn, sc, sh, sw;
+};
+
+/* Describe packed memory as a tensor (data may be NULL to describe a shape only). */
+void nn_tensor_packed(struct nn_tensor *t, float *data, uint32_t n, uint32_t c, uint32_t h,
+                      uint32_t w);
+/* Number of elements (n * c * h * w); the dimensions are bounded by the limits above. */
+size_t nn_tensor_count(const struct nn_tensor *t);
+/* Address of element (n, c, h, w). */
+static inline float *nn_tensor_at(const struct nn_tensor *t, uint32_t n, uint32_t c, uint32_t h,
+                                  uint32_t w)
+{
+    return t->data + (ptrdiff_t)n * t->sn + (ptrdiff_t)c * t->sc + (ptrdiff_t)h * t->sh +
+           (ptrdiff_t)w * t->sw;
+}
+/* Copy src into dst element by element (any strides, same dimensions). Returns 0 or -EINVAL. */
+int nn_tensor_copy(struct nn_tensor *dst, const struct nn_tensor *src);
+
+/*
+ * Deterministic pseudo-random numbers (xoshiro256** seeded through splitmix64): the same seed
+ * gives the same sequence on every machine. Used for weight initialisation and by training
+ * loops (shuffling, mini-batches). Not for anything secret.
+ */
+struct nn_rng {
+    uint64_t s[4];
+};
+void nn_rng_seed(struct nn_rng *r, uint64_t seed);
+uint64_t nn_rng_next(struct nn_rng *r);
+/* Uniform in [0, 1), 24 random bits. */
+float nn_rng_uniform(struct nn_rng *r);
+/* Uniform integer in [0, bound), bound > 0, without modulo bias. */
+uint32_t nn_rng_below(struct nn_rng *r, uint32_t bound);
+/* Fisher-Yates shuffle of idx[0..n). */
+void nn_rng_shuffle(struct nn_rng *r, uint32_t *idx, size_t n);
+
+/* Set the OpenBLAS thread count (process-wide; n >= 1). Nothing in nn changes it otherwise. */
+void nn_set_threads(int n);
+/* The OpenBLAS thread count now in force. */
+int nn_threads(void);
+
+/* Layer types. The values are part of the model file format to come: never renumber. */
+enum nn_layer_type {
+    NN_CONV2D = 1,   /* out_ch, kh, kw, stride, pad, bias */
+    NN_TCONV2D = 2,  /* transposed convolution: out_ch, kh, kw, stride, pad, bias */
+    NN_UPSAMPLE = 3, /* nearest-neighbour up-sampling by factor (both axes) */
+    NN_RELU = 4,     /* max(x, 0) */
+    NN_LRELU = 5,    /* x >= 0 ? x : slope * x */
+    NN_AVGPOOL = 6,  /* kh x kw window, stride, no padding; output floor((H - kh) / stride) + 1 */
+    NN_MAXPOOL = 7,  /* likewise; the first maximum in a window takes the gradient */
+    NN_RESIDUAL = 8, /* y = x + f(x), f = the layers added until nn_model_end() */
+    NN_SE = 9,       /* squeeze-and-excitation: hidden width */
+    NN_MHSA = 10,    /* multi-head self-attention over the H*W tokens: heads (divides C) */
+};
+
+/*
+ * A layer's type and hyper-parameters; fields a type does not use must be 0. Conv2d output is
+ * (H + 2 pad - kh) / stride + 1 (rounded down); transposed conv2d output is
+ * (H - 1) * stride - 2 pad + kh, its exact inverse geometry.
+ *
+ * Parameter layout (one contiguous float slice per layer, C = in_ch):
+ *   conv2d      W[out_ch][C][kh][kw], then b[out_ch] if bias
+ *   tconv2d     W[C][out_ch][kh][kw], then b[out_ch] if bias
+ *   se          W1[hidden][C], b1[hidden], W2[C][hidden], b2[C]
+ *   mhsa        Wq[C][C], bq[C], Wk, bk, Wv, bv, Wo, bo (same shapes)
+ *   others      none
+ * MHSA: tokens are the H*W positions, C-dimensional; Q = Wq x + bq etc., per head h of width
+ * d = C / heads, A_h = softmax(Q_h^T K_h / sqrt(d)) row-wise, O_h = V_h A_h^T, y = Wo O + bo.
+ * There is no positional encoding and no built-in skip: wrap it in a residual block.
+ */
+struct nn_layer_desc {
+    uint32_t type;   /* enum nn_layer_type */
+    uint32_t in_ch;  /* set by nn_model_add: channels entering the layer */
+    uint32_t out_ch; /* conv2d, tconv2d */
+    uint32_t kh, kw; /* conv2d, tconv2d, pools */
+    uint32_t stride; /* conv2d, tconv2d, pools: >= 1 */
+    uint32_t pad;    /* conv2d, tconv2d: < kernel size */
+    uint32_t bias;   /* conv2d, tconv2d: 0 or 1 */
+    uint32_t factor; /* upsample: >= 1 */
+    uint32_t hidden; /* se: >= 1 */
+    uint32_t heads;  /* mhsa: >= 1, divides in_ch */
+    uint32_t span;   /* residual: layers inside it at any depth (set by nn_model_end) */
+    float slope;     /* lrelu: finite */
+};
+
+/* A model: layers plus their parameters. Opaque. */
+struct nn_model;
+
+/*
+ * Start an empty model for inputs of in_ch channels. Returns 0 and *out (owned by the caller,
+ * free with nn_model_free), -EINVAL or -ENOMEM.
+ */
+int nn_model_new(uint32_t in_ch, struct nn_model **out);
+void nn_model_free(struct nn_model *m);
+/*
+ * Append a layer to the innermost open residual block (or to the model). d->in_ch and d->span
+ * are ignored and filled in. Adding NN_RESIDUAL opens a block: the layers that follow go inside
+ * it until nn_model_end(). Returns 0, -EINVAL (bad hyper-parameters, model already
+ * initialised), -EFBIG (a limit above) or -ENOMEM.
+ */
+int nn_model_add(struct nn_model *m, const struct nn_layer_desc *d);
+/* Close the innermost open residual block. Returns 0, or -EINVAL if none is open, if it is
+ * empty or if its layers change the channel count. */
+int nn_model_end(struct nn_model *m);
+/*
+ * Finish building: allocate the parameters and initialise them from seed (Kaiming-uniform for
+ * layers followed by rectifiers, variance 1/fan-in for attention projections, zero biases);
+ * deterministic for a given seed and architecture. Returns 0, -EINVAL (open block, no layers,
+ * already initialised) or -ENOMEM.
+ */
+int nn_model_init(struct nn_model *m, uint64_t seed);
+/* Channels in and out of the model. */
+uint32_t nn_model_in_channels(const struct nn_model *m);
+uint32_t nn_model_out_channels(const struct nn_model *m);
+/* Number of layers, in pre-order: a residual block comes right before the layers inside it. */
+size_t nn_model_layer_count(const struct nn_model *m);
+/* Descriptor of layer i (pre-order), or NULL if out of range. Valid while m lives. */
+const struct nn_layer_desc *nn_model_layer(const struct nn_model *m, size_t i);
+/* Parameters of layer i (count may be 0), or NULL before nn_model_init / out of range.
+ * Writable: editing them between passes is allowed, never during one. */
+float *nn_model_layer_params(struct nn_model *m, size_t i, size_t *count);
+/* All parameters, layer slices one after another in pre-order; NULL before nn_model_init. */
+float *nn_model_params(struct nn_model *m, size_t *count);
+/* Where layer i's slice starts in nn_model_params() (also its place in nn_ctx_grads()). */
+size_t nn_model_param_offset(const struct nn_model *m, size_t i);
+
+/* Execution context: activations and scratch for one model and one input shape. Opaque. */
+struct nn_ctx;
+
+#define NN_CTX_TRAIN 1u /* keep what backward needs; enables nn_backward */
+
+/*
+ * Plan a context for inputs of shape (n, in_ch, h, w) on an initialised model, allocating all
+ * its memory. The model must outlive the context and keep its architecture. Returns 0 and *out
+ * (owned by the caller, free with nn_ctx_free), -EINVAL (model not initialised, input too small
+ * for a layer, residual branch changes the shape), -EFBIG (a limit) or -ENOMEM.
+ */
+int nn_ctx_new(const struct nn_model *m, uint32_t n, uint32_t h, uint32_t w, unsigned flags,
+               struct nn_ctx **out);
+void nn_ctx_free(struct nn_ctx *c);
+/* Bytes the context allocated. */
+size_t nn_ctx_bytes(const struct nn_ctx *c);
+/* Output shape the context was planned for (data NULL). */
+void nn_ctx_out_shape(const struct nn_ctx *c, struct nn_tensor *shape);
+
+/*
+ * Run the model on `in` (shape as planned, any strides). On success *out describes the output
+ * (packed, in the context's memory, valid until the next call on c). Allocates nothing.
+ * Returns 0 or -EINVAL (shape mismatch).
+ */
+int nn_forward(struct nn_ctx *c, const struct nn_tensor *in, struct nn_tensor *out);
+/*
+ * Back-propagate dout (packed, output shape; may be nn_ctx_out_grad(c)) through the last
+ * forward pass of a training context. Parameter gradients are added to nn_ctx_grads(c); if din
+ * is not NULL, it is set to describe the gradient with respect to the input (packed, in the
+ * context, valid until the next call). Returns 0 or -EINVAL (not a training context, no
+ * forward pass before).
+ */
+int nn_backward(struct nn_ctx *c, const float *dout, struct nn_tensor *din);
+/* A packed output-shaped buffer owned by a training context, for the loss gradient; NULL for
+ * an inference context. */
+float *nn_ctx_out_grad(struct nn_ctx *c);
+/* Accumulated parameter gradients (layout of nn_model_params), NULL for inference contexts. */
+float *nn_ctx_grads(struct nn_ctx *c, size_t *count);
+void nn_ctx_zero_grads(struct nn_ctx *c);
+
+/*
+ * Losses over count elements, returning the mean; if grad is not NULL it receives the gradient
+ * of that mean with respect to pred. grad may alias neither pred nor target.
+ */
+double nn_loss_mse(const float *pred, const float *target, size_t count, float *grad);
+/* Mean absolute error; the gradient at pred == target is 0. */
+double nn_loss_l1(const float *pred, const float *target, size_t count, float *grad);
+/*
+ * Bits loss: negative log-likelihood in bits of integer targets under a discretised logistic
+ * distribution. pred has 2C channels: channel c < C holds the mean mu, channel C + c the log of
+ * the scale s, of target channel c. Value x in [lo, hi] has the mass of [x - 0.5, x + 0.5]
+ * under the logistic CDF sigma((v - mu) / s), except that the end bins take the tails:
+ * P(lo) = sigma((lo + 0.5 - mu) / s), P(hi) = 1 - sigma((hi - 0.5 - mu) / s). Log-scales
+ * below -30 count as -30 (zero gradient there). target is packed (pred.n, C, pred.h, pred.w).
+ * On success *bits is the mean over the targets, and grad (packed, pred's shape, or NULL) its
+ * gradient. Returns 0 or -EINVAL (odd channel count, lo >= hi, a target outside [lo, hi]).
+ */
+int nn_loss_bits(const struct nn_tensor *pred, const int32_t *target, int32_t lo, int32_t hi,
+                 float *grad, double *bits);
+
+/* Adam with bias correction and optional decoupled weight decay (AdamW). */
+struct nn_adam_opts {
+    float lr;           /* step size, > 0 */
+    float beta1, beta2; /* in [0, 1) */
+    float eps;          /* > 0 */
+    float weight_decay; /* >= 0; 0 for plain Adam */
+};
+struct nn_adam;
+/* Optimiser state for m's parameters (m initialised). Returns 0, -EINVAL or -ENOMEM. */
+int nn_adam_new(const struct nn_model *m, const struct nn_adam_opts *o, struct nn_adam **out);
+void nn_adam_free(struct nn_adam *a);
+void nn_adam_set_lr(struct nn_adam *a, float lr);
+/* One step on m's parameters with grads (layout of nn_model_params). Returns 0 or -EINVAL if m
+ * is not the model the state was made for. Not concurrent with passes on m. */
+int nn_adam_step(struct nn_adam *a, struct nn_model *m, const float *grads);
+
+enum nn_loss {
+    NN_LOSS_MSE = 1,
+    NN_LOSS_L1 = 2,
+};
+/*
+ * One mini-batch step on a training context: zero the gradients, forward `in`, loss against
+ * target (packed, output shape), backward, Adam step on m (the context's model). *loss (may be
+ * NULL) receives the loss before the step. Returns 0 or -EINVAL.
+ */
+int nn_train_step(struct nn_ctx *c, struct nn_adam *a, struct nn_model *m,
+                  const struct nn_tensor *in, const float *target, enum nn_loss loss,
+                  double *loss_out);
+
+#endif
