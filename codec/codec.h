@@ -67,20 +67,31 @@
  *   28          8     head length H
  *   36          H     head: the signature and every chunk before the first IDAT, verbatim;
  *                     IHDR is its first chunk (13 data bytes), and says the layout below
- *   36+H        4     IDAT chunk count K, >= 1
- *   40+H        4K    data length of each IDAT chunk in file order, each <= 2^31 - 1
- *   40+H+4K     Y     filter type of each row, one byte 0..4 (Y = height)
- *   40+H+4K+Y   8     recipe length R
- *   48+H+4K+Y   R     recipe: the zlib stream's description (deflate.h, "raw recipe"),
- *                     decompressed length Y × (row bytes + 1)
- *   48+H+4K+Y+R 8     tail length T
- *   56+H+4K+Y+R T     tail: everything after the last IDAT chunk (the later chunks, IEND, and
+ *   36+H        8     IDAT section length S
+ *   44+H        S     IDAT section (below): what rebuilds the IDAT chunks from the pixels
+ *   44+H+S      8     tail length T
+ *   52+H+S      T     tail: everything after the last IDAT chunk (the later chunks, IEND, and
  *                     any bytes after IEND), verbatim
+ *
+ *   The IDAT section, varints as in deflate.h (unsigned LEB128, minimal), Y = height:
+ *     varint  IDAT chunk count K, >= 1
+ *     1       chunk lengths: 0 listed, K varints follow, each <= 2^31 - 1, summing to the
+ *             stream's length; 1 even, one varint C (1..2^31 - 1) follows: every chunk holds
+ *             C bytes but the last, which holds the rest, 1..C bytes
+ *     1       row filter types: 0 listed, Y bytes 0..4 follow; 1 one type for every row, one
+ *             byte 0..4 follows; 2, 3, 4 the adaptive choice of libpng (2), Pillow (3) or
+ *             Pillow with optimize=True (4), computed from the pixels (png.c says how), except
+ *             for the rows listed next: varint count E <= Y, then E times a varint gap (rows
+ *             since the previous exception, or since row 0) and the row's type 0..4
+ *     rest    recipe: the zlib stream's description for Y × (row bytes + 1) bytes of filtered
+ *             rows, either modelled on zlib (zrecipe.h, magic "IDFM") or raw (deflate.h, magic
+ *             "IDFL"); split keeps the smaller
  *
  *   Join packs each row from the planes (1/2/4-bit samples most significant first, padding
  *   bits zero; 16-bit big-endian; channels interleaved), applies the row's filter type, emits
  *   the zlib stream from the recipe and those bytes (deflate.h checks they match), and writes
- *   K chunks: length (big-endian), "IDAT", the next length bytes of the stream, CRC-32.
+ *   K chunks: length (big-endian), "IDAT", the next length bytes of the stream, CRC-32. A
+ *   section whose lengths do not add up to the emitted stream is refused (-EINVAL).
  *
  *   Planes: colour type 0 grey (1 channel), 2 RGB (3), 3 palette indices (1), 4 grey + alpha
  *   (2), 6 RGBA (4); depth 16 gives 16-bit planes, every other depth 8-bit planes holding the
@@ -174,8 +185,8 @@ struct codec_envelope_info {
     enum codec_format format;
     uint64_t head_bytes; /* file bytes kept verbatim before the raster */
     uint64_t tail_bytes; /* file bytes kept verbatim after the raster */
-    /* PNG: the whole IDAT section (count, chunk lengths, row filter types, recipe length and
-     * raw recipe), what rebuilds the compressed stream from the pixels; 0 for PNM and DICOM */
+    /* PNG: the whole IDAT section with its length field (chunk lengths, row filter types,
+     * recipe), what rebuilds the compressed stream from the pixels; 0 for PNM and DICOM */
     uint64_t recipe_bytes;
 };
 

@@ -8,9 +8,9 @@
  * description and output gives s again, bit for bit, whatever deflater wrote s. What the
  * description cannot represent exactly is refused with -ENOTSUP at record time, never emitted
  * differently. The trade-off: a description holds every token (about one varint per match), so
- * a raw description is large; a later step stores tokens as corrections to a model of zlib's
- * match finder. The description keeps no literal bytes: emit takes them from the data, and
- * checks every match against the data.
+ * a raw description is large; zrecipe.h stores one as its differences from a model of zlib,
+ * which is small for streams zlib wrote. The description keeps no literal bytes: emit takes
+ * them from the data, and checks every match against the data.
  *
  * What the description holds, and why nothing else is needed for exactness:
  *   - zlib wrapper: CMF and FLG as written (a preset dictionary, FDICT, is refused); the

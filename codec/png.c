@@ -5,9 +5,11 @@
  * with the stored filter types, re-emits the identical zlib stream and cuts it into IDAT chunks
  * of the recorded lengths. libpng decodes every file split accepts, and any disagreement with
  * our own unfiltering refuses the file: libpng is the referee of what the pixels are, our code
- * only has to be exact. The trade-off: the raw recipe holds every deflate token (tens of percent
- * of the file for zlib-written PNGs); the match-finder model that shrinks it comes later and
- * changes only the recipe bytes, not this layout. Interlaced (Adam7) files are refused.
+ * only has to be exact. The zlib stream is described against a model of zlib (zrecipe.h),
+ * and the row filters against the adaptive choice of libpng and Pillow, so that a file written
+ * through zlib costs a few dozen bytes of recipe whatever its size. The trade-off: split and
+ * join each run the zlib model over the image (about what zlib's own compression costs) and
+ * the filter heuristics over every row. Interlaced (Adam7) files are refused.
  */
 #include <errno.h>
 #include <png.h>
