@@ -151,7 +151,8 @@ static bool zr_layout_is_zlibs(const struct codec_deflate_desc *d, const size_t 
  * 8 and 9, the memLevel the first block's size gives away) and stopping at full agreement.
  */
 static int zr_detect(const struct codec_deflate_desc *d, const uint8_t *data, const zr_tok *a,
-                     size_t na, const size_t *bsyms, struct codec_zmodel_params *best)
+                     size_t na, const size_t *bsyms, struct codec_zmodel_params *best,
+                     zr_tok **full_pt, size_t *full_npt)
 {
     size_t plen = d->out_len < ZR_TRIAL ? d->out_len : ZR_TRIAL;
     size_t limit = plen == d->out_len ? plen : plen - ZR_TRIAL_MARGIN;
@@ -162,7 +163,7 @@ static int zr_detect(const struct codec_deflate_desc *d, const uint8_t *data, co
     /* zlib's header hint: 0 for level 1 and for the Huffman-only, RLE and fixed strategies
      * (fixed finds matches as the default strategy does, at any level) */
     int flevel = d->zlib ? d->flg >> 6 : -1;
-    static const int by_flevel[4][9] = {{1, 2, 3, 4, 5, 6, 7, 8, 9}, {2, 3, 4, 5}, {6}, {7, 8, 9}};
+    static const int by_flevel[4][9] = {{1, 2, 3, 4, 5, 6, 7, 8, 9}, {2, 3, 4, 5}, {6}, {9, 7, 8}};
     static const int by_flevel_n[4] = {9, 4, 1, 3};
     if (flevel >= 0) {
         for (int k = 0; k < by_flevel_n[flevel]; k++)
@@ -225,13 +226,12 @@ static int zr_detect(const struct codec_deflate_desc *d, const uint8_t *data, co
                         if (rc)
                             return rc;
                         size_t eq = zr_agree(a, na, pt, npt, limit, &total);
-                        free(pt);
                         /* several settings may agree on the prefix: the whole data decides */
                         if (eq == total && plen < d->out_len) {
+                            free(pt);
                             if ((rc = codec_zmodel_predict(data, d->out_len, &p, &pt, &npt)) != 0)
                                 return rc;
                             size_t all, full = zr_agree(a, na, pt, npt, d->out_len, &all);
-                            free(pt);
                             if (full < all)
                                 eq = total - 1; /* better than any imperfect prefix */
                         }
@@ -239,14 +239,22 @@ static int zr_detect(const struct codec_deflate_desc *d, const uint8_t *data, co
                             best_eq = eq;
                             *best = p;
                         }
-                        if (eq == total)
+                        if (eq == total) {
                             found = true;
+                            /* pt covers the whole data now: the caller need not predict again */
+                            *full_pt = pt;
+                            *full_npt = npt;
+                            pt = NULL;
+                        }
+                        free(pt);
                     }
         }
     }
     /* memLevel also sets the block size: among the memLevels whose blocks fit, take one that
      * finds the same tokens (they differ only through hash collisions) */
     if (!zr_layout_is_zlibs(d, bsyms, na, best)) {
+        free(*full_pt); /* the memLevel may change */
+        *full_pt = NULL;
         for (int m = 1; m <= 9; m++) {
             struct codec_zmodel_params p = *best;
             p.mem_level = m;
@@ -783,8 +791,8 @@ int codec_zrecipe_make(const struct codec_deflate_desc *desc, const uint8_t *dat
     if (!coded)
         return -ENOTSUP;
     if ((rc = zr_unify(desc, &a, &na, &bsyms)) != 0 ||
-        (rc = zr_detect(desc, data, a, na, bsyms, &inf.params)) != 0 ||
-        (rc = codec_zmodel_predict(data, len, &inf.params, &pt, &npt)) != 0)
+        (rc = zr_detect(desc, data, a, na, bsyms, &inf.params, &pt, &npt)) != 0 ||
+        (!pt && (rc = codec_zmodel_predict(data, len, &inf.params, &pt, &npt)) != 0))
         goto out;
     /* Z_FIXED finds the same matches as the default strategy and only changes block heads. */
     if (inf.params.strategy == CODEC_ZMODEL_DEFAULT &&

@@ -73,9 +73,9 @@ def write(path, fmt, bits, w, h, rows, size):
     else:
         im = Image.frombytes('I;16', (w, h), b''.join(struct.pack('<H', v) for row in rows for v in row))
     if size:
+        # bicubic overshoots, which 8-bit clamps; 16-bit takes bilinear, which cannot overshoot
         im = im.resize((size, size), Image.BICUBIC) if bits == 8 else \
-            im.convert('I').resize((size, size), Image.BICUBIC).point(
-                lambda v: max(0, min(65535, v))).convert('I;16')
+            im.convert('I').resize((size, size), Image.BILINEAR).convert('I;16')
     im.save(path)
 
 

@@ -1,11 +1,52 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
 # The test command (also what CI runs): install what is missing, build with warnings as errors,
-# run every unit and integration test. Exits with ctest's status.
+# run every unit and integration test; then the unit tests and the fuzz corpora again in an
+# ASan+UBSan build; then, where clang is installed, a short libFuzzer run of every fuzz target
+# (IMGC_FUZZ_SECONDS each, default 15; 0 skips it). A crash found is left in build-fuzz/crashes
+# and fails the run: copy it into tests/data/crashers/<target>/ once fixed.
+# Exits non-zero when any stage fails; the stages all run either way.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 bash "$root/scripts/setup.sh"
-bash "$root/scripts/build.sh" -DIMGCRYPTFS_WERROR=ON
 status=0
-ctest --test-dir "$root/build" --output-on-failure -j2 || status=$?
+stage() { printf '\n==== %s (%s)\n' "$*" "$(date -u +%H:%M:%S)"; }
+
+stage "build and all tests"
+bash "$root/scripts/build.sh" -DIMGCRYPTFS_WERROR=ON
+ctest --test-dir "$root/build" --output-on-failure -j2 || status=1
+
+stage "unit tests and fuzz corpora under ASan+UBSan"
+cmake -S "$root" -B "$root/build-asan" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+    -DIMGCRYPTFS_WERROR=ON -DIMGCRYPTFS_SANITIZE=address,undefined >/dev/null
+cmake --build "$root/build-asan" -j2 >/dev/null
+ASAN_OPTIONS=detect_leaks=1 IMGC_QUICK=1 \
+    ctest --test-dir "$root/build-asan" --output-on-failure -j2 -L 'unit|fuzz' || status=1
+
+secs=${IMGC_FUZZ_SECONDS:-15}
+if command -v clang >/dev/null && [ "$secs" != 0 ]; then
+    stage "libFuzzer, ${secs} s per target"
+    CC=clang cmake -S "$root" -B "$root/build-fuzz" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+        -DIMGCRYPTFS_FUZZ=ON -DIMGCRYPTFS_SANITIZE=address,undefined >/dev/null
+    mkdir -p "$root/build-fuzz/crashes"
+    for src in "$root"/tests/fuzz/fuzz_*.c; do
+        t=$(basename "$src" .c)
+        what=${t#fuzz_}
+        cmake --build "$root/build-fuzz" -j2 --target "$t" >/dev/null
+        corpus=$(mktemp -d)
+        seeds=("$root/tests/fuzz/corpus/$what")
+        [ -d "$root/tests/data/crashers/$what" ] && seeds+=("$root/tests/data/crashers/$what")
+        if "$root/build-fuzz/tests/$t" -max_total_time="$secs" -max_len=65536 -timeout=20 \
+            -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix="$root/build-fuzz/crashes/$what-" \
+            "$corpus" "${seeds[@]}" >"$root/build-fuzz/$what.log" 2>&1; then
+            printf '%-10s ok    %s\n' "$what" "$(grep -o 'stat::number_of_executed_units: [0-9]*' \
+                "$root/build-fuzz/$what.log" | tail -1 | sed 's/.*: //') runs"
+        else
+            printf '%-10s CRASH (see build-fuzz/%s.log, build-fuzz/crashes/)\n' "$what" "$what"
+            tail -30 "$root/build-fuzz/$what.log"
+            status=1
+        fi
+        rm -rf "$corpus"
+    done
+fi
 exit "$status"

@@ -9,7 +9,9 @@
  * number of files that failed (open/write/read error, wrong size or wrong content, missing).
  * Doing this in one process keeps fork/exec cost out of a files-per-second figure.
  */
+#ifndef _GNU_SOURCE
 #define _GNU_SOURCE
+#endif
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>

@@ -2,6 +2,7 @@
 /* Suite registry of the unit-test executables (see unit.h). */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "tests/unit/unit.h"
 
@@ -42,4 +43,10 @@ unsigned char *unit_read_file(const char *path, size_t *len)
     fclose(f);
     *len = (size_t)n;
     return buf;
+}
+
+int unit_quick(void)
+{
+    const char *q = getenv("IMGC_QUICK");
+    return q && strcmp(q, "1") == 0;
 }

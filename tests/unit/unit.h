@@ -13,6 +13,9 @@
 void unit_register(Suite *(*make)(void));
 /* Read a whole file into a new buffer (one spare byte at the end); fails the test on error. */
 unsigned char *unit_read_file(const char *path, size_t *len);
+/* True when IMGC_QUICK=1: the sanitizer builds run the slow corpus tests on a subset of their
+ * settings (same code paths, fewer repetitions of them). */
+int unit_quick(void);
 /* Run `first` and every registered suite; returns the exit status for main. */
 int unit_run(Suite *first);
 

@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+#
+# bench_adapters.sh: the image adapters (split + join) on a corpus made at run time, per writer:
+#   throughput in MB/s of file (split, join, split+join), and for PNG the recipe (the IDAT
+#   section: chunk lengths, filter types, deflate description) as % of the file, median and
+#   worst; beside them, from the same run, libpng decoding the same file and zlib recompressing
+#   its rows at the file's level (bench_adapters.c says how each figure is taken).
+#
+# Corpus: slices of the brain MRI volumes of mricron-data (scripts/nii_slices.py), resized to
+# 512x512 and 2048x2048, 8-bit (ch2) and 16-bit (inia19-t1-brain), written by
+#   pillow       Pillow's PNG writer, default settings (zlib level 6, memLevel 9)
+#   pillow-opt   Pillow with optimize=True (level 9)
+#   imagemagick  ImageMagick's convert (libpng + zlib)
+#   optipng      optipng -o2 (libpng + zlib, its own trials)
+#   pngcrush     pngcrush (libpng + zlib)
+#   zopflipng    zopflipng (zopfli: not zlib; 512 only, it is slow)
+#   advpng       advpng -z -2 (7-Zip's deflate: not zlib; 512 only)
+#   pgm          the same slices as PGM (P5)
+#   dicom        the native DICOM files of python3-pydicom (their own sizes)
+# and the PNGs of tests/data as written.
+#
+# Usage: bash tests/bench/bench_adapters.sh   (needs the packages scripts/setup.sh installs)
+# Environment: IMGC_BUILD=DIR (default build; the program is DIR/bench/bench_adapters),
+#              BENCH_OUT=FILE (also write the summary lines there), BENCH_KEEP=1 (keep corpus)
+set -euo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+root=$(cd "$here/../.." && pwd)
+build=${IMGC_BUILD:-$root/build}
+prog=$build/bench/bench_adapters
+[ -x "$prog" ] || cmake --build "$build" --target bench_adapters >/dev/null
+work=$(mktemp -d /tmp/imgc-bench-adapters-XXXXXX)
+cleanup() { [ "${BENCH_KEEP:-0}" = 1 ] && echo "corpus kept in $work" >&2 || rm -rf "$work"; }
+trap cleanup EXIT
+py=/usr/bin/python3
+say() { printf '[bench] %s\n' "$*" >&2; }
+
+say "making the corpus in $work"
+for size in 512 2048; do
+    per=3
+    [ "$size" = 2048 ] && per=1
+    $py "$root/scripts/nii_slices.py" --out "$work/base-$size" --per-axis $per \
+        --volumes ch2,inia19-t1-brain --size $size >/dev/null
+    for w in pillow pillow-opt imagemagick optipng pngcrush zopflipng advpng; do
+        mkdir -p "$work/$w-$size"
+    done
+    for f in "$work/base-$size"/*.png; do
+        b=$(basename "$f")
+        cp "$f" "$work/pillow-$size/$b"
+        $py -c "import sys; from PIL import Image; Image.open(sys.argv[1]).save(sys.argv[2], optimize=True)" \
+            "$f" "$work/pillow-opt-$size/$b"
+        convert "$f" "$work/imagemagick-$size/$b"
+        optipng -quiet -o2 -out "$work/optipng-$size/$b" "$f"
+        pngcrush -q "$f" "$work/pngcrush-$size/$b" 2>/dev/null
+        if [ "$size" = 512 ]; then
+            zopflipng -y --iterations=3 "$f" "$work/zopflipng-$size/$b" >/dev/null
+            cp "$f" "$work/advpng-$size/$b"
+            advpng -q -z -2 "$work/advpng-$size/$b"
+        fi
+    done
+done
+mkdir -p "$work/pgm-512"
+$py "$root/scripts/nii_slices.py" --out "$work/pgm-512" --per-axis 3 --volumes ch2,inia19-t1-brain \
+    --format pgm >/dev/null
+
+out=$work/summary.txt
+: >"$out"
+run() { # GROUP FILE...
+    local g=$1
+    shift
+    [ $# -gt 0 ] || return 0
+    "$prog" "$g" "$@" | tee -a "$work/all.txt" | grep '^SUMMARY' >>"$out" || {
+        say "$g: a file did not join back exactly (see above)"
+        exit 1
+    }
+}
+for size in 512 2048; do
+    for w in pillow pillow-opt imagemagick optipng pngcrush zopflipng advpng; do
+        shopt -s nullglob
+        run "$w-$size" "$work/$w-$size"/*.png
+    done
+done
+run pgm "$work/pgm-512"/*.pgm
+mapfile -t dicoms < <(ls /usr/lib/python3/dist-packages/pydicom/data/test_files/*.dcm)
+"$prog" dicom "${dicoms[@]}" >"$work/dicom.txt" 2>/dev/null || true
+grep '^SUMMARY' "$work/dicom.txt" >>"$out"
+run tests-data "$root"/tests/data/*.png
+
+echo
+echo "Image adapters, $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores; MB/s of file; reference columns from the same run"
+cat "$out"
+[ -n "${BENCH_OUT:-}" ] && cp "$out" "$BENCH_OUT"
+exit 0
