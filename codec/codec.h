@@ -79,13 +79,16 @@
  *             stream's length; 1 even, one varint C (1..2^31 - 1) follows: every chunk holds
  *             C bytes but the last, which holds the rest, 1..C bytes
  *     1       row filter types: 0 listed, Y bytes 0..4 follow; 1 one type for every row, one
- *             byte 0..4 follows; 2, 3, 4 the adaptive choice of libpng (2), Pillow (3) or
- *             Pillow with optimize=True (4), computed from the pixels (png.c says how), except
- *             for the rows listed next: varint count E <= Y, then E times a varint gap (rows
- *             since the previous exception, or since row 0) and the row's type 0..4
+ *             byte 0..4 follows; 2..29 the adaptive choice of a writer, computed from the
+ *             pixels: heuristic (mode - 2) of png.c's table (Pillow, Pillow with optimize=True,
+ *             then libpng with each set of two or more allowed filters), except for the rows
+ *             listed next: varint count E <= Y, then E times a varint gap (rows since the
+ *             previous exception, or since row 0) and the row's type 0..4
  *     rest    recipe: the zlib stream's description for Y × (row bytes + 1) bytes of filtered
  *             rows, either modelled on zlib (zrecipe.h, magic "IDFM") or raw (deflate.h, magic
- *             "IDFL"); split keeps the smaller
+ *             "IDFL"), whichever is smaller; when zlib makes it smaller still, packed: magic
+ *             "IDFZ", varint unpacked length (at most 6 × the rows' bytes + 2^24), then the
+ *             zlib stream (RFC 1950) of the recipe
  *
  *   Join packs each row from the planes (1/2/4-bit samples most significant first, padding
  *   bits zero; 16-bit big-endian; channels interleaved), applies the row's filter type, emits

@@ -192,16 +192,48 @@ static void filter_row(uint8_t type, const uint8_t *raw, const uint8_t *prev, ui
 }
 
 /*
- * Adaptive filtering as the common writers do it: each filter's bytes, read as signed, summed
- * by magnitude, and the smallest sum wins, the first one tried on a tie. They differ in the
- * order they try filters in: libpng None, Sub, Up, Average, Paeth; Pillow None, Up, Sub, Paeth,
- * and Average before Paeth only with optimize=True. Filter modes 2, 3 and 4 of the envelope.
+ * Adaptive filtering as the common writers do it: each candidate filter's bytes, read as
+ * signed, summed by magnitude, and the smallest sum wins, the first one tried on a tie. They
+ * differ in the candidates and the order they try them in: Pillow None, Up, Sub, Paeth (and
+ * Average before Paeth with optimize=True); libpng None, Sub, Up, Average, Paeth restricted to
+ * the filters the writer allows (png_set_filter's mask; pngcrush, for one, allows None, Sub and
+ * Up). Heuristic h is filter mode 2 + h of the envelope (codec.h).
  */
-#define PNG_HEURISTICS 3
-static const uint8_t heuristic_order[PNG_HEURISTICS][5] = {
-    {0, 1, 2, 3, 4}, /* libpng */
-    {0, 2, 1, 4, 4}, /* Pillow (4 twice: a repeat never wins a strict comparison) */
-    {0, 2, 1, 3, 4}, /* Pillow, optimize=True */
+struct png_heuristic {
+    uint8_t n;        /* candidates */
+    uint8_t order[5]; /* in the order tried */
+};
+
+#define PNG_HEURISTICS 28
+static const struct png_heuristic heuristics[PNG_HEURISTICS] = {
+    {4, {0, 2, 1, 4}},    /* Pillow */
+    {5, {0, 2, 1, 3, 4}}, /* Pillow, optimize=True */
+    {2, {0, 1}},
+    {2, {0, 2}},
+    {2, {1, 2}},
+    {3, {0, 1, 2}},
+    {2, {0, 3}},
+    {2, {1, 3}},
+    {3, {0, 1, 3}},
+    {2, {2, 3}},
+    {3, {0, 2, 3}},
+    {3, {1, 2, 3}},
+    {4, {0, 1, 2, 3}},
+    {2, {0, 4}},
+    {2, {1, 4}},
+    {3, {0, 1, 4}},
+    {2, {2, 4}},
+    {3, {0, 2, 4}},
+    {3, {1, 2, 4}},
+    {4, {0, 1, 2, 4}},
+    {2, {3, 4}},
+    {3, {0, 3, 4}},
+    {3, {1, 3, 4}},
+    {4, {0, 1, 3, 4}},
+    {3, {2, 3, 4}},
+    {4, {0, 2, 3, 4}},
+    {4, {1, 2, 3, 4}},
+    {5, {0, 1, 2, 3, 4}},
 };
 
 /* The filter each heuristic picks for a row; scratch holds n bytes. */
@@ -216,10 +248,11 @@ static void guess_filters(const uint8_t *raw, const uint8_t *prev, uint8_t *scra
             sum[t] += scratch[i] < 128 ? scratch[i] : 256u - scratch[i];
     }
     for (int h = 0; h < PNG_HEURISTICS; h++) {
-        uint8_t best = heuristic_order[h][0];
-        for (int k = 1; k < 5; k++)
-            if (sum[heuristic_order[h][k]] < sum[best])
-                best = heuristic_order[h][k];
+        const struct png_heuristic *hp = &heuristics[h];
+        uint8_t best = hp->order[0];
+        for (int k = 1; k < hp->n; k++)
+            if (sum[hp->order[k]] < sum[best])
+                best = hp->order[k];
         pick[h] = best;
     }
 }
@@ -394,6 +427,68 @@ out:
     return ret;
 }
 
+/* ---- recipe packing ---------------------------------------------------------------------- */
+
+#define RECIPE_PACKED_MAGIC "IDFZ"
+
+/*
+ * Replace *rec by "IDFZ" || varint length || zlib stream of it when that is smaller (recipes of
+ * a few hundred bytes or less are left alone: nothing to gain). 0 or -ENOMEM.
+ */
+static int recipe_pack(uint8_t **rec, size_t *len)
+{
+    if (*len < 256)
+        return 0;
+    uLong bound = compressBound((uLong)*len);
+    uint8_t *p = malloc(4 + 10 + bound);
+    if (!p)
+        return -ENOMEM;
+    memcpy(p, RECIPE_PACKED_MAGIC, 4);
+    size_t h = 4 + var_put(p + 4, *len);
+    uLongf zl = bound;
+    if (compress2(p + h, &zl, *rec, (uLong)*len, 9) != Z_OK || h + zl >= *len) {
+        free(p);
+        return 0;
+    }
+    free(*rec);
+    *rec = p;
+    *len = h + zl;
+    return 0;
+}
+
+/*
+ * The recipe as the parsers see it: rec itself, or unpacked into *buf (caller frees). A
+ * description of `rows` bytes of rows takes at most 6 bytes per byte (a token of one byte or
+ * more costs at most 6) plus its block heads: more is refused before anything is allocated.
+ */
+static int recipe_unpack(const uint8_t *rec, size_t len, size_t rows, const uint8_t **out,
+                         size_t *out_len, uint8_t **buf)
+{
+    const uint64_t max = 6 * (uint64_t)rows + ((uint64_t)1 << 24);
+    struct codec_dfl_rd r = {rec, len};
+    uint64_t n;
+    *buf = NULL;
+    if (len < 4 || memcmp(rec, RECIPE_PACKED_MAGIC, 4) != 0) {
+        *out = rec;
+        *out_len = len;
+        return 0;
+    }
+    r.p += 4, r.left -= 4;
+    if (codec_dfl_rd_var(&r, max, &n) || n == 0)
+        return -EINVAL;
+    if (!(*buf = malloc((size_t)n)))
+        return -ENOMEM;
+    uLongf got = (uLongf)n;
+    if (uncompress(*buf, &got, r.p, (uLong)r.left) != Z_OK || got != n) {
+        free(*buf);
+        *buf = NULL;
+        return -EINVAL;
+    }
+    *out = *buf;
+    *out_len = (size_t)n;
+    return 0;
+}
+
 /* ---- split ------------------------------------------------------------------------------ */
 
 int codec_png_split(const uint8_t *buf, size_t len, struct codec_image **img, uint8_t **envelope,
@@ -476,17 +571,27 @@ int codec_png_split(const uint8_t *buf, size_t len, struct codec_image **img, ui
         goto out;
     }
 
-    /* The deflate description: modelled on zlib when that is smaller, else raw. */
+    /* The deflate description: modelled on zlib when that is smaller, else raw; then
+     * compressed with zlib when that is smaller still (a stream from another deflater leaves
+     * thousands of corrections, which compress). */
     ret = codec_zrecipe_make(desc, data, data_len, &zr, &zr_len, NULL);
     if (ret == -ENOMEM)
         goto out;
     recipe_len = codec_deflate_desc_size(desc);
-    if (ret == 0 && zr_len < recipe_len) {
-        recipe_len = zr_len;
-    } else {
+    if (ret != 0 || zr_len >= recipe_len) {
         free(zr);
-        zr = NULL;
+        ret = -ENOMEM;
+        if (!(zr = malloc(recipe_len)))
+            goto out;
+        zr_len = recipe_len;
+        if (codec_deflate_desc_serialise(desc, zr, zr_len) != (ssize_t)zr_len) {
+            ret = -EIO;
+            goto out;
+        }
     }
+    if ((ret = recipe_pack(&zr, &zr_len)) != 0)
+        goto out;
+    recipe_len = zr_len;
 
     /* Each term is bounded by len or by the planes: no overflow in 64-bit size_t. The IDAT
      * section is at most 3 + 10 (count) + 10 K (lengths) + 10 + 11 Y (filter types) bytes
@@ -584,12 +689,7 @@ int codec_png_split(const uint8_t *buf, size_t len, struct codec_image **img, ui
         memcpy(q, types, g.height);
         q += g.height;
     }
-    if (zr)
-        memcpy(q, zr, recipe_len);
-    else if (codec_deflate_desc_serialise(desc, q, recipe_len) != (ssize_t)recipe_len) {
-        ret = -EIO;
-        goto out;
-    }
+    memcpy(q, zr, recipe_len);
     q += recipe_len;
     le_put(e, (uint64_t)(q - sec), 8);
     e = q;
@@ -626,8 +726,9 @@ int codec_png_join(const struct codec_image *img, const uint8_t *env, size_t env
 {
     struct png_geo g;
     struct codec_deflate_desc *desc = NULL;
-    uint8_t *data = NULL, *raw = NULL, *z = NULL, *o = NULL, *scratch = NULL;
-    size_t zlen = 0, rest, total;
+    uint8_t *data = NULL, *raw = NULL, *z = NULL, *o = NULL, *scratch = NULL, *unpacked = NULL;
+    const uint8_t *rec;
+    size_t zlen = 0, rest, total, rec_len;
     uint64_t head_len, nidat, sec_len, tail_len, even = 0, v;
     const uint8_t *e, *head, *sec, *tail;
     const uint8_t *types = NULL; /* filter mode 0: one byte per row */
@@ -754,10 +855,12 @@ int codec_png_join(const struct codec_image *img, const uint8_t *env, size_t env
     }
     if (nexc != 0)
         goto out;
-    if (r.left >= 4 && memcmp(r.p, CODEC_ZRECIPE_MAGIC, 4) == 0)
-        ret = codec_zrecipe_parse(r.p, r.left, data, g.filtered, g.filtered, &desc);
+    if ((ret = recipe_unpack(r.p, r.left, g.filtered, &rec, &rec_len, &unpacked)) != 0)
+        goto out;
+    if (rec_len >= 4 && memcmp(rec, CODEC_ZRECIPE_MAGIC, 4) == 0)
+        ret = codec_zrecipe_parse(rec, rec_len, data, g.filtered, g.filtered, &desc);
     else
-        ret = codec_deflate_desc_parse(r.p, r.left, g.filtered, &desc);
+        ret = codec_deflate_desc_parse(rec, rec_len, g.filtered, &desc);
     if (ret != 0) {
         ret = ret == -ENOMEM ? ret : -EINVAL;
         goto out;
@@ -815,6 +918,7 @@ out:
     free(z);
     free(raw);
     free(scratch);
+    free(unpacked);
     free(data);
     codec_deflate_desc_free(desc);
     return ret;
