@@ -260,4 +260,135 @@ int nn_train_step(struct nn_ctx *c, struct nn_adam *a, struct nn_model *m,
                   const struct nn_tensor *in, const float *target, enum nn_loss loss,
                   double *loss_out);
 
+/* ---- Integer-exact inference ----
+ *
+ * A quantised model (struct nn_qmodel) runs the same layer descriptors in integer arithmetic
+ * only, so its output is a function of the model and the input alone: bit-identical on every
+ * machine, compiler, SIMD width, thread count and BLAS build. Numbers:
+ *   - activations are int16, saturated to [-32768, 32767], symmetric (no zero point); tensor t
+ *     stands for q * s_t with one float scale s_t per tensor (metadata: only quantisation and
+ *     dequantisation use it, never the integer pass);
+ *   - weights are int8 in [-127, 127] with one scale per output channel, biases int32 in
+ *     accumulator units; products are summed in int32, and the loader proves every sum fits
+ *     (sum |w| * 32768 + |b| < 2^31 per output channel), so no order of summation can overflow;
+ *   - requantisation of an accumulator a by a multiplier M (|M| < 2^31) and shift sh (1..62) is
+ *     floor((a * M + 2^(sh - 1)) / 2^sh) in int64: rounding half up (towards +infinity), then
+ *     saturation to the output range;
+ *   - LeakyReLU multiplies negative values by an integer slope M / 2^sh the same way; average
+ *     pooling divides the window sum by kh * kw rounding half up; a residual block requantises
+ *     x and f(x) separately to the output scale and adds them with saturation;
+ *   - squeeze-and-excitation averages each channel (rounding half up), runs its two fully
+ *     connected layers in int32, and maps the second one's output, requantised to 1/64 units,
+ *     through a 1024-entry sigmoid table (gate in 1/32768 units, y = x * g / 2^15 rounded half up);
+ *   - self-attention projects to Q and K clamped to +-qk_max (so that a head's dot product of
+ *     width d fits int32: qk_max^2 * d < 2^31) and V (int16); a score's distance to its row's
+ *     maximum, requantised to 1/64 nat, indexes a 1024-entry exponent table (1/32768 units, 0
+ *     beyond); each probability is floor((e * 2^14 + floor(S / 2)) / S) with S the row's sum
+ *     of e (integer division, rounding half up); O = V P^T in int32 (|O| < 2^15 (2^14 + T / 2)).
+ * The tables are part of the model (and of its file), so no libm call is ever made at inference.
+ * Integer GEMMs use SIMD (AVX2 or AVX-512BW where the CPU has them, chosen per context) or
+ * plain C; all give the same bits, since integer sums are exact in any order.
+ */
+
+/* A packed int16 NCHW tensor (element (n, c, h, w) at ((n * C + c) * H + h) * W + w). */
+struct nn_qtensor {
+    int16_t *data;
+    uint32_t n, c, h, w;
+};
+
+/* A quantised model. Opaque; read-only once made, shareable between threads. */
+struct nn_qmodel;
+
+/* Post-training quantisation options. */
+struct nn_quant_opts {
+    /* Clipping of every activation's range: 100 for the maximum magnitude seen during
+     * calibration, or a percentile of magnitudes in [90, 100) (e.g. 99.99). */
+    double percentile;
+    /* > 0: fixed input scale (e.g. 1.0 / 255 for pixels fed as x / 255, so that the integer
+     * input is the pixel itself); 0: from the calibration inputs' maximum magnitude. */
+    float in_scale;
+};
+
+/*
+ * Quantise an initialised float model, choosing activation scales from the calibration inputs
+ * calib (n images of in_ch channels, any strides; run one image at a time) and weight scales
+ * per output channel from their maximum magnitude (made coarser where needed for the int32
+ * bound). Returns 0 and *out (free with nn_qmodel_free), -EINVAL (bad arguments, a LeakyReLU
+ * slope beyond +-2^30), -EFBIG or -ENOMEM.
+ */
+int nn_quantize(const struct nn_model *m, const struct nn_tensor *calib,
+                const struct nn_quant_opts *o, struct nn_qmodel **out);
+void nn_qmodel_free(struct nn_qmodel *q);
+uint32_t nn_qmodel_in_channels(const struct nn_qmodel *q);
+uint32_t nn_qmodel_out_channels(const struct nn_qmodel *q);
+size_t nn_qmodel_layer_count(const struct nn_qmodel *q);
+/* Descriptor of layer i (pre-order, as in the float model), or NULL if out of range. */
+const struct nn_layer_desc *nn_qmodel_layer(const struct nn_qmodel *q, size_t i);
+/* Scales of the model's input and output (real value = integer * scale). */
+float nn_qmodel_in_scale(const struct nn_qmodel *q);
+float nn_qmodel_out_scale(const struct nn_qmodel *q);
+/* Float input to integers at the input scale (rounded to nearest, saturated); dst is packed
+ * with x's dimensions. Returns 0 or -EINVAL (channel count). */
+int nn_qmodel_quantize_input(const struct nn_qmodel *q, const struct nn_tensor *x, int16_t *dst);
+/* Integer output to floats: dst[i] = src[i] * output scale. */
+void nn_qmodel_dequantize(const struct nn_qmodel *q, const int16_t *src, size_t count, float *dst);
+
+/* How far a quantised model is from its float model on some inputs (dequantised outputs). */
+struct nn_quant_report {
+    double max_abs;  /* largest |int - float| over all outputs */
+    double mean_abs; /* mean |int - float| */
+    double max_ref;  /* largest |float output|, for scale */
+    size_t count;    /* outputs compared */
+};
+/* Run both models on inputs (n images; each model's context is planned once) and compare.
+ * Returns 0, -EINVAL (models disagree on shapes) or -ENOMEM. */
+int nn_quant_compare(const struct nn_qmodel *q, const struct nn_model *m,
+                     const struct nn_tensor *inputs, struct nn_quant_report *r);
+
+/* Execution context of a quantised model for one input shape. Opaque. */
+struct nn_qctx;
+/*
+ * Plan a context for inputs (n, in_ch, h, w), allocating all its memory (activations, im2col
+ * bands, accumulators, attention blocks); nn_qforward allocates nothing. The model must outlive
+ * it. Returns 0 and *out (free with nn_qctx_free), -EINVAL, -EFBIG or -ENOMEM.
+ */
+int nn_qctx_new(const struct nn_qmodel *q, uint32_t n, uint32_t h, uint32_t w,
+                struct nn_qctx **out);
+void nn_qctx_free(struct nn_qctx *c);
+size_t nn_qctx_bytes(const struct nn_qctx *c);
+/* Output shape the context was planned for (data NULL). */
+void nn_qctx_out_shape(const struct nn_qctx *c, struct nn_qtensor *shape);
+/*
+ * Run the integer model on `in` (packed, planned shape, at the input scale). *out describes the
+ * output (packed, in the context's memory, valid until the next call on c). Reentrant: contexts
+ * on one model may run at once on different threads; one context is used by one thread at a
+ * time. Uses no BLAS. Returns 0 or -EINVAL (shape mismatch).
+ */
+int nn_qforward(struct nn_qctx *c, const struct nn_qtensor *in, struct nn_qtensor *out);
+
+/* ---- Model files (format: nn/modelfile.c, byte by byte) ----
+ *
+ * A float model or a quantised one, with an architecture id (1 to NN_ARCH_MAX printable ASCII
+ * characters, e.g. "ae-decoder-v1"), the layer list, the tensors and a CRC-32. Loaders check
+ * every field against the limits above and refuse anything malformed: -EINVAL (malformed, wrong
+ * kind of model), -EFBIG (a limit, or more than NN_FILE_MAX bytes), -EBADMSG (checksum
+ * mismatch), -ENOMEM, or an I/O error for the _file variants. They never read outside buf.
+ */
+#define NN_ARCH_MAX 63
+#define NN_FILE_MAX ((size_t)256 << 20)
+
+/* Serialise into a new buffer (*buf owned by the caller, free()). 0, -EINVAL or -ENOMEM. */
+int nn_model_save(const struct nn_model *m, const char *arch, uint8_t **buf, size_t *len);
+int nn_qmodel_save(const struct nn_qmodel *q, const char *arch, uint8_t **buf, size_t *len);
+/* Parse a buffer. *out owned by the caller; arch (may be NULL) receives the NUL-terminated id
+ * and must hold NN_ARCH_MAX + 1 bytes. Out-parameters are written only on success. */
+int nn_model_load(const uint8_t *buf, size_t len, struct nn_model **out, char *arch);
+int nn_qmodel_load(const uint8_t *buf, size_t len, struct nn_qmodel **out, char *arch);
+/* Write to a file atomically (a temporary file in the same folder, fsync, rename; mode 0600),
+ * or read one. */
+int nn_model_save_file(const struct nn_model *m, const char *arch, const char *path);
+int nn_qmodel_save_file(const struct nn_qmodel *q, const char *arch, const char *path);
+int nn_model_load_file(const char *path, struct nn_model **out, char *arch);
+int nn_qmodel_load_file(const char *path, struct nn_qmodel **out, char *arch);
+
 #endif

@@ -119,4 +119,118 @@ void nn_im2col(const struct nn_geom *g, const float *x, uint32_t oy0, uint32_t o
 /* The adjoint: add col back into x, which the caller initialises. */
 void nn_col2im(const struct nn_geom *g, const float *col, uint32_t oy0, uint32_t oy1, float *x);
 
+/* ---- Integer-exact inference (qint.c, qgemm.c, quant.c) ---- */
+
+#define NN_Q_MIN (-32768)
+#define NN_Q_MAX 32767
+#define NN_Q_WMAX 127 /* int8 weights are in [-NN_Q_WMAX, NN_Q_WMAX] */
+#define NN_Q_ACC_MAX INT32_MAX
+#define NN_Q_LUT 1024    /* entries of the sigmoid and exponent tables */
+#define NN_Q_LUT_FRAC 64 /* table inputs are in 1/64 units */
+#define NN_Q_ONE 32768   /* 1.0 in table outputs (Q15) */
+#define NN_Q_PBITS 14    /* attention probabilities are in 1/2^14 units */
+#define NN_Q_ATT_ROWS 64 /* query rows per attention block */
+
+/*
+ * One quantised layer. w, b, k and ws are the stored arrays (see the counts in
+ * nn_qlayer_counts and the layouts below); a is derived at load: the GEMM-ready int16 matrix.
+ *
+ * k layouts (M multiplier, S shift, pairs as in the requantisation of nn.h):
+ *   conv2d, tconv2d  M[out_ch], S[out_ch]
+ *   lrelu            M, S (M signed: the slope is M / 2^S)
+ *   residual         Mx, Sx, Mf, Sf
+ *   se               M1[hidden], S1[hidden], M2[C], S2[C], sigmoid table[NN_Q_LUT]
+ *   mhsa             Mq[C], Sq[C], Mk[C], Sk[C], Mv[C], Sv[C], Me, Se, qk_max, Mo, So,
+ *                    Mout[C], Sout[C], exponent table[NN_Q_LUT]
+ * w: conv2d W[out_ch][C][kh][kw]; tconv2d W[C][out_ch][kh][kw]; se W1[hidden][C] W2[C][hidden];
+ * mhsa Wq Wk Wv Wo, each [C][C]. b: conv/tconv b[out_ch] (bias only); se b1[hidden] b2[C]; mhsa
+ * bq bk bv bo. ws: one float scale per row of w's matrices (metadata).
+ */
+struct nn_qlayer {
+    struct nn_layer_desc d;
+    float out_scale; /* scale of the layer's output activation (metadata) */
+    int8_t *w;
+    int32_t *b, *k;
+    float *ws;
+    size_t nw, nb, nk, nws;
+    int16_t *a; /* conv: W [rows padded][K even]; tconv: W^T; se, mhsa: W1/W2, Wq..Wo widened */
+    size_t arows, acols;
+};
+
+struct nn_qmodel {
+    uint32_t in_ch, out_ch;
+    float in_scale;
+    struct nn_qlayer *layers;
+    size_t nlayers;
+};
+
+/* Element counts of a quantised layer's arrays (d->in_ch set). 0, or -EINVAL/-EFBIG. */
+int nn_qlayer_counts(const struct nn_layer_desc *d, size_t *nw, size_t *nb, size_t *nk,
+                     size_t *nws);
+/*
+ * Check a quantised model made by a loader or the quantiser (descriptors chained, counts,
+ * multipliers, shifts, tables, the int32 bounds) and derive the GEMM matrices. Returns 0,
+ * -EINVAL, -EFBIG or -ENOMEM.
+ */
+int nn_qmodel_finish(struct nn_qmodel *q);
+/* An empty quantised model with n zeroed layers; free with nn_qmodel_free. */
+struct nn_qmodel *nn_qmodel_alloc(size_t n);
+/* Width of the Q/K clamp of a head of width d: the largest q with q^2 * d <= INT32_MAX. */
+int32_t nn_q_qk_limit(uint32_t d);
+
+/* Requantise: floor((a * m + 2^(s - 1)) / 2^s), s in [1, 62], |a * m| < 2^62. */
+static inline int64_t nn_q_rshift(int64_t v, int s)
+{
+    int64_t r = v + ((int64_t)1 << (s - 1));
+    /* Floor division by 2^s without relying on the implementation's signed shift. */
+    return r >= 0 ? r >> s : ~(~r >> s);
+}
+static inline int32_t nn_q_requant(int64_t a, int32_t m, int32_t s, int32_t lo, int32_t hi)
+{
+    int64_t v = nn_q_rshift(a * m, s);
+    return v < lo ? lo : v > hi ? hi : (int32_t)v;
+}
+
+/*
+ * Integer GEMM: C = A B, A int16 [m][k] (rows padded to NN_QMR with zeros, k padded to even),
+ * B in pair-interleaved panels: element (k, j) at b[(k / 2) * ldb + 2 j + k % 2] (ldb >= 2 *
+ * n rounded up to NN_QNR, padding zero), int32 sums (the caller proves they fit). The epilogue
+ * either stores the sums as int32 or adds a bias, requantises and saturates into int16.
+ * Kernels: portable C, AVX2, AVX-512BW; all exact, hence identical.
+ */
+#define NN_QMR 4
+#define NN_QNR 32
+enum nn_qkern { NN_QK_C = 0, NN_QK_AVX2 = 1, NN_QK_AVX512 = 2 };
+struct nn_qepi {
+    int32_t *c;                         /* int32 output, or NULL */
+    int16_t *y;                         /* int16 output when c is NULL */
+    ptrdiff_t sm, sn;                   /* output strides along m and n (elements) */
+    const int32_t *bias, *mult, *shift; /* indexed by the channel (bias may be NULL) */
+    int chan_n;                         /* channel = n instead of m */
+    int uniform;                        /* mult[0], shift[0] for every channel */
+    int32_t lo, hi;                     /* saturation */
+};
+/* Best kernel the running CPU supports. */
+enum nn_qkern nn_qkern_best(void);
+int nn_qkern_supported(enum nn_qkern k);
+static inline size_t nn_q_round(size_t v, size_t to)
+{
+    return (v + to - 1) / to * to;
+}
+void nn_qgemm(enum nn_qkern kern, uint32_t m, uint32_t k, uint32_t n, const int16_t *a,
+              const int16_t *b, size_t ldb, const struct nn_qepi *e);
+/* Pack src element (k, j) = src[k * sk + j * sn] into the interleaved layout. */
+void nn_qpack(const int16_t *src, ptrdiff_t sk, ptrdiff_t sn, uint32_t k, uint32_t n, int16_t *b,
+              size_t ldb);
+/* The column matrix of output rows [oy0, oy1) of an int16 image, packed; tmp holds 2 * ldb / 2
+ * int16 (two column rows). */
+void nn_qim2col(const struct nn_geom *g, const int16_t *x, uint32_t oy0, uint32_t oy1, int16_t *b,
+                size_t ldb, int16_t *tmp);
+/* Force a kernel on a context (tests compare kernels); -EINVAL if the CPU lacks it. */
+int nn_qctx_set_kernel(struct nn_qctx *c, enum nn_qkern k);
+
+/* Calibration (quant.c) reads the float layers' inference-mode aux after a forward pass of one
+ * image: se leaves s[C], z1[hidden], g[C] there, mhsa q, k, v, o (C x T each). attention.c
+ * must keep that layout. */
+
 #endif
