@@ -3,12 +3,15 @@
  * imgcrypt: the administration command. `init` makes a keyring, `passwd` re-wraps it under a new
  * secret, `info` shows its public header, `inspect` shows how the image adapters see files (no
  * keyring involved). Each command reads its options with getopt_long and leaves with one of the
- * documented exit codes (mount-tools/tool.h).
+ * documented exit codes (mount-tools/tool.h). `train` fits the autoencoder (nn/ae.h) to a folder
+ * of images and `train --eval` measures a model on images.
  */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <limits.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +23,7 @@
 #include "codec/codec.h"
 #include "keys/keys.h"
 #include "mount-tools/tool.h"
+#include "nn/ae.h"
 
 #define PATH_CAP 4096
 
@@ -32,6 +36,9 @@ static const char usage_text[] =
     "         [--new-passfile F | --new-extpass CMD | --new-keyfile F] [--kdf-cost LOGN] BACKING\n"
     "  info   [--keyring PATH] BACKING\n"
     "  inspect [--json] FILE...\n"
+    "  train  --data DIR [--epochs N] [--out MODEL] [--seed S] [--steps N] [--batch N]\n"
+    "         [--crop N] [--bpp R] [--init MODEL | --arch LATENT,W1,W2,W3,NRES]\n"
+    "  train  --eval MODEL|default IMAGE...\n"
     "\n"
     "See imgcrypt(1).\n";
 
@@ -685,6 +692,543 @@ static int cmd_inspect(int argc, char **argv)
     return ret;
 }
 
+/*
+ * train: fit the autoencoder to the images of a folder, or measure a model on images. Images
+ * are read through the codec adapters (PNG, PGM/PPM, native DICOM); each frame is one training
+ * image. Like inspect, nothing of an image but its name and figures is printed.
+ */
+
+/* The frames of one split image as autoencoder images (each owns its pixels). */
+static int frames_of(const struct codec_image *img, struct nn_ae_image **out, size_t *count)
+{
+    size_t plane = (size_t)img->height * img->width, bytes = img->bits / 8;
+    if (img->channels > NN_AE_MAX_CHANNELS || (img->bits != 8 && img->bits != 16))
+        return -ENOTSUP;
+    struct nn_ae_image *f = calloc(img->frames, sizeof(*f));
+    if (!f)
+        return -ENOMEM;
+    for (uint32_t k = 0; k < img->frames; k++) {
+        f[k] = (struct nn_ae_image){img->channels, img->height, img->width, img->bits, NULL};
+        f[k].pixels = malloc(plane * img->channels * bytes);
+        if (!f[k].pixels) {
+            while (k--)
+                free(f[k].pixels);
+            free(f);
+            return -ENOMEM;
+        }
+        for (uint32_t c = 0; c < img->channels; c++)
+            memcpy((uint8_t *)f[k].pixels + c * plane * bytes,
+                   (const uint8_t *)img->planes + ((size_t)c * img->frames + k) * plane * bytes,
+                   plane * bytes);
+    }
+    *out = f;
+    *count = img->frames;
+    return 0;
+}
+
+/* Read and split one file into frames. Returns 0, -ENOTSUP (not an image to us) or -errno. */
+static int load_frames(const char *path, struct nn_ae_image **out, size_t *count)
+{
+    uint8_t *buf = NULL, *env = NULL;
+    size_t len = 0, env_len = 0;
+    struct codec_image *img = NULL;
+    int rc = read_whole(path, &buf, &len);
+    if (rc == 1)
+        rc = -EFBIG;
+    if (rc == 0 && !buf)
+        rc = -ENOTSUP;
+    if (rc == 0)
+        rc = codec_split(buf, len, &img, &env, &env_len, NULL, 0);
+    if (rc == -EFBIG)
+        rc = -ENOTSUP;
+    if (rc == 0)
+        rc = frames_of(img, out, count);
+    codec_image_free(img);
+    free(env);
+    free(buf);
+    return rc;
+}
+
+static void free_frames(struct nn_ae_image *f, size_t n)
+{
+    for (size_t i = 0; f && i < n; i++)
+        free(f[i].pixels);
+    free(f);
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+struct train_view {
+    int tty;
+    double t0, last;
+};
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* PSNR of a mean squared error over [0, 1] samples. */
+static double psnr_of(double mse)
+{
+    return mse > 0 ? -10.0 * log10(mse) : INFINITY;
+}
+
+static int train_progress(void *arg, const struct nn_ae_progress *p)
+{
+    struct train_view *v = arg;
+    double t = now_s();
+    int end = p->step == p->steps;
+    if (v->tty && (end || t - v->last >= 0.2)) {
+        v->last = t;
+        fprintf(stderr,
+                "\r\033[Kepoch %u/%u  step %u/%u  loss %.6f  mse %.6f (%.2f dB)  bpp %.4f  "
+                "lambda %.4g  %.0fs",
+                p->epoch, p->epochs, p->step, p->steps, p->epoch_loss, p->epoch_mse,
+                psnr_of(p->epoch_mse), p->epoch_bpp, p->lambda, t - v->t0);
+        if (end)
+            fputc('\n', stderr);
+        fflush(stderr);
+    } else if (!v->tty && end) {
+        fprintf(stderr,
+                "epoch %u/%u: loss %.6f  mse %.6f (%.2f dB)  bpp %.4f  lambda %.4g  %.0fs\n",
+                p->epoch, p->epochs, p->epoch_loss, p->epoch_mse, psnr_of(p->epoch_mse),
+                p->epoch_bpp, p->lambda, t - v->t0);
+    }
+    return 0;
+}
+
+/* Every image of DIR (regular files, sorted by name; subfolders are not walked). */
+static int gather(const char *dir, struct nn_ae_image **out, size_t *count, size_t *files,
+                  size_t *skipped)
+{
+    DIR *d = opendir(dir);
+    char **names = NULL, path[PATH_CAP];
+    size_t nn = 0, cap = 0, n = 0, ncap = 0;
+    struct nn_ae_image *all = NULL;
+    struct dirent *e;
+    int rc = 0;
+    if (!d)
+        return -errno;
+    while ((e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.')
+            continue;
+        if (nn == cap) {
+            size_t c2 = cap ? 2 * cap : 64;
+            char **nb = realloc(names, c2 * sizeof(*nb));
+            if (!nb) {
+                rc = -ENOMEM;
+                goto out;
+            }
+            names = nb;
+            cap = c2;
+        }
+        if (!(names[nn] = strdup(e->d_name))) {
+            rc = -ENOMEM;
+            goto out;
+        }
+        nn++;
+    }
+    if (nn)
+        qsort(names, nn, sizeof(*names), cmp_str);
+    *files = 0;
+    *skipped = 0;
+    for (size_t i = 0; i < nn; i++) {
+        struct stat st;
+        struct nn_ae_image *f = NULL;
+        size_t fc = 0;
+        if ((size_t)snprintf(path, sizeof(path), "%s/%s", dir, names[i]) >= sizeof(path) ||
+            stat(path, &st) != 0 || !S_ISREG(st.st_mode))
+            continue;
+        rc = load_frames(path, &f, &fc);
+        if (rc == -ENOTSUP) {
+            (*skipped)++;
+            rc = 0;
+            continue;
+        }
+        if (rc)
+            goto out;
+        if (n + fc > ncap) {
+            size_t c2 = ncap ? 2 * ncap : 64;
+            while (c2 < n + fc)
+                c2 *= 2;
+            struct nn_ae_image *nb = realloc(all, c2 * sizeof(*nb));
+            if (!nb) {
+                free_frames(f, fc);
+                rc = -ENOMEM;
+                goto out;
+            }
+            all = nb;
+            ncap = c2;
+        }
+        memcpy(all + n, f, fc * sizeof(*f));
+        free(f);
+        n += fc;
+        (*files)++;
+    }
+    *out = all;
+    *count = n;
+    all = NULL;
+out:
+    free_frames(all, n);
+    for (size_t i = 0; i < nn; i++)
+        free(names[i]);
+    free(names);
+    closedir(d);
+    return rc;
+}
+
+/* Load a model file, or the built-in one for "default". Returns TOOL_EXIT_OK or the exit code
+ * to leave with, after a one-line message. */
+static int load_model(const char *name, struct nn_ae **ae)
+{
+    int rc = strcmp(name, "default") == 0 ? nn_ae_load_default(ae) : nn_ae_load_file(name, ae);
+    if (rc == 0)
+        return TOOL_EXIT_OK;
+    if (rc == -EBADMSG || rc == -EINVAL) {
+        tool_error("%s: not an autoencoder model file, or a corrupt one", name);
+        return TOOL_EXIT_CORRUPT;
+    }
+    tool_error("%s: cannot load model: %s", name, strerror(-rc));
+    return TOOL_EXIT_IO;
+}
+
+/* Figures of one image: all its frames through encode, rate, decode. */
+struct eval_row {
+    double psnr, ssim, bpp, ms;
+    uint32_t w, h, depth;
+};
+
+static int eval_one(const struct nn_ae *ae, const char *path, struct eval_row *row)
+{
+    struct nn_ae_image *f = NULL;
+    size_t fc = 0;
+    int rc = load_frames(path, &f, &fc);
+    if (rc)
+        return rc;
+    double mse_db = 0, ssim = 0, bits = 0, px = 0, ms = 0;
+    for (size_t k = 0; k < fc && rc == 0; k++) {
+        struct nn_ae_latent *lat = NULL;
+        struct nn_ae_image *dec = NULL;
+        double b = 0, p = 0, s = 0, t0 = now_s();
+        rc = nn_ae_encode(ae, &f[k], &lat);
+        if (!rc)
+            rc = nn_ae_decode(ae, lat, &dec);
+        ms += (now_s() - t0) * 1e3;
+        if (!rc)
+            rc = nn_ae_rate(ae, lat, &b);
+        if (!rc)
+            rc = nn_ae_psnr(&f[k], dec, &p);
+        if (!rc)
+            rc = nn_ae_ssim(&f[k], dec, &s);
+        if (!rc) {
+            mse_db += p;
+            ssim += s;
+            bits += b;
+            px += (double)f[k].height * f[k].width;
+            row->depth = lat->depth;
+        }
+        nn_ae_image_free(dec);
+        nn_ae_latent_free(lat);
+    }
+    if (!rc) {
+        row->psnr = mse_db / (double)fc;
+        row->ssim = ssim / (double)fc;
+        row->bpp = bits / px;
+        row->ms = ms / (double)fc;
+        row->w = f[0].width;
+        row->h = f[0].height;
+    }
+    free_frames(f, fc);
+    return rc;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double median(double *v, size_t n)
+{
+    qsort(v, n, sizeof(*v), cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+static int train_eval(const char *model, char **files, int nfiles)
+{
+    struct nn_ae *ae = NULL;
+    double *col[4] = {NULL};
+    size_t ok = 0;
+    int ret = load_model(model, &ae);
+    if (ret != TOOL_EXIT_OK)
+        return ret;
+    for (int k = 0; k < 4; k++)
+        if (!(col[k] = calloc((size_t)nfiles, sizeof(double)))) {
+            tool_error("%s", strerror(ENOMEM));
+            ret = TOOL_EXIT_IO;
+            goto out;
+        }
+    printf("%9s %7s %8s %9s %6s %-11s %s\n", "PSNR(dB)", "SSIM", "BPP", "ENC+DEC", "DEPTH", "SIZE",
+           "FILE");
+    for (int i = 0; i < nfiles; i++) {
+        struct eval_row row = {0};
+        int rc = eval_one(ae, files[i], &row);
+        fflush(stdout);
+        if (rc) {
+            tool_error("%s: %s", files[i],
+                       rc == -ENOTSUP ? "not an image imgcrypt can read" : strerror(-rc));
+            ret = TOOL_EXIT_IO;
+            continue;
+        }
+        char size[32];
+        snprintf(size, sizeof(size), "%ux%u", row.w, row.h);
+        printf("%9.2f %7.4f %8.4f %7.1fms %6u %-11s ", row.psnr, row.ssim, row.bpp, row.ms,
+               row.depth, size);
+        put_plain(stdout, files[i]);
+        fputc('\n', stdout);
+        col[0][ok] = row.psnr;
+        col[1][ok] = row.ssim;
+        col[2][ok] = row.bpp;
+        col[3][ok] = row.ms;
+        ok++;
+    }
+    if (ok) {
+        double m[4] = {0};
+        for (size_t i = 0; i < ok; i++)
+            for (int k = 0; k < 4; k++)
+                m[k] += col[k][i] / (double)ok;
+        printf("%9.2f %7.4f %8.4f %7.1fms %6s %-11s mean of %zu\n", m[0], m[1], m[2], m[3], "-",
+               "-", ok);
+        for (int k = 0; k < 4; k++)
+            m[k] = median(col[k], ok);
+        printf("%9.2f %7.4f %8.4f %7.1fms %6s %-11s median of %zu\n", m[0], m[1], m[2], m[3], "-",
+               "-", ok);
+    }
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        tool_error("standard output: %s", strerror(errno));
+        ret = TOOL_EXIT_IO;
+    }
+out:
+    for (int k = 0; k < 4; k++)
+        free(col[k]);
+    nn_ae_free(ae);
+    return ret;
+}
+
+/* A whole number in [lo, hi] from an option value, or -1 after a one-line message. */
+static long long opt_number(const char *name, const char *v, long long lo, long long hi)
+{
+    char *end = NULL;
+    errno = 0;
+    long long n = strtoll(v, &end, 10);
+    if (!*v || *end || errno || n < lo || n > hi) {
+        tool_error("--%s takes a whole number from %lld to %lld", name, lo, hi);
+        return -1;
+    }
+    return n;
+}
+
+static int cmd_train(int argc, char **argv)
+{
+    enum {
+        T_DATA = 1,
+        T_EPOCHS,
+        T_OUT,
+        T_SEED,
+        T_STEPS,
+        T_BATCH,
+        T_CROP,
+        T_BPP,
+        T_INIT,
+        T_EVAL,
+        T_ARCH,
+        T_HELP
+    };
+    static const struct option train_opts[] = {
+        {"data", required_argument, NULL, T_DATA},
+        {"epochs", required_argument, NULL, T_EPOCHS},
+        {"out", required_argument, NULL, T_OUT},
+        {"seed", required_argument, NULL, T_SEED},
+        {"steps", required_argument, NULL, T_STEPS},
+        {"batch", required_argument, NULL, T_BATCH},
+        {"crop", required_argument, NULL, T_CROP},
+        {"bpp", required_argument, NULL, T_BPP},
+        {"init", required_argument, NULL, T_INIT},
+        {"eval", required_argument, NULL, T_EVAL},
+        {"arch", required_argument, NULL, T_ARCH},
+        {"help", no_argument, NULL, T_HELP},
+        {NULL, 0, NULL, 0},
+    };
+    const char *data = NULL, *out = "ae.params", *init = NULL, *eval = NULL;
+    struct nn_ae_train_opts o;
+    struct nn_ae_config cfg;
+    int have_arch = 0;
+    struct nn_ae *ae = NULL;
+    struct nn_ae_image *imgs = NULL;
+    size_t n = 0, files = 0, skipped = 0;
+    int c, ret;
+    long long v;
+
+    nn_ae_train_defaults(&o);
+    nn_ae_default_config(&cfg);
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "", train_opts, NULL)) != -1) {
+        switch (c) {
+        case T_HELP:
+            fputs(usage_text, stdout);
+            return TOOL_EXIT_OK;
+        case T_DATA:
+            data = optarg;
+            break;
+        case T_OUT:
+            out = optarg;
+            break;
+        case T_INIT:
+            init = optarg;
+            break;
+        case T_EVAL:
+            eval = optarg;
+            break;
+        case T_ARCH: {
+            unsigned a[5];
+            char tail;
+            if (sscanf(optarg, "%u,%u,%u,%u,%u%c", &a[0], &a[1], &a[2], &a[3], &a[4], &tail) != 5 ||
+                !(a[0] >= 1 && a[0] <= NN_AE_MAX_LATENT && a[1] >= 1 && a[1] <= NN_AE_MAX_WIDTH &&
+                  a[2] >= 1 && a[2] <= NN_AE_MAX_WIDTH && a[3] >= 1 && a[3] <= NN_AE_MAX_WIDTH &&
+                  a[4] <= NN_AE_MAX_RES)) {
+                tool_error("--arch takes LATENT,W1,W2,W3,NRES: latent 1-%d, widths 1-%d, "
+                           "residual blocks 0-%d",
+                           NN_AE_MAX_LATENT, NN_AE_MAX_WIDTH, NN_AE_MAX_RES);
+                return TOOL_EXIT_USAGE;
+            }
+            cfg = (struct nn_ae_config){a[0], a[1], a[2], a[3], a[4]};
+            have_arch = 1;
+            break;
+        }
+        case T_EPOCHS:
+            if ((v = opt_number("epochs", optarg, 1, 100000)) < 0)
+                return TOOL_EXIT_USAGE;
+            o.epochs = (uint32_t)v;
+            break;
+        case T_STEPS:
+            if ((v = opt_number("steps", optarg, 0, 10000000)) < 0)
+                return TOOL_EXIT_USAGE;
+            o.steps = (uint32_t)v;
+            break;
+        case T_BATCH:
+            if ((v = opt_number("batch", optarg, 1, 1024)) < 0)
+                return TOOL_EXIT_USAGE;
+            o.batch = (uint32_t)v;
+            break;
+        case T_CROP:
+            if ((v = opt_number("crop", optarg, NN_AE_FACTOR, 4096)) < 0)
+                return TOOL_EXIT_USAGE;
+            if (v % NN_AE_FACTOR) {
+                tool_error("--crop must be a multiple of %d", NN_AE_FACTOR);
+                return TOOL_EXIT_USAGE;
+            }
+            o.crop = (uint32_t)v;
+            break;
+        case T_SEED: {
+            char *end = NULL;
+            errno = 0;
+            unsigned long long s = strtoull(optarg, &end, 10);
+            if (!*optarg || *end || errno || optarg[0] == '-') {
+                tool_error("--seed takes a whole number from 0 to %llu", ULLONG_MAX);
+                return TOOL_EXIT_USAGE;
+            }
+            o.seed = s;
+            break;
+        }
+        case T_BPP: {
+            char *end = NULL;
+            double r = strtod(optarg, &end);
+            if (!*optarg || *end || !(r >= 0 && r <= 64)) {
+                tool_error("--bpp takes a rate in bits per pixel from 0 (fixed lambda) to 64");
+                return TOOL_EXIT_USAGE;
+            }
+            o.target_bpp = (float)r;
+            break;
+        }
+        default:
+            return usage();
+        }
+    }
+    if (eval) {
+        if (data || init || have_arch) {
+            tool_error("--eval takes a model and images only");
+            return TOOL_EXIT_USAGE;
+        }
+        if (optind >= argc) {
+            tool_error("missing IMAGE after --eval MODEL");
+            return TOOL_EXIT_USAGE;
+        }
+        nn_set_threads(1);
+        return train_eval(eval, argv + optind, argc - optind);
+    }
+    if (!data) {
+        tool_error("missing --data DIR (or --eval MODEL IMAGE...)");
+        return TOOL_EXIT_USAGE;
+    }
+    if (optind < argc) {
+        tool_error("too many arguments");
+        return TOOL_EXIT_USAGE;
+    }
+    if (init && have_arch) {
+        tool_error("--arch makes a new model: it does not go with --init");
+        return TOOL_EXIT_USAGE;
+    }
+    nn_set_threads(1);
+    ret = gather(data, &imgs, &n, &files, &skipped);
+    if (ret) {
+        tool_error("%s: %s", data, strerror(-ret));
+        return tool_exit_code(ret) == TOOL_EXIT_USAGE ? TOOL_EXIT_IO : tool_exit_code(ret);
+    }
+    if (n == 0) {
+        tool_error("%s: no images imgcrypt can read (PNG, PGM/PPM, native DICOM)", data);
+        ret = TOOL_EXIT_USAGE;
+        goto out;
+    }
+    if (init) {
+        if ((ret = load_model(init, &ae)) != TOOL_EXIT_OK)
+            goto out;
+    } else {
+        if ((ret = nn_ae_new(&cfg, o.seed, &ae))) {
+            tool_error("cannot make a model: %s", strerror(-ret));
+            ret = TOOL_EXIT_IO;
+            goto out;
+        }
+    }
+    struct train_view view = {.tty = isatty(STDERR_FILENO), .t0 = now_s()};
+    o.progress = train_progress;
+    o.arg = &view;
+    fprintf(stderr, "training on %zu images from %zu files (%zu files skipped), %zu parameters\n",
+            n, files, skipped, nn_ae_param_count(ae));
+    ret = nn_ae_train(ae, imgs, n, &o);
+    if (ret) {
+        tool_error("training failed: %s", strerror(-ret));
+        ret = TOOL_EXIT_IO;
+        goto out;
+    }
+    if ((ret = nn_ae_save_file(ae, out))) {
+        tool_error("%s: cannot write model: %s", out, strerror(-ret));
+        ret = TOOL_EXIT_IO;
+        goto out;
+    }
+    fprintf(stderr, "wrote %s (%.0fs)\n", out, now_s() - view.t0);
+    ret = TOOL_EXIT_OK;
+out:
+    nn_ae_free(ae);
+    free_frames(imgs, n);
+    return ret;
+}
+
 int main(int argc, char **argv)
 {
     tool_set_prog("imgcrypt");
@@ -707,6 +1251,8 @@ int main(int argc, char **argv)
         return cmd_info(argc - 1, argv + 1);
     if (strcmp(cmd, "inspect") == 0)
         return cmd_inspect(argc - 1, argv + 1);
+    if (strcmp(cmd, "train") == 0)
+        return cmd_train(argc - 1, argv + 1);
     tool_error("unknown command '%s'", cmd);
     return usage();
 }

@@ -8,14 +8,15 @@
 #   its rows at the file's level (bench_adapters.c says how each figure is taken).
 #
 # Corpus: slices of the brain MRI volumes of mricron-data (scripts/nii_slices.py), resized to
-# 512x512 and 2048x2048, 8-bit (ch2) and 16-bit (inia19-t1-brain), written by
+# 512x512 and 2048x2048, 8-bit (ch2) and 16-bit (inia19-t1-brain; ch2 only for advpng), written by
 #   pillow       Pillow's PNG writer, default settings (zlib level 6, memLevel 9)
 #   pillow-opt   Pillow with optimize=True (level 9)
 #   imagemagick  ImageMagick's convert (libpng + zlib)
 #   optipng      optipng -o2 (libpng + zlib, its own trials)
 #   pngcrush     pngcrush (libpng + zlib)
 #   zopflipng    zopflipng (zopfli: not zlib; 512 only, it is slow)
-#   advpng       advpng -z -2 (7-Zip's deflate: not zlib; 512 only)
+#   advpng       advpng -z -3 (7-Zip's deflate: not zlib; RGB copies of the slices, since advpng
+#                takes no grey images; 512 only)
 #   pgm          the same slices as PGM (P5)
 #   dicom        the native DICOM files of python3-pydicom (their own sizes)
 # and the PNGs of tests/data as written.
@@ -54,8 +55,10 @@ for size in 512 2048; do
         pngcrush -q "$f" "$work/pngcrush-$size/$b" 2>/dev/null
         if [ "$size" = 512 ]; then
             zopflipng -y --iterations=3 "$f" "$work/zopflipng-$size/$b" >/dev/null
-            cp "$f" "$work/advpng-$size/$b"
-            advpng -q -z -2 "$work/advpng-$size/$b"
+            # advpng takes RGB and palette images only: an RGB copy of the slice
+            $py -c "import sys; from PIL import Image; Image.open(sys.argv[1]).convert('RGB').save(sys.argv[2])" \
+                "$f" "$work/advpng-$size/$b"
+            advpng -q -f -z -3 "$work/advpng-$size/$b"
         fi
     done
 done

@@ -573,8 +573,8 @@ START_TEST(test_png_recompressors)
     } tools[] = {
         {"zopflipng", "zopflipng -y -q --iterations=5 $SRC $OUT/zopfli.png >/dev/null"},
         {"zopflipng", "zopflipng -y -m --filters=0me $SRC $OUT/zopfli-m.png >/dev/null"},
-        {"advpng", "cp $SRC $OUT/adv4.png && advpng -z -4 -q $OUT/adv4.png"},
-        {"advpng", "cp $SRC $OUT/adv1.png && advpng -z -1 -q $OUT/adv1.png"},
+        {"advpng", "cp $SRC $OUT/adv4.png && advpng -z -4 -f -q $OUT/adv4.png"},
+        {"advpng", "cp $SRC $OUT/adv3.png && advpng -z -3 -f -q $OUT/adv3.png"},
         {"optipng", "optipng -quiet -o2 -out $OUT/opti2.png $SRC"},
         {"optipng", "optipng -quiet -o7 -zm1-9 -out $OUT/opti7.png $SRC"},
         {"pngcrush", "pngcrush -q $SRC $OUT/crush.png >/dev/null 2>&1"},

@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# Reproduce the shipped autoencoder, models/ae-default.params, from Debian packages, and
+# measure it on the held-out images.
+#
+# models/ae-default.params: the default autoencoder of imgcrypt and imgcryptfs (nn/ae.h gives
+# its file format; nn/ae_default.c builds it into the library).
+#
+# Data (apt-get install mricron-data python3-pydicom python3-pil):
+#   - slices of the brain MRI volumes ch2, ch2better (8-bit) and inia19-t1-brain (16-bit, values
+#     0..~3830) cut by scripts/nii_slices.py, 40 per axis and volume (360 in all);
+#   - the native-pixel DICOM files of python3-pydicom that imgcrypt reads, except those that
+#     ../shared/testdata holds too (CT_small, MR_small*): ExplVR_BigEnd, SC_rgb_jpeg_dcmd,
+#     SC_rgb_small_odd.
+# Held out for evaluation, never trained on:
+#   - every slice whose index lies in [0.44 N, 0.56 N) of its axis (N slices on that axis), in
+#     every volume: 54 slices; slices in [0.38 N, 0.44 N) and [0.56 N, 0.62 N) are used for
+#     neither, so that at least 6% of each axis (11 mm in ch2) separates training from
+#     evaluation;
+#   - every file of TESTDATA (../shared/testdata: MR and CT DICOMs, axial, coronal and sagittal
+#     T1 slices, 8-, 12- and 16-bit, grey and RGB).
+# The testdata slices come from the same subjects as the volumes, so the held-out set measures
+# generalisation to unseen slices, not to unseen subjects.
+#
+# Training: one run, one OpenBLAS thread, fixed seed; deterministic on a given machine and
+# OpenBLAS build. About 30 minutes on one core of a 2 GHz Xeon.
+#
+# usage: scripts/train_ae.sh [BUILD_DIR [WORK_DIR [TESTDATA]]]
+#   BUILD_DIR  holds bin/imgcrypt (default build)
+#   WORK_DIR   scratch folder for slices, the model and logs (default /tmp/imgc-train-ae)
+#   TESTDATA   held-out test images (default ../shared/testdata next to the repository)
+# Environment: AE_EPOCHS (36), AE_STEPS (500 per epoch), AE_SEED (1), AE_BPP (0.10, the rate
+# lambda follows on training crops), AE_INSTALL=0 to leave models/ untouched.
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+build=$(cd "${1:-$root/build}" && pwd)
+work=${2:-/tmp/imgc-train-ae}
+testdata=${3:-$root/../shared/testdata}
+imgcrypt=$build/bin/imgcrypt
+py=/usr/bin/python3
+pydicom_files=/usr/lib/python3/dist-packages/pydicom/data/test_files
+
+[ -x "$imgcrypt" ] || { echo "train_ae: $imgcrypt is not built" >&2; exit 1; }
+[ -d /usr/share/mricron/templates ] || { echo "train_ae: apt-get install mricron-data" >&2; exit 1; }
+[ -d "$pydicom_files" ] || { echo "train_ae: apt-get install python3-pydicom" >&2; exit 1; }
+
+rm -rf "$work/all" "$work/train" "$work/heldout"
+mkdir -p "$work/all" "$work/train" "$work/heldout"
+"$py" "$root/scripts/nii_slices.py" --out "$work/all" --per-axis 40
+
+# Split by slice position (see above); the volume sizes come from the NIfTI headers.
+"$py" - "$work" <<'EOF'
+import gzip, os, re, struct, sys
+work = sys.argv[1]
+dims = {}
+def dims_of(name):
+    if name not in dims:
+        raw = gzip.open('/usr/share/mricron/templates/%s.nii.gz' % name).read(348)
+        end = '<' if struct.unpack('<i', raw[:4])[0] == 348 else '>'
+        d = struct.unpack(end + '8h', raw[40:56])
+        dims[name] = {'sagittal': d[1], 'coronal': d[2], 'axial': d[3]}
+    return dims[name]
+count = {'train': 0, 'heldout': 0, 'unused': 0}
+for f in sorted(os.listdir(os.path.join(work, 'all'))):
+    m = re.match(r'(.+)-(axial|coronal|sagittal)-(\d+)-(\d+)\.png$', f)
+    at = int(m.group(3)) / dims_of(m.group(1))[m.group(2)]
+    where = 'heldout' if 0.44 <= at < 0.56 else 'unused' if 0.38 <= at < 0.62 else 'train'
+    count[where] += 1
+    if where != 'unused':
+        os.symlink(os.path.join(work, 'all', f), os.path.join(work, where, f))
+print('slices: %(train)d training, %(heldout)d held out, %(unused)d unused' % count)
+EOF
+for f in ExplVR_BigEnd.dcm SC_rgb_jpeg_dcmd.dcm SC_rgb_small_odd.dcm; do
+    ln -s "$pydicom_files/$f" "$work/train/$f"
+done
+
+model=$work/ae.params
+start=$(date +%s)
+"$imgcrypt" train --data "$work/train" --epochs "${AE_EPOCHS:-36}" --steps "${AE_STEPS:-500}" \
+    --seed "${AE_SEED:-1}" --bpp "${AE_BPP:-0.10}" --out "$model" 2>&1 | tee "$work/train.log"
+echo "training took $(($(date +%s) - start)) s" | tee -a "$work/train.log"
+
+# Held-out figures: 8-bit and 16-bit images apart.
+shopt -s nullglob
+eval_set() {
+    local name=$1
+    shift
+    [ $# -gt 0 ] || return 0
+    echo "== $name"
+    "$imgcrypt" train --eval "$model" "$@" || true
+}
+{
+    eval_set "held-out slices, 8-bit" "$work"/heldout/*-8.png
+    eval_set "held-out slices, 16-bit" "$work"/heldout/*-16.png
+    if [ -d "$testdata" ]; then
+        eight=() sixteen=()
+        for f in "$testdata"/*; do
+            case $("$imgcrypt" inspect "$f" 2>/dev/null | awk 'NR == 2 { print $3 }') in
+            8/*) eight+=("$f") ;;
+            16/*) sixteen+=("$f") ;;
+            esac
+        done
+        eval_set "testdata, 8-bit" "${eight[@]}"
+        eval_set "testdata, 16-bit" "${sixteen[@]}"
+    fi
+} 2>&1 | tee "$work/eval.log"
+
+if [ "${AE_INSTALL:-1}" = 1 ]; then
+    cp "$model" "$root/models/ae-default.params"
+    touch "$root/nn/ae_default.c" # the build does not see .incbin's file: recompile it
+    echo "installed $root/models/ae-default.params ($(stat -c %s "$model") bytes)"
+fi

@@ -1,0 +1,166 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+#
+# `imgcrypt train` as a user runs it: one short epoch on a few generated PGM images (8- and
+# 16-bit) writes a model, the same seed writes the same bytes, `--eval` of that model and of
+# the built-in `default` prints PSNR, SSIM and bits per pixel for each image and their mean,
+# and bad arguments, missing or corrupt models and folders without images each give a one-line
+# error and a non-zero exit status.
+#
+# Needs the imgcrypt binary and /usr/bin/python3 (to write the images; no modules needed).
+set -euo pipefail
+
+BIN=${IMGC_BIN:-build/bin}
+IMGCRYPT=$BIN/imgcrypt
+PY=/usr/bin/python3
+if [[ ! -x $IMGCRYPT ]]; then
+    echo "SKIP: $IMGCRYPT is not built"
+    exit 77
+fi
+if [[ ! -x $PY ]]; then
+    echo "SKIP: $PY is missing"
+    exit 77
+fi
+IMGCRYPT=$(cd "$(dirname "$IMGCRYPT")" && pwd)/imgcrypt
+
+T=$(mktemp -d "${TMPDIR:-/tmp}/test_train.XXXXXX")
+trap 'rm -rf "$T"' EXIT
+cd "$T"
+
+STEP=""
+fail() {
+    echo "FAIL [$STEP]: $*" >&2
+    echo "--- stdout:" >&2
+    cat "$T/out" >&2 2>/dev/null || true
+    echo "--- stderr:" >&2
+    cat "$T/err" >&2 2>/dev/null || true
+    exit 1
+}
+step() {
+    STEP=$*
+    echo "== $STEP"
+}
+
+# expect RC CMD...: run CMD with stdout/stderr in $T/out, $T/err; demand exit status RC
+# ("nonzero" for any failure).
+expect() {
+    local want=$1 rc=0
+    shift
+    "$@" >"$T/out" 2>"$T/err" </dev/null || rc=$?
+    if [[ $want == nonzero ]]; then
+        [[ $rc != 0 ]] || fail "expected failure, got exit 0 from: $*"
+    else
+        [[ $rc == "$want" ]] || fail "expected exit $want, got $rc from: $*"
+    fi
+}
+
+# one_line_error: stderr is exactly one line, starting with "imgcrypt: ".
+one_line_error() {
+    [[ $(wc -l <"$T/err") == 1 ]] || fail "expected a one-line error"
+    grep -q '^imgcrypt: ' "$T/err" || fail "error line does not name the program"
+}
+
+step "generate images"
+mkdir data empty
+"$PY" - data <<'EOF'
+import math, random, struct, sys
+random.seed(7)
+def pgm(path, w, h, maxval, f):
+    with open(path, 'wb') as out:
+        out.write(b'P5\n%d %d\n%d\n' % (w, h, maxval))
+        for y in range(h):
+            row = [max(0, min(maxval, int(f(x / w, y / h) * maxval + random.uniform(-2, 2))))
+                   for x in range(w)]
+            out.write(bytes(row) if maxval < 256 else b''.join(struct.pack('>H', v) for v in row))
+for i in range(4):
+    pgm('%s/slice-%d.pgm' % (sys.argv[1], i), 40 + 3 * i, 48, 255,
+        lambda x, y: 0.2 + 0.5 * ((x - 0.5) ** 2 + (y - 0.5) ** 2 < 0.1) + 0.2 * x)
+pgm('%s/deep-0.pgm' % sys.argv[1], 33, 20, 4095, lambda x, y: 0.5 + 0.4 * math.sin(6 * x + y))
+pgm('%s/deep-1.pgm' % sys.argv[1], 17, 29, 4095, lambda x, y: y)
+EOF
+echo "not an image" >data/notes.txt
+
+step "train one short epoch"
+expect 0 "$IMGCRYPT" train --data data --epochs 1 --steps 6 --batch 2 --crop 32 --seed 3 \
+    --out model.params
+[[ -s model.params ]] || fail "no model written"
+grep -q '^training on 6 images from 6 files (1 files skipped)' "$T/err" ||
+    fail "no summary of the data"
+grep -Eq '^epoch 1/1: loss [0-9.]+ +mse [0-9.]+ .* bpp [0-9.]+' "$T/err" ||
+    fail "no per-epoch loss line (not a tty: plain lines)"
+grep -q $'\r' "$T/err" && fail "carriage returns in output that is not a tty"
+[[ $(head -c 4 model.params) == IMAE ]] || fail "model file magic"
+
+step "same seed, same model"
+expect 0 "$IMGCRYPT" train --data data --epochs 1 --steps 6 --batch 2 --crop 32 --seed 3 \
+    --out again.params
+cmp -s model.params again.params || fail "two runs with one seed differ"
+expect 0 "$IMGCRYPT" train --data data --epochs 1 --steps 6 --batch 2 --crop 32 --seed 4 \
+    --out other.params
+cmp -s model.params other.params && fail "another seed gave the same model"
+
+# check_eval N: $T/out has a heading, N image rows with finite figures, a mean and a median.
+check_eval() {
+    local rows
+    head -n1 "$T/out" | grep -q 'PSNR(dB) *SSIM *BPP' || fail "no heading"
+    rows=$(awk 'NR > 1 && $NF ~ /\.pgm$/' "$T/out" | wc -l)
+    [[ $rows == "$1" ]] || fail "$rows image rows, expected $1"
+    awk 'NR > 1 && $NF ~ /\.pgm$/ {
+            if ($1 !~ /^-?[0-9.]+$/ || $2 !~ /^-?[0-9.]+$/ || $3 !~ /^[0-9.]+$/ ||
+                $2 > 1 || $3 <= 0) bad = 1
+         } END { exit bad }' "$T/out" || fail "an image row without figures"
+    grep -Eq "^ +[0-9.]+ +[0-9.]+ +[0-9.]+ .*mean of $1\$" "$T/out" || fail "no mean row"
+    grep -q "median of $1\$" "$T/out" || fail "no median row"
+}
+
+step "eval the trained model"
+expect 0 "$IMGCRYPT" train --eval model.params data/slice-0.pgm data/slice-1.pgm data/deep-0.pgm
+check_eval 3
+[[ -s $T/err ]] && fail "unexpected messages"
+
+step "eval the built-in model"
+expect 0 "$IMGCRYPT" train --eval default data/*.pgm
+check_eval 6
+
+step "eval: a file that is not an image is reported, the others are measured"
+expect 1 "$IMGCRYPT" train --eval default data/slice-0.pgm data/notes.txt
+one_line_error
+check_eval 1
+
+step "bad arguments"
+expect 2 "$IMGCRYPT" train
+one_line_error
+expect 2 "$IMGCRYPT" train --data data --epochs 0
+one_line_error
+expect 2 "$IMGCRYPT" train --data data --epochs many
+one_line_error
+expect 2 "$IMGCRYPT" train --data data --crop 40
+one_line_error
+expect 2 "$IMGCRYPT" train --data data --arch 1,2,3
+one_line_error
+expect 2 "$IMGCRYPT" train --data data extra
+one_line_error
+expect 2 "$IMGCRYPT" train --eval default
+one_line_error
+expect 2 "$IMGCRYPT" train --eval default --data data data/slice-0.pgm
+one_line_error
+expect 2 "$IMGCRYPT" train --data empty
+one_line_error
+expect nonzero "$IMGCRYPT" train --data "$T/no-such-folder"
+one_line_error
+
+step "missing and corrupt models are refused"
+expect nonzero "$IMGCRYPT" train --eval "$T/no-such.params" data/slice-0.pgm
+one_line_error
+cp model.params bad.params
+printf '\x01' | dd of=bad.params bs=1 seek=100 conv=notrunc status=none
+expect 5 "$IMGCRYPT" train --eval bad.params data/slice-0.pgm
+one_line_error
+head -c 200 model.params >short.params
+expect 5 "$IMGCRYPT" train --eval short.params data/slice-0.pgm
+one_line_error
+expect 5 "$IMGCRYPT" train --data data --epochs 1 --steps 1 --init short.params --out x.params
+one_line_error
+[[ -e x.params ]] && fail "a model was written after a failure"
+
+echo "PASS"
