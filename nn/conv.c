@@ -26,12 +26,34 @@ uint32_t nn_band_rows(const struct nn_geom *g)
     return rows < g->oh ? (uint32_t)rows : g->oh;
 }
 
+/*
+ * Output columns [*lo, *hi) of a kernel tap kj read inside the row: ix = ox * stride + kj - pad
+ * in [0, w). Outside it they read padding (im2col writes zeros, col2im drops them). Doing the
+ * bounds once per row instead of per pixel leaves a plain copy (stride 1) or a strided gather
+ * in the inner loop, which is most of im2col's time.
+ */
+static void tap_range(const struct nn_geom *g, uint32_t kj, uint32_t *lo, uint32_t *hi)
+{
+    long long s = g->stride, off = (long long)kj - g->pad;
+    long long l = off >= 0 ? 0 : (-off + s - 1) / s;           /* first ox with ix >= 0 */
+    long long h = (long long)g->w - 1 - off < 0 ? 0 : ((long long)g->w - 1 - off) / s + 1;
+    if (h > g->ow)
+        h = g->ow;
+    if (l > h)
+        l = h;
+    *lo = (uint32_t)l;
+    *hi = (uint32_t)h;
+}
+
 void nn_im2col(const struct nn_geom *g, const float *x, uint32_t oy0, uint32_t oy1, float *col)
 {
     size_t cols = (size_t)(oy1 - oy0) * g->ow;
-    for (uint32_t ci = 0; ci < g->c; ci++)
-        for (uint32_t ki = 0; ki < g->kh; ki++)
-            for (uint32_t kj = 0; kj < g->kw; kj++) {
+    for (uint32_t kj = 0; kj < g->kw; kj++) {
+        uint32_t lo, hi;
+        tap_range(g, kj, &lo, &hi);
+        long long off = (long long)kj - g->pad;
+        for (uint32_t ci = 0; ci < g->c; ci++)
+            for (uint32_t ki = 0; ki < g->kh; ki++) {
                 float *row = col + (((size_t)ci * g->kh + ki) * g->kw + kj) * cols;
                 for (uint32_t oy = oy0; oy < oy1; oy++) {
                     long long iy = (long long)oy * g->stride + ki - g->pad;
@@ -41,12 +63,18 @@ void nn_im2col(const struct nn_geom *g, const float *x, uint32_t oy0, uint32_t o
                         continue;
                     }
                     const float *xr = x + ((size_t)ci * g->h + (size_t)iy) * g->w;
-                    for (uint32_t ox = 0; ox < g->ow; ox++) {
-                        long long ix = (long long)ox * g->stride + kj - g->pad;
-                        r[ox] = (ix >= 0 && ix < g->w) ? xr[ix] : 0.0f;
+                    memset(r, 0, (size_t)lo * sizeof(float));
+                    if (g->stride == 1) {
+                        memcpy(r + lo, xr + lo + off, (size_t)(hi - lo) * sizeof(float));
+                    } else {
+                        const float *src = xr + (long long)lo * g->stride + off;
+                        for (uint32_t ox = lo; ox < hi; ox++, src += g->stride)
+                            r[ox] = *src;
                     }
+                    memset(r + hi, 0, (size_t)(g->ow - hi) * sizeof(float));
                 }
             }
+    }
 }
 
 void nn_col2im(const struct nn_geom *g, const float *col, uint32_t oy0, uint32_t oy1, float *x)
@@ -55,17 +83,23 @@ void nn_col2im(const struct nn_geom *g, const float *col, uint32_t oy0, uint32_t
     for (uint32_t ci = 0; ci < g->c; ci++)
         for (uint32_t ki = 0; ki < g->kh; ki++)
             for (uint32_t kj = 0; kj < g->kw; kj++) {
+                uint32_t lo, hi;
+                tap_range(g, kj, &lo, &hi);
+                long long off = (long long)kj - g->pad;
                 const float *row = col + (((size_t)ci * g->kh + ki) * g->kw + kj) * cols;
                 for (uint32_t oy = oy0; oy < oy1; oy++) {
                     long long iy = (long long)oy * g->stride + ki - g->pad;
                     if (iy < 0 || iy >= g->h)
                         continue;
                     const float *r = row + (size_t)(oy - oy0) * g->ow;
-                    float *xr = x + ((size_t)ci * g->h + (size_t)iy) * g->w;
-                    for (uint32_t ox = 0; ox < g->ow; ox++) {
-                        long long ix = (long long)ox * g->stride + kj - g->pad;
-                        if (ix >= 0 && ix < g->w)
-                            xr[ix] += r[ox];
+                    float *dst = x + ((size_t)ci * g->h + (size_t)iy) * g->w +
+                                 (long long)lo * g->stride + off;
+                    if (g->stride == 1) {
+                        for (uint32_t ox = lo; ox < hi; ox++)
+                            dst[ox - lo] += r[ox];
+                    } else {
+                        for (uint32_t ox = lo; ox < hi; ox++, dst += g->stride)
+                            *dst += r[ox];
                     }
                 }
             }

@@ -6,17 +6,22 @@
  *                     sgemm) and integer (int8 x int16 -> int32 GEMM), on 1 and 2 threads;
  *                     beside them OpenBLAS sgemm alone on the same matrix shape and on 1024^3
  *                     (the peak this machine reaches)
+ *   bench_nn ae       the shipped autoencoder: encoder and decoder time per 8-bit image
+ *                     at 256^2 and 512^2 (an MRI-like synthetic image), one image on one and on two BLAS threads, and two images
+ *                     at once on two threads (one context each) for the throughput of two cores
  *
  * Figures are the best of enough repetitions to fill 0.5 s (the minimum is the most repeatable
  * figure of a shared machine). GFLOP/s counts a multiply-add as two operations; for the integer
  * path the same count is called Gop/s.
  */
 #include <cblas.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
+#include "nn/ae.h"
 #include "nn/nn.h"
 
 static double now(void)
@@ -113,6 +118,89 @@ out:
     return rc;
 }
 
+/* A smooth, MRI-like 8-bit test image: a bright ellipse with texture on black. */
+static void synth(uint8_t *p, uint32_t size)
+{
+    for (uint32_t y = 0; y < size; y++)
+        for (uint32_t x = 0; x < size; x++) {
+            double u = (x - size / 2.0) / (size * 0.4), v = (y - size / 2.0) / (size * 0.45);
+            double r = u * u + v * v;
+            int val = r < 1 ? (int)(90 + 60 * (1 - r) + 25 * ((x * 7 + y * 13) % 11) / 10.0) : 0;
+            p[(size_t)y * size + x] = (uint8_t)val;
+        }
+}
+
+struct ae_job {
+    const struct nn_ae *ae;
+    struct nn_ae_image img;
+    int rounds;
+    double enc, dec; /* best seconds */
+};
+
+static void *ae_run(void *arg)
+{
+    struct ae_job *j = arg;
+    j->enc = j->dec = 1e30;
+    for (int i = 0; i < j->rounds; i++) {
+        struct nn_ae_latent *lat = NULL;
+        struct nn_ae_image *out = NULL;
+        double t0 = now();
+        if (nn_ae_encode(j->ae, &j->img, &lat) != 0)
+            abort();
+        double t1 = now();
+        if (nn_ae_decode(j->ae, lat, &out) != 0)
+            abort();
+        double t2 = now();
+        if (t1 - t0 < j->enc)
+            j->enc = t1 - t0;
+        if (t2 - t1 < j->dec)
+            j->dec = t2 - t1;
+        nn_ae_latent_free(lat);
+        nn_ae_image_free(out);
+    }
+    return NULL;
+}
+
+static int bench_ae(void)
+{
+    struct nn_ae *ae = NULL;
+    if (nn_ae_load_default(&ae) != 0) {
+        fprintf(stderr, "cannot load the default autoencoder\n");
+        return 1;
+    }
+    for (uint32_t size = 256; size <= 512; size *= 2) {
+        uint8_t *px = malloc((size_t)size * size);
+        if (!px)
+            return 1;
+        synth(px, size);
+        struct ae_job j = {ae, {1, size, size, 8, px}, size == 256 ? 20 : 10, 0, 0};
+        for (int t = 1; t <= 2; t++) {
+            nn_set_threads(t);
+            ae_run(&j);
+            printf("autoencoder %u^2 8-bit, one image, %d BLAS thread%s: encode %6.2f ms, decode "
+                   "%6.2f ms, both %6.2f ms (%.1f images/s)\n",
+                   size, t, t > 1 ? "s" : " ", j.enc * 1e3, j.dec * 1e3, (j.enc + j.dec) * 1e3,
+                   1.0 / (j.enc + j.dec));
+        }
+        /* two images at once, one per core */
+        nn_set_threads(1);
+        struct ae_job k[2] = {j, j};
+        pthread_t th[2];
+        double t0 = now();
+        for (int i = 0; i < 2; i++)
+            pthread_create(&th[i], NULL, ae_run, &k[i]);
+        for (int i = 0; i < 2; i++)
+            pthread_join(th[i], NULL);
+        double wall = now() - t0;
+        printf("autoencoder %u^2 8-bit, two images at once on 2 threads: %.1f images/s "
+               "(encode+decode, wall clock over %d rounds each)\n",
+               size, 2.0 * j.rounds / wall, j.rounds);
+        free(px);
+    }
+    nn_ae_free(ae);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     const char *what = argc > 1 ? argv[1] : "conv";
@@ -128,6 +216,8 @@ int main(int argc, char **argv)
         }
         return rc ? 1 : 0;
     }
-    fprintf(stderr, "usage: bench_nn [conv]\n");
+    if (strcmp(what, "ae") == 0)
+        return bench_ae();
+    fprintf(stderr, "usage: bench_nn [conv|ae]\n");
     return 2;
 }
