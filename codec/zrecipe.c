@@ -181,19 +181,22 @@ static int zr_detect(const struct codec_deflate_desc *d, const uint8_t *data, co
         strategies[nstr++] = CODEC_ZMODEL_RLE;
         strategies[nstr++] = CODEC_ZMODEL_HUFFMAN_ONLY;
     }
-    /* A first block of 2^k - 1 symbols names memLevel k - 6; then libpng's and Pillow's. */
+    /* memLevel sets the block size, which the stream shows: the memLevels whose block layout
+     * fits come first (libpng's and Pillow's 8 and 9 first among them), at most three of them
+     * in the first pass; the others only when no setting agrees fully. */
     int n_first = 0;
-    if (d->nblocks > 1 && d->blocks[0].type != 0)
-        for (int m = 1; m <= 9; m++)
-            if (bsyms[0] == ((size_t)1 << (m + 6)) - 1)
-                mems[nmem++] = m;
     static const int mem_order[9] = {8, 9, 7, 6, 5, 4, 3, 2, 1};
-    for (int k = 0; k < 9; k++) {
-        if (k == 2)
-            n_first = nmem;
-        if (nmem == 0 || mems[0] != mem_order[k])
-            mems[nmem++] = mem_order[k];
-    }
+    for (int pass = 0; pass < 2; pass++)
+        for (int k = 0; k < 9; k++) {
+            struct codec_zmodel_params probe = {6, mem_order[k], 15, 0};
+            if (zr_layout_is_zlibs(d, bsyms, na, &probe) == (pass == 0)) {
+                mems[nmem++] = mem_order[k];
+                if (pass == 0 && n_first < 3)
+                    n_first++;
+            }
+        }
+    if (n_first == 0)
+        n_first = 2;
     int w0 = d->zlib ? (d->cmf >> 4) + 8 : 15;
     if (w0 < 9)
         w0 = 9;

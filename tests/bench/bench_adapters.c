@@ -138,6 +138,7 @@ out:
 struct row {
     double recipe_pct; /* < 0 for non-PNG */
     double split_mbs, join_mbs, both_mbs, ref_dec_mbs, ref_enc_mbs;
+    double split_ms, join_ms, ref_dec_ms, ref_enc_ms;
 };
 
 static int cmp_double(const void *a, const void *b)
@@ -221,9 +222,11 @@ static int bench_file(const char *group, const char *path, struct row *r)
     double mb = (double)len / 1e6;
     r->split_mbs = mb / ts;
     r->join_mbs = mb / tj;
+    r->split_ms = ts * 1e3;
+    r->join_ms = tj * 1e3;
     r->both_mbs = mb / (ts + tj);
     r->recipe_pct = -1;
-    r->ref_dec_mbs = r->ref_enc_mbs = 0;
+    r->ref_dec_mbs = r->ref_enc_mbs = r->ref_dec_ms = r->ref_enc_ms = 0;
     if (img->format == CODEC_FORMAT_PNG) {
         size_t raw_len = 0, rows_len = 0;
         int level = 6;
@@ -241,16 +244,19 @@ static int bench_file(const char *group, const char *path, struct row *r)
             free(z);
             r->ref_dec_mbs = mb / td;
             r->ref_enc_mbs = mb / te;
+            r->ref_dec_ms = td * 1e3;
+            r->ref_enc_ms = te * 1e3;
         }
         free(rows);
     }
     char pct[32] = "-";
     if (r->recipe_pct >= 0)
         snprintf(pct, sizeof(pct), "%.3f%%", r->recipe_pct);
-    printf("%-12s %-48s %4ux%-4u %2u-bit %9zu B  recipe %8s  split %7.1f  join %7.1f  "
-           "split+join %7.1f MB/s | libpng decode %7.1f  zlib encode %7.1f MB/s\n",
-           group, path, img->width, img->height, img->bits, len, pct, r->split_mbs, r->join_mbs, r->both_mbs, r->ref_dec_mbs,
-           r->ref_enc_mbs);
+    printf("%-12s %-48s %4ux%-4u %2u-bit %9zu B  recipe %8s  split %8.2f  join %8.2f  "
+           "split+join %8.2f MB/s (%.1f + %.1f ms) | libpng decode %7.1f  zlib encode %7.2f MB/s "
+           "(%.1f, %.1f ms)\n",
+           group, path, img->width, img->height, img->bits, len, pct, r->split_mbs, r->join_mbs, r->both_mbs, r->split_ms,
+           r->join_ms, r->ref_dec_mbs, r->ref_enc_mbs, r->ref_dec_ms, r->ref_enc_ms);
     rc = 0;
 out:
     free(out);
@@ -289,14 +295,19 @@ int main(int argc, char **argv)
                 worst = rows[i].recipe_pct;
         }
     double med_recipe = median(v, k);
-    printf("SUMMARY %-12s files %3zu  recipe %% median %6.3f worst %6.3f  split %7.1f  join %7.1f  "
-           "split+join %7.1f MB/s | libpng decode %7.1f  zlib encode %7.1f MB/s (medians)\n",
+    printf("SUMMARY %-12s files %3zu  recipe %% median %6.3f worst %6.3f  split %8.2f  join %8.2f  "
+           "split+join %8.2f MB/s | libpng decode %7.1f  zlib encode %7.2f MB/s; per file: split "
+           "%.1f ms, join %.1f ms, libpng decode %.1f ms, zlib encode %.1f ms (medians)\n",
            group, n, k ? med_recipe : 0.0, k ? worst : 0.0,
            med_of(rows, n, v, offsetof(struct row, split_mbs)),
            med_of(rows, n, v, offsetof(struct row, join_mbs)),
            med_of(rows, n, v, offsetof(struct row, both_mbs)),
            med_of(rows, n, v, offsetof(struct row, ref_dec_mbs)),
-           med_of(rows, n, v, offsetof(struct row, ref_enc_mbs)));
+           med_of(rows, n, v, offsetof(struct row, ref_enc_mbs)),
+           med_of(rows, n, v, offsetof(struct row, split_ms)),
+           med_of(rows, n, v, offsetof(struct row, join_ms)),
+           med_of(rows, n, v, offsetof(struct row, ref_dec_ms)),
+           med_of(rows, n, v, offsetof(struct row, ref_enc_ms)));
     free(rows);
     free(v);
     return status;
