@@ -24,8 +24,15 @@ int unit_run(Suite *first)
     for (int i = 0; i < count; i++)
         srunner_add_suite(sr, registered[i]());
     srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
+    int failed = srunner_ntests_failed(sr), ran = srunner_ntests_run(sr);
     srunner_free(sr);
+    /* CTest runs one suite per entry (CK_RUN_SUITE): a name that matches nothing is an error,
+     * not a pass */
+    if (ran == 0) {
+        fprintf(stderr, "no test ran (CK_RUN_SUITE=%s)\n",
+                getenv("CK_RUN_SUITE") ? getenv("CK_RUN_SUITE") : "");
+        return EXIT_FAILURE;
+    }
     return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }
 
