@@ -4,7 +4,8 @@
  * secret, `info` shows its public header, `inspect` shows how the image adapters see files (no
  * keyring involved). Each command reads its options with getopt_long and leaves with one of the
  * documented exit codes (mount-tools/tool.h). `train` fits the autoencoder (nn/ae.h) to a folder
- * of images and `train --eval` measures a model on images.
+ * of images and quantises its decoder, `train --quantize` only quantises, `train --eval` measures
+ * a model on images; with --keyring the model written goes into the keyring's model list.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -16,12 +17,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "codec/codec.h"
 #include "keys/keys.h"
+#include "mount-tools/imgcrypt_image.h"
 #include "mount-tools/tool.h"
 #include "nn/ae.h"
 
@@ -37,14 +40,18 @@ static const char usage_text[] =
     "  info   [--keyring PATH] BACKING\n"
     "  inspect [--json] FILE...\n"
     "  train  --data DIR [--epochs N] [--out MODEL] [--seed S] [--steps N] [--batch N]\n"
-    "         [--crop N] [--bpp R] [--init MODEL | --arch LATENT,W1,W2,W3,NRES]\n"
-    "  train  --eval MODEL|default IMAGE...\n"
+    "         [--crop N] [--bpp R] [--lr R] [--lr-end R]\n"
+    "         [--init MODEL | --arch LATENT,W1,W2,W3,NRES] [--keyring PATH [SECRET]]\n"
+    "  train  --quantize MODEL --data DIR [--out MODEL] [--keyring PATH [SECRET]]\n"
+    "  train  --eval MODEL|default|keyring:ID [--keyring PATH [SECRET]] IMAGE...\n"
+    "         (SECRET: --passfile F | --extpass CMD | --keyfile F)\n"
     "\n"
     "See imgcrypt(1).\n";
 
 static int usage(void)
 {
     fputs(usage_text, stderr);
+    fputs(imgcrypt_image_usage, stderr);
     return TOOL_EXIT_USAGE;
 }
 
@@ -883,10 +890,143 @@ out:
     return rc;
 }
 
-/* Load a model file, or the built-in one for "default". Returns TOOL_EXIT_OK or the exit code
- * to leave with, after a one-line message. */
-static int load_model(const char *name, struct nn_ae **ae)
+/*
+ * The keyring train stores models in, or loads them from: unlocked once, before any work, so
+ * that a wrong passphrase fails at once rather than after an hour of training. The secret is
+ * kept (in locked memory) to seal the keyring again when a model is added.
+ */
+struct train_ring {
+    char path[PATH_CAP];
+    struct keys_secret *secret;
+    struct keys_ring *ring;
+    unsigned log_n;
+};
+
+/* Unlock the keyring at `where`: a keyring file, or a backing folder holding one. Returns
+ * TOOL_EXIT_OK or the exit code to leave with, after a one-line message. */
+static int ring_open(struct train_ring *r, const char *where, const struct keys_source *src)
 {
+    char why[512] = "";
+    struct stat st;
+    int dir = stat(where, &st) == 0 && S_ISDIR(st.st_mode);
+    if (tool_keyring_path(where, dir ? NULL : where, r->path, sizeof(r->path)) != 0) {
+        tool_error("path too long");
+        return TOOL_EXIT_USAGE;
+    }
+    if (access(r->path, F_OK) != 0) { /* say so before asking for a passphrase */
+        tool_error("%s: %s", r->path, strerror(errno));
+        return TOOL_EXIT_IO;
+    }
+    struct keys_ring_info info;
+    r->log_n = KEYS_LOGN_DEFAULT;
+    if (keys_ring_info(r->path, &info, NULL, 0) == 0 && info.kdf == KEYS_KDF_SCRYPT)
+        r->log_n = info.log_n; /* keep the cost the keyring had */
+    int rc = keys_secret_read(src, "Passphrase: ", 0, &r->secret, why, sizeof(why));
+    if (rc != 0) {
+        tool_report_secret_error(rc, why);
+        return tool_secret_exit_code(rc);
+    }
+    rc = keys_ring_open(r->path, r->secret, &r->ring, why, sizeof(why));
+    if (rc == 0)
+        return TOOL_EXIT_OK;
+    if (why[0])
+        tool_error("%s", why);
+    else
+        tool_error("%s: %s", r->path, strerror(-rc));
+    return tool_exit_code(rc);
+}
+
+static void ring_close(struct train_ring *r)
+{
+    keys_ring_close(r->ring);
+    keys_secret_free(r->secret);
+    r->ring = NULL;
+    r->secret = NULL;
+}
+
+/* Add the model's file bytes to the keyring's model list, id the first 16 bytes of their
+ * SHA-256, and seal the keyring again. Returns TOOL_EXIT_OK or an exit code. */
+static int ring_store(struct train_ring *r, const struct nn_ae *ae)
+{
+    uint8_t *buf = NULL, digest[32];
+    size_t len = 0;
+    char id[2 * KEYS_ID_BYTES + 1];
+    int rc = nn_ae_save(ae, &buf, &len);
+    if (!rc)
+        rc = keys_sha256(buf, len, digest);
+    if (rc) {
+        free(buf);
+        tool_error("cannot serialise the model: %s", strerror(-rc));
+        return TOOL_EXIT_IO;
+    }
+    hex(digest, KEYS_ID_BYTES, id);
+    rc = keys_ring_add_model(r->ring, KEYS_MODEL_AUTOENCODER, digest, buf, len);
+    free(buf);
+    if (rc == -EEXIST) {
+        fprintf(stderr, "keyring %s holds model %s already\n", r->path, id);
+        return TOOL_EXIT_OK;
+    }
+    if (rc == 0)
+        rc = keys_ring_rewrap(r->ring, r->path, r->secret, r->log_n);
+    if (rc) {
+        tool_error("%s: cannot add the model: %s", r->path, strerror(-rc));
+        return tool_exit_code(rc);
+    }
+    fprintf(stderr, "added model %s to keyring %s\n", id, r->path);
+    return TOOL_EXIT_OK;
+}
+
+#define RING_PREFIX "keyring:"
+
+/* The autoencoder of the keyring whose id starts with the hex digits `want` (any case; empty
+ * when the keyring holds one autoencoder). Returns TOOL_EXIT_OK or an exit code. */
+static int ring_model(const struct train_ring *r, const char *want, struct nn_ae **ae)
+{
+    size_t wl = strlen(want);
+    const uint8_t *bytes = NULL;
+    struct keys_model_info info, found = {0};
+    uint32_t hits = 0;
+    if (wl > 2 * KEYS_ID_BYTES || strspn(want, "0123456789abcdefABCDEF") != wl) {
+        tool_error("%s%s: a model id is up to %d hex digits", RING_PREFIX, want, 2 * KEYS_ID_BYTES);
+        return TOOL_EXIT_USAGE;
+    }
+    for (uint32_t i = 0; i < keys_ring_model_count(r->ring); i++) {
+        const uint8_t *w = NULL;
+        char id[2 * KEYS_ID_BYTES + 1];
+        if (keys_ring_model(r->ring, i, &info, &w) != 0 || info.kind != KEYS_MODEL_AUTOENCODER)
+            continue;
+        hex(info.id, KEYS_ID_BYTES, id);
+        if (strncasecmp(id, want, wl) == 0) {
+            hits++;
+            found = info;
+            bytes = w;
+        }
+    }
+    if (hits != 1) {
+        tool_error("%s: %s autoencoder model matches '%s'", r->path, hits ? "more than one" : "no",
+                   want);
+        return hits ? TOOL_EXIT_USAGE : TOOL_EXIT_IO;
+    }
+    int rc = nn_ae_load(bytes, (size_t)found.bytes, ae);
+    if (rc) {
+        tool_error("%s: the model in the keyring is not one this imgcrypt reads: %s", r->path,
+                   strerror(-rc));
+        return rc == -ENOMEM ? TOOL_EXIT_IO : TOOL_EXIT_CORRUPT;
+    }
+    return TOOL_EXIT_OK;
+}
+
+/* Load a model: "default" (built in), "keyring:ID" (needs the unlocked ring) or a file.
+ * Returns TOOL_EXIT_OK or the exit code to leave with, after a one-line message. */
+static int load_model(const char *name, const struct train_ring *r, struct nn_ae **ae)
+{
+    if (strncmp(name, RING_PREFIX, strlen(RING_PREFIX)) == 0) {
+        if (!r || !r->ring) {
+            tool_error("%s needs --keyring", name);
+            return TOOL_EXIT_USAGE;
+        }
+        return ring_model(r, name + strlen(RING_PREFIX), ae);
+    }
     int rc = strcmp(name, "default") == 0 ? nn_ae_load_default(ae) : nn_ae_load_file(name, ae);
     if (rc == 0)
         return TOOL_EXIT_OK;
@@ -898,9 +1038,10 @@ static int load_model(const char *name, struct nn_ae **ae)
     return TOOL_EXIT_IO;
 }
 
-/* Figures of one image: all its frames through encode, rate, decode. */
+/* Figures of one image: all its frames through encode, rate, and both decoders. */
 struct eval_row {
-    double psnr, ssim, bpp, ms;
+    double psnr, ssim, bpp, ms; /* float decoder */
+    double ipsnr, issim, ims;   /* integer decoder (when the model has one) */
     uint32_t w, h, depth;
 };
 
@@ -908,39 +1049,54 @@ static int eval_one(const struct nn_ae *ae, const char *path, struct eval_row *r
 {
     struct nn_ae_image *f = NULL;
     size_t fc = 0;
+    int has_int = nn_ae_int_decoder(ae) != NULL;
     int rc = load_frames(path, &f, &fc);
     if (rc)
         return rc;
-    double mse_db = 0, ssim = 0, bits = 0, px = 0, ms = 0;
+    double fig[6] = {0}, bits = 0, px = 0, ms = 0, ims = 0;
     for (size_t k = 0; k < fc && rc == 0; k++) {
         struct nn_ae_latent *lat = NULL;
-        struct nn_ae_image *dec = NULL;
-        double b = 0, p = 0, s = 0, t0 = now_s();
+        struct nn_ae_image *dec = NULL, *idec = NULL;
+        double b = 0, v[4] = {0}, t0 = now_s(), t1 = 0, t2 = 0;
         rc = nn_ae_encode(ae, &f[k], &lat);
+        t1 = now_s();
         if (!rc)
             rc = nn_ae_decode(ae, lat, &dec);
-        ms += (now_s() - t0) * 1e3;
+        t2 = now_s();
+        ms += (t2 - t0) * 1e3;
+        if (!rc && has_int) {
+            rc = nn_ae_decode_int(ae, lat, &idec);
+            ims += (t1 - t0 + now_s() - t2) * 1e3;
+        }
         if (!rc)
             rc = nn_ae_rate(ae, lat, &b);
         if (!rc)
-            rc = nn_ae_psnr(&f[k], dec, &p);
+            rc = nn_ae_psnr(&f[k], dec, &v[0]);
         if (!rc)
-            rc = nn_ae_ssim(&f[k], dec, &s);
+            rc = nn_ae_ssim(&f[k], dec, &v[1]);
+        if (!rc && has_int)
+            rc = nn_ae_psnr(&f[k], idec, &v[2]);
+        if (!rc && has_int)
+            rc = nn_ae_ssim(&f[k], idec, &v[3]);
         if (!rc) {
-            mse_db += p;
-            ssim += s;
+            for (int j = 0; j < 4; j++)
+                fig[j] += v[j];
             bits += b;
             px += (double)f[k].height * f[k].width;
             row->depth = lat->depth;
         }
+        nn_ae_image_free(idec);
         nn_ae_image_free(dec);
         nn_ae_latent_free(lat);
     }
     if (!rc) {
-        row->psnr = mse_db / (double)fc;
-        row->ssim = ssim / (double)fc;
+        row->psnr = fig[0] / (double)fc;
+        row->ssim = fig[1] / (double)fc;
+        row->ipsnr = has_int ? fig[2] / (double)fc : NAN;
+        row->issim = has_int ? fig[3] / (double)fc : NAN;
         row->bpp = bits / px;
         row->ms = ms / (double)fc;
+        row->ims = has_int ? ims / (double)fc : NAN;
         row->w = f[0].width;
         row->h = f[0].height;
     }
@@ -960,22 +1116,40 @@ static double median(double *v, size_t n)
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
-static int train_eval(const char *model, char **files, int nfiles)
+#define EVAL_COLS 7
+
+/* One row of figures: PSNR, SSIM, BPP, integer PSNR and SSIM, the two times ("-" for NaN). */
+static void put_figures(const double *v)
+{
+    static const int width[EVAL_COLS] = {9, 7, 8, 9, 8, 7, 7},
+                     prec[EVAL_COLS] = {2, 4, 4, 2, 4, 1, 1};
+    for (int k = 0; k < EVAL_COLS; k++) {
+        const char *unit = k >= 5 ? "ms" : "";
+        if (k)
+            putchar(' ');
+        if (isnan(v[k]))
+            printf("%*s", width[k] + (int)strlen(unit), "-");
+        else
+            printf("%*.*f%s", width[k], prec[k], v[k], unit);
+    }
+}
+
+static int train_eval(const char *model, const struct train_ring *ring, char **files, int nfiles)
 {
     struct nn_ae *ae = NULL;
-    double *col[4] = {NULL};
+    double *col[EVAL_COLS] = {NULL};
     size_t ok = 0;
-    int ret = load_model(model, &ae);
+    int ret = load_model(model, ring, &ae);
     if (ret != TOOL_EXIT_OK)
         return ret;
-    for (int k = 0; k < 4; k++)
+    for (int k = 0; k < EVAL_COLS; k++)
         if (!(col[k] = calloc((size_t)nfiles, sizeof(double)))) {
             tool_error("%s", strerror(ENOMEM));
             ret = TOOL_EXIT_IO;
             goto out;
         }
-    printf("%9s %7s %8s %9s %6s %-11s %s\n", "PSNR(dB)", "SSIM", "BPP", "ENC+DEC", "DEPTH", "SIZE",
-           "FILE");
+    printf("%9s %7s %8s %9s %8s %9s %9s %6s %-11s %s\n", "PSNR(dB)", "SSIM", "BPP", "INT-PSNR",
+           "INT-SSIM", "ENC+DEC", "ENC+IDEC", "DEPTH", "SIZE", "FILE");
     for (int i = 0; i < nfiles; i++) {
         struct eval_row row = {0};
         int rc = eval_one(ae, files[i], &row);
@@ -988,34 +1162,34 @@ static int train_eval(const char *model, char **files, int nfiles)
         }
         char size[32];
         snprintf(size, sizeof(size), "%ux%u", row.w, row.h);
-        printf("%9.2f %7.4f %8.4f %7.1fms %6u %-11s ", row.psnr, row.ssim, row.bpp, row.ms,
-               row.depth, size);
+        const double v[EVAL_COLS] = {row.psnr,  row.ssim, row.bpp, row.ipsnr,
+                                     row.issim, row.ms,   row.ims};
+        put_figures(v);
+        printf(" %6u %-11s ", row.depth, size);
         put_plain(stdout, files[i]);
         fputc('\n', stdout);
-        col[0][ok] = row.psnr;
-        col[1][ok] = row.ssim;
-        col[2][ok] = row.bpp;
-        col[3][ok] = row.ms;
+        for (int k = 0; k < EVAL_COLS; k++)
+            col[k][ok] = v[k];
         ok++;
     }
     if (ok) {
-        double m[4] = {0};
+        double m[EVAL_COLS] = {0};
         for (size_t i = 0; i < ok; i++)
-            for (int k = 0; k < 4; k++)
+            for (int k = 0; k < EVAL_COLS; k++)
                 m[k] += col[k][i] / (double)ok;
-        printf("%9.2f %7.4f %8.4f %7.1fms %6s %-11s mean of %zu\n", m[0], m[1], m[2], m[3], "-",
-               "-", ok);
-        for (int k = 0; k < 4; k++)
+        put_figures(m);
+        printf(" %6s %-11s mean of %zu\n", "-", "-", ok);
+        for (int k = 0; k < EVAL_COLS; k++)
             m[k] = median(col[k], ok);
-        printf("%9.2f %7.4f %8.4f %7.1fms %6s %-11s median of %zu\n", m[0], m[1], m[2], m[3], "-",
-               "-", ok);
+        put_figures(m);
+        printf(" %6s %-11s median of %zu\n", "-", "-", ok);
     }
     if (fflush(stdout) != 0 || ferror(stdout)) {
         tool_error("standard output: %s", strerror(errno));
         ret = TOOL_EXIT_IO;
     }
 out:
-    for (int k = 0; k < 4; k++)
+    for (int k = 0; k < EVAL_COLS; k++)
         free(col[k]);
     nn_ae_free(ae);
     return ret;
@@ -1048,6 +1222,13 @@ static int cmd_train(int argc, char **argv)
         T_INIT,
         T_EVAL,
         T_ARCH,
+        T_LR,
+        T_LR_END,
+        T_QUANTIZE,
+        T_KEYRING,
+        T_PASSFILE,
+        T_EXTPASS,
+        T_KEYFILE,
         T_HELP
     };
     static const struct option train_opts[] = {
@@ -1062,10 +1243,21 @@ static int cmd_train(int argc, char **argv)
         {"init", required_argument, NULL, T_INIT},
         {"eval", required_argument, NULL, T_EVAL},
         {"arch", required_argument, NULL, T_ARCH},
+        {"lr", required_argument, NULL, T_LR},
+        {"lr-end", required_argument, NULL, T_LR_END},
+        {"quantize", required_argument, NULL, T_QUANTIZE},
+        {"keyring", required_argument, NULL, T_KEYRING},
+        {"passfile", required_argument, NULL, T_PASSFILE},
+        {"extpass", required_argument, NULL, T_EXTPASS},
+        {"keyfile", required_argument, NULL, T_KEYFILE},
         {"help", no_argument, NULL, T_HELP},
         {NULL, 0, NULL, 0},
     };
-    const char *data = NULL, *out = "ae.params", *init = NULL, *eval = NULL;
+    const char *data = NULL, *out = "ae.params", *init = NULL, *eval = NULL, *quant = NULL;
+    const char *keyring = NULL;
+    struct keys_source src = {.kind = KEYS_SRC_TTY};
+    int have_src = 0;
+    struct train_ring ring = {.secret = NULL};
     struct nn_ae_train_opts o;
     struct nn_ae_config cfg;
     int have_arch = 0;
@@ -1094,6 +1286,20 @@ static int cmd_train(int argc, char **argv)
             break;
         case T_EVAL:
             eval = optarg;
+            break;
+        case T_QUANTIZE:
+            quant = optarg;
+            break;
+        case T_KEYRING:
+            keyring = optarg;
+            break;
+        case T_PASSFILE:
+        case T_EXTPASS:
+        case T_KEYFILE:
+            if (tool_set_source(&src, &have_src, train_opts[c - 1].name, optarg) != 0) {
+                tool_error("give one secret source at most (--passfile, --extpass or --keyfile)");
+                return TOOL_EXIT_USAGE;
+            }
             break;
         case T_ARCH: {
             unsigned a[5];
@@ -1146,6 +1352,21 @@ static int cmd_train(int argc, char **argv)
             o.seed = s;
             break;
         }
+        case T_LR:
+        case T_LR_END: {
+            char *end = NULL;
+            double r = strtod(optarg, &end);
+            if (!*optarg || *end || !(r > 0 && r <= 1)) {
+                tool_error("--%s takes a step size above 0, at most 1",
+                           c == T_LR ? "lr" : "lr-end");
+                return TOOL_EXIT_USAGE;
+            }
+            if (c == T_LR)
+                o.lr = (float)r;
+            else
+                o.lr_end = (float)r;
+            break;
+        }
         case T_BPP: {
             char *end = NULL;
             double r = strtod(optarg, &end);
@@ -1160,8 +1381,13 @@ static int cmd_train(int argc, char **argv)
             return usage();
         }
     }
+    if (have_src && !keyring) {
+        tool_error("--passfile, --extpass and --keyfile go with --keyring");
+        return TOOL_EXIT_USAGE;
+    }
+    nn_set_threads(1);
     if (eval) {
-        if (data || init || have_arch) {
+        if (data || init || have_arch || quant) {
             tool_error("--eval takes a model and images only");
             return TOOL_EXIT_USAGE;
         }
@@ -1169,11 +1395,16 @@ static int cmd_train(int argc, char **argv)
             tool_error("missing IMAGE after --eval MODEL");
             return TOOL_EXIT_USAGE;
         }
-        nn_set_threads(1);
-        return train_eval(eval, argv + optind, argc - optind);
+        int from_ring = strncmp(eval, RING_PREFIX, strlen(RING_PREFIX)) == 0;
+        if (from_ring && keyring && (ret = ring_open(&ring, keyring, &src)) != TOOL_EXIT_OK)
+            return ret;
+        ret = train_eval(eval, &ring, argv + optind, argc - optind);
+        ring_close(&ring);
+        return ret;
     }
     if (!data) {
-        tool_error("missing --data DIR (or --eval MODEL IMAGE...)");
+        tool_error(quant ? "missing --data DIR: the calibration images of --quantize"
+                         : "missing --data DIR (or --eval MODEL IMAGE...)");
         return TOOL_EXIT_USAGE;
     }
     if (optind < argc) {
@@ -1184,19 +1415,25 @@ static int cmd_train(int argc, char **argv)
         tool_error("--arch makes a new model: it does not go with --init");
         return TOOL_EXIT_USAGE;
     }
-    nn_set_threads(1);
+    if (quant && (init || have_arch)) {
+        tool_error("--quantize takes a trained model: it does not go with --init or --arch");
+        return TOOL_EXIT_USAGE;
+    }
+    if (keyring && (ret = ring_open(&ring, keyring, &src)) != TOOL_EXIT_OK)
+        return ret;
     ret = gather(data, &imgs, &n, &files, &skipped);
     if (ret) {
         tool_error("%s: %s", data, strerror(-ret));
-        return tool_exit_code(ret) == TOOL_EXIT_USAGE ? TOOL_EXIT_IO : tool_exit_code(ret);
+        ret = tool_exit_code(ret) == TOOL_EXIT_USAGE ? TOOL_EXIT_IO : tool_exit_code(ret);
+        goto out;
     }
     if (n == 0) {
         tool_error("%s: no images imgcrypt can read (PNG, PGM/PPM, native DICOM)", data);
         ret = TOOL_EXIT_USAGE;
         goto out;
     }
-    if (init) {
-        if ((ret = load_model(init, &ae)) != TOOL_EXIT_OK)
+    if (quant || init) {
+        if ((ret = load_model(quant ? quant : init, &ring, &ae)) != TOOL_EXIT_OK)
             goto out;
     } else {
         if ((ret = nn_ae_new(&cfg, o.seed, &ae))) {
@@ -1206,13 +1443,23 @@ static int cmd_train(int argc, char **argv)
         }
     }
     struct train_view view = {.tty = isatty(STDERR_FILENO), .t0 = now_s()};
-    o.progress = train_progress;
-    o.arg = &view;
-    fprintf(stderr, "training on %zu images from %zu files (%zu files skipped), %zu parameters\n",
-            n, files, skipped, nn_ae_param_count(ae));
-    ret = nn_ae_train(ae, imgs, n, &o);
-    if (ret) {
-        tool_error("training failed: %s", strerror(-ret));
+    if (!quant) {
+        o.progress = train_progress;
+        o.arg = &view;
+        fprintf(stderr,
+                "training on %zu images from %zu files (%zu files skipped), %zu parameters\n", n,
+                files, skipped, nn_ae_param_count(ae));
+        ret = nn_ae_train(ae, imgs, n, &o);
+        if (ret) {
+            tool_error("training failed: %s", strerror(-ret));
+            ret = TOOL_EXIT_IO;
+            goto out;
+        }
+    }
+    /* The integer decoder is what previews and the coder use: every model written has one,
+     * calibrated on the images it was trained on (or those given with --quantize). */
+    if ((ret = nn_ae_quantize(ae, imgs, n))) {
+        tool_error("cannot quantise the decoder: %s", strerror(-ret));
         ret = TOOL_EXIT_IO;
         goto out;
     }
@@ -1222,8 +1469,9 @@ static int cmd_train(int argc, char **argv)
         goto out;
     }
     fprintf(stderr, "wrote %s (%.0fs)\n", out, now_s() - view.t0);
-    ret = TOOL_EXIT_OK;
+    ret = ring.ring ? ring_store(&ring, ae) : TOOL_EXIT_OK;
 out:
+    ring_close(&ring);
     nn_ae_free(ae);
     free_frames(imgs, n);
     return ret;
@@ -1237,6 +1485,7 @@ int main(int argc, char **argv)
     const char *cmd = argv[1];
     if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
         fputs(usage_text, stdout);
+        fputs(imgcrypt_image_usage, stdout);
         return TOOL_EXIT_OK;
     }
     if (strcmp(cmd, "--version") == 0) {
@@ -1253,6 +1502,12 @@ int main(int argc, char **argv)
         return cmd_inspect(argc - 1, argv + 1);
     if (strcmp(cmd, "train") == 0)
         return cmd_train(argc - 1, argv + 1);
+    if (strcmp(cmd, "encrypt") == 0)
+        return imgcrypt_encrypt(argc - 1, argv + 1);
+    if (strcmp(cmd, "decrypt") == 0)
+        return imgcrypt_decrypt(argc - 1, argv + 1);
+    if (strcmp(cmd, "preview") == 0)
+        return imgcrypt_preview(argc - 1, argv + 1);
     tool_error("unknown command '%s'", cmd);
     return usage();
 }

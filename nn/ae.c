@@ -161,6 +161,7 @@ void nn_ae_free(struct nn_ae *ae)
 {
     if (!ae)
         return;
+    nn_qmodel_free(ae->qdec);
     nn_model_free(ae->dec);
     nn_model_free(ae->enc);
     free(ae);
@@ -193,7 +194,7 @@ const float *nn_ae_prior(const struct nn_ae *ae)
 
 /* ---- images and planes ---- */
 
-static int image_ok(const struct nn_ae_image *img)
+int nn_ae_image_ok(const struct nn_ae_image *img)
 {
     return img && img->pixels && img->channels >= 1 && img->channels <= NN_AE_MAX_CHANNELS &&
            img->height >= 1 && img->width >= 1 && img->height <= NN_MAX_DIM &&
@@ -282,7 +283,7 @@ int nn_ae_encode(const struct nn_ae *ae, const struct nn_ae_image *img, struct n
     struct nn_ctx *c = NULL;
     float *planes = NULL, *in = NULL;
     int ret;
-    if (!ae || !image_ok(img) || !out)
+    if (!ae || !nn_ae_image_ok(img) || !out)
         return -EINVAL;
     uint32_t C = img->channels, ph = padded(img->height), pw = padded(img->width);
     size_t plane = image_plane(img), pplane = (size_t)ph * pw;
@@ -335,7 +336,7 @@ void nn_ae_latent_free(struct nn_ae_latent *lat)
     free(lat);
 }
 
-static int latent_ok(const struct nn_ae *ae, const struct nn_ae_latent *lat)
+int nn_ae_latent_ok(const struct nn_ae *ae, const struct nn_ae_latent *lat)
 {
     return lat && lat->q && lat->channels >= 1 && lat->channels <= NN_AE_MAX_CHANNELS &&
            lat->height >= 1 && lat->width >= 1 && lat->height <= NN_MAX_DIM &&
@@ -351,7 +352,7 @@ int nn_ae_decode(const struct nn_ae *ae, const struct nn_ae_latent *lat, struct 
     struct nn_ctx *c = NULL;
     float *in = NULL, *planes = NULL;
     int ret;
-    if (!ae || !out || !latent_ok(ae, lat))
+    if (!ae || !out || !nn_ae_latent_ok(ae, lat))
         return -EINVAL;
     uint32_t C = lat->channels, ph = lat->lh * NN_AE_FACTOR, pw = lat->lw * NN_AE_FACTOR;
     size_t plane = (size_t)lat->height * lat->width, pplane = (size_t)ph * pw;
@@ -470,7 +471,7 @@ int nn_ae_quantise(float y)
 
 int nn_ae_rate(const struct nn_ae *ae, const struct nn_ae_latent *lat, double *bits)
 {
-    if (!ae || !bits || !latent_ok(ae, lat))
+    if (!ae || !bits || !nn_ae_latent_ok(ae, lat))
         return -EINVAL;
     size_t grid = (size_t)lat->lh * lat->lw;
     double nats = 0;
@@ -501,8 +502,8 @@ int nn_ae_rate(const struct nn_ae *ae, const struct nn_ae_latent *lat, double *b
 
 static int same_geometry(const struct nn_ae_image *a, const struct nn_ae_image *b)
 {
-    return image_ok(a) && image_ok(b) && a->channels == b->channels && a->height == b->height &&
-           a->width == b->width && a->bits == b->bits;
+    return nn_ae_image_ok(a) && nn_ae_image_ok(b) && a->channels == b->channels &&
+           a->height == b->height && a->width == b->width && a->bits == b->bits;
 }
 
 int nn_ae_psnr(const struct nn_ae_image *a, const struct nn_ae_image *b, double *db)
@@ -656,12 +657,19 @@ static void param_slices(const struct nn_ae *ae, float *slices[3], size_t counts
 
 int nn_ae_save(const struct nn_ae *ae, uint8_t **buf, size_t *len)
 {
+    uint8_t *qb = NULL;
+    size_t qlen = 0;
+    int ret;
     if (!ae || !buf || !len)
         return -EINVAL;
-    size_t n = HEAD_BYTES + 4 * ae->nparams + 4;
+    if (ae->qdec && (ret = nn_qmodel_save(ae->qdec, NN_AE_QDEC_ARCH, &qb, &qlen)))
+        return ret;
+    size_t n = HEAD_BYTES + 4 * ae->nparams + 8 + qlen + 4;
     uint8_t *b = malloc(n), *p = b;
-    if (!b)
+    if (!b) {
+        free(qb);
         return -ENOMEM;
+    }
     memcpy(p, NN_AE_MAGIC, 4);
     put32(p + 4, NN_AE_VERSION);
     put32(p + 8, NN_AE_CONFIG_WORDS);
@@ -682,7 +690,14 @@ int nn_ae_save(const struct nn_ae *ae, uint8_t **buf, size_t *len)
             memcpy(&v, &sl[s][i], 4);
             put32(p, v);
         }
+    put32(p, (uint32_t)qlen);
+    put32(p + 4, (uint32_t)((uint64_t)qlen >> 32));
+    p += 8;
+    if (qlen)
+        memcpy(p, qb, qlen);
+    p += qlen;
     put32(p, crc32_iso(b, (size_t)(p - b)));
+    free(qb);
     *buf = b;
     *len = n;
     return 0;
@@ -691,12 +706,15 @@ int nn_ae_save(const struct nn_ae *ae, uint8_t **buf, size_t *len)
 int nn_ae_load(const uint8_t *buf, size_t len, struct nn_ae **out)
 {
     struct nn_ae *ae = NULL;
+    struct nn_qmodel *q = NULL;
+    char arch[NN_ARCH_MAX + 1];
     if (!buf || !out)
         return -EINVAL;
     if (len < HEAD_BYTES + 4 || memcmp(buf, NN_AE_MAGIC, 4) != 0 ||
         crc32_iso(buf, len - 4) != get32(buf + len - 4))
         return -EBADMSG;
-    if (get32(buf + 4) != NN_AE_VERSION || get32(buf + 8) != NN_AE_CONFIG_WORDS)
+    uint32_t version = get32(buf + 4);
+    if ((version != 1 && version != NN_AE_VERSION) || get32(buf + 8) != NN_AE_CONFIG_WORDS)
         return -EINVAL;
     const uint8_t *p = buf + 12;
     struct nn_ae_config cfg = {.latent = get32(p),
@@ -708,9 +726,27 @@ int nn_ae_load(const uint8_t *buf, size_t len, struct nn_ae **out)
         return -EINVAL;
     p += 4 * NN_AE_CONFIG_WORDS;
     uint64_t count = (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32;
-    size_t want = nn_ae_config_params(&cfg);
-    if (count != want || (len - HEAD_BYTES - 4) / 4 != want || (len - HEAD_BYTES - 4) % 4)
+    size_t want = nn_ae_config_params(&cfg); /* below 2^27 within the limits */
+    size_t body = len - HEAD_BYTES - 4;      /* parameters, and in v2 the integer decoder */
+    if (count != want || body / 4 < want)
         return -EBADMSG;
+    size_t rest = body - 4 * want;
+    const uint8_t *qp = NULL;
+    uint64_t qlen = 0;
+    if (version == 1) {
+        if (rest != 0)
+            return -EBADMSG;
+    } else {
+        if (rest < 8)
+            return -EBADMSG;
+        const uint8_t *lp = p + 8 + 4 * want;
+        qlen = (uint64_t)get32(lp) | (uint64_t)get32(lp + 4) << 32;
+        if (qlen != rest - 8)
+            return -EBADMSG;
+        if (qlen > NN_FILE_MAX)
+            return -EFBIG;
+        qp = lp + 8;
+    }
     p += 8;
     int ret = nn_ae_new(&cfg, 0, &ae);
     if (ret)
@@ -729,6 +765,22 @@ int nn_ae_load(const uint8_t *buf, size_t len, struct nn_ae **out)
             }
             sl[s][i] = f;
         }
+    if (qlen) {
+        /* A damaged integer decoder inside a file whose CRC holds is malformed content. */
+        ret = nn_qmodel_load(qp, (size_t)qlen, &q, arch);
+        if (ret == -EBADMSG)
+            ret = -EINVAL;
+        if (!ret && strcmp(arch, NN_AE_QDEC_ARCH) != 0) {
+            nn_qmodel_free(q);
+            ret = -EINVAL;
+        }
+        if (!ret)
+            ret = nn_ae_set_int_decoder(ae, q);
+        if (ret) {
+            nn_ae_free(ae);
+            return ret;
+        }
+    }
     *out = ae;
     return 0;
 }

@@ -31,22 +31,48 @@
  * metrics may run on any number of threads at once (each call plans its own nn context for
  * the image's shape). Training modifies it and must run alone. OpenBLAS threads: nn_set_threads.
  *
- * Model file (version 1; integers little-endian, floats IEEE-754 binary32 little-endian):
+ * Integer decoder. Beside the float decoder (training, nn_ae_decode) a model may hold its
+ * post-training quantisation (nn_quantize in nn.h): int8 weights, int16 activations, integer
+ * requantisation, so that nn_ae_decode_int gives the same samples on every machine, compiler,
+ * SIMD width and thread count; this is the decoder the coder and the previews use. Its input
+ * scale is exactly 1, so the integer input is the latent itself; its activation ranges come from
+ * latents of training images (nn_ae_quantize). From the integer output q (out scale s = m 2^-k,
+ * m < 2^24 a whole number, 1 <= k <= NN_AE_QK_MAX) sample values are made in integers only:
+ * F = q m + 2^(k-1) stands for the plane value (x + 1/2) 2^k; for 3 and 4 channels the YCoCg
+ * transform is undone on the F (G = Y + Cg', R = Y - Cg' + Co', B = Y - Cg' - Co', with
+ * Co' = q_Co m and Cg' = q_Cg m); a sample is min(P, floor((F P + 2^(k-1)) / 2^k)), 0 for F <= 0,
+ * P = 2^depth - 1.
  *
- *   offset    size  field
- *   0         4     magic "IMAE"
- *   4         4     version = 1
- *   8         4     config words K = 8
- *   12        4K    config: latent, w1, w2, w3, nres, qmax (= NN_AE_QMAX), 0, 0
- *   12+4K     8     parameter count P; must equal the count the config implies
- *   20+4K     4P    parameters: encoder (nn_model_params order), decoder, then the prior:
- *                   mu[latent], ls[latent]
- *   20+4K+4P  4     CRC-32 (ISO-HDLC, the CRC of zlib and PNG) of all the bytes before it
- *   24+4K+4P        end of file; nothing may follow
+ * Model file (version 2; integers little-endian, floats IEEE-754 binary32 little-endian):
+ *
+ *   offset      size  field
+ *   0           4     magic "IMAE"
+ *   4           4     version = 2 (version 1 files, without the fields marked v2, still load)
+ *   8           4     config words K = 8
+ *   12          4K    config: latent, w1, w2, w3, nres, qmax (= NN_AE_QMAX), 0, 0
+ *   12+4K       8     parameter count P; must equal the count the config implies
+ *   20+4K       4P    parameters: encoder (nn_model_params order), decoder, then the prior:
+ *                     mu[latent], ls[latent]
+ *   20+4K+4P    8     v2: byte count Q of the integer decoder, 0 when the model has none
+ *   28+4K+4P    Q     v2: the integer decoder as a quantised model file (nn.h, nn/modelfile.c),
+ *                     architecture id NN_AE_QDEC_ARCH; its layers must be the float decoder's,
+ *                     its input scale exactly 1.0, its output scale within the limits above
+ *   28+4K+4P+Q  4     CRC-32 (ISO-HDLC, the CRC of zlib and PNG) of all the bytes before it
+ *   32+4K+4P+Q        end of file; nothing may follow
+ *
+ * Why a container of its own rather than nn/modelfile.c's format for the float models: the
+ * file names an architecture by its five config words, and the loader builds that one
+ * architecture and nothing else, so a file cannot hand the encoder or decoder an arbitrary
+ * layer list; the prior, which is not a layer, rides along under the same CRC; and the float
+ * parameters stay one flat array, whose count the config fixes before anything is allocated.
+ * The integer decoder, which has no such formula (scales, multipliers and tables come from
+ * calibration), is kept in the engine's own format and checked against the float decoder's
+ * layers.
  *
  * Limits: 1 <= latent <= NN_AE_MAX_LATENT, 1 <= w1, w2, w3 <= NN_AE_MAX_WIDTH,
- * nres <= NN_AE_MAX_RES; every parameter finite. Anything else is refused (-EBADMSG for a bad
- * CRC, magic or size; -EINVAL for a config outside the limits).
+ * nres <= NN_AE_MAX_RES; every parameter finite; Q <= NN_FILE_MAX. Anything else is refused
+ * (-EBADMSG for a bad CRC, magic or size; -EINVAL for a config outside the limits or an integer
+ * decoder that is malformed or does not fit the float one).
  */
 #ifndef IMGCRYPTFS_NN_AE_H
 #define IMGCRYPTFS_NN_AE_H
@@ -63,7 +89,9 @@
 #define NN_AE_MAX_RES 8
 #define NN_AE_MAX_CHANNELS 4 /* image channels */
 #define NN_AE_MAGIC "IMAE"
-#define NN_AE_VERSION 1
+#define NN_AE_VERSION 2
+#define NN_AE_QDEC_ARCH "ae-decoder-int-v1"
+#define NN_AE_QK_MAX 44 /* output scale 2^-k: F P stays below 2^63 */
 #define NN_AE_CONFIG_WORDS 8
 
 struct nn_ae_config {
@@ -123,6 +151,42 @@ int nn_ae_decode(const struct nn_ae *ae, const struct nn_ae_latent *lat, struct 
 /* Free an image from nn_ae_decode (struct and pixels); NULL is accepted. */
 void nn_ae_image_free(struct nn_ae_image *img);
 
+/*
+ * Quantise the decoder for integer-exact decoding (replacing any integer decoder the model
+ * had). Calibration latents: the float encoder's rounded latents of up to 64 planes of
+ * 256 x 256 taken evenly from the images (their centres, edge-replicated where smaller), fed
+ * with input scale 1; activation ranges are the maxima seen. Deterministic for a given model
+ * and images (with one OpenBLAS thread, like training). Returns 0, -EINVAL (no images, a bad
+ * image, an output scale outside the limits above), -EFBIG or -ENOMEM. Not concurrent with
+ * other calls on ae.
+ */
+int nn_ae_quantize(struct nn_ae *ae, const struct nn_ae_image *imgs, size_t n);
+/* The integer decoder, or NULL when the model has none (valid while ae lives). */
+const struct nn_qmodel *nn_ae_int_decoder(const struct nn_ae *ae);
+
+/*
+ * Decode a latent with the integer decoder: bit-identical on every machine, thread count and
+ * BLAS build (no BLAS, no floating point). Plans an integer decoding context for the latent's
+ * geometry (nn_ae_qdec_new below), runs it once and frees it. Reentrant like nn_ae_decode.
+ * Returns 0 and *out (free with nn_ae_image_free), -ENOENT (the model has no integer decoder),
+ * -EINVAL, -EFBIG or -ENOMEM.
+ */
+int nn_ae_decode_int(const struct nn_ae *ae, const struct nn_ae_latent *lat,
+                     struct nn_ae_image **out);
+
+/* A planned integer decoder for images of one geometry: all its memory is allocated by
+ * nn_ae_qdec_new, so that nn_ae_qdec_run allocates nothing and cannot fail for memory (previews
+ * of a series of equal slices). Opaque; one thread at a time; ae must outlive it. */
+struct nn_ae_qdec;
+/* Plan for latents of channels x height x width images. 0 and *out (free with
+ * nn_ae_qdec_free), -ENOENT (no integer decoder), -EINVAL, -EFBIG or -ENOMEM. */
+int nn_ae_qdec_new(const struct nn_ae *ae, uint32_t channels, uint32_t height, uint32_t width,
+                   struct nn_ae_qdec **out);
+void nn_ae_qdec_free(struct nn_ae_qdec *d);
+/* Decode lat (of the planned geometry) into img, which the caller provides: the latent's
+ * channels, height, width and bits, and pixels to hold them. Returns 0 or -EINVAL. */
+int nn_ae_qdec_run(struct nn_ae_qdec *d, const struct nn_ae_latent *lat, struct nn_ae_image *img);
+
 /* Ideal code length in bits of the latent under the model's prior. Returns 0 or -EINVAL. */
 int nn_ae_rate(const struct nn_ae *ae, const struct nn_ae_latent *lat, double *bits);
 
@@ -167,7 +231,8 @@ void nn_ae_train_defaults(struct nn_ae_train_opts *o);
 /*
  * Train ae on random crops of the images (edge-replicated where an image is smaller than a
  * crop, random flips), with Adam: decoder on the rounded latent (straight-through gradient),
- * rate on the latent plus uniform noise. Deterministic for a given model, data, options and
+ * rate on the latent plus uniform noise. Drops the integer decoder, which no longer matches:
+ * call nn_ae_quantize afterwards. Deterministic for a given model, data, options and
  * OpenBLAS thread count of 1. Returns 0, -EINVAL (no images, bad options), -ECANCELED or
  * -ENOMEM.
  */

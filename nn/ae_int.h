@@ -18,8 +18,22 @@ struct nn_ae {
     struct nn_model *enc, *dec;
     float prior[2 * NN_AE_MAX_LATENT]; /* mu[latent], then ls[latent] */
     size_t nparams;
+    struct nn_qmodel *qdec; /* integer decoder, or NULL */
+    int64_t qm;             /* qdec's output scale is qm * 2^-qk */
+    uint32_t qk;
 };
 
+/*
+ * Make q the integer decoder of ae (taking ownership, freeing the previous one) after checking
+ * that it fits the float decoder: same layers, input scale 1, output scale within the limits
+ * of ae.h. Returns 0, or -EINVAL and frees q.
+ */
+int nn_ae_set_int_decoder(struct nn_ae *ae, struct nn_qmodel *q);
+
+/* 1 if the image is one encode accepts (channels, bits, sizes, pixels). */
+int nn_ae_image_ok(const struct nn_ae_image *img);
+/* 1 if the latent fits the model and its own geometry. */
+int nn_ae_latent_ok(const struct nn_ae *ae, const struct nn_ae_latent *lat);
 /* 1 if the config is within the limits of ae.h. */
 int nn_ae_config_ok(const struct nn_ae_config *c);
 /* Parameters the config implies (encoder + decoder + prior). */

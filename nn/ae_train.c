@@ -144,6 +144,9 @@ int nn_ae_train(struct nn_ae *ae, const struct nn_ae_image *imgs, size_t n,
         return -EINVAL;
     if ((ret = collect(imgs, n, &planes, &nplanes, &area)))
         return ret;
+    /* The float decoder is about to change: its quantisation would no longer match it. */
+    nn_qmodel_free(ae->qdec);
+    ae->qdec = NULL;
     const uint32_t B = o->batch, S = o->crop, L = ae->cfg.latent, G = S / NN_AE_FACTOR;
     const size_t xs = (size_t)B * S * S, ys = (size_t)B * L * G * G, grid = (size_t)G * G;
     uint32_t steps = o->steps;

@@ -2,10 +2,13 @@
 # SPDX-License-Identifier: MIT
 #
 # `imgcrypt train` as a user runs it: one short epoch on a few generated PGM images (8- and
-# 16-bit) writes a model, the same seed writes the same bytes, `--eval` of that model and of
-# the built-in `default` prints PSNR, SSIM and bits per pixel for each image and their mean,
-# and bad arguments, missing or corrupt models and folders without images each give a one-line
-# error and a non-zero exit status.
+# 16-bit) writes a model with its integer decoder, the same seed writes the same bytes,
+# `--eval` of that model and of the built-in `default` prints PSNR, SSIM and bits per pixel of
+# the float and the integer decoder for each image and their mean, `--quantize` gives an
+# integer decoder to a model, `--keyring` stores the model in a keyring's model list (id: the
+# first 16 bytes of the SHA-256 of the model file) and `--eval keyring:ID` measures it from
+# there; bad arguments, missing or corrupt models, wrong secrets and folders without images
+# each give a one-line error and a non-zero exit status.
 #
 # Needs the imgcrypt binary and /usr/bin/python3 (to write the images; no modules needed).
 set -euo pipefail
@@ -90,6 +93,7 @@ grep -Eq '^epoch 1/1: loss [0-9.]+ +mse [0-9.]+ .* bpp [0-9.]+' "$T/err" ||
     fail "no per-epoch loss line (not a tty: plain lines)"
 grep -q $'\r' "$T/err" && fail "carriage returns in output that is not a tty"
 [[ $(head -c 4 model.params) == IMAE ]] || fail "model file magic"
+[[ $(od -An -tu4 -j4 -N4 model.params | tr -d ' ') == 2 ]] || fail "model file version"
 
 step "same seed, same model"
 expect 0 "$IMGCRYPT" train --data data --epochs 1 --steps 6 --batch 2 --crop 32 --seed 3 \
@@ -107,8 +111,8 @@ check_eval() {
     [[ $rows == "$1" ]] || fail "$rows image rows, expected $1"
     awk 'NR > 1 && $NF ~ /\.pgm$/ {
             if ($1 !~ /^-?[0-9.]+$/ || $2 !~ /^-?[0-9.]+$/ || $3 !~ /^[0-9.]+$/ ||
-                $2 > 1 || $3 <= 0) bad = 1
-         } END { exit bad }' "$T/out" || fail "an image row without figures"
+                $4 !~ /^-?[0-9.]+$/ || $5 !~ /^-?[0-9.]+$/ || $2 > 1 || $5 > 1 || $3 <= 0) bad = 1
+         } END { exit bad }' "$T/out" || fail "an image row without figures (float and integer)"
     grep -Eq "^ +[0-9.]+ +[0-9.]+ +[0-9.]+ .*mean of $1\$" "$T/out" || fail "no mean row"
     grep -q "median of $1\$" "$T/out" || fail "no median row"
 }
@@ -126,6 +130,71 @@ step "eval: a file that is not an image is reported, the others are measured"
 expect 1 "$IMGCRYPT" train --eval default data/slice-0.pgm data/notes.txt
 one_line_error
 check_eval 1
+
+step "quantize a model: the float weights stay, an integer decoder is added"
+expect 0 "$IMGCRYPT" train --quantize model.params --data data --out requant.params
+cmp -s model.params requant.params || fail "quantising the same model on its data changed it"
+expect 0 "$IMGCRYPT" train --quantize default --data data --out default-here.params
+[[ -s default-here.params ]] || fail "no quantised model written"
+expect 2 "$IMGCRYPT" train --quantize model.params --out x.params
+one_line_error
+expect 2 "$IMGCRYPT" train --quantize model.params --data data --init model.params
+one_line_error
+
+step "keyring: train stores the model, info lists it, eval loads it"
+printf 'train-test-passphrase\n' >pf
+chmod 600 pf
+expect 0 "$IMGCRYPT" init --passfile pf --kdf-cost 10 backing
+expect 0 "$IMGCRYPT" train --data data --epochs 1 --steps 6 --batch 2 --crop 32 --seed 3 \
+    --out kr.params --keyring backing --passfile pf
+cmp -s model.params kr.params || fail "the model written with --keyring differs"
+id=$(sha256sum kr.params | cut -c1-32)
+grep -q "added model $id to keyring backing/imgcryptfs.keyring" "$T/err" ||
+    fail "no message naming the model id $id"
+expect 0 "$IMGCRYPT" info backing
+grep -q "^models: *1\$" "$T/out" || fail "info does not count one model"
+grep -Eq "^  $id  autoencoder +$(stat -c %s kr.params) bytes" "$T/out" ||
+    fail "info does not list the model with its id, kind and size"
+expect 0 "$IMGCRYPT" train --eval "keyring:$id" --keyring backing --passfile pf data/slice-0.pgm
+check_eval 1
+expect 0 "$IMGCRYPT" train --eval model.params data/slice-0.pgm
+cp "$T/out" file.eval
+expect 0 "$IMGCRYPT" train --eval keyring: --keyring backing/imgcryptfs.keyring --passfile pf \
+    data/slice-0.pgm
+diff <(cut -c1-45 file.eval) <(cut -c1-45 "$T/out") >/dev/null ||
+    fail "the model from the keyring measures otherwise than its file"
+step "keyring: the same model again is kept once; another one is added"
+expect 0 "$IMGCRYPT" train --quantize kr.params --data data --out kr2.params --keyring backing \
+    --passfile pf
+grep -q "holds model $id already" "$T/err" || fail "a model already held was not recognised"
+expect 0 "$IMGCRYPT" train --quantize other.params --data data --out other2.params \
+    --keyring backing --passfile pf
+expect 0 "$IMGCRYPT" info backing
+grep -q "^models: *2\$" "$T/out" || fail "info does not count two models"
+expect 2 "$IMGCRYPT" train --eval keyring: --keyring backing --passfile pf data/slice-0.pgm
+one_line_error
+expect 0 "$IMGCRYPT" train --eval "keyring:${id:0:8}" --keyring backing --passfile pf \
+    data/slice-0.pgm
+check_eval 1
+step "keyring: refusals"
+printf 'not-the-passphrase\n' >wrong
+chmod 600 wrong
+expect 3 "$IMGCRYPT" train --data data --epochs 1 --steps 1 --out y.params --keyring backing \
+    --passfile wrong
+one_line_error
+[[ -e y.params ]] && fail "trained before the keyring was unlocked"
+expect 1 "$IMGCRYPT" train --eval keyring:ffff --keyring backing --passfile pf data/slice-0.pgm
+one_line_error
+expect 2 "$IMGCRYPT" train --eval keyring:xyz --keyring backing --passfile pf data/slice-0.pgm
+one_line_error
+expect 2 "$IMGCRYPT" train --eval "keyring:$id" data/slice-0.pgm
+one_line_error
+expect 2 "$IMGCRYPT" train --data data --passfile pf
+one_line_error
+expect 1 "$IMGCRYPT" train --data data --epochs 1 --steps 1 --out y.params --keyring no-such
+one_line_error
+expect 0 "$IMGCRYPT" info backing
+grep -q "^models: *2\$" "$T/out" || fail "a refused command changed the keyring"
 
 step "bad arguments"
 expect 2 "$IMGCRYPT" train

@@ -4,11 +4,14 @@
  * 16-bit and colour images; determinism; the rate against nn_loss_bits and against masses
  * computed here from the logistic CDF; the gradients of the log-mass; PSNR and SSIM against a
  * naive reference; a short training run that lowers the loss and repeats bit for bit; the
- * model file round trip and its refusals; the built-in model.
+ * integer decoder (samples against a long double reference of its output, bit-identical across
+ * runs, OpenBLAS thread counts and concurrent threads, close to the float decoder); the model
+ * file round trip and its refusals; the built-in model.
  */
 #include <check.h>
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -408,8 +411,18 @@ START_TEST(test_train)
     ck_assert_double_eq(a1, a2);
     ck_assert(l1 == l3 && memcmp(f1, f3, l1) != 0);
 
-    /* Refusals and cancellation. */
+    /* Training changes the float decoder: the integer one is dropped. */
+    ck_assert_int_eq(nn_ae_quantize(m3, set, TSET), 0);
+    ck_assert_ptr_nonnull(nn_ae_int_decoder(m3));
     struct nn_ae_train_opts o;
+    nn_ae_train_defaults(&o);
+    o.crop = 16;
+    o.steps = 1;
+    o.batch = 1;
+    ck_assert_int_eq(nn_ae_train(m3, set, TSET, &o), 0);
+    ck_assert_ptr_null(nn_ae_int_decoder(m3));
+
+    /* Refusals and cancellation. */
     nn_ae_train_defaults(&o);
     ck_assert_int_eq(nn_ae_train(m1, set, 0, &o), -EINVAL);
     o.crop = 24;
@@ -426,6 +439,216 @@ START_TEST(test_train)
     nn_ae_free(m1);
     for (int i = 0; i < TSET; i++)
         free(set[i].pixels);
+}
+END_TEST
+
+/* ---- integer decoder ---- */
+
+/* A small model with an integer decoder calibrated on a few generated images. */
+static struct nn_ae *small_int_ae(uint64_t seed)
+{
+    struct nn_ae *ae = small_ae(seed);
+    struct nn_ae_image set[3] = {make_image(1, 40, 56, 8, 255, 1), make_image(3, 33, 20, 8, 255, 2),
+                                 make_image(1, 70, 64, 16, 4095, 3)};
+    ck_assert_int_eq(nn_ae_quantize(ae, set, 3), 0);
+    for (int i = 0; i < 3; i++)
+        free(set[i].pixels);
+    return ae;
+}
+
+/* What nn_ae_decode_int must give, from the integer network's own output: the plane values
+ * q s + 1/2 (YCoCg undone for 3 and 4 channels) times P, rounded half up and clamped, computed
+ * in long double, which holds these products exactly (64-bit significand). */
+static void reference_samples(const struct nn_ae *ae, const struct nn_ae_latent *lat, uint32_t *ref)
+{
+    const struct nn_qmodel *q = nn_ae_int_decoder(ae);
+    uint32_t C = lat->channels, ph = lat->lh * 16, pw = lat->lw * 16;
+    size_t nq = (size_t)C * lat->lc * lat->lh * lat->lw, plane = (size_t)lat->height * lat->width;
+    int16_t *in = malloc(nq * sizeof(int16_t));
+    ck_assert_ptr_nonnull(in);
+    for (size_t i = 0; i < nq; i++)
+        in[i] = lat->q[i];
+    struct nn_qctx *c = NULL;
+    ck_assert_int_eq(nn_qctx_new(q, C, lat->lh, lat->lw, &c), 0);
+    struct nn_qtensor t = {in, C, lat->lc, lat->lh, lat->lw}, y;
+    ck_assert_int_eq(nn_qforward(c, &t, &y), 0);
+    long double s = nn_qmodel_out_scale(q), P = (long double)((1u << lat->depth) - 1);
+    for (uint32_t r = 0; r < lat->height; r++)
+        for (uint32_t x = 0; x < lat->width; x++) {
+            long double v[4];
+            for (uint32_t k = 0; k < C; k++)
+                v[k] = y.data[((size_t)k * ph + r) * pw + x] * s;
+            if (C >= 3) {
+                long double Y = v[0], co = v[1], cg = v[2];
+                v[0] = Y - cg + co;
+                v[1] = Y + cg;
+                v[2] = Y - cg - co;
+            }
+            for (uint32_t k = 0; k < C; k++) {
+                long double u = floorl((v[k] + 0.5L) * P + 0.5L);
+                ref[k * plane + (size_t)r * lat->width + x] = u < 0   ? 0
+                                                              : u > P ? (uint32_t)P
+                                                                      : (uint32_t)u;
+            }
+        }
+    nn_qctx_free(c);
+    free(in);
+}
+
+static uint32_t sample_at(const struct nn_ae_image *img, size_t i)
+{
+    return img->bits == 8 ? ((const uint8_t *)img->pixels)[i] : ((const uint16_t *)img->pixels)[i];
+}
+
+START_TEST(test_int_decoder)
+{
+    ck_assert_msg(sizeof(long double) > sizeof(double), "the reference needs x87 long double");
+    static const uint32_t dims[][2] = {{1, 1}, {1, 37}, {13, 29}, {16, 16}, {61, 47}, {64, 80}};
+    struct nn_ae *ae = small_ae(9);
+    struct nn_ae_image img = make_image(1, 20, 20, 8, 255, 1);
+    struct nn_ae_latent *lat = NULL;
+    struct nn_ae_image *out = NULL;
+    ck_assert_int_eq(nn_ae_encode(ae, &img, &lat), 0);
+    ck_assert_int_eq(nn_ae_decode_int(ae, lat, &out), -ENOENT); /* not quantised yet */
+    ck_assert_ptr_null(nn_ae_int_decoder(ae));
+    ck_assert_int_eq(nn_ae_quantize(ae, &img, 0), -EINVAL);
+    ck_assert_int_eq(nn_ae_quantize(NULL, &img, 1), -EINVAL);
+    nn_ae_latent_free(lat);
+    free(img.pixels);
+    nn_ae_free(ae);
+
+    ae = small_int_ae(9);
+    const struct nn_qmodel *q = nn_ae_int_decoder(ae);
+    ck_assert_ptr_nonnull(q);
+    ck_assert_float_eq(nn_qmodel_in_scale(q), 1.0f);
+    for (size_t i = 0; i < sizeof(dims) / sizeof(dims[0]); i++)
+        for (uint32_t c = 1; c <= 4; c++)
+            for (uint32_t bits = 8; bits <= 16; bits += 8) {
+                uint32_t h = dims[i][0], w = dims[i][1], maxval = bits == 8 ? 255 : 4095;
+                img = make_image(c, h, w, bits, maxval, 30 + i);
+                struct nn_ae_image *fl = NULL;
+                size_t n = (size_t)c * h * w;
+                ck_assert_int_eq(nn_ae_encode(ae, &img, &lat), 0);
+                ck_assert_int_eq(nn_ae_decode_int(ae, lat, &out), 0);
+                ck_assert_int_eq(nn_ae_decode(ae, lat, &fl), 0);
+                ck_assert(out->channels == c && out->height == h && out->width == w &&
+                          out->bits == bits);
+                uint32_t *ref = malloc(n * sizeof(uint32_t));
+                ck_assert_ptr_nonnull(ref);
+                reference_samples(ae, lat, ref);
+                double err = 0;
+                for (size_t j = 0; j < n; j++) {
+                    ck_assert_msg(sample_at(out, j) == ref[j], "%ux%ux%u/%u sample %zu: %u, not %u",
+                                  c, h, w, bits, j, sample_at(out, j), ref[j]);
+                    double d = (double)sample_at(out, j) - (double)sample_at(fl, j);
+                    err += d * d;
+                }
+                /* Close to the float decoder: RMS below 1% of the range. */
+                double range = (double)((1u << lat->depth) - 1);
+                ck_assert_msg(sqrt(err / (double)n) <= 0.01 * range, "%ux%ux%u/%u: rms %g", c, h, w,
+                              bits, sqrt(err / (double)n));
+                free(ref);
+                nn_ae_image_free(fl);
+                nn_ae_image_free(out);
+                nn_ae_latent_free(lat);
+                free(img.pixels);
+            }
+    nn_ae_free(ae);
+}
+END_TEST
+
+struct int_job {
+    const struct nn_ae *ae;
+    const struct nn_ae_latent *lat;
+    const struct nn_ae_image *want;
+    int same; /* out: every run matched */
+};
+
+static void *int_worker(void *arg)
+{
+    struct int_job *j = arg;
+    j->same = 1;
+    for (int r = 0; r < 8; r++) {
+        struct nn_ae_image *out = NULL;
+        size_t n = (size_t)j->want->channels * j->want->height * j->want->width;
+        if (nn_ae_decode_int(j->ae, j->lat, &out) != 0 ||
+            memcmp(out->pixels, j->want->pixels, n * (j->want->bits / 8)) != 0)
+            j->same = 0;
+        nn_ae_image_free(out);
+    }
+    return NULL;
+}
+
+/* The same samples on every run, with 1 and 2 OpenBLAS threads, and from two threads at once
+ * (and through a save and load). */
+START_TEST(test_int_deterministic)
+{
+    struct nn_ae *ae = small_int_ae(13), *back = NULL;
+    struct nn_ae_image img = make_image(3, 97, 131, 16, 1023, 4);
+    struct nn_ae_latent *lat = NULL;
+    struct nn_ae_image *ref = NULL, *out = NULL;
+    size_t bytes = (size_t)3 * 97 * 131 * 2;
+    nn_set_threads(1);
+    ck_assert_int_eq(nn_ae_encode(ae, &img, &lat), 0);
+    ck_assert_int_eq(nn_ae_decode_int(ae, lat, &ref), 0);
+    for (int t = 1; t <= 2; t++) {
+        nn_set_threads(t);
+        for (int r = 0; r < 2; r++) {
+            ck_assert_int_eq(nn_ae_decode_int(ae, lat, &out), 0);
+            ck_assert_mem_eq(out->pixels, ref->pixels, bytes);
+            nn_ae_image_free(out);
+        }
+    }
+    nn_set_threads(1);
+    /* A planned decoder gives the same samples, run after run, and refuses other geometries. */
+    struct nn_ae_qdec *d = NULL;
+    ck_assert_int_eq(nn_ae_qdec_new(ae, 3, 97, 131, &d), 0);
+    struct nn_ae_image mine = {3, 97, 131, 16, malloc(bytes)};
+    ck_assert_ptr_nonnull(mine.pixels);
+    for (int r = 0; r < 2; r++) {
+        memset(mine.pixels, 0, bytes);
+        ck_assert_int_eq(nn_ae_qdec_run(d, lat, &mine), 0);
+        ck_assert_mem_eq(mine.pixels, ref->pixels, bytes);
+    }
+    mine.bits = 8;
+    ck_assert_int_eq(nn_ae_qdec_run(d, lat, &mine), -EINVAL);
+    free(mine.pixels);
+    nn_ae_qdec_free(d);
+    ck_assert_int_eq(nn_ae_qdec_new(ae, 3, 96, 131, &d), 0);
+    mine = (struct nn_ae_image){3, 96, 131, 16, malloc(bytes)};
+    ck_assert_int_eq(nn_ae_qdec_run(d, lat, &mine), -EINVAL);
+    free(mine.pixels);
+    nn_ae_qdec_free(d);
+    ck_assert_int_eq(nn_ae_qdec_new(ae, 5, 96, 131, &d), -EINVAL);
+    struct int_job jobs[2] = {{ae, lat, ref, 0}, {ae, lat, ref, 0}};
+    pthread_t th[2];
+    for (int k = 0; k < 2; k++)
+        ck_assert_int_eq(pthread_create(&th[k], NULL, int_worker, &jobs[k]), 0);
+    for (int k = 0; k < 2; k++) {
+        ck_assert_int_eq(pthread_join(th[k], NULL), 0);
+        ck_assert_msg(jobs[k].same, "thread %d decoded other samples", k);
+    }
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    ck_assert_int_eq(nn_ae_save(ae, &buf, &len), 0);
+    ck_assert_int_eq(nn_ae_load(buf, len, &back), 0);
+    ck_assert_int_eq(nn_ae_decode_int(back, lat, &out), 0);
+    ck_assert_mem_eq(out->pixels, ref->pixels, bytes);
+    /* Quantising again on the same images gives the same integer decoder. */
+    struct nn_ae *again = small_int_ae(13);
+    uint8_t *buf2 = NULL;
+    size_t len2 = 0;
+    ck_assert_int_eq(nn_ae_save(again, &buf2, &len2), 0);
+    ck_assert(len == len2 && memcmp(buf, buf2, len) == 0);
+    free(buf2);
+    nn_ae_free(again);
+    free(buf);
+    nn_ae_image_free(out);
+    nn_ae_free(back);
+    nn_ae_image_free(ref);
+    nn_ae_latent_free(lat);
+    free(img.pixels);
+    nn_ae_free(ae);
 }
 END_TEST
 
@@ -456,7 +679,7 @@ START_TEST(test_file)
     uint8_t *buf = NULL, *buf2 = NULL;
     size_t len = 0, len2 = 0;
     ck_assert_int_eq(nn_ae_save(ae, &buf, &len), 0);
-    ck_assert_uint_eq(len, 12 + 4 * NN_AE_CONFIG_WORDS + 8 + 4 * nn_ae_param_count(ae) + 4);
+    ck_assert_uint_eq(len, 12 + 4 * NN_AE_CONFIG_WORDS + 8 + 4 * nn_ae_param_count(ae) + 8 + 4);
     ck_assert_mem_eq(buf, "IMAE", 4);
     ck_assert_int_eq(nn_ae_load(buf, len, &back), 0);
     ck_assert_int_eq(nn_ae_save(back, &buf2, &len2), 0);
@@ -521,7 +744,8 @@ START_TEST(test_file)
         uint32_t v;
         int want;
     } edits[] = {
-        {4, 2, -EINVAL},  /* version */
+        {4, 3, -EINVAL}, /* version */
+        {4, 0, -EINVAL},
         {8, 7, -EINVAL},  /* config words */
         {12, 0, -EINVAL}, /* latent channels */
         {12, NN_AE_MAX_LATENT + 1, -EINVAL},
@@ -543,6 +767,89 @@ START_TEST(test_file)
         ck_assert_msg(nn_ae_load(b, len, &back) == edits[i].want, "edit %zu", i);
         ck_assert_ptr_null(back);
     }
+    /* The integer decoder's length field must account for the bytes exactly. */
+    size_t qoff = len - 4 - 8;
+    for (uint32_t v = 1; v < 3; v++) {
+        memcpy(b, buf, len);
+        put32(b + qoff, v);
+        fix_crc(b, len);
+        ck_assert_int_eq(nn_ae_load(b, len, &back), -EBADMSG);
+    }
+    /* Version 1: the same without the integer decoder's field. */
+    memcpy(b, buf, qoff);
+    put32(b + 4, 1);
+    put32(b + qoff, 0);
+    fix_crc(b, qoff + 4);
+    ck_assert_int_eq(nn_ae_load(b, qoff + 4, &back), 0);
+    ck_assert_ptr_null(nn_ae_int_decoder(back));
+    nn_ae_free(back);
+    back = NULL;
+    free(b);
+    free(buf);
+    nn_ae_free(ae);
+
+    /* With an integer decoder: round trip, and its bytes judged inside a valid CRC. */
+    ae = small_int_ae(21);
+    ck_assert_int_eq(nn_ae_save(ae, &buf, &len), 0);
+    size_t plen = 12 + 4 * NN_AE_CONFIG_WORDS + 8 + 4 * nn_ae_param_count(ae);
+    uint8_t *qb = NULL;
+    size_t qlen = 0;
+    ck_assert_int_eq(nn_qmodel_save(nn_ae_int_decoder(ae), NN_AE_QDEC_ARCH, &qb, &qlen), 0);
+    ck_assert_uint_eq(len, plen + 8 + qlen + 4);
+    ck_assert_mem_eq(buf + plen + 8, qb, qlen);
+    ck_assert_int_eq(nn_ae_load(buf, len, &back), 0);
+    ck_assert_int_eq(nn_ae_save(back, &buf2, &len2), 0);
+    ck_assert(len == len2 && memcmp(buf, buf2, len) == 0);
+    free(buf2);
+    nn_ae_free(back);
+    back = NULL;
+    b = malloc(len);
+    ck_assert_ptr_nonnull(b);
+    for (size_t i = plen + 8; i < len - 4; i += 1 + (len - plen) / 97) {
+        memcpy(b, buf, len);
+        b[i] ^= 0x04;
+        fix_crc(b, len);
+        int rc = nn_ae_load(b, len, &back);
+        /* Some bytes of a quantised model (a weight, a table entry) take any value; every
+         * other change must be refused as malformed content. */
+        ck_assert_msg(rc == 0 || rc == -EINVAL || rc == -EFBIG, "byte %zu: %d", i, rc);
+        nn_ae_free(back);
+        back = NULL;
+    }
+    /* Another model's integer decoder does not fit: a model of another config. */
+    struct nn_ae *other = NULL;
+    const struct nn_ae_config wide = {.latent = 4, .w1 = 4, .w2 = 8, .w3 = 12, .nres = 1};
+    struct nn_ae_image one = make_image(1, 32, 32, 8, 255, 1);
+    ck_assert_int_eq(nn_ae_new(&wide, 3, &other), 0);
+    ck_assert_int_eq(nn_ae_quantize(other, &one, 1), 0);
+    uint8_t *ob = NULL;
+    size_t olen = 0;
+    ck_assert_int_eq(nn_qmodel_save(nn_ae_int_decoder(other), NN_AE_QDEC_ARCH, &ob, &olen), 0);
+    uint8_t *mixed = malloc(plen + 8 + olen + 4);
+    ck_assert_ptr_nonnull(mixed);
+    memcpy(mixed, buf, plen);
+    put32(mixed + plen, (uint32_t)olen);
+    put32(mixed + plen + 4, 0);
+    memcpy(mixed + plen + 8, ob, olen);
+    fix_crc(mixed, plen + 8 + olen + 4);
+    ck_assert_int_eq(nn_ae_load(mixed, plen + 8 + olen + 4, &back), -EINVAL);
+    /* Nor one saved under another architecture id. */
+    free(ob);
+    ck_assert_int_eq(nn_qmodel_save(nn_ae_int_decoder(ae), "something-else", &ob, &olen), 0);
+    free(mixed);
+    mixed = malloc(plen + 8 + olen + 4);
+    ck_assert_ptr_nonnull(mixed);
+    memcpy(mixed, buf, plen);
+    put32(mixed + plen, (uint32_t)olen);
+    put32(mixed + plen + 4, 0);
+    memcpy(mixed + plen + 8, ob, olen);
+    fix_crc(mixed, plen + 8 + olen + 4);
+    ck_assert_int_eq(nn_ae_load(mixed, plen + 8 + olen + 4, &back), -EINVAL);
+    free(mixed);
+    free(ob);
+    free(one.pixels);
+    nn_ae_free(other);
+    free(qb);
     free(b);
     free(buf);
     nn_ae_free(ae);
@@ -568,6 +875,11 @@ START_TEST(test_default)
     ck_assert_int_eq(nn_ae_decode(ae, lat, &out), 0);
     ck_assert_int_eq(nn_ae_psnr(&img, out, &psnr), 0);
     ck_assert_msg(psnr > 20, "default model: %.2f dB on a smooth image", psnr);
+    nn_ae_image_free(out);
+    ck_assert_ptr_nonnull(nn_ae_int_decoder(ae)); /* the shipped model has its integer decoder */
+    ck_assert_int_eq(nn_ae_decode_int(ae, lat, &out), 0);
+    ck_assert_int_eq(nn_ae_psnr(&img, out, &psnr), 0);
+    ck_assert_msg(psnr > 20, "default model, integer decoder: %.2f dB", psnr);
     nn_ae_image_free(out);
     nn_ae_latent_free(lat);
     free(img.pixels);
@@ -599,6 +911,11 @@ static Suite *nn_ae_suite(void)
     tc = tcase_create("train");
     tcase_set_timeout(tc, 300);
     tcase_add_test(tc, test_train);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("int");
+    tcase_set_timeout(tc, 300);
+    tcase_add_test(tc, test_int_decoder);
+    tcase_add_test(tc, test_int_deterministic);
     suite_add_tcase(s, tc);
     tc = tcase_create("file");
     tcase_set_timeout(tc, 300);

@@ -1,0 +1,652 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Unit tests of codec/container: exact round trips of the test images and of generated ones
+ * (PNM, PNG and DICOM; 8 and 16 bit; grey and RGB; several frames; 1x1, 1xN, prime sizes), each
+ * under a fresh key; the container read back by libpng as an ordinary PNG; previews; and
+ * refusal of every changed byte of a small container, of sampled bytes of a large one, of
+ * sections swapped between containers, of a wrong key and of a foreign keyring.
+ */
+#include <check.h>
+#include <dirent.h>
+#include <errno.h>
+#include <png.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "tests/unit/unit.h"
+#include "codec/container.h"
+#include "keys/keys.h"
+
+int keys_key_from_bytes(const uint8_t *bytes, enum keys_key_kind kind, struct keys_key **out);
+
+struct ctx {
+    struct keys_key *key;
+    struct codec_ct *ct;
+};
+
+static void ctx_new(struct ctx *c)
+{
+    uint8_t raw[32];
+    ck_assert_int_eq(keys_random(raw, sizeof(raw)), 0);
+    ck_assert_int_eq(keys_key_from_bytes(raw, KEYS_KEY_GCM, &c->key), 0);
+    ck_assert_int_eq(codec_ct_new_key(c->key, &c->ct), 0);
+}
+
+static void ctx_free(struct ctx *c)
+{
+    codec_ct_free(c->ct);
+    keys_key_free(c->key);
+}
+
+static uint32_t seed = 12345;
+static uint32_t rnd(void)
+{
+    seed = seed * 1664525u + 1013904223u;
+    return seed >> 8;
+}
+
+/* ---- generated images ---- */
+
+static uint8_t *make_pnm(uint32_t w, uint32_t h, int rgb, int bits, size_t *len)
+{
+    char head[64];
+    unsigned maxval = bits == 16 ? 4095 : 255;
+    int n = snprintf(head, sizeof(head), "P%c\n%u %u\n%u\n", rgb ? '6' : '5', w, h, maxval);
+    size_t samples = (size_t)w * h * (rgb ? 3 : 1), bps = bits == 16 ? 2 : 1;
+    uint8_t *b = malloc((size_t)n + samples * bps);
+    ck_assert_ptr_nonnull(b);
+    memcpy(b, head, (size_t)n);
+    for (size_t i = 0; i < samples; i++) {
+        unsigned v = (unsigned)((i * 7 + (i / w) * 3) % (maxval + 1) + rnd() % 5) % (maxval + 1);
+        if (bps == 2) {
+            b[n + 2 * i] = (uint8_t)(v >> 8);
+            b[n + 2 * i + 1] = (uint8_t)v;
+        } else {
+            b[n + i] = (uint8_t)v;
+        }
+    }
+    *len = (size_t)n + samples * bps;
+    return b;
+}
+
+struct membuf {
+    uint8_t *p;
+    size_t n;
+};
+
+static void mem_write(png_structp png, png_bytep data, png_size_t n)
+{
+    struct membuf *m = png_get_io_ptr(png);
+    m->p = realloc(m->p, m->n + n);
+    ck_assert_ptr_nonnull(m->p);
+    memcpy(m->p + m->n, data, n);
+    m->n += n;
+}
+
+static void mem_flush(png_structp png)
+{
+    (void)png;
+}
+
+/* A PNG written by libpng: colour type 0 or 2, depth 8 or 16, a smooth gradient with noise. */
+static uint8_t *make_png(uint32_t w, uint32_t h, int rgb, int bits, size_t *len)
+{
+    struct membuf m = {0};
+    png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, NULL, NULL, NULL);
+    png_infop info = png_create_info_struct(png);
+    ck_assert_ptr_nonnull(info);
+    size_t c = rgb ? 3 : 1, bps = (size_t)bits / 8, rowb = w * c * bps;
+    uint8_t *row = malloc(rowb);
+    ck_assert_ptr_nonnull(row);
+    png_set_write_fn(png, &m, mem_write, mem_flush);
+    png_set_IHDR(png, info, w, h, bits, rgb ? PNG_COLOR_TYPE_RGB : PNG_COLOR_TYPE_GRAY,
+                 PNG_INTERLACE_NONE, PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+    png_write_info(png, info);
+    for (uint32_t y = 0; y < h; y++) {
+        for (size_t i = 0; i < w * c; i++) {
+            unsigned v = (unsigned)((i / c) * 5 + y * 3 + (i % c) * 40 + rnd() % 4);
+            if (bits == 16) {
+                v = (v * 37) & 0xffff;
+                row[2 * i] = (uint8_t)(v >> 8);
+                row[2 * i + 1] = (uint8_t)v;
+            } else {
+                row[i] = (uint8_t)v;
+            }
+        }
+        png_write_row(png, row);
+    }
+    png_write_end(png, info);
+    png_destroy_write_struct(&png, &info);
+    free(row);
+    *len = m.n;
+    return m.p;
+}
+
+/* A multi-frame DICOM, explicit VR little endian, 16-bit grey, 12 bits stored. */
+static void dw(struct membuf *m, const void *p, size_t n)
+{
+    m->p = realloc(m->p, m->n + n);
+    ck_assert_ptr_nonnull(m->p);
+    memcpy(m->p + m->n, p, n);
+    m->n += n;
+}
+
+static void delem(struct membuf *m, unsigned g, unsigned e, const char *vr, const void *v,
+                  uint32_t n)
+{
+    uint8_t h[12] = {(uint8_t)g,        (uint8_t)(g >> 8), (uint8_t)e,
+                     (uint8_t)(e >> 8), (uint8_t)vr[0],    (uint8_t)vr[1]};
+    if (strcmp(vr, "OB") == 0 || strcmp(vr, "OW") == 0) {
+        h[8] = (uint8_t)n, h[9] = (uint8_t)(n >> 8), h[10] = (uint8_t)(n >> 16);
+        h[11] = (uint8_t)(n >> 24);
+        dw(m, h, 12);
+    } else {
+        h[6] = (uint8_t)n, h[7] = (uint8_t)(n >> 8);
+        dw(m, h, 8);
+    }
+    if (v)
+        dw(m, v, n);
+}
+
+static void dus(struct membuf *m, unsigned e, unsigned v)
+{
+    uint8_t b[2] = {(uint8_t)v, (uint8_t)(v >> 8)};
+    delem(m, 0x0028, e, "US", b, 2);
+}
+
+static uint8_t *make_dicom(uint32_t w, uint32_t h, uint32_t frames, size_t *len)
+{
+    struct membuf m = {0};
+    uint8_t pre[128] = {0};
+    char nf[16];
+    dw(&m, pre, sizeof(pre));
+    dw(&m, "DICM", 4);
+    delem(&m, 0x0002, 0x0001, "OB", "\0\1", 2);
+    delem(&m, 0x0002, 0x0010, "UI", "1.2.840.10008.1.2.1\0", 20);
+    delem(&m, 0x0008, 0x0060, "CS", "MR", 2);
+    delem(&m, 0x0010, 0x0010, "PN", "Doe^Jane", 8);
+    dus(&m, 0x0002, 1);
+    delem(&m, 0x0028, 0x0004, "CS", "MONOCHROME2 ", 12);
+    snprintf(nf, sizeof(nf), "%u", frames);
+    if (strlen(nf) % 2)
+        strcat(nf, " ");
+    delem(&m, 0x0028, 0x0008, "IS", nf, (uint32_t)strlen(nf));
+    dus(&m, 0x0010, h);
+    dus(&m, 0x0011, w);
+    dus(&m, 0x0100, 16);
+    dus(&m, 0x0101, 12);
+    dus(&m, 0x0102, 11);
+    size_t n = (size_t)w * h * frames * 2;
+    uint8_t *px = malloc(n);
+    ck_assert_ptr_nonnull(px);
+    for (size_t i = 0; i < n / 2; i++) {
+        unsigned v = (unsigned)((i % w) * 9 + (i / w) * 4 + rnd() % 16) & 0xfff;
+        px[2 * i] = (uint8_t)v;
+        px[2 * i + 1] = (uint8_t)(v >> 8);
+    }
+    delem(&m, 0x7fe0, 0x0010, "OW", px, (uint32_t)n);
+    free(px);
+    *len = m.n;
+    return m.p;
+}
+
+/* ---- checks ---- */
+
+/* The container must read as an ordinary grey PNG of the geometry its header states. */
+static void check_png(const uint8_t *c, size_t n)
+{
+    struct codec_ct_info info;
+    png_image im;
+    ck_assert_int_eq(codec_ct_info(c, n, &info), 0);
+    memset(&im, 0, sizeof(im));
+    im.version = PNG_IMAGE_VERSION;
+    ck_assert_msg(png_image_begin_read_from_memory(&im, c, n), "libpng: %s", im.message);
+    ck_assert_uint_eq(im.width, info.png_width);
+    ck_assert_uint_eq(im.height, info.png_height);
+    im.format = PNG_FORMAT_GRAY;
+    size_t sz = PNG_IMAGE_SIZE(im);
+    uint8_t *px = malloc(sz);
+    ck_assert_ptr_nonnull(px);
+    ck_assert_msg(png_image_finish_read(&im, NULL, px, 0, NULL), "libpng: %s", im.message);
+    /* the padding after the sealed stream is zero */
+    for (size_t i = (size_t)info.pixels_bytes; i < sz; i++)
+        ck_assert_uint_eq(px[i], 0);
+    free(px);
+}
+
+/* The preview must be a PNG of the image's geometry. */
+static void check_preview(const struct codec_ct *ct, const uint8_t *c, size_t n)
+{
+    struct codec_ct_info info;
+    uint8_t *pv = NULL;
+    size_t pl = 0;
+    ck_assert_int_eq(codec_ct_info(c, n, &info), 0);
+    int rc = codec_ct_preview(ct, c, n, &pv, &pl);
+    if (info.features != CODEC_CT_FEATURES_PRESENT) {
+        ck_assert_int_eq(rc, -ENODATA);
+        return;
+    }
+    ck_assert_int_eq(rc, 0);
+    png_image im;
+    memset(&im, 0, sizeof(im));
+    im.version = PNG_IMAGE_VERSION;
+    ck_assert_msg(png_image_begin_read_from_memory(&im, pv, pl), "libpng: %s", im.message);
+    ck_assert_uint_eq(im.width, info.width);
+    ck_assert_uint_eq(im.height, info.height);
+    size_t sz = PNG_IMAGE_SIZE(im);
+    uint8_t *px = malloc(sz);
+    ck_assert_ptr_nonnull(px);
+    ck_assert(png_image_finish_read(&im, NULL, px, 0, NULL));
+    free(px);
+    free(pv);
+}
+
+/* Encode under a fresh key, decode, compare; returns the container (or NULL: -ENOTSUP). */
+static uint8_t *round_trip(const struct ctx *c, const uint8_t *f, size_t n, size_t *clen,
+                           const char *what)
+{
+    uint8_t *ct = NULL, *back = NULL;
+    size_t cl = 0, bl = 0;
+    struct codec_ct_opts o = {.threads = 2};
+    int rc = codec_ct_encode(c->ct, f, n, &o, &ct, &cl);
+    if (rc == -ENOTSUP)
+        return NULL;
+    ck_assert_msg(rc == 0, "%s: encode %d", what, rc);
+    ck_assert_int_eq(codec_ct_sniff(ct, cl), 1);
+    rc = codec_ct_decode(c->ct, ct, cl, 1, &back, &bl);
+    ck_assert_msg(rc == 0, "%s: decode %d", what, rc);
+    ck_assert_msg(bl == n && memcmp(back, f, n) == 0, "%s: bytes differ", what);
+    free(back);
+    check_png(ct, cl);
+    *clen = cl;
+    return ct;
+}
+
+START_TEST(test_corpus)
+{
+    const char *dir = getenv("IMGC_TESTDATA");
+    char path[4096];
+    int stored = 0;
+    ck_assert_ptr_nonnull(dir);
+    DIR *d = opendir(dir);
+    ck_assert_ptr_nonnull(d);
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        struct stat st;
+        snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+        if (stat(path, &st) != 0 || !S_ISREG(st.st_mode))
+            continue;
+        struct ctx c;
+        size_t n = 0, cl = 0;
+        uint8_t *f = unit_read_file(path, &n);
+        ctx_new(&c);
+        uint8_t *ct = round_trip(&c, f, n, &cl, e->d_name);
+        if (ct) {
+            stored++;
+            check_preview(c.ct, ct, cl);
+            printf("container: %-36s %9zu -> %9zu bytes (%.3f)\n", e->d_name, n, cl,
+                   (double)cl / (double)n);
+        }
+        free(ct);
+        free(f);
+        ctx_free(&c);
+    }
+    closedir(d);
+    ck_assert_int_ge(stored, 10);
+}
+END_TEST
+
+START_TEST(test_generated)
+{
+    static const uint32_t sizes[][2] = {{1, 1},   {1, 17},  {17, 1},   {13, 31},
+                                        {16, 16}, {37, 53}, {101, 67}, {128, 96}};
+    for (size_t s = 0; s < sizeof(sizes) / sizeof(sizes[0]); s++)
+        for (int kind = 0; kind < 2; kind++)
+            for (int rgb = 0; rgb < 2; rgb++)
+                for (int bits = 8; bits <= 16; bits += 8) {
+                    char what[64];
+                    size_t n = 0, cl = 0;
+                    struct ctx c;
+                    uint32_t w = sizes[s][0], h = sizes[s][1];
+                    uint8_t *f =
+                        kind ? make_png(w, h, rgb, bits, &n) : make_pnm(w, h, rgb, bits, &n);
+                    snprintf(what, sizeof(what), "%s %ux%u %s %d", kind ? "png" : "pnm", w, h,
+                             rgb ? "rgb" : "grey", bits);
+                    ctx_new(&c);
+                    uint8_t *ct = round_trip(&c, f, n, &cl, what);
+                    ck_assert_msg(ct != NULL, "%s: not stored", what);
+                    struct codec_ct_info info;
+                    ck_assert_int_eq(codec_ct_info(ct, cl, &info), 0);
+                    ck_assert_uint_eq(info.channels, rgb ? 3 : 1);
+                    ck_assert_uint_eq(info.bits, (unsigned)bits);
+                    ck_assert_uint_eq(info.plain_size, n);
+                    ck_assert_int_eq(info.features,
+                                     w < CODEC_CT_MIN_FEATURE_DIM || h < CODEC_CT_MIN_FEATURE_DIM
+                                         ? CODEC_CT_FEATURES_SMALL
+                                         : CODEC_CT_FEATURES_PRESENT);
+                    check_preview(c.ct, ct, cl);
+                    free(ct);
+                    free(f);
+                    ctx_free(&c);
+                }
+}
+END_TEST
+
+START_TEST(test_dicom_frames)
+{
+    static const uint32_t cases[][3] = {{1, 1, 2}, {7, 5, 3}, {64, 48, 4}, {33, 17, 2}};
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        size_t n = 0, cl = 0;
+        struct ctx c;
+        uint8_t *f = make_dicom(cases[i][0], cases[i][1], cases[i][2], &n);
+        ctx_new(&c);
+        uint8_t *ct = round_trip(&c, f, n, &cl, "dicom");
+        ck_assert_ptr_nonnull(ct);
+        struct codec_ct_info info;
+        ck_assert_int_eq(codec_ct_info(ct, cl, &info), 0);
+        ck_assert_uint_eq(info.frames, cases[i][2]);
+        ck_assert_int_eq(info.format, CODEC_FORMAT_DICOM);
+        check_preview(c.ct, ct, cl);
+        /* patient data never shows in the stored bytes */
+        ck_assert_ptr_null(memmem(ct, cl, "Doe^Jane", 8));
+        free(ct);
+        free(f);
+        ctx_free(&c);
+    }
+}
+END_TEST
+
+START_TEST(test_not_image)
+{
+    struct ctx c;
+    static const uint8_t text[] = "just some text, not an image\n";
+    uint8_t *ct = NULL;
+    size_t cl = 0;
+    ctx_new(&c);
+    ck_assert_int_eq(codec_ct_encode(c.ct, text, sizeof(text), NULL, &ct, &cl), -ENOTSUP);
+    ck_assert_ptr_null(ct);
+    ck_assert_int_eq(codec_ct_decode(c.ct, text, sizeof(text), 1, &ct, &cl), -EINVAL);
+    ck_assert_int_eq(codec_ct_decode(c.ct, NULL, 0, 1, &ct, &cl), -EINVAL);
+    ck_assert_ptr_null(ct);
+    ctx_free(&c);
+}
+END_TEST
+
+/* Decoding must fail without touching the out-parameters. */
+static void expect_refused(const struct codec_ct *ct, const uint8_t *b, size_t n, const char *w,
+                           size_t pos)
+{
+    uint8_t *out = (uint8_t *)&out;
+    size_t ol = 4242;
+    int rc = codec_ct_decode(ct, b, n, 1, &out, &ol);
+    ck_assert_msg(rc == -EBADMSG || rc == -EINVAL, "%s at %zu: decode gave %d", w, pos, rc);
+    ck_assert_ptr_eq(out, (uint8_t *)&out);
+    ck_assert_uint_eq(ol, 4242);
+}
+
+START_TEST(test_tamper_small)
+{
+    struct ctx c;
+    size_t n = 0, cl = 0;
+    uint8_t *f = make_pnm(16, 16, 0, 8, &n); /* small, with features */
+    ctx_new(&c);
+    uint8_t *ct = round_trip(&c, f, n, &cl, "small");
+    struct codec_ct_info info;
+    ck_assert_int_eq(codec_ct_info(ct, cl, &info), 0);
+    ck_assert_int_eq(info.features, CODEC_CT_FEATURES_PRESENT);
+    printf("container: every byte of a %zu-byte container changed in turn\n", cl);
+    for (size_t i = 0; i < cl; i++) {
+        uint8_t keep = ct[i];
+        ct[i] ^= (uint8_t)(1u << (i % 8));
+        expect_refused(c.ct, ct, cl, "bit flip", i);
+        ct[i] = keep ^ 0xff;
+        expect_refused(c.ct, ct, cl, "byte flip", i);
+        ct[i] = keep;
+    }
+    /* cut at every length, and one byte more */
+    for (size_t i = 0; i < cl; i++)
+        expect_refused(c.ct, ct, i, "cut", i);
+    uint8_t *longer = malloc(cl + 1);
+    memcpy(longer, ct, cl);
+    longer[cl] = 0;
+    expect_refused(c.ct, longer, cl + 1, "extra byte", cl);
+    free(longer);
+    free(ct);
+    free(f);
+    ctx_free(&c);
+}
+END_TEST
+
+START_TEST(test_tamper_large)
+{
+    char path[4096];
+    struct ctx c;
+    size_t n = 0, cl = 0;
+    snprintf(path, sizeof(path), "%s/mri-t1-coronal-512.png", getenv("IMGC_TESTDATA"));
+    uint8_t *f = unit_read_file(path, &n);
+    ctx_new(&c);
+    uint8_t *ct = round_trip(&c, f, n, &cl, "large");
+    ck_assert_ptr_nonnull(ct);
+    int samples = unit_quick() ? 60 : 400;
+    for (int s = 0; s < samples; s++) {
+        size_t i = s < 100 ? (size_t)s * 7 % cl : rnd() % cl;
+        uint8_t keep = ct[i];
+        ct[i] ^= (uint8_t)(1 + rnd() % 255);
+        expect_refused(c.ct, ct, cl, "large flip", i);
+        ct[i] = keep;
+    }
+    free(ct);
+    free(f);
+    ctx_free(&c);
+}
+END_TEST
+
+/* Offsets of the chunks of a PNG: type, start (of the length field), whole length. */
+struct chunk {
+    char type[5];
+    size_t at, len;
+};
+
+static size_t chunks(const uint8_t *b, size_t n, struct chunk *out, size_t cap)
+{
+    size_t k = 0;
+    for (size_t pos = 8; pos + 12 <= n && k < cap;) {
+        size_t l =
+            (size_t)b[pos] << 24 | (size_t)b[pos + 1] << 16 | (size_t)b[pos + 2] << 8 | b[pos + 3];
+        memcpy(out[k].type, b + pos + 4, 4);
+        out[k].type[4] = 0;
+        out[k].at = pos;
+        out[k].len = 12 + l;
+        k++;
+        pos += 12 + l;
+    }
+    return k;
+}
+
+/* b with chunk i of b replaced by chunk j of a (CRCs stay valid: whole chunks move). */
+static uint8_t *splice(const uint8_t *b, size_t bl, const struct chunk *bc, const uint8_t *a,
+                       const struct chunk *ac, size_t *out_len)
+{
+    size_t n = bl - bc->len + ac->len;
+    uint8_t *r = malloc(n);
+    ck_assert_ptr_nonnull(r);
+    memcpy(r, b, bc->at);
+    memcpy(r + bc->at, a + ac->at, ac->len);
+    memcpy(r + bc->at + ac->len, b + bc->at + bc->len, bl - bc->at - bc->len);
+    *out_len = n;
+    return r;
+}
+
+START_TEST(test_swap)
+{
+    struct ctx c, other;
+    size_t n = 0, al = 0, bl = 0;
+    uint8_t *f = make_pnm(48, 40, 0, 8, &n);
+    ctx_new(&c);
+    ctx_new(&other);
+    /* the same image twice under one key, and once under another key */
+    uint8_t *a = round_trip(&c, f, n, &al, "a"), *b = round_trip(&c, f, n, &bl, "b");
+    size_t ol = 0;
+    uint8_t *o = round_trip(&other, f, n, &ol, "other");
+    ck_assert_uint_eq(al, bl);
+    ck_assert_mem_ne(a, b, al); /* fresh file ids, fresh keys: nothing alike */
+    struct chunk ca[16], cb[16];
+    size_t ka = chunks(a, al, ca, 16), kb = chunks(b, bl, cb, 16);
+    ck_assert_uint_eq(ka, kb);
+    ck_assert_str_eq(ca[1].type, "icHd");
+    ck_assert_str_eq(ca[2].type, "icFt");
+    ck_assert_str_eq(ca[3].type, "icEv");
+    for (size_t i = 1; i + 1 < ka; i++) {
+        size_t sl = 0;
+        uint8_t *s = splice(b, bl, &cb[i], a, &ca[i], &sl);
+        uint8_t *out = NULL;
+        size_t outl = 0;
+        int rc = codec_ct_decode(c.ct, s, sl, 1, &out, &outl);
+        ck_assert_msg(rc == -EBADMSG, "chunk %s from another container: %d", ca[i].type, rc);
+        if (i == 2) {
+            rc = codec_ct_preview(c.ct, s, sl, &out, &outl);
+            ck_assert_int_eq(rc, -EBADMSG);
+        }
+        free(s);
+    }
+    /* features and envelope in each other's place: refused (order, lengths, tags) */
+    {
+        uint8_t *s = malloc(al), *out = NULL;
+        size_t at = ca[2].at, outl = 0;
+        memcpy(s, a, al);
+        memcpy(s + at, a + ca[3].at, ca[3].len);
+        memcpy(s + at + ca[3].len, a + ca[2].at, ca[2].len);
+        ck_assert_int_eq(codec_ct_decode(c.ct, s, al, 1, &out, &outl), -EINVAL);
+        free(s);
+    }
+    /* wrong key */
+    uint8_t *out = NULL;
+    size_t outl = 0;
+    ck_assert_int_eq(codec_ct_decode(other.ct, a, al, 1, &out, &outl), -EBADMSG);
+    ck_assert_int_eq(codec_ct_preview(other.ct, a, al, &out, &outl), -EBADMSG);
+    ck_assert_int_eq(codec_ct_decode(c.ct, o, ol, 1, &out, &outl), -EBADMSG);
+    ck_assert_ptr_null(out);
+    free(a);
+    free(b);
+    free(o);
+    free(f);
+    ctx_free(&c);
+    ctx_free(&other);
+}
+END_TEST
+
+START_TEST(test_keyring)
+{
+    char dir[] = "/tmp/imgc-ct-XXXXXX", kf[64], ring1[64], ring2[64];
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    snprintf(kf, sizeof(kf), "%s/key", dir);
+    snprintf(ring1, sizeof(ring1), "%s/ring1", dir);
+    snprintf(ring2, sizeof(ring2), "%s/ring2", dir);
+    uint8_t raw[32];
+    ck_assert_int_eq(keys_random(raw, sizeof(raw)), 0);
+    FILE *fp = fopen(kf, "wb");
+    ck_assert_ptr_nonnull(fp);
+    ck_assert_uint_eq(fwrite(raw, 1, sizeof(raw), fp), sizeof(raw));
+    fclose(fp);
+    ck_assert_int_eq(chmod(kf, 0600), 0);
+    struct keys_source src = {KEYS_SRC_KEYFILE, kf};
+    struct keys_secret *sec = NULL;
+    struct keys_ring *r1 = NULL, *r2 = NULL;
+    struct codec_ct *c1 = NULL, *c2 = NULL;
+    ck_assert_int_eq(keys_secret_read(&src, NULL, 0, &sec, NULL, 0), 0);
+    ck_assert_int_eq(keys_ring_create(ring1, sec, KEYS_LOGN_MIN), 0);
+    ck_assert_int_eq(keys_ring_create(ring2, sec, KEYS_LOGN_MIN), 0);
+    ck_assert_int_eq(keys_ring_open(ring1, sec, &r1, NULL, 0), 0);
+    ck_assert_int_eq(keys_ring_open(ring2, sec, &r2, NULL, 0), 0);
+    ck_assert_int_eq(codec_ct_new(r1, &c1), 0);
+    ck_assert_int_eq(codec_ct_new(r2, &c2), 0);
+    size_t n = 0, cl = 0, bl = 0;
+    uint8_t *f = make_png(40, 30, 1, 8, &n), *ct = NULL, *back = NULL;
+    struct codec_ct_opts o = {.verify = 1};
+    ck_assert_int_eq(codec_ct_encode(c1, f, n, &o, &ct, &cl), 0);
+    ck_assert_int_eq(codec_ct_decode(c1, ct, cl, 2, &back, &bl), 0);
+    ck_assert_uint_eq(bl, n);
+    ck_assert_mem_eq(back, f, n);
+    free(back);
+    back = NULL;
+    /* same key file, another keyring: another master key */
+    ck_assert_int_eq(codec_ct_decode(c2, ct, cl, 1, &back, &bl), -EBADMSG);
+    ck_assert_int_eq(codec_ct_preview(c2, ct, cl, &back, &bl), -EBADMSG);
+    ck_assert_ptr_null(back);
+    free(ct);
+    free(f);
+    codec_ct_free(c1);
+    codec_ct_free(c2);
+    keys_ring_close(r1);
+    keys_ring_close(r2);
+    keys_secret_free(sec);
+    unlink(kf);
+    unlink(ring1);
+    unlink(ring2);
+    rmdir(dir);
+}
+END_TEST
+
+START_TEST(test_options)
+{
+    struct ctx c;
+    size_t n = 0, cl = 0, pl = 0;
+    uint8_t *f = make_png(64, 64, 0, 16, &n), *ct = NULL, *pv = NULL;
+    struct codec_ct_opts o = {.no_features = 1, .verify = 1, .threads = 2};
+    ctx_new(&c);
+    ck_assert_int_eq(codec_ct_encode(c.ct, f, n, &o, &ct, &cl), 0);
+    struct codec_ct_info info;
+    ck_assert_int_eq(codec_ct_info(ct, cl, &info), 0);
+    ck_assert_int_eq(info.features, CODEC_CT_FEATURES_DISABLED);
+    ck_assert_uint_eq(info.features_bytes, 0);
+    ck_assert_int_eq(codec_ct_preview(c.ct, ct, cl, &pv, &pl), -ENODATA);
+    free(ct);
+    /* decoding with 1 and 2 threads gives the same bytes */
+    ck_assert_int_eq(codec_ct_encode(c.ct, f, n, NULL, &ct, &cl), 0);
+    uint8_t *b1 = NULL, *b2 = NULL;
+    size_t l1 = 0, l2 = 0;
+    ck_assert_int_eq(codec_ct_decode(c.ct, ct, cl, 1, &b1, &l1), 0);
+    ck_assert_int_eq(codec_ct_decode(c.ct, ct, cl, 2, &b2, &l2), 0);
+    ck_assert_uint_eq(l1, l2);
+    ck_assert_mem_eq(b1, b2, l1);
+    /* previews are the same bytes every time */
+    uint8_t *p1 = NULL, *p2 = NULL;
+    size_t q1 = 0, q2 = 0;
+    ck_assert_int_eq(codec_ct_preview(c.ct, ct, cl, &p1, &q1), 0);
+    ck_assert_int_eq(codec_ct_preview(c.ct, ct, cl, &p2, &q2), 0);
+    ck_assert_uint_eq(q1, q2);
+    ck_assert_mem_eq(p1, p2, q1);
+    free(p1);
+    free(p2);
+    free(b1);
+    free(b2);
+    free(ct);
+    free(f);
+    ctx_free(&c);
+}
+END_TEST
+
+static Suite *codec_container_suite(void)
+{
+    Suite *s = suite_create("codec_container");
+    TCase *t = tcase_create("roundtrip");
+    tcase_add_test(t, test_corpus);
+    tcase_add_test(t, test_generated);
+    tcase_add_test(t, test_dicom_frames);
+    tcase_add_test(t, test_not_image);
+    tcase_add_test(t, test_options);
+    tcase_add_test(t, test_keyring);
+    suite_add_tcase(s, t);
+    TCase *a = tcase_create("tamper");
+    tcase_add_test(a, test_tamper_small);
+    tcase_add_test(a, test_tamper_large);
+    tcase_add_test(a, test_swap);
+    suite_add_tcase(s, a);
+    return s;
+}
+
+UNIT_SUITE(codec_container_suite)
