@@ -134,6 +134,7 @@ struct ae_job {
     const struct nn_ae *ae;
     struct nn_ae_image img;
     int rounds;
+    int integer; /* decode with the integer-exact decoder */
     double enc, dec; /* best seconds */
 };
 
@@ -148,7 +149,7 @@ static void *ae_run(void *arg)
         if (nn_ae_encode(j->ae, &j->img, &lat) != 0)
             abort();
         double t1 = now();
-        if (nn_ae_decode(j->ae, lat, &out) != 0)
+        if ((j->integer ? nn_ae_decode_int(j->ae, lat, &out) : nn_ae_decode(j->ae, lat, &out)) != 0)
             abort();
         double t2 = now();
         if (t1 - t0 < j->enc)
@@ -173,15 +174,17 @@ static int bench_ae(void)
         if (!px)
             return 1;
         synth(px, size);
-        struct ae_job j = {ae, {1, size, size, 8, px}, size == 256 ? 20 : 10, 0, 0};
-        for (int t = 1; t <= 2; t++) {
-            nn_set_threads(t);
-            ae_run(&j);
-            printf("autoencoder %u^2 8-bit, one image, %d BLAS thread%s: encode %6.2f ms, decode "
-                   "%6.2f ms, both %6.2f ms (%.1f images/s)\n",
-                   size, t, t > 1 ? "s" : " ", j.enc * 1e3, j.dec * 1e3, (j.enc + j.dec) * 1e3,
-                   1.0 / (j.enc + j.dec));
-        }
+        struct ae_job j = {ae, {1, size, size, 8, px}, size == 256 ? 20 : 10, 0, 0, 0};
+        for (int integer = 1; integer >= 0; integer--)
+            for (int t = 1; t <= 2; t++) {
+                nn_set_threads(t);
+                j.integer = integer;
+                ae_run(&j);
+                printf("autoencoder %u^2 8-bit, one image, %d BLAS thread%s: encode %6.2f ms, "
+                       "%s decode %6.2f ms, both %6.2f ms (%.1f images/s)\n",
+                       size, t, t > 1 ? "s" : " ", j.enc * 1e3, integer ? "integer" : "float  ",
+                       j.dec * 1e3, (j.enc + j.dec) * 1e3, 1.0 / (j.enc + j.dec));
+            }
         /* two images at once, one per core */
         nn_set_threads(1);
         struct ae_job k[2] = {j, j};
