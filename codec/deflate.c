@@ -20,7 +20,7 @@
 #include "codec/deflate.h"
 
 const uint8_t codec_dfl_cl_order[DFL_NCL] = {16, 17, 18, 0, 8,  7, 9,  6, 10, 5,
-                                          11, 4,  12, 3, 13, 2, 14, 1, 15};
+                                             11, 4,  12, 3, 13, 2, 14, 1, 15};
 static const uint16_t len_base[29] = {3,  4,  5,  6,   7,   8,   9,   10,  11, 13,
                                       15, 17, 19, 23,  27,  31,  35,  43,  51, 59,
                                       67, 83, 99, 115, 131, 163, 195, 227, 258};
@@ -167,7 +167,7 @@ static void op_split(uint8_t op, unsigned *sym, unsigned *extra, unsigned *nbits
  * end-of-block code. lens gets HLIT+257 then HDIST+1 lengths.
  */
 int codec_dfl_dyn_lens(const struct dfl_block *b, const uint8_t *ops,
-                    uint8_t lens[DFL_NLIT + DFL_NDIST])
+                       uint8_t lens[DFL_NLIT + DFL_NDIST])
 {
     uint8_t cl[DFL_NCL] = {0};
     unsigned count[DFL_MAXBITS + 1];
@@ -321,8 +321,8 @@ static int out_reserve(struct inflate_state *s, size_t n)
 static int push_tok(struct codec_deflate_desc *d, uint32_t t)
 {
     /* every token produces at least one byte, so there are never more than CODEC_INFLATE_MAX_OUT */
-    int rc =
-        codec_dfl_grow((void **)&d->tok, &d->cap_tok, d->ntok + 1, sizeof(uint32_t), CODEC_INFLATE_MAX_OUT);
+    int rc = codec_dfl_grow((void **)&d->tok, &d->cap_tok, d->ntok + 1, sizeof(uint32_t),
+                            CODEC_INFLATE_MAX_OUT);
     if (rc)
         return rc;
     d->tok[d->ntok++] = t;
@@ -350,7 +350,7 @@ static int read_dynamic_header(struct bitrd *br, struct inflate_state *s,
     if ((rc = huff_table(cl, DFL_NCL, s->cl, &s->clbits)) != 0)
         return rc;
     rc = codec_dfl_grow((void **)&d->ops, &d->cap_ops, d->nops + DFL_MAXOPS, 1,
-              DFL_MAXOPS * CODEC_INFLATE_MAX_BLOCKS);
+                        DFL_MAXOPS * CODEC_INFLATE_MAX_BLOCKS);
     if (rc)
         return rc;
     blk->first_op = d->nops;
@@ -464,7 +464,7 @@ static int record_raw(const uint8_t *in, size_t in_len, struct inflate_state *s,
     fixed_lens(flit, fdist);
     for (;;) {
         if ((rc = codec_dfl_grow((void **)&d->blocks, &d->cap_blocks, d->nblocks + 1,
-                       sizeof(struct dfl_block), CODEC_INFLATE_MAX_BLOCKS)) != 0)
+                                 sizeof(struct dfl_block), CODEC_INFLATE_MAX_BLOCKS)) != 0)
             return rc;
         struct dfl_block *blk = &d->blocks[d->nblocks];
         memset(blk, 0, sizeof(*blk));
@@ -979,7 +979,7 @@ static int parse_tokens(struct codec_dfl_rd *r, struct codec_deflate_desc *d, st
     if (codec_dfl_rd_var(r, r->left, &ntok) || ntok > d->out_len - *pos)
         return -EINVAL;
     if ((rc = codec_dfl_grow((void **)&d->tok, &d->cap_tok, d->ntok + ntok, sizeof(uint32_t),
-                   CODEC_INFLATE_MAX_OUT)) != 0)
+                             CODEC_INFLATE_MAX_OUT)) != 0)
         return rc;
     b->first_tok = d->ntok;
     size_t start = *pos;
@@ -1032,8 +1032,8 @@ int codec_deflate_desc_parse(const uint8_t *buf, size_t len, size_t max_out,
         goto out;
     r.p += 6, r.left -= 6;
     d->zlib = buf[5];
-    if (d->zlib &&
-        (codec_dfl_rd_u8(&r, &d->cmf) || codec_dfl_rd_u8(&r, &d->flg) || zlib_header_ok(d->cmf, d->flg) != 0))
+    if (d->zlib && (codec_dfl_rd_u8(&r, &d->cmf) || codec_dfl_rd_u8(&r, &d->flg) ||
+                    zlib_header_ok(d->cmf, d->flg) != 0))
         goto out;
     if (codec_dfl_rd_var(&r, UINT64_MAX, &v))
         goto out;
@@ -1045,28 +1045,30 @@ int codec_deflate_desc_parse(const uint8_t *buf, size_t len, size_t max_out,
     /* every block takes at least two bytes */
     if (codec_dfl_rd_var(&r, CODEC_INFLATE_MAX_BLOCKS, &v) || v == 0 || v > r.left / 2)
         goto out;
-    if ((rc = codec_dfl_grow((void **)&d->blocks, &d->cap_blocks, (size_t)v, sizeof(struct dfl_block),
-                   CODEC_INFLATE_MAX_BLOCKS)) != 0)
+    if ((rc = codec_dfl_grow((void **)&d->blocks, &d->cap_blocks, (size_t)v,
+                             sizeof(struct dfl_block), CODEC_INFLATE_MAX_BLOCKS)) != 0)
         goto out;
     rc = -EINVAL;
     d->nblocks = (size_t)v;
     memset(d->blocks, 0, d->nblocks * sizeof(struct dfl_block));
     for (size_t i = 0; i < d->nblocks; i++) {
         struct dfl_block *b = &d->blocks[i];
-        if (codec_dfl_rd_u8(&r, &u) || (u >> 3) != 0 || (u >> 1) == 3 || (u & 1) != (i + 1 == d->nblocks))
+        if (codec_dfl_rd_u8(&r, &u) || (u >> 3) != 0 || (u >> 1) == 3 ||
+            (u & 1) != (i + 1 == d->nblocks))
             goto out;
         b->final = u & 1;
         b->type = u >> 1;
         if (b->type == 0) {
-            if (codec_dfl_rd_u8(&r, &b->pad) || b->pad > 127 || codec_dfl_rd_var(&r, 65535, &v) || v > d->out_len - pos)
+            if (codec_dfl_rd_u8(&r, &b->pad) || b->pad > 127 || codec_dfl_rd_var(&r, 65535, &v) ||
+                v > d->out_len - pos)
                 goto out;
             b->out_len = (size_t)v;
             pos += b->out_len;
             continue;
         }
         if (b->type == 2) {
-            if (codec_dfl_rd_u8(&r, &b->hlit) || codec_dfl_rd_u8(&r, &b->hdist) || codec_dfl_rd_u8(&r, &b->hclen) ||
-                b->hclen > 15)
+            if (codec_dfl_rd_u8(&r, &b->hlit) || codec_dfl_rd_u8(&r, &b->hdist) ||
+                codec_dfl_rd_u8(&r, &b->hclen) || b->hclen > 15)
                 goto out;
             for (unsigned k = 0; k < b->hclen + 4u; k++)
                 if (codec_dfl_rd_u8(&r, &b->clen[k]))
@@ -1075,7 +1077,7 @@ int codec_deflate_desc_parse(const uint8_t *buf, size_t len, size_t max_out,
                 goto out;
             b->nop = (uint16_t)v;
             if ((rc = codec_dfl_grow((void **)&d->ops, &d->cap_ops, d->nops + b->nop, 1,
-                           DFL_MAXOPS * CODEC_INFLATE_MAX_BLOCKS)) != 0)
+                                     DFL_MAXOPS * CODEC_INFLATE_MAX_BLOCKS)) != 0)
                 goto out;
             rc = -EINVAL;
             b->first_op = d->nops;

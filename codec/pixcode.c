@@ -24,9 +24,9 @@
 
 #include "codec/rans.h"
 
-#define NTOK 64u         /* token alphabet: enough for any residual below 2^16 */
-#define TOK_SPLIT 16u    /* tokens below this are the value itself */
-#define SET_CTX 2u       /* contexts of the value-set gap stream */
+#define NTOK 64u      /* token alphabet: enough for any residual below 2^16 */
+#define TOK_SPLIT 16u /* tokens below this are the value itself */
+#define SET_CTX 2u    /* contexts of the value-set gap stream */
 
 /* ---- small helpers -------------------------------------------------------------------- */
 
@@ -289,8 +289,8 @@ static inline int32_t iabs(int32_t v)
 
 /* Gradient to one of 9 levels -4..4 (0; 1..2; 3..6; 7..20; 21 and more, with sign). */
 static const int8_t gq_lut[43] = {-4, -3, -3, -3, -3, -3, -3, -3, -3, -3, -3, -3, -3, -3, -3,
-                                  -2, -2, -2, -2, -1, -1, 0,  1,  1,  2,  2,  2,  2,  3,
-                                  3,  3,  3,  3,  3,  3,  3,  3,  3,  3,  3,  3,  3,  4};
+                                  -2, -2, -2, -2, -1, -1, 0,  1,  1,  2,  2,  2,  2,  3,  3,
+                                  3,  3,  3,  3,  3,  3,  3,  3,  3,  3,  3,  3,  4};
 
 static inline int32_t gq(int32_t g)
 {
@@ -445,8 +445,7 @@ static void *pool_run(void *a)
 }
 
 /* Run fn(arg, i, worker) for i < n on `threads` workers (worker 0 is the caller). */
-static int pool_for(uint32_t n, unsigned threads, int (*fn)(void *, uint32_t, unsigned),
-                    void *arg)
+static int pool_for(uint32_t n, unsigned threads, int (*fn)(void *, uint32_t, unsigned), void *arg)
 {
     struct pool p = {.fn = fn, .arg = arg, .n = n};
     atomic_init(&p.next, 0u);
@@ -528,8 +527,8 @@ static int geo_check(struct geo *g)
         return -EINVAL;
     if (g->sig < 1 || g->sig > g->bits)
         return -EINVAL;
-    if (g->c < 1 || g->c > CODEC_MAX_CHANNELS || g->f < 1 || g->f > CODEC_MAX_FRAMES ||
-        g->h < 1 || g->h > CODEC_MAX_DIM || g->w < 1 || g->w > CODEC_MAX_DIM)
+    if (g->c < 1 || g->c > CODEC_MAX_CHANNELS || g->f < 1 || g->f > CODEC_MAX_FRAMES || g->h < 1 ||
+        g->h > CODEC_MAX_DIM || g->w < 1 || g->w > CODEC_MAX_DIM)
         return -EINVAL;
     if (g->rows < 1 || g->rows > CODEC_PIX_MAX_STRIPE_ROWS)
         return -EINVAL;
@@ -936,9 +935,17 @@ int codec_pixcode_encode(const struct codec_image *img, const struct codec_pixco
     const struct codec_pix_predictor *pred = o.pred ? o.pred : &codec_pix_fixed;
     if (!pred_ok(pred) || (pred->id == 0 && pred != &codec_pix_fixed) || o.pack > 3)
         return -EINVAL;
-    struct geo g = {img->channels, img->frames, img->height, img->width, img->bits,
-                    img->significant, o.stripe_rows ? o.stripe_rows : CODEC_PIX_DEFAULT_STRIPE_ROWS,
-                    0, pred->contexts, 0, 0};
+    struct geo g = {img->channels,
+                    img->frames,
+                    img->height,
+                    img->width,
+                    img->bits,
+                    img->significant,
+                    o.stripe_rows ? o.stripe_rows : CODEC_PIX_DEFAULT_STRIPE_ROWS,
+                    0,
+                    pred->contexts,
+                    0,
+                    0};
     int rc = geo_check(&g);
     if (rc)
         return rc;
@@ -1024,8 +1031,17 @@ static int parse_header(const uint8_t *buf, size_t len, struct geo *g, uint8_t *
         buf[4] != CODEC_PIX_VERSION || buf[29] || buf[30] || buf[31])
         return -EINVAL;
     *pid = buf[5];
-    *g = (struct geo){get32le(buf + 8), get32le(buf + 12), get32le(buf + 16),
-                      get32le(buf + 20), buf[6], buf[7], get32le(buf + 24), 0, buf[28], 0, 0};
+    *g = (struct geo){get32le(buf + 8),
+                      get32le(buf + 12),
+                      get32le(buf + 16),
+                      get32le(buf + 20),
+                      buf[6],
+                      buf[7],
+                      get32le(buf + 24),
+                      0,
+                      buf[28],
+                      0,
+                      0};
     int rc = geo_check(g);
     if (rc)
         return -EINVAL;
@@ -1268,8 +1284,8 @@ int codec_pixcode_info(const uint8_t *buf, size_t len, struct codec_pixcode_info
     uint8_t pid;
     if (!info || parse_header(buf, len, &g, &pid))
         return -EINVAL;
-    *info = (struct codec_pixcode_info){g.c, g.f, g.h, g.w, g.bits, g.sig, g.rows,
-                                        g.nstripes, pid, g.planes_bytes};
+    *info = (struct codec_pixcode_info){g.c,   g.f,    g.h,        g.w, g.bits,
+                                        g.sig, g.rows, g.nstripes, pid, g.planes_bytes};
     return 0;
 }
 
@@ -1280,9 +1296,8 @@ int codec_pixcode_decode(const uint8_t *buf, size_t len, struct codec_image *img
     uint8_t pid;
     if (!img || !img->planes || parse_header(buf, len, &g, &pid))
         return -EINVAL;
-    if (img->channels != g.c || img->frames != g.f || img->height != g.h ||
-        img->width != g.w || img->bits != g.bits || img->significant != g.sig ||
-        img->planes_bytes != g.planes_bytes)
+    if (img->channels != g.c || img->frames != g.f || img->height != g.h || img->width != g.w ||
+        img->bits != g.bits || img->significant != g.sig || img->planes_bytes != g.planes_bytes)
         return -EINVAL;
     pred = pick_pred(pred, pid, g.nctx);
     if (!pred)

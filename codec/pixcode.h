@@ -95,8 +95,8 @@
 #define CODEC_PIX_MAGIC "IMPX"
 #define CODEC_PIX_VERSION 1
 #define CODEC_PIX_HEADER 32
-#define CODEC_PIX_MAX_CTX 32u                /* scale contexts a predictor may give */
-#define CODEC_PIX_MAX_STRIPE_ROWS 65536u     /* = CODEC_MAX_DIM */
+#define CODEC_PIX_MAX_CTX 32u            /* scale contexts a predictor may give */
+#define CODEC_PIX_MAX_STRIPE_ROWS 65536u /* = CODEC_MAX_DIM */
 #define CODEC_PIX_DEFAULT_STRIPE_ROWS 64u
 #define CODEC_PIX_MAX_THREADS 64u
 
@@ -144,10 +144,10 @@ enum codec_pix_pack {
 };
 
 struct codec_pixcode_opts {
-    uint32_t stripe_rows;                     /* 0: CODEC_PIX_DEFAULT_STRIPE_ROWS */
-    unsigned threads;                         /* 0 or 1: the calling thread only */
-    enum codec_pix_pack pack;                 /* per plane */
-    const struct codec_pix_predictor *pred;   /* NULL: codec_pix_fixed */
+    uint32_t stripe_rows;                   /* 0: CODEC_PIX_DEFAULT_STRIPE_ROWS */
+    unsigned threads;                       /* 0 or 1: the calling thread only */
+    enum codec_pix_pack pack;               /* per plane */
+    const struct codec_pix_predictor *pred; /* NULL: codec_pix_fixed */
 };
 
 /*

@@ -208,32 +208,13 @@ struct png_heuristic {
 static const struct png_heuristic heuristics[PNG_HEURISTICS] = {
     {4, {0, 2, 1, 4}},    /* Pillow */
     {5, {0, 2, 1, 3, 4}}, /* Pillow, optimize=True */
-    {2, {0, 1}},
-    {2, {0, 2}},
-    {2, {1, 2}},
-    {3, {0, 1, 2}},
-    {2, {0, 3}},
-    {2, {1, 3}},
-    {3, {0, 1, 3}},
-    {2, {2, 3}},
-    {3, {0, 2, 3}},
-    {3, {1, 2, 3}},
-    {4, {0, 1, 2, 3}},
-    {2, {0, 4}},
-    {2, {1, 4}},
-    {3, {0, 1, 4}},
-    {2, {2, 4}},
-    {3, {0, 2, 4}},
-    {3, {1, 2, 4}},
-    {4, {0, 1, 2, 4}},
-    {2, {3, 4}},
-    {3, {0, 3, 4}},
-    {3, {1, 3, 4}},
-    {4, {0, 1, 3, 4}},
-    {3, {2, 3, 4}},
-    {4, {0, 2, 3, 4}},
-    {4, {1, 2, 3, 4}},
-    {5, {0, 1, 2, 3, 4}},
+    {2, {0, 1}},          {2, {0, 2}},          {2, {1, 2}},       {3, {0, 1, 2}},
+    {2, {0, 3}},          {2, {1, 3}},          {3, {0, 1, 3}},    {2, {2, 3}},
+    {3, {0, 2, 3}},       {3, {1, 2, 3}},       {4, {0, 1, 2, 3}}, {2, {0, 4}},
+    {2, {1, 4}},          {3, {0, 1, 4}},       {2, {2, 4}},       {3, {0, 2, 4}},
+    {3, {1, 2, 4}},       {4, {0, 1, 2, 4}},    {2, {3, 4}},       {3, {0, 3, 4}},
+    {3, {1, 3, 4}},       {4, {0, 1, 3, 4}},    {3, {2, 3, 4}},    {4, {0, 2, 3, 4}},
+    {4, {1, 2, 3, 4}},    {5, {0, 1, 2, 3, 4}},
 };
 
 /* The filter each heuristic picks for a row; scratch holds n bytes. */
@@ -780,8 +761,8 @@ int codec_png_join(const struct codec_image *img, const uint8_t *env, size_t env
     /* The IDAT section: chunk lengths, filter types, then the recipe to its end. */
     r = (struct codec_dfl_rd){sec, (size_t)sec_len};
     /* each chunk costs 12 bytes of output at least */
-    if (codec_dfl_rd_var(&r, CODEC_MAX_FILE_BYTES / 12, &nidat) || nidat == 0 || codec_dfl_rd_u8(&r, &cmode) ||
-        cmode > 1)
+    if (codec_dfl_rd_var(&r, CODEC_MAX_FILE_BYTES / 12, &nidat) || nidat == 0 ||
+        codec_dfl_rd_u8(&r, &cmode) || cmode > 1)
         goto out;
     if (cmode == 1) {
         if (codec_dfl_rd_var(&r, 0x7fffffffu, &even) || even == 0)

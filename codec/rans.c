@@ -95,8 +95,7 @@ size_t codec_rans_table_bits(const struct codec_rans_table *t)
 
 /* Round the frequencies of exact (all but the largest) to `prec` bits into t; the largest
  * takes the rest. 0, or -1 when the rest would not stay the largest. */
-static int quantize(const struct codec_rans_table *exact, uint32_t prec,
-                    struct codec_rans_table *t)
+static int quantize(const struct codec_rans_table *exact, uint32_t prec, struct codec_rans_table *t)
 {
     *t = *exact;
     t->prec = prec;
@@ -167,8 +166,7 @@ double codec_rans_cost(const uint32_t *counts, size_t n, const struct codec_rans
             continue;
         if (s >= t->nsym || !t->freq[s])
             return HUGE_VAL;
-        bits += (double)counts[s] *
-                (CODEC_RANS_PROB_BITS - log2((double)t->freq[s]));
+        bits += (double)counts[s] * (CODEC_RANS_PROB_BITS - log2((double)t->freq[s]));
     }
     return bits;
 }

@@ -133,8 +133,8 @@ static size_t zr_block_syms(const struct codec_zmodel_params *p)
 }
 
 /* Whether the blocks have zlib's layout for the given parameters. */
-static bool zr_layout_is_zlibs(const struct codec_deflate_desc *d, const size_t *bsyms,
-                               size_t na, const struct codec_zmodel_params *p)
+static bool zr_layout_is_zlibs(const struct codec_deflate_desc *d, const size_t *bsyms, size_t na,
+                               const struct codec_zmodel_params *p)
 {
     size_t per = zr_block_syms(p);
     if (d->nblocks != na / per + 1)
@@ -443,8 +443,7 @@ static int zr_predicted_head(struct codec_deflate_desc *d, const zr_tok *s, size
  * p[0..np) of data[0..len). d has its wrapper fields and out_len set.
  */
 static int zr_decode(struct codec_dfl_rd *r, struct codec_deflate_desc *d, const uint8_t *data,
-                     size_t len, const struct codec_zmodel_params *par, const zr_tok *p,
-                     size_t np)
+                     size_t len, const struct codec_zmodel_params *par, const zr_tok *p, size_t np)
 {
     zr_tok *s = NULL;
     size_t ns = 0, j = 0, op = 0, off = 0, *bsyms = NULL, nb = 0;
@@ -618,9 +617,8 @@ static int zr_header(struct codec_dfl_rd *r, size_t len, struct codec_deflate_de
     d->zlib = r->p[5];
     r->p += 6, r->left -= 6;
     if (d->zlib) {
-        if (codec_dfl_rd_u8(r, &d->cmf) || codec_dfl_rd_u8(r, &d->flg) ||
-            (d->cmf & 15) != 8 || (d->cmf >> 4) > 7 || (d->flg & 0x20) ||
-            ((unsigned)d->cmf * 256 + d->flg) % 31 != 0)
+        if (codec_dfl_rd_u8(r, &d->cmf) || codec_dfl_rd_u8(r, &d->flg) || (d->cmf & 15) != 8 ||
+            (d->cmf >> 4) > 7 || (d->flg & 0x20) || ((unsigned)d->cmf * 256 + d->flg) % 31 != 0)
             return -EINVAL;
     }
     if (codec_dfl_rd_var(r, UINT64_MAX, &v) || v != len)
@@ -670,8 +668,7 @@ out:
 
 static void zr_encode(struct zr_buf *b, const struct codec_deflate_desc *d, const uint8_t *data,
                       const struct codec_zmodel_params *par, const zr_tok *a, size_t na,
-                      const size_t *bsyms, const zr_tok *p,
-                      struct codec_zrecipe_info *info)
+                      const size_t *bsyms, const zr_tok *p, struct codec_zrecipe_info *info)
 {
     for (int i = 0; i < 4; i++)
         zr_u8(b, (uint8_t)CODEC_ZRECIPE_MAGIC[i]);

@@ -35,7 +35,7 @@ uint32_t nn_band_rows(const struct nn_geom *g)
 static void tap_range(const struct nn_geom *g, uint32_t kj, uint32_t *lo, uint32_t *hi)
 {
     long long s = g->stride, off = (long long)kj - g->pad;
-    long long l = off >= 0 ? 0 : (-off + s - 1) / s;           /* first ox with ix >= 0 */
+    long long l = off >= 0 ? 0 : (-off + s - 1) / s; /* first ox with ix >= 0 */
     long long h = (long long)g->w - 1 - off < 0 ? 0 : ((long long)g->w - 1 - off) / s + 1;
     if (h > g->ow)
         h = g->ow;

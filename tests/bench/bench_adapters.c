@@ -255,8 +255,9 @@ static int bench_file(const char *group, const char *path, struct row *r)
     printf("%-12s %-48s %4ux%-4u %2u-bit %9zu B  recipe %8s  split %8.2f  join %8.2f  "
            "split+join %8.2f MB/s (%.1f + %.1f ms) | libpng decode %7.1f  zlib encode %7.2f MB/s "
            "(%.1f, %.1f ms)\n",
-           group, path, img->width, img->height, img->bits, len, pct, r->split_mbs, r->join_mbs, r->both_mbs, r->split_ms,
-           r->join_ms, r->ref_dec_mbs, r->ref_enc_mbs, r->ref_dec_ms, r->ref_enc_ms);
+           group, path, img->width, img->height, img->bits, len, pct, r->split_mbs, r->join_mbs,
+           r->both_mbs, r->split_ms, r->join_ms, r->ref_dec_mbs, r->ref_enc_mbs, r->ref_dec_ms,
+           r->ref_enc_ms);
     rc = 0;
 out:
     free(out);

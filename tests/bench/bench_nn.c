@@ -7,8 +7,9 @@
  *                     beside them OpenBLAS sgemm alone on the same matrix shape and on 1024^3
  *                     (the peak this machine reaches)
  *   bench_nn ae       the shipped autoencoder: encoder and decoder time per 8-bit image
- *                     at 256^2 and 512^2 (an MRI-like synthetic image), one image on one and on two BLAS threads, and two images
- *                     at once on two threads (one context each) for the throughput of two cores
+ *                     at 256^2 and 512^2 (an MRI-like synthetic image), one image on one and on two
+ * BLAS threads, and two images at once on two threads (one context each) for the throughput of two
+ * cores
  *
  * Figures are the best of enough repetitions to fill 0.5 s (the minimum is the most repeatable
  * figure of a shared machine). GFLOP/s counts a multiply-add as two operations; for the integer
@@ -81,8 +82,8 @@ static int bench_conv(uint32_t ch, uint32_t size, int threads)
     int16_t *xq = malloc(sizeof(int16_t) * n);
     int rc = -1;
     double tf, tq;
-    struct nn_layer_desc d = {.type = NN_CONV2D, .out_ch = ch, .kh = 3, .kw = 3, .stride = 1,
-                              .pad = 1, .bias = 1};
+    struct nn_layer_desc d = {
+        .type = NN_CONV2D, .out_ch = ch, .kh = 3, .kw = 3, .stride = 1, .pad = 1, .bias = 1};
     nn_set_threads(threads);
     nn_rng_seed(&r, 7);
     if (!x || !xq || nn_model_new(ch, &m) || nn_model_add(m, &d) || nn_model_init(m, 3) ||
@@ -134,7 +135,7 @@ struct ae_job {
     const struct nn_ae *ae;
     struct nn_ae_image img;
     int rounds;
-    int integer; /* decode with the integer-exact decoder */
+    int integer;     /* decode with the integer-exact decoder */
     double enc, dec; /* best seconds */
 };
 

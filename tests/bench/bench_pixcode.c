@@ -9,7 +9,8 @@
  *   bench_pixcode speed THREADS FILE...   encode and decode images per second over the files
  *       (each coded repeatedly for at least a second), with THREADS workers per image.
  *   bench_pixcode dump FILE OUT.pnm OUT.raw   the planes as a PGM/PPM (maxval 255, or 65535
- *       with 16-bit big-endian samples when a sample needs more than 8 bits) and as raw samples (host order): inputs for the other coders.
+ *       with 16-bit big-endian samples when a sample needs more than 8 bits) and as raw samples
+ * (host order): inputs for the other coders.
  *
  * Sizes exclude nothing the decoder needs: the whole pixcode stream with its header counts.
  */
@@ -108,8 +109,8 @@ static uint32_t depth_needed(const struct codec_image *img)
     size_t n = samples(img);
     uint32_t m = 1;
     for (size_t i = 0; i < n; i++) {
-        uint32_t v = img->bits == 8 ? ((const uint8_t *)img->planes)[i]
-                                    : ((const uint16_t *)img->planes)[i];
+        uint32_t v =
+            img->bits == 8 ? ((const uint8_t *)img->planes)[i] : ((const uint16_t *)img->planes)[i];
         m = v > m ? v : m;
     }
     return 32u - (uint32_t)__builtin_clz(m);
@@ -135,8 +136,8 @@ static size_t charls_bytes(const struct codec_image *img)
             lib, "charls_jpegls_encoder_set_frame_info");
     int (*set_il)(void *, int) =
         (int (*)(void *, int))dlsym(lib, "charls_jpegls_encoder_set_interleave_mode");
-    int (*est)(void *, size_t *) =
-        (int (*)(void *, size_t *))dlsym(lib, "charls_jpegls_encoder_get_estimated_destination_size");
+    int (*est)(void *, size_t *) = (int (*)(void *, size_t *))dlsym(
+        lib, "charls_jpegls_encoder_get_estimated_destination_size");
     int (*set_dst)(void *, void *, size_t) =
         (int (*)(void *, void *, size_t))dlsym(lib, "charls_jpegls_encoder_set_destination_buffer");
     int (*enc)(void *, const void *, size_t, uint32_t) =
@@ -246,8 +247,8 @@ static int cmd_speed(unsigned threads, int argc, char **argv)
         free(s);
         codec_image_free(img);
     }
-    printf("threads %u: encode %.1f images/s (%.2f ms), decode %.1f images/s (%.2f ms)\n",
-           threads, (double)images_e / te, 1e3 * te / (double)images_e, (double)images_d / td,
+    printf("threads %u: encode %.1f images/s (%.2f ms), decode %.1f images/s (%.2f ms)\n", threads,
+           (double)images_e / te, 1e3 * te / (double)images_e, (double)images_d / td,
            1e3 * td / (double)images_d);
     return 0;
 }

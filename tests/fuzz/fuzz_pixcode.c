@@ -21,8 +21,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     if (info.planes_bytes > FUZZ_MAX_PIXEL_BYTES)
         return 0;
-    struct codec_image img = {CODEC_FORMAT_NONE, info.channels, info.frames, info.height,
-                              info.width, info.bits, info.significant, NULL, info.planes_bytes};
+    struct codec_image img = {CODEC_FORMAT_NONE, info.channels, info.frames,
+                              info.height,       info.width,    info.bits,
+                              info.significant,  NULL,          info.planes_bytes};
     img.planes = malloc(info.planes_bytes);
     if (!img.planes)
         abort();
@@ -41,12 +42,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             if (r != 0 && r != -EINVAL)
                 abort();
             size_t y0 = (size_t)j * info.stripe_rows;
-            size_t n = (y0 + info.stripe_rows <= info.height ? info.stripe_rows
-                                                              : info.height - y0) *
-                       info.width * bps;
+            size_t n =
+                (y0 + info.stripe_rows <= info.height ? info.stripe_rows : info.height - y0) *
+                info.width * bps;
             /* a stripe of a stream that decodes whole decodes alone to the same rows */
-            if (rc == 0 && (r != 0 || memcmp(rows, (uint8_t *)img.planes + p * plane +
-                                                       y0 * info.width * bps, n) != 0))
+            if (rc == 0 &&
+                (r != 0 ||
+                 memcmp(rows, (uint8_t *)img.planes + p * plane + y0 * info.width * bps, n) != 0))
                 abort();
         }
     if (rc == 0) {

@@ -251,10 +251,10 @@ static uint8_t *round_trip(const struct codec_image *img, const struct codec_pix
 
 START_TEST(synthetic_round_trips)
 {
-    static const uint32_t dims[][2] = {{1, 1}, {1, 37}, {41, 1}, {2, 2}, {97, 89}, {3, 130},
-                                       {64, 64}, {65, 7}};
-    static const uint32_t depth[][2] = {{8, 8}, {8, 1}, {8, 5}, {16, 16}, {16, 12}, {16, 9},
-                                        {16, 3}};
+    static const uint32_t dims[][2] = {{1, 1},   {1, 37},  {41, 1},  {2, 2},
+                                       {97, 89}, {3, 130}, {64, 64}, {65, 7}};
+    static const uint32_t depth[][2] = {{8, 8},   {8, 1},  {8, 5}, {16, 16},
+                                        {16, 12}, {16, 9}, {16, 3}};
     uint64_t seed = 10;
     for (size_t d = 0; d < sizeof(dims) / sizeof(dims[0]); d++)
         for (size_t b = 0; b < sizeof(depth) / sizeof(depth[0]); b++)
@@ -262,8 +262,9 @@ START_TEST(synthetic_round_trips)
                 uint32_t c = 1 + (uint32_t)(seed % 4), f = seed % 3 == 0 ? 3 : 1;
                 struct codec_image *img = make(c, f, dims[d][0], dims[d][1], depth[b][0],
                                                depth[b][1], (enum kind)kind, seed++);
-                struct codec_pixcode_opts o = {.stripe_rows = (uint32_t)(seed % 3 == 0 ? 1 :
-                                                                         seed % 3 == 1 ? 16 : 0),
+                struct codec_pixcode_opts o = {.stripe_rows = (uint32_t)(seed % 3 == 0   ? 1
+                                                                         : seed % 3 == 1 ? 16
+                                                                                         : 0),
                                                .threads = 1 + (unsigned)(seed % 2),
                                                .pack = (enum codec_pix_pack)(seed % 4)};
                 size_t len;
@@ -310,19 +311,16 @@ START_TEST(stripes_decode_alone)
         for (uint32_t j = 0; j < info.stripes; j++) {
             uint32_t nrows = j + 1 < info.stripes ? 16 : 100 - 16 * 6;
             memset(rows, 0, sizeof(rows));
-            ck_assert_int_eq(
-                codec_pixcode_decode_stripe(s, sl, NULL, p, j, rows, nrows * 33 * 2), 0);
-            const uint16_t *want = (const uint16_t *)img->planes + (size_t)p * 100 * 33 +
-                                   (size_t)j * 16 * 33;
+            ck_assert_int_eq(codec_pixcode_decode_stripe(s, sl, NULL, p, j, rows, nrows * 33 * 2),
+                             0);
+            const uint16_t *want =
+                (const uint16_t *)img->planes + (size_t)p * 100 * 33 + (size_t)j * 16 * 33;
             ck_assert_mem_eq(rows, want, (size_t)nrows * 33 * 2);
             ck_assert_int_eq(
-                codec_pixcode_decode_stripe(s, sl, NULL, p, j, rows, nrows * 33 * 2 - 1),
-                -EINVAL);
+                codec_pixcode_decode_stripe(s, sl, NULL, p, j, rows, nrows * 33 * 2 - 1), -EINVAL);
         }
-    ck_assert_int_eq(codec_pixcode_decode_stripe(s, sl, NULL, 4, 0, rows, sizeof(rows)),
-                     -EINVAL);
-    ck_assert_int_eq(codec_pixcode_decode_stripe(s, sl, NULL, 0, 7, rows, sizeof(rows)),
-                     -EINVAL);
+    ck_assert_int_eq(codec_pixcode_decode_stripe(s, sl, NULL, 4, 0, rows, sizeof(rows)), -EINVAL);
+    ck_assert_int_eq(codec_pixcode_decode_stripe(s, sl, NULL, 0, 7, rows, sizeof(rows)), -EINVAL);
     free(s);
     drop(img);
 }
@@ -411,7 +409,6 @@ START_TEST(damaged_streams)
             different += rc == 1;
             same += rc == 0;
 
-
             free(t);
         }
     printf("pixcode: %zu-byte stream, bit flips: %zu refused, %zu decoded different, %zu same\n",
@@ -447,13 +444,13 @@ START_TEST(test_data_round_trips)
         }
         size_t sl;
         free(round_trip(img, NULL, &sl));
-        double bps = 8.0 * (double)sl /
-                     ((double)img->channels * img->frames * img->height * img->width);
-        printf("pixcode: %-40s %ux%ux%ux%u %2u-bit: %.3f bits/sample\n", e->d_name,
-               img->channels, img->frames, img->height, img->width, img->significant, bps);
+        double bps =
+            8.0 * (double)sl / ((double)img->channels * img->frames * img->height * img->width);
+        printf("pixcode: %-40s %ux%ux%ux%u %2u-bit: %.3f bits/sample\n", e->d_name, img->channels,
+               img->frames, img->height, img->width, img->significant, bps);
         if (!unit_quick()) {
-            struct codec_pixcode_opts o = {.stripe_rows = 5, .threads = 2,
-                                           .pack = CODEC_PIX_PACK_NONE};
+            struct codec_pixcode_opts o = {
+                .stripe_rows = 5, .threads = 2, .pack = CODEC_PIX_PACK_NONE};
             free(round_trip(img, &o, &sl));
         }
         codec_image_free(img);

@@ -6,8 +6,8 @@
  * IDAT chunks), by Pillow (compress_level 0-9, optimize on/off), by ImageMagick, and recompressed
  * by zopflipng, advpng, optipng and pngcrush (each skipped, and said so, when absent). Generated
  * files are also checked sample by sample against the values they were made from. Each group
- * prints the IDAT section's size (the recipe) as a share of the file (median and worst). Malformed files
- * (every truncation, bit flips with and without repaired CRCs, absurd IHDRs) must be refused
+ * prints the IDAT section's size (the recipe) as a share of the file (median and worst). Malformed
+ * files (every truncation, bit flips with and without repaired CRCs, absurd IHDRs) must be refused
  * cleanly; run under ASan+UBSan for the "no crash, no leak" half. With IMGC_DUMP=path set, a
  * file whose join fails is written there for a closer look.
  */
@@ -529,8 +529,8 @@ START_TEST(test_png_mricron)
              "/usr/bin/python3 %s/../../scripts/nii_slices.py --out %s --per-axis 1 "
              "--volumes ch2,inia19-t1-brain --format pgm >/dev/null && "
              "for f in %s/*.png; do convert \"$f\" \"${f%%.png}-im.png\"; done",
-             data ? data : "tests/data", dir, unit_quick() ? 1 : 3, data ? data : "tests/data",
-             dir, dir);
+             data ? data : "tests/data", dir, unit_quick() ? 1 : 3, data ? data : "tests/data", dir,
+             dir);
     ck_assert_msg(png_run(cmd) == 0, "%s", cmd);
     ck_assert_uint_ge(png_roundtrip_dir(dir, &st), unit_quick() ? 12 : 36);
     /* the PGMs */
