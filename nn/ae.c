@@ -22,6 +22,7 @@
 
 #include "nn/ae.h"
 #include "nn/ae_int.h"
+#include "nn/nn_int.h"
 
 #define SLOPE 0.1f
 #define ENC_GAIN 8.0f /* initial scale of the encoder's last layer */
@@ -788,44 +789,12 @@ int nn_ae_load(const uint8_t *buf, size_t len, struct nn_ae **out)
 int nn_ae_save_file(const struct nn_ae *ae, const char *path)
 {
     uint8_t *buf = NULL;
-    size_t len = 0, done = 0;
-    char tmp[4096];
-    int fd = -1, ret;
-    if (!path || (size_t)snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= sizeof(tmp))
-        return -ENAMETOOLONG;
-    if ((ret = nn_ae_save(ae, &buf, &len)))
-        return ret;
-    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) {
-        ret = -errno;
-        goto out;
-    }
-    while (done < len) {
-        ssize_t w = write(fd, buf + done, len - done);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w < 0) {
-            ret = -errno;
-            goto out;
-        }
-        done += (size_t)w;
-    }
-    if (fsync(fd) != 0) {
-        ret = -errno;
-        goto out;
-    }
-    if (close(fd) != 0) {
-        fd = -1;
-        ret = -errno;
-        goto out;
-    }
-    fd = -1;
-    ret = rename(tmp, path) == 0 ? 0 : -errno;
-out:
-    if (fd >= 0)
-        close(fd);
-    if (ret)
-        unlink(tmp);
+    size_t len = 0;
+    int ret;
+    if (!path)
+        return -EINVAL;
+    if ((ret = nn_ae_save(ae, &buf, &len)) == 0)
+        ret = nn_file_write(path, buf, len);
     free(buf);
     return ret;
 }
@@ -834,50 +803,12 @@ int nn_ae_load_file(const char *path, struct nn_ae **out)
 {
     uint8_t *buf = NULL;
     size_t len = 0;
-    struct stat st;
     int ret;
     if (!path || !out)
         return -EINVAL;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -errno;
-    if (fstat(fd, &st) != 0) {
-        ret = -errno;
-        goto out;
-    }
-    if (!S_ISREG(st.st_mode)) {
-        ret = -EINVAL;
-        goto out;
-    }
-    if ((uint64_t)st.st_size > MAX_FILE_BYTES) {
-        ret = -EFBIG;
-        goto out;
-    }
-    buf = malloc((size_t)st.st_size + 1);
-    if (!buf) {
-        ret = -ENOMEM;
-        goto out;
-    }
-    for (;;) {
-        ssize_t r = read(fd, buf + len, (size_t)st.st_size + 1 - len);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0) {
-            ret = -errno;
-            goto out;
-        }
-        if (r == 0)
-            break;
-        len += (size_t)r;
-        if (len > (size_t)st.st_size) { /* grew while read */
-            ret = -EBADMSG;
-            goto out;
-        }
-    }
-    ret = nn_ae_load(buf, len, out);
-out:
+    if ((ret = nn_file_read(path, MAX_FILE_BYTES, &buf, &len)) == 0)
+        ret = nn_ae_load(buf, len, out);
     free(buf);
-    close(fd);
     return ret;
 }
 

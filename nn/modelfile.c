@@ -477,7 +477,7 @@ out:
 
 /* ---- files ---- */
 
-static int write_file(const char *path, const uint8_t *buf, size_t len)
+int nn_file_write(const char *path, const uint8_t *buf, size_t len)
 {
     size_t plen = strlen(path);
     char *tmp = malloc(plen + 8);
@@ -522,7 +522,7 @@ out:
     return ret;
 }
 
-static int read_file(const char *path, uint8_t **buf, size_t *len)
+int nn_file_read(const char *path, size_t max, uint8_t **buf, size_t *len)
 {
     struct stat st;
     uint8_t *p = NULL;
@@ -537,7 +537,7 @@ static int read_file(const char *path, uint8_t **buf, size_t *len)
         ret = -EINVAL;
         goto out;
     }
-    if ((uint64_t)st.st_size > NN_FILE_MAX) {
+    if ((uint64_t)st.st_size > max) {
         ret = -EFBIG;
         goto out;
     }
@@ -576,7 +576,7 @@ int nn_model_save_file(const struct nn_model *m, const char *arch, const char *p
         return -EINVAL;
     int ret = nn_model_save(m, arch, &buf, &len);
     if (!ret)
-        ret = write_file(path, buf, len);
+        ret = nn_file_write(path, buf, len);
     free(buf);
     return ret;
 }
@@ -589,7 +589,7 @@ int nn_qmodel_save_file(const struct nn_qmodel *q, const char *arch, const char 
         return -EINVAL;
     int ret = nn_qmodel_save(q, arch, &buf, &len);
     if (!ret)
-        ret = write_file(path, buf, len);
+        ret = nn_file_write(path, buf, len);
     free(buf);
     return ret;
 }
@@ -600,7 +600,7 @@ int nn_model_load_file(const char *path, struct nn_model **out, char *arch)
     size_t len;
     if (!path)
         return -EINVAL;
-    int ret = read_file(path, &buf, &len);
+    int ret = nn_file_read(path, NN_FILE_MAX, &buf, &len);
     if (!ret)
         ret = nn_model_load(buf, len, out, arch);
     free(buf);
@@ -613,7 +613,7 @@ int nn_qmodel_load_file(const char *path, struct nn_qmodel **out, char *arch)
     size_t len;
     if (!path)
         return -EINVAL;
-    int ret = read_file(path, &buf, &len);
+    int ret = nn_file_read(path, NN_FILE_MAX, &buf, &len);
     if (!ret)
         ret = nn_qmodel_load(buf, len, out, arch);
     free(buf);

@@ -233,4 +233,11 @@ int nn_qctx_set_kernel(struct nn_qctx *c, enum nn_qkern k);
  * image: se leaves s[C], z1[hidden], g[C] there, mhsa q, k, v, o (C x T each). attention.c
  * must keep that layout. */
 
+/* Files (modelfile.c), shared by the model and autoencoder loaders. nn_file_write writes
+ * through a fresh temporary file in the same folder, fsyncs and renames it over path (never a
+ * half-written model); nn_file_read reads a regular file of at most max bytes (else -EFBIG)
+ * into a new buffer (caller frees). 0 or -errno. */
+int nn_file_write(const char *path, const uint8_t *buf, size_t len);
+int nn_file_read(const char *path, size_t max, uint8_t **buf, size_t *len);
+
 #endif
