@@ -311,6 +311,75 @@ START_TEST(test_edges)
 }
 END_TEST
 
+/*
+ * A modelled recipe is untrusted when read back: every truncation must be refused, and every
+ * byte flip refused or turned into a description whose stream (if emit accepts it) still
+ * inflates to exactly the data: never a crash, never other bytes.
+ */
+START_TEST(test_recipe_malformed)
+{
+    /* a zlib stream of text with matches, fixed and dynamic blocks: Python's textwrap module */
+    struct fixture f;
+    fixture_run("6:8:15:0", &f);
+    const uint8_t *data = NULL, *comp = NULL;
+    size_t data_len = 0, comp_len = 0;
+    for (size_t at = 0; at < f.len;) {
+        if (f.all[at] == 'I') {
+            size_t nl = f.all[at + 1], rl = be32(f.all + at + 2);
+            data = f.all + at + 6 + nl; /* the last input: the Python sources */
+            data_len = rl;
+            at += 6 + nl + rl;
+        } else {
+            size_t cl = be32(f.all + at + 6);
+            comp = f.all + at + 10; /* the last stream: of the last input */
+            comp_len = cl;
+            at += 10 + cl;
+        }
+    }
+    ck_assert_ptr_nonnull(comp);
+    uint8_t *out = NULL, *rec = NULL;
+    size_t out_len = 0, rec_len = 0;
+    struct codec_deflate_desc *d = NULL;
+    ck_assert_int_eq(codec_zlib_record(comp, comp_len, MAX_OUT, &out, &out_len, &d), 0);
+    ck_assert_uint_eq(out_len, data_len);
+    ck_assert(memcmp(out, data, data_len) == 0);
+    ck_assert_int_eq(codec_zrecipe_make(d, out, out_len, &rec, &rec_len, NULL), 0);
+    for (size_t cut = 0; cut < rec_len; cut++) {
+        struct codec_deflate_desc *p = NULL;
+        ck_assert_int_eq(codec_zrecipe_parse(rec, cut, out, out_len, MAX_OUT, &p), -EINVAL);
+    }
+    size_t refused = 0, other = 0;
+    for (size_t i = 0; i < rec_len; i++)
+        for (int bit = 0; bit < 8; bit += 3) {
+            rec[i] ^= (uint8_t)(1u << bit);
+            struct codec_deflate_desc *p = NULL, *back = NULL;
+            uint8_t *z = NULL, *again = NULL;
+            size_t zl = 0, al = 0;
+            int rc = codec_zrecipe_parse(rec, rec_len, out, out_len, MAX_OUT, &p);
+            ck_assert(rc == 0 || rc == -EINVAL || rc == -EFBIG);
+            if (rc == 0 && codec_deflate_emit(p, out, out_len, &z, &zl) == 0) {
+                ck_assert_int_eq(codec_zlib_record(z, zl, MAX_OUT, &again, &al, &back), 0);
+                ck_assert(al == out_len && memcmp(again, out, al) == 0);
+                other += zl != comp_len || memcmp(z, comp, zl) != 0;
+            } else {
+                refused++;
+            }
+            free(z);
+            free(again);
+            codec_deflate_desc_free(p);
+            codec_deflate_desc_free(back);
+            rec[i] ^= (uint8_t)(1u << bit);
+        }
+    printf("zrecipe: %zu-byte recipe, every truncation refused; flips: %zu refused, %zu give "
+           "another valid stream of the same data\n",
+           rec_len, refused, other);
+    free(rec);
+    free(out);
+    codec_deflate_desc_free(d);
+    free(f.all);
+}
+END_TEST
+
 static Suite *codec_zmodel_suite(void)
 {
     Suite *s = suite_create("codec_zmodel");
@@ -318,6 +387,7 @@ static Suite *codec_zmodel_suite(void)
     tcase_add_test(t, test_levels);
     tcase_add_test(t, test_variants);
     tcase_add_test(t, test_edges);
+    tcase_add_test(t, test_recipe_malformed);
     suite_add_tcase(s, t);
     return s;
 }
