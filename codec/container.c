@@ -18,12 +18,16 @@
 #include <zlib.h>
 
 #include "codec/container.h"
+#include "codec/latcode.h"
 #include "codec/pixcode.h"
 #include "nn/ae.h"
 
 static const uint8_t png_sig[8] = {0x89, 'P', 'N', 'G', 0x0d, 0x0a, 0x1a, 0x0a};
 
 #define CT_FEAT_PREFIX 8 /* coding, reserved, raw length */
+#define CT_FEAT_RAW 0
+#define CT_FEAT_ZLIB 1
+#define CT_FEAT_LATCODE 2
 #define CT_LATENT_FIELDS 8
 #define CT_LATENT_HEAD (4 * CT_LATENT_FIELDS)
 #define CT_SHA 32
@@ -566,13 +570,15 @@ static int first_frame(const struct codec_image *img, struct nn_ae_image *fr, vo
     return 0;
 }
 
-/* Serialise a latent: the features plaintext (container.h). */
+/* Serialise a latent: the features plaintext (container.h), in the smallest of the three
+ * codings (the latent coder nearly always; raw or zlib only where it is not smaller). */
 static int latent_pack(const struct nn_ae_latent *lat, uint8_t **out, size_t *out_len)
 {
     size_t values = (size_t)lat->channels * lat->lc * lat->lh * lat->lw;
     size_t raw_len = CT_LATENT_HEAD + values;
-    uint8_t *raw = malloc(raw_len), *res = NULL;
+    uint8_t *raw = malloc(raw_len), *res = NULL, *lc = NULL;
     uLongf zlen = compressBound((uLong)raw_len);
+    size_t lc_len = SIZE_MAX;
     int rc = 0;
     if (!raw)
         return -ENOMEM;
@@ -581,6 +587,12 @@ static int latent_pack(const struct nn_ae_latent *lat, uint8_t **out, size_t *ou
     for (int i = 0; i < CT_LATENT_FIELDS; i++)
         put_le32(raw + 4 * i, f[i]);
     memcpy(raw + CT_LATENT_HEAD, lat->q, values);
+    rc = codec_lat_encode(lat->q, lat->channels * lat->lc, lat->lh, lat->lw, &lc, &lc_len);
+    if (rc == -ENOMEM)
+        goto out;
+    if (rc != 0) /* a value the latent coder does not take: raw or zlib */
+        lc_len = SIZE_MAX;
+    rc = 0;
     res = malloc(CT_FEAT_PREFIX + (zlen > raw_len ? zlen : raw_len));
     if (!res) {
         rc = -ENOMEM;
@@ -589,15 +601,25 @@ static int latent_pack(const struct nn_ae_latent *lat, uint8_t **out, size_t *ou
     memset(res, 0, CT_FEAT_PREFIX);
     put_le32(res + 4, (uint32_t)raw_len);
     if (compress2(res + CT_FEAT_PREFIX, &zlen, raw, (uLong)raw_len, 9) == Z_OK && zlen < raw_len) {
-        res[0] = 1;
+        res[0] = CT_FEAT_ZLIB;
         *out_len = CT_FEAT_PREFIX + zlen;
     } else {
         memcpy(res + CT_FEAT_PREFIX, raw, raw_len);
+        res[0] = CT_FEAT_RAW;
         *out_len = CT_FEAT_PREFIX + raw_len;
+    }
+    if (lc_len != SIZE_MAX && CT_FEAT_PREFIX + CT_LATENT_HEAD + lc_len < *out_len) {
+        /* res holds at least raw_len >= CT_LATENT_HEAD + lc_len bytes past the prefix */
+        res[0] = CT_FEAT_LATCODE;
+        memcpy(res + CT_FEAT_PREFIX, raw, CT_LATENT_HEAD);
+        memcpy(res + CT_FEAT_PREFIX + CT_LATENT_HEAD, lc, lc_len);
+        *out_len = CT_FEAT_PREFIX + CT_LATENT_HEAD + lc_len;
     }
     *out = res;
 out:
     wipe_free(raw, raw_len);
+    if (lc)
+        wipe_free(lc, lc_len);
     return rc;
 }
 
@@ -607,13 +629,17 @@ static int latent_unpack(const uint8_t *b, size_t n, struct nn_ae_latent **out)
     uint8_t *raw = NULL;
     struct nn_ae_latent *lat = NULL;
     int rc = -EINVAL;
-    if (n < CT_FEAT_PREFIX || b[0] > 1 || !all_zero(b + 1, 3))
+    if (n < CT_FEAT_PREFIX || b[0] > CT_FEAT_LATCODE || !all_zero(b + 1, 3))
         return -EINVAL;
     uint32_t raw_len = get_le32(b + 4);
     if (raw_len < CT_LATENT_HEAD || raw_len > CODEC_CT_MAX_CHUNK)
         return -EINVAL;
     const uint8_t *src = b + CT_FEAT_PREFIX;
-    if (b[0] == 1) {
+    if (b[0] == CT_FEAT_LATCODE) {
+        /* the head is raw; the values are decoded once the head is checked, below */
+        if (n - CT_FEAT_PREFIX < CT_LATENT_HEAD)
+            return -EINVAL;
+    } else if (b[0] == CT_FEAT_ZLIB) {
         uLongf got = raw_len;
         raw = malloc(raw_len);
         if (!raw)
@@ -647,7 +673,15 @@ static int latent_unpack(const uint8_t *b, size_t n, struct nn_ae_latent **out)
     lat->lc = f[5];
     lat->lh = f[6];
     lat->lw = f[7];
-    memcpy(lat->q, src + CT_LATENT_HEAD, values);
+    if (b[0] == CT_FEAT_LATCODE) {
+        rc = codec_lat_decode(src + CT_LATENT_HEAD, n - CT_FEAT_PREFIX - CT_LATENT_HEAD, lat->q,
+                              f[0] * f[5], f[6], f[7]);
+        if (rc != 0)
+            goto out;
+        rc = -EINVAL;
+    } else {
+        memcpy(lat->q, src + CT_LATENT_HEAD, values);
+    }
     for (size_t i = 0; i < values; i++)
         if (lat->q[i] < -NN_AE_QMAX) {
             rc = -EINVAL;

@@ -83,11 +83,14 @@
  * its tag.
  *
  * Section plaintexts:
- *   features (kind 1):  offset 0: coding (1 byte: 0 raw, 1 zlib of the raw bytes), 1: reserved
- *                       (3 bytes, 0), 4: raw length (4), then the (coded) latent; the raw latent
- *                       is channels, height, width, bits, depth, lc, lh, lw (4 bytes each:
- *                       struct nn_ae_latent of nn/ae.h) then channels x lc x lh x lw int8
- *                       values; only what the autoencoder encoded from the first frame
+ *   features (kind 1):  offset 0: coding (1 byte: 0 raw, 1 zlib of the raw bytes, 2 latent
+ *                       coder), 1: reserved (3 bytes, 0), 4: raw length (4), then the (coded)
+ *                       latent; the raw latent is channels, height, width, bits, depth, lc, lh,
+ *                       lw (4 bytes each: struct nn_ae_latent of nn/ae.h) then
+ *                       channels x lc x lh x lw int8 values; coding 2 keeps those 32 bytes raw
+ *                       and codes the values with the latent coder (codec/latcode.h) as
+ *                       channels x lc planes of lh x lw; the encoder writes the smallest of
+ *                       the three; only what the autoencoder encoded from the first frame
  *   envelope (kind 2):  the SHA-256 of the original file (32), then the envelope (codec.h)
  *   pixels   (kind 3):  the pixel stream (codec/pixcode.h) of all planes and frames
  *
