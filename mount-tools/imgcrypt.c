@@ -173,6 +173,29 @@ static int dir_has_entries(const char *dir)
     return found;
 }
 
+/*
+ * Put the shipped default models into a new keyring's model list, so that the containers of
+ * this filesystem name models that its own keyring holds: a later release that ships other
+ * defaults still decodes them, and the site keeps encoding with the model it started with.
+ * Costs two more key derivations (open, and seal again with a fresh salt).
+ */
+static int init_models(const char *path, const struct keys_secret *secret, unsigned log_n)
+{
+    struct keys_ring *ring = NULL;
+    uint8_t digest[32];
+    size_t len = 0;
+    const uint8_t *bytes = nn_ae_default_bytes(&len);
+    int rc = keys_sha256(bytes, len, digest);
+    if (rc == 0)
+        rc = keys_ring_open(path, secret, &ring, NULL, 0);
+    if (rc == 0)
+        rc = keys_ring_add_model(ring, KEYS_MODEL_AUTOENCODER, digest, bytes, len);
+    if (rc == 0)
+        rc = keys_ring_rewrap(ring, path, secret, log_n);
+    keys_ring_close(ring);
+    return rc;
+}
+
 static int cmd_init(int argc, char **argv)
 {
     struct opts o;
@@ -210,6 +233,8 @@ static int cmd_init(int argc, char **argv)
         return tool_secret_exit_code(rc);
     }
     rc = keys_ring_create(path, secret, o.log_n);
+    if (rc == 0)
+        rc = init_models(path, secret, o.log_n);
     keys_secret_free(secret);
     if (rc != 0) {
         tool_error("%s: cannot create keyring: %s", path, strerror(-rc));
