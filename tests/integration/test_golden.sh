@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+#
+# The golden containers (tests/data/golden/*, made once by scripts/make_golden.sh and never
+# remade): every one must still decrypt to exactly the original bytes (cmp, and the SHA-256
+# its MANIFEST recorded when it was made), with 1 and 2 coder threads and with OpenBLAS at 1 and
+# 2 threads; every preview must hash to the SHA-256 recorded then (the integer decoder
+# gives the same samples on every machine and thread count); a golden keyring must still
+# unlock. A failure here means a change broke images that an earlier release stored.
+set -euo pipefail
+
+BIN=${IMGC_BIN:-build/bin}
+DATA=${IMGC_TESTDATA:-$(dirname "$0")/../data}
+IMGCRYPT=$BIN/imgcrypt
+if [[ ! -x $IMGCRYPT ]]; then
+    echo "SKIP: $IMGCRYPT is not built"
+    exit 77
+fi
+IMGCRYPT=$(cd "$(dirname "$IMGCRYPT")" && pwd)/$(basename "$IMGCRYPT")
+DATA=$(cd "$DATA" && pwd)
+T=$(mktemp -d "${TMPDIR:-/tmp}/test_golden.XXXXXX")
+trap 'rm -rf "$T"' EXIT
+
+fail() {
+    echo "FAIL: $*" >&2
+    [[ -s $T/err ]] && cat "$T/err" >&2
+    exit 1
+}
+
+folders=0
+checked=0
+previews=0
+for g in "$DATA"/golden/*/; do
+    [[ -f $g/MANIFEST ]] || continue
+    folders=$((folders + 1))
+    v=$(basename "$g")
+    echo "== golden/$v"
+    # git keeps no modes: give the key material the permissions imgcrypt demands
+    w=$T/$v
+    mkdir -p "$w/store"
+    cp "$g/key" "$w/key"
+    cp "$g/store/imgcryptfs.keyring" "$w/store/"
+    chmod 600 "$w/key" "$w/store/imgcryptfs.keyring"
+    chmod 700 "$w/store"
+    while read -r ct src sum pv; do
+        orig=$DATA/$src
+        [[ -f $orig ]] || fail "$v/$ct: original $src is missing"
+        [[ $(sha256sum <"$orig" | cut -d' ' -f1) == "$sum" ]] ||
+            fail "$v/$ct: original $src is not the file the container was made from"
+        for threads in 1 2; do
+            for blas in 1 2; do
+                rm -f "$w/out"
+                OPENBLAS_NUM_THREADS=$blas "$IMGCRYPT" decrypt --keyfile "$w/key" --threads \
+                    "$threads" "$w/store" "$g/$ct" "$w/out" 2>"$T/err" ||
+                    fail "$v/$ct: decrypt failed (threads $threads, OpenBLAS $blas)"
+                cmp -s "$orig" "$w/out" ||
+                    fail "$v/$ct: decrypted bytes differ from $src (threads $threads, OpenBLAS $blas)"
+            done
+        done
+        checked=$((checked + 1))
+        if [[ $pv != - ]]; then
+            for blas in 1 2; do
+                rm -f "$w/pv.png"
+                OPENBLAS_NUM_THREADS=$blas "$IMGCRYPT" preview --keyfile "$w/key" "$w/store" \
+                    "$g/$ct" "$w/pv.png" 2>"$T/err" || fail "$v/$ct: preview failed"
+                [[ $(sha256sum <"$w/pv.png" | cut -d' ' -f1) == "$pv" ]] ||
+                    fail "$v/$ct: preview differs from the recorded one (OpenBLAS $blas)"
+            done
+            previews=$((previews + 1))
+        else
+            # a container made without features must still say so, not fail otherwise
+            rc=0
+            "$IMGCRYPT" preview --keyfile "$w/key" "$w/store" "$g/$ct" "$w/none.png" 2>"$T/err" ||
+                rc=$?
+            [[ $rc != 0 && ! -e $w/none.png ]] || fail "$v/$ct: a preview appeared from nothing"
+        fi
+    done <"$g/MANIFEST"
+done
+[[ $folders -gt 0 ]] || fail "no golden folder under $DATA/golden"
+[[ $checked -ge 10 && $previews -ge 8 ]] || fail "too few golden files: $checked, $previews previews"
+echo "golden: $folders folder(s), $checked containers decrypted exactly, $previews previews identical"
