@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "codec/codec.h"
+#include "codec/latcode.h"
 #include "keys/keys.h"
 #include "mount-tools/imgcrypt_image.h"
 #include "mount-tools/tool.h"
@@ -1065,7 +1066,8 @@ static int load_model(const char *name, const struct train_ring *r, struct nn_ae
 
 /* Figures of one image: all its frames through encode, rate, and both decoders. */
 struct eval_row {
-    double psnr, ssim, bpp, ms; /* float decoder */
+    double psnr, ssim, bpp, ms; /* float decoder; bpp: the prior's ideal code length */
+    double coded;               /* bpp as the latent coder stores it (codec/latcode.h) */
     double ipsnr, issim, ims;   /* integer decoder (when the model has one) */
     uint32_t w, h, depth;
 };
@@ -1078,7 +1080,7 @@ static int eval_one(const struct nn_ae *ae, const char *path, struct eval_row *r
     int rc = load_frames(path, &f, &fc);
     if (rc)
         return rc;
-    double fig[6] = {0}, bits = 0, px = 0, ms = 0, ims = 0;
+    double fig[6] = {0}, bits = 0, cbits = 0, px = 0, ms = 0, ims = 0;
     for (size_t k = 0; k < fc && rc == 0; k++) {
         struct nn_ae_latent *lat = NULL;
         struct nn_ae_image *dec = NULL, *idec = NULL;
@@ -1095,6 +1097,14 @@ static int eval_one(const struct nn_ae *ae, const char *path, struct eval_row *r
         }
         if (!rc)
             rc = nn_ae_rate(ae, lat, &b);
+        if (!rc) {
+            uint8_t *code = NULL;
+            size_t code_len = 0;
+            rc = codec_lat_encode(lat->q, lat->channels * lat->lc, lat->lh, lat->lw, &code,
+                                  &code_len);
+            cbits += 8.0 * (double)code_len;
+            free(code);
+        }
         if (!rc)
             rc = nn_ae_psnr(&f[k], dec, &v[0]);
         if (!rc)
@@ -1120,6 +1130,7 @@ static int eval_one(const struct nn_ae *ae, const char *path, struct eval_row *r
         row->ipsnr = has_int ? fig[2] / (double)fc : NAN;
         row->issim = has_int ? fig[3] / (double)fc : NAN;
         row->bpp = bits / px;
+        row->coded = cbits / px;
         row->ms = ms / (double)fc;
         row->ims = has_int ? ims / (double)fc : NAN;
         row->w = f[0].width;
@@ -1141,15 +1152,16 @@ static double median(double *v, size_t n)
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
-#define EVAL_COLS 7
+#define EVAL_COLS 8
 
-/* One row of figures: PSNR, SSIM, BPP, integer PSNR and SSIM, the two times ("-" for NaN). */
+/* One row of figures: PSNR, SSIM, BPP, CODED, integer PSNR and SSIM, the two times ("-" for
+ * NaN). */
 static void put_figures(const double *v)
 {
-    static const int width[EVAL_COLS] = {9, 7, 8, 9, 8, 7, 7},
-                     prec[EVAL_COLS] = {2, 4, 4, 2, 4, 1, 1};
+    static const int width[EVAL_COLS] = {9, 7, 8, 8, 9, 8, 7, 7},
+                     prec[EVAL_COLS] = {2, 4, 4, 4, 2, 4, 1, 1};
     for (int k = 0; k < EVAL_COLS; k++) {
-        const char *unit = k >= 5 ? "ms" : "";
+        const char *unit = k >= 6 ? "ms" : "";
         if (k)
             putchar(' ');
         if (isnan(v[k]))
@@ -1173,8 +1185,8 @@ static int train_eval(const char *model, const struct train_ring *ring, char **f
             ret = TOOL_EXIT_IO;
             goto out;
         }
-    printf("%9s %7s %8s %9s %8s %9s %9s %6s %-11s %s\n", "PSNR(dB)", "SSIM", "BPP", "INT-PSNR",
-           "INT-SSIM", "ENC+DEC", "ENC+IDEC", "DEPTH", "SIZE", "FILE");
+    printf("%9s %7s %8s %8s %9s %8s %9s %9s %6s %-11s %s\n", "PSNR(dB)", "SSIM", "BPP", "CODED",
+           "INT-PSNR", "INT-SSIM", "ENC+DEC", "ENC+IDEC", "DEPTH", "SIZE", "FILE");
     for (int i = 0; i < nfiles; i++) {
         struct eval_row row = {0};
         int rc = eval_one(ae, files[i], &row);
@@ -1187,8 +1199,8 @@ static int train_eval(const char *model, const struct train_ring *ring, char **f
         }
         char size[32];
         snprintf(size, sizeof(size), "%ux%u", row.w, row.h);
-        const double v[EVAL_COLS] = {row.psnr,  row.ssim, row.bpp, row.ipsnr,
-                                     row.issim, row.ms,   row.ims};
+        const double v[EVAL_COLS] = {row.psnr,  row.ssim,  row.bpp, row.coded,
+                                     row.ipsnr, row.issim, row.ms,  row.ims};
         put_figures(v);
         printf(" %6u %-11s ", row.depth, size);
         put_plain(stdout, files[i]);

@@ -106,12 +106,17 @@ cmp -s model.params other.params && fail "another seed gave the same model"
 # check_eval N: $T/out has a heading, N image rows with finite figures, a mean and a median.
 check_eval() {
     local rows
-    head -n1 "$T/out" | grep -q 'PSNR(dB) *SSIM *BPP' || fail "no heading"
+    head -n1 "$T/out" | grep -q 'PSNR(dB) *SSIM *BPP *CODED *INT-PSNR' || fail "no heading"
     rows=$(awk 'NR > 1 && $NF ~ /\.pgm$/' "$T/out" | wc -l)
     [[ $rows == "$1" ]] || fail "$rows image rows, expected $1"
+    # the coded rate (latent coder) is within 15% of the ideal one (prior), plus the coder's
+    # header (at most 1 + 4 bytes per latent channel, 12 channels) over the image's pixels
     awk 'NR > 1 && $NF ~ /\.pgm$/ {
+            split($10, d, "x")
             if ($1 !~ /^-?[0-9.]+$/ || $2 !~ /^-?[0-9.]+$/ || $3 !~ /^[0-9.]+$/ ||
-                $4 !~ /^-?[0-9.]+$/ || $5 !~ /^-?[0-9.]+$/ || $2 > 1 || $5 > 1 || $3 <= 0) bad = 1
+                $4 !~ /^[0-9.]+$/ || $5 !~ /^-?[0-9.]+$/ || $6 !~ /^-?[0-9.]+$/ ||
+                $2 > 1 || $6 > 1 || $3 <= 0 || $4 <= 0 ||
+                $4 > 1.15 * $3 + 8 * 61 / (d[1] * d[2]) + 0.001) bad = 1
          } END { exit bad }' "$T/out" || fail "an image row without figures (float and integer)"
     grep -Eq "^ +[0-9.]+ +[0-9.]+ +[0-9.]+ .*mean of $1\$" "$T/out" || fail "no mean row"
     grep -q "median of $1\$" "$T/out" || fail "no median row"
