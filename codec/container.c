@@ -20,6 +20,7 @@
 #include "codec/container.h"
 #include "codec/latcode.h"
 #include "codec/pixcode.h"
+#include "codec/pixnet.h"
 #include "nn/ae.h"
 
 static const uint8_t png_sig[8] = {0x89, 'P', 'N', 'G', 0x0d, 0x0a, 0x1a, 0x0a};
@@ -42,13 +43,24 @@ struct ct_model {
     struct nn_ae *ae; /* loaded on first use; guarded by codec_ct.lock */
 };
 
+/* A coder model (codec/pixnet.h): the neural predictor of the pixel stream. */
+struct ct_coder {
+    uint8_t id[KEYS_ID_BYTES];
+    const uint8_t *bytes; /* not owned: the keyring's or the library's */
+    size_t len;
+    struct codec_pixnet *pn; /* loaded on first use; guarded by codec_ct.lock */
+};
+
 struct codec_ct {
     const struct keys_key *key; /* the container subkey */
     struct keys_key *owned;     /* the same, when derived here */
-    pthread_mutex_t lock;       /* guards models[].ae (the only mutable state) */
+    pthread_mutex_t lock;       /* guards models[].ae and coders[].pn (the only mutable state) */
     size_t n;
     size_t enc; /* the model encoding uses; n when there is none */
     struct ct_model models[KEYS_MAX_MODELS + 1];
+    size_t ncoder;
+    size_t coder_enc; /* the coder model encoding uses; ncoder for predictor 0 */
+    struct ct_coder coders[KEYS_MAX_MODELS + 1];
 };
 
 static int add_model(struct codec_ct *ct, const uint8_t *bytes, size_t len, const uint8_t *id)
@@ -71,6 +83,29 @@ static int add_model(struct codec_ct *ct, const uint8_t *bytes, size_t len, cons
     return 0;
 }
 
+/* Like add_model, for coder models; the one added last encodes. */
+static int add_coder(struct codec_ct *ct, const uint8_t *bytes, size_t len, const uint8_t *id)
+{
+    uint8_t digest[32];
+    if (!id) {
+        int rc = keys_sha256(bytes, len, digest);
+        if (rc != 0)
+            return rc;
+        id = digest;
+    }
+    for (size_t i = 0; i < ct->ncoder; i++)
+        if (memcmp(ct->coders[i].id, id, KEYS_ID_BYTES) == 0) {
+            ct->coder_enc = i; /* the built-in model, also held by the keyring */
+            return 0;
+        }
+    struct ct_coder *m = &ct->coders[ct->ncoder];
+    memcpy(m->id, id, KEYS_ID_BYTES);
+    m->bytes = bytes;
+    m->len = len;
+    ct->coder_enc = ct->ncoder++;
+    return 0;
+}
+
 static int ct_alloc(struct codec_ct **out)
 {
     struct codec_ct *ct = calloc(1, sizeof(*ct));
@@ -83,6 +118,10 @@ static int ct_alloc(struct codec_ct **out)
     size_t len = 0;
     const uint8_t *b = nn_ae_default_bytes(&len);
     int rc = b && len ? add_model(ct, b, len, NULL) : 0;
+    /* an empty built-in coder file means none: predictor 0 encodes */
+    b = codec_pixnet_default_bytes(&len);
+    if (rc == 0 && b && len)
+        rc = add_coder(ct, b, len, NULL);
     if (rc != 0) {
         codec_ct_free(ct);
         return rc;
@@ -115,10 +154,13 @@ int codec_ct_new(const struct keys_ring *ring, struct codec_ct **out)
     for (uint32_t i = 0; rc == 0 && i < keys_ring_model_count(ring); i++) {
         struct keys_model_info info;
         const uint8_t *w = NULL;
-        if (keys_ring_model(ring, i, &info, &w) != 0 || info.kind != KEYS_MODEL_AUTOENCODER)
+        if (keys_ring_model(ring, i, &info, &w) != 0)
             continue;
         /* the keyring's models come after the built-in one: the last added encodes */
-        rc = add_model(ct, w, (size_t)info.bytes, info.id);
+        if (info.kind == KEYS_MODEL_AUTOENCODER)
+            rc = add_model(ct, w, (size_t)info.bytes, info.id);
+        else if (info.kind == KEYS_MODEL_CODER)
+            rc = add_coder(ct, w, (size_t)info.bytes, info.id);
     }
     if (rc != 0) {
         codec_ct_free(ct);
@@ -135,6 +177,8 @@ void codec_ct_free(struct codec_ct *ct)
         return;
     for (size_t i = 0; i < ct->n; i++)
         nn_ae_free(ct->models[i].ae);
+    for (size_t i = 0; i < ct->ncoder; i++)
+        codec_pixnet_free(ct->coders[i].pn);
     keys_key_free(ct->owned);
     pthread_mutex_destroy(&ct->lock);
     free(ct);
@@ -154,6 +198,30 @@ static int get_model(const struct codec_ct *cct, const uint8_t *id, const struct
         rc = m->ae ? 0 : nn_ae_load(m->bytes, m->len, &m->ae);
         if (rc == 0)
             *ae = m->ae;
+        break;
+    }
+    pthread_mutex_unlock(&ct->lock);
+    return rc;
+}
+
+/* The predictor of the coder model with this id, loaded once. -ENOENT when none has it, or
+ * when its bytes are not a coder model. */
+static int get_coder(const struct codec_ct *cct, const uint8_t *id,
+                     const struct codec_pix_predictor **pred)
+{
+    struct codec_ct *ct = (struct codec_ct *)cct; /* only the lazily loaded models change */
+    int rc = -ENOENT;
+    if (pthread_mutex_lock(&ct->lock) != 0)
+        return -EIO;
+    for (size_t i = 0; i < ct->ncoder; i++) {
+        struct ct_coder *m = &ct->coders[i];
+        if (memcmp(m->id, id, KEYS_ID_BYTES) != 0)
+            continue;
+        rc = m->pn ? 0 : codec_pixnet_load(m->bytes, m->len, &m->pn);
+        if (rc == -EINVAL || rc == -EBADMSG || rc == -EFBIG)
+            rc = -ENOENT;
+        if (rc == 0)
+            *pred = codec_pixnet_predictor(m->pn);
         break;
     }
     pthread_mutex_unlock(&ct->lock);
@@ -823,6 +891,12 @@ int codec_ct_encode(const struct codec_ct *ct, const uint8_t *buf, size_t len,
     if (rc != 0)
         return rc;
     struct codec_pixcode_opts po = {.threads = opts->threads};
+    uint8_t coder_id[KEYS_ID_BYTES] = {0};
+    if (ct->coder_enc < ct->ncoder) {
+        if ((rc = get_coder(ct, ct->coders[ct->coder_enc].id, &po.pred)) != 0)
+            goto out;
+        memcpy(coder_id, ct->coders[ct->coder_enc].id, KEYS_ID_BYTES);
+    }
     if ((rc = codec_pixcode_encode(img, &po, &pix, &pix_len)) != 0)
         goto out;
     if ((rc = make_features(ct, img, buf, len, opts->no_features, &status, ae_id, &feat,
@@ -855,7 +929,7 @@ int codec_ct_encode(const struct codec_ct *ct, const uint8_t *buf, size_t len,
         goto out;
     put_le64(hdr + 24, len);
     memcpy(hdr + 32, ae_id, KEYS_ID_BYTES);
-    /* coder model id 48..63 stays zero: the built-in fixed predictor */
+    memcpy(hdr + 48, coder_id, KEYS_ID_BYTES); /* zero: the built-in fixed predictor */
     put_le32(hdr + 64, img->channels);
     put_le32(hdr + 68, img->frames);
     put_le32(hdr + 72, img->height);
@@ -960,8 +1034,10 @@ int codec_ct_decode(const struct codec_ct *ct, const uint8_t *buf, size_t len, u
         return -EINVAL;
     if ((rc = parse(buf, len, 1, &p)) != 0)
         return rc;
-    if (!all_zero(p.info.coder_id, KEYS_ID_BYTES))
-        return -ENOENT; /* no coder models yet: only the built-in predictor */
+    const struct codec_pix_predictor *pred = NULL; /* predictor 0 */
+    if (!all_zero(p.info.coder_id, KEYS_ID_BYTES) &&
+        (rc = get_coder(ct, p.info.coder_id, &pred)) != 0)
+        return rc;
     if ((rc = file_key(ct, p.info.file_id, &fk)) != 0)
         return rc;
     if (p.ft) { /* checked too, though a decode does not need it */
@@ -983,7 +1059,7 @@ int codec_ct_decode(const struct codec_ct *ct, const uint8_t *buf, size_t len, u
         goto out;
     /* From here every byte is authenticated: a mismatch is an encoder bug, still refused. */
     rc = -EBADMSG;
-    if (codec_pixcode_info(pix, pix_len, &pi) != 0 || pi.predictor != 0 ||
+    if (codec_pixcode_info(pix, pix_len, &pi) != 0 || pi.predictor != (pred ? pred->id : 0) ||
         pi.channels != p.info.channels || pi.frames != p.info.frames ||
         pi.height != p.info.height || pi.width != p.info.width || pi.bits != p.info.bits)
         goto out;
@@ -999,7 +1075,7 @@ int codec_ct_decode(const struct codec_ct *ct, const uint8_t *buf, size_t len, u
         rc = -ENOMEM;
         goto out;
     }
-    int r2 = codec_pixcode_decode(pix, pix_len, &img, NULL, threads);
+    int r2 = codec_pixcode_decode(pix, pix_len, &img, pred, threads);
     if (r2 == -ENOMEM) {
         rc = r2;
         goto out;

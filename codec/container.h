@@ -52,8 +52,9 @@
  *   24      8     plaintext size: the original file's length, <= CODEC_MAX_FILE_BYTES
  *   32      16    autoencoder model id (first 16 bytes of the SHA-256 of its model file);
  *                 zero exactly when the features are absent
- *   48      16    coder model id; zero for the built-in fixed predictor (the only one
- *                 version 1 decodes)
+ *   48      16    coder model id: zero for the built-in fixed predictor (pixel stream
+ *                 predictor 0); else the first 16 bytes of the SHA-256 of the coder model file
+ *                 (codec/pixnet.h) whose neural predictor coded the pixels (predictor 1)
  *   64      4     image channels    (of the original, as codec_split gives them; for reports)
  *   68      4     image frames
  *   72      4     image height
@@ -142,19 +143,21 @@ enum codec_ct_features {
 };
 
 /*
- * What encoding and decoding need: the per-filesystem container key and the autoencoders
- * (those in the keyring's model list, plus the one built into the library). Opaque; shared by
- * any number of threads (models are loaded on first use under an internal lock).
+ * What encoding and decoding need: the per-filesystem container key, the autoencoders and the
+ * coder models (those in the keyring's model list, plus the ones built into the library). Opaque;
+ * shared by any number of threads (models are loaded on first use under an internal lock).
  */
 struct codec_ct;
 
 /* From an unlocked keyring: derives the container subkey and lists the keyring's
- * autoencoders; the ring must outlive the result (model bytes are read from it). Encoding
- * uses the autoencoder added last to the keyring, else the built-in one. 0, -ENOMEM or an error
+ * autoencoders and coder models; the ring must outlive the result (model bytes are read from
+ * it). Encoding uses the autoencoder added last to the keyring, else the built-in one, and the
+ * coder model (KEYS_MODEL_CODER) added last, else the built-in one if the library has one, else
+ * the fixed predictor 0. 0, -ENOMEM or an error
  * of keys_ring_subkey. Free with codec_ct_free. */
 int codec_ct_new(const struct keys_ring *ring, struct codec_ct **out);
 /* From a container key the caller holds (not owned; it must outlive the result) and only the
- * built-in autoencoder: tests, fuzzing, and callers that keep their own subkeys. */
+ * built-in models: tests, fuzzing, and callers that keep their own subkeys. */
 int codec_ct_new_key(const struct keys_key *container_key, struct codec_ct **out);
 void codec_ct_free(struct codec_ct *ct);
 

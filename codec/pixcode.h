@@ -30,7 +30,9 @@
  *   0       4       magic "IMPX"
  *   4       1       version = 1
  *   5       1       predictor id: 0 the built-in fixed predictor (the only one version 1
- *                   decodes without being handed a predictor); others name a model
+ *                   decodes without being handed a predictor); 1 the neural predictor of
+ *                   codec/pixnet.h (its coding order and features are specified there; the
+ *                   model is named outside the stream, by the container's coder id)
  *   6       1       bits per sample: 8 or 16
  *   7       1       significant bits S, 1..bits: no sample is 2^S or more
  *   8       4       channels C, 1..CODEC_MAX_CHANNELS (little-endian, as all fixed fields)

@@ -25,6 +25,7 @@
 #include "codec/codec.h"
 #include "codec/latcode.h"
 #include "keys/keys.h"
+#include "mount-tools/imgcrypt_coder.h"
 #include "mount-tools/imgcrypt_image.h"
 #include "mount-tools/tool.h"
 #include "nn/ae.h"
@@ -191,6 +192,8 @@ static int init_models(const char *path, const struct keys_secret *secret, unsig
         rc = keys_ring_open(path, secret, &ring, NULL, 0);
     if (rc == 0)
         rc = keys_ring_add_model(ring, KEYS_MODEL_AUTOENCODER, digest, bytes, len);
+    if (rc == 0)
+        rc = imgcrypt_coder_add_default(ring);
     if (rc == 0)
         rc = keys_ring_rewrap(ring, path, secret, log_n);
     keys_ring_close(ring);
@@ -1537,6 +1540,8 @@ int main(int argc, char **argv)
         return cmd_info(argc - 1, argv + 1);
     if (strcmp(cmd, "inspect") == 0)
         return cmd_inspect(argc - 1, argv + 1);
+    if (strcmp(cmd, "train") == 0 && imgcrypt_coder_wanted(argc - 1, argv + 1))
+        return imgcrypt_coder_main(argc - 1, argv + 1);
     if (strcmp(cmd, "train") == 0)
         return cmd_train(argc - 1, argv + 1);
     if (strcmp(cmd, "encrypt") == 0)

@@ -19,6 +19,7 @@
 
 #include "tests/unit/unit.h"
 #include "codec/container.h"
+#include "codec/pixnet.h"
 #include "keys/keys.h"
 
 int keys_key_from_bytes(const uint8_t *bytes, enum keys_key_kind kind, struct keys_key **out);
@@ -591,6 +592,88 @@ START_TEST(test_keyring)
 }
 END_TEST
 
+/* An untrained coder model (random networks): what a container names must round-trip whatever
+ * the model's quality. */
+static uint8_t *coder_model(size_t *len)
+{
+    struct codec_image img = {CODEC_FORMAT_NONE, 1, 1, 80, 80, 8, 8, NULL, 6400};
+    const struct codec_image *imgs[1] = {&img};
+    img.planes = malloc(6400);
+    ck_assert_ptr_nonnull(img.planes);
+    for (size_t i = 0; i < 6400; i++)
+        ((uint8_t *)img.planes)[i] = (uint8_t)((i % 80) * 2 + (i / 80) + i % 3);
+    struct codec_pixnet_train_opts o;
+    codec_pixnet_train_defaults(&o);
+    o.epochs = 0;
+    o.batch = 64;
+    o.samples = 4096;
+    uint8_t *m = NULL;
+    ck_assert_int_eq(codec_pixnet_train(imgs, 1, &o, &m, len), 0);
+    free(img.planes);
+    return m;
+}
+
+START_TEST(test_coder_model)
+{
+    char dir[] = "/tmp/imgc-ct-XXXXXX", kf[64], ring1[64], ring2[64];
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    snprintf(kf, sizeof(kf), "%s/key", dir);
+    snprintf(ring1, sizeof(ring1), "%s/ring1", dir);
+    snprintf(ring2, sizeof(ring2), "%s/ring2", dir);
+    uint8_t raw[32], digest[32];
+    ck_assert_int_eq(keys_random(raw, sizeof(raw)), 0);
+    FILE *fp = fopen(kf, "wb");
+    ck_assert_ptr_nonnull(fp);
+    ck_assert_uint_eq(fwrite(raw, 1, sizeof(raw), fp), sizeof(raw));
+    fclose(fp);
+    ck_assert_int_eq(chmod(kf, 0600), 0);
+    struct keys_source src = {KEYS_SRC_KEYFILE, kf};
+    struct keys_secret *sec = NULL;
+    struct keys_ring *r1 = NULL, *r2 = NULL;
+    struct codec_ct *c1 = NULL, *c2 = NULL;
+    size_t ml = 0;
+    uint8_t *model = coder_model(&ml);
+    ck_assert_int_eq(keys_sha256(model, ml, digest), 0);
+    ck_assert_int_eq(keys_secret_read(&src, NULL, 0, &sec, NULL, 0), 0);
+    ck_assert_int_eq(keys_ring_create(ring1, sec, KEYS_LOGN_MIN), 0);
+    ck_assert_int_eq(keys_ring_open(ring1, sec, &r1, NULL, 0), 0);
+    ck_assert_int_eq(keys_ring_add_model(r1, KEYS_MODEL_CODER, digest, model, ml), 0);
+    ck_assert_int_eq(codec_ct_new(r1, &c1), 0);
+    size_t n = 0, cl = 0, bl = 0;
+    uint8_t *f = make_png(70, 45, 1, 16, &n), *ct = NULL, *back = NULL;
+    struct codec_ct_opts o = {.verify = 1, .threads = 2};
+    ck_assert_int_eq(codec_ct_encode(c1, f, n, &o, &ct, &cl), 0);
+    struct codec_ct_info info;
+    ck_assert_int_eq(codec_ct_info(ct, cl, &info), 0);
+    ck_assert_mem_eq(info.coder_id, digest, KEYS_ID_BYTES);
+    for (unsigned th = 1; th <= 2; th++) {
+        ck_assert_int_eq(codec_ct_decode(c1, ct, cl, th, &back, &bl), 0);
+        ck_assert_uint_eq(bl, n);
+        ck_assert_mem_eq(back, f, n);
+        free(back);
+        back = NULL;
+    }
+    /* a keyring without that coder model: the container names an unknown coder */
+    ck_assert_int_eq(keys_ring_create(ring2, sec, KEYS_LOGN_MIN), 0);
+    ck_assert_int_eq(keys_ring_open(ring2, sec, &r2, NULL, 0), 0);
+    ck_assert_int_eq(codec_ct_new(r2, &c2), 0);
+    ck_assert_int_eq(codec_ct_decode(c2, ct, cl, 1, &back, &bl), -ENOENT);
+    ck_assert_ptr_null(back);
+    free(ct);
+    free(f);
+    free(model);
+    codec_ct_free(c1);
+    codec_ct_free(c2);
+    keys_ring_close(r1);
+    keys_ring_close(r2);
+    keys_secret_free(sec);
+    unlink(kf);
+    unlink(ring1);
+    unlink(ring2);
+    rmdir(dir);
+}
+END_TEST
+
 START_TEST(test_options)
 {
     struct ctx c;
@@ -640,6 +723,7 @@ static Suite *codec_container_suite(void)
     tcase_add_test(t, test_not_image);
     tcase_add_test(t, test_options);
     tcase_add_test(t, test_keyring);
+    tcase_add_test(t, test_coder_model);
     suite_add_tcase(s, t);
     TCase *a = tcase_create("tamper");
     tcase_add_test(a, test_tamper_small);

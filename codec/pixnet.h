@@ -1,0 +1,183 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The neural predictor of the pixel coder (pixcode.h predictor id 1): an integer-exact network
+ * that predicts each pixel of an interleaved pass from the pixels of the passes before it, as a
+ * mean and a scale context. The network runs on nn's integer path (nn_qforward), so encoder and
+ * decoder compute the same bits on every machine, thread count and BLAS build.
+ *
+ * The trade-off against the raster predictor 0: a pass is predicted all at once (a batched
+ * network call per pass instead of a branchy loop per pixel), and three pixels in four are
+ * interpolated between known neighbours on both sides rather than extrapolated from above and
+ * left; the price is the coarse base grid, which is predicted from neighbours 8 pixels away.
+ *
+ * Measured (a model trained by scripts/train_coder.sh: two networks 15-16-16-2, 40 x 400
+ * steps; median bits per sample, predictor 0 -> 1): held-out mricron slices 8-bit 2.169 ->
+ * 2.128, 16-bit 3.035 -> 2.994; the six PNGs of tests/data 1.482 -> 1.478 (better on the axial
+ * slices, 4-8% worse on the coronal 512 and sagittal 256 ones); and 2-3 times slower (decode of
+ * a 512^2 slice 41 ms against 13 ms on one core). That is not a measurable gain, so no default
+ * model is shipped: models/coder-default.pixnet is empty, which the library reads as "none",
+ * and containers keep predictor 0 unless a keyring holds a coder model.
+ *
+ * Coding order within a stripe of R rows and W columns (rows and columns counted from the
+ * stripe's first row and column; "(dy, dx)" is the pixel at row y + dy, column x + dx):
+ *   1. the base grid, y % 8 == 0 and x % 8 == 0, in raster order, one pixel per group;
+ *   2. for s = 4, 2, 1:
+ *      pass D(s): y % 2s == s and x % 2s == s, one group, raster order;
+ *      pass C(s): (y % 2s, x % 2s) == (0, s) or (s, 0), one group, raster order.
+ *   Before pass D(s) every pixel with y % 2s == 0 and x % 2s == 0 is known; before pass C(s)
+ *   also those of D(s).
+ *
+ * Base grid rule (fixed, no network), with the neighbours at distance 8 on the grid,
+ * W = (0, -8), N = (-8, 0), NW = (-8, -8), NE = (-8, +8), replaced where they fall outside the
+ * stripe as predictor 0 does (pixcode.h): in the grid's first row N, NW, NE = W; in its first
+ * column W = NW = N; in its last column NE = N; the first pixel has all 0. Mean = the median
+ * edge detector of W, N, NW (JPEG-LS); context = min(X - 1, q(|W - NW| + |N - NW| + |NE - N|)),
+ * q(0) = 0, q(1) = 1, q(d) = 2 (bitlen(d) - 1) + (second highest bit of d) for d >= 2.
+ *
+ * Network passes. Offsets (dy, dx) of the nearest four n0..n3 and of the ring r0..r7:
+ *   D(s): n = (-s,-s) (-s,+s) (+s,-s) (+s,+s)
+ *         r = (-3s,-s) (-3s,+s) (-s,-3s) (-s,+3s) (+s,-3s) (+s,+3s) (+3s,-s) (+3s,+s)
+ *   C(s): n = (-s,0) (0,-s) (0,+s) (+s,0)
+ *         r = (-2s,-s) (-2s,+s) (-s,-2s) (-s,+2s) (+s,-2s) (+s,+2s) (+2s,-s) (+2s,+s)
+ *   For a C(s) pixel with y % 2s == s (its vertical neighbours are the older grid pixels) the
+ *   offsets are transposed ((dy, dx) -> (dx, dy)), so that the network always sees the older
+ *   pixels in the same places. A neighbour outside the stripe is taken at the offset mirrored
+ *   through the pixel: dy -> -dy when row y + dy is outside, dx -> -dx when column x + dx is
+ *   (both sets are symmetric, so the mirrored pixel is known); if that is outside too, it is
+ *   "absent". n0 of D(s) and n1 of C(s) (after the transposition) are never absent. With the
+ * present nearest values summed to S over k of them: an absent nearest neighbour counts as floor((S
+ * + k/2) / k); then ref = floor((n0 + n1 + n2 + n3 + 2) / 4) and an absent ring pixel counts as
+ * ref. With d_i = value_i - ref (nearest first, then ring): u   = 1 + floor((2 (|d0| + .. + |d3|) +
+ * |d4| + .. + |d11|) / 8) rec = floor(2^20 / u) f_i = clamp(floor((d_i rec + 2^15) / 2^16), -2047,
+ * 2047)      i = 0..11, about 16 d_i / u f12 = L(u), f13 = 16 log2(s), f14 = 16 bitlen(maxval) with
+ * L(u) = floor(16 log2 u) computed as 16 (bitlen(u) - 1) + LT[m], m the four bits below the highest
+ * bit of u (zero-filled), LT = {0,1,2,3,5,6,7,8,9,10,11,12,12,13,14,15} (floor(16 log2(1 + m /
+ * 16))). The 15 features, as int16, are the network's input (one pixel = one column of a 1 x 15 x 1
+ * x n tensor); its two outputs q_mu, q_ls (int16) give mean = clamp(ref + floor((q_mu u MU +
+ * 2^(MS-1)) / 2^MS), 0, maxval) T    = floor((q_ls LM + 2^(LS-1)) / 2^LS) + L(u)        (16 log2 of
+ * the scale) ctx  = clamp(floor((T + C0) / 8), 0, X - 1)             (two contexts per octave) with
+ * MU, MS, LM, LS and C0 the pass's constants from the model file.
+ *
+ * Model file ("coder model"; its id is the first 16 bytes of its SHA-256), version 1. Integers
+ * little-endian, signed ones two's complement.
+ *
+ *   offset  size  field
+ *   0       4     magic "IMPN"
+ *   4       1     version = 1
+ *   5       1     networks = 2 (0: passes D, 1: passes C)
+ *   6       1     scale contexts X, 1..CODEC_PIX_MAX_CTX
+ *   7       1     features = 15
+ *   8       32    per network (two times 16 bytes):
+ *                   s32 MU (|MU| < 2^24), u8 MS (1..40), u8 LS (1..40), 2 reserved 0,
+ *                   s32 LM (|LM| < 2^24), s32 C0 (|C0| < 2^20)
+ *   40      ...   per network: u32 length B (1..CODEC_PIXNET_MAX_NET), then B bytes: an nn
+ *                 quantised model file (nn/modelfile.c) with architecture id
+ *                 CODEC_PIXNET_ARCH, 15 input channels, 2 output channels, and only 1x1
+ *                 convolutions (stride 1, no padding), ReLU and LeakyReLU layers
+ *   Nothing may follow the last network.
+ */
+#ifndef IMGCRYPTFS_CODEC_PIXNET_H
+#define IMGCRYPTFS_CODEC_PIXNET_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "codec/pixcode.h"
+
+#define CODEC_PIXNET_MAGIC "IMPN"
+#define CODEC_PIXNET_VERSION 1
+#define CODEC_PIXNET_ID 1 /* the predictor id in the pixel stream */
+#define CODEC_PIXNET_ARCH "pixnet-v1"
+#define CODEC_PIXNET_NETS 2
+#define CODEC_PIXNET_FEATURES 15
+#define CODEC_PIXNET_HEADER 40
+#define CODEC_PIXNET_MAX_NET (1u << 20) /* bytes of one network's file */
+#define CODEC_PIXNET_BASE 8u            /* base grid step */
+
+/* Pass types, the networks' indices. */
+enum codec_pixnet_pass {
+    CODEC_PIXNET_PASS_D = 0,
+    CODEC_PIXNET_PASS_C = 1,
+};
+
+/* A loaded coder model. Opaque; read-only, shared by any number of threads. */
+struct codec_pixnet;
+
+/*
+ * Parse a model file buf[0..len) (untrusted: every field checked). *out owned by the caller
+ * (codec_pixnet_free); buf is not kept. Returns 0, -EINVAL (malformed, not a coder model),
+ * -EFBIG, -EBADMSG (a network's checksum), -ENOMEM.
+ */
+int codec_pixnet_load(const uint8_t *buf, size_t len, struct codec_pixnet **out);
+void codec_pixnet_free(struct codec_pixnet *m);
+
+/* The predictor (id CODEC_PIXNET_ID) that codes with m; valid while m lives. */
+const struct codec_pix_predictor *codec_pixnet_predictor(const struct codec_pixnet *m);
+
+/* The coder model built into the library (models/coder-default.pixnet). */
+const uint8_t *codec_pixnet_default_bytes(size_t *len);
+
+/* The per-network constants of the file header. */
+struct codec_pixnet_consts {
+    int32_t mu_mult, ls_mult, ctx_offset;
+    uint8_t mu_shift, ls_shift;
+};
+
+struct nn_qmodel;
+/*
+ * Write a model file from two quantised networks (index enum codec_pixnet_pass) and their
+ * constants. *buf owned by the caller. Returns 0, -EINVAL (a network of the wrong shape or
+ * layers, constants out of range), -ENOMEM.
+ */
+int codec_pixnet_save(const struct nn_qmodel *const nets[CODEC_PIXNET_NETS],
+                      const struct codec_pixnet_consts consts[CODEC_PIXNET_NETS], uint8_t contexts,
+                      uint8_t **buf, size_t *len);
+
+/*
+ * Training samples: run the coding order over one plane of packed values (0..maxval, row-major
+ * h x w, cut into stripes of stripe_rows as the coder does) and hand every network pixel to
+ * fn: its pass type, features (CODEC_PIXNET_FEATURES int16), ref, u and value. fn returns 0 to
+ * go on, anything else stops and is returned. Returns 0, -EINVAL or fn's value.
+ */
+typedef int (*codec_pixnet_sample_fn)(void *arg, enum codec_pixnet_pass pass, const int16_t *f,
+                                      int32_t ref, int32_t u, int32_t value);
+int codec_pixnet_samples(const uint16_t *v, uint32_t h, uint32_t w, uint32_t maxval,
+                         uint32_t stripe_rows, codec_pixnet_sample_fn fn, void *arg);
+
+/*
+ * Histogram packing for training, as the coder's value-set packing: maps the values a plane
+ * uses (8- or 16-bit samples, n of them) to 0..K-1 in out; *maxval = K - 1. 0, -EINVAL,
+ * -ENOMEM.
+ */
+int codec_pixnet_pack(const void *plane, uint32_t bits, size_t n, uint16_t *out, uint32_t *maxval);
+
+/* Training (codec/pixnet_train.c). */
+struct codec_pixnet_train_opts {
+    uint32_t hidden;   /* width of the hidden layers */
+    uint32_t layers;   /* hidden layers, 1..4 */
+    uint32_t epochs;   /* 0: the untrained (random) network, still a valid model */
+    uint32_t steps;    /* mini-batches per epoch */
+    uint32_t batch;    /* samples per mini-batch */
+    uint32_t samples;  /* pool size per pass type (reservoir sampling) */
+    float lr, lr_end;  /* Adam step size, decayed geometrically */
+    uint64_t seed;     /* everything random (initialisation, sampling) comes from it */
+    uint32_t contexts; /* scale contexts X of the model */
+    /* Called after each epoch of network `net` with the mean training bits per sample and
+     * those of the held-out sixteenth of the pool (float model). */
+    void (*progress)(void *arg, unsigned net, uint32_t epoch, double train_bits,
+                     double heldout_bits);
+    void *progress_arg;
+};
+void codec_pixnet_train_defaults(struct codec_pixnet_train_opts *o);
+/*
+ * Train a coder model on imgs[0..n) (every plane, value-set packed as the coder packs them)
+ * and write its file into *model (caller frees). Single-threaded apart from OpenBLAS (set its
+ * threads with nn_set_threads). Returns 0, -EINVAL (bad options, too few samples), -ENOMEM.
+ */
+int codec_pixnet_train(const struct codec_image *const *imgs, size_t n,
+                       const struct codec_pixnet_train_opts *opts, uint8_t **model, size_t *len);
+
+/* Fixed-point log: floor(16 log2 u) for u >= 1 as the format defines L(u). */
+int32_t codec_pixnet_log16(uint32_t u);
+
+#endif

@@ -1,0 +1,389 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Unit tests of the neural predictor (codec/pixnet.h) in the pixel coder: exact round trips at
+ * every awkward size, depth and stripe height, with an untrained (random) model and with the
+ * shipped one; each stripe decoded alone; the same stream for any thread count of the coder
+ * and of OpenBLAS; malformed model files refused; and, when a default model is shipped, its
+ * size against predictor 0 on the test images.
+ */
+#include <check.h>
+#include <dirent.h>
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "codec/codec.h"
+#include "codec/pixcode.h"
+#include "codec/pixnet.h"
+#include "nn/nn.h"
+#include "tests/unit/unit.h"
+
+static uint64_t rng_state;
+
+static uint32_t rnd(void)
+{
+    rng_state = rng_state * 6364136223846793005ull + 1442695040888963407ull;
+    return (uint32_t)(rng_state >> 33);
+}
+
+/* A smooth image with some noise (or pure noise): c planes of h x w, bits/sig. */
+static struct codec_image *make(uint32_t c, uint32_t h, uint32_t w, uint32_t bits, uint32_t sig,
+                                int noise, uint64_t seed)
+{
+    struct codec_image *img = calloc(1, sizeof(*img));
+    ck_assert_ptr_nonnull(img);
+    *img = (struct codec_image){CODEC_FORMAT_NONE, c, 1, h, w, bits, sig, NULL, 0};
+    size_t n = (size_t)c * h * w;
+    img->planes_bytes = n * (bits / 8);
+    img->planes = malloc(img->planes_bytes);
+    ck_assert_ptr_nonnull(img->planes);
+    rng_state = seed;
+    uint32_t maxv = (1u << sig) - 1;
+    for (size_t i = 0; i < n; i++) {
+        size_t x = i % w, y = (i / w) % h, p = i / ((size_t)w * h);
+        uint32_t v =
+            noise ? rnd() & maxv
+                  : (uint32_t)((x * 3 + y * 5 + p * 11 + (x * y) / 7 + rnd() % 3) % (maxv + 1));
+        if (bits == 8)
+            ((uint8_t *)img->planes)[i] = (uint8_t)v;
+        else
+            ((uint16_t *)img->planes)[i] = (uint16_t)v;
+    }
+    return img;
+}
+
+static void drop(struct codec_image *img)
+{
+    if (img)
+        free(img->planes);
+    free(img);
+}
+
+/* An untrained model: random networks, quantised on a synthetic image. */
+static uint8_t *untrained(size_t *len, uint64_t seed)
+{
+    struct codec_image *img = make(1, 96, 96, 8, 8, 0, seed);
+    const struct codec_image *imgs[1] = {img};
+    struct codec_pixnet_train_opts o;
+    codec_pixnet_train_defaults(&o);
+    o.epochs = 0;
+    o.batch = 64;
+    o.samples = 4096;
+    o.seed = seed;
+    uint8_t *m = NULL;
+    ck_assert_int_eq(codec_pixnet_train(imgs, 1, &o, &m, len), 0);
+    drop(img);
+    return m;
+}
+
+static struct codec_pixnet *load(const uint8_t *b, size_t n)
+{
+    struct codec_pixnet *pn = NULL;
+    ck_assert_int_eq(codec_pixnet_load(b, n, &pn), 0);
+    return pn;
+}
+
+/* Encode with pred, decode with 1 and 2 threads, compare; returns the stream. */
+static uint8_t *round_trip(const struct codec_image *img, const struct codec_pix_predictor *pred,
+                           uint32_t rows, unsigned threads, size_t *len)
+{
+    struct codec_pixcode_opts o = {.stripe_rows = rows, .threads = threads, .pred = pred};
+    uint8_t *s = NULL;
+    size_t sl = 0;
+    ck_assert_int_eq(codec_pixcode_encode(img, &o, &s, &sl), 0);
+    struct codec_pixcode_info info;
+    ck_assert_int_eq(codec_pixcode_info(s, sl, &info), 0);
+    ck_assert_uint_eq(info.predictor, pred->id);
+    for (unsigned th = 1; th <= 2; th++) {
+        struct codec_image back = *img;
+        back.planes = malloc(img->planes_bytes);
+        memset(back.planes, 0x5a, img->planes_bytes);
+        ck_assert_int_eq(codec_pixcode_decode(s, sl, &back, pred, th), 0);
+        ck_assert_mem_eq(back.planes, img->planes, img->planes_bytes);
+        free(back.planes);
+    }
+    /* a stream of predictor 1 is refused without its model */
+    struct codec_image back = *img;
+    back.planes = malloc(img->planes_bytes);
+    ck_assert_int_eq(codec_pixcode_decode(s, sl, &back, NULL, 1), -EINVAL);
+    free(back.planes);
+    *len = sl;
+    return s;
+}
+
+START_TEST(random_model_round_trips)
+{
+    size_t ml = 0;
+    uint8_t *mb = untrained(&ml, 7);
+    struct codec_pixnet *pn = load(mb, ml);
+    const struct codec_pix_predictor *p = codec_pixnet_predictor(pn);
+    static const uint32_t dims[][2] = {{1, 1},   {1, 37},  {41, 1}, {2, 2},   {97, 89},
+                                       {3, 130}, {64, 64}, {65, 7}, {13, 17}, {131, 9}};
+    static const uint32_t depth[][2] = {{8, 8}, {8, 1}, {8, 5}, {16, 16}, {16, 12}, {16, 9}};
+    uint64_t seed = 100;
+    for (size_t d = 0; d < sizeof(dims) / sizeof(dims[0]); d++)
+        for (size_t b = 0; b < sizeof(depth) / sizeof(depth[0]); b++)
+            for (int noise = 0; noise <= 1; noise++) {
+                struct codec_image *img = make(d % 3 == 0 ? 3 : 1, dims[d][0], dims[d][1],
+                                               depth[b][0], depth[b][1], noise, seed++);
+                size_t sl;
+                free(round_trip(img, p, 0, 2, &sl));
+                drop(img);
+            }
+    codec_pixnet_free(pn);
+    free(mb);
+}
+END_TEST
+
+/* Every stripe height from 1 to 64 (and beyond the image), on an odd-sized image. */
+START_TEST(stripe_heights)
+{
+    size_t ml = 0;
+    uint8_t *mb = untrained(&ml, 8);
+    struct codec_pixnet *pn = load(mb, ml);
+    const struct codec_pix_predictor *p = codec_pixnet_predictor(pn);
+    struct codec_image *img8 = make(1, 71, 53, 8, 8, 0, 5);
+    struct codec_image *img16 = make(2, 37, 29, 16, 12, 0, 6);
+    for (uint32_t rows = 1; rows <= 72; rows++) {
+        size_t sl;
+        free(round_trip(img8, p, rows, rows % 3 + 1, &sl));
+        if (rows % 4 == 1 || rows > 60)
+            free(round_trip(img16, p, rows, 2, &sl));
+    }
+    drop(img8);
+    drop(img16);
+    codec_pixnet_free(pn);
+    free(mb);
+}
+END_TEST
+
+START_TEST(stripes_decode_alone)
+{
+    size_t ml = 0;
+    uint8_t *mb = untrained(&ml, 9);
+    struct codec_pixnet *pn = load(mb, ml);
+    const struct codec_pix_predictor *p = codec_pixnet_predictor(pn);
+    struct codec_image *img = make(2, 150, 77, 16, 11, 0, 9);
+    size_t sl;
+    uint8_t *s = round_trip(img, p, 24, 2, &sl);
+    struct codec_pixcode_info info;
+    ck_assert_int_eq(codec_pixcode_info(s, sl, &info), 0);
+    uint16_t *out = malloc(24 * 77 * 2);
+    const uint16_t *planes = img->planes;
+    for (uint32_t pl = 0; pl < 2; pl++)
+        for (uint32_t j = 0; j < info.stripes; j++) {
+            uint32_t rows = 150 - j * 24 < 24 ? 150 - j * 24 : 24;
+            ck_assert_int_eq(codec_pixcode_decode_stripe(s, sl, p, pl, j, out, 24 * 77 * 2), 0);
+            ck_assert_mem_eq(out, planes + (size_t)pl * 150 * 77 + (size_t)j * 24 * 77,
+                             (size_t)rows * 77 * 2);
+        }
+    free(out);
+    free(s);
+    drop(img);
+    codec_pixnet_free(pn);
+    free(mb);
+}
+END_TEST
+
+/* The stream does not depend on the coder's or OpenBLAS's thread count. */
+START_TEST(threads_identical)
+{
+    size_t ml = 0;
+    uint8_t *mb = untrained(&ml, 10);
+    struct codec_pixnet *pn = load(mb, ml);
+    const struct codec_pix_predictor *p = codec_pixnet_predictor(pn);
+    struct codec_image *img = make(1, 200, 190, 8, 8, 0, 11);
+    uint8_t *ref = NULL;
+    size_t rl = 0;
+    int blas = nn_threads();
+    for (int bt = 1; bt <= 2; bt++) {
+        nn_set_threads(bt);
+        for (unsigned th = 1; th <= 2; th++) {
+            size_t sl;
+            uint8_t *s = round_trip(img, p, 0, th, &sl);
+            if (!ref) {
+                ref = s;
+                rl = sl;
+                continue;
+            }
+            ck_assert_uint_eq(sl, rl);
+            ck_assert_mem_eq(s, ref, rl);
+            free(s);
+        }
+    }
+    nn_set_threads(blas);
+    free(ref);
+    drop(img);
+    codec_pixnet_free(pn);
+    free(mb);
+}
+END_TEST
+
+START_TEST(malformed_models)
+{
+    size_t ml = 0;
+    uint8_t *mb = untrained(&ml, 12);
+    struct codec_pixnet *pn = NULL;
+    /* every truncation and extension is refused */
+    for (size_t n = 0; n < ml; n += n < 64 ? 1 : 7)
+        ck_assert_int_ne(codec_pixnet_load(mb, n, &pn), 0);
+    uint8_t *big = malloc(ml + 1);
+    memcpy(big, mb, ml);
+    big[ml] = 0;
+    ck_assert_int_eq(codec_pixnet_load(big, ml + 1, &pn), -EINVAL);
+    free(big);
+    /* header fields */
+    static const size_t fields[] = {0, 4, 5, 6, 7, 12, 13, 14, 15, 11, 40, 43};
+    for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
+        uint8_t *b = malloc(ml);
+        memcpy(b, mb, ml);
+        b[fields[i]] ^= 0x80;
+        ck_assert_int_ne(codec_pixnet_load(b, ml, &pn), 0);
+        free(b);
+    }
+    /* any flipped byte: refused or a model that still codes losslessly, never a crash */
+    struct codec_image *img = make(1, 40, 33, 8, 8, 0, 3);
+    rng_state = 77;
+    for (int k = 0; k < 300; k++) {
+        uint8_t *b = malloc(ml);
+        memcpy(b, mb, ml);
+        b[rnd() % ml] ^= (uint8_t)(1u << (rnd() % 8));
+        struct codec_pixnet *q = NULL;
+        if (codec_pixnet_load(b, ml, &q) == 0) {
+            size_t sl;
+            free(round_trip(img, codec_pixnet_predictor(q), 0, 1, &sl));
+            codec_pixnet_free(q);
+        }
+        free(b);
+    }
+    drop(img);
+    ck_assert_int_eq(codec_pixnet_load(NULL, 0, &pn), -EINVAL);
+    free(mb);
+}
+END_TEST
+
+/* The test images: exact round trips with the shipped model (or an untrained one), and the
+ * median bits per sample of predictors 0 and 1. */
+START_TEST(test_data)
+{
+    const char *dir = getenv("IMGC_TESTDATA");
+    ck_assert_msg(dir != NULL, "IMGC_TESTDATA not set");
+    size_t ml = 0;
+    const uint8_t *def = codec_pixnet_default_bytes(&ml);
+    uint8_t *mb = NULL;
+    int shipped = ml > 0;
+    if (!shipped)
+        def = mb = untrained(&ml, 13);
+    struct codec_pixnet *pn = load(def, ml);
+    const struct codec_pix_predictor *p = codec_pixnet_predictor(pn);
+    DIR *d = opendir(dir);
+    ck_assert_ptr_nonnull(d);
+    struct dirent *e;
+    double b0[64], b1[64];
+    int n = 0;
+    while ((e = readdir(d)) != NULL && n < 64) {
+        size_t nl = strlen(e->d_name);
+        if (e->d_name[0] == '.' || e->d_type != DT_REG || nl < 4 ||
+            strcmp(e->d_name + nl - 4, ".png") != 0)
+            continue;
+        char path[4096];
+        snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+        size_t len = 0, el = 0;
+        unsigned char *buf = unit_read_file(path, &len);
+        struct codec_image *img = NULL;
+        uint8_t *env = NULL;
+        if (codec_split(buf, len, &img, &env, &el, NULL, 0) != 0) {
+            free(buf);
+            continue;
+        }
+        size_t s0 = 0, s1 = 0;
+        uint8_t *z = NULL;
+        ck_assert_int_eq(codec_pixcode_encode(img, NULL, &z, &s0), 0);
+        free(z);
+        free(round_trip(img, p, 0, 2, &s1));
+        double ns = (double)img->channels * img->frames * img->height * img->width;
+        b0[n] = 8.0 * (double)s0 / ns;
+        b1[n] = 8.0 * (double)s1 / ns;
+        printf("pixnet: %-40s p0 %.3f p1 %.3f bits/sample\n", e->d_name, b0[n], b1[n]);
+        n++;
+        codec_image_free(img);
+        free(env);
+        free(buf);
+    }
+    closedir(d);
+    ck_assert_int_ge(n, 4);
+    /* medians (insertion sort: a handful of values) */
+    for (int i = 1; i < n; i++)
+        for (int j = i; j > 0 && b0[j] < b0[j - 1]; j--) {
+            double t = b0[j];
+            b0[j] = b0[j - 1];
+            b0[j - 1] = t;
+        }
+    for (int i = 1; i < n; i++)
+        for (int j = i; j > 0 && b1[j] < b1[j - 1]; j--) {
+            double t = b1[j];
+            b1[j] = b1[j - 1];
+            b1[j - 1] = t;
+        }
+    double m0 = n % 2 ? b0[n / 2] : (b0[n / 2 - 1] + b0[n / 2]) / 2;
+    double m1 = n % 2 ? b1[n / 2] : (b1[n / 2 - 1] + b1[n / 2]) / 2;
+    printf("pixnet: median over %d PNGs: predictor 0 %.3f, predictor 1 (%s model) %.3f\n", n, m0,
+           shipped ? "shipped" : "untrained", m1);
+    /* a shipped model must not make files bigger (DESIGN.md: only a predictor that pays) */
+    if (shipped)
+        ck_assert_msg(m1 < m0, "predictor 1 median %.3f not below predictor 0's %.3f", m1, m0);
+    codec_pixnet_free(pn);
+    free(mb);
+}
+END_TEST
+
+START_TEST(features_log)
+{
+    /* L(u) = floor(16 log2 u) where four mantissa bits suffice (pixnet.h) */
+    ck_assert_int_eq(codec_pixnet_log16(1), 0);
+    ck_assert_int_eq(codec_pixnet_log16(2), 16);
+    ck_assert_int_eq(codec_pixnet_log16(3), 25);
+    ck_assert_int_eq(codec_pixnet_log16(16), 64);
+    ck_assert_int_eq(codec_pixnet_log16(17), 65);
+    ck_assert_int_eq(codec_pixnet_log16(1u << 20), 320);
+}
+END_TEST
+
+/* The built-in bytes are the shipped file (.incbin is not seen by the dependency scan). */
+START_TEST(default_is_file)
+{
+    const char *dir = getenv("IMGC_TESTDATA");
+    ck_assert_msg(dir != NULL, "IMGC_TESTDATA not set");
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/../../models/coder-default.pixnet", dir);
+    size_t fl = 0, bl = 0;
+    unsigned char *f = unit_read_file(path, &fl);
+    const uint8_t *b = codec_pixnet_default_bytes(&bl);
+    ck_assert_uint_eq(bl, fl);
+    if (fl)
+        ck_assert_mem_eq(b, f, fl);
+    free(f);
+}
+END_TEST
+
+static Suite *pixnet_suite(void)
+{
+    Suite *s = suite_create("codec_pixnet");
+    TCase *tc = tcase_create("round_trips");
+    tcase_add_test(tc, features_log);
+    tcase_add_test(tc, default_is_file);
+    tcase_add_test(tc, random_model_round_trips);
+    tcase_add_test(tc, stripe_heights);
+    tcase_add_test(tc, stripes_decode_alone);
+    tcase_add_test(tc, threads_identical);
+    tcase_add_test(tc, test_data);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("malformed");
+    tcase_add_test(tc, malformed_models);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+UNIT_SUITE(pixnet_suite)
