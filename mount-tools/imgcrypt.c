@@ -46,6 +46,9 @@ static const char usage_text[] =
     "         [--init MODEL | --arch LATENT,W1,W2,W3,NRES] [--keyring PATH [SECRET]]\n"
     "  train  --quantize MODEL --data DIR [--out MODEL] [--keyring PATH [SECRET]]\n"
     "  train  --eval MODEL|default|keyring:ID [--keyring PATH [SECRET]] IMAGE...\n"
+    "  train  --coder --data DIR [--epochs N] [--steps N] [--hidden N] [--layers N] [--seed S]\n"
+    "         [--out MODEL] [--keyring PATH [SECRET]]\n"
+    "  train  --coder --eval MODEL|default [--threads N] [--reps N] IMAGE...\n"
     "         (SECRET: --passfile F | --extpass CMD | --keyfile F)\n"
     "\n"
     "See imgcrypt(1).\n";
