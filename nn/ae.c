@@ -305,7 +305,8 @@ int nn_ae_encode(const struct nn_ae *ae, const struct nn_ae_image *img, struct n
     nn_ae_planes(img, lat->depth, planes);
     for (uint32_t k = 0; k < C; k++)
         nn_ae_pad(planes + k * plane, img->height, img->width, in + k * pplane, ph, pw, -0.5f);
-    if ((ret = nn_ctx_new(ae->enc, C, ph, pw, 0, &c)))
+    /* The fast context: the latent is rounded anyway, and encoding is on every store. */
+    if ((ret = nn_ctx_new(ae->enc, C, ph, pw, NN_CTX_FAST, &c)))
         goto out;
     struct nn_tensor t, y;
     nn_tensor_packed(&t, in, C, 1, ph, pw);
@@ -373,7 +374,7 @@ int nn_ae_decode(const struct nn_ae *ae, const struct nn_ae_latent *lat, struct 
     img->bits = lat->bits;
     for (size_t i = 0; i < nq; i++)
         in[i] = lat->q[i];
-    if ((ret = nn_ctx_new(ae->dec, C, lat->lh, lat->lw, 0, &c)))
+    if ((ret = nn_ctx_new(ae->dec, C, lat->lh, lat->lw, NN_CTX_FAST, &c)))
         goto out;
     struct nn_tensor t, y;
     nn_tensor_packed(&t, in, C, lat->lc, lat->lh, lat->lw);

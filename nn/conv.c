@@ -9,11 +9,16 @@
  * sized to NN_COL_BUDGET floats, so scratch stays a few MiB at any image size while each sgemm
  * still has thousands of columns. A 1x1 convolution with stride 1 and no padding skips the copy
  * (the image already is its column matrix). Transposed convolution is the adjoint: a product
- * into columns, then col2im.
+ * into columns, then col2im. In a NN_CTX_FAST context, where the CPU has FMA, the forward pass of
+ * a convolution that is not 1x1 skips the column matrix altogether (fconv.c): with few channels,
+ * building it and letting OpenBLAS pack it again cost as much as the multiply-adds.
  */
 #include <cblas.h>
 #include <errno.h>
 #include <string.h>
+#ifdef __SSE2__
+#include <immintrin.h>
+#endif
 
 #include "nn/nn_int.h"
 
@@ -71,6 +76,79 @@ void nn_im2col(const struct nn_geom *g, const float *x, uint32_t oy0, uint32_t o
                         for (uint32_t ox = lo; ox < hi; ox++, src += g->stride)
                             r[ox] = *src;
                     }
+                    memset(r + hi, 0, (size_t)(g->ow - hi) * sizeof(float));
+                }
+            }
+    }
+}
+
+/*
+ * A strided convolution's input split by column phase: row iy of channel c becomes `stride`
+ * rows, phase px holding x[c][iy][stride * u + px]. Each row of the column matrix is then a run
+ * of one phase row (im2col_phased), a copy instead of a strided gather: the gather is done once
+ * per input pixel here rather than once per kernel tap that reads it (kh kw / stride^2 times).
+ */
+static uint32_t phase_width(const struct nn_geom *g)
+{
+    return (g->w + g->stride - 1) / g->stride;
+}
+
+static void split_phases(const struct nn_geom *g, const float *x, float *xs)
+{
+    uint32_t s = g->stride, wu = phase_width(g);
+    for (size_t r = 0; r < (size_t)g->c * g->h; r++) {
+        const float *src = x + r * g->w;
+        float *dst = xs + r * s * wu;
+        uint32_t u0 = 0;
+#ifdef __SSE2__
+        /* Strides 2 and 4 by shuffles, four columns of each phase a step. */
+        if (s == 2)
+            for (; 2 * (u0 + 4) <= g->w; u0 += 4) {
+                __m128 a = _mm_loadu_ps(src + 2 * u0), b = _mm_loadu_ps(src + 2 * u0 + 4);
+                _mm_storeu_ps(dst + u0, _mm_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0)));
+                _mm_storeu_ps(dst + wu + u0, _mm_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1)));
+            }
+        if (s == 4)
+            for (; 4 * (u0 + 4) <= g->w; u0 += 4) {
+                __m128 a = _mm_loadu_ps(src + 4 * u0), b = _mm_loadu_ps(src + 4 * u0 + 4);
+                __m128 c = _mm_loadu_ps(src + 4 * u0 + 8), d = _mm_loadu_ps(src + 4 * u0 + 12);
+                _MM_TRANSPOSE4_PS(a, b, c, d);
+                _mm_storeu_ps(dst + u0, a);
+                _mm_storeu_ps(dst + wu + u0, b);
+                _mm_storeu_ps(dst + 2 * (size_t)wu + u0, c);
+                _mm_storeu_ps(dst + 3 * (size_t)wu + u0, d);
+            }
+#endif
+        for (uint32_t px = 0; px < s; px++)
+            for (uint32_t u = u0, ix = s * u0 + px; ix < g->w; u++, ix += s)
+                dst[(size_t)px * wu + u] = src[ix];
+    }
+}
+
+/* nn_im2col from the split input: the same column matrix, value for value. */
+static void im2col_phased(const struct nn_geom *g, const float *xs, uint32_t oy0, uint32_t oy1,
+                          float *col)
+{
+    size_t cols = (size_t)(oy1 - oy0) * g->ow;
+    uint32_t s = g->stride, wu = phase_width(g);
+    for (uint32_t kj = 0; kj < g->kw; kj++) {
+        uint32_t lo, hi;
+        tap_range(g, kj, &lo, &hi);
+        /* Column ox reads ix = s ox + kj - pad: phase px, position ox + du. */
+        long long off = (long long)kj - g->pad, px = ((off % s) + s) % s, du = (off - px) / s;
+        for (uint32_t ci = 0; ci < g->c; ci++)
+            for (uint32_t ki = 0; ki < g->kh; ki++) {
+                float *row = col + (((size_t)ci * g->kh + ki) * g->kw + kj) * cols;
+                for (uint32_t oy = oy0; oy < oy1; oy++) {
+                    long long iy = (long long)oy * s + ki - g->pad;
+                    float *r = row + (size_t)(oy - oy0) * g->ow;
+                    if (iy < 0 || iy >= g->h) {
+                        memset(r, 0, (size_t)g->ow * sizeof(float));
+                        continue;
+                    }
+                    const float *src = xs + (((size_t)ci * g->h + (size_t)iy) * s + px) * wu + du;
+                    memset(r, 0, (size_t)lo * sizeof(float));
+                    memcpy(r + lo, src + lo, (size_t)(hi - lo) * sizeof(float));
                     memset(r + hi, 0, (size_t)(g->ow - hi) * sizeof(float));
                 }
             }
@@ -167,14 +245,33 @@ static int conv_mem(const struct nn_layer_desc *d, const struct nn_shape *is,
     size_t s = (size_t)g.c * g.kh * g.kw * g.ow * nn_band_rows(&g);
     *aux = 0;
     *scratch = conv_is_1x1(d) ? 0 : train ? 2 * s : s;
+    /* Forward of a strided convolution: the input split by phase after the column band. */
+    if (!conv_is_1x1(d) && d->stride > 1) {
+        size_t split = (size_t)g.c * g.h * d->stride * phase_width(&g);
+        if (__builtin_add_overflow(s, split, &split))
+            return -EFBIG;
+        *scratch = *scratch > split ? *scratch : split;
+    }
     return 0;
 }
 
-static void add_bias(float *y, const float *b, uint32_t c, size_t plane)
+/* Bias, then the rectifier fused by an inference context, in one pass over the output. */
+static void finish(float *y, const float *b, uint32_t c, size_t plane, const struct nn_io *io)
 {
-    for (uint32_t i = 0; i < c; i++)
-        for (size_t p = 0; p < plane; p++)
-            y[i * plane + p] += b[i];
+    for (uint32_t i = 0; i < c; i++) {
+        float *yc = y + i * plane, bi = b ? b[i] : 0.0f, slope = io->slope;
+        if (b && io->act)
+            for (size_t p = 0; p < plane; p++) {
+                float v = yc[p] + bi;
+                yc[p] = v > 0.0f ? v : slope * v;
+            }
+        else if (b)
+            for (size_t p = 0; p < plane; p++)
+                yc[p] += bi;
+        else if (io->act)
+            for (size_t p = 0; p < plane; p++)
+                yc[p] = yc[p] > 0.0f ? yc[p] : slope * yc[p];
+    }
 }
 
 static void sum_bias(const float *dy, float *db, uint32_t c, size_t plane)
@@ -187,6 +284,17 @@ static void sum_bias(const float *dy, float *db, uint32_t c, size_t plane)
     }
 }
 
+int nn_conv_fast_mem(const struct nn_layer_desc *d, const struct nn_shape *is,
+                     const struct nn_shape *os, size_t *scratch)
+{
+    *scratch = 0;
+    if (d->type != NN_CONV2D || conv_is_1x1(d) || nn_fkern_best() == NN_FK_NONE)
+        return 0;
+    struct nn_geom g = conv_geom(d, is, os);
+    *scratch = nn_fconv_scratch(&g);
+    return *scratch ? 0 : -EFBIG;
+}
+
 static void conv_forward(const struct nn_io *io)
 {
     const struct nn_layer_desc *d = io->d;
@@ -195,23 +303,34 @@ static void conv_forward(const struct nn_io *io)
     size_t in_sz = (size_t)g.c * g.h * g.w, out_sz = (size_t)Co * (size_t)P;
     const float *b = d->bias ? io->w + (size_t)Co * (size_t)K : NULL;
     uint32_t band = nn_band_rows(&g);
+    int split = g.stride > 1;
+    float *xs = io->scratch + (size_t)K * g.ow * band;
+    enum nn_fkern fk = io->fast && !conv_is_1x1(d) ? nn_fkern_best() : NN_FK_NONE;
     for (uint32_t n = 0; n < io->is.n; n++) {
         const float *xn = io->x + n * in_sz;
         float *yn = io->y + n * out_sz;
+        if (fk != NN_FK_NONE) {
+            nn_fconv(fk, &g, (uint32_t)Co, io->w, b, io->act, io->slope, xn, yn, io->scratch);
+            continue;
+        }
         if (conv_is_1x1(d)) {
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Co, P, K, 1.0f, io->w, K, xn, P,
                         0.0f, yn, P);
         } else {
+            if (split)
+                split_phases(&g, xn, xs);
             for (uint32_t y0 = 0; y0 < g.oh; y0 += band) {
                 uint32_t y1 = y0 + band < g.oh ? y0 + band : g.oh;
                 int cols = (int)((y1 - y0) * g.ow);
-                nn_im2col(&g, xn, y0, y1, io->scratch);
+                if (split)
+                    im2col_phased(&g, xs, y0, y1, io->scratch);
+                else
+                    nn_im2col(&g, xn, y0, y1, io->scratch);
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Co, cols, K, 1.0f, io->w, K,
                             io->scratch, cols, 0.0f, yn + (size_t)y0 * g.ow, P);
             }
         }
-        if (b)
-            add_bias(yn, b, io->os.c, (size_t)P);
+        finish(yn, b, io->os.c, (size_t)P, io);
     }
 }
 
@@ -318,8 +437,7 @@ static void tconv_forward(const struct nn_io *io)
                         xn + (size_t)y0 * g.ow, P, 0.0f, io->scratch, cols);
             nn_col2im(&g, io->scratch, y0, y1, yn);
         }
-        if (b)
-            add_bias(yn, b, g.c, (size_t)g.h * g.w);
+        finish(yn, b, g.c, (size_t)g.h * g.w, io);
     }
 }
 

@@ -10,6 +10,9 @@
  * f(x) into x in place, so a model needs at most depth + 2 slots. Layer memory that lives from
  * forward to backward (attention matrices, gates) is per layer when training and one shared
  * region otherwise. Everything sits in one allocation made here; the passes allocate nothing.
+ * An inference context also folds a ReLU or LeakyReLU that follows a convolution into it (the
+ * same arithmetic, one pass over the output less), and with NN_CTX_FAST (nn_int.h) lets its
+ * convolutions skip the column matrix.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -27,11 +30,13 @@ struct nn_node {
     size_t last_child;                   /* residual: last layer of its sequence */
     size_t aux_size;
     float *aux;
+    uint32_t act;  /* inference, conv2d and tconv2d: the rectifier after it is done here */
+    uint32_t skip; /* inference: a rectifier done by the layer before it */
 };
 
 struct nn_ctx {
     const struct nn_model *m;
-    int train, forwarded;
+    int train, fast, forwarded;
     struct nn_node *nodes;
     uint32_t nact, out_act;
     size_t last; /* last top-level layer */
@@ -128,15 +133,33 @@ static int plan_seq(struct planner *pl, size_t first, size_t end, uint32_t in, u
         } else {
             const struct nn_op *op = nn_float_op(d->type);
             size_t aux, scratch;
+            size_t fast = 0;
             if ((ret = op->shape(d, &nd->is, &nd->os)) || (ret = shape_ok(&nd->os)) ||
-                (ret = op->mem(d, &nd->is, &nd->os, c->train, &aux, &scratch)))
+                (ret = op->mem(d, &nd->is, &nd->os, c->train, &aux, &scratch)) ||
+                (c->fast && (ret = nn_conv_fast_mem(d, &nd->is, &nd->os, &fast))))
                 return ret;
+            scratch = scratch > fast ? scratch : fast;
             nd->aux_size = aux;
             if (pl->scratch < scratch)
                 pl->scratch = scratch;
             if (!c->train && pl->aux_shared < aux)
                 pl->aux_shared = aux;
             nd->out_act = new_act(pl, &nd->os, pl->act_slot[cur], UINT32_MAX);
+            /* A rectifier right after a convolution is applied by the convolution when nothing
+             * needs the value before it (no backward pass): one pass over the output less. */
+            size_t nx = i + 1;
+            uint32_t nt = nx < end ? m->layers[nx].d.type : 0;
+            if (!c->train && (d->type == NN_CONV2D || d->type == NN_TCONV2D) &&
+                (nt == NN_RELU || nt == NN_LRELU)) {
+                struct nn_node *rn = &c->nodes[nx];
+                nd->act = 1;
+                rn->skip = 1;
+                rn->prev = i;
+                rn->is = rn->os = nd->os;
+                rn->in_act = rn->out_act = nd->out_act;
+                prev = nx;
+                i = nx;
+            }
         }
         cur = nd->out_act;
     }
@@ -162,7 +185,8 @@ int nn_ctx_new(const struct nn_model *m, uint32_t n, uint32_t h, uint32_t w, uns
     struct planner pl = {0};
     size_t *slot_off = NULL, *dslot_off = NULL, *aux_off = NULL;
     int ret;
-    if (!m || !out || !m->ready || (flags & ~NN_CTX_TRAIN))
+    if (!m || !out || !m->ready || (flags & ~(NN_CTX_TRAIN | NN_CTX_FAST)) ||
+        ((flags & NN_CTX_TRAIN) && (flags & NN_CTX_FAST)))
         return -EINVAL;
     struct nn_shape in = {n, m->in_ch, h, w};
     if ((ret = shape_ok(&in)))
@@ -174,6 +198,7 @@ int nn_ctx_new(const struct nn_model *m, uint32_t n, uint32_t h, uint32_t w, uns
         goto out;
     c->m = m;
     c->train = !!(flags & NN_CTX_TRAIN);
+    c->fast = !!(flags & NN_CTX_FAST);
     c->nodes = calloc(nl, sizeof(*c->nodes));
     c->ashape = calloc(na, sizeof(*c->ashape));
     c->act = calloc(na, sizeof(*c->act));
@@ -215,11 +240,13 @@ int nn_ctx_new(const struct nn_model *m, uint32_t n, uint32_t h, uint32_t w, uns
     if ((ret = nn_mul(&bytes, sizeof(float))))
         goto out;
     ret = -ENOMEM;
-    c->mem = calloc(1, bytes);
+    /* Gradients start at zero; an inference pass writes every buffer before reading it, and
+     * clearing megabytes on each plan (one per encoded image) costs more than some passes. */
+    c->mem = c->train ? calloc(1, bytes) : malloc(bytes);
     if (!c->mem)
         goto out;
     c->bytes = bytes;
-    /* calloc aligns to 16 bytes; shift the base so region offsets give 64-byte alignment. */
+    /* malloc aligns to 16 bytes; shift the base so region offsets give 64-byte alignment. */
     float *base = (float *)c->mem;
     base += (ALIGN - ((uintptr_t)base / sizeof(float)) % ALIGN) % ALIGN;
     for (uint32_t a = 0; a < c->nact; a++)
@@ -287,6 +314,8 @@ static void run_seq(struct nn_ctx *c, size_t first, size_t end)
     for (size_t i = first; i < end; i += 1 + m->layers[i].d.span) {
         const struct nn_layer *l = &m->layers[i];
         const struct nn_node *nd = &c->nodes[i];
+        if (nd->skip)
+            continue;
         if (l->d.type == NN_RESIDUAL) {
             run_seq(c, i + 1, i + 1 + l->d.span);
             const float *x = c->act[nd->in_act], *f = c->act[nd->inner_out];
@@ -306,7 +335,13 @@ static void run_seq(struct nn_ctx *c, size_t first, size_t end)
             .aux = nd->aux,
             .scratch = c->scratch,
             .train = c->train,
+            .fast = c->fast,
         };
+        if (nd->act) {
+            const struct nn_layer_desc *r = &m->layers[i + 1].d;
+            io.act = 1;
+            io.slope = r->type == NN_LRELU ? r->slope : 0.0f;
+        }
         nn_float_op(l->d.type)->forward(&io);
     }
 }

@@ -49,6 +49,11 @@ struct nn_io {
     float *aux;
     float *scratch;
     int train;
+    /* Inference contexts, conv2d and tconv2d: the ReLU or LeakyReLU that follows, done on the
+     * output in the pass that adds the bias (y = y > 0 ? y : slope * y, as layers.c does). */
+    int act;
+    float slope;
+    int fast; /* a context made with NN_CTX_FAST */
 };
 
 struct nn_op {
@@ -88,6 +93,15 @@ struct nn_model {
     int ready;
 };
 
+/*
+ * Context flag for nn/'s own callers (nn_ae_encode, nn_ae_decode), beside NN_CTX_TRAIN: an
+ * inference context whose convolutions may run without a column matrix (fconv.c) where the CPU
+ * has FMA. Its results then differ from those of an ordinary context in the last bits (another
+ * order of summation), which is why it is not the default: an ordinary inference context
+ * computes exactly what a training context computes, and training keeps its numerics.
+ */
+#define NN_CTX_FAST 2u
+
 /* The model a context runs. */
 const struct nn_model *nn_ctx_model(const struct nn_ctx *c);
 
@@ -118,6 +132,23 @@ uint32_t nn_band_rows(const struct nn_geom *g);
 void nn_im2col(const struct nn_geom *g, const float *x, uint32_t oy0, uint32_t oy1, float *col);
 /* The adjoint: add col back into x, which the caller initialises. */
 void nn_col2im(const struct nn_geom *g, const float *col, uint32_t oy0, uint32_t oy1, float *x);
+
+/*
+ * Float convolution forward from zero-padded, stride-phase planes of the input, without a column
+ * matrix (fconv.c), where the CPU has FMA. nn_fconv_scratch: floats of scratch for geometry g
+ * (0 on overflow). nn_fconv: one image, y (packed co x oh x ow) = W x + bias (may be NULL), then
+ * y > 0 ? y : slope * y when act. AVX2 and AVX-512 give the same bits.
+ */
+enum nn_fkern { NN_FK_NONE = 0, NN_FK_AVX2 = 1, NN_FK_AVX512 = 2 };
+enum nn_fkern nn_fkern_best(void);
+int nn_fkern_supported(enum nn_fkern k);
+size_t nn_fconv_scratch(const struct nn_geom *g);
+/* Scratch floats a convolution layer needs beyond op->mem in a NN_CTX_FAST context (0 when it
+ * does not run as fconv). 0 or -EFBIG. */
+int nn_conv_fast_mem(const struct nn_layer_desc *d, const struct nn_shape *is,
+                     const struct nn_shape *os, size_t *scratch);
+void nn_fconv(enum nn_fkern kern, const struct nn_geom *g, uint32_t co, const float *w,
+              const float *bias, int act, float slope, const float *x, float *y, float *scratch);
 
 /* ---- Integer-exact inference (qint.c, qgemm.c, quant.c) ---- */
 
@@ -153,8 +184,9 @@ struct nn_qlayer {
     int32_t *b, *k;
     float *ws;
     size_t nw, nb, nk, nws;
-    int16_t *a; /* conv: W [rows padded][K even]; tconv: W^T; se, mhsa: W1/W2, Wq..Wo widened */
+    int16_t *a; /* strided conv: W [rows padded][K even]; se, mhsa: W1/W2, Wq..Wo widened */
     size_t arows, acols;
+    struct nn_qconv *conv; /* conv of stride 1, tconv: the phase GEMMs (qconv.c) */
 };
 
 struct nn_qmodel {
@@ -196,11 +228,12 @@ static inline int32_t nn_q_requant(int64_t a, int32_t m, int32_t s, int32_t lo, 
  * B in pair-interleaved panels: element (k, j) at b[(k / 2) * ldb + 2 j + k % 2] (ldb >= 2 *
  * n rounded up to NN_QNR, padding zero), int32 sums (the caller proves they fit). The epilogue
  * either stores the sums as int32 or adds a bias, requantises and saturates into int16.
- * Kernels: portable C, AVX2, AVX-512BW; all exact, hence identical.
+ * Kernels: portable C, AVX2, AVX-512BW, AVX-512 VNNI; all exact, hence identical.
  */
 #define NN_QMR 4
-#define NN_QNR 32
-enum nn_qkern { NN_QK_C = 0, NN_QK_AVX2 = 1, NN_QK_AVX512 = 2 };
+#define NN_QNR 64
+enum nn_qkern { NN_QK_C = 0, NN_QK_AVX2 = 1, NN_QK_AVX512 = 2, NN_QK_VNNI = 3 };
+#define NN_QK_COUNT 4
 struct nn_qepi {
     int32_t *c;                         /* int32 output, or NULL */
     int16_t *y;                         /* int16 output when c is NULL */
@@ -219,6 +252,36 @@ static inline size_t nn_q_round(size_t v, size_t to)
 }
 void nn_qgemm(enum nn_qkern kern, uint32_t m, uint32_t k, uint32_t n, const int16_t *a,
               const int16_t *b, size_t ldb, const struct nn_qepi *e);
+
+/*
+ * The GEMM of the convolutions (qconv.c), with B read in place: pair-row kk of B starts at
+ * b + off[kk] (int16 units; column j at + 2 j), so that B can be an activation stored as
+ * channel pairs (no im2col copy: each pair-row is the image shifted by one kernel tap). B is
+ * read in whole tiles of NN_QNR columns: up to n rounded up to NN_QNR, which the caller keeps
+ * inside its memory. Each tile of NN_QMR x NN_QNR sums gets bias, requantisation (multiplier
+ * and shift of its row), saturation to [lo, hi] and, if lrelu, the LeakyReLU of nn.h (negative
+ * values requantised by lm, ls to the int16 range), all vectorised; then `store` writes the
+ * int16 tile v (rows r0.., columns j0.., cols of them valid) wherever it belongs.
+ */
+struct nn_qrow {
+    int32_t bias, mult, shift; /* a padding row: 0, 0, 1 (its value is then 0) */
+};
+struct nn_qtile {
+    uint32_t m, k2, n;          /* rows of A, pairs of B rows, columns */
+    const int16_t *a;           /* [m rounded up to NN_QMR][2 k2] */
+    const int16_t *b;           /* pair-row kk at b + off[kk] */
+    const ptrdiff_t *off;       /* [k2] */
+    const struct nn_qrow *rows; /* [m rounded up to NN_QMR] */
+    int32_t lo, hi, lrelu, lm, ls;
+    void (*store)(void *arg, uint32_t r0, uint32_t j0, uint32_t cols, int16_t v[NN_QMR][NN_QNR]);
+    void *arg;
+};
+void nn_qgemm_tiles(enum nn_qkern kern, const struct nn_qtile *t);
+/* Residual sums of nn.h: y[i] = sat(rq(x[i], Mx, Sx) + rq(f[i], Mf, Sf)), k = Mx, Sx, Mf, Sf
+ * (y may be x). */
+void nn_qres_add(enum nn_qkern kern, int16_t *y, const int16_t *x, const int16_t *f, size_t n,
+                 const int32_t k[4]);
+
 /* Pack src element (k, j) = src[k * sk + j * sn] into the interleaved layout. */
 void nn_qpack(const int16_t *src, ptrdiff_t sk, ptrdiff_t sn, uint32_t k, uint32_t n, int16_t *b,
               size_t ldb);
@@ -226,6 +289,65 @@ void nn_qpack(const int16_t *src, ptrdiff_t sk, ptrdiff_t sn, uint32_t k, uint32
  * int16 (two column rows). */
 void nn_qim2col(const struct nn_geom *g, const int16_t *x, uint32_t oy0, uint32_t oy1, int16_t *b,
                 size_t ldb, int16_t *tmp);
+/*
+ * Convolutions of stride 1 and transposed convolutions as GEMMs read in place (qconv.c).
+ *
+ * An activation may be stored as channel pairs ("pair layout"): channels 2q and 2q + 1
+ * interleaved, element (n, c, y, x) at ((n * CP + c / 2) * Hp * Wp + (y + ph) * Wp + x + pw) * 2
+ * + c % 2, CP = ceil(C / 2), Hp = H + 2 ph, Wp = W + 2 pw, with a zero border of ph rows and pw
+ * columns, a zero channel C when C is odd, and slack after the last plane that GEMM tiles may
+ * read (any values). Every B pair-row of a convolution is then the input shifted by one tap.
+ *
+ * A transposed convolution of stride s is s^2 ordinary convolutions of stride 1, one per output
+ * phase (oy % s, ox % s), each reading a window of about kh / s x kw / s input pixels and
+ * writing every s-th output pixel: no column matrix, no col2im, no int32 accumulator image.
+ * Phases whose windows coincide share one GEMM (their rows stacked), so that the last layer
+ * of the autoencoder (16 -> 1 channel, 8x8 / 4) is 4 GEMMs of 4 rows, not 16 of one row. A
+ * convolution of stride 1 is the case s = 1.
+ */
+struct nn_qaxis {
+    int32_t off;           /* tap t of output row a reads input row a + off + t */
+    uint32_t taps;         /* window size (0: only the bias reaches these phases) */
+    uint32_t first, count; /* the phases: phase[first .. first + count) */
+};
+struct nn_qconv {
+    uint32_t s, cp;           /* phases per axis (the stride, 1 for a convolution); CP */
+    uint32_t nay, nax;        /* windows along y and x */
+    struct nn_qaxis *ay, *ax; /* [nay], [nax] */
+    uint32_t *py, *px;        /* phases by window, [s] each */
+    size_t *a_off, *r_off;    /* GEMM g = gy * nax + gx: its A block and its rows */
+    int16_t *a;               /* rows (phase y, phase x, o), pair-rows (ty, tx, q) */
+    struct nn_qrow *rows;     /* bias, multiplier, shift of each row (padding rows zero) */
+};
+/* An activation as a layer sees it. */
+struct nn_qview {
+    int16_t *p;
+    struct nn_shape s;
+    uint32_t pair, ph, pw; /* pair layout and its border, or packed NCHW */
+};
+/* Whether a layer runs as phase GEMMs (conv of stride 1, tconv). */
+int nn_qconv_implicit(const struct nn_layer_desc *d);
+/* Build l->conv from l->w, l->b, l->k. 0 or -ENOMEM. */
+int nn_qconv_prepare(struct nn_qlayer *l);
+void nn_qconv_free(struct nn_qconv *cv);
+/* The border its input needs (pair layout) and the work memory of nn_qconv_run (ptrdiff_t). */
+void nn_qconv_need(const struct nn_qlayer *l, const struct nn_shape *is, const struct nn_shape *os,
+                   uint32_t *ph, uint32_t *pw, size_t *work);
+/* int16 elements of an activation in pair layout, slack included; 0 on overflow. */
+size_t nn_qpair_count(const struct nn_shape *s, uint32_t ph, uint32_t pw);
+/* Store packed NCHW x (shape s) in pair layout. */
+void nn_qpair_store(const int16_t *x, const struct nn_qview *dst);
+/*
+ * Run layer l (nn_qconv_implicit) from in to out, either layout each (out's border as planned);
+ * lrelu, if not NULL, is a LeakyReLU applied in the same pass; resid, if not NULL, a residual
+ * block whose sum x + f(x) this layer's output f(x) completes in place: out holds x on entry.
+ * tmp holds in converted to pair layout when in is packed (nn_qpair_count with the border of
+ * nn_qconv_need), work what nn_qconv_need says.
+ */
+void nn_qconv_run(enum nn_qkern kern, const struct nn_qlayer *l, const struct nn_qlayer *lrelu,
+                  const struct nn_qlayer *resid, const struct nn_qview *in,
+                  const struct nn_qview *out, int16_t *tmp, ptrdiff_t *work);
+
 /* Force a kernel on a context (tests compare kernels); -EINVAL if the CPU lacks it. */
 int nn_qctx_set_kernel(struct nn_qctx *c, enum nn_qkern k);
 

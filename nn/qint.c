@@ -8,9 +8,12 @@
  * whose bound is proved (by the loader for weights, by construction for attention), every
  * rounding is an explicit integer operation, and no float, libm or BLAS call happens during
  * a pass, so nothing depends on the machine. Speed comes from the integer GEMM (qgemm.c):
- * convolutions are im2col bands times int16 weights; transposed convolutions a GEMM into
- * columns and an int32 col2im; self-attention runs in blocks of query rows so that a context
- * needs O(T) memory, not O(T^2).
+ * convolutions of stride 1 and transposed convolutions run as phase GEMMs that read their input
+ * in place (qconv.c), which is why the planner here gives each activation a layout (channel
+ * pairs with a border where only such layers read it, packed NCHW elsewhere) and folds a
+ * LeakyReLU, and the sum of a residual block, into the layer before; strided convolutions are
+ * im2col bands times int16 weights; self-attention runs in blocks of query rows so that a
+ * context needs O(T) memory, not O(T^2).
  */
 #include <errno.h>
 #include <math.h>
@@ -104,6 +107,7 @@ void nn_qmodel_free(struct nn_qmodel *q)
         free(l->k);
         free(l->ws);
         free(l->a);
+        nn_qconv_free(l->conv);
     }
     free(q->layers);
     free(q);
@@ -259,6 +263,8 @@ static int check_layer(struct nn_qlayer *l)
     case NN_CONV2D:
         if (!rq_all_ok(l->k, l->k + Co, Co) || !rows_bounded(l->w, Co, C * KK, C * KK, 1, l->b))
             return -EINVAL;
+        if (nn_qconv_implicit(d))
+            return nn_qconv_prepare(l);
         l->a = widen(l->w, Co, C * KK, C * KK, 1, &l->arows, &l->acols);
         return l->a ? 0 : -ENOMEM;
     case NN_TCONV2D:
@@ -276,9 +282,7 @@ static int check_layer(struct nn_qlayer *l)
             if (l1 * 32768 + (b < 0 ? -b : b) > NN_Q_ACC_MAX)
                 return -EINVAL;
         }
-        /* A = W^T: row (o, ki, kj), column c. */
-        l->a = widen(l->w, Co * KK, C, 1, Co * KK, &l->arows, &l->acols);
-        return l->a ? 0 : -ENOMEM;
+        return nn_qconv_prepare(l);
     case NN_LRELU:
         return rq_ok(l->k, 1) ? 0 : -EINVAL;
     case NN_RESIDUAL:
@@ -380,6 +384,8 @@ int nn_qmodel_finish(struct nn_qmodel *q)
         struct nn_qlayer *l = &q->layers[i];
         free(l->a);
         l->a = NULL;
+        nn_qconv_free(l->conv);
+        l->conv = NULL;
         /* Kernels test for absent arrays (a conv without bias) by NULL. */
         if (l->nb == 0) {
             free(l->b);
@@ -394,6 +400,15 @@ int nn_qmodel_finish(struct nn_qmodel *q)
 struct qnode {
     struct nn_shape is, os;
     uint32_t in_act, out_act, inner_out;
+    uint32_t skip;  /* a LeakyReLU done by the layer before it */
+    size_t lrelu;   /* conv, tconv: the LeakyReLU it does, or QNONE */
+    size_t resid;   /* conv, tconv: the residual block whose sum it completes, or QNONE */
+    uint32_t fused; /* residual: its sum is done by its last layer */
+};
+
+/* Layout of an activation (nn/nn_int.h): packed NCHW, or channel pairs with a border. */
+struct qlay {
+    uint32_t pair, ph, pw;
 };
 
 struct nn_qctx {
@@ -402,9 +417,11 @@ struct nn_qctx {
     struct qnode *nodes;
     uint32_t nact, out_act;
     struct nn_shape *ashape;
+    struct qlay *alay;
     int16_t **act;
     int16_t *s16;
     int32_t *s32;
+    ptrdiff_t *work;
     void *mem;
     size_t bytes;
 };
@@ -416,7 +433,7 @@ struct qplan {
     uint32_t nslot;
     uint32_t keep[NN_MAX_DEPTH + 1];
     int nkeep;
-    size_t s16, s32;
+    size_t s16, s32, work;
 };
 
 static int qshape_ok(const struct nn_shape *s)
@@ -448,12 +465,6 @@ static struct nn_geom qconv_geom(const struct nn_layer_desc *d, const struct nn_
     return (struct nn_geom){is->c, is->h, is->w, d->kh, d->kw, d->stride, d->pad, os->h, os->w};
 }
 
-static struct nn_geom qtconv_geom(const struct nn_layer_desc *d, const struct nn_shape *is,
-                                  const struct nn_shape *os)
-{
-    return (struct nn_geom){os->c, os->h, os->w, d->kh, d->kw, d->stride, d->pad, is->h, is->w};
-}
-
 /* Attention buffers of one image (int16 offsets and int32 size). */
 struct attn_mem {
     size_t q, k, v, o, xb, qa, kb, p, vb, s16, s32, ldt, ldd, lda_p;
@@ -480,9 +491,9 @@ static struct attn_mem attn_layout(uint32_t C, uint32_t heads, size_t T)
     return a;
 }
 
-/* Scratch of one layer, in int16 and int32 elements; -EFBIG on overflow. */
-static int layer_scratch(const struct nn_layer_desc *d, const struct nn_shape *is,
-                         const struct nn_shape *os, size_t *s16, size_t *s32)
+/* Scratch of one layer that does not run as phase GEMMs, in int16 and int32 elements. */
+static void layer_scratch(const struct nn_layer_desc *d, const struct nn_shape *is,
+                          const struct nn_shape *os, size_t *s16, size_t *s32)
 {
     *s16 = *s32 = 0;
     size_t rows, ldb;
@@ -491,30 +502,24 @@ static int layer_scratch(const struct nn_layer_desc *d, const struct nn_shape *i
         size_t k = (size_t)is->c * d->kh * d->kw;
         band(k, os->w, os->h, &rows, &ldb);
         *s16 = nn_q_round(k, 2) / 2 * ldb + ldb;
-        return 0;
-    }
-    case NN_TCONV2D: {
-        size_t kc = (size_t)os->c * d->kh * d->kw;
-        size_t k = kc > is->c ? kc : is->c;
-        band(k, is->w, is->h, &rows, &ldb);
-        *s16 = nn_q_round(is->c, 2) / 2 * ldb;
-        *s32 = kc * (ldb / 2) + nn_shape_count(os) / os->n;
-        return 0;
+        return;
     }
     case NN_SE:
         *s32 = 2 * (size_t)is->c + d->hidden;
-        return 0;
+        return;
     case NN_MHSA: {
         struct attn_mem a = attn_layout(is->c, d->heads, nn_shape_plane(is));
         *s16 = a.s16;
         *s32 = a.s32;
-        return 0;
+        return;
     }
     default:
-        return 0;
+        return;
     }
 }
 
+/* A new activation of shape s in `force` if given, else in the first slot that is neither
+ * `avoid` nor kept by an enclosing residual block. Sizes come once layouts are known. */
 static uint32_t new_act(struct qplan *pl, const struct nn_shape *s, uint32_t avoid, uint32_t force)
 {
     struct nn_qctx *c = pl->c;
@@ -534,52 +539,153 @@ static uint32_t new_act(struct qplan *pl, const struct nn_shape *s, uint32_t avo
             pl->nslot++;
     }
     pl->act_slot[a] = slot;
-    size_t count = nn_shape_count(s);
-    if (pl->slot_size[slot] < count)
-        pl->slot_size[slot] = count;
     return a;
 }
 
-static int plan_seq(struct qplan *pl, size_t first, size_t end, uint32_t in, uint32_t *out)
+/*
+ * Plan layers [first, end) of one sequence from activation `in`. Fusions: a LeakyReLU right
+ * after a layer that runs as phase GEMMs is done by that layer's store; and when `resid` names
+ * the residual block this sequence is the inside of, its last layer, if it runs as phase GEMMs
+ * and does not read the block's input x, completes x + f(x) itself, writing over x (slot
+ * `xslot`), and *fused says so.
+ */
+static int plan_seq(struct qplan *pl, size_t first, size_t end, uint32_t in, uint32_t *out,
+                    size_t resid, uint32_t xslot, uint32_t *fused)
 {
     struct nn_qctx *c = pl->c;
     const struct nn_qmodel *q = c->q;
     uint32_t cur = in;
     int ret;
+    *fused = 0;
     for (size_t i = first; i < end; i += 1 + q->layers[i].d.span) {
         const struct nn_layer_desc *d = &q->layers[i].d;
         struct qnode *nd = &c->nodes[i];
         nd->in_act = cur;
         nd->is = c->ashape[cur];
+        nd->lrelu = nd->resid = QNONE;
         if (d->type == NN_RESIDUAL) {
-            uint32_t inner;
-            pl->keep[pl->nkeep++] = pl->act_slot[cur];
-            ret = plan_seq(pl, i + 1, i + 1 + d->span, cur, &inner);
+            uint32_t inner, x = pl->act_slot[cur], f;
+            pl->keep[pl->nkeep++] = x;
+            ret = plan_seq(pl, i + 1, i + 1 + d->span, cur, &inner, i, x, &f);
             pl->nkeep--;
             if (ret)
                 return ret;
-            const struct nn_shape *f = &c->ashape[inner];
-            if (f->n != nd->is.n || f->c != nd->is.c || f->h != nd->is.h || f->w != nd->is.w)
+            const struct nn_shape *fs = &c->ashape[inner];
+            if (fs->n != nd->is.n || fs->c != nd->is.c || fs->h != nd->is.h || fs->w != nd->is.w)
                 return -EINVAL;
             nd->inner_out = inner;
             nd->os = nd->is;
+            nd->fused = f;
             /* y = x + f(x) is elementwise: written over x. */
-            nd->out_act = new_act(pl, &nd->os, UINT32_MAX, pl->act_slot[cur]);
-        } else {
-            size_t s16, s32;
-            if ((ret = nn_float_op(d->type)->shape(d, &nd->is, &nd->os)) ||
-                (ret = qshape_ok(&nd->os)) ||
-                (ret = layer_scratch(d, &nd->is, &nd->os, &s16, &s32)))
-                return ret;
-            if (pl->s16 < s16)
-                pl->s16 = s16;
-            if (pl->s32 < s32)
-                pl->s32 = s32;
-            nd->out_act = new_act(pl, &nd->os, pl->act_slot[cur], UINT32_MAX);
+            nd->out_act = f ? inner : new_act(pl, &nd->os, UINT32_MAX, x);
+            cur = nd->out_act;
+            continue;
         }
+        size_t s16 = 0, s32 = 0;
+        if ((ret = nn_float_op(d->type)->shape(d, &nd->is, &nd->os)) || (ret = qshape_ok(&nd->os)))
+            return ret;
+        uint32_t force = UINT32_MAX;
+        if (nn_qconv_implicit(d)) {
+            size_t next = i + 1;
+            if (next < end && q->layers[next].d.type == NN_LRELU) {
+                nd->lrelu = next;
+                next++;
+            }
+            if (next == end && resid != QNONE && pl->act_slot[cur] != xslot) {
+                nd->resid = resid;
+                force = xslot;
+                *fused = 1;
+            }
+        } else {
+            layer_scratch(d, &nd->is, &nd->os, &s16, &s32);
+        }
+        if (pl->s16 < s16)
+            pl->s16 = s16;
+        if (pl->s32 < s32)
+            pl->s32 = s32;
+        nd->out_act = new_act(pl, &nd->os, pl->act_slot[cur], force);
         cur = nd->out_act;
+        if (nd->lrelu != QNONE) {
+            struct qnode *nl = &c->nodes[nd->lrelu];
+            *nl = (struct qnode){nd->os, nd->os, cur, cur, 0, 1, QNONE, QNONE, 0};
+            i++;
+        }
     }
     *out = cur;
+    return 0;
+}
+
+/*
+ * Layouts: an activation is kept as channel pairs when its producer can write them (the input
+ * copy, a layer run as phase GEMMs) and every reader reads them (a layer run as phase GEMMs, or
+ * the residual sum such a layer completes); its border is the largest its readers need. A
+ * fused residual block writes its output over its input, so the two share one layout.
+ */
+static int plan_layouts(struct qplan *pl)
+{
+    struct nn_qctx *c = pl->c;
+    const struct nn_qmodel *q = c->q;
+    struct qlay *L = c->alay;
+    for (uint32_t a = 0; a < c->nact; a++)
+        L[a] = (struct qlay){1, 0, 0};
+    L[c->out_act].pair = 0;
+    for (size_t i = 0; i < q->nlayers; i++) {
+        const struct qnode *nd = &c->nodes[i];
+        const struct nn_qlayer *l = &q->layers[i];
+        if (nd->skip || (l->d.type == NN_RESIDUAL && nd->fused))
+            continue;
+        if (l->d.type == NN_RESIDUAL) {
+            L[nd->in_act].pair = L[nd->inner_out].pair = L[nd->out_act].pair = 0;
+        } else if (nn_qconv_implicit(&l->d)) {
+            uint32_t ph, pw;
+            size_t k2;
+            nn_qconv_need(l, &nd->is, &nd->os, &ph, &pw, &k2);
+            struct qlay *x = &L[nd->in_act];
+            x->ph = ph > x->ph ? ph : x->ph;
+            x->pw = pw > x->pw ? pw : x->pw;
+            if (pl->work < k2)
+                pl->work = k2;
+        } else {
+            L[nd->in_act].pair = L[nd->out_act].pair = 0;
+        }
+    }
+    /* Residual input and output share a buffer: agree (nested blocks may chain). */
+    for (int changed = 1; changed;) {
+        changed = 0;
+        for (size_t i = 0; i < q->nlayers; i++) {
+            const struct qnode *nd = &c->nodes[i];
+            if (q->layers[i].d.type != NN_RESIDUAL || !nd->fused)
+                continue;
+            struct qlay *x = &L[nd->in_act], *y = &L[nd->out_act];
+            struct qlay u = {x->pair && y->pair, x->ph > y->ph ? x->ph : y->ph,
+                             x->pw > y->pw ? x->pw : y->pw};
+            if (memcmp(x, &u, sizeof(u)) || memcmp(y, &u, sizeof(u))) {
+                *x = *y = u;
+                changed = 1;
+            }
+        }
+    }
+    /* Slot sizes, and the pair-layout copy of a packed input of a phase-GEMM layer. */
+    for (uint32_t a = 0; a < c->nact; a++) {
+        size_t count = nn_shape_count(&c->ashape[a]);
+        if (L[a].pair && !(count = nn_qpair_count(&c->ashape[a], L[a].ph, L[a].pw)))
+            return -EFBIG;
+        if (pl->slot_size[pl->act_slot[a]] < count)
+            pl->slot_size[pl->act_slot[a]] = count;
+    }
+    for (size_t i = 0; i < q->nlayers; i++) {
+        const struct qnode *nd = &c->nodes[i];
+        const struct nn_qlayer *l = &q->layers[i];
+        if (nd->skip || l->d.type == NN_RESIDUAL || !nn_qconv_implicit(&l->d) || L[nd->in_act].pair)
+            continue;
+        uint32_t ph, pw;
+        size_t k2, count;
+        nn_qconv_need(l, &nd->is, &nd->os, &ph, &pw, &k2);
+        if (!(count = nn_qpair_count(&nd->is, ph, pw)))
+            return -EFBIG;
+        if (pl->s16 < count)
+            pl->s16 = count;
+    }
     return 0;
 }
 
@@ -604,6 +710,7 @@ int nn_qctx_new(const struct nn_qmodel *q, uint32_t n, uint32_t h, uint32_t w, s
     if ((ret = qshape_ok(&in)))
         return ret;
     size_t nl = q->nlayers, na = nl + 1;
+    uint32_t fused;
     ret = -ENOMEM;
     c = calloc(1, sizeof(*c));
     if (!c)
@@ -612,17 +719,20 @@ int nn_qctx_new(const struct nn_qmodel *q, uint32_t n, uint32_t h, uint32_t w, s
     c->kern = nn_qkern_best();
     c->nodes = calloc(nl, sizeof(*c->nodes));
     c->ashape = calloc(na, sizeof(*c->ashape));
+    c->alay = calloc(na, sizeof(*c->alay));
     c->act = calloc(na, sizeof(*c->act));
     pl.act_slot = calloc(na, sizeof(*pl.act_slot));
     pl.slot_size = calloc(na, sizeof(*pl.slot_size));
     slot_off = calloc(na, sizeof(*slot_off));
-    if (!c->nodes || !c->ashape || !c->act || !pl.act_slot || !pl.slot_size || !slot_off)
+    if (!c->nodes || !c->ashape || !c->alay || !c->act || !pl.act_slot || !pl.slot_size ||
+        !slot_off)
         goto out;
     pl.c = c;
     new_act(&pl, &in, UINT32_MAX, UINT32_MAX);
-    if ((ret = plan_seq(&pl, 0, nl, 0, &c->out_act)))
+    if ((ret = plan_seq(&pl, 0, nl, 0, &c->out_act, QNONE, UINT32_MAX, &fused)) ||
+        (ret = plan_layouts(&pl)))
         goto out;
-    size_t total = 0, off16 = 0, off32 = 0, b;
+    size_t total = 0, off16 = 0, off32 = 0, offp = 0, b;
     for (uint32_t s = 0; s < pl.nslot; s++) {
         b = pl.slot_size[s];
         if ((ret = nn_mul(&b, sizeof(int16_t))) || (ret = reserve(&total, b, &slot_off[s])))
@@ -632,11 +742,16 @@ int nn_qctx_new(const struct nn_qmodel *q, uint32_t n, uint32_t h, uint32_t w, s
     if ((ret = nn_mul(&b, sizeof(int16_t))) || (ret = reserve(&total, b, &off16)))
         goto out;
     b = pl.s32;
-    if ((ret = nn_mul(&b, sizeof(int32_t))) || (ret = reserve(&total, b, &off32)) ||
+    if ((ret = nn_mul(&b, sizeof(int32_t))) || (ret = reserve(&total, b, &off32)))
+        goto out;
+    b = pl.work;
+    if ((ret = nn_mul(&b, sizeof(ptrdiff_t))) || (ret = reserve(&total, b, &offp)) ||
         (ret = reserve(&total, 64, &b)))
         goto out;
+    /* Not zeroed: every pass writes what it reads (a pair layout its border and slack too), and
+     * clearing megabytes on every plan would cost more than some passes. */
     ret = -ENOMEM;
-    c->mem = calloc(1, total);
+    c->mem = malloc(total);
     if (!c->mem)
         goto out;
     c->bytes = total;
@@ -646,6 +761,7 @@ int nn_qctx_new(const struct nn_qmodel *q, uint32_t n, uint32_t h, uint32_t w, s
         c->act[a] = (int16_t *)(void *)(base + slot_off[pl.act_slot[a]]);
     c->s16 = (int16_t *)(void *)(base + off16);
     c->s32 = (int32_t *)(void *)(base + off32);
+    c->work = (ptrdiff_t *)(void *)(base + offp);
     *out = c;
     c = NULL;
     ret = 0;
@@ -664,6 +780,7 @@ void nn_qctx_free(struct nn_qctx *c)
     free(c->mem);
     free(c->act);
     free(c->ashape);
+    free(c->alay);
     free(c->nodes);
     free(c);
 }
@@ -734,54 +851,6 @@ static void q_conv(const struct qio *io)
             nn_qim2col(&g, xn, y0, y1, bmat, ldb, tmp);
             e.y = io->y + n * Co * P + (size_t)y0 * g.ow;
             nn_qgemm(io->kern, Co, K, (y1 - y0) * g.ow, l->a, bmat, ldb, &e);
-        }
-    }
-}
-
-static void q_tconv(const struct qio *io)
-{
-    const struct nn_qlayer *l = io->l;
-    const struct nn_layer_desc *d = &l->d;
-    struct nn_geom g = qtconv_geom(d, &io->is, &io->os);
-    uint32_t C = io->is.c, Co = io->os.c, Kc = Co * d->kh * d->kw;
-    size_t Pin = (size_t)g.oh * g.ow, Pout = (size_t)g.h * g.w, rows, ldb;
-    band(Kc > C ? Kc : C, g.ow, g.oh, &rows, &ldb);
-    size_t cols_max = ldb / 2;
-    int32_t *col = io->s32, *acc = io->s32 + (size_t)Kc * cols_max;
-    for (uint32_t n = 0; n < io->is.n; n++) {
-        const int16_t *xn = io->x + n * C * Pin;
-        memset(acc, 0, (size_t)Co * Pout * sizeof(*acc));
-        for (uint32_t y0 = 0; y0 < g.oh; y0 += (uint32_t)rows) {
-            uint32_t y1 = y0 + rows < g.oh ? y0 + (uint32_t)rows : g.oh;
-            size_t cols = (size_t)(y1 - y0) * g.ow;
-            nn_qpack(xn + (size_t)y0 * g.ow, (ptrdiff_t)Pin, 1, C, (uint32_t)cols, io->s16, ldb);
-            struct nn_qepi e = {.c = col, .sm = (ptrdiff_t)cols, .sn = 1};
-            nn_qgemm(io->kern, Kc, C, (uint32_t)cols, l->a, io->s16, ldb, &e);
-            /* col2im in int32: each output pixel receives a subset of its bounded sum. */
-            for (uint32_t r = 0; r < Kc; r++) {
-                uint32_t kj = r % g.kw, ki = (r / g.kw) % g.kh, o = r / (g.kw * g.kh);
-                const int32_t *cr = col + (size_t)r * cols;
-                int32_t *ar = acc + (size_t)o * Pout;
-                for (uint32_t oy = y0; oy < y1; oy++) {
-                    long long iy = (long long)oy * g.stride + ki - g.pad;
-                    if (iy < 0 || iy >= g.h)
-                        continue;
-                    const int32_t *c2 = cr + (size_t)(oy - y0) * g.ow;
-                    int32_t *a2 = ar + (size_t)iy * g.w;
-                    for (uint32_t ox = 0; ox < g.ow; ox++) {
-                        long long ix = (long long)ox * g.stride + kj - g.pad;
-                        if (ix >= 0 && ix < g.w)
-                            a2[ix] += c2[ox];
-                    }
-                }
-            }
-        }
-        int16_t *yn = io->y + n * Co * Pout;
-        for (uint32_t o = 0; o < Co; o++) {
-            int64_t b = l->b ? l->b[o] : 0;
-            for (size_t p = 0; p < Pout; p++)
-                yn[o * Pout + p] = (int16_t)nn_q_requant(acc[o * Pout + p] + b, l->k[o],
-                                                         l->k[Co + o], NN_Q_MIN, NN_Q_MAX);
         }
     }
 }
@@ -939,14 +1008,24 @@ static void q_mhsa(const struct qio *io)
             nn_qpack(K + off, (ptrdiff_t)T, 1, D, (uint32_t)T, KB, am.ldt);
             nn_qpack(V + off, 1, (ptrdiff_t)T, (uint32_t)T, D, VB, am.ldd);
             for (size_t t0 = 0; t0 < T; t0 += R) {
-                size_t rows = T - t0 < R ? T - t0 : R;
-                for (size_t r = 0; r < rows; r++)
+                size_t rows = T - t0 < R ? T - t0 : R, rp = nn_q_round(rows, NN_QMR);
+                for (size_t r = 0; r < rows; r++) {
                     for (uint32_t dd = 0; dd < D; dd++)
                         QA[r * dp + dd] = Q[off + (size_t)dd * T + t0 + r];
+                    if (dp > D)
+                        QA[r * dp + D] = 0;
+                }
+                /* The GEMMs read whole blocks of NN_QMR rows and even depths: the context's
+                 * memory is not cleared, so the padding is. */
+                memset(QA + rows * dp, 0, (rp - rows) * dp * sizeof(int16_t));
+                memset(PA + rows * am.lda_p, 0, (rp - rows) * am.lda_p * sizeof(int16_t));
                 struct nn_qepi es = {.c = S, .sm = (ptrdiff_t)T, .sn = 1};
                 nn_qgemm(io->kern, (uint32_t)rows, D, (uint32_t)T, QA, KB, am.ldt, &es);
-                for (size_t r = 0; r < rows; r++)
+                for (size_t r = 0; r < rows; r++) {
                     q_softmax_row(S + r * T, T, me, se, E, PA + r * am.lda_p, S + r * T);
+                    if (am.lda_p > T)
+                        PA[r * am.lda_p + T] = 0;
+                }
                 struct nn_qepi eo = {.y = O + off + t0,
                                      .sm = 1,
                                      .sn = (ptrdiff_t)T,
@@ -971,20 +1050,33 @@ static void q_mhsa(const struct qio *io)
     }
 }
 
+static struct nn_qview view(const struct nn_qctx *c, uint32_t a)
+{
+    const struct qlay *L = &c->alay[a];
+    return (struct nn_qview){c->act[a], c->ashape[a], L->pair, L->ph, L->pw};
+}
+
 static void run_seq(struct nn_qctx *c, size_t first, size_t end)
 {
     const struct nn_qmodel *q = c->q;
     for (size_t i = first; i < end; i += 1 + q->layers[i].d.span) {
         const struct nn_qlayer *l = &q->layers[i];
         const struct qnode *nd = &c->nodes[i];
+        if (nd->skip)
+            continue;
         if (l->d.type == NN_RESIDUAL) {
             run_seq(c, i + 1, i + 1 + l->d.span);
-            const int16_t *x = c->act[nd->in_act], *f = c->act[nd->inner_out];
-            int16_t *y = c->act[nd->out_act];
-            size_t count = nn_shape_count(&nd->os);
-            for (size_t j = 0; j < count; j++)
-                y[j] = sat16(nn_q_rshift((int64_t)x[j] * l->k[0], l->k[1]) +
-                             nn_q_rshift((int64_t)f[j] * l->k[2], l->k[3]));
+            if (nd->fused)
+                continue;
+            nn_qres_add(c->kern, c->act[nd->out_act], c->act[nd->in_act], c->act[nd->inner_out],
+                        nn_shape_count(&nd->os), l->k);
+            continue;
+        }
+        if (nn_qconv_implicit(&l->d)) {
+            struct nn_qview in = view(c, nd->in_act), out = view(c, nd->out_act);
+            nn_qconv_run(c->kern, l, nd->lrelu != QNONE ? &q->layers[nd->lrelu] : NULL,
+                         nd->resid != QNONE ? &q->layers[nd->resid] : NULL, &in, &out, c->s16,
+                         c->work);
             continue;
         }
         struct qio io = {l,      nd->is, nd->os, c->act[nd->in_act], c->act[nd->out_act],
@@ -992,9 +1084,6 @@ static void run_seq(struct nn_qctx *c, size_t first, size_t end)
         switch (l->d.type) {
         case NN_CONV2D:
             q_conv(&io);
-            break;
-        case NN_TCONV2D:
-            q_tconv(&io);
             break;
         case NN_UPSAMPLE:
             q_upsample(&io);
@@ -1025,7 +1114,11 @@ int nn_qforward(struct nn_qctx *c, const struct nn_qtensor *in, struct nn_qtenso
     if (!in || !out || !in->data || in->n != s->n || in->c != s->c || in->h != s->h ||
         in->w != s->w)
         return -EINVAL;
-    memcpy(c->act[0], in->data, nn_shape_count(s) * sizeof(int16_t));
+    struct nn_qview v = view(c, 0);
+    if (v.pair)
+        nn_qpair_store(in->data, &v);
+    else
+        memcpy(c->act[0], in->data, nn_shape_count(s) * sizeof(int16_t));
     run_seq(c, 0, c->q->nlayers);
     s = &c->ashape[c->out_act];
     *out = (struct nn_qtensor){c->act[c->out_act], s->n, s->c, s->h, s->w};

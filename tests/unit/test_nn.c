@@ -19,7 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "nn/nn.h"
+#include "nn/nn_int.h"
 #include "tests/unit/unit.h"
 
 #define GC_EPS 1e-2f
@@ -522,6 +522,190 @@ START_TEST(test_conv_reference)
         nn_ctx_free(c);
         nn_model_free(m);
     }
+}
+END_TEST
+
+/*
+ * Strided convolutions (strides 2 to 5, widths that are and are not multiples of the stride,
+ * narrower than one vector) with the rectifier an inference context applies inside the
+ * convolution: against naive loops, and bit for bit against a training context, which runs the
+ * rectifier as its own layer.
+ */
+START_TEST(test_conv_strided_fused)
+{
+    struct nn_rng r;
+    nn_rng_seed(&r, 78);
+    for (int iter = 0; iter < 40; iter++) {
+        uint32_t s = 2 + (uint32_t)iter % 4, ci = 1 + nn_rng_below(&r, 3);
+        uint32_t co = 1 + nn_rng_below(&r, 4), k = s + nn_rng_below(&r, 2 * s);
+        uint32_t p = nn_rng_below(&r, k), h = k + nn_rng_below(&r, 9);
+        uint32_t w = iter < 8 ? k + (uint32_t)iter : k + nn_rng_below(&r, 40);
+        float slope = iter % 3 == 0 ? 0.0f : 0.1f * (float)(iter % 5) - 0.2f;
+        struct nn_model *m = model_new(ci);
+        add(m, conv(co, k, k, s, p, 1));
+        add(m, slope == 0.0f ? (struct nn_layer_desc){.type = NN_RELU}
+                             : (struct nn_layer_desc){.type = NN_LRELU, .slope = slope});
+        add(m, conv(2, 1, 1, 1, 0, 0));
+        add(m, (struct nn_layer_desc){.type = NN_LRELU, .slope = 0.3f});
+        ck_assert_int_eq(nn_model_init(m, (uint64_t)iter), 0);
+        float *wt = nn_model_params(m, NULL), *b = wt + (size_t)co * ci * k * k;
+        fill_uniform(b, co, &r, -1, 1);
+        struct nn_ctx *ci_ = NULL, *ct = NULL;
+        ck_assert_int_eq(nn_ctx_new(m, 1, h, w, 0, &ci_), 0);
+        ck_assert_int_eq(nn_ctx_new(m, 1, h, w, NN_CTX_TRAIN, &ct), 0);
+        float *x = malloc(sizeof(float) * ci * h * w);
+        ck_assert_ptr_nonnull(x);
+        fill_uniform(x, (size_t)ci * h * w, &r, -1, 1);
+        struct nn_tensor in, a, bt;
+        nn_tensor_packed(&in, x, 1, ci, h, w);
+        ck_assert_int_eq(nn_forward(ci_, &in, &a), 0);
+        ck_assert_int_eq(nn_forward(ct, &in, &bt), 0);
+        ck_assert_mem_eq(a.data, bt.data, nn_tensor_count(&a) * sizeof(float));
+        /* The first convolution and its rectifier, alone, against the definition. */
+        struct nn_model *m1 = model_new(ci);
+        add(m1, conv(co, k, k, s, p, 1));
+        add(m1, slope == 0.0f ? (struct nn_layer_desc){.type = NN_RELU}
+                              : (struct nn_layer_desc){.type = NN_LRELU, .slope = slope});
+        ck_assert_int_eq(nn_model_init(m1, 1), 0);
+        memcpy(nn_model_params(m1, NULL), wt, ((size_t)co * ci * k * k + co) * sizeof(float));
+        struct nn_ctx *c1 = NULL;
+        ck_assert_int_eq(nn_ctx_new(m1, 1, h, w, 0, &c1), 0);
+        ck_assert_int_eq(nn_forward(c1, &in, &a), 0);
+        uint32_t oh = (h + 2 * p - k) / s + 1, ow = (w + 2 * p - k) / s + 1;
+        ck_assert(a.h == oh && a.w == ow);
+        for (uint32_t o = 0; o < co; o++)
+            for (uint32_t y = 0; y < oh; y++)
+                for (uint32_t xo = 0; xo < ow; xo++) {
+                    double acc = b[o], mag = fabs(acc);
+                    for (uint32_t i = 0; i < ci; i++)
+                        for (uint32_t e = 0; e < k; e++)
+                            for (uint32_t f = 0; f < k; f++) {
+                                long iy = (long)(y * s + e) - p, ix = (long)(xo * s + f) - p;
+                                if (iy < 0 || ix < 0 || iy >= h || ix >= w)
+                                    continue;
+                                double t = (double)wt[((o * ci + i) * k + e) * k + f] *
+                                           x[(i * h + iy) * w + ix];
+                                acc += t;
+                                mag += fabs(t);
+                            }
+                    double want = acc > 0 ? acc : slope * acc;
+                    check_close(*nn_tensor_at(&a, 0, o, y, xo), want, mag, "strided conv + relu");
+                }
+        nn_ctx_free(c1);
+        nn_model_free(m1);
+        free(x);
+        nn_ctx_free(ct);
+        nn_ctx_free(ci_);
+        nn_model_free(m);
+    }
+}
+END_TEST
+
+/*
+ * Convolutions without a column matrix (fconv.c, NN_CTX_FAST): against naive loops over random
+ * geometry (kernels 1 to 8 that need not be square, strides 1 to 5, paddings up to the kernel,
+ * channel counts around the tile of 8, images from 1x1 up), with and without bias and fused
+ * rectifier; AVX2 and AVX-512 bit for bit; and a fast context against an ordinary one.
+ */
+START_TEST(test_fconv)
+{
+    struct nn_rng r;
+    nn_rng_seed(&r, 79);
+    int kernels = 0;
+    for (int k = NN_FK_AVX2; k <= NN_FK_AVX512; k++)
+        kernels += nn_fkern_supported((enum nn_fkern)k);
+    if (!kernels)
+        return; /* nothing to test: no FMA, contexts use im2col */
+    for (int iter = 0; iter < 120; iter++) {
+        uint32_t ci = 1 + nn_rng_below(&r, 5), co = 1 + nn_rng_below(&r, 19);
+        uint32_t kh = 1 + nn_rng_below(&r, 8), kw = 1 + nn_rng_below(&r, 8);
+        uint32_t s = 1 + nn_rng_below(&r, 5), p = nn_rng_below(&r, (kh < kw ? kh : kw) + 1);
+        uint32_t h = 1 + nn_rng_below(&r, 20), w = 1 + nn_rng_below(&r, 40);
+        int bias = iter % 3 != 0, act = iter % 2;
+        float slope = iter % 4 == 1 ? 0.0f : 0.25f;
+        if (h + 2 * p < kh)
+            h = kh;
+        if (w + 2 * p < kw)
+            w = kw;
+        struct nn_geom g = {
+            ci, h, w, kh, kw, s, p, (h + 2 * p - kh) / s + 1, (w + 2 * p - kw) / s + 1};
+        size_t nw = (size_t)co * ci * kh * kw, nx = (size_t)ci * h * w,
+               ny = (size_t)co * g.oh * g.ow;
+        float *wt = malloc((nw + co) * sizeof(float)), *x = malloc(nx * sizeof(float));
+        float *y[3] = {malloc(ny * sizeof(float)), malloc(ny * sizeof(float)), NULL};
+        float *scratch = malloc(nn_fconv_scratch(&g) * sizeof(float));
+        ck_assert(wt && x && y[0] && y[1] && scratch);
+        fill_uniform(wt, nw + co, &r, -1, 1);
+        fill_uniform(x, nx, &r, -1, 1);
+        const float *b = bias ? wt + nw : NULL;
+        int done = 0;
+        for (int k = NN_FK_AVX2; k <= NN_FK_AVX512; k++) {
+            if (!nn_fkern_supported((enum nn_fkern)k))
+                continue;
+            nn_fconv((enum nn_fkern)k, &g, co, wt, b, act, slope, x, y[done], scratch);
+            done++;
+        }
+        if (done == 2)
+            ck_assert_mem_eq(y[0], y[1], ny * sizeof(float));
+        for (uint32_t o = 0; o < co; o++)
+            for (uint32_t oy = 0; oy < g.oh; oy++)
+                for (uint32_t ox = 0; ox < g.ow; ox++) {
+                    double acc = b ? b[o] : 0, mag = fabs(acc);
+                    for (uint32_t c = 0; c < ci; c++)
+                        for (uint32_t a = 0; a < kh; a++)
+                            for (uint32_t e = 0; e < kw; e++) {
+                                long iy = (long)(oy * s + a) - p, ix = (long)(ox * s + e) - p;
+                                if (iy < 0 || ix < 0 || iy >= h || ix >= w)
+                                    continue;
+                                double t = (double)wt[((o * ci + c) * kh + a) * kw + e] *
+                                           x[(c * h + iy) * w + ix];
+                                acc += t;
+                                mag += fabs(t);
+                            }
+                    if (act && acc <= 0)
+                        acc *= slope;
+                    char what[96];
+                    snprintf(what, sizeof(what), "fconv c%u->%u k%ux%u s%u p%u %ux%u", ci, co, kh,
+                             kw, s, p, h, w);
+                    check_close(y[0][((size_t)o * g.oh + oy) * g.ow + ox], acc, mag, what);
+                }
+        free(wt);
+        free(x);
+        free(y[0]);
+        free(y[1]);
+        free(scratch);
+    }
+    /* Through contexts: a fast one against an ordinary one, batch of two, fused rectifiers. */
+    struct nn_model *m = model_new(2);
+    add(m, conv(8, 8, 8, 4, 2, 1));
+    add(m, (struct nn_layer_desc){.type = NN_LRELU, .slope = 0.1f});
+    add(m, conv(12, 4, 4, 2, 1, 1));
+    add(m, (struct nn_layer_desc){.type = NN_RELU});
+    add(m, conv(5, 3, 3, 1, 1, 0));
+    ck_assert_int_eq(nn_model_init(m, 5), 0);
+    struct nn_ctx *cf = NULL, *co_ = NULL;
+    ck_assert_int_eq(nn_ctx_new(m, 2, 64, 48, NN_CTX_FAST, &cf), 0);
+    ck_assert_int_eq(nn_ctx_new(m, 2, 64, 48, 0, &co_), 0);
+    ck_assert_int_eq(nn_ctx_new(m, 2, 64, 48, NN_CTX_FAST | NN_CTX_TRAIN, &cf), -EINVAL);
+    float *x = malloc(2 * 2 * 64 * 48 * sizeof(float));
+    ck_assert_ptr_nonnull(x);
+    fill_uniform(x, 2 * 2 * 64 * 48, &r, -1, 1);
+    struct nn_tensor in, a, b2;
+    nn_tensor_packed(&in, x, 2, 2, 64, 48);
+    ck_assert_int_eq(nn_forward(cf, &in, &a), 0);
+    ck_assert_int_eq(nn_forward(co_, &in, &b2), 0);
+    ck_assert(a.c == 5 && a.h == 8 && a.w == 6);
+    double worst = 0, big = 0;
+    for (size_t i = 0; i < nn_tensor_count(&a); i++) {
+        double d = fabs(a.data[i] - b2.data[i]);
+        worst = d > worst ? d : worst;
+        big = fabs(b2.data[i]) > big ? fabs(b2.data[i]) : big;
+    }
+    ck_assert_msg(worst <= 1e-5 * (big + 1), "fast context differs by %g", worst);
+    free(x);
+    nn_ctx_free(cf);
+    nn_ctx_free(co_);
+    nn_model_free(m);
 }
 END_TEST
 
@@ -1039,6 +1223,8 @@ static Suite *nn_suite(void)
     suite_add_tcase(s, tc);
     tc = tcase_create("reference");
     tcase_add_test(tc, test_conv_reference);
+    tcase_add_test(tc, test_conv_strided_fused);
+    tcase_add_test(tc, test_fconv);
     tcase_add_test(tc, test_tconv_reference);
     tcase_add_test(tc, test_simple_reference);
     tcase_add_test(tc, test_attention_reference);
