@@ -189,7 +189,8 @@ int codec_ct_decode(const struct codec_ct *ct, const uint8_t *buf, size_t len, u
  * Render the preview: open only the features (the pixel stream is neither decrypted nor
  * decoded) and write the autoencoder's reconstruction as a new PNG (*out, caller frees):
  * grey, grey + alpha, RGB or RGBA by the image's channels, 8- or 16-bit by its bits, the
- * geometry of the image's first frame. The integer decoder is used when the model has one
+ * geometry of the image's first frame, rows uncompressed (stored deflate blocks: fast to
+ * write, about one byte per sample). The integer decoder is used when the model has one
  * (the same bytes on every machine). Returns 0, -ENODATA (the container has no features),
  * -ENOENT (its autoencoder is not known), -EINVAL, -EBADMSG, -ENOMEM. Thread-safe.
  */

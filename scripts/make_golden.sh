@@ -16,7 +16,8 @@
 #   NAME.ct                   imgcrypt encrypt of each original
 #   MANIFEST                  per container: its name, the original's path (relative to
 #                             tests/data), the original's SHA-256, and the SHA-256 of its
-#                             preview (imgcrypt preview; "-" for a container without features)
+#                             preview's header and rows (tests/integration/png_samples.py of
+#                             imgcrypt preview; "-" for a container without features)
 #
 # usage: scripts/make_golden.sh [BUILD_DIR] [FOLDER_NAME]   (default build, v1)
 # Needs python3 with Pillow and pydicom (apt-get install python3-pil python3-pydicom).
@@ -71,7 +72,7 @@ for src in mri-t1-sagittal-256.png mri-t1-axial-12in16bit.png mri-t1-axial-8bit.
         { echo "make_golden: $src was not stored as an image" >&2; exit 1; }
     pv=-
     if "$imgcrypt" preview --keyfile key store "$ct" preview.png 2>/dev/null; then
-        pv=$(sha256sum <preview.png | cut -d' ' -f1)
+        pv=$("$py" "$root/tests/integration/png_samples.py" preview.png)
         rm preview.png
     fi
     printf '%s %s %s %s\n' "$ct" "$src" "$(sha256sum <"$root/tests/data/$src" | cut -d' ' -f1)" \
