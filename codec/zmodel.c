@@ -128,23 +128,28 @@ static uint32_t zm_longest(const struct zm *z, uint32_t s, uint32_t cur, uint32_
     uint32_t max = lookahead < ZM_MAX_MATCH ? lookahead : ZM_MAX_MATCH;
     /* later candidates must be strictly closer than max_dist, and after the window start */
     uint32_t lim = s - z->base > z->max_dist ? s - z->max_dist : z->base;
-    const uint8_t *scan = z->data + s;
+    /* locals, and *start written once at the end: a store through start could alias z's
+     * fields and would make the compiler reload them on every step of the chain */
+    const uint8_t *data = z->data, *scan = data + s;
+    const uint32_t *prev = z->prev, wmask = z->wmask;
+    uint32_t found = *start;
     for (;;) {
-        const uint8_t *m = z->data + cur;
+        const uint8_t *m = data + cur;
         if (best < max && m[best] == scan[best] && m[best - 1] == scan[best - 1] &&
             m[0] == scan[0]) {
             uint32_t l = zm_common(m, scan, max);
             if (l > best) {
-                *start = cur;
+                found = cur;
                 best = l;
                 if (l >= nice)
                     break;
             }
         }
-        cur = z->prev[cur & z->wmask];
+        cur = prev[cur & wmask];
         if (cur <= lim || --chain == 0)
             break;
     }
+    *start = found;
     return best <= lookahead ? best : lookahead;
 }
 
