@@ -16,6 +16,20 @@
 
 #include "codec/codec.h"
 
+/* Little-endian fixed fields of the codec's formats (alignment-free). */
+static inline uint32_t codec_get_le32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static inline void codec_put_le32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
+    p[2] = (uint8_t)(v >> 16);
+    p[3] = (uint8_t)(v >> 24);
+}
+
 /* How the raster's bytes hold the samples (a superset of the envelope's flags). */
 #define CODEC_LAYOUT_PLANAR CODEC_DICOM_PLANAR /* plane by plane within each frame */
 #define CODEC_LAYOUT_BE16 CODEC_DICOM_BE16     /* 16-bit samples big-endian */

@@ -18,6 +18,7 @@
 #include <zlib.h>
 
 #include "codec/container.h"
+#include "codec/codec_int.h"
 #include "codec/latcode.h"
 #include "codec/pixcode.h"
 #include "codec/pixnet.h"
@@ -230,26 +231,15 @@ static int get_coder(const struct codec_ct *cct, const uint8_t *id,
 
 /* ---- Bytes ---------------------------------------------------------------------------------- */
 
-static void put_le32(uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
 static void put_le64(uint8_t *p, uint64_t v)
 {
     for (int i = 0; i < 8; i++)
         p[i] = (uint8_t)(v >> (8 * i));
 }
 
-static uint32_t get_le32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
 static uint64_t get_le64(const uint8_t *p)
 {
-    return (uint64_t)get_le32(p) | (uint64_t)get_le32(p + 4) << 32;
+    return (uint64_t)codec_get_le32(p) | (uint64_t)codec_get_le32(p + 4) << 32;
 }
 
 static void put_be32(uint8_t *p, uint32_t v)
@@ -405,10 +395,10 @@ static int check_header(const uint8_t *h, struct codec_ct_info *info)
     i.plain_size = get_le64(h + 24);
     memcpy(i.ae_id, h + 32, KEYS_ID_BYTES);
     memcpy(i.coder_id, h + 48, KEYS_ID_BYTES);
-    i.channels = get_le32(h + 64);
-    i.frames = get_le32(h + 68);
-    i.height = get_le32(h + 72);
-    i.width = get_le32(h + 76);
+    i.channels = codec_get_le32(h + 64);
+    i.frames = codec_get_le32(h + 68);
+    i.height = codec_get_le32(h + 72);
+    i.width = codec_get_le32(h + 76);
     i.bits = h[80];
     i.features_bytes = get_le64(h + 88);
     i.envelope_bytes = get_le64(h + 96);
@@ -653,7 +643,7 @@ static int latent_pack(const struct nn_ae_latent *lat, uint8_t **out, size_t *ou
     uint32_t f[CT_LATENT_FIELDS] = {lat->channels, lat->height, lat->width, lat->bits,
                                     lat->depth,    lat->lc,     lat->lh,    lat->lw};
     for (int i = 0; i < CT_LATENT_FIELDS; i++)
-        put_le32(raw + 4 * i, f[i]);
+        codec_put_le32(raw + 4 * i, f[i]);
     memcpy(raw + CT_LATENT_HEAD, lat->q, values);
     rc = codec_lat_encode(lat->q, lat->channels * lat->lc, lat->lh, lat->lw, &lc, &lc_len);
     if (rc == -ENOMEM)
@@ -667,7 +657,7 @@ static int latent_pack(const struct nn_ae_latent *lat, uint8_t **out, size_t *ou
         goto out;
     }
     memset(res, 0, CT_FEAT_PREFIX);
-    put_le32(res + 4, (uint32_t)raw_len);
+    codec_put_le32(res + 4, (uint32_t)raw_len);
     if (compress2(res + CT_FEAT_PREFIX, &zlen, raw, (uLong)raw_len, 9) == Z_OK && zlen < raw_len) {
         res[0] = CT_FEAT_ZLIB;
         *out_len = CT_FEAT_PREFIX + zlen;
@@ -699,7 +689,7 @@ static int latent_unpack(const uint8_t *b, size_t n, struct nn_ae_latent **out)
     int rc = -EINVAL;
     if (n < CT_FEAT_PREFIX || b[0] > CT_FEAT_LATCODE || !all_zero(b + 1, 3))
         return -EINVAL;
-    uint32_t raw_len = get_le32(b + 4);
+    uint32_t raw_len = codec_get_le32(b + 4);
     if (raw_len < CT_LATENT_HEAD || raw_len > CODEC_CT_MAX_CHUNK)
         return -EINVAL;
     const uint8_t *src = b + CT_FEAT_PREFIX;
@@ -720,7 +710,7 @@ static int latent_unpack(const uint8_t *b, size_t n, struct nn_ae_latent **out)
     }
     uint32_t f[CT_LATENT_FIELDS];
     for (int i = 0; i < CT_LATENT_FIELDS; i++)
-        f[i] = get_le32(src + 4 * i);
+        f[i] = codec_get_le32(src + 4 * i);
     if (f[0] < 1 || f[0] > NN_AE_MAX_CHANNELS || f[1] < 1 || f[1] > CODEC_MAX_DIM || f[2] < 1 ||
         f[2] > CODEC_MAX_DIM || (f[3] != 8 && f[3] != 16) || f[4] < 1 || f[4] > f[3] || f[5] < 1 ||
         f[5] > NN_AE_MAX_LATENT || f[6] != (f[1] + NN_AE_FACTOR - 1) / NN_AE_FACTOR ||
@@ -930,10 +920,10 @@ int codec_ct_encode(const struct codec_ct *ct, const uint8_t *buf, size_t len,
     put_le64(hdr + 24, len);
     memcpy(hdr + 32, ae_id, KEYS_ID_BYTES);
     memcpy(hdr + 48, coder_id, KEYS_ID_BYTES); /* zero: the built-in fixed predictor */
-    put_le32(hdr + 64, img->channels);
-    put_le32(hdr + 68, img->frames);
-    put_le32(hdr + 72, img->height);
-    put_le32(hdr + 76, img->width);
+    codec_put_le32(hdr + 64, img->channels);
+    codec_put_le32(hdr + 68, img->frames);
+    codec_put_le32(hdr + 72, img->height);
+    codec_put_le32(hdr + 76, img->width);
     hdr[80] = (uint8_t)img->bits;
     put_le64(hdr + 88, fs);
     put_le64(hdr + 96, es);

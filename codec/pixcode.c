@@ -13,6 +13,7 @@
  * never read past.
  */
 #include "codec/pixcode.h"
+#include "codec/codec_int.h"
 
 #include <errno.h>
 #include <math.h>
@@ -33,19 +34,6 @@
 static unsigned bitlen32(uint32_t v)
 {
     return v ? 32u - (unsigned)__builtin_clz(v) : 0u;
-}
-
-static uint32_t get32le(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static void put32le(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-    p[2] = (uint8_t)(v >> 16);
-    p[3] = (uint8_t)(v >> 24);
 }
 
 /* A growing byte buffer; `oom` sticks once an allocation failed. */
@@ -138,7 +126,7 @@ static inline void rb_put(struct rawbits *w, uint32_t v, unsigned nb)
     w->n += nb;
     if (w->n >= 32) {
         uint8_t t[4];
-        put32le(t, (uint32_t)w->acc);
+        codec_put_le32(t, (uint32_t)w->acc);
         db_put(&w->b, t, 4);
         w->acc >>= 32;
         w->n -= 32;
@@ -972,11 +960,11 @@ int codec_pixcode_encode(const struct codec_image *img, const struct codec_pixco
     h[5] = pred->id;
     h[6] = (uint8_t)g.bits;
     h[7] = (uint8_t)g.sig;
-    put32le(h + 8, g.c);
-    put32le(h + 12, g.f);
-    put32le(h + 16, g.h);
-    put32le(h + 20, g.w);
-    put32le(h + 24, g.rows);
+    codec_put_le32(h + 8, g.c);
+    codec_put_le32(h + 12, g.f);
+    codec_put_le32(h + 16, g.h);
+    codec_put_le32(h + 20, g.w);
+    codec_put_le32(h + 24, g.rows);
     h[28] = (uint8_t)g.nctx;
     db_put(&d, h, sizeof(h));
     size_t bps = g.bits / 8;
@@ -1031,13 +1019,13 @@ static int parse_header(const uint8_t *buf, size_t len, struct geo *g, uint8_t *
         buf[4] != CODEC_PIX_VERSION || buf[29] || buf[30] || buf[31])
         return -EINVAL;
     *pid = buf[5];
-    *g = (struct geo){get32le(buf + 8),
-                      get32le(buf + 12),
-                      get32le(buf + 16),
-                      get32le(buf + 20),
+    *g = (struct geo){codec_get_le32(buf + 8),
+                      codec_get_le32(buf + 12),
+                      codec_get_le32(buf + 16),
+                      codec_get_le32(buf + 20),
                       buf[6],
                       buf[7],
-                      get32le(buf + 24),
+                      codec_get_le32(buf + 24),
                       0,
                       buf[28],
                       0,

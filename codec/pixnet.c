@@ -9,6 +9,7 @@
  * the network's output into a mean and a context is integer arithmetic fixed by the format.
  */
 #include "codec/pixnet.h"
+#include "codec/codec_int.h"
 
 #include <errno.h>
 #include <stdbool.h>
@@ -55,19 +56,6 @@ int32_t codec_pixnet_log16(uint32_t u)
     unsigned b = bitlen32(u) - 1;
     uint32_t m = b >= 4 ? (u >> (b - 4)) & 15u : (u << (4 - b)) & 15u;
     return (int32_t)(16 * b + lt[m]);
-}
-
-static uint32_t get32le(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static void put32le(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-    p[2] = (uint8_t)(v >> 16);
-    p[3] = (uint8_t)(v >> 24);
 }
 
 /* ---- features ----------------------------------------------------------------------------- */
@@ -492,11 +480,11 @@ int codec_pixnet_load(const uint8_t *buf, size_t len, struct codec_pixnet **out)
     for (unsigned i = 0; i < CODEC_PIXNET_NETS; i++) {
         const uint8_t *h = buf + 8 + 16 * i;
         struct codec_pixnet_consts *k = &m->k[i];
-        k->mu_mult = (int32_t)get32le(h);
+        k->mu_mult = (int32_t)codec_get_le32(h);
         k->mu_shift = h[4];
         k->ls_shift = h[5];
-        k->ls_mult = (int32_t)get32le(h + 8);
-        k->ctx_offset = (int32_t)get32le(h + 12);
+        k->ls_mult = (int32_t)codec_get_le32(h + 8);
+        k->ctx_offset = (int32_t)codec_get_le32(h + 12);
         if (h[6] || h[7] || !consts_ok(k))
             goto fail;
     }
@@ -504,7 +492,7 @@ int codec_pixnet_load(const uint8_t *buf, size_t len, struct codec_pixnet **out)
     for (unsigned i = 0; i < CODEC_PIXNET_NETS; i++) {
         if (len - off < 4)
             goto fail;
-        uint32_t b = get32le(buf + off);
+        uint32_t b = codec_get_le32(buf + off);
         off += 4;
         if (b < 1 || b > CODEC_PIXNET_MAX_NET || b > len - off)
             goto fail;
@@ -562,15 +550,15 @@ int codec_pixnet_save(const struct nn_qmodel *const nets[CODEC_PIXNET_NETS],
     p[7] = F;
     for (unsigned i = 0; i < CODEC_PIXNET_NETS; i++) {
         uint8_t *h = p + 8 + 16 * i;
-        put32le(h, (uint32_t)consts[i].mu_mult);
+        codec_put_le32(h, (uint32_t)consts[i].mu_mult);
         h[4] = consts[i].mu_shift;
         h[5] = consts[i].ls_shift;
-        put32le(h + 8, (uint32_t)consts[i].ls_mult);
-        put32le(h + 12, (uint32_t)consts[i].ctx_offset);
+        codec_put_le32(h + 8, (uint32_t)consts[i].ls_mult);
+        codec_put_le32(h + 12, (uint32_t)consts[i].ctx_offset);
     }
     size_t off = CODEC_PIXNET_HEADER;
     for (unsigned i = 0; i < CODEC_PIXNET_NETS; i++) {
-        put32le(p + off, (uint32_t)nl[i]);
+        codec_put_le32(p + off, (uint32_t)nl[i]);
         memcpy(p + off + 4, nb[i], nl[i]);
         off += 4 + nl[i];
     }

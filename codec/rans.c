@@ -6,6 +6,7 @@
  * is quadratic in the alphabet, which is at most 128 symbols and made once per plane.
  */
 #include "codec/rans.h"
+#include "codec/codec_int.h"
 
 #include <errno.h>
 #include <math.h>
@@ -316,19 +317,6 @@ void codec_rans_dtable_init(struct codec_rans_dtable *d, const struct codec_rans
     }
 }
 
-static void put32le(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-    p[2] = (uint8_t)(v >> 16);
-    p[3] = (uint8_t)(v >> 24);
-}
-
-static uint32_t get32le(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
 int codec_rans_encode(const uint8_t *sym, const uint8_t *ctx, size_t n,
                       const struct codec_rans_table *tabs, size_t ntab, uint8_t *out, size_t cap,
                       size_t *len)
@@ -357,8 +345,8 @@ int codec_rans_encode(const uint8_t *sym, const uint8_t *ctx, size_t n,
         x[i & 1] = ((xs / f) << CODEC_RANS_PROB_BITS) + (xs % f) + t->cum[s];
     }
     p -= 8;
-    put32le(p, x[0]);
-    put32le(p + 4, x[1]);
+    codec_put_le32(p, x[0]);
+    codec_put_le32(p + 4, x[1]);
     size_t l = (size_t)(out + cap - p);
     memmove(out, p, l);
     *len = l;
@@ -369,8 +357,8 @@ int codec_rans_dec_init(struct codec_rans_dec *d, const uint8_t *buf, size_t len
 {
     if (len < 8)
         return -EINVAL;
-    d->x[0] = get32le(buf);
-    d->x[1] = get32le(buf + 4);
+    d->x[0] = codec_get_le32(buf);
+    d->x[1] = codec_get_le32(buf + 4);
     for (int i = 0; i < 2; i++)
         if (d->x[i] < CODEC_RANS_L || d->x[i] >= (CODEC_RANS_L << 8))
             return -EINVAL;

@@ -1238,19 +1238,6 @@ out:
     return ret;
 }
 
-/* A whole number in [lo, hi] from an option value, or -1 after a one-line message. */
-static long long opt_number(const char *name, const char *v, long long lo, long long hi)
-{
-    char *end = NULL;
-    errno = 0;
-    long long n = strtoll(v, &end, 10);
-    if (!*v || *end || errno || n < lo || n > hi) {
-        tool_error("--%s takes a whole number from %lld to %lld", name, lo, hi);
-        return -1;
-    }
-    return n;
-}
-
 static int cmd_train(int argc, char **argv)
 {
     enum {
@@ -1361,22 +1348,22 @@ static int cmd_train(int argc, char **argv)
             break;
         }
         case T_EPOCHS:
-            if ((v = opt_number("epochs", optarg, 1, 100000)) < 0)
+            if ((v = tool_number("epochs", optarg, 1, 100000)) < 0)
                 return TOOL_EXIT_USAGE;
             o.epochs = (uint32_t)v;
             break;
         case T_STEPS:
-            if ((v = opt_number("steps", optarg, 0, 10000000)) < 0)
+            if ((v = tool_number("steps", optarg, 0, 10000000)) < 0)
                 return TOOL_EXIT_USAGE;
             o.steps = (uint32_t)v;
             break;
         case T_BATCH:
-            if ((v = opt_number("batch", optarg, 1, 1024)) < 0)
+            if ((v = tool_number("batch", optarg, 1, 1024)) < 0)
                 return TOOL_EXIT_USAGE;
             o.batch = (uint32_t)v;
             break;
         case T_CROP:
-            if ((v = opt_number("crop", optarg, NN_AE_FACTOR, 4096)) < 0)
+            if ((v = tool_number("crop", optarg, NN_AE_FACTOR, 4096)) < 0)
                 return TOOL_EXIT_USAGE;
             if (v % NN_AE_FACTOR) {
                 tool_error("--crop must be a multiple of %d", NN_AE_FACTOR);

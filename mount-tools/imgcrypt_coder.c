@@ -391,18 +391,6 @@ static int store(const char *where, const struct keys_source *src, const uint8_t
     return TOOL_EXIT_OK;
 }
 
-static long long number(const char *name, const char *v, long long lo, long long hi)
-{
-    char *end = NULL;
-    errno = 0;
-    long long n = strtoll(v, &end, 10);
-    if (!*v || *end || errno || n < lo || n > hi) {
-        tool_error("--%s takes a whole number from %lld to %lld", name, lo, hi);
-        return -1;
-    }
-    return n;
-}
-
 int imgcrypt_coder_wanted(int argc, char **argv)
 {
     for (int i = 1; i < argc; i++) {
@@ -495,37 +483,37 @@ int imgcrypt_coder_main(int argc, char **argv)
             }
             break;
         case C_EPOCHS:
-            if ((v = number("epochs", optarg, 0, 100000)) < 0)
+            if ((v = tool_number("epochs", optarg, 0, 100000)) < 0)
                 return TOOL_EXIT_USAGE;
             o.epochs = (uint32_t)v;
             break;
         case C_STEPS:
-            if ((v = number("steps", optarg, 1, 1000000)) < 0)
+            if ((v = tool_number("steps", optarg, 1, 1000000)) < 0)
                 return TOOL_EXIT_USAGE;
             o.steps = (uint32_t)v;
             break;
         case C_HIDDEN:
-            if ((v = number("hidden", optarg, 1, 256)) < 0)
+            if ((v = tool_number("hidden", optarg, 1, 256)) < 0)
                 return TOOL_EXIT_USAGE;
             o.hidden = (uint32_t)v;
             break;
         case C_LAYERS:
-            if ((v = number("layers", optarg, 1, 4)) < 0)
+            if ((v = tool_number("layers", optarg, 1, 4)) < 0)
                 return TOOL_EXIT_USAGE;
             o.layers = (uint32_t)v;
             break;
         case C_SEED:
-            if ((v = number("seed", optarg, 0, (long long)1 << 62)) < 0)
+            if ((v = tool_number("seed", optarg, 0, (long long)1 << 62)) < 0)
                 return TOOL_EXIT_USAGE;
             o.seed = (uint64_t)v;
             break;
         case C_THREADS:
-            if ((v = number("threads", optarg, 1, CODEC_PIX_MAX_THREADS)) < 0)
+            if ((v = tool_number("threads", optarg, 1, CODEC_PIX_MAX_THREADS)) < 0)
                 return TOOL_EXIT_USAGE;
             threads = (unsigned)v;
             break;
         case C_REPS:
-            if ((v = number("reps", optarg, 1, 1000)) < 0)
+            if ((v = tool_number("reps", optarg, 1, 1000)) < 0)
                 return TOOL_EXIT_USAGE;
             reps = (unsigned)v;
             break;

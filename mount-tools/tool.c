@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "mount-tools/tool.h"
@@ -113,4 +114,16 @@ void tool_report_secret_error(int rc, const char *why)
         tool_error("passphrase longer than %d bytes", KEYS_MAX_PASSPHRASE);
     else
         tool_error("cannot read the secret: %s", strerror(-rc));
+}
+
+long long tool_number(const char *name, const char *v, long long lo, long long hi)
+{
+    char *end = NULL;
+    errno = 0;
+    long long n = strtoll(v, &end, 10);
+    if (!*v || *end || errno || n < lo || n > hi) {
+        tool_error("--%s takes a whole number from %lld to %lld", name, lo, hi);
+        return -1;
+    }
+    return n;
 }

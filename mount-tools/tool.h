@@ -50,4 +50,7 @@ void tool_report_secret_error(int rc, const char *why);
  * source is a usage error. Returns 0 or -EINVAL. */
 int tool_set_source(struct keys_source *src, int *have, const char *name, const char *value);
 
+/* A whole number in [lo, hi] from the value of option --name, or -1 after a one-line message. */
+long long tool_number(const char *name, const char *v, long long lo, long long hi);
+
 #endif
