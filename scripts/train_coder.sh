@@ -44,27 +44,7 @@ mkdir -p "$work/all" "$work/train" "$work/heldout"
 "$py" "$root/scripts/nii_slices.py" --out "$work/all" --per-axis 40 --format pgm
 
 # Split by slice position (as scripts/train_ae.sh); volume sizes from the NIfTI headers.
-"$py" - "$work" <<'PY'
-import gzip, os, re, struct, sys
-work = sys.argv[1]
-dims = {}
-def dims_of(name):
-    if name not in dims:
-        raw = gzip.open('/usr/share/mricron/templates/%s.nii.gz' % name).read(348)
-        end = '<' if struct.unpack('<i', raw[:4])[0] == 348 else '>'
-        d = struct.unpack(end + '8h', raw[40:56])
-        dims[name] = {'sagittal': d[1], 'coronal': d[2], 'axial': d[3]}
-    return dims[name]
-count = {'train': 0, 'heldout': 0, 'unused': 0}
-for f in sorted(os.listdir(os.path.join(work, 'all'))):
-    m = re.match(r'(.+)-(axial|coronal|sagittal)-(\d+)-(\d+)\.pgm$', f)
-    at = int(m.group(3)) / dims_of(m.group(1))[m.group(2)]
-    where = 'heldout' if 0.44 <= at < 0.56 else 'unused' if 0.38 <= at < 0.62 else 'train'
-    count[where] += 1
-    if where != 'unused':
-        os.symlink(os.path.join(work, 'all', f), os.path.join(work, where, f))
-print('slices: %(train)d training, %(heldout)d held out, %(unused)d unused' % count)
-PY
+"$py" "$root/scripts/heldout_split.py" "$work"
 for f in ExplVR_BigEnd.dcm SC_rgb_jpeg_dcmd.dcm SC_rgb_small_odd.dcm; do
     ln -s "$pydicom_files/$f" "$work/train/$f"
 done

@@ -7,7 +7,7 @@
 # Images, made at run time:
 #   - held-out MRI slices exactly as scripts/train_ae.sh selects them: scripts/nii_slices.py
 #     --per-axis 40 over ch2, ch2better (8-bit) and inia19-t1-brain (16-bit, 12-bit range),
-#     then train_ae.sh's own split (its Python, read out of the script and run as is) keeps the
+#     then the training scripts' split (scripts/heldout_split.py, which train_ae.sh uses) keeps the
 #     slices in [0.44 N, 0.56 N) of each axis (6 per axis and volume, 54 in all); of those,
 #     BENCH_PER_AXIS per axis and volume, evenly spread, are measured;
 #   - the PNG and PGM images of ../shared/testdata (tests/data when it does not exist).
@@ -157,17 +157,11 @@ trap cleanup EXIT
 say() { printf '[bench] %s\n' "$*" >&2; }
 start=$(date +%s)
 
-# ---- held-out slices: train_ae.sh's own split ----
+# ---- held-out slices: the split of training (scripts/heldout_split.py) ----
 say "cutting slices (nii_slices.py --per-axis 40, as train_ae.sh)"
 mkdir -p "$work/all" "$work/train" "$work/heldout" "$work/in"
 $py "$root/scripts/nii_slices.py" --out "$work/all" --per-axis 40 >/dev/null
-split=$(awk '/^# Split by slice position/ { f = 1 } f && /<<.EOF.$/ { p = 1; next }
-             p && /^EOF$/ { exit } p' "$root/scripts/train_ae.sh")
-case $split in
-*"0.44 <= at < 0.56"*) ;;
-*) echo "bench: the held-out split is not where expected in scripts/train_ae.sh" >&2; exit 1 ;;
-esac
-$py - "$work" <<<"$split" >&2
+$py "$root/scripts/heldout_split.py" "$work" >&2
 per=${BENCH_PER_AXIS:-2}
 # BENCH_PER_AXIS of each volume and axis's held-out slices, evenly spread
 $py - "$work/heldout" "$per" <<'EOF' | while read -r f; do ln -s "$(readlink "$work/heldout/$f")" "$work/in/$f"; done
