@@ -42,6 +42,7 @@ struct ct_model {
     const uint8_t *bytes; /* not owned: the keyring's or the library's */
     size_t len;
     struct nn_ae *ae; /* loaded on first use; guarded by codec_ct.lock */
+    int bad;          /* its bytes did not load: not tried again (guarded by the lock) */
 };
 
 /* A coder model (codec/pixnet.h): the neural predictor of the pixel stream. */
@@ -50,6 +51,7 @@ struct ct_coder {
     const uint8_t *bytes; /* not owned: the keyring's or the library's */
     size_t len;
     struct codec_pixnet *pn; /* loaded on first use; guarded by codec_ct.lock */
+    int bad;                 /* its bytes did not load: not tried again (guarded by the lock) */
 };
 
 struct codec_ct {
@@ -185,7 +187,9 @@ void codec_ct_free(struct codec_ct *ct)
     free(ct);
 }
 
-/* The autoencoder with this id, loaded once. -ENOENT when none has it. */
+/* The autoencoder with this id, loaded once. -ENOENT when none has it, or when its bytes are
+ * not an autoencoder this build loads (remembered: a keyring entry written by a later release
+ * is not parsed again on every file). */
 static int get_model(const struct codec_ct *cct, const uint8_t *id, const struct nn_ae **ae)
 {
     struct codec_ct *ct = (struct codec_ct *)cct; /* only the lazily loaded models change */
@@ -194,9 +198,13 @@ static int get_model(const struct codec_ct *cct, const uint8_t *id, const struct
         return -EIO;
     for (size_t i = 0; i < ct->n; i++) {
         struct ct_model *m = &ct->models[i];
-        if (memcmp(m->id, id, KEYS_ID_BYTES) != 0)
+        if (memcmp(m->id, id, KEYS_ID_BYTES) != 0 || m->bad)
             continue;
         rc = m->ae ? 0 : nn_ae_load(m->bytes, m->len, &m->ae);
+        if (rc != 0 && rc != -ENOMEM) {
+            m->bad = 1;
+            rc = -ENOENT;
+        }
         if (rc == 0)
             *ae = m->ae;
         break;
@@ -206,7 +214,7 @@ static int get_model(const struct codec_ct *cct, const uint8_t *id, const struct
 }
 
 /* The predictor of the coder model with this id, loaded once. -ENOENT when none has it, or
- * when its bytes are not a coder model. */
+ * when its bytes are not a coder model this build loads (remembered, as for autoencoders). */
 static int get_coder(const struct codec_ct *cct, const uint8_t *id,
                      const struct codec_pix_predictor **pred)
 {
@@ -216,11 +224,13 @@ static int get_coder(const struct codec_ct *cct, const uint8_t *id,
         return -EIO;
     for (size_t i = 0; i < ct->ncoder; i++) {
         struct ct_coder *m = &ct->coders[i];
-        if (memcmp(m->id, id, KEYS_ID_BYTES) != 0)
+        if (memcmp(m->id, id, KEYS_ID_BYTES) != 0 || m->bad)
             continue;
         rc = m->pn ? 0 : codec_pixnet_load(m->bytes, m->len, &m->pn);
-        if (rc == -EINVAL || rc == -EBADMSG || rc == -EFBIG)
+        if (rc != 0 && rc != -ENOMEM) {
+            m->bad = 1;
             rc = -ENOENT;
+        }
         if (rc == 0)
             *pred = codec_pixnet_predictor(m->pn);
         break;
@@ -749,10 +759,7 @@ static int latent_unpack(const uint8_t *b, size_t n, struct nn_ae_latent **out)
     lat = NULL;
     rc = 0;
 out:
-    if (lat) {
-        free(lat->q);
-        free(lat);
-    }
+    nn_ae_latent_free(lat); /* wipes the values decoded so far */
     wipe_free(raw, raw_len);
     return rc;
 }
@@ -883,9 +890,14 @@ int codec_ct_encode(const struct codec_ct *ct, const uint8_t *buf, size_t len,
     struct codec_pixcode_opts po = {.threads = opts->threads};
     uint8_t coder_id[KEYS_ID_BYTES] = {0};
     if (ct->coder_enc < ct->ncoder) {
-        if ((rc = get_coder(ct, ct->coders[ct->coder_enc].id, &po.pred)) != 0)
+        /* a coder model this build cannot load (a later release's, say) must not stop files
+         * from being stored: predictor 0 codes them, and the header says so */
+        rc = get_coder(ct, ct->coders[ct->coder_enc].id, &po.pred);
+        if (rc == 0)
+            memcpy(coder_id, ct->coders[ct->coder_enc].id, KEYS_ID_BYTES);
+        else if (rc != -ENOENT)
             goto out;
-        memcpy(coder_id, ct->coders[ct->coder_enc].id, KEYS_ID_BYTES);
+        rc = 0;
     }
     if ((rc = codec_pixcode_encode(img, &po, &pix, &pix_len)) != 0)
         goto out;

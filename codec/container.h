@@ -153,8 +153,10 @@ struct codec_ct;
  * autoencoders and coder models; the ring must outlive the result (model bytes are read from
  * it). Encoding uses the autoencoder added last to the keyring, else the built-in one, and the
  * coder model (KEYS_MODEL_CODER) added last, else the built-in one if the library has one, else
- * the fixed predictor 0. 0, -ENOMEM or an error
- * of keys_ring_subkey. Free with codec_ct_free. */
+ * the fixed predictor 0. A model whose bytes this build does not load (a later release's) is
+ * remembered as such: encoding then uses predictor 0 (a coder) or no features (an autoencoder)
+ * rather than failing, and decoding a container that names it gives -ENOENT. 0, -ENOMEM or an
+ * error of keys_ring_subkey. Free with codec_ct_free. */
 int codec_ct_new(const struct keys_ring *ring, struct codec_ct **out);
 /* From a container key the caller holds (not owned; it must outlive the result) and only the
  * built-in models: tests, fuzzing, and callers that keep their own subkeys. */

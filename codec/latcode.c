@@ -10,6 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/crypto.h>
+
 #include "codec/codec_int.h"
 #include "codec/rans.h"
 
@@ -208,6 +210,16 @@ int codec_lat_encode(const int8_t *q, uint32_t planes, uint32_t height, uint32_t
     *out_len = at;
     rc = 0;
 out:
+    /* the symbols, escapes and rANS bytes are the features themselves: wiped, as the caller
+     * wipes its own copies */
+    if (sym)
+        OPENSSL_cleanse(sym, n);
+    if (esc)
+        OPENSSL_cleanse(esc, n);
+    if (rans)
+        OPENSSL_cleanse(rans, cap);
+    if (centre)
+        OPENSSL_cleanse(centre, planes);
     free(tabs);
     free(cost);
     free(centre);

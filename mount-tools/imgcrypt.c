@@ -190,11 +190,12 @@ static int init_models(const char *path, const struct keys_secret *secret, unsig
     uint8_t digest[32];
     size_t len = 0;
     const uint8_t *bytes = nn_ae_default_bytes(&len);
-    int rc = keys_sha256(bytes, len, digest);
-    if (rc == 0)
-        rc = keys_ring_open(path, secret, &ring, NULL, 0);
-    if (rc == 0)
-        rc = keys_ring_add_model(ring, KEYS_MODEL_AUTOENCODER, digest, bytes, len);
+    int rc = keys_ring_open(path, secret, &ring, NULL, 0);
+    if (rc == 0 && bytes && len > 0) { /* a build without a default autoencoder adds none */
+        rc = keys_sha256(bytes, len, digest);
+        if (rc == 0)
+            rc = keys_ring_add_model(ring, KEYS_MODEL_AUTOENCODER, digest, bytes, len);
+    }
     if (rc == 0)
         rc = imgcrypt_coder_add_default(ring);
     if (rc == 0)
@@ -240,8 +241,8 @@ static int cmd_init(int argc, char **argv)
         return tool_secret_exit_code(rc);
     }
     rc = keys_ring_create(path, secret, o.log_n);
-    if (rc == 0)
-        rc = init_models(path, secret, o.log_n);
+    if (rc == 0 && (rc = init_models(path, secret, o.log_n)) != 0)
+        unlink(path); /* a fresh keyring that nothing has used yet: init can simply be run again */
     keys_secret_free(secret);
     if (rc != 0) {
         tool_error("%s: cannot create keyring: %s", path, strerror(-rc));

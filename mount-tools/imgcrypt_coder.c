@@ -363,8 +363,16 @@ static int store(const char *where, const struct keys_source *src, const uint8_t
         log_n = info.log_n;
     struct keys_secret *secret = NULL;
     struct keys_ring *ring = NULL;
+    struct codec_pixnet *check = NULL;
     uint8_t digest[32];
-    int rc = keys_secret_read(src, "Passphrase: ", 0, &secret, why, sizeof(why));
+    /* only a model this build loads goes into the keyring, where every encode would use it */
+    int rc = codec_pixnet_load(buf, len, &check);
+    codec_pixnet_free(check);
+    if (rc != 0) {
+        tool_error("the coder model does not load: %s", strerror(-rc));
+        return TOOL_EXIT_CORRUPT;
+    }
+    rc = keys_secret_read(src, "Passphrase: ", 0, &secret, why, sizeof(why));
     if (rc != 0) {
         tool_report_secret_error(rc, why);
         return tool_secret_exit_code(rc);

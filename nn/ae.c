@@ -334,6 +334,9 @@ void nn_ae_latent_free(struct nn_ae_latent *lat)
 {
     if (!lat)
         return;
+    /* features are image content: no copy is left in freed memory */
+    if (lat->q)
+        explicit_bzero(lat->q, (size_t)lat->channels * lat->lc * lat->lh * lat->lw);
     free(lat->q);
     free(lat);
 }

@@ -142,6 +142,7 @@ const float *nn_ae_prior(const struct nn_ae *ae);
  * limits) or -ENOMEM. Allocates the context for the image's shape on each call.
  */
 int nn_ae_encode(const struct nn_ae *ae, const struct nn_ae_image *img, struct nn_ae_latent **out);
+/* Free a latent, wiping its values first (they describe the image); NULL is accepted. */
 void nn_ae_latent_free(struct nn_ae_latent *lat);
 
 /* Decode a latent into a new image of its geometry (the preview). Returns 0 and *out (caller
