@@ -35,59 +35,34 @@ static const uint8_t png_sig[8] = {0x89, 'P', 'N', 'G', 0x0d, 0x0a, 0x1a, 0x0a};
 #define CT_SHA 32
 #define CT_STORED_MAX 65535u /* bytes per deflate stored block */
 
-/* ---- The context: container key and autoencoders ------------------------------------------ */
+/* ---- The context: container key and models -------------------------------------------------- */
 
-struct ct_model {
+/* A model the context knows: an autoencoder or a coder model (codec/pixnet.h). */
+struct ct_slot {
     uint8_t id[KEYS_ID_BYTES];
     const uint8_t *bytes; /* not owned: the keyring's or the library's */
     size_t len;
-    struct nn_ae *ae; /* loaded on first use; guarded by codec_ct.lock */
-    int bad;          /* its bytes did not load: not tried again (guarded by the lock) */
+    void *obj; /* loaded on first use (struct nn_ae or codec_pixnet); guarded by codec_ct.lock */
+    int bad;   /* its bytes did not load: not tried again (guarded by the lock) */
 };
 
-/* A coder model (codec/pixnet.h): the neural predictor of the pixel stream. */
-struct ct_coder {
-    uint8_t id[KEYS_ID_BYTES];
-    const uint8_t *bytes; /* not owned: the keyring's or the library's */
-    size_t len;
-    struct codec_pixnet *pn; /* loaded on first use; guarded by codec_ct.lock */
-    int bad;                 /* its bytes did not load: not tried again (guarded by the lock) */
+/* The models of one kind: the built-in one first, then the keyring's in its order. */
+struct ct_shelf {
+    size_t n;
+    size_t enc; /* the model encoding uses: the one added last; n when there is none */
+    struct ct_slot s[KEYS_MAX_MODELS + 1];
 };
 
 struct codec_ct {
     const struct keys_key *key; /* the container subkey */
     struct keys_key *owned;     /* the same, when derived here */
-    pthread_mutex_t lock;       /* guards models[].ae and coders[].pn (the only mutable state) */
-    size_t n;
-    size_t enc; /* the model encoding uses; n when there is none */
-    struct ct_model models[KEYS_MAX_MODELS + 1];
-    size_t ncoder;
-    size_t coder_enc; /* the coder model encoding uses; ncoder for predictor 0 */
-    struct ct_coder coders[KEYS_MAX_MODELS + 1];
+    pthread_mutex_t lock;       /* guards the slots' obj and bad (the only mutable state) */
+    struct ct_shelf aes, coders;
 };
 
-static int add_model(struct codec_ct *ct, const uint8_t *bytes, size_t len, const uint8_t *id)
-{
-    uint8_t digest[32];
-    struct ct_model *m = &ct->models[ct->n];
-    if (!id) {
-        int rc = keys_sha256(bytes, len, digest);
-        if (rc != 0)
-            return rc;
-        id = digest;
-    }
-    for (size_t i = 0; i < ct->n; i++)
-        if (memcmp(ct->models[i].id, id, KEYS_ID_BYTES) == 0)
-            return 0; /* the built-in model, also held by the keyring */
-    memcpy(m->id, id, KEYS_ID_BYTES);
-    m->bytes = bytes;
-    m->len = len;
-    ct->enc = ct->n++;
-    return 0;
-}
-
-/* Like add_model, for coder models; the one added last encodes. */
-static int add_coder(struct codec_ct *ct, const uint8_t *bytes, size_t len, const uint8_t *id)
+/* Add a model (id: the first bytes of its SHA-256, computed when NULL); the one added last
+ * encodes, also when it is one known already (the built-in model, held by the keyring too). */
+static int shelf_add(struct ct_shelf *sh, const uint8_t *bytes, size_t len, const uint8_t *id)
 {
     uint8_t digest[32];
     if (!id) {
@@ -96,16 +71,16 @@ static int add_coder(struct codec_ct *ct, const uint8_t *bytes, size_t len, cons
             return rc;
         id = digest;
     }
-    for (size_t i = 0; i < ct->ncoder; i++)
-        if (memcmp(ct->coders[i].id, id, KEYS_ID_BYTES) == 0) {
-            ct->coder_enc = i; /* the built-in model, also held by the keyring */
+    for (size_t i = 0; i < sh->n; i++)
+        if (memcmp(sh->s[i].id, id, KEYS_ID_BYTES) == 0) {
+            sh->enc = i;
             return 0;
         }
-    struct ct_coder *m = &ct->coders[ct->ncoder];
+    struct ct_slot *m = &sh->s[sh->n];
     memcpy(m->id, id, KEYS_ID_BYTES);
     m->bytes = bytes;
     m->len = len;
-    ct->coder_enc = ct->ncoder++;
+    sh->enc = sh->n++;
     return 0;
 }
 
@@ -120,11 +95,11 @@ static int ct_alloc(struct codec_ct **out)
     }
     size_t len = 0;
     const uint8_t *b = nn_ae_default_bytes(&len);
-    int rc = b && len ? add_model(ct, b, len, NULL) : 0;
+    int rc = b && len ? shelf_add(&ct->aes, b, len, NULL) : 0;
     /* an empty built-in coder file means none: predictor 0 encodes */
     b = codec_pixnet_default_bytes(&len);
     if (rc == 0 && b && len)
-        rc = add_coder(ct, b, len, NULL);
+        rc = shelf_add(&ct->coders, b, len, NULL);
     if (rc != 0) {
         codec_ct_free(ct);
         return rc;
@@ -161,9 +136,9 @@ int codec_ct_new(const struct keys_ring *ring, struct codec_ct **out)
             continue;
         /* the keyring's models come after the built-in one: the last added encodes */
         if (info.kind == KEYS_MODEL_AUTOENCODER)
-            rc = add_model(ct, w, (size_t)info.bytes, info.id);
+            rc = shelf_add(&ct->aes, w, (size_t)info.bytes, info.id);
         else if (info.kind == KEYS_MODEL_CODER)
-            rc = add_coder(ct, w, (size_t)info.bytes, info.id);
+            rc = shelf_add(&ct->coders, w, (size_t)info.bytes, info.id);
     }
     if (rc != 0) {
         codec_ct_free(ct);
@@ -178,64 +153,75 @@ void codec_ct_free(struct codec_ct *ct)
 {
     if (!ct)
         return;
-    for (size_t i = 0; i < ct->n; i++)
-        nn_ae_free(ct->models[i].ae);
-    for (size_t i = 0; i < ct->ncoder; i++)
-        codec_pixnet_free(ct->coders[i].pn);
+    for (size_t i = 0; i < ct->aes.n; i++)
+        nn_ae_free(ct->aes.s[i].obj);
+    for (size_t i = 0; i < ct->coders.n; i++)
+        codec_pixnet_free(ct->coders.s[i].obj);
     keys_key_free(ct->owned);
     pthread_mutex_destroy(&ct->lock);
     free(ct);
 }
 
-/* The autoencoder with this id, loaded once. -ENOENT when none has it, or when its bytes are
- * not an autoencoder this build loads (remembered: a keyring entry written by a later release
- * is not parsed again on every file). */
-static int get_model(const struct codec_ct *cct, const uint8_t *id, const struct nn_ae **ae)
+static int load_ae(const uint8_t *b, size_t n, void **obj)
+{
+    struct nn_ae *ae = NULL;
+    int rc = nn_ae_load(b, n, &ae);
+    *obj = ae;
+    return rc;
+}
+
+static int load_coder(const uint8_t *b, size_t n, void **obj)
+{
+    struct codec_pixnet *pn = NULL;
+    int rc = codec_pixnet_load(b, n, &pn);
+    *obj = pn;
+    return rc;
+}
+
+/* The model of this id on the shelf, loaded once. -ENOENT when none has it, or when its bytes
+ * are not a model this build loads (remembered: a keyring entry written by a later release is
+ * not parsed again on every file). */
+static int shelf_get(const struct codec_ct *cct, const struct ct_shelf *csh, const uint8_t *id,
+                     int (*load)(const uint8_t *, size_t, void **), void **obj)
 {
     struct codec_ct *ct = (struct codec_ct *)cct; /* only the lazily loaded models change */
+    struct ct_shelf *sh = (struct ct_shelf *)csh;
     int rc = -ENOENT;
     if (pthread_mutex_lock(&ct->lock) != 0)
         return -EIO;
-    for (size_t i = 0; i < ct->n; i++) {
-        struct ct_model *m = &ct->models[i];
+    for (size_t i = 0; i < sh->n; i++) {
+        struct ct_slot *m = &sh->s[i];
         if (memcmp(m->id, id, KEYS_ID_BYTES) != 0 || m->bad)
             continue;
-        rc = m->ae ? 0 : nn_ae_load(m->bytes, m->len, &m->ae);
+        rc = m->obj ? 0 : load(m->bytes, m->len, &m->obj);
         if (rc != 0 && rc != -ENOMEM) {
             m->bad = 1;
             rc = -ENOENT;
         }
         if (rc == 0)
-            *ae = m->ae;
+            *obj = m->obj;
         break;
     }
     pthread_mutex_unlock(&ct->lock);
     return rc;
 }
 
-/* The predictor of the coder model with this id, loaded once. -ENOENT when none has it, or
- * when its bytes are not a coder model this build loads (remembered, as for autoencoders). */
-static int get_coder(const struct codec_ct *cct, const uint8_t *id,
+static int get_model(const struct codec_ct *ct, const uint8_t *id, const struct nn_ae **ae)
+{
+    void *obj = NULL;
+    int rc = shelf_get(ct, &ct->aes, id, load_ae, &obj);
+    if (rc == 0)
+        *ae = obj;
+    return rc;
+}
+
+static int get_coder(const struct codec_ct *ct, const uint8_t *id,
                      const struct codec_pix_predictor **pred)
 {
-    struct codec_ct *ct = (struct codec_ct *)cct; /* only the lazily loaded models change */
-    int rc = -ENOENT;
-    if (pthread_mutex_lock(&ct->lock) != 0)
-        return -EIO;
-    for (size_t i = 0; i < ct->ncoder; i++) {
-        struct ct_coder *m = &ct->coders[i];
-        if (memcmp(m->id, id, KEYS_ID_BYTES) != 0 || m->bad)
-            continue;
-        rc = m->pn ? 0 : codec_pixnet_load(m->bytes, m->len, &m->pn);
-        if (rc != 0 && rc != -ENOMEM) {
-            m->bad = 1;
-            rc = -ENOENT;
-        }
-        if (rc == 0)
-            *pred = codec_pixnet_predictor(m->pn);
-        break;
-    }
-    pthread_mutex_unlock(&ct->lock);
+    void *obj = NULL;
+    int rc = shelf_get(ct, &ct->coders, id, load_coder, &obj);
+    if (rc == 0)
+        *pred = codec_pixnet_predictor(obj);
     return rc;
 }
 
@@ -792,7 +778,8 @@ static int make_features(const struct codec_ct *ct, const struct codec_image *im
         *status = CODEC_CT_FEATURES_UNSUPPORTED;
         return 0;
     }
-    if (ct->enc >= ct->n || get_model(ct, ct->models[ct->enc].id, &ae) != 0) {
+    const struct ct_shelf *aes = &ct->aes;
+    if (aes->enc >= aes->n || get_model(ct, aes->s[aes->enc].id, &ae) != 0) {
         *status = CODEC_CT_FEATURES_NO_MODEL;
         return 0;
     }
@@ -813,7 +800,7 @@ static int make_features(const struct codec_ct *ct, const struct codec_image *im
     if (rc != 0)
         return rc;
     *status = CODEC_CT_FEATURES_PRESENT;
-    memcpy(ae_id, ct->models[ct->enc].id, KEYS_ID_BYTES);
+    memcpy(ae_id, aes->s[aes->enc].id, KEYS_ID_BYTES);
     return 0;
 }
 
@@ -889,12 +876,13 @@ int codec_ct_encode(const struct codec_ct *ct, const uint8_t *buf, size_t len,
         return rc;
     struct codec_pixcode_opts po = {.threads = opts->threads};
     uint8_t coder_id[KEYS_ID_BYTES] = {0};
-    if (ct->coder_enc < ct->ncoder) {
+    const struct ct_shelf *cs = &ct->coders;
+    if (cs->enc < cs->n) {
         /* a coder model this build cannot load (a later release's, say) must not stop files
          * from being stored: predictor 0 codes them, and the header says so */
-        rc = get_coder(ct, ct->coders[ct->coder_enc].id, &po.pred);
+        rc = get_coder(ct, cs->s[cs->enc].id, &po.pred);
         if (rc == 0)
-            memcpy(coder_id, ct->coders[ct->coder_enc].id, KEYS_ID_BYTES);
+            memcpy(coder_id, cs->s[cs->enc].id, KEYS_ID_BYTES);
         else if (rc != -ENOENT)
             goto out;
         rc = 0;
