@@ -256,6 +256,37 @@ static const char *name_of(const char *path)
     return strcmp(path, "-") == 0 ? "standard input" : path;
 }
 
+static const char *out_name(const char *path)
+{
+    return strcmp(path, "-") == 0 ? "standard output" : path;
+}
+
+/* The three commands' start: their options (allowed), then the whole input in *buf. Returns
+ * TOOL_EXIT_OK or the exit code to leave with, after a one-line message. */
+static int begin(int argc, char **argv, const char *allowed, struct image_args *a, uint8_t **buf,
+                 size_t *len)
+{
+    int rc = parse_args(argc, argv, allowed, a);
+    if (rc != TOOL_EXIT_OK)
+        return rc;
+    int e = read_input(a->in, buf, len);
+    if (e != 0) {
+        tool_error("%s: %s", name_of(a->in), strerror(-e));
+        return TOOL_EXIT_IO;
+    }
+    return TOOL_EXIT_OK;
+}
+
+/* Write the result; TOOL_EXIT_OK, or TOOL_EXIT_IO after a one-line message. */
+static int finish(const struct image_args *a, const uint8_t *res, size_t n)
+{
+    int e = write_output(a->out, res, n);
+    if (e == 0)
+        return TOOL_EXIT_OK;
+    tool_error("%s: %s", out_name(a->out), strerror(-e));
+    return TOOL_EXIT_IO;
+}
+
 static int unlock(const struct image_args *a, struct keys_ring **ring)
 {
     char path[PATH_CAP];
@@ -328,17 +359,13 @@ int imgcrypt_encrypt(int argc, char **argv)
     struct codec_ct *ct = NULL;
     uint8_t *buf = NULL, *res = NULL;
     size_t len = 0, res_len = 0;
-    int rc = parse_args(
-        argc, argv,
-        (char[]){O_KEYRING, O_PASSFILE, O_EXTPASS, O_KEYFILE, O_THREADS, O_NOFEAT, O_FORCE, 0}, &a);
-    if (rc != TOOL_EXIT_OK)
-        return rc;
-    int e = read_input(a.in, &buf, &len);
-    if (e != 0) {
-        tool_error("%s: %s", name_of(a.in), strerror(-e));
-        return TOOL_EXIT_IO;
-    }
-    int ret = unlock(&a, &ring);
+    int e, ret = begin(argc, argv,
+                       (char[]){O_KEYRING, O_PASSFILE, O_EXTPASS, O_KEYFILE, O_THREADS, O_NOFEAT,
+                                O_FORCE, 0},
+                       &a, &buf, &len);
+    if (ret != TOOL_EXIT_OK)
+        return ret;
+    ret = unlock(&a, &ring);
     if (ret != TOOL_EXIT_OK)
         goto out;
     if ((e = codec_ct_new(ring, &ct)) != 0) {
@@ -359,7 +386,7 @@ int imgcrypt_encrypt(int argc, char **argv)
         goto out;
     }
     if (e != 0) {
-        tool_error("%s: %s", strcmp(a.out, "-") == 0 ? "standard output" : a.out, strerror(-e));
+        tool_error("%s: %s", out_name(a.out), strerror(-e));
         ret = e == -EFBIG ? TOOL_EXIT_CORRUPT : TOOL_EXIT_IO;
     }
 out:
@@ -428,19 +455,13 @@ int imgcrypt_decrypt(int argc, char **argv)
     struct codec_ct *ct = NULL;
     uint8_t *buf = NULL, *res = NULL;
     size_t len = 0, res_len = 0;
-    int rc = parse_args(
-        argc, argv, (char[]){O_KEYRING, O_PASSFILE, O_EXTPASS, O_KEYFILE, O_THREADS, O_FORCE, 0},
-        &a);
-    if (rc != TOOL_EXIT_OK)
-        return rc;
-    int e = read_input(a.in, &buf, &len);
-    if (e != 0) {
-        tool_error("%s: %s", name_of(a.in), strerror(-e));
-        return TOOL_EXIT_IO;
-    }
+    int e, ret = begin(argc, argv,
+                       (char[]){O_KEYRING, O_PASSFILE, O_EXTPASS, O_KEYFILE, O_THREADS, O_FORCE, 0},
+                       &a, &buf, &len);
+    if (ret != TOOL_EXIT_OK)
+        return ret;
     int container = codec_ct_sniff(buf, len);
     int blockfile = len >= CODEC_BF_HEADER && memcmp(buf, CODEC_BF_MAGIC, 6) == 0;
-    int ret = TOOL_EXIT_OK;
     if (!container && !blockfile) {
         ret = report_stored(-EINVAL, a.in); /* before asking for a passphrase */
         goto out;
@@ -457,10 +478,7 @@ int imgcrypt_decrypt(int argc, char **argv)
         ret = report_stored(e, a.in);
         goto out;
     }
-    if ((e = write_output(a.out, res, res_len)) != 0) {
-        tool_error("%s: %s", strcmp(a.out, "-") == 0 ? "standard output" : a.out, strerror(-e));
-        ret = TOOL_EXIT_IO;
-    }
+    ret = finish(&a, res, res_len);
 out:
     if (res)
         OPENSSL_cleanse(res, res_len);
@@ -478,16 +496,11 @@ int imgcrypt_preview(int argc, char **argv)
     struct codec_ct *ct = NULL;
     uint8_t *buf = NULL, *res = NULL;
     size_t len = 0, res_len = 0;
-    int rc = parse_args(argc, argv,
-                        (char[]){O_KEYRING, O_PASSFILE, O_EXTPASS, O_KEYFILE, O_FORCE, 0}, &a);
-    if (rc != TOOL_EXIT_OK)
-        return rc;
-    int e = read_input(a.in, &buf, &len);
-    if (e != 0) {
-        tool_error("%s: %s", name_of(a.in), strerror(-e));
-        return TOOL_EXIT_IO;
-    }
-    int ret = TOOL_EXIT_OK;
+    int e,
+        ret = begin(argc, argv, (char[]){O_KEYRING, O_PASSFILE, O_EXTPASS, O_KEYFILE, O_FORCE, 0},
+                    &a, &buf, &len);
+    if (ret != TOOL_EXIT_OK)
+        return ret;
     if (!codec_ct_sniff(buf, len)) {
         tool_error("%s: not an image container (only stored images have a preview)", name_of(a.in));
         ret = TOOL_EXIT_CORRUPT;
@@ -501,10 +514,7 @@ int imgcrypt_preview(int argc, char **argv)
         ret = report_stored(e, a.in);
         goto out;
     }
-    if ((e = write_output(a.out, res, res_len)) != 0) {
-        tool_error("%s: %s", strcmp(a.out, "-") == 0 ? "standard output" : a.out, strerror(-e));
-        ret = TOOL_EXIT_IO;
-    }
+    ret = finish(&a, res, res_len);
 out:
     free(res);
     free(buf);
