@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "nn/nn_int.h"
+#include "tests/unit/nn_ref.h"
 #include "tests/unit/unit.h"
 
 /* ---- helpers ---- */
@@ -68,7 +69,7 @@ static struct nn_qmodel *quantize(const struct nn_model *m, uint32_t n, uint32_t
     return q;
 }
 
-static int16_t *random_q(size_t n, struct nn_rng *r, int32_t lim)
+int16_t *random_q(size_t n, struct nn_rng *r, int32_t lim)
 {
     int16_t *x = malloc(n * sizeof(*x) + 1);
     ck_assert_ptr_nonnull(x);
@@ -77,7 +78,7 @@ static int16_t *random_q(size_t n, struct nn_rng *r, int32_t lim)
     return x;
 }
 
-/* ---- the naive reference (nn/nn.h's arithmetic, written out) ---- */
+/* ---- the naive reference (nn/nn.h's arithmetic, written out; tests/unit/nn_ref.h) ---- */
 
 static int64_t floordiv(int64_t a, int64_t b) /* floor(a / b), b > 0 */
 {
@@ -85,7 +86,7 @@ static int64_t floordiv(int64_t a, int64_t b) /* floor(a / b), b > 0 */
     return (a % b != 0 && a < 0) ? q - 1 : q;
 }
 
-static int64_t ref_rq(int64_t a, int32_t m, int32_t s)
+int64_t ref_rq(int64_t a, int32_t m, int32_t s)
 {
     return floordiv(a * m + ((int64_t)1 << (s - 1)), (int64_t)1 << s);
 }
@@ -95,16 +96,12 @@ static int64_t clamp64(int64_t v, int64_t lo, int64_t hi)
     return v < lo ? lo : v > hi ? hi : v;
 }
 
-static int16_t ref_sat(int64_t v)
+int16_t ref_sat(int64_t v)
 {
     return (int16_t)clamp64(v, -32768, 32767);
 }
 
-struct rshape {
-    uint32_t n, c, h, w;
-};
-
-static size_t rcount(struct rshape s)
+size_t rcount(struct rshape s)
 {
     return (size_t)s.n * s.c * s.h * s.w;
 }
@@ -112,9 +109,8 @@ static size_t rcount(struct rshape s)
 static int16_t *ref_layer(const struct nn_qmodel *q, size_t i, const int16_t *x, struct rshape is,
                           struct rshape *os);
 
-/* Runs layers [first, end) of the top sequence; returns a new buffer. */
-static int16_t *ref_seq(const struct nn_qmodel *q, size_t first, size_t end, const int16_t *x,
-                        struct rshape is, struct rshape *os)
+int16_t *ref_seq(const struct nn_qmodel *q, size_t first, size_t end, const int16_t *x,
+                 struct rshape is, struct rshape *os)
 {
     int16_t *cur = malloc(rcount(is) * sizeof(int16_t) + 1);
     ck_assert_ptr_nonnull(cur);
