@@ -624,54 +624,34 @@ static int first_frame(const struct codec_image *img, struct nn_ae_image *fr, vo
     return 0;
 }
 
-/* Serialise a latent: the features plaintext (container.h), in the smallest of the three
- * codings (the latent coder nearly always; raw or zlib only where it is not smaller). */
+/* Serialise a latent: the features plaintext (container.h), the values by the latent coder,
+ * or raw where that is not smaller (zlib, which the latent coder beats by a quarter, is still
+ * read but no longer tried: it cost most of a millisecond per image for nothing). */
 static int latent_pack(const struct nn_ae_latent *lat, uint8_t **out, size_t *out_len)
 {
     size_t values = (size_t)lat->channels * lat->lc * lat->lh * lat->lw;
-    size_t raw_len = CT_LATENT_HEAD + values;
-    uint8_t *raw = malloc(raw_len), *res = NULL, *lc = NULL;
-    uLongf zlen = compressBound((uLong)raw_len);
-    size_t lc_len = SIZE_MAX;
-    int rc = 0;
-    if (!raw)
-        return -ENOMEM;
+    uint8_t *lc = NULL, *res = NULL;
+    size_t lc_len = 0;
+    int rc = codec_lat_encode(lat->q, lat->channels * lat->lc, lat->lh, lat->lw, &lc, &lc_len);
+    if (rc == -ENOMEM)
+        return rc;
+    int coded = rc == 0 && lc_len < values; /* otherwise a value the coder does not take */
+    size_t body = coded ? lc_len : values;
+    rc = -ENOMEM;
+    if (!(res = malloc(CT_FEAT_PREFIX + CT_LATENT_HEAD + body)))
+        goto out;
+    memset(res, 0, CT_FEAT_PREFIX);
+    res[0] = coded ? CT_FEAT_LATCODE : CT_FEAT_RAW;
+    codec_put_le32(res + 4, (uint32_t)(CT_LATENT_HEAD + values));
     uint32_t f[CT_LATENT_FIELDS] = {lat->channels, lat->height, lat->width, lat->bits,
                                     lat->depth,    lat->lc,     lat->lh,    lat->lw};
     for (int i = 0; i < CT_LATENT_FIELDS; i++)
-        codec_put_le32(raw + 4 * i, f[i]);
-    memcpy(raw + CT_LATENT_HEAD, lat->q, values);
-    rc = codec_lat_encode(lat->q, lat->channels * lat->lc, lat->lh, lat->lw, &lc, &lc_len);
-    if (rc == -ENOMEM)
-        goto out;
-    if (rc != 0) /* a value the latent coder does not take: raw or zlib */
-        lc_len = SIZE_MAX;
-    rc = 0;
-    res = malloc(CT_FEAT_PREFIX + (zlen > raw_len ? zlen : raw_len));
-    if (!res) {
-        rc = -ENOMEM;
-        goto out;
-    }
-    memset(res, 0, CT_FEAT_PREFIX);
-    codec_put_le32(res + 4, (uint32_t)raw_len);
-    if (compress2(res + CT_FEAT_PREFIX, &zlen, raw, (uLong)raw_len, 9) == Z_OK && zlen < raw_len) {
-        res[0] = CT_FEAT_ZLIB;
-        *out_len = CT_FEAT_PREFIX + zlen;
-    } else {
-        memcpy(res + CT_FEAT_PREFIX, raw, raw_len);
-        res[0] = CT_FEAT_RAW;
-        *out_len = CT_FEAT_PREFIX + raw_len;
-    }
-    if (lc_len != SIZE_MAX && CT_FEAT_PREFIX + CT_LATENT_HEAD + lc_len < *out_len) {
-        /* res holds at least raw_len >= CT_LATENT_HEAD + lc_len bytes past the prefix */
-        res[0] = CT_FEAT_LATCODE;
-        memcpy(res + CT_FEAT_PREFIX, raw, CT_LATENT_HEAD);
-        memcpy(res + CT_FEAT_PREFIX + CT_LATENT_HEAD, lc, lc_len);
-        *out_len = CT_FEAT_PREFIX + CT_LATENT_HEAD + lc_len;
-    }
+        codec_put_le32(res + CT_FEAT_PREFIX + 4 * i, f[i]);
+    memcpy(res + CT_FEAT_PREFIX + CT_LATENT_HEAD, coded ? lc : (const uint8_t *)lat->q, body);
     *out = res;
+    *out_len = CT_FEAT_PREFIX + CT_LATENT_HEAD + body;
+    rc = 0;
 out:
-    wipe_free(raw, raw_len);
     if (lc)
         wipe_free(lc, lc_len);
     return rc;

@@ -90,8 +90,9 @@
  *                       lw (4 bytes each: struct nn_ae_latent of nn/ae.h) then
  *                       channels x lc x lh x lw int8 values; coding 2 keeps those 32 bytes raw
  *                       and codes the values with the latent coder (codec/latcode.h) as
- *                       channels x lc planes of lh x lw; the encoder writes the smallest of
- *                       the three; only what the autoencoder encoded from the first frame
+ *                       channels x lc planes of lh x lw; the encoder writes coding 2, or 0
+ *                       where that is not smaller (all three are read); only what the
+ *                       autoencoder encoded from the first frame
  *   envelope (kind 2):  the SHA-256 of the original file (32), then the envelope (codec.h)
  *   pixels   (kind 3):  the pixel stream (codec/pixcode.h) of all planes and frames
  *
