@@ -7,6 +7,10 @@
 # code does not silently break images stored by an earlier release: never remake a folder that
 # is committed; when a format changes, make a new folder next to the old ones and keep those.
 #
+# Folders: v0 was made with this script by the code of commit 871372b (features zlib-coded,
+# keyring without models), v1 by the code of the commit that added this script (features by the
+# latent coder, default autoencoder in the keyring).
+#
 # A folder holds:
 #   key                       the 32-byte key file of its keyring (test material, not a secret)
 #   store/imgcryptfs.keyring  the keyring (imgcrypt init --keyfile key --kdf-cost 10), with the
