@@ -191,6 +191,12 @@ static uint32_t bit_length(uint32_t v)
 int codec_split(const uint8_t *buf, size_t len, struct codec_image **img, uint8_t **envelope,
                 size_t *env_len, char *why, size_t whylen)
 {
+    return codec_split_threads(buf, len, 1, img, envelope, env_len, why, whylen);
+}
+
+int codec_split_threads(const uint8_t *buf, size_t len, unsigned threads, struct codec_image **img,
+                        uint8_t **envelope, size_t *env_len, char *why, size_t whylen)
+{
     struct codec_found f;
     struct codec_image *im = NULL;
     uint8_t *env = NULL;
@@ -212,7 +218,7 @@ int codec_split(const uint8_t *buf, size_t len, struct codec_image **img, uint8_
     case CODEC_FORMAT_PNG:
         /* PNG's raster is a zlib stream, not a run of samples: its adapter makes the whole
          * envelope itself. */
-        return codec_png_split(buf, len, img, envelope, env_len, why, whylen);
+        return codec_png_split(buf, len, threads, img, envelope, env_len, why, whylen);
     default:
         ret = codec_why(why, whylen, -ENOTSUP, "not a supported image format");
         break;
@@ -269,6 +275,12 @@ out:
 int codec_join(const struct codec_image *img, const uint8_t *envelope, size_t env_len,
                uint8_t **out, size_t *out_len)
 {
+    return codec_join_threads(img, envelope, env_len, 1, out, out_len);
+}
+
+int codec_join_threads(const struct codec_image *img, const uint8_t *envelope, size_t env_len,
+                       unsigned threads, uint8_t **out, size_t *out_len)
+{
     struct codec_found f;
     uint8_t *o = NULL;
     uint64_t head_len, tail_len;
@@ -278,7 +290,7 @@ int codec_join(const struct codec_image *img, const uint8_t *envelope, size_t en
     if (!img || !envelope || !out || !out_len || !img->planes)
         goto out;
     if (img->format == CODEC_FORMAT_PNG)
-        return codec_png_join(img, envelope, env_len, out, out_len);
+        return codec_png_join(img, envelope, env_len, threads, out, out_len);
     if (env_len < CODEC_ENV_FIXED + 8 || codec_env_check(img, envelope, env_len) != 0 ||
         (img->format != CODEC_FORMAT_PNM && img->format != CODEC_FORMAT_DICOM))
         goto out;

@@ -173,12 +173,24 @@ int codec_split(const uint8_t *buf, size_t len, struct codec_image **img, uint8_
                 size_t *env_len, char *why, size_t whylen);
 
 /*
+ * codec_split with up to `threads` workers (0 or 1: the calling thread alone). Only a PNG uses
+ * more than one: the replay of its zlib stream (codec/zmodel.h) runs in two halves. The result
+ * is the same for every thread count.
+ */
+int codec_split_threads(const uint8_t *buf, size_t len, unsigned threads, struct codec_image **img,
+                        uint8_t **envelope, size_t *env_len, char *why, size_t whylen);
+
+/*
  * Rebuild the file from an image and the envelope that split made with it. *out (caller frees)
  * gets the bytes. Returns 0, -EINVAL (envelope malformed or not matching the image's format,
  * geometry or depth), -EFBIG, -ENOMEM. The image is not modified.
  */
 int codec_join(const struct codec_image *img, const uint8_t *envelope, size_t env_len,
                uint8_t **out, size_t *out_len);
+
+/* codec_join with up to `threads` workers, as codec_split_threads. */
+int codec_join_threads(const struct codec_image *img, const uint8_t *envelope, size_t env_len,
+                       unsigned threads, uint8_t **out, size_t *out_len);
 
 /* Free an image from codec_split and its planes; NULL is accepted. */
 void codec_image_free(struct codec_image *img);

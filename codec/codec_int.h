@@ -65,10 +65,10 @@ int codec_env_check(const struct codec_image *img, const uint8_t *env, size_t en
 
 /* PNG makes the whole envelope itself (its raster is a zlib stream): codec_split and
  * codec_join hand PNG files and envelopes over to these, with the same contract. */
-int codec_png_split(const uint8_t *buf, size_t len, struct codec_image **img, uint8_t **envelope,
-                    size_t *env_len, char *why, size_t whylen);
+int codec_png_split(const uint8_t *buf, size_t len, unsigned threads, struct codec_image **img,
+                    uint8_t **envelope, size_t *env_len, char *why, size_t whylen);
 int codec_png_join(const struct codec_image *img, const uint8_t *envelope, size_t env_len,
-                   uint8_t **out, size_t *out_len);
+                   unsigned threads, uint8_t **out, size_t *out_len);
 
 /* Parsers: fill *f from a whole file, or refuse. Return 0, -ENOTSUP or -EFBIG. */
 int codec_pnm_parse(const uint8_t *buf, size_t len, struct codec_found *f, char *why,

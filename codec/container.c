@@ -851,7 +851,7 @@ int codec_ct_encode(const struct codec_ct *ct, const uint8_t *buf, size_t len,
         opts = &defaults;
     if ((uint64_t)len > CODEC_MAX_FILE_BYTES)
         return -EFBIG;
-    rc = codec_split(buf, len, &img, &env, &env_len, NULL, 0);
+    rc = codec_split_threads(buf, len, opts->threads, &img, &env, &env_len, NULL, 0);
     if (rc != 0)
         return rc;
     struct codec_pixcode_opts po = {.threads = opts->threads};
@@ -1052,7 +1052,7 @@ int codec_ct_decode(const struct codec_ct *ct, const uint8_t *buf, size_t len, u
     }
     if (r2 != 0)
         goto out;
-    r2 = codec_join(&img, evp + CT_SHA, evp_len - CT_SHA, &file, &file_len);
+    r2 = codec_join_threads(&img, evp + CT_SHA, evp_len - CT_SHA, threads, &file, &file_len);
     if (r2 == -ENOMEM) {
         rc = r2;
         goto out;

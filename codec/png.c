@@ -518,8 +518,8 @@ static int recipe_unpack(const uint8_t *rec, size_t len, size_t rows, const uint
 
 /* ---- split ------------------------------------------------------------------------------ */
 
-int codec_png_split(const uint8_t *buf, size_t len, struct codec_image **img, uint8_t **envelope,
-                    size_t *env_len, char *why, size_t whylen)
+int codec_png_split(const uint8_t *buf, size_t len, unsigned threads, struct codec_image **img,
+                    uint8_t **envelope, size_t *env_len, char *why, size_t whylen)
 {
     struct png_geo g;
     struct codec_deflate_desc *desc = NULL;
@@ -601,7 +601,7 @@ int codec_png_split(const uint8_t *buf, size_t len, struct codec_image **img, ui
     /* The deflate description: modelled on zlib when that is smaller, else raw; then
      * compressed with zlib when that is smaller still (a stream from another deflater leaves
      * thousands of corrections, which compress). */
-    ret = codec_zrecipe_make(desc, data, data_len, &zr, &zr_len, NULL);
+    ret = codec_zrecipe_make(desc, data, data_len, threads, &zr, &zr_len, NULL);
     if (ret == -ENOMEM)
         goto out;
     recipe_len = codec_deflate_desc_size(desc);
@@ -748,8 +748,8 @@ out:
 
 /* ---- join ------------------------------------------------------------------------------- */
 
-int codec_png_join(const struct codec_image *img, const uint8_t *env, size_t env_len, uint8_t **out,
-                   size_t *out_len)
+int codec_png_join(const struct codec_image *img, const uint8_t *env, size_t env_len,
+                   unsigned threads, uint8_t **out, size_t *out_len)
 {
     struct png_geo g;
     struct codec_deflate_desc *desc = NULL;
@@ -885,7 +885,7 @@ int codec_png_join(const struct codec_image *img, const uint8_t *env, size_t env
     if ((ret = recipe_unpack(r.p, r.left, g.filtered, &rec, &rec_len, &unpacked)) != 0)
         goto out;
     if (rec_len >= 4 && memcmp(rec, CODEC_ZRECIPE_MAGIC, 4) == 0)
-        ret = codec_zrecipe_parse(rec, rec_len, data, g.filtered, g.filtered, &desc);
+        ret = codec_zrecipe_parse(rec, rec_len, data, g.filtered, g.filtered, threads, &desc);
     else
         ret = codec_deflate_desc_parse(rec, rec_len, g.filtered, &desc);
     if (ret != 0) {

@@ -8,6 +8,7 @@
  * by hand.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -179,14 +180,63 @@ static void zm_fast(struct zm *z)
 }
 
 /*
+ * A lazy prediction cut in two (codec_zmodel_predict_threads). At levels 4-9 every position
+ * is hashed, so the hash chains at a position depend on the data alone, and right after a
+ * match has been written the parse holds nothing either (no match pending, no byte held
+ * back). A second worker therefore starts at the middle of the data in that state, with the
+ * window's last wsize positions hashed, and records every position where it is in that state
+ * again. The first worker runs from the start as usual; once it reaches such a position in the
+ * same state, the rest of its tokens are the second worker's, token for token. If the two
+ * never meet, the first worker goes on to the end alone: the result is the same either way.
+ */
+struct zm_sync {
+    uint32_t from;    /* where the second worker starts */
+    struct zm *part;  /* the second worker's model, its tokens */
+    uint32_t *pos;    /* positions where the second worker was in the fresh state, increasing */
+    uint32_t *tok;    /* ... and how many tokens it had written by then */
+    size_t n, cap, i; /* records, their room, the first worker's cursor in them */
+    pthread_t tid;
+    bool running; /* the second worker's thread is not yet joined */
+};
+
+/* The second worker at s in the fresh state: record it. The first: take over there? */
+static bool zm_fresh(struct zm *z, struct zm_sync *y, uint32_t s)
+{
+    if (z == y->part) {
+        if (y->n < y->cap) {
+            y->pos[y->n] = s;
+            y->tok[y->n++] = (uint32_t)z->nout;
+        }
+        return false;
+    }
+    if (s < y->from)
+        return false;
+    if (y->running) {
+        pthread_join(y->tid, NULL);
+        y->running = false;
+    }
+    while (y->i < y->n && y->pos[y->i] < s)
+        y->i++;
+    if (y->i == y->n || y->pos[y->i] != s)
+        return false;
+    const struct zm *b = y->part;
+    size_t k = y->tok[y->i];
+    memcpy(z->out + z->nout, b->out + k, (b->nout - k) * sizeof(*z->out));
+    z->nout += b->nout - k;
+    return true;
+}
+
+/*
  * Levels 4-9: a match found at s is held back one byte; if the match at s + 1 is longer, s goes
  * out as a literal and the new match is held instead. Every position with three bytes ahead is
- * hashed.
+ * hashed. Starts at s in the fresh state; y: NULL, or the worker's part of a cut prediction.
  */
-static void zm_lazy(struct zm *z)
+static void zm_lazy(struct zm *z, uint32_t s, struct zm_sync *y)
 {
-    uint32_t s = 0, n = z->n, start = 0, len = ZM_MIN_MATCH - 1;
+    uint32_t n = z->n, start = 0, len = ZM_MIN_MATCH - 1;
     bool pending = false; /* the byte before s is not yet written */
+    if (y && zm_fresh(z, y, s))
+        return;
     while (s < n) {
         zm_refill(z, s);
         uint32_t head = 0;
@@ -209,6 +259,8 @@ static void zm_lazy(struct zm *z)
             s += prev_len - 1;
             pending = false;
             len = ZM_MIN_MATCH - 1;
+            if (y && zm_fresh(z, y, s))
+                return;
         } else {
             if (pending)
                 zm_emit(z, 1, 0);
@@ -242,8 +294,87 @@ static void zm_rle(struct zm *z)
     }
 }
 
-int codec_zmodel_predict(const uint8_t *data, size_t len, const struct codec_zmodel_params *p,
-                         struct codec_zmodel_token **toks, size_t *ntoks)
+/* A model over data[0..len) with its tables and room for `cap` tokens; 0 or -ENOMEM. */
+static int zm_init(struct zm *z, const uint8_t *data, size_t len,
+                   const struct codec_zmodel_params *p, size_t cap)
+{
+    int wbits = p->window_bits == 8 ? 9 : p->window_bits;
+    *z = (struct zm){0};
+    z->data = data;
+    z->n = (uint32_t)len;
+    z->wsize = 1u << wbits;
+    z->wmask = z->wsize - 1;
+    z->max_dist = z->wsize - ZM_MIN_LOOKAHEAD;
+    z->hash_bits = (uint32_t)p->mem_level + 7;
+    z->hash_mask = (1u << z->hash_bits) - 1;
+    z->hash_shift = (z->hash_bits + ZM_MIN_MATCH - 1) / ZM_MIN_MATCH;
+    z->lv = zm_levels[p->level];
+    z->filtered = p->strategy == CODEC_ZMODEL_FILTERED;
+    z->out = malloc(cap * sizeof(*z->out));
+    /* calloc: every position starts as 0, which is never a real candidate */
+    z->head = calloc((size_t)1 << z->hash_bits, sizeof(*z->head));
+    z->prev = calloc(z->wsize, sizeof(*z->prev));
+    return z->out && z->head && z->prev ? 0 : -ENOMEM;
+}
+
+static void zm_fini(struct zm *z)
+{
+    free(z->out);
+    free(z->head);
+    free(z->prev);
+    z->out = NULL;
+    z->head = z->prev = NULL;
+}
+
+static void *zm_part_run(void *arg)
+{
+    struct zm_sync *y = arg;
+    zm_lazy(y->part, y->from, y);
+    return NULL;
+}
+
+/* Data shorter than this is predicted by one worker: a thread would cost more than it saves. */
+#define ZM_CUT_MIN (32u << 10)
+
+/*
+ * Start the second worker of a cut lazy prediction at the middle of z's data, in the state
+ * the first worker will have there (window start, hashed positions). Returns false when it
+ * could not be started (no memory, no thread): the first worker then works alone.
+ */
+static bool zm_cut_start(const struct zm *z, const struct codec_zmodel_params *p, struct zm_sync *y,
+                         struct zm *part)
+{
+    uint32_t from = z->n / 2;
+    *y = (struct zm_sync){.from = from, .part = part};
+    if (zm_init(part, z->data, z->n, p, z->n - from) != 0)
+        goto fail;
+    y->cap = (z->n - from) / ZM_MIN_MATCH + 2; /* a fresh state follows each match */
+    y->pos = malloc(y->cap * sizeof(*y->pos));
+    y->tok = malloc(y->cap * sizeof(*y->tok));
+    if (!y->pos || !y->tok)
+        goto fail;
+    /* the window start as the first worker's refills leave it at from: it moves at most once
+     * per refill, and the first worker refills at least every ZM_MAX_MATCH positions */
+    part->filled = part->n < 2 * part->wsize ? part->n : 2 * part->wsize;
+    for (uint32_t q = 0; q <= from; q++)
+        zm_refill(part, q);
+    /* positions a window or more back are beyond any distance: only the last wsize count */
+    for (uint32_t q = from > part->wsize ? from - part->wsize : 0; q < from; q++)
+        zm_insert(part, q);
+    if (pthread_create(&y->tid, NULL, zm_part_run, y) != 0)
+        goto fail;
+    y->running = true;
+    return true;
+fail:
+    free(y->pos);
+    free(y->tok);
+    zm_fini(part);
+    return false;
+}
+
+int codec_zmodel_predict_threads(const uint8_t *data, size_t len,
+                                 const struct codec_zmodel_params *p, unsigned threads,
+                                 struct codec_zmodel_token **toks, size_t *ntoks)
 {
     struct zm z = {0};
     int rc = 0;
@@ -260,24 +391,8 @@ int codec_zmodel_predict(const uint8_t *data, size_t len, const struct codec_zmo
         *ntoks = 0;
         return 0;
     }
-    z.data = data;
-    z.n = (uint32_t)len;
-    z.wsize = 1u << wbits;
-    z.wmask = z.wsize - 1;
-    z.max_dist = z.wsize - ZM_MIN_LOOKAHEAD;
-    z.hash_bits = (uint32_t)p->mem_level + 7;
-    z.hash_mask = (1u << z.hash_bits) - 1;
-    z.hash_shift = (z.hash_bits + ZM_MIN_MATCH - 1) / ZM_MIN_MATCH;
-    z.lv = zm_levels[p->level];
-    z.filtered = p->strategy == CODEC_ZMODEL_FILTERED;
-    z.out = malloc(len * sizeof(*z.out)); /* at most one token a byte */
-    /* calloc: every position starts as 0, which is never a real candidate */
-    z.head = calloc((size_t)1 << z.hash_bits, sizeof(*z.head));
-    z.prev = calloc(z.wsize, sizeof(*z.prev));
-    if (!z.out || !z.head || !z.prev) {
-        rc = -ENOMEM;
+    if ((rc = zm_init(&z, data, len, p, len)) != 0) /* at most one token a byte */
         goto out;
-    }
     if (p->strategy == CODEC_ZMODEL_HUFFMAN_ONLY) {
         for (size_t i = 0; i < len; i++)
             zm_emit(&z, 1, 0);
@@ -285,18 +400,34 @@ int codec_zmodel_predict(const uint8_t *data, size_t len, const struct codec_zmo
         zm_rle(&z);
     } else if (p->level <= 3) {
         zm_fast(&z);
+    } else if (threads >= 2 && len >= ZM_CUT_MIN) {
+        struct zm part;
+        struct zm_sync y;
+        bool cut = zm_cut_start(&z, p, &y, &part);
+        zm_lazy(&z, 0, cut ? &y : NULL);
+        if (cut) {
+            if (y.running)
+                pthread_join(y.tid, NULL);
+            free(y.pos);
+            free(y.tok);
+            zm_fini(&part);
+        }
     } else {
-        zm_lazy(&z);
+        zm_lazy(&z, 0, NULL);
     }
     struct codec_zmodel_token *shrunk = realloc(z.out, z.nout * sizeof(*z.out));
     *toks = shrunk ? shrunk : z.out;
     *ntoks = z.nout;
     z.out = NULL;
 out:
-    free(z.out);
-    free(z.head);
-    free(z.prev);
+    zm_fini(&z);
     return rc;
+}
+
+int codec_zmodel_predict(const uint8_t *data, size_t len, const struct codec_zmodel_params *p,
+                         struct codec_zmodel_token **toks, size_t *ntoks)
+{
+    return codec_zmodel_predict_threads(data, len, p, 1, toks, ntoks);
 }
 
 /* ---- comparison -------------------------------------------------------------------------- */

@@ -65,6 +65,16 @@ struct codec_zmodel_token {
 int codec_zmodel_predict(const uint8_t *data, size_t len, const struct codec_zmodel_params *p,
                          struct codec_zmodel_token **toks, size_t *ntoks);
 
+/*
+ * The same prediction with up to `threads` workers (0 or 1: the calling thread alone; 2 or
+ * more: two). At levels 4-9 (default and filtered strategies) on 32 KiB or more, a second
+ * thread predicts the second half of the data from the state the first will have there (see
+ * zm_sync in zmodel.c): the tokens are those of one worker, always. Returns as above.
+ */
+int codec_zmodel_predict_threads(const uint8_t *data, size_t len,
+                                 const struct codec_zmodel_params *p, unsigned threads,
+                                 struct codec_zmodel_token **toks, size_t *ntoks);
+
 /* How far a prediction agrees with a recorded stream. */
 struct codec_zmodel_agreement {
     size_t tokens;           /* tokens of the recorded stream, each literal counted as one */

@@ -23,6 +23,8 @@
  * prefix alone may differ from one of the whole data (a match or lazy step reaching past it). */
 #define ZR_TRIAL 65536u
 #define ZR_TRIAL_MARGIN 1024u
+/* Data up to this long is tried whole: a prefix trial would save little and cost a rerun. */
+#define ZR_TRIAL_WHOLE (2 * ZR_TRIAL)
 
 typedef struct codec_zmodel_token zr_tok;
 
@@ -151,10 +153,10 @@ static bool zr_layout_is_zlibs(const struct codec_deflate_desc *d, const size_t 
  * 8 and 9, the memLevel the first block's size gives away) and stopping at full agreement.
  */
 static int zr_detect(const struct codec_deflate_desc *d, const uint8_t *data, const zr_tok *a,
-                     size_t na, const size_t *bsyms, struct codec_zmodel_params *best,
-                     zr_tok **full_pt, size_t *full_npt)
+                     size_t na, const size_t *bsyms, unsigned threads,
+                     struct codec_zmodel_params *best, zr_tok **full_pt, size_t *full_npt)
 {
-    size_t plen = d->out_len < ZR_TRIAL ? d->out_len : ZR_TRIAL;
+    size_t plen = d->out_len <= ZR_TRIAL_WHOLE ? d->out_len : ZR_TRIAL;
     size_t limit = plen == d->out_len ? plen : plen - ZR_TRIAL_MARGIN;
     int levels[9], nlev = 0, strategies[4], nstr = 0, mems[9], nmem = 0, wbits[7], nwb = 0;
     size_t best_eq = 0;
@@ -174,8 +176,19 @@ static int zr_detect(const struct codec_deflate_desc *d, const uint8_t *data, co
         for (int l = 1; l <= 5; l++)
             levels[nlev++] = l;
     }
+    /* Z_FILTERED (libpng's and Pillow's choice for filtered rows) drops every match of 5 or
+     * less at levels 4-9: a stream with many matches and none that short is tried as filtered
+     * first */
+    size_t nmatch = 0, nshort = 0;
+    for (size_t i = 0; i < na; i++) {
+        nmatch += a[i].dist != 0;
+        nshort += a[i].dist != 0 && a[i].len <= 5;
+    }
+    bool filtered_first = flevel != 0 && nmatch >= 16 && nshort == 0;
+    if (filtered_first)
+        strategies[nstr++] = CODEC_ZMODEL_FILTERED;
     strategies[nstr++] = CODEC_ZMODEL_DEFAULT;
-    if (flevel != 0)
+    if (flevel != 0 && !filtered_first)
         strategies[nstr++] = CODEC_ZMODEL_FILTERED;
     if (flevel <= 0) {
         strategies[nstr++] = CODEC_ZMODEL_RLE;
@@ -225,14 +238,15 @@ static int zr_detect(const struct codec_deflate_desc *d, const uint8_t *data, co
                             continue;
                         zr_tok *pt = NULL;
                         size_t npt = 0, total;
-                        int rc = codec_zmodel_predict(data, plen, &p, &pt, &npt);
+                        int rc = codec_zmodel_predict_threads(data, plen, &p, threads, &pt, &npt);
                         if (rc)
                             return rc;
                         size_t eq = zr_agree(a, na, pt, npt, limit, &total);
                         /* several settings may agree on the prefix: the whole data decides */
                         if (eq == total && plen < d->out_len) {
                             free(pt);
-                            if ((rc = codec_zmodel_predict(data, d->out_len, &p, &pt, &npt)) != 0)
+                            if ((rc = codec_zmodel_predict_threads(data, d->out_len, &p, threads,
+                                                                   &pt, &npt)) != 0)
                                 return rc;
                             size_t all, full = zr_agree(a, na, pt, npt, d->out_len, &all);
                             if (full < all)
@@ -636,7 +650,7 @@ static int zr_header(struct codec_dfl_rd *r, size_t len, struct codec_deflate_de
 }
 
 int codec_zrecipe_parse(const uint8_t *buf, size_t buf_len, const uint8_t *data, size_t len,
-                        size_t max_out, struct codec_deflate_desc **desc)
+                        size_t max_out, unsigned threads, struct codec_deflate_desc **desc)
 {
     struct codec_dfl_rd r = {buf, buf_len};
     struct codec_deflate_desc *d = NULL;
@@ -653,7 +667,7 @@ int codec_zrecipe_parse(const uint8_t *buf, size_t buf_len, const uint8_t *data,
     if (!(d = calloc(1, sizeof(*d))))
         return -ENOMEM;
     if ((rc = zr_header(&r, len, d, &p)) != 0 ||
-        (rc = codec_zmodel_predict(data, len, &p, &pt, &npt)) != 0 ||
+        (rc = codec_zmodel_predict_threads(data, len, &p, threads, &pt, &npt)) != 0 ||
         (rc = zr_decode(&r, d, data, len, &p, pt, npt)) != 0)
         goto out;
     *desc = d;
@@ -772,7 +786,8 @@ out:
 }
 
 int codec_zrecipe_make(const struct codec_deflate_desc *desc, const uint8_t *data, size_t len,
-                       uint8_t **out, size_t *out_len, struct codec_zrecipe_info *info)
+                       unsigned threads, uint8_t **out, size_t *out_len,
+                       struct codec_zrecipe_info *info)
 {
     struct codec_zrecipe_info inf = {0};
     struct zr_buf b = {0};
@@ -791,8 +806,9 @@ int codec_zrecipe_make(const struct codec_deflate_desc *desc, const uint8_t *dat
     if (!coded)
         return -ENOTSUP;
     if ((rc = zr_unify(desc, &a, &na, &bsyms)) != 0 ||
-        (rc = zr_detect(desc, data, a, na, bsyms, &inf.params, &pt, &npt)) != 0 ||
-        (!pt && (rc = codec_zmodel_predict(data, len, &inf.params, &pt, &npt)) != 0))
+        (rc = zr_detect(desc, data, a, na, bsyms, threads, &inf.params, &pt, &npt)) != 0 ||
+        (!pt &&
+         (rc = codec_zmodel_predict_threads(data, len, &inf.params, threads, &pt, &npt)) != 0))
         goto out;
     /* Z_FIXED finds the same matches as the default strategy and only changes block heads. */
     if (inf.params.strategy == CODEC_ZMODEL_DEFAULT &&

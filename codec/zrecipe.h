@@ -80,19 +80,23 @@ struct codec_zrecipe_info {
  * Describe desc, which describes data[0..len), as a modelled recipe: the zlib parameters are
  * found by trial on the data (the zlib header's level hint first), then the differences are
  * coded. *out (malloc'd, owned by the caller) holds *out_len bytes; info (may be NULL) gets the
- * figures. Returns 0; -ENOTSUP when the stream has no compressed block to model or the recipe
- * would not rebuild desc exactly; -EINVAL when data is not desc's; -EFBIG, -ENOMEM.
+ * figures. threads: workers for the model's prediction of the whole data
+ * (codec_zmodel_predict_threads). Returns 0; -ENOTSUP when the stream has no compressed block to
+ * model or the recipe would not rebuild desc exactly; -EINVAL when data is not desc's; -EFBIG,
+ * -ENOMEM.
  */
 int codec_zrecipe_make(const struct codec_deflate_desc *desc, const uint8_t *data, size_t len,
-                       uint8_t **out, size_t *out_len, struct codec_zrecipe_info *info);
+                       unsigned threads, uint8_t **out, size_t *out_len,
+                       struct codec_zrecipe_info *info);
 
 /*
  * Rebuild the description from a modelled recipe (untrusted bytes) and the data it describes,
  * data[0..len) with len <= max_out (at most CODEC_INFLATE_MAX_OUT). On success *desc is owned
- * by the caller; emitting it still checks every token against the data (deflate.h). Returns 0,
+ * by the caller; emitting it still checks every token against the data (deflate.h). threads:
+ * as for codec_zrecipe_make. Returns 0,
  * -EINVAL (malformed, or not a recipe of this data), -EFBIG, -ENOMEM.
  */
 int codec_zrecipe_parse(const uint8_t *buf, size_t buf_len, const uint8_t *data, size_t len,
-                        size_t max_out, struct codec_deflate_desc **desc);
+                        size_t max_out, unsigned threads, struct codec_deflate_desc **desc);
 
 #endif

@@ -382,7 +382,7 @@ static int parts_one(const struct set *s, int i, const struct nn_ae *ae, double 
     int rc = run_op(s->ct, OP_ENCODE, s->in[i].buf, s->in[i].len, 2);
     double t1 = now();
     if (rc == 0)
-        rc = codec_split(s->in[i].buf, s->in[i].len, &img, &env, &el, NULL, 0);
+        rc = codec_split_threads(s->in[i].buf, s->in[i].len, 2, &img, &env, &el, NULL, 0);
     double t2 = now();
     if (rc == 0)
         rc = codec_pixcode_encode(img, &po, &pix, &pl);
@@ -412,7 +412,7 @@ static int parts_one(const struct set *s, int i, const struct nn_ae *ae, double 
         rc = codec_pixcode_decode(pix, pl, &back, NULL, 2);
     t2 = now();
     if (rc == 0)
-        rc = codec_join(&back, env, el, &file, &fl);
+        rc = codec_join_threads(&back, env, el, 2, &file, &fl);
     t3 = now();
     t[P_DEC] += t1 - t0;
     t[P_PIXDEC] += t2 - t1;

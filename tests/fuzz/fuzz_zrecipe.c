@@ -25,9 +25,9 @@ static void stream_case(const uint8_t *in, size_t n)
         return;
     if (rc != 0)
         abort();
-    rc = codec_zrecipe_make(d, out, out_len, &rec, &rl, NULL);
+    rc = codec_zrecipe_make(d, out, out_len, 1, &rec, &rl, NULL);
     if (rc == 0) {
-        if (codec_zrecipe_parse(rec, rl, out, out_len, FUZZ_MAX_OUT, &p) != 0 ||
+        if (codec_zrecipe_parse(rec, rl, out, out_len, FUZZ_MAX_OUT, 1, &p) != 0 ||
             codec_deflate_emit(p, out, out_len, &again, &al) != 0 || al != n ||
             memcmp(again, in, n) != 0)
             abort();
@@ -52,7 +52,7 @@ static void recipe_case(const uint8_t *in, size_t n)
     size_t rl = n - 2 - dl, zl = 0, back_len = 0;
     struct codec_deflate_desc *d = NULL, *b = NULL;
     uint8_t *z = NULL, *back = NULL;
-    int rc = codec_zrecipe_parse(rec, rl, data, dl, FUZZ_MAX_OUT, &d);
+    int rc = codec_zrecipe_parse(rec, rl, data, dl, FUZZ_MAX_OUT, 1, &d);
     if (rc == -EINVAL || rc == -EFBIG)
         return;
     if (rc != 0)

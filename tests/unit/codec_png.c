@@ -68,25 +68,33 @@ static void png_stats_print(struct png_stats *s)
     fflush(stdout);
 }
 
-/* Split, join, compare; the image (caller frees) or a failed test. */
+/*
+ * Split, join, compare; the image (caller frees) or a failed test. Calls alternate between a
+ * split with two workers and a join with one, and the other way round: either way must give
+ * back the file (codec_zmodel_predict_threads cuts the zlib replay in two).
+ */
 static struct codec_image *png_roundtrip(const uint8_t *buf, size_t len, const char *what,
                                          struct png_stats *st)
 {
+    static unsigned calls;
+    unsigned split_threads = calls % 2 ? 2 : 1, join_threads = 3 - split_threads;
+    calls++;
     struct codec_image *img = NULL;
     uint8_t *env = NULL, *out = NULL;
     size_t env_len = 0, out_len = 0;
     char why[128] = "";
-    int ret = codec_split(buf, len, &img, &env, &env_len, why, sizeof(why));
+    int ret = codec_split_threads(buf, len, split_threads, &img, &env, &env_len, why, sizeof(why));
     ck_assert_msg(ret == 0, "%s: split %d (%s)", what, ret, why);
     ck_assert_int_eq(img->format, CODEC_FORMAT_PNG);
-    ret = codec_join(img, env, env_len, &out, &out_len);
+    ret = codec_join_threads(img, env, env_len, join_threads, &out, &out_len);
     if (ret != 0 && getenv("IMGC_DUMP")) {
         FILE *f = fopen(getenv("IMGC_DUMP"), "wb");
         fwrite(buf, 1, len, f);
         fclose(f);
     }
-    ck_assert_msg(ret == 0, "%s: join %d", what, ret);
-    ck_assert_msg(out_len == len && memcmp(out, buf, len) == 0, "%s: join differs", what);
+    ck_assert_msg(ret == 0, "%s: join %d (threads %u, %u)", what, ret, split_threads, join_threads);
+    ck_assert_msg(out_len == len && memcmp(out, buf, len) == 0, "%s: join differs (threads %u, %u)",
+                  what, split_threads, join_threads);
     if (st && st->n < sizeof(st->pct) / sizeof(st->pct[0])) {
         double pct = 100.0 * (double)png_recipe_len(env, env_len) / (double)len;
         st->pct[st->n++] = pct;

@@ -166,8 +166,8 @@ static size_t measure(const char *settings, struct tally *t)
         size_t rec_len = 0, again_len = 0;
         struct codec_zrecipe_info info;
         struct codec_deflate_desc *back = NULL;
-        ck_assert_int_eq(codec_zrecipe_make(d, out, out_len, &rec, &rec_len, &info), 0);
-        ck_assert_int_eq(codec_zrecipe_parse(rec, rec_len, out, out_len, MAX_OUT, &back), 0);
+        ck_assert_int_eq(codec_zrecipe_make(d, out, out_len, 1, &rec, &rec_len, &info), 0);
+        ck_assert_int_eq(codec_zrecipe_parse(rec, rec_len, out, out_len, MAX_OUT, 1, &back), 0);
         ck_assert_int_eq(codec_deflate_emit(back, out, out_len, &again, &again_len), 0);
         ck_assert(again_len == cl && memcmp(again, comp, cl) == 0);
         bool perfect = info.corrections == 0 && info.block_exceptions == 0 && !info.explicit_layout;
@@ -312,6 +312,74 @@ START_TEST(test_edges)
 END_TEST
 
 /*
+ * Two workers predict exactly what one does (codec_zmodel_predict_threads): at every lazy level
+ * and both strategies that cut the data, several windows and hash sizes, on data where the two
+ * halves meet at once (image-like rows), late or never (random bytes: no match, so no state to
+ * meet in), with matches running across the cut (zeros, repeated text), and sizes on both sides
+ * of the 32 KiB below which one worker does it all. The greedy levels and the other strategies
+ * go through the same call.
+ */
+START_TEST(test_threads)
+{
+    enum { N = 100000 };
+    uint8_t *img = malloc(N), *rnd = malloc(N), *zero = calloc(1, N), *text = malloc(N);
+    ck_assert(img && rnd && zero && text);
+    uint32_t x = 12345;
+    for (size_t i = 0; i < N; i++) {
+        x = x * 1103515245u + 12345u;
+        size_t row = i / 512, col = i % 512;
+        /* filtered-looking rows: mostly small values, some structure, some noise */
+        img[i] = (uint8_t)(col == 0 ? 1
+                                    : ((row * 7 + col / 16) % 5) +
+                                          ((x >> 16) % 3 == 0 ? (x >> 24) % 7 : 0));
+        rnd[i] = (uint8_t)(x >> 24);
+    }
+    static const char words[] = "the quick brown fox jumps over the lazy dog; pack my box with "
+                                "five dozen liquor jugs. ";
+    for (size_t i = 0; i < N; i++)
+        text[i] = (uint8_t)words[(i * 7 / 5 + i / 1000) % (sizeof(words) - 1)];
+    const struct {
+        const uint8_t *d;
+        size_t len;
+    } in[] = {{img, N}, {img, 32767}, {img, 32768}, {rnd, 40000}, {zero, N}, {text, 70001}};
+    const int geo[][2] = {{8, 15}, {1, 9}, {9, 12}}; /* memLevel, windowBits */
+    for (size_t k = 0; k < sizeof(in) / sizeof(in[0]); k++)
+        for (int level = 1; level <= 9; level++)
+            for (int strat = 0; strat <= 4; strat++)
+                for (size_t g = 0; g < sizeof(geo) / sizeof(geo[0]); g++) {
+                    /* the cut applies at 4-9, default and filtered: there, all of them; else
+                     * one setting each */
+                    bool cut = level >= 4 && strat <= 1;
+                    if (!cut && (g > 0 || (level != 1 && level != 6)))
+                        continue;
+                    if (cut && (level == 9 ? g > 0 : level != 4 && level != 6 && g > 0))
+                        continue;
+                    const struct codec_zmodel_params p = {level, geo[g][0], geo[g][1], strat};
+                    struct codec_zmodel_token *t1 = NULL, *t2 = NULL;
+                    size_t n1 = 0, n2 = 0;
+                    ck_assert_int_eq(
+                        codec_zmodel_predict_threads(in[k].d, in[k].len, &p, 1, &t1, &n1), 0);
+                    ck_assert_int_eq(
+                        codec_zmodel_predict_threads(in[k].d, in[k].len, &p, 2, &t2, &n2), 0);
+                    ck_assert_msg(
+                        n1 == n2 && memcmp(t1, t2, n1 * sizeof(*t1)) == 0,
+                        "input %zu level %d strategy %d mem %d wbits %d: %zu vs %zu tokens", k,
+                        level, strat, geo[g][0], geo[g][1], n1, n2);
+                    size_t covered = 0;
+                    for (size_t i = 0; i < n2; i++)
+                        covered += t2[i].len;
+                    ck_assert_uint_eq(covered, in[k].len);
+                    free(t1);
+                    free(t2);
+                }
+    free(img);
+    free(rnd);
+    free(zero);
+    free(text);
+}
+END_TEST
+
+/*
  * A modelled recipe is untrusted when read back: every truncation must be refused, and every
  * byte flip refused or turned into a description whose stream (if emit accepts it) still
  * inflates to exactly the data: never a crash, never other bytes.
@@ -343,10 +411,10 @@ START_TEST(test_recipe_malformed)
     ck_assert_int_eq(codec_zlib_record(comp, comp_len, MAX_OUT, &out, &out_len, &d), 0);
     ck_assert_uint_eq(out_len, data_len);
     ck_assert(memcmp(out, data, data_len) == 0);
-    ck_assert_int_eq(codec_zrecipe_make(d, out, out_len, &rec, &rec_len, NULL), 0);
+    ck_assert_int_eq(codec_zrecipe_make(d, out, out_len, 1, &rec, &rec_len, NULL), 0);
     for (size_t cut = 0; cut < rec_len; cut++) {
         struct codec_deflate_desc *p = NULL;
-        ck_assert_int_eq(codec_zrecipe_parse(rec, cut, out, out_len, MAX_OUT, &p), -EINVAL);
+        ck_assert_int_eq(codec_zrecipe_parse(rec, cut, out, out_len, MAX_OUT, 1, &p), -EINVAL);
     }
     size_t refused = 0, other = 0;
     for (size_t i = 0; i < rec_len; i++)
@@ -355,7 +423,7 @@ START_TEST(test_recipe_malformed)
             struct codec_deflate_desc *p = NULL, *back = NULL;
             uint8_t *z = NULL, *again = NULL;
             size_t zl = 0, al = 0;
-            int rc = codec_zrecipe_parse(rec, rec_len, out, out_len, MAX_OUT, &p);
+            int rc = codec_zrecipe_parse(rec, rec_len, out, out_len, MAX_OUT, 1, &p);
             ck_assert(rc == 0 || rc == -EINVAL || rc == -EFBIG);
             if (rc == 0 && codec_deflate_emit(p, out, out_len, &z, &zl) == 0) {
                 ck_assert_int_eq(codec_zlib_record(z, zl, MAX_OUT, &again, &al, &back), 0);
@@ -387,6 +455,7 @@ static Suite *codec_zmodel_suite(void)
     tcase_add_test(t, test_levels);
     tcase_add_test(t, test_variants);
     tcase_add_test(t, test_edges);
+    tcase_add_test(t, test_threads);
     tcase_add_test(t, test_recipe_malformed);
     suite_add_tcase(s, t);
     return s;
