@@ -134,22 +134,33 @@ static uint32_t zm_longest(const struct zm *z, uint32_t s, uint32_t cur, uint32_
     const uint8_t *data = z->data, *scan = data + s;
     const uint32_t *prev = z->prev, wmask = z->wmask;
     uint32_t found = *start;
+    if (best >= max) /* no candidate can be longer: walk nothing (the chain is not counted) */
+        goto done;
+    /* the two bytes that end a match as long as best, and the two that start one: a candidate
+     * that differs in either cannot beat best (best >= 2 always) */
+    uint16_t head2, end2;
+    memcpy(&head2, scan, 2);
+    memcpy(&end2, scan + best - 1, 2);
     for (;;) {
         const uint8_t *m = data + cur;
-        if (best < max && m[best] == scan[best] && m[best - 1] == scan[best - 1] &&
-            m[0] == scan[0]) {
+        uint16_t me, mh;
+        memcpy(&me, m + best - 1, 2);
+        memcpy(&mh, m, 2);
+        if (me == end2 && mh == head2) {
             uint32_t l = zm_common(m, scan, max);
             if (l > best) {
                 found = cur;
                 best = l;
-                if (l >= nice)
+                if (l >= nice || best >= max)
                     break;
+                memcpy(&end2, scan + best - 1, 2);
             }
         }
         cur = prev[cur & wmask];
         if (cur <= lim || --chain == 0)
             break;
     }
+done:
     *start = found;
     return best <= lookahead ? best : lookahead;
 }
