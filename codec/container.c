@@ -599,6 +599,51 @@ out:
 
 /* ---- Features -------------------------------------------------------------------------------- */
 
+/*
+ * The pixel stream of img in *pix (caller frees) by the predictor opts->coder asks for;
+ * coder_id gets the coder model's id, or stays zero for predictor 0. 0 or an error of
+ * codec_pixcode_encode.
+ */
+static int encode_pixels(const struct codec_ct *ct, const struct codec_image *img,
+                         const struct codec_ct_opts *opts, uint8_t *coder_id, uint8_t **pix,
+                         size_t *pix_len)
+{
+    struct codec_pixcode_opts po = {.threads = opts->threads};
+    const struct codec_pix_predictor *net = NULL;
+    const struct ct_shelf *cs = &ct->coders;
+    int mode = opts->coder == CODEC_CT_CODER_DEFAULT ? CODEC_CT_CODER_FIXED : opts->coder;
+    if (mode != CODEC_CT_CODER_FIXED && cs->enc < cs->n) {
+        /* a coder model this build cannot load (a later release's, say) must not stop files
+         * from being stored: predictor 0 codes them, and the header says so */
+        int rc = get_coder(ct, cs->s[cs->enc].id, &net);
+        if (rc != 0 && rc != -ENOENT)
+            return rc;
+    }
+    if (!net || mode == CODEC_CT_CODER_SMALLEST) {
+        int rc = codec_pixcode_encode(img, &po, pix, pix_len);
+        if (rc != 0 || !net)
+            return rc;
+    }
+    uint8_t *p1 = NULL;
+    size_t n1 = 0;
+    po.pred = net;
+    int rc = codec_pixcode_encode(img, &po, &p1, &n1);
+    if (rc != 0) {
+        free(*pix);
+        *pix = NULL;
+        return rc;
+    }
+    if (*pix && *pix_len <= n1) {
+        free(p1);
+        return 0;
+    }
+    free(*pix);
+    *pix = p1;
+    *pix_len = n1;
+    memcpy(coder_id, cs->s[cs->enc].id, KEYS_ID_BYTES);
+    return 0;
+}
+
 /* The first frame of img as the autoencoder's image (pointing into img, or a new copy). */
 static int first_frame(const struct codec_image *img, struct nn_ae_image *fr, void **copy)
 {
@@ -854,20 +899,8 @@ int codec_ct_encode(const struct codec_ct *ct, const uint8_t *buf, size_t len,
     rc = codec_split_threads(buf, len, opts->threads, &img, &env, &env_len, NULL, 0);
     if (rc != 0)
         return rc;
-    struct codec_pixcode_opts po = {.threads = opts->threads};
     uint8_t coder_id[KEYS_ID_BYTES] = {0};
-    const struct ct_shelf *cs = &ct->coders;
-    if (cs->enc < cs->n) {
-        /* a coder model this build cannot load (a later release's, say) must not stop files
-         * from being stored: predictor 0 codes them, and the header says so */
-        rc = get_coder(ct, cs->s[cs->enc].id, &po.pred);
-        if (rc == 0)
-            memcpy(coder_id, cs->s[cs->enc].id, KEYS_ID_BYTES);
-        else if (rc != -ENOENT)
-            goto out;
-        rc = 0;
-    }
-    if ((rc = codec_pixcode_encode(img, &po, &pix, &pix_len)) != 0)
+    if ((rc = encode_pixels(ct, img, opts, coder_id, &pix, &pix_len)) != 0)
         goto out;
     if ((rc = make_features(ct, img, buf, len, opts->no_features, &status, ae_id, &feat,
                             &feat_len)) != 0)

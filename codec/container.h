@@ -152,20 +152,34 @@ struct codec_ct;
 
 /* From an unlocked keyring: derives the container subkey and lists the keyring's
  * autoencoders and coder models; the ring must outlive the result (model bytes are read from
- * it). Encoding uses the autoencoder added last to the keyring, else the built-in one, and the
- * coder model (KEYS_MODEL_CODER) added last, else the built-in one if the library has one, else
- * the fixed predictor 0. A model whose bytes this build does not load (a later release's) is
- * remembered as such: encoding then uses predictor 0 (a coder) or no features (an autoencoder)
- * rather than failing, and decoding a container that names it gives -ENOENT. 0, -ENOMEM or an
- * error of keys_ring_subkey. Free with codec_ct_free. */
+ * it). Encoding uses the autoencoder added last to the keyring, else the built-in one, and, in
+ * the coder modes that use one (enum codec_ct_coder), the coder model (KEYS_MODEL_CODER) added
+ * last, else the built-in one, else the fixed predictor 0. A model whose bytes this build does not
+ * load (a later release's) is remembered as such: encoding then uses predictor 0 (a coder) or no
+ * features (an autoencoder) rather than failing, and decoding a container that names it gives
+ * -ENOENT. 0, -ENOMEM or an error of keys_ring_subkey. Free with codec_ct_free. */
 int codec_ct_new(const struct keys_ring *ring, struct codec_ct **out);
 /* From a container key the caller holds (not owned; it must outlive the result) and only the
  * built-in models: tests, fuzzing, and callers that keep their own subkeys. */
 int codec_ct_new_key(const struct keys_key *container_key, struct codec_ct **out);
 void codec_ct_free(struct codec_ct *ct);
 
+/*
+ * Which predictor codes the pixels (the container names the one it used; decoding needs no
+ * choice). The neural predictor (codec/pixnet.h) uses the coder model codec_ct_new picked;
+ * without one, predictor 0 codes in every mode. The trade-off, measured in README.md: the
+ * neural predictor makes most slices a few percent smaller and codes several times slower.
+ */
+enum codec_ct_coder {
+    CODEC_CT_CODER_DEFAULT = 0,  /* CODEC_CT_CODER_FIXED */
+    CODEC_CT_CODER_FIXED = 1,    /* predictor 0 only: the fastest */
+    CODEC_CT_CODER_NEURAL = 2,   /* the neural predictor only */
+    CODEC_CT_CODER_SMALLEST = 3, /* both; the smaller stream is kept, predictor 0 on a tie */
+};
+
 struct codec_ct_opts {
     unsigned threads; /* pixel coder workers; 0 or 1: the calling thread */
+    int coder;        /* enum codec_ct_coder */
     int no_features;  /* store no features (status CODEC_CT_FEATURES_DISABLED) */
     int verify;       /* decode the result and compare it with the input before returning */
 };

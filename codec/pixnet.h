@@ -10,23 +10,26 @@
  * interpolated between known neighbours on both sides rather than extrapolated from above and
  * left; the price is the coarse base grid, which is predicted from neighbours 8 pixels away.
  *
- * Measured (a model trained by scripts/train_coder.sh: two networks 15-16-16-2, 40 x 400
- * steps; median bits per sample, predictor 0 -> 1): held-out mricron slices 8-bit 2.169 ->
- * 2.128, 16-bit 3.035 -> 2.994; the six PNGs of tests/data 1.482 -> 1.478 (better on the axial
- * slices, 4-8% worse on the coronal 512 and sagittal 256 ones); and 2-3 times slower (decode of
- * a 512^2 slice 41 ms against 13 ms on one core). That is not a measurable gain, so no default
- * model is shipped: models/coder-default.pixnet is empty, which the library reads as "none",
- * and containers keep predictor 0 unless a keyring holds a coder model.
- * Where the bits go (ideal static code length per pass and context, coronal 512 slice; the
- * share of the pixels -> bits per sample): base grid 1.6% -> 4.0, D(4) 1.6% -> 3.2, C(4) 3% ->
- * 2.6, D(2) 6% -> 2.2, C(2) 12.5% -> 1.6, D(1) 25% -> 1.6, C(1) 50% -> 1.0: the coarse passes,
- * a quarter of the pixels, take 37% of the bits. Even with a separate table per pass and
- * context and no table cost, it codes at 1.4265 (predictor 0: 1.427 as stored) and the
- * sagittal 256 slice at 2.01 (1.973): the loss there is the prediction, not the coding.
- * Tried on top of this model, none measurably better: a scale context mixing the network's
- * log-scale with the nearest neighbours' actual residuals (+-0.3% on the held-out slices);
- * a per-pass scale offset adapted row by row from the coded residuals (2-4% worse); stripes
- * of 8k+1 rows so the base grid covers the stripe's last row (no gain).
+ * Measured, the shipped model (models/coder-default.pixnet, made by scripts/train_coder.sh: two
+ * networks 15-32-32-32-2, 60 x 400 steps; bits per sample, predictor 0 -> 1): held-out mricron
+ * slices, 8-bit median 2.169 -> 2.034 (smaller on 36 of 36), 16-bit 3.035 -> 2.950 (18 of 18);
+ * the PNGs of tests/data: axial slices 9-10% smaller, the coronal 512 slice 2% and the
+ * sagittal 256 one 4% larger; and about five times slower than predictor 0 on one core. A
+ * smaller model (two hidden layers of 16) was within 2% of predictor 0 and is not shipped.
+ * So containers use predictor 0 unless asked (container.h, enum codec_ct_coder: "neural", or
+ * "smallest", which codes with both and keeps the smaller stream).
+ * Where the bits go (the earlier 16-wide model; ideal static code length per pass and context,
+ * coronal 512 slice; the share of the pixels -> bits per sample): base grid 1.6% -> 4.0, D(4) 1.6%
+ * -> 3.2, C(4) 3% -> 2.6, D(2) 6% -> 2.2, C(2) 12.5% -> 1.6, D(1) 25% -> 1.6, C(1) 50% -> 1.0: the
+ * coarse passes, a quarter of the pixels, take 37% of the bits. Even with a separate table per pass
+ * and context and no table cost, it codes at 1.4265 (predictor 0: 1.427 as stored) and the sagittal
+ * 256 slice at 2.01 (1.973): the loss there is the prediction, not the coding. Tried on top of that
+ * model, none measurably better: a scale context mixing the network's log-scale with the nearest
+ * neighbours' actual residuals (+-0.3% on the held-out slices); a per-pass scale offset adapted row
+ * by row from the coded residuals (2-4% worse); stripes of 8k+1 rows so the base grid covers the
+ * stripe's last row (no gain); on the shipped model, a bias correction per pass and scale context
+ * adapted row by row as in JPEG-LS (2-13% worse in a simulation on the held-out slices: the
+ * network's mean is not biased, and the correction follows noise).
  *
  * Coding order within a stripe of R rows and W columns (rows and columns counted from the
  * stripe's first row and column; "(dy, dx)" is the pixel at row y + dy, column x + dx):

@@ -31,12 +31,23 @@
 #define CONTENT_LABEL "content"                  /* as the filesystem's */
 
 const char imgcrypt_image_usage[] =
-    "  encrypt [--keyring PATH] [SECRET] [--threads N] [--no-features] [--force] BACKING IN OUT\n"
+    "  encrypt [--keyring PATH] [SECRET] [--threads N] [--coder fixed|neural|smallest]\n"
+    "          [--no-features] [--force] BACKING IN OUT\n"
     "  decrypt [--keyring PATH] [SECRET] [--threads N] [--force] BACKING IN OUT\n"
     "  preview [--keyring PATH] [SECRET] [--force] BACKING IN OUT.png\n"
     "         (SECRET: --passfile F | --extpass CMD | --keyfile F; IN, OUT may be -)\n";
 
-enum { O_KEYRING = 1, O_PASSFILE, O_EXTPASS, O_KEYFILE, O_THREADS, O_NOFEAT, O_FORCE, O_HELP };
+enum {
+    O_KEYRING = 1,
+    O_PASSFILE,
+    O_EXTPASS,
+    O_KEYFILE,
+    O_THREADS,
+    O_NOFEAT,
+    O_FORCE,
+    O_CODER,
+    O_HELP
+};
 
 static const struct option image_opts[] = {
     {"keyring", required_argument, NULL, O_KEYRING},
@@ -46,6 +57,7 @@ static const struct option image_opts[] = {
     {"threads", required_argument, NULL, O_THREADS},
     {"no-features", no_argument, NULL, O_NOFEAT},
     {"force", no_argument, NULL, O_FORCE},
+    {"coder", required_argument, NULL, O_CODER},
     {"help", no_argument, NULL, O_HELP},
     {NULL, 0, NULL, 0},
 };
@@ -55,7 +67,7 @@ struct image_args {
     struct keys_source src;
     int have_src;
     unsigned threads;
-    int no_features, force;
+    int no_features, force, coder;
 };
 
 static int usage(void)
@@ -117,6 +129,18 @@ static int parse_args(int argc, char **argv, const char *allowed, struct image_a
             break;
         case O_FORCE:
             a->force = 1;
+            break;
+        case O_CODER:
+            if (strcmp(optarg, "fixed") == 0) {
+                a->coder = CODEC_CT_CODER_FIXED;
+            } else if (strcmp(optarg, "neural") == 0) {
+                a->coder = CODEC_CT_CODER_NEURAL;
+            } else if (strcmp(optarg, "smallest") == 0) {
+                a->coder = CODEC_CT_CODER_SMALLEST;
+            } else {
+                tool_error("--coder takes fixed, neural or smallest");
+                return TOOL_EXIT_USAGE;
+            }
             break;
         default:
             break;
@@ -361,7 +385,7 @@ int imgcrypt_encrypt(int argc, char **argv)
     size_t len = 0, res_len = 0;
     int e, ret = begin(argc, argv,
                        (char[]){O_KEYRING, O_PASSFILE, O_EXTPASS, O_KEYFILE, O_THREADS, O_NOFEAT,
-                                O_FORCE, 0},
+                                O_CODER, O_FORCE, 0},
                        &a, &buf, &len);
     if (ret != TOOL_EXIT_OK)
         return ret;
@@ -373,7 +397,8 @@ int imgcrypt_encrypt(int argc, char **argv)
         ret = TOOL_EXIT_IO;
         goto out;
     }
-    struct codec_ct_opts o = {.threads = a.threads, .no_features = a.no_features, .verify = 1};
+    struct codec_ct_opts o = {
+        .threads = a.threads, .coder = a.coder, .no_features = a.no_features, .verify = 1};
     e = codec_ct_encode(ct, buf, len, &o, &res, &res_len);
     if (e == 0) {
         e = write_output(a.out, res, res_len);

@@ -15,17 +15,17 @@
 # TESTDATA (../shared/testdata) and of tests/data.
 #
 # Training: one OpenBLAS thread, fixed seed; deterministic on a given machine and OpenBLAS
-# build. Two small networks (passes D and C), CODER_EPOCHS x CODER_STEPS mini-batches each.
-# About 1.5 minutes on one core (255 training images).
+# build. Two small networks (passes D and C: 15 features, three hidden layers of 32, two
+# outputs), CODER_EPOCHS x CODER_STEPS mini-batches each. About 3.5 minutes on one core (255
+# training images).
 #
 # usage: scripts/train_coder.sh [BUILD_DIR [WORK_DIR [TESTDATA]]]
 #   BUILD_DIR  holds bin/imgcrypt (default build)
 #   WORK_DIR   scratch folder for slices, the model and logs (default /tmp/imgc-train-coder)
 #   TESTDATA   held-out test images (default ../shared/testdata next to the repository)
-# Environment: CODER_EPOCHS (40), CODER_STEPS (400), CODER_HIDDEN (16), CODER_LAYERS (2),
-# CODER_SEED (1), CODER_INSTALL=1 to install the model as the default. Off by default: the
-# model this trains does not measurably beat predictor 0 on the test images, and it codes 2-3
-# times slower, so shipping it would not pay (see codec/pixnet.h).
+# Environment: CODER_EPOCHS (60), CODER_STEPS (400), CODER_HIDDEN (32), CODER_LAYERS (3),
+# CODER_SEED (1), CODER_INSTALL=1 to install the model as the default (what was done for the
+# shipped models/coder-default.pixnet; see codec/pixnet.h for its figures).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build=$(cd "${1:-$root/build}" && pwd)
@@ -51,8 +51,8 @@ done
 
 model=$work/coder.pixnet
 start=$(date +%s)
-"$imgcrypt" train --coder --data "$work/train" --epochs "${CODER_EPOCHS:-40}" \
-    --steps "${CODER_STEPS:-400}" --hidden "${CODER_HIDDEN:-16}" --layers "${CODER_LAYERS:-2}" \
+"$imgcrypt" train --coder --data "$work/train" --epochs "${CODER_EPOCHS:-60}" \
+    --steps "${CODER_STEPS:-400}" --hidden "${CODER_HIDDEN:-32}" --layers "${CODER_LAYERS:-3}" \
     --seed "${CODER_SEED:-1}" --out "$model" 2>&1 | tee "$work/train.log"
 echo "training took $(($(date +%s) - start)) s" | tee -a "$work/train.log"
 

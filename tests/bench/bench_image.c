@@ -4,6 +4,9 @@
  * costs once stored, and how fast it is stored, read back and previewed. Run by bench_image.sh,
  * which prints the reference lossless coders beside it.
  *
+ *   -c CODER: the container's coder mode (codec_ct_opts.coder): default, fixed, neural or
+ *   smallest. The "parts" of the speed lines time predictor 0 alone, whatever the mode.
+ *
  *   bench_image [-k KV] size FILE...
  *       One line per file: original and stored (container) sizes, their ratio, the sections
  *       (features, envelope, pixel stream, PNG framing), latent bits per pixel (the whole
@@ -138,11 +141,14 @@ static const char *features_name(enum codec_ct_features f)
     return "?";
 }
 
+/* Which predictor codes (-c; codec_ct_opts.coder). */
+static int coder_mode = CODEC_CT_CODER_DEFAULT;
+
 /* Encode, decode and compare: 0 and the container when the round trip holds. */
 static int round_trip(const struct codec_ct *ct, const struct input *in, unsigned threads,
                       uint8_t **out, size_t *out_len)
 {
-    struct codec_ct_opts o = {.threads = threads};
+    struct codec_ct_opts o = {.threads = threads, .coder = coder_mode};
     uint8_t *c = NULL, *back = NULL;
     size_t cl = 0, bl = 0;
     int rc = codec_ct_encode(ct, in->buf, in->len, &o, &c, &cl);
@@ -169,7 +175,7 @@ enum op { OP_ENCODE, OP_DECODE, OP_PREVIEW };
 static int run_op(const struct codec_ct *ct, enum op op, const uint8_t *buf, size_t len,
                   unsigned threads)
 {
-    struct codec_ct_opts o = {.threads = threads};
+    struct codec_ct_opts o = {.threads = threads, .coder = coder_mode};
     uint8_t *out = NULL;
     size_t ol = 0;
     int rc;
@@ -565,6 +571,19 @@ int main(int argc, char **argv)
         argc -= 2;
         argv += 2;
     }
+    if (argc >= 3 && strcmp(argv[1], "-c") == 0) {
+        static const char *const modes[] = {"default", "fixed", "neural", "smallest"};
+        coder_mode = -1;
+        for (int m = 0; m < 4; m++)
+            if (strcmp(argv[2], modes[m]) == 0)
+                coder_mode = m;
+        if (coder_mode < 0) {
+            fprintf(stderr, "bench_image: -c takes default, fixed, neural or smallest\n");
+            goto out;
+        }
+        argc -= 2;
+        argv += 2;
+    }
     if (keys_key_from_bytes(raw, KEYS_KEY_GCM, &key) != 0 || codec_ct_new_key(key, &ct) != 0) {
         fprintf(stderr, "bench_image: no container key\n");
         goto out;
@@ -574,8 +593,8 @@ int main(int argc, char **argv)
     else if (argc >= 5 && strcmp(argv[1], "speed") == 0)
         rc = cmd_speed(ct, kv, atoi(argv[2]), argv[3], argc - 4, argv + 4);
     else
-        fprintf(stderr, "usage: bench_image [-k KV] size FILE... | "
-                        "[-k KV] speed RUNS LABEL FILE...\n");
+        fprintf(stderr, "usage: bench_image [-k KV] [-c CODER] size FILE... | "
+                        "[-k KV] [-c CODER] speed RUNS LABEL FILE...\n");
 out:
     codec_ct_free(ct);
     keys_key_free(key);

@@ -119,15 +119,21 @@ init_id=$(sed -n 's/.*filesystem id \([0-9a-f]\{32\}\).*/\1/p' "$T/out")
 
 step "info shows version, scrypt cost, filesystem id, creation time and models"
 expect 0 "$IMGCRYPT" info b1
-# init puts the shipped default autoencoder into the model list (216 bytes + its table entry
-# + its weights)
+# init puts the shipped default autoencoder and coder model into the model list (216 bytes +
+# per model its table entry and its bytes)
 ae_default=$REPO/models/ae-default.params
 ae_id=$(sha256sum "$ae_default" | cut -c1-32)
 ae_size=$(stat -c %s "$ae_default")
-out_says "b1/imgcryptfs.keyring" "($((216 + 32 + ae_size)) bytes)" "format version: 1" \
-    "passphrase, scrypt N=2^10 r=8 p=1 (1 MiB)" "filesystem id:  $init_id" "models:         1"
+coder_default=$REPO/models/coder-default.pixnet
+coder_id=$(sha256sum "$coder_default" | cut -c1-32)
+coder_size=$(stat -c %s "$coder_default")
+out_says "b1/imgcryptfs.keyring" "($((216 + 32 + ae_size + 32 + coder_size)) bytes)" \
+    "format version: 1" "passphrase, scrypt N=2^10 r=8 p=1 (1 MiB)" "filesystem id:  $init_id" \
+    "models:         2"
 grep -Eq "^  $ae_id  autoencoder +$ae_size bytes$" "$T/out" ||
     fail "info does not list the default autoencoder $ae_id"
+grep -Eq "^  $coder_id  coder +$coder_size bytes$" "$T/out" ||
+    fail "info does not list the default coder model $coder_id"
 grep -Eq '^created: +[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2} UTC$' "$T/out" ||
     fail "no creation time in info"
 [[ ! -s $T/err ]] || fail "info printed on stderr for a sound keyring"
@@ -138,7 +144,7 @@ unlocks_with_pass b2 "$PW2"
 mkkey kf1
 expect 0 "$IMGCRYPT" init --keyfile kf1 b3
 expect 0 "$IMGCRYPT" info b3
-out_says "32-byte key file (HKDF-SHA256)" "models:         1"
+out_says "32-byte key file (HKDF-SHA256)" "models:         2"
 expect 0 "$IMGCRYPT" passwd --keyfile kf1 --new-keyfile kf1 b3
 [[ $(ls -A b3) == imgcryptfs.keyring ]] || fail "temporary files left in BACKING: $(ls -A b3)"
 

@@ -157,8 +157,8 @@ id=$(sha256sum kr.params | cut -c1-32)
 grep -q "added model $id to keyring backing/imgcryptfs.keyring" "$T/err" ||
     fail "no message naming the model id $id"
 expect 0 "$IMGCRYPT" info backing
-# the default autoencoder that init put there, and this one
-grep -q "^models: *2\$" "$T/out" || fail "info does not count two models"
+# the default autoencoder and coder model that init put there, and this one
+grep -q "^models: *3\$" "$T/out" || fail "info does not count three models"
 grep -Eq "^  $id  autoencoder +$(stat -c %s kr.params) bytes" "$T/out" ||
     fail "info does not list the model with its id, kind and size"
 expect 0 "$IMGCRYPT" train --eval "keyring:$id" --keyring backing --passfile pf data/slice-0.pgm
@@ -176,7 +176,7 @@ grep -q "holds model $id already" "$T/err" || fail "a model already held was not
 expect 0 "$IMGCRYPT" train --quantize other.params --data data --out other2.params \
     --keyring backing --passfile pf
 expect 0 "$IMGCRYPT" info backing
-grep -q "^models: *3\$" "$T/out" || fail "info does not count three models"
+grep -q "^models: *4\$" "$T/out" || fail "info does not count four models"
 expect 2 "$IMGCRYPT" train --eval keyring: --keyring backing --passfile pf data/slice-0.pgm
 one_line_error
 expect 0 "$IMGCRYPT" train --eval "keyring:${id:0:8}" --keyring backing --passfile pf \
@@ -200,7 +200,7 @@ one_line_error
 expect 1 "$IMGCRYPT" train --data data --epochs 1 --steps 1 --out y.params --keyring no-such
 one_line_error
 expect 0 "$IMGCRYPT" info backing
-grep -q "^models: *3\$" "$T/out" || fail "a refused command changed the keyring"
+grep -q "^models: *4\$" "$T/out" || fail "a refused command changed the keyring"
 
 step "bad arguments"
 expect 2 "$IMGCRYPT" train

@@ -641,11 +641,36 @@ START_TEST(test_coder_model)
     ck_assert_int_eq(codec_ct_new(r1, &c1), 0);
     size_t n = 0, cl = 0, bl = 0;
     uint8_t *f = make_png(70, 45, 1, 16, &n), *ct = NULL, *back = NULL;
-    struct codec_ct_opts o = {.verify = 1, .threads = 2};
+    struct codec_ct_opts o = {.verify = 1, .threads = 2, .coder = CODEC_CT_CODER_NEURAL};
     ck_assert_int_eq(codec_ct_encode(c1, f, n, &o, &ct, &cl), 0);
     struct codec_ct_info info;
     ck_assert_int_eq(codec_ct_info(ct, cl, &info), 0);
     ck_assert_mem_eq(info.coder_id, digest, KEYS_ID_BYTES);
+    /* the other modes: predictor 0 by default and when asked; the smaller of the two when
+     * asked for the smallest (sizes differ only by the pixel stream) */
+    static const uint8_t none[KEYS_ID_BYTES] = {0};
+    size_t sizes[4] = {0};
+    for (int mode = CODEC_CT_CODER_DEFAULT; mode <= CODEC_CT_CODER_SMALLEST; mode++) {
+        struct codec_ct_opts om = {.verify = 1, .threads = 1, .coder = mode};
+        uint8_t *cm = NULL, *bm = NULL;
+        size_t cml = 0, bml = 0;
+        ck_assert_int_eq(codec_ct_encode(c1, f, n, &om, &cm, &cml), 0);
+        ck_assert_int_eq(codec_ct_info(cm, cml, &info), 0);
+        if (mode == CODEC_CT_CODER_NEURAL)
+            ck_assert_mem_eq(info.coder_id, digest, KEYS_ID_BYTES);
+        else if (mode != CODEC_CT_CODER_SMALLEST)
+            ck_assert_mem_eq(info.coder_id, none, KEYS_ID_BYTES);
+        ck_assert_int_eq(codec_ct_decode(c1, cm, cml, 2, &bm, &bml), 0);
+        ck_assert_uint_eq(bml, n);
+        ck_assert_mem_eq(bm, f, n);
+        sizes[mode] = cml;
+        free(cm);
+        free(bm);
+    }
+    ck_assert_uint_eq(sizes[CODEC_CT_CODER_DEFAULT], sizes[CODEC_CT_CODER_FIXED]);
+    ck_assert_uint_eq(sizes[CODEC_CT_CODER_NEURAL], cl);
+    ck_assert_uint_eq(sizes[CODEC_CT_CODER_SMALLEST],
+                      sizes[CODEC_CT_CODER_FIXED] < cl ? sizes[CODEC_CT_CODER_FIXED] : cl);
     for (unsigned th = 1; th <= 2; th++) {
         ck_assert_int_eq(codec_ct_decode(c1, ct, cl, th, &back, &bl), 0);
         ck_assert_uint_eq(bl, n);
