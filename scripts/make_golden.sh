@@ -9,7 +9,9 @@
 #
 # Folders: v0 was made with this script by the code of commit 871372b (features zlib-coded,
 # keyring without models), v1 by the code of the commit that added this script (features by the
-# latent coder, default autoencoder in the keyring).
+# latent coder, default autoencoder in the keyring), v2 with GOLDEN_CODER=neural by the code of
+# the commit that shipped the default coder model (pixel streams by the neural predictor 1,
+# default autoencoder and coder model in the keyring).
 #
 # A folder holds:
 #   key                       the 32-byte key file of its keyring (test material, not a secret)
@@ -24,6 +26,7 @@
 #                             imgcrypt preview; "-" for a container without features)
 #
 # usage: scripts/make_golden.sh [BUILD_DIR] [FOLDER_NAME]   (default build, v1)
+# Environment: GOLDEN_CODER=fixed|neural|smallest, imgcrypt encrypt's --coder (default fixed).
 # Needs python3 with Pillow and pydicom (apt-get install python3-pil python3-pydicom).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -71,7 +74,8 @@ for src in mri-t1-sagittal-256.png mri-t1-axial-12in16bit.png mri-t1-axial-8bit.
     golden/$name/inputs/grey16-41x37.png golden/$name/inputs/rgb-96x80.png \
     golden/$name/inputs/tiny-7x5.pgm; do
     ct=$(basename "$src").ct
-    "$imgcrypt" encrypt --keyfile key store "$root/tests/data/$src" "$ct"
+    "$imgcrypt" encrypt --keyfile key --coder "${GOLDEN_CODER:-fixed}" store \
+        "$root/tests/data/$src" "$ct"
     [ "$(head -c 4 "$ct" | od -An -tx1 | tr -d ' ')" = 89504e47 ] ||
         { echo "make_golden: $src was not stored as an image" >&2; exit 1; }
     pv=-

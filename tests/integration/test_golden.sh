@@ -7,7 +7,9 @@
 # 2 threads; every preview must show what it showed then: the SHA-256 of its header and rows
 # (png_samples.py; not of the file, whose deflate settings may change) as recorded (the integer
 # decoder gives the same samples on every machine and thread count); a golden keyring must
-# still unlock. A failure here means a change broke images that an earlier release stored.
+# still unlock; a coder model a container names must be in its keyring's list, and at least one
+# folder (v2) must have been coded by the neural predictor. A failure here means a change broke
+# images that an earlier release stored.
 set -euo pipefail
 
 BIN=${IMGC_BIN:-build/bin}
@@ -33,6 +35,10 @@ fail() {
 folders=0
 checked=0
 previews=0
+neural=0
+# The coder model id a container names (header field at offset 48 of the "icHd" chunk's data,
+# which starts at byte 41 of the file; codec/container.h); zeros for predictor 0.
+coder_of() { od -An -tx1 -j89 -N16 "$1" | tr -d ' \n'; }
 for g in "$DATA"/golden/*/; do
     [[ -f $g/MANIFEST ]] || continue
     folders=$((folders + 1))
@@ -45,8 +51,16 @@ for g in "$DATA"/golden/*/; do
     cp "$g/store/imgcryptfs.keyring" "$w/store/"
     chmod 600 "$w/key" "$w/store/imgcryptfs.keyring"
     chmod 700 "$w/store"
+    "$IMGCRYPT" info "$w/store" >"$w/info" 2>"$T/err" ||
+        fail "$v: imgcrypt info of its keyring failed"
     while read -r ct src sum pv; do
         orig=$DATA/$src
+        cid=$(coder_of "$g/$ct")
+        if [[ $cid != 00000000000000000000000000000000 ]]; then
+            grep -Eq "^  $cid  coder " "$w/info" ||
+                fail "$v/$ct: names coder model $cid, which its keyring does not list"
+            neural=$((neural + 1))
+        fi
         [[ -f $orig ]] || fail "$v/$ct: original $src is missing"
         [[ $(sha256sum <"$orig" | cut -d' ' -f1) == "$sum" ]] ||
             fail "$v/$ct: original $src is not the file the container was made from"
@@ -81,4 +95,6 @@ for g in "$DATA"/golden/*/; do
 done
 [[ $folders -gt 0 ]] || fail "no golden folder under $DATA/golden"
 [[ $checked -ge 10 && $previews -ge 8 ]] || fail "too few golden files: $checked, $previews previews"
-echo "golden: $folders folder(s), $checked containers decrypted exactly, $previews previews identical"
+[[ $neural -ge 8 ]] || fail "only $neural golden containers coded by the neural predictor"
+echo "golden: $folders folder(s), $checked containers decrypted exactly ($neural by the neural" \
+    "predictor), $previews previews identical"
