@@ -19,12 +19,15 @@
 #include "codec/codec_int.h"
 #include "codec/zrecipe.h"
 
-/* Trial prefix for the parameter search, and the margin at its end where a prediction of the
- * prefix alone may differ from one of the whole data (a match or lazy step reaching past it). */
-#define ZR_TRIAL 65536u
+/* Trial prefixes for the parameter search: a short one that throws most wrong settings out
+ * cheaply, a longer one that tells apart settings that differ late (levels 7-9, say), then the
+ * whole data; and the margin at a prefix's end where a prediction of the prefix alone may
+ * differ from one of the whole data (a match or lazy step reaching past it). */
+#define ZR_TRIAL 16384u
+#define ZR_TRIAL2 65536u
 #define ZR_TRIAL_MARGIN 1024u
-/* Data up to this long is tried whole: a prefix trial would save little and cost a rerun. */
-#define ZR_TRIAL_WHOLE (2 * ZR_TRIAL)
+/* Data up to this long is tried whole after the first prefix. */
+#define ZR_TRIAL_WHOLE 131072u
 
 typedef struct codec_zmodel_token zr_tok;
 
@@ -242,13 +245,21 @@ static int zr_detect(const struct codec_deflate_desc *d, const uint8_t *data, co
                         if (rc)
                             return rc;
                         size_t eq = zr_agree(a, na, pt, npt, limit, &total);
-                        /* several settings may agree on the prefix: the whole data decides */
-                        if (eq == total && plen < d->out_len) {
+                        /* several settings may agree on the prefix: the longer prefix, then
+                         * the whole data decide */
+                        size_t len2 = d->out_len > ZR_TRIAL_WHOLE ? ZR_TRIAL2 : d->out_len;
+                        for (int stage = 0; stage < 2 && eq == total && plen < d->out_len;
+                             stage++) {
+                            size_t l = stage == 0 ? len2 : d->out_len;
+                            if (stage == 1 && len2 == d->out_len)
+                                break;
                             free(pt);
-                            if ((rc = codec_zmodel_predict_threads(data, d->out_len, &p, threads,
-                                                                   &pt, &npt)) != 0)
+                            if ((rc = codec_zmodel_predict_threads(data, l, &p, threads, &pt,
+                                                                   &npt)) != 0)
                                 return rc;
-                            size_t all, full = zr_agree(a, na, pt, npt, d->out_len, &all);
+                            size_t all,
+                                full = zr_agree(a, na, pt, npt,
+                                                l == d->out_len ? l : l - ZR_TRIAL_MARGIN, &all);
                             if (full < all)
                                 eq = total - 1; /* better than any imperfect prefix */
                         }
