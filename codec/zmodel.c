@@ -191,58 +191,134 @@ static void zm_fast(struct zm *z)
 }
 
 /*
- * A lazy prediction cut in two (codec_zmodel_predict_threads). At levels 4-9 every position
- * is hashed, so the hash chains at a position depend on the data alone, and right after a
- * match has been written the parse holds nothing either (no match pending, no byte held
- * back). A second worker therefore starts at the middle of the data in that state, with the
- * window's last wsize positions hashed, and records every position where it is in that state
- * again. The first worker runs from the start as usual; once it reaches such a position in the
- * same state, the rest of its tokens are the second worker's, token for token. If the two
- * never meet, the first worker goes on to the end alone: the result is the same either way.
+ * A lazy prediction shared by two workers (codec_zmodel_predict_threads). At levels 4-9 every
+ * position is hashed, so the hash chains at a position depend on the data alone, and right
+ * after a match has been written the parse holds nothing either (no match pending, no byte
+ * held back): the "fresh" state. So the data is cut into segments, and a segment can be coded
+ * by starting at its first byte in the fresh state, with the window's last wsize positions
+ * hashed. The first worker runs from the start as usual and takes the segments it reaches
+ * first; the second takes segments from the end backwards, each coded until it meets, in the
+ * fresh state at the same position, the segment after it (whose fresh states it recorded).
+ * When the first worker reaches a segment the second has taken, it waits for it, goes on
+ * until it meets that segment's records, and the rest of its tokens are the second worker's,
+ * token for token. Where two never meet, a worker just goes on to the end: the tokens are
+ * those of one worker, always.
  */
-struct zm_sync {
-    uint32_t from;    /* where the second worker starts */
-    struct zm *part;  /* the second worker's model, its tokens */
-    uint32_t *pos;    /* positions where the second worker was in the fresh state, increasing */
-    uint32_t *tok;    /* ... and how many tokens it had written by then */
-    size_t n, cap, i; /* records, their room, the first worker's cursor in them */
-    pthread_t tid;
-    bool running; /* the second worker's thread is not yet joined */
+enum { ZS_FREE, ZS_SECOND, ZS_DONE, ZS_FIRST };
+
+struct zm_seg {
+    uint32_t from;                  /* first position */
+    struct codec_zmodel_token *out; /* the second worker's tokens from `from` on */
+    size_t nout;
+    uint32_t *pos, *tok; /* positions where it was in the fresh state (increasing), and how
+                            many tokens it had written by then */
+    size_t n, cap;
+    /* where it met the next segment: its tokens before that, and the next segment's record
+     * there; link_rec SIZE_MAX: they never met, out runs to the end of the data */
+    size_t link_tok, link_rec;
+    int state; /* ZS_*, under the share's lock */
 };
 
-/* The second worker at s in the fresh state: record it. The first: take over there? */
-static bool zm_fresh(struct zm *z, struct zm_sync *y, uint32_t s)
+#define ZM_SEGS_MAX 8u
+
+struct zm_share {
+    struct zm_seg seg[ZM_SEGS_MAX];
+    unsigned nseg;
+    struct zm part; /* the second worker's model, reset for each segment */
+    pthread_mutex_t lock;
+    pthread_cond_t done; /* a segment became ZS_DONE */
+    pthread_t tid;
+};
+
+/* What a worker's fresh states are checked against. */
+struct zm_hook {
+    struct zm_share *sh;
+    bool second;
+    unsigned seg;  /* second worker: the segment it codes; first: the next segment ahead */
+    bool meeting;  /* first worker: that segment is the second's; meet its records */
+    size_t cursor; /* in the records being met */
+};
+
+/* Advance *cursor in seg's records to s; true when seg was in the fresh state at s. */
+static bool zm_meets(const struct zm_seg *g, size_t *cursor, uint32_t s)
 {
-    if (z == y->part) {
-        if (y->n < y->cap) {
-            y->pos[y->n] = s;
-            y->tok[y->n++] = (uint32_t)z->nout;
+    while (*cursor < g->n && g->pos[*cursor] < s)
+        (*cursor)++;
+    return *cursor < g->n && g->pos[*cursor] == s;
+}
+
+/* The first worker has met segment c at record r: the rest of the tokens are the second's. */
+static void zm_take(struct zm *z, const struct zm_share *sh, unsigned c, size_t r)
+{
+    size_t k = sh->seg[c].tok[r];
+    for (;;) {
+        const struct zm_seg *g = &sh->seg[c];
+        size_t end = g->link_rec == SIZE_MAX ? g->nout : g->link_tok;
+        memcpy(z->out + z->nout, g->out + k, (end - k) * sizeof(*z->out));
+        z->nout += end - k;
+        if (g->link_rec == SIZE_MAX)
+            return;
+        k = sh->seg[c + 1].tok[g->link_rec];
+        c++;
+    }
+}
+
+/* A worker at s in the fresh state: record it, and stop (true) where it meets another's. */
+static bool zm_fresh(struct zm *z, struct zm_hook *h, uint32_t s)
+{
+    struct zm_share *sh = h->sh;
+    if (h->second) {
+        struct zm_seg *g = &sh->seg[h->seg];
+        if (g->n < g->cap) {
+            g->pos[g->n] = s;
+            g->tok[g->n++] = (uint32_t)z->nout;
+        }
+        const struct zm_seg *next = &sh->seg[h->seg + 1];
+        if (h->seg + 1 < sh->nseg && s >= next->from && zm_meets(next, &h->cursor, s)) {
+            g->link_tok = z->nout;
+            g->link_rec = h->cursor;
+            return true;
         }
         return false;
     }
-    if (s < y->from)
-        return false;
-    if (y->running) {
-        pthread_join(y->tid, NULL);
-        y->running = false;
+    for (;;) {
+        if (h->seg >= sh->nseg || s < sh->seg[h->seg].from)
+            return false;
+        if (!h->meeting) {
+            pthread_mutex_lock(&sh->lock);
+            struct zm_seg *g = &sh->seg[h->seg];
+            if (g->state == ZS_FREE) {
+                g->state = ZS_FIRST; /* ours: go on through it */
+                pthread_mutex_unlock(&sh->lock);
+                h->seg++;
+                continue;
+            }
+            while (g->state != ZS_DONE)
+                pthread_cond_wait(&sh->done, &sh->lock);
+            pthread_mutex_unlock(&sh->lock);
+            h->meeting = true;
+            h->cursor = 0;
+        }
+        const struct zm_seg *g = &sh->seg[h->seg];
+        if (zm_meets(g, &h->cursor, s)) {
+            zm_take(z, sh, h->seg, h->cursor);
+            return true;
+        }
+        if (h->cursor < g->n)
+            return false;
+        /* past all its fresh states without meeting: try the next segment (the second's
+         * too: it took segments from the end) */
+        h->seg++;
+        h->meeting = false;
     }
-    while (y->i < y->n && y->pos[y->i] < s)
-        y->i++;
-    if (y->i == y->n || y->pos[y->i] != s)
-        return false;
-    const struct zm *b = y->part;
-    size_t k = y->tok[y->i];
-    memcpy(z->out + z->nout, b->out + k, (b->nout - k) * sizeof(*z->out));
-    z->nout += b->nout - k;
-    return true;
 }
 
 /*
  * Levels 4-9: a match found at s is held back one byte; if the match at s + 1 is longer, s goes
  * out as a literal and the new match is held instead. Every position with three bytes ahead is
- * hashed. Starts at s in the fresh state; y: NULL, or the worker's part of a cut prediction.
+ * hashed. Starts at s in the fresh state; y: NULL, or the worker's part of a shared prediction.
  */
-static void zm_lazy(struct zm *z, uint32_t s, struct zm_sync *y)
+static void zm_lazy(struct zm *z, uint32_t s, struct zm_hook *y)
 {
     uint32_t n = z->n, start = 0, len = ZM_MIN_MATCH - 1;
     bool pending = false; /* the byte before s is not yet written */
@@ -337,49 +413,108 @@ static void zm_fini(struct zm *z)
     z->head = z->prev = NULL;
 }
 
-static void *zm_part_run(void *arg)
+/* Reset the second worker's model to the state the first will have at `from`: the window start
+ * where the first worker's refills leave it (it moves at most once per refill, and the first
+ * worker refills at least every ZM_MAX_MATCH positions, so refilling every 256 gives the same),
+ * and the last wsize positions hashed (any further back are beyond every distance). */
+static void zm_start_at(struct zm *z, uint32_t from)
 {
-    struct zm_sync *y = arg;
-    zm_lazy(y->part, y->from, y);
+    memset(z->head, 0, ((size_t)1 << z->hash_bits) * sizeof(*z->head));
+    memset(z->prev, 0, z->wsize * sizeof(*z->prev));
+    z->base = 0;
+    z->filled = z->n < 2 * z->wsize ? z->n : 2 * z->wsize;
+    for (uint32_t q = 0; q < from; q += 256)
+        zm_refill(z, q);
+    zm_refill(z, from);
+    for (uint32_t q = from > z->wsize ? from - z->wsize : 0; q < from; q++)
+        zm_insert(z, q);
+}
+
+/* The second worker: segments from the last backwards, while the first has not taken them. */
+static void *zm_second(void *arg)
+{
+    struct zm_share *sh = arg;
+    for (unsigned i = sh->nseg - 1; i >= 1; i--) {
+        struct zm_seg *g = &sh->seg[i];
+        pthread_mutex_lock(&sh->lock);
+        bool mine = g->state == ZS_FREE;
+        if (mine)
+            g->state = ZS_SECOND;
+        pthread_mutex_unlock(&sh->lock);
+        if (!mine)
+            break;
+        struct zm *z = &sh->part;
+        zm_start_at(z, g->from);
+        z->out = g->out;
+        z->nout = 0;
+        g->link_rec = SIZE_MAX;
+        struct zm_hook h = {.sh = sh, .second = true, .seg = i};
+        zm_lazy(z, g->from, &h);
+        g->nout = z->nout;
+        z->out = NULL;
+        pthread_mutex_lock(&sh->lock);
+        g->state = ZS_DONE;
+        pthread_cond_broadcast(&sh->done);
+        pthread_mutex_unlock(&sh->lock);
+    }
     return NULL;
 }
 
-/* Data shorter than this is predicted by one worker: a thread would cost more than it saves. */
-#define ZM_CUT_MIN (32u << 10)
+/* Segments of at least this many bytes; shorter data is predicted by one worker. */
+#define ZM_SEG_MIN (32u << 10)
+
+static void zm_share_free(struct zm_share *sh)
+{
+    for (unsigned i = 0; i < sh->nseg; i++) {
+        free(sh->seg[i].out);
+        free(sh->seg[i].pos);
+        free(sh->seg[i].tok);
+    }
+    zm_fini(&sh->part);
+}
 
 /*
- * Start the second worker of a cut lazy prediction at the middle of z's data, in the state
- * the first worker will have there (window start, hashed positions). Returns false when it
+ * Set up a shared prediction of z's data and start the second worker. Returns false when it
  * could not be started (no memory, no thread): the first worker then works alone.
  */
-static bool zm_cut_start(const struct zm *z, const struct codec_zmodel_params *p, struct zm_sync *y,
-                         struct zm *part)
+static bool zm_share_start(const struct zm *z, const struct codec_zmodel_params *p,
+                           struct zm_share *sh)
 {
-    uint32_t from = z->n / 2;
-    *y = (struct zm_sync){.from = from, .part = part};
-    if (zm_init(part, z->data, z->n, p, z->n - from) != 0)
+    memset(sh, 0, sizeof(*sh));
+    unsigned nseg = z->n / ZM_SEG_MIN;
+    sh->nseg = nseg < ZM_SEGS_MAX ? nseg : ZM_SEGS_MAX;
+    if (zm_init(&sh->part, z->data, z->n, p, 1) != 0) /* its tokens go to the segments */
         goto fail;
-    y->cap = (z->n - from) / ZM_MIN_MATCH + 2; /* a fresh state follows each match */
-    y->pos = malloc(y->cap * sizeof(*y->pos));
-    y->tok = malloc(y->cap * sizeof(*y->tok));
-    if (!y->pos || !y->tok)
+    free(sh->part.out);
+    sh->part.out = NULL;
+    for (unsigned i = 0; i < sh->nseg; i++) {
+        struct zm_seg *g = &sh->seg[i];
+        g->from = (uint32_t)((uint64_t)z->n * i / sh->nseg);
+        if (i == 0)
+            continue;                     /* the first worker's from the start */
+        size_t span = z->n - g->from;     /* a segment may run on to the end */
+        g->cap = span / ZM_MIN_MATCH + 2; /* a fresh state follows each match */
+        g->out = malloc(span * sizeof(*g->out));
+        g->pos = malloc(g->cap * sizeof(*g->pos));
+        g->tok = malloc(g->cap * sizeof(*g->tok));
+        if (!g->out || !g->pos || !g->tok)
+            goto fail;
+    }
+    sh->seg[0].state = ZS_FIRST;
+    if (pthread_mutex_init(&sh->lock, NULL) != 0)
         goto fail;
-    /* the window start as the first worker's refills leave it at from: it moves at most once
-     * per refill, and the first worker refills at least every ZM_MAX_MATCH positions */
-    part->filled = part->n < 2 * part->wsize ? part->n : 2 * part->wsize;
-    for (uint32_t q = 0; q <= from; q++)
-        zm_refill(part, q);
-    /* positions a window or more back are beyond any distance: only the last wsize count */
-    for (uint32_t q = from > part->wsize ? from - part->wsize : 0; q < from; q++)
-        zm_insert(part, q);
-    if (pthread_create(&y->tid, NULL, zm_part_run, y) != 0)
+    if (pthread_cond_init(&sh->done, NULL) != 0) {
+        pthread_mutex_destroy(&sh->lock);
         goto fail;
-    y->running = true;
+    }
+    if (pthread_create(&sh->tid, NULL, zm_second, sh) != 0) {
+        pthread_cond_destroy(&sh->done);
+        pthread_mutex_destroy(&sh->lock);
+        goto fail;
+    }
     return true;
 fail:
-    free(y->pos);
-    free(y->tok);
-    zm_fini(part);
+    zm_share_free(sh);
     return false;
 }
 
@@ -411,17 +546,16 @@ int codec_zmodel_predict_threads(const uint8_t *data, size_t len,
         zm_rle(&z);
     } else if (p->level <= 3) {
         zm_fast(&z);
-    } else if (threads >= 2 && len >= ZM_CUT_MIN) {
-        struct zm part;
-        struct zm_sync y;
-        bool cut = zm_cut_start(&z, p, &y, &part);
-        zm_lazy(&z, 0, cut ? &y : NULL);
-        if (cut) {
-            if (y.running)
-                pthread_join(y.tid, NULL);
-            free(y.pos);
-            free(y.tok);
-            zm_fini(&part);
+    } else if (threads >= 2 && len >= 2 * ZM_SEG_MIN) {
+        struct zm_share sh;
+        bool shared = zm_share_start(&z, p, &sh);
+        struct zm_hook h = {.sh = &sh, .seg = 1};
+        zm_lazy(&z, 0, shared ? &h : NULL);
+        if (shared) {
+            pthread_join(sh.tid, NULL);
+            pthread_cond_destroy(&sh.done);
+            pthread_mutex_destroy(&sh.lock);
+            zm_share_free(&sh);
         }
     } else {
         zm_lazy(&z, 0, NULL);

@@ -14,11 +14,12 @@
 # Printed:
 #   1. per file: original and stored size, ratio, sections, latent and pixel-stream bits,
 #      encode/decode/preview ms (bench_image size; every container decoded and compared);
-#   2. bits per sample: ours (stream: the pixel stream; stored: the whole container) beside
+#   2. bits per sample: ours (stream: the pixel stream, default coder; smallest: the stream of
+#      --coder smallest, the neural predictor where it is smaller; stored: the whole container) beside
 #      the PNG's IDAT, optipng -o2, JPEG-LS (CharLS), JPEG 2000 (OpenJPEG), JPEG XL (cjxl -d 0)
 #      and zstd -19 of the raw samples, per file and as medians (PNG inputs, all inputs);
 #   3. speed at 256^2 and 512^2 (bench_image speed): images/s both ways on two cores, ms per
-#      image, preview, and where the time goes;
+#      image, preview, and where the time goes; then 512^2 PGM with --coder neural and smallest;
 #   4. the summary: each target, the measured figure, met or missed.
 # Timings come from a 2-core machine shared with other work: indicative, not a reference.
 #
@@ -48,6 +49,7 @@ say() { printf '[bench] %s\n' "$*" >&2; }
 . "$here/refcoders.sh"
 runs=${BENCH_RUNS:-5}
 kv=$work/kv.txt
+kv2=$work/kv-smallest.txt
 
 missing=
 for p in optipng libcharls2 libopenjp2-tools libjxl-tools zstd mricron-data python3-pil; do
@@ -84,29 +86,41 @@ say "encoding $(ls "$work/in" | wc -l) images through the container"
     exit 1
 }
 
+say "the same through --coder smallest (the neural predictor where it codes smaller)"
+"$prog" -k "$kv2" -c smallest size "$work"/in/* >"$work/smallest.txt" || {
+    say "a round trip failed (coder smallest)"
+    exit 1
+}
+
 say "reference coders"
 refc_measure "$pixprog" "$work/ref" "$work"/in/*
 # ours beside the references: stream and stored bits per sample from bench_image, the PNG's
 # IDAT and JPEG-LS from bench_pixcode size
-$py - "$kv" "$work/ref/size.txt" >"$work/ours.txt" <<'EOF'
+$py - "$kv" "$work/ref/size.txt" "$kv2" >"$work/ours.txt" <<'EOF'
 import sys
-ref = {}
+ref, small = {}, {}
 for line in open(sys.argv[2]).read().splitlines()[1:]:
     p = line.split()
     ref[p[0]] = (p[3], p[4])
-print('image samples stream stored idat jpegls')
+for line in open(sys.argv[3]):
+    p = line.split()
+    if p[0] == 'file':
+        small[p[1]] = int(p[10])
+print('image samples stream smallest stored idat jpegls')
 for line in open(sys.argv[1]):
     p = line.split()
     if p[0] != 'file':
         continue
     name, samples, stored, stream = p[1], int(p[4]), int(p[7]), int(p[10])
     idat, jls = ref.get(name, ('-', '-'))
-    print(name, samples, '%.4f' % (8.0 * stream / samples), '%.4f' % (8.0 * stored / samples),
-          idat, jls)
+    sm = '%.4f' % (8.0 * small[name] / samples) if name in small else '-'
+    print(name, samples, '%.4f' % (8.0 * stream / samples), sm,
+          '%.4f' % (8.0 * stored / samples), idat, jls)
 EOF
 echo
-echo "== Bits per sample (stream: our pixel stream; stored: our whole container; the others"
-echo "   code the pixels only; every coder lossless)"
+echo "== Bits per sample (stream: our pixel stream, predictor 0, the default; smallest: the"
+echo "   stream of --coder smallest, the neural predictor where it is smaller; stored: our whole"
+echo "   container, default; the others code the pixels only; every coder lossless)"
 refc_table "$work/ours.txt" "$work/ref/ext.txt"
 
 echo
@@ -117,6 +131,12 @@ for size in 256 512; do
         say "speed ${size}x${size} $fmt"
         "$prog" -k "$kv" speed "$runs" "${size}x${size}-8bit-$fmt" "$work/$fmt$size"/*
     done
+done
+for coder in neural smallest; do
+    say "speed 512x512 pgm, --coder $coder"
+    echo "--coder $coder:"
+    "$prog" -k "$kv" -c $coder speed "$runs" "512x512-8bit-pgm-$coder" "$work/pgm512"/* |
+        grep -v parts
 done
 
 echo
@@ -137,7 +157,7 @@ bps = {}
 lines = open(sys.argv[2]).read().splitlines()
 for line in lines[1:]:
     p = line.split()
-    bps[p[0]] = {'n': int(p[1]), 'stream': p[2], 'jpegls': p[5]}
+    bps[p[0]] = {'n': int(p[1]), 'stream': p[2], 'smallest': p[3], 'jpegls': p[6]}
 for line in open(sys.argv[3]):
     name, opt, j2k, jxl, zst = line.split()
     if name in bps and jxl not in ('-', 'lossy'):
@@ -175,6 +195,9 @@ for label, names in (('all inputs', allin), ('PNG inputs', pngin)):
         if m:
             row('median bps <= %s, %s (%s)' % (what, label, goal),
                 '%.3f vs %.3f over %d' % m, m[0] <= m[1])
+    sm = [float(bps[n]['smallest']) for n in names if bps[n].get('smallest', '-') != '-']
+    if sm:
+        row('  (--coder smallest, %s)' % label, 'median %.3f bps' % statistics.median(sm), None)
 
 def sp(size, fmt, key):
     return speed.get(('%dx%d-8bit-%s' % (size, size, fmt), key))
@@ -186,6 +209,11 @@ for size, goal, pub in ((512, 50, 3.65), (256, 150, 14.28)):
             '%.1f/s (1 at a time %.1f, 2 at once %.1f; PGM %.1f, %.1f)' %
             (max(a, b), a, b, ga or 0, gb or 0), max(a, b) >= goal)
         row('  (published GAN scheme, GPU)', '%.2f/s' % pub, None)
+for coder in ('neural', 'smallest'):
+    e, dd = sp(512, 'pgm-' + coder, 'enc2_ips'), sp(512, 'pgm-' + coder, 'dec1_ms')
+    if e is not None:
+        row('  (512^2 PGM, --coder %s)' % coder, 'encode %.1f/s (2 at once), decode %.1f ms' %
+            (e, dd or 0), None)
 d = sp(512, 'png', 'dec1_ms')
 if d is not None:
     row('decode <= 20 ms per 512^2 image (1 at a time)',

@@ -313,15 +313,15 @@ END_TEST
 
 /*
  * Two workers predict exactly what one does (codec_zmodel_predict_threads): at every lazy level
- * and both strategies that cut the data, several windows and hash sizes, on data where the two
- * halves meet at once (image-like rows), late or never (random bytes: no match, so no state to
- * meet in), with matches running across the cut (zeros, repeated text), and sizes on both sides
- * of the 32 KiB below which one worker does it all. The greedy levels and the other strategies
- * go through the same call.
+ * and both strategies that share the data out in segments, several windows and hash sizes, on
+ * data where the segments meet at once (image-like rows), late or never (random bytes: no
+ * match, so no state to meet in), with matches running across the cuts (zeros, repeated text),
+ * with 2 to 6 segments and sizes on both sides of the 64 KiB below which one worker does it
+ * all. The greedy levels and the other strategies go through the same call.
  */
 START_TEST(test_threads)
 {
-    enum { N = 100000 };
+    enum { N = 200000 };
     uint8_t *img = malloc(N), *rnd = malloc(N), *zero = calloc(1, N), *text = malloc(N);
     ck_assert(img && rnd && zero && text);
     uint32_t x = 12345;
@@ -341,7 +341,7 @@ START_TEST(test_threads)
     const struct {
         const uint8_t *d;
         size_t len;
-    } in[] = {{img, N}, {img, 32767}, {img, 32768}, {rnd, 40000}, {zero, N}, {text, 70001}};
+    } in[] = {{img, N}, {img, 65535}, {img, 65536}, {rnd, 70000}, {zero, N}, {text, 150001}};
     const int geo[][2] = {{8, 15}, {1, 9}, {9, 12}}; /* memLevel, windowBits */
     for (size_t k = 0; k < sizeof(in) / sizeof(in[0]); k++)
         for (int level = 1; level <= 9; level++)
