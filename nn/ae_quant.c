@@ -202,6 +202,23 @@ int nn_ae_qdec_run(struct nn_ae_qdec *d, const struct nn_ae_latent *lat, struct 
         return ret;
     const int64_t m = ae->qm, half = (int64_t)1 << (ae->qk - 1);
     const uint64_t P = (1u << lat->depth) - 1;
+    if (C == 1) {
+        /* grey, most images: one plane, a loop per row the compiler vectorises */
+        for (uint32_t r = 0; r < lat->height; r++) {
+            const int16_t *src = y.data + (size_t)r * pw;
+            size_t row = (size_t)r * lat->width;
+            if (img->bits == 8) {
+                uint8_t *o = (uint8_t *)img->pixels + row;
+                for (uint32_t x = 0; x < lat->width; x++)
+                    o[x] = (uint8_t)to_sample((int64_t)src[x] * m + half, P, ae->qk);
+            } else {
+                uint16_t *o = (uint16_t *)img->pixels + row;
+                for (uint32_t x = 0; x < lat->width; x++)
+                    o[x] = (uint16_t)to_sample((int64_t)src[x] * m + half, P, ae->qk);
+            }
+        }
+        return 0;
+    }
     for (uint32_t r = 0; r < lat->height; r++)
         for (uint32_t x = 0; x < lat->width; x++) {
             size_t src = (size_t)r * pw + x, dst = (size_t)r * lat->width + x;
