@@ -40,7 +40,9 @@ static const struct zm_level zm_levels[10] = {
 
 struct zm {
     const uint8_t *data;
-    uint32_t n; /* data length */
+    uint32_t n;   /* data length */
+    uint32_t end; /* zm_lazy stops at the first position at or past it (n, but for the second
+                     worker of a shared prediction) */
     uint32_t wsize, wmask, max_dist;
     uint32_t hash_bits, hash_mask, hash_shift;
     uint32_t base;   /* absolute offset of the window start: positions <= base are none */
@@ -204,10 +206,13 @@ static void zm_fast(struct zm *z)
  * token for token. Where two never meet, a worker just goes on to the end: the tokens are
  * those of one worker, always.
  */
-enum { ZS_FREE, ZS_SECOND, ZS_DONE, ZS_FIRST };
+/* ZS_BROKEN: the second worker gave the segment up (it met no later segment within
+ * ZM_SEG_SLACK of its end, or only a broken one): the first runs through it itself. */
+enum { ZS_FREE, ZS_SECOND, ZS_DONE, ZS_FIRST, ZS_BROKEN };
 
 struct zm_seg {
     uint32_t from;                  /* first position */
+    uint32_t end;                   /* the second worker gives up at this position */
     struct codec_zmodel_token *out; /* the second worker's tokens from `from` on */
     size_t nout;
     uint32_t *pos, *tok; /* positions where it was in the fresh state (increasing), and how
@@ -274,7 +279,9 @@ static bool zm_fresh(struct zm *z, struct zm_hook *h, uint32_t s)
             g->tok[g->n++] = (uint32_t)z->nout;
         }
         const struct zm_seg *next = &sh->seg[h->seg + 1];
-        if (h->seg + 1 < sh->nseg && s >= next->from && zm_meets(next, &h->cursor, s)) {
+        /* (next->state is the second worker's own write: no lock needed here) */
+        if (h->seg + 1 < sh->nseg && next->state == ZS_DONE && s >= next->from &&
+            zm_meets(next, &h->cursor, s)) {
             g->link_tok = z->nout;
             g->link_rec = h->cursor;
             return true;
@@ -293,9 +300,14 @@ static bool zm_fresh(struct zm *z, struct zm_hook *h, uint32_t s)
                 h->seg++;
                 continue;
             }
-            while (g->state != ZS_DONE)
+            while (g->state != ZS_DONE && g->state != ZS_BROKEN)
                 pthread_cond_wait(&sh->done, &sh->lock);
+            bool broken = g->state == ZS_BROKEN;
             pthread_mutex_unlock(&sh->lock);
+            if (broken) {
+                h->seg++;
+                continue;
+            }
             h->meeting = true;
             h->cursor = 0;
         }
@@ -320,11 +332,11 @@ static bool zm_fresh(struct zm *z, struct zm_hook *h, uint32_t s)
  */
 static void zm_lazy(struct zm *z, uint32_t s, struct zm_hook *y)
 {
-    uint32_t n = z->n, start = 0, len = ZM_MIN_MATCH - 1;
+    uint32_t n = z->n, end = z->end, start = 0, len = ZM_MIN_MATCH - 1;
     bool pending = false; /* the byte before s is not yet written */
     if (y && zm_fresh(z, y, s))
         return;
-    while (s < n) {
+    while (s < end) {
         zm_refill(z, s);
         uint32_t head = 0;
         if (n - s >= ZM_MIN_MATCH)
@@ -388,7 +400,7 @@ static int zm_init(struct zm *z, const uint8_t *data, size_t len,
     int wbits = p->window_bits == 8 ? 9 : p->window_bits;
     *z = (struct zm){0};
     z->data = data;
-    z->n = (uint32_t)len;
+    z->n = z->end = (uint32_t)len;
     z->wsize = 1u << wbits;
     z->wmask = z->wsize - 1;
     z->max_dist = z->wsize - ZM_MIN_LOOKAHEAD;
@@ -447,21 +459,26 @@ static void *zm_second(void *arg)
         zm_start_at(z, g->from);
         z->out = g->out;
         z->nout = 0;
+        z->end = g->end;
         g->link_rec = SIZE_MAX;
         struct zm_hook h = {.sh = sh, .second = true, .seg = i};
         zm_lazy(z, g->from, &h);
         g->nout = z->nout;
         z->out = NULL;
+        /* complete when it met the next segment or ran to the end of the data */
+        bool whole = g->link_rec != SIZE_MAX || g->end == z->n;
         pthread_mutex_lock(&sh->lock);
-        g->state = ZS_DONE;
+        g->state = whole ? ZS_DONE : ZS_BROKEN;
         pthread_cond_broadcast(&sh->done);
         pthread_mutex_unlock(&sh->lock);
     }
     return NULL;
 }
 
-/* Segments of at least this many bytes; shorter data is predicted by one worker. */
+/* Segments of at least this many bytes; shorter data is predicted by one worker. A segment's
+ * worker may run this far into the next one to meet it. */
 #define ZM_SEG_MIN (32u << 10)
+#define ZM_SEG_SLACK (16u << 10)
 
 static void zm_share_free(struct zm_share *sh)
 {
@@ -491,9 +508,13 @@ static bool zm_share_start(const struct zm *z, const struct codec_zmodel_params 
         struct zm_seg *g = &sh->seg[i];
         g->from = (uint32_t)((uint64_t)z->n * i / sh->nseg);
         if (i == 0)
-            continue;                     /* the first worker's from the start */
-        size_t span = z->n - g->from;     /* a segment may run on to the end */
-        g->cap = span / ZM_MIN_MATCH + 2; /* a fresh state follows each match */
+            continue; /* the first worker's from the start */
+        /* it codes up to ZM_SEG_SLACK into the next segment (tokens: at most a byte each, the
+         * last may reach ZM_MAX_MATCH further), and records a fresh state after each match */
+        uint64_t end = i + 1 < sh->nseg ? (uint64_t)z->n * (i + 1) / sh->nseg + ZM_SEG_SLACK : z->n;
+        g->end = end < z->n ? (uint32_t)end : z->n;
+        size_t span = g->end - g->from + 2 * ZM_MAX_MATCH;
+        g->cap = span / ZM_MIN_MATCH + 2;
         g->out = malloc(span * sizeof(*g->out));
         g->pos = malloc(g->cap * sizeof(*g->pos));
         g->tok = malloc(g->cap * sizeof(*g->tok));

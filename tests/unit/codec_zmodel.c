@@ -315,7 +315,8 @@ END_TEST
  * Two workers predict exactly what one does (codec_zmodel_predict_threads): at every lazy level
  * and both strategies that share the data out in segments, several windows and hash sizes, on
  * data where the segments meet at once (image-like rows), late or never (random bytes: no
- * match, so no state to meet in), with matches running across the cuts (zeros, repeated text),
+ * match, so no state to meet in; the second worker gives such segments up), partly (random
+ * bytes, then rows), with matches running across the cuts (zeros, repeated text),
  * with 2 to 6 segments and sizes on both sides of the 64 KiB below which one worker does it
  * all. The greedy levels and the other strategies go through the same call.
  */
@@ -323,7 +324,8 @@ START_TEST(test_threads)
 {
     enum { N = 200000 };
     uint8_t *img = malloc(N), *rnd = malloc(N), *zero = calloc(1, N), *text = malloc(N);
-    ck_assert(img && rnd && zero && text);
+    uint8_t *mixed = malloc(N);
+    ck_assert(img && rnd && zero && text && mixed);
     uint32_t x = 12345;
     for (size_t i = 0; i < N; i++) {
         x = x * 1103515245u + 12345u;
@@ -338,10 +340,13 @@ START_TEST(test_threads)
                                 "five dozen liquor jugs. ";
     for (size_t i = 0; i < N; i++)
         text[i] = (uint8_t)words[(i * 7 / 5 + i / 1000) % (sizeof(words) - 1)];
+    memcpy(mixed, rnd, N / 2);
+    memcpy(mixed + N / 2, img, N - N / 2);
     const struct {
         const uint8_t *d;
         size_t len;
-    } in[] = {{img, N}, {img, 65535}, {img, 65536}, {rnd, 70000}, {zero, N}, {text, 150001}};
+    } in[] = {{img, N},      {img, 65535}, {img, 65536}, {rnd, 70000},
+              {rnd, 150000}, {mixed, N},   {zero, N},    {text, 150001}};
     const int geo[][2] = {{8, 15}, {1, 9}, {9, 12}}; /* memLevel, windowBits */
     for (size_t k = 0; k < sizeof(in) / sizeof(in[0]); k++)
         for (int level = 1; level <= 9; level++)
@@ -373,6 +378,7 @@ START_TEST(test_threads)
                     free(t2);
                 }
     free(img);
+    free(mixed);
     free(rnd);
     free(zero);
     free(text);
