@@ -612,6 +612,8 @@ static int encode_pixels(const struct codec_ct *ct, const struct codec_image *im
     const struct codec_pix_predictor *net = NULL;
     const struct ct_shelf *cs = &ct->coders;
     int mode = opts->coder == CODEC_CT_CODER_DEFAULT ? CODEC_CT_CODER_FIXED : opts->coder;
+    if (mode < CODEC_CT_CODER_FIXED || mode > CODEC_CT_CODER_SMALLEST)
+        return -EINVAL;
     if (mode != CODEC_CT_CODER_FIXED && cs->enc < cs->n) {
         /* a coder model this build cannot load (a later release's, say) must not stop files
          * from being stored: predictor 0 codes them, and the header says so */
@@ -627,17 +629,19 @@ static int encode_pixels(const struct codec_ct *ct, const struct codec_image *im
     uint8_t *p1 = NULL;
     size_t n1 = 0;
     po.pred = net;
+    /* the streams are the pixels in clear: the one not kept is wiped */
     int rc = codec_pixcode_encode(img, &po, &p1, &n1);
     if (rc != 0) {
-        free(*pix);
+        wipe_free(*pix, *pix ? *pix_len : 0);
         *pix = NULL;
+        *pix_len = 0;
         return rc;
     }
     if (*pix && *pix_len <= n1) {
-        free(p1);
+        wipe_free(p1, n1);
         return 0;
     }
-    free(*pix);
+    wipe_free(*pix, *pix ? *pix_len : 0);
     *pix = p1;
     *pix_len = n1;
     memcpy(coder_id, cs->s[cs->enc].id, KEYS_ID_BYTES);

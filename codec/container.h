@@ -179,7 +179,7 @@ enum codec_ct_coder {
 
 struct codec_ct_opts {
     unsigned threads; /* pixel coder workers; 0 or 1: the calling thread */
-    int coder;        /* enum codec_ct_coder */
+    int coder;        /* enum codec_ct_coder; another value: -EINVAL */
     int no_features;  /* store no features (status CODEC_CT_FEATURES_DISABLED) */
     int verify;       /* decode the result and compare it with the input before returning */
 };

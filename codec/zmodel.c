@@ -471,14 +471,19 @@ static void *zm_second(void *arg)
         g->state = whole ? ZS_DONE : ZS_BROKEN;
         pthread_cond_broadcast(&sh->done);
         pthread_mutex_unlock(&sh->lock);
+        if (!whole)
+            break; /* an earlier segment could only meet this one: it would be given up too */
     }
     return NULL;
 }
 
 /* Segments of at least this many bytes; shorter data is predicted by one worker. A segment's
- * worker may run this far into the next one to meet it. */
+ * worker may run this far into the next one to meet it. Data over ZM_SHARE_MAX is predicted
+ * by one worker too: the segments' tokens and records take up to about six bytes a byte of
+ * data on top of the first worker's four. */
 #define ZM_SEG_MIN (32u << 10)
 #define ZM_SEG_SLACK (16u << 10)
+#define ZM_SHARE_MAX (64u << 20)
 
 static void zm_share_free(struct zm_share *sh)
 {
@@ -567,7 +572,7 @@ int codec_zmodel_predict_threads(const uint8_t *data, size_t len,
         zm_rle(&z);
     } else if (p->level <= 3) {
         zm_fast(&z);
-    } else if (threads >= 2 && len >= 2 * ZM_SEG_MIN) {
+    } else if (threads >= 2 && len >= 2 * ZM_SEG_MIN && len <= ZM_SHARE_MAX) {
         struct zm_share sh;
         bool shared = zm_share_start(&z, p, &sh);
         struct zm_hook h = {.sh = &sh, .seg = 1};

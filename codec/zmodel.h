@@ -67,7 +67,7 @@ int codec_zmodel_predict(const uint8_t *data, size_t len, const struct codec_zmo
 
 /*
  * The same prediction with up to `threads` workers (0 or 1: the calling thread alone; 2 or
- * more: two). At levels 4-9 (default and filtered strategies) on 64 KiB or more, the data is
+ * more: two). At levels 4-9 (default and filtered strategies) on 64 KiB to 64 MiB, the data is
  * cut into segments of at least 32 KiB that a second thread predicts from the end backwards,
  * each from the state the first worker will have there, while the first runs on from the start
  * (see struct zm_share in zmodel.c): the tokens are those of one worker, always. Returns as

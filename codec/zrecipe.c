@@ -26,7 +26,7 @@
 #define ZR_TRIAL 16384u
 #define ZR_TRIAL2 65536u
 #define ZR_TRIAL_MARGIN 1024u
-/* Data up to this long is tried whole after the first prefix. */
+/* Data up to this long is tried whole after the first prefix (data up to 2 ZR_TRIAL at once). */
 #define ZR_TRIAL_WHOLE 131072u
 
 typedef struct codec_zmodel_token zr_tok;
@@ -159,7 +159,7 @@ static int zr_detect(const struct codec_deflate_desc *d, const uint8_t *data, co
                      size_t na, const size_t *bsyms, unsigned threads,
                      struct codec_zmodel_params *best, zr_tok **full_pt, size_t *full_npt)
 {
-    size_t plen = d->out_len <= ZR_TRIAL_WHOLE ? d->out_len : ZR_TRIAL;
+    size_t plen = d->out_len <= 2 * ZR_TRIAL ? d->out_len : ZR_TRIAL;
     size_t limit = plen == d->out_len ? plen : plen - ZR_TRIAL_MARGIN;
     int levels[9], nlev = 0, strategies[4], nstr = 0, mems[9], nmem = 0, wbits[7], nwb = 0;
     size_t best_eq = 0;
@@ -187,7 +187,9 @@ static int zr_detect(const struct codec_deflate_desc *d, const uint8_t *data, co
         nmatch += a[i].dist != 0;
         nshort += a[i].dist != 0 && a[i].len <= 5;
     }
-    bool filtered_first = flevel != 0 && nmatch >= 16 && nshort == 0;
+    /* (not for raw deflate, which has no level hint: Z_FIXED, recognised only from the
+     * default strategy, would go unseen) */
+    bool filtered_first = flevel > 0 && nmatch >= 16 && nshort == 0;
     if (filtered_first)
         strategies[nstr++] = CODEC_ZMODEL_FILTERED;
     strategies[nstr++] = CODEC_ZMODEL_DEFAULT;

@@ -667,6 +667,13 @@ START_TEST(test_coder_model)
         free(cm);
         free(bm);
     }
+    for (int bad = -1; bad <= 4; bad += 5) { /* no such mode: refused, nothing made */
+        struct codec_ct_opts ob = {.coder = bad};
+        uint8_t *cb = NULL;
+        size_t cbl = 0;
+        ck_assert_int_eq(codec_ct_encode(c1, f, n, &ob, &cb, &cbl), -EINVAL);
+        ck_assert_ptr_null(cb);
+    }
     ck_assert_uint_eq(sizes[CODEC_CT_CODER_DEFAULT], sizes[CODEC_CT_CODER_FIXED]);
     ck_assert_uint_eq(sizes[CODEC_CT_CODER_NEURAL], cl);
     ck_assert_uint_eq(sizes[CODEC_CT_CODER_SMALLEST],

@@ -317,12 +317,12 @@ END_TEST
  * data where the segments meet at once (image-like rows), late or never (random bytes: no
  * match, so no state to meet in; the second worker gives such segments up), partly (random
  * bytes, then rows), with matches running across the cuts (zeros, repeated text),
- * with 2 to 6 segments and sizes on both sides of the 64 KiB below which one worker does it
+ * with 2 to 8 segments and sizes on both sides of the 64 KiB below which one worker does it
  * all. The greedy levels and the other strategies go through the same call.
  */
 START_TEST(test_threads)
 {
-    enum { N = 200000 };
+    enum { N = 300000 };
     uint8_t *img = malloc(N), *rnd = malloc(N), *zero = calloc(1, N), *text = malloc(N);
     uint8_t *mixed = malloc(N);
     ck_assert(img && rnd && zero && text && mixed);
