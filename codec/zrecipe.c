@@ -159,8 +159,10 @@ static int zr_detect(const struct codec_deflate_desc *d, const uint8_t *data, co
                      size_t na, const size_t *bsyms, unsigned threads,
                      struct codec_zmodel_params *best, zr_tok **full_pt, size_t *full_npt)
 {
-    size_t plen = d->out_len <= 2 * ZR_TRIAL ? d->out_len : ZR_TRIAL;
-    size_t limit = plen == d->out_len ? plen : plen - ZR_TRIAL_MARGIN;
+    /* a quick prefix to find a setting that agrees fully, a longer one to rank the others */
+    size_t qlen = d->out_len <= 2 * ZR_TRIAL ? d->out_len : ZR_TRIAL;
+    size_t rlen = d->out_len <= ZR_TRIAL_WHOLE ? d->out_len : ZR_TRIAL2;
+    size_t rlimit = rlen == d->out_len ? rlen : rlen - ZR_TRIAL_MARGIN;
     int levels[9], nlev = 0, strategies[4], nstr = 0, mems[9], nmem = 0, wbits[7], nwb = 0;
     size_t best_eq = 0;
     bool found = false;
@@ -225,66 +227,87 @@ static int zr_detect(const struct codec_deflate_desc *d, const uint8_t *data, co
             break;
     }
 
-    /* memLevel 8 and 9 (or the named one) first, all others only when those fall short. */
-    for (int pass = 0; pass < 2 && !found; pass++) {
-        for (int mi = 0; mi < nmem && !found; mi++) {
-            if ((mi < n_first) != (pass == 0))
-                continue;
-            for (int wi = 0; wi < nwb && !found; wi++)
-                for (int li = 0; li < nlev && !found; li++)
-                    for (int si = 0; si < nstr && !found; si++) {
-                        struct codec_zmodel_params p = {levels[li], mems[mi], wbits[wi],
-                                                        strategies[si]};
-                        /* Z_FILTERED changes nothing below level 4, RLE and Huffman-only
-                         * ignore the level */
-                        if (strategies[si] == CODEC_ZMODEL_FILTERED && p.level < 4)
-                            continue;
-                        if (strategies[si] >= CODEC_ZMODEL_HUFFMAN_ONLY && li > 0)
-                            continue;
-                        zr_tok *pt = NULL;
-                        size_t npt = 0, total;
-                        int rc = codec_zmodel_predict_threads(data, plen, &p, threads, &pt, &npt);
-                        if (rc)
-                            return rc;
-                        size_t eq = zr_agree(a, na, pt, npt, limit, &total);
-                        /* several settings may agree on the prefix: the longer prefix, then
-                         * the whole data decide */
-                        size_t len2 = d->out_len > ZR_TRIAL_WHOLE ? ZR_TRIAL2 : d->out_len;
-                        for (int stage = 0; stage < 2 && eq == total && plen < d->out_len;
-                             stage++) {
-                            size_t l = stage == 0 ? len2 : d->out_len;
-                            if (stage == 1 && len2 == d->out_len)
-                                break;
-                            free(pt);
-                            if ((rc = codec_zmodel_predict_threads(data, l, &p, threads, &pt,
-                                                                   &npt)) != 0)
+    /*
+     * memLevel 8 and 9 (or the named one) first, all others only when those fall short.
+     * Phase 0 looks for a setting that agrees fully: on the quick prefix, then on the longer
+     * one, then on the whole data. Phase 1, only when none does (another deflater's stream),
+     * ranks every setting by its agreement on the longer prefix.
+     */
+    for (int phase = 0; phase < (qlen == rlen ? 1 : 2) && !found; phase++)
+        for (int pass = 0; pass < 2 && !found; pass++) {
+            for (int mi = 0; mi < nmem && !found; mi++) {
+                if ((mi < n_first) != (pass == 0))
+                    continue;
+                for (int wi = 0; wi < nwb && !found; wi++)
+                    for (int li = 0; li < nlev && !found; li++)
+                        for (int si = 0; si < nstr && !found; si++) {
+                            struct codec_zmodel_params p = {levels[li], mems[mi], wbits[wi],
+                                                            strategies[si]};
+                            /* Z_FILTERED changes nothing below level 4, RLE and Huffman-only
+                             * ignore the level */
+                            if (strategies[si] == CODEC_ZMODEL_FILTERED && p.level < 4)
+                                continue;
+                            if (strategies[si] >= CODEC_ZMODEL_HUFFMAN_ONLY && li > 0)
+                                continue;
+                            zr_tok *pt = NULL;
+                            size_t npt = 0, total;
+                            size_t l = phase == 0 ? qlen : rlen;
+                            int rc = codec_zmodel_predict_threads(data, l, &p, threads, &pt, &npt);
+                            if (rc)
                                 return rc;
-                            size_t all,
-                                full = zr_agree(a, na, pt, npt,
-                                                l == d->out_len ? l : l - ZR_TRIAL_MARGIN, &all);
-                            if (full < all)
-                                eq = total - 1; /* better than any imperfect prefix */
+                            size_t eq = zr_agree(a, na, pt, npt,
+                                                 l == d->out_len ? l : l - ZR_TRIAL_MARGIN, &total);
+                            if (l == rlen && (eq > best_eq || best_eq == 0)) {
+                                best_eq = eq; /* the ranking (phase 0 does it when the two
+                                                 prefixes are one) */
+                                *best = p;
+                            }
+                            if (phase == 1) {
+                                free(pt);
+                                continue;
+                            }
+                            /* several settings may agree on the quick prefix: the longer prefix,
+                             * then the whole data decide */
+                            bool full = eq == total;
+                            for (int stage = 0; stage < 2 && full && l < d->out_len; stage++) {
+                                l = stage == 0 ? rlen : d->out_len;
+                                if (stage == 1 && rlen == d->out_len)
+                                    break;
+                                free(pt);
+                                if ((rc = codec_zmodel_predict_threads(data, l, &p, threads, &pt,
+                                                                       &npt)) != 0)
+                                    return rc;
+                                eq = zr_agree(a, na, pt, npt,
+                                              l == d->out_len ? l : l - ZR_TRIAL_MARGIN, &total);
+                                full = eq == total;
+                            }
+                            if (full) {
+                                found = true;
+                                *best = p;
+                                /* pt covers the whole data now: the caller need not predict again
+                                 */
+                                *full_pt = pt;
+                                *full_npt = npt;
+                                pt = NULL;
+                            }
+                            free(pt);
                         }
-                        if (eq > best_eq || best_eq == 0) {
-                            best_eq = eq;
-                            *best = p;
-                        }
-                        if (eq == total) {
-                            found = true;
-                            /* pt covers the whole data now: the caller need not predict again */
-                            *full_pt = pt;
-                            *full_npt = npt;
-                            pt = NULL;
-                        }
-                        free(pt);
-                    }
+            }
         }
-    }
     /* memLevel also sets the block size: among the memLevels whose blocks fit, take one that
      * finds the same tokens (they differ only through hash collisions) */
     if (!zr_layout_is_zlibs(d, bsyms, na, best)) {
         free(*full_pt); /* the memLevel may change */
         *full_pt = NULL;
+        if (found) { /* its agreement on the ranking prefix, to compare the others with */
+            zr_tok *pt = NULL;
+            size_t npt = 0, total;
+            int rc = codec_zmodel_predict(data, rlen, best, &pt, &npt);
+            if (rc)
+                return rc;
+            best_eq = zr_agree(a, na, pt, npt, rlimit, &total);
+            free(pt);
+        }
         for (int m = 1; m <= 9; m++) {
             struct codec_zmodel_params p = *best;
             p.mem_level = m;
@@ -292,10 +315,10 @@ static int zr_detect(const struct codec_deflate_desc *d, const uint8_t *data, co
                 continue;
             zr_tok *pt = NULL;
             size_t npt = 0, total;
-            int rc = codec_zmodel_predict(data, plen, &p, &pt, &npt);
+            int rc = codec_zmodel_predict(data, rlen, &p, &pt, &npt);
             if (rc)
                 return rc;
-            size_t eq = zr_agree(a, na, pt, npt, limit, &total);
+            size_t eq = zr_agree(a, na, pt, npt, rlimit, &total);
             free(pt);
             if (eq >= best_eq) {
                 *best = p;
