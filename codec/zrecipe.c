@@ -170,7 +170,9 @@ static int zr_detect(const struct codec_deflate_desc *d, const uint8_t *data, co
     /* zlib's header hint: 0 for level 1 and for the Huffman-only, RLE and fixed strategies
      * (fixed finds matches as the default strategy does, at any level) */
     int flevel = d->zlib ? d->flg >> 6 : -1;
-    static const int by_flevel[4][9] = {{1, 2, 3, 4, 5, 6, 7, 8, 9}, {2, 3, 4, 5}, {6}, {9, 7, 8}};
+    /* (within a hint, the cheaper levels first: a wrong level costs its own run, and where
+     * several agree on the prefixes, that run is one of the whole data) */
+    static const int by_flevel[4][9] = {{1, 2, 3, 4, 5, 6, 7, 8, 9}, {2, 3, 4, 5}, {6}, {7, 8, 9}};
     static const int by_flevel_n[4] = {9, 4, 1, 3};
     if (flevel >= 0) {
         for (int k = 0; k < by_flevel_n[flevel]; k++)
