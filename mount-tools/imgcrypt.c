@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "codec/codec.h"
+#include "codec/container.h"
 #include "codec/latcode.h"
 #include "keys/keys.h"
 #include "mount-tools/imgcrypt_coder.h"
@@ -451,6 +452,34 @@ out:
     return ret;
 }
 
+/* Hex of the first 8 bytes of a model id: enough to tell the keyring's models apart (imgcrypt
+ * info lists them by the first 16). */
+static void id_hex(const uint8_t *id, char out[17])
+{
+    for (int i = 0; i < 8; i++)
+        snprintf(out + 2 * i, 3, "%02x", id[i]);
+}
+
+/*
+ * A stored image (container.h) is a valid PNG, and inspect shows it as one; say also what it
+ * is and which models decoding it needs (its public header: ids only, nothing of the image).
+ */
+static void container_note(const uint8_t *buf, size_t len, char *why, size_t cap)
+{
+    struct codec_ct_info ci;
+    static const uint8_t none[KEYS_ID_BYTES] = {0};
+    if (!codec_ct_sniff(buf, len) || codec_ct_info(buf, len, &ci) != 0)
+        return;
+    char ae[17] = "", coder[17] = "";
+    id_hex(ci.ae_id, ae);
+    id_hex(ci.coder_id, coder);
+    const int has_ae = memcmp(ci.ae_id, none, KEYS_ID_BYTES) != 0;
+    const int has_coder = memcmp(ci.coder_id, none, KEYS_ID_BYTES) != 0;
+    snprintf(why, cap, "stored image: %s%s, pixels by %s%s",
+             has_ae ? "features by autoencoder " : "no features", has_ae ? ae : "",
+             has_coder ? "coder model " : "the fixed predictor", has_coder ? coder : "");
+}
+
 /*
  * Split, join and compare one file held in memory. Returns TOOL_EXIT_OK (row filled, also for a
  * generic file), TOOL_EXIT_MISMATCH (row filled, exact = 0) or a negative errno (out of memory).
@@ -501,6 +530,8 @@ static int inspect_buf(const uint8_t *buf, size_t len, struct inspect_row *row)
     } else
         row->exact = 1;
     rc = row->exact ? TOOL_EXIT_OK : TOOL_EXIT_MISMATCH;
+    if (row->exact)
+        container_note(buf, len, row->why, sizeof(row->why));
 out:
     free(joined);
     free(env);

@@ -6,7 +6,8 @@
 # dcmdump and a PNM header parser), compressed DICOMs and text are generic with their reason,
 # PNGs are exact or generic (never a mismatch, whether or not the PNG adapter is built in),
 # --json is one valid object per line with every field, an unreadable file gives exit 1 while
-# the others are still listed, and no patient data from the DICOM headers is ever printed.
+# the others are still listed, a stored image (container) says which models decoding it needs,
+# and no patient data from the DICOM headers is ever printed.
 #
 # Needs the imgcrypt binary and /usr/bin/python3; pydicom (or dcmdump) for the DICOM geometry
 # cross-check, skipped without either.
@@ -214,6 +215,27 @@ step "not an image, or too large: generic"
 want_generic "$T/notes.txt" "not a supported image format"
 want_generic "$T/huge.bin" "file beyond limits"
 [[ $(field "$T/huge.bin" 4) == $(((1 << 32) + 1)) ]] || fail "huge.bin: wrong byte count"
+
+step "stored images: a PNG that says which models decoding it needs"
+# The golden containers (tests/data/golden): v2's pixels are coded by the neural predictor with
+# the coder model its keyring lists, v1's by the fixed predictor; tiny-7x5 has no features.
+G=$DATA/golden
+expect 0 "$IMGCRYPT" info "$G/v2/store"
+coder=$(awk '$2 == "coder" { print substr($1, 1, 16) }' "$T/out")
+ae=$(awk '$2 == "autoencoder" { print substr($1, 1, 16) }' "$T/out")
+[[ -n $coder && -n $ae ]] || fail "the golden v2 keyring lists no coder model or autoencoder"
+expect 0 "$IMGCRYPT" inspect "$G/v2/mri-t1-axial-8bit.pgm.ct" "$G/v1/mri-t1-axial-8bit.pgm.ct" \
+    "$G/v1/tiny-7x5.pgm.ct" "$DATA/mri-t1-axial-8bit.png"
+[[ $(row "$G/v2/mri-t1-axial-8bit.pgm.ct") == *"(stored image: features by autoencoder $ae, pixels by coder model $coder)" ]] ||
+    fail "a v2 container does not name its models: $(row "$G/v2/mri-t1-axial-8bit.pgm.ct")"
+[[ $(row "$G/v1/mri-t1-axial-8bit.pgm.ct") == *"pixels by the fixed predictor)" ]] ||
+    fail "a v1 container does not say it needs no coder model"
+[[ $(row "$G/v1/tiny-7x5.pgm.ct") == *"(stored image: no features, pixels by the fixed predictor)" ]] ||
+    fail "a container without features does not say so"
+[[ $(row "$DATA/mri-t1-axial-8bit.png") != *"stored image"* ]] || fail "a plain PNG is called a stored image"
+expect 0 "$IMGCRYPT" inspect --json "$G/v2/mri-t1-axial-8bit.pgm.ct"
+grep -q "\"reason\":\"stored image: features by autoencoder $ae, pixels by coder model $coder\"" "$T/out" ||
+    fail "--json does not give the stored image's models as its reason"
 
 step "standard input"
 expect 0 "$IMGCRYPT" inspect "$DATA/MR_small.dcm"
