@@ -156,12 +156,6 @@ static int parse_opts(int argc, char **argv, const char *allowed, struct opts *o
     return TOOL_EXIT_OK;
 }
 
-static void hex(const uint8_t *b, size_t n, char *out)
-{
-    for (size_t i = 0; i < n; i++)
-        sprintf(out + 2 * i, "%02x", b[i]);
-}
-
 /* 1 if `dir` has entries other than . and .., 0 if empty, negative errno on error. */
 static int dir_has_entries(const char *dir)
 {
@@ -252,7 +246,7 @@ static int cmd_init(int argc, char **argv)
     struct keys_ring_info info;
     if (keys_ring_info(path, &info, NULL, 0) == 0) {
         char id[33];
-        hex(info.fs_id, KEYS_ID_BYTES, id);
+        tool_hex(info.fs_id, KEYS_ID_BYTES, id);
         printf("created keyring %s (filesystem id %s)\n", path, id);
     }
     return TOOL_EXIT_OK;
@@ -330,7 +324,7 @@ static int cmd_info(int argc, char **argv)
     }
     if (info.unsafe_perms)
         tool_error("warning: %s", why);
-    hex(info.fs_id, KEYS_ID_BYTES, id);
+    tool_hex(info.fs_id, KEYS_ID_BYTES, id);
     time_t t = (time_t)info.created;
     struct tm tm;
     strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S UTC", gmtime_r(&t, &tm));
@@ -345,7 +339,7 @@ static int cmd_info(int argc, char **argv)
     printf("created:        %s\n", when);
     printf("models:         %u\n", info.model_count);
     for (uint32_t i = 0; i < info.model_count; i++) {
-        hex(info.models[i].id, KEYS_ID_BYTES, id);
+        tool_hex(info.models[i].id, KEYS_ID_BYTES, id);
         printf("  %s  %-12s %llu bytes\n", id, kind_name(info.models[i].kind),
                (unsigned long long)info.models[i].bytes);
     }
@@ -452,14 +446,6 @@ out:
     return ret;
 }
 
-/* Hex of the first 8 bytes of a model id: enough to tell the keyring's models apart (imgcrypt
- * info lists them by the first 16). */
-static void id_hex(const uint8_t *id, char out[17])
-{
-    for (int i = 0; i < 8; i++)
-        snprintf(out + 2 * i, 3, "%02x", id[i]);
-}
-
 /*
  * A stored image (container.h) is a valid PNG, and inspect shows it as one; say also what it
  * is and which models decoding it needs (its public header: ids only, nothing of the image).
@@ -471,8 +457,9 @@ static void container_note(const uint8_t *buf, size_t len, char *why, size_t cap
     if (!codec_ct_sniff(buf, len) || codec_ct_info(buf, len, &ci) != 0)
         return;
     char ae[17] = "", coder[17] = "";
-    id_hex(ci.ae_id, ae);
-    id_hex(ci.coder_id, coder);
+    /* the first 8 bytes of each id: enough to tell a keyring's models apart */
+    tool_hex(ci.ae_id, 8, ae);
+    tool_hex(ci.coder_id, 8, coder);
     const int has_ae = memcmp(ci.ae_id, none, KEYS_ID_BYTES) != 0;
     const int has_coder = memcmp(ci.coder_id, none, KEYS_ID_BYTES) != 0;
     snprintf(why, cap, "stored image: %s%s, pixels by %s%s",
@@ -1023,7 +1010,7 @@ static int ring_store(struct train_ring *r, const struct nn_ae *ae)
         tool_error("cannot serialise the model: %s", strerror(-rc));
         return TOOL_EXIT_IO;
     }
-    hex(digest, KEYS_ID_BYTES, id);
+    tool_hex(digest, KEYS_ID_BYTES, id);
     rc = keys_ring_add_model(r->ring, KEYS_MODEL_AUTOENCODER, digest, buf, len);
     free(buf);
     if (rc == -EEXIST) {
@@ -1059,7 +1046,7 @@ static int ring_model(const struct train_ring *r, const char *want, struct nn_ae
         char id[2 * KEYS_ID_BYTES + 1];
         if (keys_ring_model(r->ring, i, &info, &w) != 0 || info.kind != KEYS_MODEL_AUTOENCODER)
             continue;
-        hex(info.id, KEYS_ID_BYTES, id);
+        tool_hex(info.id, KEYS_ID_BYTES, id);
         if (strncasecmp(id, want, wl) == 0) {
             hits++;
             found = info;

@@ -393,8 +393,7 @@ static int store(const char *where, const struct keys_source *src, const uint8_t
         tool_error("%s: %s", path, why[0] ? why : strerror(-rc));
         return tool_exit_code(rc);
     }
-    for (unsigned i = 0; i < KEYS_ID_BYTES; i++)
-        snprintf(id + 2 * i, 3, "%02x", digest[i]);
+    tool_hex(digest, KEYS_ID_BYTES, id);
     fprintf(stderr, "keyring %s holds coder model %s\n", path, id);
     return TOOL_EXIT_OK;
 }

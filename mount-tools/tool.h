@@ -53,4 +53,7 @@ int tool_set_source(struct keys_source *src, int *have, const char *name, const 
 /* A whole number in [lo, hi] from the value of option --name, or -1 after a one-line message. */
 long long tool_number(const char *name, const char *v, long long lo, long long hi);
 
+/* Lowercase hex of b[0..n) into out, which holds 2 n + 1 bytes (NUL-terminated). */
+void tool_hex(const uint8_t *b, size_t n, char *out);
+
 #endif
