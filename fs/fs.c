@@ -1,47 +1,50 @@
 // SPDX-License-Identifier: MIT
 /*
- * Mount setup and teardown: open the backing folder, derive the purpose keys from the keyring,
- * build the FUSE session, mount, serve, and wipe everything on the way out. The keyring's
- * master key itself is not kept: only the derived subkeys live for the mount's lifetime.
+ * Mount setup and teardown: open the backing folder, check its root folder id, derive the
+ * purpose keys from the keyring, build the FUSE session on the low-level API, mount, serve,
+ * and wipe everything on the way out. The keyring's master key itself is not kept: only the
+ * derived subkeys live for the mount's lifetime.
  */
-#define FUSE_USE_VERSION 312
-#include <fuse3/fuse.h>
-
+#include <dirent.h>
 #include <errno.h>
-#include <signal.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
+
+#include <openssl/crypto.h>
 
 #include "fs/fs_int.h"
 
-extern const struct fuse_operations fs_operations;
-
 struct fs_mount {
     struct fs_ctx ctx;
-    struct fuse *fuse;
+    struct fuse_session *se;
     char *mountpoint;
     int mounted;
     unsigned max_threads;
     sigset_t sigs; /* SIGTERM, SIGINT, SIGHUP, and SIGUSR2 to stop the thread */
     pthread_t sig_thread;
     int have_sig_thread;
+    pthread_t sweep_thread;
+    int have_sweep_thread;
     _Atomic int signalled;    /* a shutdown signal ended the mount */
-    pthread_mutex_t sig_lock; /* orders the signal thread's use of fuse against its teardown */
+    pthread_mutex_t sig_lock; /* orders the signal thread's use of the session against its
+                                 teardown */
     int closing;              /* fs_mount_free has begun; guarded by sig_lock */
 };
 
 /*
  * Shutdown on SIGTERM, SIGINT or SIGHUP. The signals are blocked in every thread and taken here
  * with sigwait, so the work is done while the FUSE workers still serve: first syncfs on the
- * mount and fsync of each open file, which make the kernel write back the pages it still caches
- * for open files (writeback caching) and wait until they were served, then the end of the
- * loop, after which fs_mount_free unmounts. A plain signal handler could only stop the loop,
- * and dirty pages of files still open would be lost.
+ * mount, which makes the kernel write back what it still caches (pages of files mapped
+ * shared) and wait until they were served, then the end of the loop, after which
+ * fs_mount_free unmounts. Writes are not cached in the kernel otherwise (no writeback
+ * caching): each write() was answered only once it was in the backing file.
  */
 static void *signal_thread(void *arg)
 {
@@ -62,32 +65,13 @@ static void *signal_thread(void *arg)
             fs_log(&m->ctx, LOG_ERR, "%s: syncfs before unmount failed: %m", m->mountpoint);
         close(fd);
     }
-    /* syncfs starts the write-back of every cached page, but FUSE may count a page written
-     * once it is queued; fsync of each open file waits until its writes were served. */
-    char **paths = NULL;
-    size_t n = 0;
-    if (fs_open_paths(&m->ctx, &paths, &n) == 0) {
-        for (size_t i = 0; i < n; i++) {
-            char *full = NULL;
-            if (asprintf(&full, "%s%s", m->mountpoint, paths[i]) >= 0) {
-                int ffd = open(full, O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC);
-                if (ffd >= 0) {
-                    (void)fsync(ffd);
-                    close(ffd);
-                }
-                free(full);
-            }
-            free(paths[i]);
-        }
-        free(paths);
-    }
     /* Ask the loop to end, then send it one request (a lookup of a name that cannot exist, never
      * answered from the kernel's caches) so that a worker wakes up, answers it and sees the
      * request to end; the loop then stops the other workers and returns, and the unmount
      * happens in fs_mount_free. */
     pthread_mutex_lock(&m->sig_lock);
     if (!m->closing)
-        fuse_exit(m->fuse);
+        fuse_session_exit(m->se);
     pthread_mutex_unlock(&m->sig_lock);
     /* If the loop has already ended, this lookup waits until fs_mount_free closes the
      * connection, which answers it with an error. */
@@ -97,6 +81,16 @@ static void *signal_thread(void *arg)
         (void)lstat(wake, &st);
         free(wake);
     }
+    return NULL;
+}
+
+static void *sweep_thread(void *arg)
+{
+    struct fs_ctx *c = arg;
+    unsigned long n = fs_sweep(c);
+    if (n)
+        fs_log(c, LOG_NOTICE, "removed %lu temporary entr%s left by an interrupted mount", n,
+               n == 1 ? "y" : "ies");
     return NULL;
 }
 
@@ -121,38 +115,135 @@ static void ctx_release(struct fs_ctx *c)
     keys_key_free(c->link_key);
     keys_key_free(c->xname_key);
     keys_key_free(c->xval_key);
-    for (size_t i = 0; i < FS_DIRID_SLOTS; i++)
-        free(c->dirids[i].path);
-    if (c->root_fd >= 0)
-        close(c->root_fd);
-    free(c->backing);
-    pthread_mutex_destroy(&c->inodes_lock);
-    pthread_mutex_destroy(&c->dirid_lock);
-    pthread_mutex_destroy(&c->handles_lock);
+    fs_nodes_release(c);
+    if (c->root.fd >= 0)
+        close(c->root.fd);
+    OPENSSL_cleanse(c->root.dirid, sizeof(c->root.dirid));
+    pthread_rwlock_destroy(&c->root.lock);
+    pthread_mutex_destroy(&c->table_lock);
+}
+
+/* Does the backing folder hold nothing but the keyring (a store never mounted)? */
+static int fresh_store(int root_fd)
+{
+    int fd = openat(root_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC), fresh = 1;
+    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+    if (!d) {
+        if (fd >= 0)
+            close(fd);
+        return 0;
+    }
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL)
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..") &&
+            strcmp(e->d_name, "imgcryptfs.keyring") && strncmp(e->d_name, ".imgcryptfs.", 12))
+            fresh = 0;
+    closedir(d);
+    return fresh;
+}
+
+/*
+ * The root folder's id file holds id (16) || tag (16), the tag = the SIV of AES-SIV("root")
+ * with the id as associated data under the "root folder id" subkey: a root id deleted, or replaced by a
+ * sub-folder's, would otherwise silently hide or swap the whole tree. A 16-byte file (a store
+ * made before the tag) gets its tag on first mount.
+ */
+static int root_id_write(int root_fd, const uint8_t *buf, size_t len)
+{
+    char tmp[] = ".imgcryptfs.rootid.new";
+    (void)unlinkat(root_fd, tmp, 0);
+    int fd = openat(root_fd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0444), rc = 0;
+    if (fd < 0)
+        return -errno;
+    if (write(fd, buf, len) != (ssize_t)len || fsync(fd) != 0)
+        rc = errno ? -errno : -EIO;
+    close(fd);
+    if (rc == 0 && renameat(root_fd, tmp, root_fd, FS_DIRID_NAME) != 0)
+        rc = -errno;
+    if (rc != 0)
+        (void)unlinkat(root_fd, tmp, 0);
+    return rc;
+}
+
+static int root_id_check(struct fs_ctx *c, const struct keys_ring *ring, char *why, size_t whylen,
+                         const char *backing)
+{
+    struct keys_key *k = NULL;
+    uint8_t buf[2 * KEYS_ID_BYTES + 1], tag[KEYS_TAG_BYTES + 4];
+    int rc = keys_ring_subkey(ring, "root folder id", KEYS_KEY_SIV, &k);
+    if (rc != 0)
+        return rc;
+    int fd = openat(c->root.fd, FS_DIRID_NAME, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    ssize_t n = fd >= 0 ? read(fd, buf, sizeof(buf)) : -1;
+    if (fd < 0 && errno == ENOENT && fresh_store(c->root.fd)) {
+        /* First mount: the root folder gets its id. */
+        if ((rc = keys_random(buf, KEYS_ID_BYTES)) == 0)
+            n = KEYS_ID_BYTES;
+    } else if (fd < 0) {
+        rc = errno == ENOENT ? -EBADMSG : -errno;
+        snprintf(why, whylen, "%s/%s: %s", backing, FS_DIRID_NAME,
+                 rc == -EBADMSG ? "missing, yet the folder holds files: the top folder's names "
+                                  "cannot be read (restore the file from a backup of the store)"
+                                : strerror(-rc));
+    }
+    if (fd >= 0)
+        close(fd);
+    if (rc == 0 && n != KEYS_ID_BYTES && n != 2 * KEYS_ID_BYTES) {
+        rc = -EBADMSG;
+        snprintf(why, whylen, "%s/%s: damaged (restore it from a backup of the store)", backing,
+                 FS_DIRID_NAME);
+    }
+    if (rc == 0 &&
+        keys_siv_seal(k, buf, KEYS_ID_BYTES, "root", 4, tag, sizeof(tag)) != sizeof(tag))
+        rc = -EIO;
+    if (rc == 0 && n == 2 * KEYS_ID_BYTES &&
+        CRYPTO_memcmp(tag, buf + KEYS_ID_BYTES, KEYS_TAG_BYTES) != 0) {
+        rc = -EBADMSG;
+        snprintf(why, whylen, "%s/%s: not this store's root folder id (replaced or damaged; "
+                 "restore it from a backup of the store)", backing, FS_DIRID_NAME);
+    }
+    if (rc == 0 && n == KEYS_ID_BYTES) {
+        memcpy(buf + KEYS_ID_BYTES, tag, KEYS_TAG_BYTES);
+        if ((rc = root_id_write(c->root.fd, buf, 2 * KEYS_ID_BYTES)) != 0)
+            snprintf(why, whylen, "%s/%s: cannot write: %s", backing, FS_DIRID_NAME,
+                     strerror(-rc));
+    }
+    if (rc == 0) {
+        memcpy(c->root.dirid, buf, KEYS_ID_BYTES);
+        c->root.have_id = 1;
+    }
+    OPENSSL_cleanse(buf, sizeof(buf));
+    keys_key_free(k);
+    return rc;
 }
 
 static int ctx_init(struct fs_ctx *c, const struct fs_config *cfg, const struct keys_ring *ring,
                     char *why, size_t whylen)
 {
+    struct stat st;
+    uint8_t tag[8];
     int rc;
-    c->root_fd = -1;
-    pthread_mutex_init(&c->inodes_lock, NULL);
-    pthread_mutex_init(&c->dirid_lock, NULL);
-    pthread_mutex_init(&c->handles_lock, NULL);
+    c->root.fd = -1;
+    c->root.data_fd = -1;
+    pthread_mutex_init(&c->table_lock, NULL);
+    pthread_rwlock_init(&c->root.lock, NULL);
     c->use_syslog = cfg->use_syslog;
     c->as_root = geteuid() == 0;
-    c->backing = realpath(cfg->backing, NULL);
-    if (!c->backing) {
+    c->timeout = 1.0;
+    clock_gettime(CLOCK_REALTIME, &c->started);
+    if ((rc = keys_random(tag, sizeof(tag))) != 0)
+        return rc;
+    fs_b64_encode(tag, sizeof(tag), c->tag);
+    c->root.fd = open(cfg->backing, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (c->root.fd < 0 || fstat(c->root.fd, &st) != 0) {
         rc = -errno;
         snprintf(why, whylen, "%s: %s", cfg->backing, strerror(-rc));
         return rc;
     }
-    c->root_fd = open(c->backing, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (c->root_fd < 0) {
-        rc = -errno;
-        snprintf(why, whylen, "%s: %s", cfg->backing, strerror(-rc));
-        return rc;
-    }
+    c->root.dev = st.st_dev;
+    c->root.ino = st.st_ino;
+    c->root.type = S_IFDIR;
+    c->root.nlookup = 1;
     if ((rc = keys_ring_subkey(ring, "names", KEYS_KEY_SIV, &c->name_key)) != 0 ||
         (rc = keys_ring_subkey(ring, "content", KEYS_KEY_GCM, &c->content_key)) != 0 ||
         (rc = keys_ring_subkey(ring, "symlinks", KEYS_KEY_GCM, &c->link_key)) != 0 ||
@@ -161,16 +252,7 @@ static int ctx_init(struct fs_ctx *c, const struct fs_config *cfg, const struct 
         snprintf(why, whylen, "cannot derive keys: %s", strerror(-rc));
         return rc;
     }
-    /* The root folder gets its id on first mount. */
-    if (faccessat(c->root_fd, FS_DIRID_NAME, F_OK, AT_SYMLINK_NOFOLLOW) != 0) {
-        if (errno != ENOENT || (rc = fs_dirid_create(c, ".")) != 0) {
-            rc = rc ? rc : -errno;
-            snprintf(why, whylen, "%s: cannot create %s: %s", cfg->backing, FS_DIRID_NAME,
-                     strerror(-rc));
-            return rc;
-        }
-    }
-    return 0;
+    return root_id_check(c, ring, why, whylen, cfg->backing);
 }
 
 /*
@@ -221,6 +303,9 @@ int fs_mount_new(const struct fs_config *cfg, const struct keys_ring *ring, stru
     if (!m)
         return -ENOMEM;
     pthread_mutex_init(&m->sig_lock, NULL);
+    /* Modes are the caller's, already cut by the caller's umask in the kernel: the daemon's
+     * own umask must not cut them a second time. */
+    umask(0);
     rc = ctx_init(&m->ctx, cfg, ring, why, whylen);
     if (rc != 0)
         goto fail;
@@ -232,9 +317,12 @@ int fs_mount_new(const struct fs_config *cfg, const struct keys_ring *ring, stru
         goto fail;
     }
     /* fsname shows the backing folder in /proc/mounts, as mount(8) users expect. */
-    if (asprintf(&opts, "fsname=%s,subtype=imgcryptfs%s%s", m->ctx.backing,
-                 cfg->fuse_opts && *cfg->fuse_opts ? "," : "",
-                 cfg->fuse_opts ? cfg->fuse_opts : "") < 0) {
+    char *backing = realpath(cfg->backing, NULL);
+    rc = asprintf(&opts, "fsname=%s,subtype=imgcryptfs%s%s", backing ? backing : cfg->backing,
+                  cfg->fuse_opts && *cfg->fuse_opts ? "," : "",
+                  cfg->fuse_opts ? cfg->fuse_opts : "");
+    free(backing);
+    if (rc < 0) {
         opts = NULL;
         rc = -ENOMEM;
         goto fail;
@@ -244,13 +332,13 @@ int fs_mount_new(const struct fs_config *cfg, const struct keys_ring *ring, stru
         rc = -ENOMEM;
         goto fail;
     }
-    m->fuse = fuse_new(&args, &fs_operations, sizeof(fs_operations), &m->ctx);
-    if (!m->fuse) {
+    m->se = fuse_session_new(&args, &fs_ll_ops, sizeof(fs_ll_ops), &m->ctx);
+    if (!m->se) {
         snprintf(why, whylen, "FUSE refused the options: %s", opts);
         rc = -EINVAL;
         goto fail;
     }
-    if (fuse_mount(m->fuse, cfg->mountpoint) != 0) {
+    if (fuse_session_mount(m->se, cfg->mountpoint) != 0) {
         snprintf(why, whylen, "%s: cannot mount (busy, not permitted, or FUSE unavailable)",
                  cfg->mountpoint);
         rc = -EBUSY;
@@ -275,6 +363,7 @@ int fs_mount_new(const struct fs_config *cfg, const struct keys_ring *ring, stru
         goto fail;
     }
     m->have_sig_thread = 1;
+    m->have_sweep_thread = pthread_create(&m->sweep_thread, NULL, sweep_thread, &m->ctx) == 0;
     m->max_threads = cfg->max_threads;
     free(opts);
     fuse_opt_free_args(&args);
@@ -295,7 +384,7 @@ int fs_mount_run(struct fs_mount *m)
     fuse_loop_cfg_set_clone_fd(lc, 0);
     fuse_loop_cfg_set_idle_threads(lc, 8);
     fuse_loop_cfg_set_max_threads(lc, m->max_threads ? m->max_threads : 16);
-    int rc = fuse_loop_mt(m->fuse, lc);
+    int rc = fuse_session_loop_mt(m->se, lc);
     fuse_loop_cfg_destroy(lc);
     /* After a shutdown signal the loop ends at the signal thread's request: a clean exit. */
     return rc == 0 || m->signalled ? 0 : rc < 0 ? rc : -EINTR;
@@ -308,16 +397,18 @@ void fs_mount_free(struct fs_mount *m)
     pthread_mutex_lock(&m->sig_lock);
     m->closing = 1;
     pthread_mutex_unlock(&m->sig_lock);
-    if (m->fuse) {
+    if (m->se) {
         if (m->mounted)
-            fuse_unmount(m->fuse);
-        fuse_destroy(m->fuse); /* closes the connection: a request still waiting fails now */
+            fuse_session_unmount(m->se);
+        fuse_session_destroy(m->se); /* closes the connection: a request still waiting fails */
     }
     if (m->have_sig_thread) {
         /* Stop the signal thread if no signal came; if one came, it ends on its own. */
         pthread_kill(m->sig_thread, SIGUSR2);
         pthread_join(m->sig_thread, NULL);
     }
+    if (m->have_sweep_thread)
+        pthread_join(m->sweep_thread, NULL);
     pthread_mutex_destroy(&m->sig_lock);
     ctx_release(&m->ctx);
     free(m->mountpoint);

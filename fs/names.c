@@ -7,9 +7,10 @@
  * needs no directory scan, and the parent id keeps equal names in different folders from
  * looking equal. Names whose sealed form exceeds NAME_MAX are stored as
  * .imgcryptfs.long.<base64url(SHA-256(sealed name))> with the sealed name in a ".name"
- * sidecar beside it. Folder ids are cached by backing path; renaming or removing a folder
- * flushes the cache, which is cheap to refill and never stale.
+ * sidecar beside it. Everything here works on folder descriptors, one component at a time,
+ * and never follows a symlink in the backing folder.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -102,118 +103,105 @@ int fs_is_reserved(const char *entry)
     return strchr(entry, '.') != NULL;
 }
 
-static uint64_t hash_path(const char *s)
+int fs_dirid_read(const struct fs_ctx *c, int dir_fd, uint8_t id[KEYS_ID_BYTES])
 {
-    uint64_t h = 1469598103934665603ull; /* FNV-1a */
-    for (; *s; s++)
-        h = (h ^ (uint8_t)*s) * 1099511628211ull;
-    return h;
-}
-
-static int join(char *out, size_t cap, const char *dir, const char *name)
-{
-    int n = strcmp(dir, ".") == 0 ? snprintf(out, cap, "%s", name)
-                                  : snprintf(out, cap, "%s/%s", dir, name);
-    return n < 0 || (size_t)n >= cap ? -ENAMETOOLONG : 0;
-}
-
-static int read_dirid(struct fs_ctx *c, const char *rel, uint8_t id[KEYS_ID_BYTES])
-{
-    char p[FS_PATH_CAP];
-    int rc = join(p, sizeof(p), rel, FS_DIRID_NAME);
-    if (rc != 0)
-        return rc;
-    int fd = openat(c->root_fd, p, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    int fd = openat(dir_fd, FS_DIRID_NAME, O_RDONLY | O_CLOEXEC | O_NOFOLLOW), rc;
     if (fd < 0) {
         rc = -errno;
-        if (rc == -ENOENT) {
-            fs_log(c, LOG_ERR, "%s: folder has no %s: its names cannot be read", rel,
+        if (rc == -ENOENT || rc == -ELOOP) {
+            char where[PATH_MAX];
+            fs_where(dir_fd, where, sizeof(where));
+            fs_log(c, LOG_ERR, "%s: folder has no %s: its names cannot be read", where,
                    FS_DIRID_NAME);
             rc = -EIO;
         }
         return rc;
     }
-    ssize_t n = read(fd, id, KEYS_ID_BYTES);
+    uint8_t buf[KEYS_ID_BYTES];
+    ssize_t n = read(fd, buf, sizeof(buf));
     rc = n == KEYS_ID_BYTES ? 0 : n < 0 ? -errno : -EIO;
-    if (rc == -EIO)
-        fs_log(c, LOG_ERR, "%s/%s: damaged folder id", rel, FS_DIRID_NAME);
     close(fd);
+    if (rc == -EIO) {
+        char where[PATH_MAX];
+        fs_where(dir_fd, where, sizeof(where));
+        fs_log(c, LOG_ERR, "%s/%s: damaged folder id", where, FS_DIRID_NAME);
+    }
+    if (rc == 0)
+        memcpy(id, buf, KEYS_ID_BYTES);
     return rc;
 }
 
-int fs_dirid_get(struct fs_ctx *c, const char *rel, uint8_t id[KEYS_ID_BYTES])
+/* Write all of buf; a short write is retried, so its cause (ENOSPC, EIO) is what is returned. */
+static int write_all(int fd, const void *buf, size_t len)
 {
-    uint64_t h = hash_path(rel);
-    struct fs_dirid_slot *s = &c->dirids[h % FS_DIRID_SLOTS];
-    pthread_mutex_lock(&c->dirid_lock);
-    if (s->path && s->hash == h && strcmp(s->path, rel) == 0) {
-        memcpy(id, s->id, KEYS_ID_BYTES);
-        pthread_mutex_unlock(&c->dirid_lock);
-        return 0;
+    size_t done = 0;
+    while (done < len) {
+        ssize_t n = write(fd, (const uint8_t *)buf + done, len - done);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -errno;
+        done += (size_t)n;
     }
-    pthread_mutex_unlock(&c->dirid_lock);
-    int rc = read_dirid(c, rel, id);
-    if (rc != 0)
-        return rc;
-    char *copy = strdup(rel);
-    if (!copy)
-        return 0; /* the id is right; it just is not cached */
-    pthread_mutex_lock(&c->dirid_lock);
-    free(s->path);
-    s->path = copy;
-    s->hash = h;
-    memcpy(s->id, id, KEYS_ID_BYTES);
-    pthread_mutex_unlock(&c->dirid_lock);
     return 0;
 }
 
-void fs_dirid_flush(struct fs_ctx *c)
+int fs_dirid_create(int dir_fd, uint8_t id[KEYS_ID_BYTES])
 {
-    pthread_mutex_lock(&c->dirid_lock);
-    for (size_t i = 0; i < FS_DIRID_SLOTS; i++) {
-        free(c->dirids[i].path);
-        c->dirids[i].path = NULL;
-    }
-    pthread_mutex_unlock(&c->dirid_lock);
-}
-
-int fs_dirid_create(struct fs_ctx *c, const char *rel_dir)
-{
-    uint8_t id[KEYS_ID_BYTES];
-    char p[FS_PATH_CAP];
-    int rc = join(p, sizeof(p), rel_dir, FS_DIRID_NAME);
-    if (rc != 0 || (rc = keys_random(id, sizeof(id))) != 0)
+    uint8_t fresh[KEYS_ID_BYTES];
+    int rc = keys_random(fresh, sizeof(fresh));
+    if (rc != 0)
         return rc;
-    int fd = openat(c->root_fd, p, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0444);
+    int fd = openat(dir_fd, FS_DIRID_NAME, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW,
+                    0444);
     if (fd < 0)
         return -errno;
-    if (write(fd, id, sizeof(id)) != (ssize_t)sizeof(id))
-        rc = -EIO;
-    else if (fsync(fd) != 0)
+    rc = write_all(fd, fresh, sizeof(fresh));
+    if (rc == 0 && fsync(fd) != 0)
         rc = -errno;
     close(fd);
     if (rc != 0)
-        (void)unlinkat(c->root_fd, p, 0);
+        (void)unlinkat(dir_fd, FS_DIRID_NAME, 0);
+    else
+        memcpy(id, fresh, KEYS_ID_BYTES);
     return rc;
 }
 
-/* Seal one name under the folder id: base64url into out. */
-static int seal_name(struct fs_ctx *c, const uint8_t dirid[KEYS_ID_BYTES], const char *name,
-                     size_t len, char *out, size_t cap)
+/* The hashed backing name of a long sealed name. */
+static void long_name(const char *enc, char *out)
+{
+    uint8_t h[32];
+    (void)keys_sha256(enc, strlen(enc), h);
+    memcpy(out, FS_LONG_PREFIX, sizeof(FS_LONG_PREFIX) - 1);
+    fs_b64_encode(h, sizeof(h), out + sizeof(FS_LONG_PREFIX) - 1);
+}
+
+int fs_name_seal(const struct fs_ctx *c, const uint8_t dirid[KEYS_ID_BYTES], const char *name,
+                 struct fs_name *out)
 {
     uint8_t sealed[NAME_MAX + KEYS_TAG_BYTES];
-    if (len == 0 || len > NAME_MAX)
+    size_t len = strlen(name);
+    if (len > NAME_MAX)
         return -ENAMETOOLONG;
+    if (len == 0 || strchr(name, '/') || strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
+        return -EINVAL;
     ssize_t n = keys_siv_seal(c->name_key, dirid, KEYS_ID_BYTES, name, len, sealed, sizeof(sealed));
     if (n < 0)
         return (int)n;
-    if (((size_t)n + 2) / 3 * 4 + 1 > cap)
-        return -ENAMETOOLONG;
-    fs_b64_encode(sealed, (size_t)n, out);
+    char enc[FS_ENC_CAP];
+    size_t elen = fs_b64_encode(sealed, (size_t)n, enc);
+    out->is_long = elen > FS_SHORT_MAX;
+    if (out->is_long) {
+        memcpy(out->enc, enc, elen + 1);
+        long_name(enc, out->leaf);
+    } else {
+        memcpy(out->leaf, enc, elen + 1);
+        out->enc[0] = '\0';
+    }
     return 0;
 }
 
-int fs_name_decrypt(struct fs_ctx *c, const uint8_t dirid[KEYS_ID_BYTES], const char *enc,
+int fs_name_decrypt(const struct fs_ctx *c, const uint8_t dirid[KEYS_ID_BYTES], const char *enc,
                     char *out, size_t cap)
 {
     uint8_t sealed[NAME_MAX + KEYS_TAG_BYTES + 3];
@@ -232,94 +220,38 @@ int fs_name_decrypt(struct fs_ctx *c, const uint8_t dirid[KEYS_ID_BYTES], const 
     return 0;
 }
 
-/* The hashed backing name of a long sealed name. */
-static void long_name(const char *enc, char *out)
+static int sidecar_name(const struct fs_name *nm, char *out, size_t cap)
 {
-    uint8_t h[32];
-    (void)keys_sha256(enc, strlen(enc), h);
-    memcpy(out, FS_LONG_PREFIX, sizeof(FS_LONG_PREFIX) - 1);
-    fs_b64_encode(h, sizeof(h), out + sizeof(FS_LONG_PREFIX) - 1);
-}
-
-int fs_resolve(struct fs_ctx *c, const char *path, struct fs_bpath *bp)
-{
-    char enc[FS_ENC_CAP], leaf[sizeof(FS_LONG_PREFIX) + 64];
-    int rc;
-    strcpy(bp->rel, ".");
-    strcpy(bp->parent, ".");
-    bp->leaf = bp->rel;
-    bp->is_long = 0;
-    const char *p = path;
-    while (*p == '/')
-        p++;
-    if (*p == '\0')
-        return 0;
-    for (;;) {
-        const char *end = strchr(p, '/');
-        size_t len = end ? (size_t)(end - p) : strlen(p);
-        strcpy(bp->parent, bp->rel);
-        if ((rc = fs_dirid_get(c, bp->rel, bp->parent_id)) != 0)
-            return rc;
-        if ((rc = seal_name(c, bp->parent_id, p, len, enc, sizeof(enc))) != 0)
-            return rc;
-        size_t elen = strlen(enc);
-        bp->is_long = elen > FS_SHORT_MAX;
-        const char *name = enc;
-        if (bp->is_long) {
-            long_name(enc, leaf);
-            memcpy(bp->enc, enc, elen + 1);
-            name = leaf;
-        }
-        size_t at = strcmp(bp->rel, ".") == 0 ? 0 : strlen(bp->rel) + 1;
-        if (at + strlen(name) + 1 > sizeof(bp->rel))
-            return -ENAMETOOLONG;
-        if (at)
-            bp->rel[at - 1] = '/';
-        strcpy(bp->rel + at, name);
-        bp->leaf = bp->rel + at;
-        if (!end)
-            break;
-        p = end;
-        while (*p == '/')
-            p++;
-        if (*p == '\0')
-            break;
-    }
-    return 0;
-}
-
-static int sidecar_path(const struct fs_bpath *bp, char *out, size_t cap)
-{
-    int n = snprintf(out, cap, "%s%s", bp->rel, FS_LONG_SUFFIX);
+    int n = snprintf(out, cap, "%s%s", nm->leaf, FS_LONG_SUFFIX);
     return n < 0 || (size_t)n >= cap ? -ENAMETOOLONG : 0;
 }
 
-int fs_long_write(struct fs_ctx *c, const struct fs_bpath *bp)
+int fs_long_write(int dir_fd, const struct fs_name *nm)
 {
-    char p[FS_PATH_CAP];
+    char p[NAME_MAX + 1];
     int rc;
-    if (!bp->is_long)
+    if (!nm->is_long)
         return 0;
-    if ((rc = sidecar_path(bp, p, sizeof(p))) != 0)
+    if ((rc = sidecar_name(nm, p, sizeof(p))) != 0)
         return rc;
-    int fd = openat(c->root_fd, p, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0444);
+    int fd = openat(dir_fd, p, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0444);
     if (fd < 0)
         return -errno;
-    size_t len = strlen(bp->enc);
-    if (write(fd, bp->enc, len) != (ssize_t)len)
-        rc = -EIO;
+    rc = write_all(fd, nm->enc, strlen(nm->enc));
     close(fd);
+    if (rc != 0)
+        (void)unlinkat(dir_fd, p, 0);
     return rc;
 }
 
-void fs_long_remove(struct fs_ctx *c, const struct fs_bpath *bp)
+void fs_long_remove(int dir_fd, const struct fs_name *nm)
 {
-    char p[FS_PATH_CAP];
-    if (bp->is_long && sidecar_path(bp, p, sizeof(p)) == 0)
-        (void)unlinkat(c->root_fd, p, 0);
+    char p[NAME_MAX + 1];
+    if (nm->is_long && sidecar_name(nm, p, sizeof(p)) == 0)
+        (void)unlinkat(dir_fd, p, 0);
 }
 
-int fs_entry_name(struct fs_ctx *c, int dir_fd, const uint8_t dirid[KEYS_ID_BYTES],
+int fs_entry_name(const struct fs_ctx *c, int dir_fd, const uint8_t dirid[KEYS_ID_BYTES],
                   const char *entry, char *out, size_t cap)
 {
     size_t plen = sizeof(FS_LONG_PREFIX) - 1, slen = sizeof(FS_LONG_SUFFIX) - 1;
@@ -328,7 +260,7 @@ int fs_entry_name(struct fs_ctx *c, int dir_fd, const uint8_t dirid[KEYS_ID_BYTE
         return fs_name_decrypt(c, dirid, entry, out, cap);
     if (len <= plen || strncmp(entry, FS_LONG_PREFIX, plen) != 0 ||
         strchr(entry + plen, '.') != NULL)
-        return -ENOENT; /* .dirid, sidecars, temporary files */
+        return -ENOENT; /* .dirid, sidecars, temporary entries */
     char side[NAME_MAX + 1], enc[FS_ENC_CAP + 1];
     if (len + slen >= sizeof(side))
         return -ENOENT;
@@ -343,9 +275,58 @@ int fs_entry_name(struct fs_ctx *c, int dir_fd, const uint8_t dirid[KEYS_ID_BYTE
         return -EBADMSG;
     enc[n] = '\0';
     /* The sidecar must belong to this hashed name. */
-    char check[sizeof(FS_LONG_PREFIX) + 64];
+    char check[FS_LEAF_CAP];
     long_name(enc, check);
     if (strcmp(check, entry) != 0)
         return -EBADMSG;
     return fs_name_decrypt(c, dirid, enc, out, cap);
+}
+
+/* Temporary names: FS_TMP_PREFIX <mount tag> "." <random>. The tag tells this mount's own
+ * entries, which may be in use, from leftovers of an earlier one. */
+int fs_tmp_name(const struct fs_ctx *c, char out[FS_TMP_CAP])
+{
+    uint8_t r[8];
+    char rnd[16];
+    int rc = keys_random(r, sizeof(r));
+    if (rc != 0)
+        return rc;
+    fs_b64_encode(r, sizeof(r), rnd);
+    size_t plen = sizeof(FS_TMP_PREFIX) - 1;
+    memcpy(out, FS_TMP_PREFIX, plen);
+    memcpy(out + plen, c->tag, FS_TAG_LEN);
+    out[plen + FS_TAG_LEN] = '.';
+    memcpy(out + plen + FS_TAG_LEN + 1, rnd, FS_TAG_LEN + 1);
+    return 0;
+}
+
+int fs_tmp_foreign(const struct fs_ctx *c, const char *entry)
+{
+    size_t plen = sizeof(FS_TMP_PREFIX) - 1;
+    if (strncmp(entry, FS_TMP_PREFIX, plen) != 0)
+        return 0;
+    return !(strncmp(entry + plen, c->tag, FS_TAG_LEN) == 0 && entry[plen + FS_TAG_LEN] == '.');
+}
+
+int fs_tmp_remove(int dir_fd, const char *entry)
+{
+    if (unlinkat(dir_fd, entry, 0) == 0)
+        return 0;
+    if (errno != EISDIR && errno != EPERM)
+        return -errno;
+    /* A folder being made: it holds its id at most. */
+    int dfd = openat(dir_fd, entry, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+    if (dfd < 0)
+        return -errno;
+    DIR *d = fdopendir(dfd);
+    if (!d) {
+        close(dfd);
+        return -ENOMEM;
+    }
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL)
+        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0)
+            (void)unlinkat(dirfd(d), e->d_name, 0);
+    closedir(d);
+    return unlinkat(dir_fd, entry, AT_REMOVEDIR) == 0 ? 0 : -errno;
 }

@@ -222,6 +222,10 @@ bad = [n for n in shown if n.startswith(".imgcryptfs") or n == "imgcryptfs.keyri
 if bad:
     sys.exit(f"the mount lists bookkeeping entries: {bad}")
 # User files with those very names are allowed and must not touch the real ones.
+with open(os.path.join(b, ".imgcryptfs.dirid"), "rb") as f:
+    root_id = f.read()
+if len(root_id) != 32:
+    sys.exit(f"the root folder id file holds {len(root_id)} bytes, not id and tag (32)")
 for n in ("imgcryptfs.keyring", ".imgcryptfs.dirid", ".imgcryptfs.long.x"):
     with open(os.path.join(m, n), "w") as f:
         f.write("user data " + n)
@@ -232,7 +236,7 @@ for n in ("imgcryptfs.keyring", ".imgcryptfs.dirid", ".imgcryptfs.long.x"):
     if n not in os.listdir(m):
         sys.exit(f"user file {n} is not listed")
 with open(os.path.join(b, ".imgcryptfs.dirid"), "rb") as f:
-    if len(f.read()) != 16:
+    if f.read() != root_id:
         sys.exit("the root folder id was overwritten")
 EOF
 unmount "$M"

@@ -20,30 +20,38 @@ int keys_key_from_bytes(const uint8_t *bytes, enum keys_key_kind kind, struct ke
 
 static char root[64];
 static struct fs_ctx c;
+static uint8_t rootid[KEYS_ID_BYTES];
 
 static void setup(void)
 {
     uint8_t raw[64];
+    struct stat st;
     strcpy(root, "/tmp/imgc-fs-XXXXXX");
     ck_assert_ptr_nonnull(mkdtemp(root));
     memset(&c, 0, sizeof(c));
-    c.root_fd = open(root, O_RDONLY | O_DIRECTORY);
-    ck_assert_int_ge(c.root_fd, 0);
-    pthread_mutex_init(&c.dirid_lock, NULL);
-    pthread_mutex_init(&c.inodes_lock, NULL);
+    c.root.fd = open(root, O_PATH | O_DIRECTORY);
+    ck_assert_int_ge(c.root.fd, 0);
+    ck_assert_int_eq(fstat(c.root.fd, &st), 0);
+    c.root.dev = st.st_dev;
+    c.root.ino = st.st_ino;
+    c.root.type = S_IFDIR;
+    c.root.data_fd = -1;
+    strcpy(c.tag, "AAAAAAAAAAA");
+    pthread_mutex_init(&c.table_lock, NULL);
+    pthread_rwlock_init(&c.root.lock, NULL);
     memset(raw, 7, sizeof(raw));
     ck_assert_int_eq(keys_key_from_bytes(raw, KEYS_KEY_SIV, &c.name_key), 0);
     ck_assert_int_eq(keys_key_from_bytes(raw, KEYS_KEY_GCM, &c.content_key), 0);
-    ck_assert_int_eq(fs_dirid_create(&c, "."), 0);
+    ck_assert_int_eq(fs_dirid_create(c.root.fd, rootid), 0);
 }
 
 static void teardown(void)
 {
     char cmd[128];
-    fs_dirid_flush(&c);
+    fs_nodes_release(&c);
     keys_key_free(c.name_key);
     keys_key_free(c.content_key);
-    close(c.root_fd);
+    close(c.root.fd);
     snprintf(cmd, sizeof(cmd), "rm -rf %s", root);
     ck_assert_int_eq(system(cmd), 0);
 }
@@ -71,106 +79,151 @@ START_TEST(test_b64)
 }
 END_TEST
 
-START_TEST(test_resolve_and_names)
+START_TEST(test_seal_and_names)
 {
-    struct fs_bpath bp, again;
+    struct fs_name nm, again;
     char name[NAME_MAX + 2];
-    uint8_t rootid[KEYS_ID_BYTES];
-    ck_assert_int_eq(fs_resolve(&c, "/", &bp), 0);
-    ck_assert_str_eq(bp.rel, ".");
-    ck_assert_int_eq(fs_resolve(&c, "/scan-0001.dcm", &bp), 0);
-    ck_assert_str_eq(bp.parent, ".");
-    ck_assert_ptr_null(strstr(bp.rel, "scan"));
-    ck_assert(!fs_is_reserved(bp.rel));
-    /* Deterministic: the same name resolves the same way. */
-    ck_assert_int_eq(fs_resolve(&c, "//scan-0001.dcm", &again), 0);
-    ck_assert_str_eq(bp.rel, again.rel);
-    ck_assert_int_eq(fs_dirid_get(&c, ".", rootid), 0);
-    ck_assert_int_eq(fs_name_decrypt(&c, rootid, bp.leaf, name, sizeof(name)), 0);
+    uint8_t id[KEYS_ID_BYTES];
+    ck_assert_int_eq(fs_dirid_read(&c, c.root.fd, id), 0);
+    ck_assert_mem_eq(id, rootid, KEYS_ID_BYTES);
+    ck_assert_int_eq(fs_name_seal(&c, rootid, "scan-0001.dcm", &nm), 0);
+    ck_assert(!nm.is_long);
+    ck_assert_ptr_null(strstr(nm.leaf, "scan"));
+    ck_assert(!fs_is_reserved(nm.leaf));
+    /* Deterministic: the same name seals the same way. */
+    ck_assert_int_eq(fs_name_seal(&c, rootid, "scan-0001.dcm", &again), 0);
+    ck_assert_str_eq(nm.leaf, again.leaf);
+    ck_assert_int_eq(fs_name_decrypt(&c, rootid, nm.leaf, name, sizeof(name)), 0);
     ck_assert_str_eq(name, "scan-0001.dcm");
     /* Another folder id gives another sealed name and refuses this one. */
-    ck_assert_int_eq(mkdirat(c.root_fd, "sub", 0700), 0);
-    ck_assert_int_eq(fs_dirid_create(&c, "sub"), 0);
+    ck_assert_int_eq(mkdirat(c.root.fd, "sub", 0700), 0);
+    int sub = openat(c.root.fd, "sub", O_PATH | O_DIRECTORY);
     uint8_t subid[KEYS_ID_BYTES];
-    ck_assert_int_eq(fs_dirid_get(&c, "sub", subid), 0);
+    ck_assert_int_eq(fs_dirid_create(sub, subid), 0);
     ck_assert(memcmp(subid, rootid, KEYS_ID_BYTES) != 0);
-    ck_assert_int_eq(fs_name_decrypt(&c, subid, bp.leaf, name, sizeof(name)), -EBADMSG);
-    /* A folder without its id cannot be resolved into. */
-    ck_assert_int_eq(mkdirat(c.root_fd, "bare", 0700), 0);
-    ck_assert_int_eq(fs_dirid_get(&c, "bare", subid), -EIO);
-    /* Names longer than NAME_MAX are refused; an empty component is skipped. */
-    char big[NAME_MAX + 3];
+    ck_assert_int_eq(fs_name_decrypt(&c, subid, nm.leaf, name, sizeof(name)), -EBADMSG);
+    close(sub);
+    /* A folder without its id cannot be read into. */
+    ck_assert_int_eq(mkdirat(c.root.fd, "bare", 0700), 0);
+    int bare = openat(c.root.fd, "bare", O_PATH | O_DIRECTORY);
+    ck_assert_int_eq(fs_dirid_read(&c, bare, subid), -EIO);
+    close(bare);
+    /* Names longer than NAME_MAX, empty, or with a slash are refused. */
+    char big[NAME_MAX + 2];
     memset(big, 'x', sizeof(big) - 1);
-    big[0] = '/';
     big[sizeof(big) - 1] = '\0';
-    ck_assert_int_eq(fs_resolve(&c, big, &bp), -ENAMETOOLONG);
+    ck_assert_int_eq(fs_name_seal(&c, rootid, big, &nm), -ENAMETOOLONG);
+    ck_assert_int_eq(fs_name_seal(&c, rootid, "", &nm), -EINVAL);
+    ck_assert_int_eq(fs_name_seal(&c, rootid, "a/b", &nm), -EINVAL);
+    ck_assert_int_eq(fs_name_seal(&c, rootid, "..", &nm), -EINVAL);
 }
 END_TEST
 
 START_TEST(test_long_names)
 {
-    struct fs_bpath bp;
+    struct fs_name nm;
     char name[NAME_MAX + 2], plain[NAME_MAX + 1];
-    uint8_t rootid[KEYS_ID_BYTES];
     memset(plain, 'n', NAME_MAX);
     plain[NAME_MAX] = '\0';
-    char path[NAME_MAX + 2];
-    snprintf(path, sizeof(path), "/%s", plain);
-    ck_assert_int_eq(fs_resolve(&c, path, &bp), 0);
-    ck_assert(bp.is_long);
-    ck_assert_uint_le(strlen(bp.leaf), NAME_MAX);
-    ck_assert(strncmp(bp.leaf, FS_LONG_PREFIX, strlen(FS_LONG_PREFIX)) == 0);
-    ck_assert_int_eq(fs_long_write(&c, &bp), 0);
-    int fd = openat(c.root_fd, bp.rel, O_CREAT | O_WRONLY, 0600);
+    ck_assert_int_eq(fs_name_seal(&c, rootid, plain, &nm), 0);
+    ck_assert(nm.is_long);
+    ck_assert_uint_le(strlen(nm.leaf), NAME_MAX);
+    ck_assert(strncmp(nm.leaf, FS_LONG_PREFIX, strlen(FS_LONG_PREFIX)) == 0);
+    ck_assert_int_eq(fs_long_write(c.root.fd, &nm), 0);
+    int fd = openat(c.root.fd, nm.leaf, O_CREAT | O_WRONLY, 0600);
     ck_assert_int_ge(fd, 0);
     close(fd);
-    ck_assert_int_eq(fs_dirid_get(&c, ".", rootid), 0);
-    ck_assert_int_eq(fs_entry_name(&c, c.root_fd, rootid, bp.leaf, name, sizeof(name)), 0);
+    ck_assert_int_eq(fs_entry_name(&c, c.root.fd, rootid, nm.leaf, name, sizeof(name)), 0);
     ck_assert_str_eq(name, plain);
-    /* The sidecar and the folder id are never shown as entries. */
-    char side[NAME_MAX + 1];
-    snprintf(side, sizeof(side), "%s%s", bp.leaf, FS_LONG_SUFFIX);
-    ck_assert_int_eq(fs_entry_name(&c, c.root_fd, rootid, side, name, sizeof(name)), -ENOENT);
-    ck_assert_int_eq(fs_entry_name(&c, c.root_fd, rootid, FS_DIRID_NAME, name, sizeof(name)),
+    /* The sidecar, the folder id and temporary entries are never shown as entries. */
+    char side[NAME_MAX + 1], tmp[FS_TMP_CAP];
+    snprintf(side, sizeof(side), "%s%s", nm.leaf, FS_LONG_SUFFIX);
+    ck_assert_int_eq(fs_entry_name(&c, c.root.fd, rootid, side, name, sizeof(name)), -ENOENT);
+    ck_assert_int_eq(fs_entry_name(&c, c.root.fd, rootid, FS_DIRID_NAME, name, sizeof(name)),
                      -ENOENT);
+    ck_assert_int_eq(fs_tmp_name(&c, tmp), 0);
+    ck_assert_int_eq(fs_entry_name(&c, c.root.fd, rootid, tmp, name, sizeof(name)), -ENOENT);
     /* A sidecar swapped in from another long name is refused. */
-    int sfd = openat(c.root_fd, side, O_WRONLY | O_TRUNC);
+    int sfd = openat(c.root.fd, side, O_WRONLY | O_TRUNC);
     ck_assert_int_ge(sfd, 0);
     ck_assert_int_eq(write(sfd, "AAAA", 4), 4);
     close(sfd);
-    ck_assert_int_eq(fs_entry_name(&c, c.root_fd, rootid, bp.leaf, name, sizeof(name)), -EBADMSG);
-    fs_long_remove(&c, &bp);
-    ck_assert_int_ne(faccessat(c.root_fd, side, F_OK, 0), 0);
+    ck_assert_int_eq(fs_entry_name(&c, c.root.fd, rootid, nm.leaf, name, sizeof(name)), -EBADMSG);
+    fs_long_remove(c.root.fd, &nm);
+    ck_assert_int_ne(faccessat(c.root.fd, side, F_OK, 0), 0);
 }
 END_TEST
 
-START_TEST(test_inode_table)
+START_TEST(test_tmp_names)
 {
-    struct fs_inode *a = NULL, *b = NULL, *d = NULL;
-    int fd1 = openat(c.root_fd, "f", O_CREAT | O_RDWR, 0600);
-    int fd2 = openat(c.root_fd, "f", O_RDONLY);
-    ck_assert_int_eq(linkat(c.root_fd, "f", c.root_fd, "hard", 0), 0);
-    int fd3 = openat(c.root_fd, "hard", O_RDWR);
-    /* A 0-byte backing file is damage unless the caller is creating it. */
-    int fd4 = openat(c.root_fd, "f", O_RDONLY);
-    ck_assert_int_eq(fs_inode_get(&c, fd4, 0, 0, &a), -EBADMSG);
-    ck_assert_int_eq(fs_inode_get(&c, fd1, 1, 1, &b), 0);
-    ck_assert_int_eq(fs_inode_get(&c, fd2, 0, 0, &a), 0);
-    ck_assert_int_eq(fs_inode_get(&c, fd3, 1, 0, &d), 0);
-    /* Every handle and every hard link shares one entry, upgraded to a writable fd. */
+    char mine[FS_TMP_CAP], other[FS_TMP_CAP];
+    ck_assert_int_eq(fs_tmp_name(&c, mine), 0);
+    ck_assert(!fs_tmp_foreign(&c, mine));
+    ck_assert(!fs_tmp_foreign(&c, "scan"));
+    memcpy(other, mine, sizeof(other));
+    other[sizeof(FS_TMP_PREFIX) - 1] = 'B'; /* another mount's tag */
+    ck_assert(fs_tmp_foreign(&c, other));
+    /* A leftover folder (with its id) and a leftover file are removed; the sweep finds both. */
+    ck_assert_int_eq(mkdirat(c.root.fd, "d", 0700), 0);
+    int d = openat(c.root.fd, "d", O_PATH | O_DIRECTORY);
+    uint8_t id[KEYS_ID_BYTES];
+    ck_assert_int_eq(mkdirat(d, other, 0700), 0);
+    int t = openat(d, other, O_PATH | O_DIRECTORY);
+    ck_assert_int_eq(fs_dirid_create(t, id), 0);
+    close(t);
+    int f = openat(c.root.fd, other, O_CREAT | O_WRONLY, 0600);
+    close(f);
+    f = openat(c.root.fd, mine, O_CREAT | O_WRONLY, 0600);
+    close(f);
+    ck_assert_uint_eq(fs_sweep(&c), 2);
+    ck_assert_int_ne(faccessat(d, other, F_OK, AT_SYMLINK_NOFOLLOW), 0);
+    ck_assert_int_ne(faccessat(c.root.fd, other, F_OK, AT_SYMLINK_NOFOLLOW), 0);
+    ck_assert_int_eq(faccessat(c.root.fd, mine, F_OK, AT_SYMLINK_NOFOLLOW), 0); /* in use */
+    close(d);
+}
+END_TEST
+
+START_TEST(test_node_table)
+{
+    struct fs_node *a = NULL, *b = NULL, *d = NULL;
+    struct stat st;
+    struct codec_bf *bf = NULL;
+    int fd1 = openat(c.root.fd, "f", O_CREAT | O_RDWR, 0600);
+    ck_assert_int_eq(codec_bf_open(fd1, c.content_key, 1, &bf), 0);
+    ck_assert_int_eq(codec_bf_write(bf, "hello", 5, 0, NULL), 5);
+    codec_bf_close(bf);
+    close(fd1);
+    ck_assert_int_eq(linkat(c.root.fd, "f", c.root.fd, "hard", 0), 0);
+    int p1 = openat(c.root.fd, "f", O_PATH | O_NOFOLLOW), p2 = openat(c.root.fd, "hard", O_PATH);
+    int p3 = openat(c.root.fd, "f", O_PATH | O_NOFOLLOW);
+    ck_assert_int_eq(fstat(p1, &st), 0);
+    ck_assert_int_eq(fs_node_get(&c, p1, &st, &a), 0);
+    ck_assert_int_eq(fs_node_get(&c, p2, &st, &b), 0);
+    ck_assert_int_eq(fs_node_get(&c, p3, &st, &d), 0);
+    /* Every lookup and every hard link shares one node. */
     ck_assert_ptr_eq(a, b);
     ck_assert_ptr_eq(a, d);
-    ck_assert_int_eq(a->refs, 3);
+    ck_assert_uint_eq(a->nlookup, 3);
+    /* Contents opened read-only first, then upgraded for a writer: one block file. */
+    ck_assert_int_eq(fs_node_open_data(&c, a, 0), 0);
+    ck_assert_int_eq(fs_node_open_data(&c, a, 1), 0);
     ck_assert(a->writable);
-    ck_assert_int_eq(codec_bf_write(a->bf, "hello", 5, 0, NULL), 5);
-    fs_inode_put(&c, a);
-    fs_inode_put(&c, b);
+    ck_assert_uint_eq(a->opens, 2);
     char buf[8];
-    ck_assert_int_eq(codec_bf_read(d->bf, buf, sizeof(buf), 0, NULL), 5);
+    ck_assert_int_eq(codec_bf_read(a->bf, buf, sizeof(buf), 0, NULL), 5);
     ck_assert_mem_eq(buf, "hello", 5);
-    fs_inode_put(&c, d);
-    for (size_t i = 0; i < 256; i++)
-        ck_assert_ptr_null(c.inodes[i]);
+    ck_assert_int_eq(fs_node_close_data(&c, a), 0);
+    /* Forgotten while open: it lives until the last close, which reports it dead. */
+    fs_node_forget(&c, a, 3);
+    ck_assert_int_eq(fs_node_close_data(&c, a), 1);
+    fs_node_free(a);
+    for (size_t i = 0; i < FS_NODE_BUCKETS; i++)
+        ck_assert_ptr_null(c.table[i]);
+    /* The root folder is the context's own node, whoever looks it up. */
+    int r = openat(c.root.fd, ".", O_PATH);
+    ck_assert_int_eq(fstat(r, &st), 0);
+    ck_assert_int_eq(fs_node_get(&c, r, &st, &a), 0);
+    ck_assert_ptr_eq(a, &c.root);
 }
 END_TEST
 
@@ -182,12 +235,13 @@ static Suite *fs_suite(void)
     suite_add_tcase(s, t);
     t = tcase_create("names");
     tcase_add_checked_fixture(t, setup, teardown);
-    tcase_add_test(t, test_resolve_and_names);
+    tcase_add_test(t, test_seal_and_names);
     tcase_add_test(t, test_long_names);
+    tcase_add_test(t, test_tmp_names);
     suite_add_tcase(s, t);
-    t = tcase_create("inodes");
+    t = tcase_create("nodes");
     tcase_add_checked_fixture(t, setup, teardown);
-    tcase_add_test(t, test_inode_table);
+    tcase_add_test(t, test_node_table);
     suite_add_tcase(s, t);
     return s;
 }

@@ -1,0 +1,310 @@
+// SPDX-License-Identifier: MIT
+/*
+ * File contents: create, open, read, write, truncate, fallocate, fsync, release. Contents go
+ * through the node's block file under the node's lock (readers share it, writers are
+ * exclusive), so every handle of a file and every name of it see one state.
+ *
+ * A new file is made under a temporary name in its folder, given its block-file header and
+ * owner there, and only then renamed into place: a create that fails (a full disk) or a
+ * daemon killed halfway leaves no entry under the file's name, never one that reads EIO.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/falloc.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+
+#include "fs/fs_int.h"
+
+static struct fs_handle *handle_of(const struct fuse_file_info *fi)
+{
+    return (struct fs_handle *)(uintptr_t)fi->fh;
+}
+
+static int wants_write(int flags)
+{
+    return (flags & O_ACCMODE) != O_RDONLY;
+}
+
+/* Truncate under the node's write lock, through the open block file. */
+static int truncate_locked(struct fs_ctx *c, struct fs_node *n, uint64_t size)
+{
+    uint64_t bad = UINT64_MAX;
+    int rc = n->writable ? codec_bf_truncate(n->bf, size, &bad) : -EBADF;
+    return fs_err(c, rc, n->data_fd, bad, "truncate");
+}
+
+int fs_truncate(struct fs_ctx *c, struct fs_node *n, off_t size, struct fuse_file_info *fi)
+{
+    if (size < 0)
+        return -EINVAL;
+    if (n->type != S_IFREG)
+        return n->type == S_IFDIR ? -EISDIR : -EINVAL;
+    (void)fi; /* the node's block file is the file's, whatever handle asked */
+    pthread_rwlock_wrlock(&n->lock);
+    /* Without an open handle, open the contents for this one call. */
+    int rc = fs_node_open_data(c, n, 1);
+    if (rc == 0) {
+        rc = truncate_locked(c, n, (uint64_t)size);
+        int dead = fs_node_close_data(c, n);
+        (void)dead; /* the kernel holds a lookup of a node it sets attributes on */
+    } else {
+        rc = fs_err(c, rc, n->fd, UINT64_MAX, "open");
+    }
+    pthread_rwlock_unlock(&n->lock);
+    return rc;
+}
+
+static int attach_handle(struct fuse_file_info *fi, struct fs_node *n)
+{
+    struct fs_handle *h = calloc(1, sizeof(*h));
+    if (!h)
+        return -ENOMEM;
+    h->node = n;
+    h->writable = wants_write(fi->flags);
+    fi->fh = (uint64_t)(uintptr_t)h;
+    return 0;
+}
+
+/* The last of a handle: its node's contents are closed with the node's last handle. */
+static void drop_handle(struct fs_ctx *c, struct fuse_file_info *fi)
+{
+    struct fs_handle *h = handle_of(fi);
+    struct fs_node *n = h->node;
+    pthread_rwlock_wrlock(&n->lock);
+    int dead = fs_node_close_data(c, n);
+    pthread_rwlock_unlock(&n->lock);
+    if (dead)
+        fs_node_free(n);
+    free(h);
+}
+
+void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    struct fs_ctx *c = fs_req_ctx(req);
+    struct fs_node *n = fs_node_of(c, ino);
+    pthread_rwlock_wrlock(&n->lock);
+    int rc = fs_node_open_data(c, n, wants_write(fi->flags) || (fi->flags & O_TRUNC));
+    if (rc != 0) {
+        pthread_rwlock_unlock(&n->lock);
+        fuse_reply_err(req, -fs_err(c, rc, n->fd, UINT64_MAX, "open"));
+        return;
+    }
+    if ((fi->flags & O_TRUNC) && (rc = truncate_locked(c, n, 0)) == 0)
+        fi->keep_cache = 0;
+    if (rc == 0)
+        rc = attach_handle(fi, n);
+    int dead = rc != 0 ? fs_node_close_data(c, n) : 0;
+    pthread_rwlock_unlock(&n->lock);
+    if (dead)
+        fs_node_free(n);
+    if (rc != 0)
+        fuse_reply_err(req, -rc);
+    else if (fuse_reply_open(req, fi) == -ENOENT)
+        drop_handle(c, fi); /* the caller was interrupted: undo the open */
+}
+
+/* Make a block file under a temporary name in folder `parent`: *fd read-write, *bf over it.
+ * The temporary entry is removed again on failure. */
+static int make_tmp_file(struct fs_ctx *c, fuse_req_t req, struct fs_node *parent, mode_t mode,
+                         char tmp[FS_TMP_CAP], int *fd, struct codec_bf **bf)
+{
+    *bf = NULL;
+    int rc = fs_tmp_name(c, tmp);
+    if (rc != 0)
+        return rc;
+    int f = openat(parent->fd, tmp, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+                   mode & 07777);
+    if (f < 0)
+        return -errno;
+    if ((rc = codec_bf_open(f, c->content_key, 1, bf)) == 0 &&
+        (rc = fs_own(c, req, parent, f)) == 0 && (mode & 06000) && c->as_root &&
+        fchmod(f, mode & 07777) != 0)
+        rc = -errno; /* chown cleared set-ID bits the caller asked for */
+    if (rc != 0) {
+        if (*bf) {
+            codec_bf_close(*bf);
+            *bf = NULL;
+        }
+        close(f);
+        (void)unlinkat(parent->fd, tmp, 0);
+        return rc;
+    }
+    *fd = f;
+    return 0;
+}
+
+int fs_new_file(struct fs_ctx *c, fuse_req_t req, struct fs_node *parent, const char *name,
+                mode_t mode, struct fuse_entry_param *e, int *fd_out, struct codec_bf **bf_out)
+{
+    struct fs_name nm;
+    char tmp[FS_TMP_CAP];
+    struct codec_bf *bf = NULL;
+    int fd = -1;
+    int rc = fs_seal_in(c, parent, name, &nm);
+    if (rc != 0)
+        return rc;
+    if ((rc = make_tmp_file(c, req, parent, mode, tmp, &fd, &bf)) != 0)
+        return rc;
+    if ((rc = fs_long_write(parent->fd, &nm)) == 0 &&
+        (rc = fs_place(parent->fd, tmp, nm.leaf, 0)) != 0 && rc != -EEXIST)
+        fs_long_remove(parent->fd, &nm);
+    if (rc == 0)
+        rc = fs_lookup_leaf(c, parent, nm.leaf, e);
+    if (rc != 0 || !fd_out) {
+        codec_bf_close(bf);
+        close(fd);
+        if (rc != 0)
+            (void)unlinkat(parent->fd, tmp, 0);
+        return rc;
+    }
+    *fd_out = fd;
+    *bf_out = bf;
+    return 0;
+}
+
+void fs_op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
+                  struct fuse_file_info *fi)
+{
+    struct fs_ctx *c = fs_req_ctx(req);
+    struct fuse_entry_param e;
+    struct codec_bf *bf = NULL;
+    int fd = -1;
+    int rc = fs_new_file(c, req, fs_node_of(c, parent), name, mode, &e, &fd, &bf);
+    if (rc == -EEXIST && !(fi->flags & O_EXCL)) {
+        /* Made meanwhile by someone else (another mount of the store): open that one. */
+        struct fs_name nm;
+        if ((rc = fs_seal_in(c, fs_node_of(c, parent), name, &nm)) == 0 &&
+            (rc = fs_lookup_leaf(c, fs_node_of(c, parent), nm.leaf, &e)) == 0) {
+            struct fs_node *n = fs_node_of(c, e.ino);
+            pthread_rwlock_wrlock(&n->lock);
+            rc = fs_node_open_data(c, n, 1);
+            if (rc == 0 && (fi->flags & O_TRUNC) && (rc = truncate_locked(c, n, 0)) != 0)
+                (void)fs_node_close_data(c, n);
+            pthread_rwlock_unlock(&n->lock);
+            if (rc != 0)
+                fs_node_forget(c, n, 1);
+        }
+    } else if (rc == 0) {
+        struct fs_node *n = fs_node_of(c, e.ino);
+        pthread_rwlock_wrlock(&n->lock);
+        fs_node_adopt_data(c, n, fd, bf);
+        pthread_rwlock_unlock(&n->lock);
+    }
+    if (rc == 0 && (rc = attach_handle(fi, fs_node_of(c, e.ino))) != 0) {
+        struct fs_node *n = fs_node_of(c, e.ino);
+        pthread_rwlock_wrlock(&n->lock);
+        (void)fs_node_close_data(c, n);
+        pthread_rwlock_unlock(&n->lock);
+        fs_node_forget(c, n, 1);
+    }
+    if (rc != 0) {
+        fuse_reply_err(req, -fs_err(c, rc, fs_node_of(c, parent)->fd, UINT64_MAX, "create"));
+        return;
+    }
+    if (fuse_reply_create(req, &e, fi) == -ENOENT)
+        drop_handle(c, fi);
+}
+
+void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
+                struct fuse_file_info *fi)
+{
+    (void)ino;
+    struct fs_ctx *c = fs_req_ctx(req);
+    struct fs_node *n = handle_of(fi)->node;
+    uint64_t bad = UINT64_MAX;
+    if (off < 0) {
+        fuse_reply_err(req, EINVAL);
+        return;
+    }
+    char *buf = malloc(size ? size : 1);
+    if (!buf) {
+        fuse_reply_err(req, ENOMEM);
+        return;
+    }
+    pthread_rwlock_rdlock(&n->lock);
+    ssize_t got = codec_bf_read(n->bf, buf, size, (uint64_t)off, &bad);
+    pthread_rwlock_unlock(&n->lock);
+    if (got < 0)
+        fuse_reply_err(req, -fs_err(c, (int)got, n->data_fd, bad, "read"));
+    else
+        fuse_reply_buf(req, buf, (size_t)got);
+    /* Plaintext of the file: not left in freed memory. */
+    OPENSSL_cleanse(buf, got > 0 ? (size_t)got : 0);
+    free(buf);
+}
+
+void fs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
+                 struct fuse_file_info *fi)
+{
+    (void)ino;
+    struct fs_ctx *c = fs_req_ctx(req);
+    struct fs_handle *h = handle_of(fi);
+    struct fs_node *n = h->node;
+    uint64_t bad = UINT64_MAX;
+    if (off < 0) {
+        fuse_reply_err(req, EINVAL);
+        return;
+    }
+    pthread_rwlock_wrlock(&n->lock);
+    ssize_t done = h->writable && n->writable
+                       ? codec_bf_write(n->bf, buf, size, (uint64_t)off, &bad)
+                       : -EBADF;
+    pthread_rwlock_unlock(&n->lock);
+    if (done < 0)
+        fuse_reply_err(req, -fs_err(c, (int)done, n->data_fd, bad, "write"));
+    else
+        fuse_reply_write(req, (size_t)done);
+}
+
+void fs_op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
+{
+    (void)ino;
+    drop_handle(fs_req_ctx(req), fi);
+    fuse_reply_err(req, 0);
+}
+
+void fs_op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
+{
+    (void)ino;
+    struct fs_node *n = handle_of(fi)->node;
+    pthread_rwlock_rdlock(&n->lock);
+    int rc = (datasync ? fdatasync(n->data_fd) : fsync(n->data_fd)) == 0 ? 0 : errno;
+    pthread_rwlock_unlock(&n->lock);
+    fuse_reply_err(req, rc);
+}
+
+void fs_op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off_t len,
+                     struct fuse_file_info *fi)
+{
+    (void)ino;
+    struct fs_ctx *c = fs_req_ctx(req);
+    struct fs_node *n = handle_of(fi)->node;
+    uint64_t size, bad = UINT64_MAX;
+    if (off < 0 || len <= 0) {
+        fuse_reply_err(req, EINVAL);
+        return;
+    }
+    if (mode & ~FALLOC_FL_KEEP_SIZE) {
+        fuse_reply_err(req, EOPNOTSUPP);
+        return;
+    }
+    pthread_rwlock_wrlock(&n->lock);
+    int rc = n->writable && handle_of(fi)->writable ? codec_bf_size(n->bf, &size) : -EBADF;
+    if (rc == 0) {
+        uint64_t end = (uint64_t)off + (uint64_t)len;
+        if (!(mode & FALLOC_FL_KEEP_SIZE) && end > size) {
+            rc = codec_bf_truncate(n->bf, end, &bad);
+        } else if (mode & FALLOC_FL_KEEP_SIZE) {
+            /* Reserve the sealed size of the range without changing the file. */
+            if (fallocate(n->data_fd, FALLOC_FL_KEEP_SIZE, 0,
+                          (off_t)codec_bf_backing_size(end)) != 0)
+                rc = -errno;
+        }
+    }
+    pthread_rwlock_unlock(&n->lock);
+    fuse_reply_err(req, -fs_err(c, rc, n->data_fd, bad, "fallocate"));
+}
