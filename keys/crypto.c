@@ -150,6 +150,9 @@ int keys_scrypt(const uint8_t *pass, size_t pass_len, const uint8_t *salt, size_
                 unsigned log_n, unsigned r, unsigned p, uint8_t *out, size_t out_len)
 {
     int rc = -EIO;
+    /* A second guard behind the keyring parser: never more than the cap, whoever calls. */
+    if (log_n > 30 || r == 0 || (uint64_t)r > (KEYS_SCRYPT_MAX_MEM >> log_n) / 128)
+        return -EFBIG;
     uint64_t n = (uint64_t)1 << log_n;
     /* scrypt needs 128 * r * N bytes for V plus 128 * r * p for B; allow exactly that. */
     uint64_t maxmem = 128ull * r * (n + p) + (1u << 20);

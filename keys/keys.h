@@ -13,9 +13,9 @@
  *   0       8     magic "IMGCRKEY"
  *   8       2     version = 1
  *   10      1     KDF id: 1 = scrypt(passphrase), 2 = 32-byte key file
- *   11      1     scrypt log2(N), 10..22 (0 for a key file)
- *   12      1     scrypt r, 1..32 (0 for a key file)
- *   13      1     scrypt p, 1..16 (0 for a key file)
+ *   11      1     scrypt log2(N), 10..20 (0 for a key file)
+ *   12      1     scrypt r, 8 (0 for a key file)
+ *   13      1     scrypt p, 1 (0 for a key file)
  *   14      2     reserved, 0
  *   16      32    salt (random; for a key file, the HKDF salt)
  *   48      16    filesystem id (random)
@@ -43,6 +43,11 @@
  *
  * KEK: scrypt(passphrase, salt, N, r, p) to 32 bytes; or, for a key file,
  * HKDF-SHA256(ikm = the 32 file bytes, salt, info = "imgcryptfs keyring kek v1").
+ * The KDF runs before anything in the file is authenticated, so the reader accepts only the cost
+ * parameters the writer writes (r = 8, p = 1) and at most KEYS_SCRYPT_MAX_MEM bytes of scrypt
+ * memory (128 * r * N): a planted keyring cannot make an unlock take gigabytes or minutes.
+ * Builds before this rule wrote log2(N) up to 22 (4 GiB); such a keyring is refused by name and
+ * must be re-wrapped at cost 20 or less (imgcrypt passwd --kdf-cost) by the build that wrote it.
  * Only the keyring's own AEAD uses the KEK; the body nonce is random per write, and a KEK
  * changes with every new salt, so a (KEK, nonce) pair is never reused in practice.
  */
@@ -58,10 +63,11 @@
 #define KEYS_KDF_SCRYPT 1
 #define KEYS_KDF_KEYFILE 2
 #define KEYS_LOGN_MIN 10
-#define KEYS_LOGN_MAX 22
+#define KEYS_LOGN_MAX 20     /* 1 GiB with r = 8: the most KEYS_SCRYPT_MAX_MEM allows */
 #define KEYS_LOGN_DEFAULT 17 /* 128 MiB with r = 8: about 0.4 s on the reference machine */
 #define KEYS_SCRYPT_R 8
 #define KEYS_SCRYPT_P 1
+#define KEYS_SCRYPT_MAX_MEM (1ull << 30) /* 128 * r * N bytes, checked before the KDF runs */
 #define KEYS_MAX_MODELS 64
 #define KEYS_MAX_MODEL_BYTES (64u << 20)
 #define KEYS_MAX_BODY_BYTES (256u << 20)

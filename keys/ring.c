@@ -88,11 +88,31 @@ static int parse(const uint8_t *buf, size_t len, struct parsed *p, const char *p
     in->r = buf[12];
     in->p = buf[13];
     int kdf_ok =
-        (in->kdf == KEYS_KDF_SCRYPT && in->log_n >= KEYS_LOGN_MIN && in->log_n <= KEYS_LOGN_MAX &&
-         in->r >= 1 && in->r <= 32 && in->p >= 1 && in->p <= 16) ||
+        (in->kdf == KEYS_KDF_SCRYPT && in->log_n >= KEYS_LOGN_MIN && in->r >= 1 && in->p >= 1) ||
         (in->kdf == KEYS_KDF_KEYFILE && in->log_n == 0 && in->r == 0 && in->p == 0);
     if (!kdf_ok || keys_get16(buf + 14) != 0 || keys_get32(buf + 92) != 0) {
         set_why(why, whylen, "%s: keyring header is invalid", path);
+        return -EBADMSG;
+    }
+    /* Nothing is authenticated before the KDF runs: its cost must be one we write (r, p) and
+     * within the memory cap (N), or a planted keyring could stall the machine. */
+    if (in->kdf == KEYS_KDF_SCRYPT && (in->r != KEYS_SCRYPT_R || in->p != KEYS_SCRYPT_P)) {
+        set_why(why, whylen,
+                "%s: keyring asks for an scrypt cost this build refuses (r=%u, p=%u): not written "
+                "by imgcrypt",
+                path, in->r, in->p);
+        return -EBADMSG;
+    }
+    /* r is 8 here, so the shift cannot overflow below log_n 40 */
+    int huge = in->log_n > 40;
+    uint64_t mem = 128ull * in->r << (huge ? 40 : in->log_n);
+    if (in->kdf == KEYS_KDF_SCRYPT && (huge || mem > KEYS_SCRYPT_MAX_MEM)) {
+        set_why(why, whylen,
+                "%s: keyring asks for scrypt N=2^%u (%s%llu MiB of memory), more than the %llu "
+                "MiB this build allows: not written by this imgcrypt (an older build's keyring: "
+                "re-wrap it there with imgcrypt passwd --kdf-cost %d)",
+                path, in->log_n, huge ? "over " : "", (unsigned long long)(mem >> 20),
+                (unsigned long long)(KEYS_SCRYPT_MAX_MEM >> 20), KEYS_LOGN_MAX);
         return -EBADMSG;
     }
     p->salt = buf + 16;
