@@ -188,6 +188,14 @@ int keys_ring_rewrap(const struct keys_ring *ring, const char *path,
 void keys_ring_fs_id(const struct keys_ring *ring, uint8_t out[KEYS_ID_BYTES]);
 
 /*
+ * The scrypt cost (log2 N) this keyring was unlocked with, or 0 when it was unlocked with a key
+ * file. Unlike keys_ring_info, whose header read may no longer describe the file that was
+ * opened, this is the cost that produced the KEK which authenticated the keyring: use it to
+ * keep the cost when sealing the keyring again (keys_ring_rewrap).
+ */
+unsigned keys_ring_kdf_cost(const struct keys_ring *ring);
+
+/*
  * Models held in the keyring. keys_ring_model gives model `index` (0..count-1): its table entry
  * and a pointer to its weights, valid until keys_ring_close. keys_ring_add_model appends a copy
  * in memory (persist with keys_ring_rewrap); it returns -EEXIST for a known id, -EFBIG past the

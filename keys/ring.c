@@ -33,6 +33,8 @@ struct keys_ring {
     struct keys_key *master;
     uint8_t fs_id[KEYS_ID_BYTES];
     uint64_t created;
+    unsigned log_n; /* the scrypt cost that unlocked it (authenticated: it made the KEK); 0 for
+                       a key file */
     uint32_t model_count;
     struct keys_model_info models[KEYS_MAX_MODELS];
     uint8_t *weights[KEYS_MAX_MODELS]; /* locked memory, models[i].bytes long */
@@ -309,6 +311,7 @@ int keys_ring_open(const char *path, const struct keys_secret *secret, struct ke
         goto out;
     memcpy(ring->fs_id, p.info.fs_id, KEYS_ID_BYTES);
     ring->created = p.info.created;
+    ring->log_n = p.info.kdf == KEYS_KDF_SCRYPT ? p.info.log_n : 0;
     size_t off = BODY_FIXED;
     for (uint32_t i = 0; i < p.info.model_count; i++) {
         ring->weights[i] = keys_secure_alloc(p.info.models[i].bytes);
@@ -519,6 +522,11 @@ out:
 void keys_ring_fs_id(const struct keys_ring *ring, uint8_t out[KEYS_ID_BYTES])
 {
     memcpy(out, ring->fs_id, KEYS_ID_BYTES);
+}
+
+unsigned keys_ring_kdf_cost(const struct keys_ring *ring)
+{
+    return ring ? ring->log_n : 0;
 }
 
 int keys_ring_subkey(const struct keys_ring *ring, const char *label, enum keys_key_kind kind,

@@ -585,6 +585,19 @@ t0=$(ms)
 unlocks_with_pass b-hostile "$PW1"
 echo "   the keyring as written (N=2^10) still unlocks: passwd in $(($(ms) - t0)) ms"
 
+step "passwd keeps the cost that unlocked the keyring, not one read before the unlock"
+# The file is swapped between a header read and the unlock (here by the extpass command): the
+# old code took the cost from the decoy (2^10) and re-wrapped the real keyring with it.
+expect 0 "$IMGCRYPT" init --passfile pf1 --kdf-cost 11 b-swap
+expect 0 "$IMGCRYPT" init --passfile pf1 --kdf-cost 10 b-decoy
+mv b-swap/imgcryptfs.keyring "$T/real.keyring"
+cp b-decoy/imgcryptfs.keyring b-swap/imgcryptfs.keyring
+expect 0 "$IMGCRYPT" passwd --extpass "mv -f '$T/real.keyring' '$T/b-swap/imgcryptfs.keyring'; \
+echo '$PW1'" --new-passfile pf1 b-swap
+[[ ! -e $T/real.keyring ]] || fail "the swap did not happen"
+expect 0 "$IMGCRYPT" info b-swap
+out_says "N=2^11"
+
 # ---------------------------------------------------------------------------------------------
 step "no passphrase ever appears in what imgcrypt printed"
 for pw in "$PW1" "$PW2" "$PW3" "$PW_TTY" "$PW_WRONG"; do

@@ -1248,6 +1248,7 @@ START_TEST(test_ring_hostile_cost)
     }
     /* The keyring as written still opens, and says which cost unlocked it. */
     struct keys_ring *ring = open_ok(path, s);
+    ck_assert_uint_eq(keys_ring_kdf_cost(ring), LOGN);
     keys_ring_close(ring);
 
     /* keys_scrypt refuses past the cap whoever calls it, at once. */
@@ -1263,6 +1264,42 @@ START_TEST(test_ring_hostile_cost)
         -EFBIG);
     free(orig);
     free(buf);
+    keys_secret_free(s);
+}
+END_TEST
+
+/* keys_ring_kdf_cost: the cost of the keyring as unlocked, which a header read made before the
+ * unlock cannot change (the file swapped between the two reads). */
+START_TEST(test_ring_kdf_cost)
+{
+    char path[512], decoy[512], kpath[512];
+    uint8_t kb[KEYS_KEYFILE_BYTES];
+    struct keys_secret *s = pass_secret("kdf cost");
+    struct keys_ring_info info;
+    tmp_path(path, sizeof(path), "ring");
+    tmp_path(decoy, sizeof(decoy), "decoy");
+    ck_assert_int_eq(keys_ring_create(path, s, LOGN + 1), 0);
+    ck_assert_int_eq(keys_ring_create(decoy, s, LOGN), 0);
+    /* What a header read before the unlock would see, had the decoy been in place then ... */
+    ck_assert_int_eq(keys_ring_info(decoy, &info, NULL, 0), 0);
+    ck_assert_uint_eq(info.log_n, LOGN);
+    /* ... while the file unlocked says its own cost. */
+    struct keys_ring *ring = open_ok(path, s);
+    ck_assert_uint_eq(keys_ring_kdf_cost(ring), LOGN + 1);
+    ck_assert_int_eq(keys_ring_rewrap(ring, path, s, keys_ring_kdf_cost(ring)), 0);
+    keys_ring_close(ring);
+    ck_assert_int_eq(keys_ring_info(path, &info, NULL, 0), 0);
+    ck_assert_uint_eq(info.log_n, LOGN + 1);
+    /* A key-file keyring has no scrypt cost. */
+    ck_assert_int_eq(keys_random(kb, sizeof(kb)), 0);
+    struct keys_secret *k = key_secret(kb);
+    tmp_path(kpath, sizeof(kpath), "kring");
+    ck_assert_int_eq(keys_ring_create(kpath, k, LOGN), 0);
+    ring = open_ok(kpath, k);
+    ck_assert_uint_eq(keys_ring_kdf_cost(ring), 0);
+    keys_ring_close(ring);
+    ck_assert_uint_eq(keys_ring_kdf_cost(NULL), 0);
+    keys_secret_free(k);
     keys_secret_free(s);
 }
 END_TEST
@@ -1795,6 +1832,7 @@ static Suite *keys_suite(void)
     suite_add_tcase(s, tc("ring_flip_models", test_ring_flip_models, 1));
     suite_add_tcase(s, tc("ring_malformed", test_ring_malformed, 1));
     suite_add_tcase(s, tc("ring_hostile_cost", test_ring_hostile_cost, 1));
+    suite_add_tcase(s, tc("ring_kdf_cost", test_ring_kdf_cost, 1));
     suite_add_tcase(s, tc("ring_format_read", test_ring_format_read, 1));
     suite_add_tcase(s, tc("ring_format_write", test_ring_format_write, 1));
     suite_add_tcase(s, tc("ring_perms", test_ring_perms, 1));
