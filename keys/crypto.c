@@ -5,7 +5,9 @@
  * The block file seals one 4 KiB block per call, so per-call overhead matters: each thread keeps
  * one encrypting and one decrypting GCM context with the key of the handle it last used (by
  * serial number) and only sets a new nonce when the key is unchanged. A context never leaves
- * its thread, so no lock is needed.
+ * its thread, so no lock is needed. The price: the AES key schedules in those contexts live as
+ * long as the thread, in OpenSSL's ordinary heap, which keys/ cannot lock (keys.h says why);
+ * OpenSSL overwrites them when a context is re-keyed and cleanses them when it is freed.
  */
 #include <errno.h>
 #include <pthread.h>

@@ -267,4 +267,25 @@ int keys_sha256(const void *data, size_t len, uint8_t out[32]);
 /* Keep this process from dumping core or being ptrace-attached by other users. */
 void keys_harden_process(void);
 
+/*
+ * Secrets (key handles, passphrases, keyring bodies, model weights) sit in memory that keys/
+ * mlocks. mlock can fail (RLIMIT_MEMLOCK without CAP_IPC_LOCK); the memory is still wiped on
+ * free and kept out of core dumps, but may reach swap. keys/ prints nothing: register `warn`
+ * here and it is called once per process, at the first failure, with the negative errno and the
+ * length that stayed unlocked, from whichever thread allocated (possibly holding an internal
+ * lock: `warn` must not call keys/). Register before the first secret is allocated, before
+ * other threads start; NULL unregisters. keys_memlock_status returns 0 while every lock
+ * succeeded, else the first failure's negative errno.
+ *
+ * Not locked, and why: the AES key schedules inside OpenSSL's cipher contexts (the per-thread
+ * contexts in keys/crypto.c) and the transient KDF states. OpenSSL 3 providers allocate them with
+ * OPENSSL_zalloc, not its secure heap (CRYPTO_secure_malloc_init would not cover them), and no
+ * public call returns their address to lock; routing every OpenSSL allocation through locked
+ * memory (CRYPTO_set_mem_functions) would lock far more than keys and must precede OpenSSL's
+ * first allocation. OpenSSL cleanses them when the context is freed. On a machine where swap
+ * may hold secrets, use encrypted swap or none.
+ */
+void keys_set_memlock_warning(void (*warn)(void *arg, int err, size_t len), void *arg);
+int keys_memlock_status(void);
+
 #endif

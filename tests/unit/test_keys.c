@@ -19,7 +19,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/capability.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -1304,6 +1307,62 @@ START_TEST(test_ring_kdf_cost)
 }
 END_TEST
 
+/* ---- Locked memory: a failed mlock is reported once ---------------------------------------- */
+
+static int warn_calls, warn_err;
+static size_t warn_len;
+
+static void count_warning(void *arg, int err, size_t len)
+{
+    ck_assert_ptr_eq(arg, &warn_calls);
+    warn_calls++;
+    warn_err = err;
+    warn_len = len;
+}
+
+/* Child of test_memlock_warning: no right to lock memory, then two secret allocations. */
+static int memlock_child(void)
+{
+    /* Root locks past RLIMIT_MEMLOCK with CAP_IPC_LOCK: drop it from the effective set. */
+    struct __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
+    struct __user_cap_data_struct data[2];
+    if (syscall(SYS_capget, &hdr, data) == 0) {
+        data[CAP_TO_INDEX(CAP_IPC_LOCK)].effective &= ~CAP_TO_MASK(CAP_IPC_LOCK);
+        if (syscall(SYS_capset, &hdr, data) != 0)
+            return 10;
+    }
+    struct rlimit none = {0, 0};
+    if (setrlimit(RLIMIT_MEMLOCK, &none) != 0)
+        return 11;
+    keys_set_memlock_warning(count_warning, &warn_calls);
+    if (keys_memlock_status() != 0)
+        return 12;
+    void *a = keys_secure_alloc(3 * 4096), *b = keys_secure_alloc(5 * 4096);
+    if (!a || !b)
+        return 13; /* the memory itself must still be there */
+    keys_secure_free(a, 3 * 4096);
+    keys_secure_free(b, 5 * 4096);
+    if (warn_calls != 1)
+        return 14; /* once, not per allocation */
+    if (warn_err != -EPERM && warn_err != -ENOMEM)
+        return 15;
+    if (warn_len < 3 * 4096 || keys_memlock_status() != warn_err)
+        return 16;
+    return 0;
+}
+
+START_TEST(test_memlock_warning)
+{
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0)
+        _exit(memlock_child());
+    int st = 0;
+    ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child status %d", st);
+}
+END_TEST
+
 /* ---- The keyring: the format in keys.h, byte by byte ---------------------------------------- */
 
 static void le(uint8_t *p, uint64_t v, int n)
@@ -1833,6 +1892,7 @@ static Suite *keys_suite(void)
     suite_add_tcase(s, tc("ring_malformed", test_ring_malformed, 1));
     suite_add_tcase(s, tc("ring_hostile_cost", test_ring_hostile_cost, 1));
     suite_add_tcase(s, tc("ring_kdf_cost", test_ring_kdf_cost, 1));
+    suite_add_tcase(s, tc("memlock_warning", test_memlock_warning, 0));
     suite_add_tcase(s, tc("ring_format_read", test_ring_format_read, 1));
     suite_add_tcase(s, tc("ring_format_write", test_ring_format_write, 1));
     suite_add_tcase(s, tc("ring_perms", test_ring_perms, 1));
