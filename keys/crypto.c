@@ -5,7 +5,9 @@
  * The block file seals one 4 KiB block per call, so per-call overhead matters: each thread keeps
  * one encrypting and one decrypting GCM context with the key of the handle it last used (by
  * serial number) and only sets a new nonce when the key is unchanged. A context never leaves
- * its thread, so no lock is needed.
+ * its thread, so no lock is needed. The price: the AES key schedules in those contexts live as
+ * long as the thread, in OpenSSL's ordinary heap, which keys/ cannot lock (keys.h says why);
+ * OpenSSL overwrites them when a context is re-keyed and cleanses them when it is freed.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -150,6 +152,9 @@ int keys_scrypt(const uint8_t *pass, size_t pass_len, const uint8_t *salt, size_
                 unsigned log_n, unsigned r, unsigned p, uint8_t *out, size_t out_len)
 {
     int rc = -EIO;
+    /* A second guard behind the keyring parser: never more than the cap, whoever calls. */
+    if (log_n > 30 || r == 0 || (uint64_t)r > (KEYS_SCRYPT_MAX_MEM >> log_n) / 128)
+        return -EFBIG;
     uint64_t n = (uint64_t)1 << log_n;
     /* scrypt needs 128 * r * N bytes for V plus 128 * r * p for B; allow exactly that. */
     uint64_t maxmem = 128ull * r * (n + p) + (1u << 20);

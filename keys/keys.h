@@ -13,9 +13,9 @@
  *   0       8     magic "IMGCRKEY"
  *   8       2     version = 1
  *   10      1     KDF id: 1 = scrypt(passphrase), 2 = 32-byte key file
- *   11      1     scrypt log2(N), 10..22 (0 for a key file)
- *   12      1     scrypt r, 1..32 (0 for a key file)
- *   13      1     scrypt p, 1..16 (0 for a key file)
+ *   11      1     scrypt log2(N), 10..20 (0 for a key file)
+ *   12      1     scrypt r, 8 (0 for a key file)
+ *   13      1     scrypt p, 1 (0 for a key file)
  *   14      2     reserved, 0
  *   16      32    salt (random; for a key file, the HKDF salt)
  *   48      16    filesystem id (random)
@@ -43,6 +43,11 @@
  *
  * KEK: scrypt(passphrase, salt, N, r, p) to 32 bytes; or, for a key file,
  * HKDF-SHA256(ikm = the 32 file bytes, salt, info = "imgcryptfs keyring kek v1").
+ * The KDF runs before anything in the file is authenticated, so the reader accepts only the cost
+ * parameters the writer writes (r = 8, p = 1) and at most KEYS_SCRYPT_MAX_MEM bytes of scrypt
+ * memory (128 * r * N): a planted keyring cannot make an unlock take gigabytes or minutes.
+ * Builds before this rule wrote log2(N) up to 22 (4 GiB); such a keyring is refused by name and
+ * must be re-wrapped at cost 20 or less (imgcrypt passwd --kdf-cost) by the build that wrote it.
  * Only the keyring's own AEAD uses the KEK; the body nonce is random per write, and a KEK
  * changes with every new salt, so a (KEK, nonce) pair is never reused in practice.
  */
@@ -58,10 +63,11 @@
 #define KEYS_KDF_SCRYPT 1
 #define KEYS_KDF_KEYFILE 2
 #define KEYS_LOGN_MIN 10
-#define KEYS_LOGN_MAX 22
+#define KEYS_LOGN_MAX 20     /* 1 GiB with r = 8: the most KEYS_SCRYPT_MAX_MEM allows */
 #define KEYS_LOGN_DEFAULT 17 /* 128 MiB with r = 8: about 0.4 s on the reference machine */
 #define KEYS_SCRYPT_R 8
 #define KEYS_SCRYPT_P 1
+#define KEYS_SCRYPT_MAX_MEM (1ull << 30) /* 128 * r * N bytes, checked before the KDF runs */
 #define KEYS_MAX_MODELS 64
 #define KEYS_MAX_MODEL_BYTES (64u << 20)
 #define KEYS_MAX_BODY_BYTES (256u << 20)
@@ -182,6 +188,14 @@ int keys_ring_rewrap(const struct keys_ring *ring, const char *path,
 void keys_ring_fs_id(const struct keys_ring *ring, uint8_t out[KEYS_ID_BYTES]);
 
 /*
+ * The scrypt cost (log2 N) this keyring was unlocked with, or 0 when it was unlocked with a key
+ * file. Unlike keys_ring_info, whose header read may no longer describe the file that was
+ * opened, this is the cost that produced the KEK which authenticated the keyring: use it to
+ * keep the cost when sealing the keyring again (keys_ring_rewrap).
+ */
+unsigned keys_ring_kdf_cost(const struct keys_ring *ring);
+
+/*
  * Models held in the keyring. keys_ring_model gives model `index` (0..count-1): its table entry
  * and a pointer to its weights, valid until keys_ring_close. keys_ring_add_model appends a copy
  * in memory (persist with keys_ring_rewrap); it returns -EEXIST for a known id, -EFBIG past the
@@ -252,5 +266,26 @@ int keys_sha256(const void *data, size_t len, uint8_t out[32]);
 
 /* Keep this process from dumping core or being ptrace-attached by other users. */
 void keys_harden_process(void);
+
+/*
+ * Secrets (key handles, passphrases, keyring bodies, model weights) sit in memory that keys/
+ * mlocks. mlock can fail (RLIMIT_MEMLOCK without CAP_IPC_LOCK); the memory is still wiped on
+ * free and kept out of core dumps, but may reach swap. keys/ prints nothing: register `warn`
+ * here and it is called once per process, at the first failure, with the negative errno and the
+ * length that stayed unlocked, from whichever thread allocated (possibly holding an internal
+ * lock: `warn` must not call keys/). Register before the first secret is allocated, before
+ * other threads start; NULL unregisters. keys_memlock_status returns 0 while every lock
+ * succeeded, else the first failure's negative errno.
+ *
+ * Not locked, and why: the AES key schedules inside OpenSSL's cipher contexts (the per-thread
+ * contexts in keys/crypto.c) and the transient KDF states. OpenSSL 3 providers allocate them with
+ * OPENSSL_zalloc, not its secure heap (CRYPTO_secure_malloc_init would not cover them), and no
+ * public call returns their address to lock; routing every OpenSSL allocation through locked
+ * memory (CRYPTO_set_mem_functions) would lock far more than keys and must precede OpenSSL's
+ * first allocation. OpenSSL cleanses them when the context is freed. On a machine where swap
+ * may hold secrets, use encrypted swap or none.
+ */
+void keys_set_memlock_warning(void (*warn)(void *arg, int err, size_t len), void *arg);
+int keys_memlock_status(void);
 
 #endif

@@ -33,6 +33,8 @@ struct keys_ring {
     struct keys_key *master;
     uint8_t fs_id[KEYS_ID_BYTES];
     uint64_t created;
+    unsigned log_n; /* the scrypt cost that unlocked it (authenticated: it made the KEK); 0 for
+                       a key file */
     uint32_t model_count;
     struct keys_model_info models[KEYS_MAX_MODELS];
     uint8_t *weights[KEYS_MAX_MODELS]; /* locked memory, models[i].bytes long */
@@ -88,11 +90,31 @@ static int parse(const uint8_t *buf, size_t len, struct parsed *p, const char *p
     in->r = buf[12];
     in->p = buf[13];
     int kdf_ok =
-        (in->kdf == KEYS_KDF_SCRYPT && in->log_n >= KEYS_LOGN_MIN && in->log_n <= KEYS_LOGN_MAX &&
-         in->r >= 1 && in->r <= 32 && in->p >= 1 && in->p <= 16) ||
+        (in->kdf == KEYS_KDF_SCRYPT && in->log_n >= KEYS_LOGN_MIN && in->r >= 1 && in->p >= 1) ||
         (in->kdf == KEYS_KDF_KEYFILE && in->log_n == 0 && in->r == 0 && in->p == 0);
     if (!kdf_ok || keys_get16(buf + 14) != 0 || keys_get32(buf + 92) != 0) {
         set_why(why, whylen, "%s: keyring header is invalid", path);
+        return -EBADMSG;
+    }
+    /* Nothing is authenticated before the KDF runs: its cost must be one we write (r, p) and
+     * within the memory cap (N), or a planted keyring could stall the machine. */
+    if (in->kdf == KEYS_KDF_SCRYPT && (in->r != KEYS_SCRYPT_R || in->p != KEYS_SCRYPT_P)) {
+        set_why(why, whylen,
+                "%s: keyring asks for an scrypt cost this build refuses (r=%u, p=%u): not written "
+                "by imgcrypt",
+                path, in->r, in->p);
+        return -EBADMSG;
+    }
+    /* r is 8 here, so the shift cannot overflow below log_n 40 */
+    int huge = in->log_n > 40;
+    uint64_t mem = 128ull * in->r << (huge ? 40 : in->log_n);
+    if (in->kdf == KEYS_KDF_SCRYPT && (huge || mem > KEYS_SCRYPT_MAX_MEM)) {
+        set_why(why, whylen,
+                "%s: keyring asks for scrypt N=2^%u (%s%llu MiB of memory), more than the %llu "
+                "MiB this build allows: not written by this imgcrypt (an older build's keyring: "
+                "re-wrap it there with imgcrypt passwd --kdf-cost %d)",
+                path, in->log_n, huge ? "over " : "", (unsigned long long)(mem >> 20),
+                (unsigned long long)(KEYS_SCRYPT_MAX_MEM >> 20), KEYS_LOGN_MAX);
         return -EBADMSG;
     }
     p->salt = buf + 16;
@@ -289,6 +311,7 @@ int keys_ring_open(const char *path, const struct keys_secret *secret, struct ke
         goto out;
     memcpy(ring->fs_id, p.info.fs_id, KEYS_ID_BYTES);
     ring->created = p.info.created;
+    ring->log_n = p.info.kdf == KEYS_KDF_SCRYPT ? p.info.log_n : 0;
     size_t off = BODY_FIXED;
     for (uint32_t i = 0; i < p.info.model_count; i++) {
         ring->weights[i] = keys_secure_alloc(p.info.models[i].bytes);
@@ -499,6 +522,11 @@ out:
 void keys_ring_fs_id(const struct keys_ring *ring, uint8_t out[KEYS_ID_BYTES])
 {
     memcpy(out, ring->fs_id, KEYS_ID_BYTES);
+}
+
+unsigned keys_ring_kdf_cost(const struct keys_ring *ring)
+{
+    return ring ? ring->log_n : 0;
 }
 
 int keys_ring_subkey(const struct keys_ring *ring, const char *label, enum keys_key_kind kind,

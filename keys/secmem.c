@@ -5,10 +5,14 @@
  * more than deriving the key; a slot is wiped when freed and the slabs are never unlocked or
  * returned. Larger objects (passphrases, keyrings, model weights) get pages of their own, so
  * that munlock of one never unlocks another. mlock is best effort (RLIMIT_MEMLOCK may refuse
- * it); MADV_DONTDUMP and the wipe on free always apply.
+ * it): failing an unlock or a file open over it would lock users out of their data, so the
+ * first failure is reported once through the caller's warning hook (keys/ prints nothing) and
+ * MADV_DONTDUMP and the wipe on free still apply.
  */
+#include <errno.h>
 #include <openssl/crypto.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -30,6 +34,32 @@ static pthread_mutex_t slab_lock = PTHREAD_MUTEX_INITIALIZER;
 static void *slab_free; /* free slots, linked through their first word; guarded by slab_lock */
 
 static void *page_alloc(size_t len);
+
+/* The warning hook: set once before threads start (keys_set_memlock_warning), then only read. */
+static void (*memlock_warn)(void *arg, int err, size_t len);
+static void *memlock_warn_arg;
+/* 0 until the first mlock failure, then its negative errno; the first failure warns. */
+static _Atomic int memlock_err;
+
+void keys_set_memlock_warning(void (*warn)(void *arg, int err, size_t len), void *arg)
+{
+    memlock_warn = warn;
+    memlock_warn_arg = arg;
+}
+
+int keys_memlock_status(void)
+{
+    return atomic_load(&memlock_err);
+}
+
+static void lock_pages(void *p, size_t n)
+{
+    if (mlock(p, n) == 0)
+        return;
+    int expected = 0, err = -errno;
+    if (atomic_compare_exchange_strong(&memlock_err, &expected, err) && memlock_warn)
+        memlock_warn(memlock_warn_arg, err, n);
+}
 
 static void *slot_alloc(void)
 {
@@ -72,7 +102,7 @@ static void *page_alloc(size_t len)
     void *p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED)
         return NULL;
-    (void)mlock(p, n);
+    lock_pages(p, n);
     (void)madvise(p, n, MADV_DONTDUMP);
     return p;
 }

@@ -269,12 +269,11 @@ static int cmd_passwd(int argc, char **argv)
         tool_error("path too long");
         return TOOL_EXIT_USAGE;
     }
-    struct keys_ring_info info;
-    if (!o.have_log_n && keys_ring_info(path, &info, NULL, 0) == 0 && info.kdf == KEYS_KDF_SCRYPT)
-        o.log_n = info.log_n; /* keep the cost the keyring had */
     rc = tool_unlock(path, &o.src, &ring);
     if (rc != TOOL_EXIT_OK)
         return rc;
+    if (!o.have_log_n && keys_ring_kdf_cost(ring)) /* the cost that unlocked it, authenticated */
+        o.log_n = keys_ring_kdf_cost(ring);
     rc = keys_secret_read(&o.new_src, "New passphrase: ", 1, &secret, why, sizeof(why));
     if (rc != 0) {
         tool_report_secret_error(rc, why);
@@ -968,18 +967,16 @@ static int ring_open(struct train_ring *r, const char *where, const struct keys_
         tool_error("%s: %s", r->path, strerror(errno));
         return TOOL_EXIT_IO;
     }
-    struct keys_ring_info info;
-    r->log_n = KEYS_LOGN_DEFAULT;
-    if (keys_ring_info(r->path, &info, NULL, 0) == 0 && info.kdf == KEYS_KDF_SCRYPT)
-        r->log_n = info.log_n; /* keep the cost the keyring had */
     int rc = keys_secret_read(src, "Passphrase: ", 0, &r->secret, why, sizeof(why));
     if (rc != 0) {
         tool_report_secret_error(rc, why);
         return tool_secret_exit_code(rc);
     }
     rc = keys_ring_open(r->path, r->secret, &r->ring, why, sizeof(why));
-    if (rc == 0)
+    if (rc == 0) { /* keep the cost that unlocked it (authenticated), not a header read */
+        r->log_n = keys_ring_kdf_cost(r->ring) ? keys_ring_kdf_cost(r->ring) : KEYS_LOGN_DEFAULT;
         return TOOL_EXIT_OK;
+    }
     if (why[0])
         tool_error("%s", why);
     else

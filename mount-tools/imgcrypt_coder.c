@@ -357,10 +357,6 @@ static int store(const char *where, const struct keys_source *src, const uint8_t
         tool_error("path too long");
         return TOOL_EXIT_USAGE;
     }
-    struct keys_ring_info info;
-    unsigned log_n = KEYS_LOGN_DEFAULT;
-    if (keys_ring_info(path, &info, NULL, 0) == 0 && info.kdf == KEYS_KDF_SCRYPT)
-        log_n = info.log_n;
     struct keys_secret *secret = NULL;
     struct keys_ring *ring = NULL;
     struct codec_pixnet *check = NULL;
@@ -381,6 +377,8 @@ static int store(const char *where, const struct keys_source *src, const uint8_t
     if (rc == 0)
         rc = keys_sha256(buf, len, digest);
     if (rc == 0) {
+        /* keep the cost that unlocked the keyring (authenticated), not a header read */
+        unsigned log_n = keys_ring_kdf_cost(ring) ? keys_ring_kdf_cost(ring) : KEYS_LOGN_DEFAULT;
         rc = keys_ring_add_model(ring, KEYS_MODEL_CODER, digest, buf, len);
         if (rc == 0)
             rc = keys_ring_rewrap(ring, path, secret, log_n);

@@ -541,6 +541,8 @@ int imgcrypt_preview(int argc, char **argv)
     }
     ret = finish(&a, res, res_len);
 out:
+    if (res)
+        OPENSSL_cleanse(res, res_len); /* the preview is pixels */
     free(res);
     free(buf);
     codec_ct_free(ct);

@@ -225,6 +225,22 @@ static void detach_stdio(void)
     close(fd);
 }
 
+/* Called once, at the first secret keys/ could not mlock (keys_set_memlock_warning). */
+#define MEMLOCK_WARNING                                                                            \
+    "warning: cannot lock %zu bytes of key memory (%s): keys may reach swap; raise the memlock "   \
+    "limit (ulimit -l, LimitMEMLOCK=) or use encrypted swap"
+static void memlock_warn_stderr(void *arg, int err, size_t len)
+{
+    (void)arg;
+    tool_error(MEMLOCK_WARNING, len, strerror(-err));
+}
+
+static void memlock_warn_syslog(void *arg, int err, size_t len)
+{
+    (void)arg;
+    syslog(LOG_WARNING, MEMLOCK_WARNING, len, strerror(-err));
+}
+
 static int run(int argc, char **argv, struct args *ap)
 {
     struct args a;
@@ -290,6 +306,7 @@ static int run(int argc, char **argv, struct args *ap)
     }
 
     keys_harden_process();
+    keys_set_memlock_warning(a.foreground ? memlock_warn_stderr : memlock_warn_syslog, NULL);
     rc = tool_unlock(keyring, &a.src, &ring);
     if (rc != TOOL_EXIT_OK) {
         report(&status_fd, rc);

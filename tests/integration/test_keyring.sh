@@ -367,15 +367,15 @@ grep -q "usage: imgcrypt" "$T/out" || fail "--help prints no usage"
 expect 0 "$IMGCRYPT" init --help
 expect 0 "$IMGCRYPT" --version
 
-step "--kdf-cost range is 10..22"
-for bad in 9 23 0 -1 abc 10x "" 99999999999999999999; do
+step "--kdf-cost range is 10..20 (scrypt memory capped at 1 GiB)"
+for bad in 9 21 22 23 0 -1 abc 10x "" 99999999999999999999; do
     expect 2 "$IMGCRYPT" init --passfile pf1 --kdf-cost "$bad" b-cost
-    error_says "--kdf-cost" "10" "22"
+    error_says "--kdf-cost" "10" "20"
     [[ ! -e b-cost ]] || fail "--kdf-cost $bad created BACKING"
     expect 2 "$IMGCRYPT" passwd --passfile pf1 --new-passfile pf1 --kdf-cost "$bad" b1
 done
-# 22 passes option parsing (checked against a non-empty folder, so scrypt at 4 GiB never runs).
-expect 6 "$IMGCRYPT" init --passfile pf1 --kdf-cost 22 b-used
+# 20 passes option parsing (checked against a non-empty folder, so scrypt at 1 GiB never runs).
+expect 6 "$IMGCRYPT" init --passfile pf1 --kdf-cost 20 b-used
 expect 0 "$IMGCRYPT" init --passfile pf1 --kdf-cost 10 b-cost10
 expect 0 "$IMGCRYPT" info b-cost10
 out_says "N=2^10"
@@ -548,6 +548,55 @@ EOF
 else
     echo "   (python3 'cryptography' not available: format cross-check not run)"
 fi
+
+# ---------------------------------------------------------------------------------------------
+step "a planted keyring asking for a huge scrypt cost is refused at once with 5, before the KDF"
+expect 0 "$IMGCRYPT" init --passfile pf1 --kdf-cost 10 b-hostile
+ms() { echo $(($(date +%s%N) / 1000000)); }
+# forge_cost SRC DST LOGN R P: a copy of keyring SRC with other scrypt parameters, checksum fixed
+forge_cost() {
+    python3 - "$@" <<'EOF'
+import hashlib, sys
+src, dst, logn, r, p = sys.argv[1], sys.argv[2], *map(int, sys.argv[3:6])
+b = bytearray(open(src, "rb").read())
+b[11], b[12], b[13] = logn, r, p
+b[-32:] = hashlib.sha256(bytes(b[:-32])).digest()
+open(dst, "wb").write(b)
+EOF
+    chmod 600 "$2"
+}
+for cost in "20 32 16|r=32, p=16|not written by imgcrypt" "10 32 16|r=32, p=16|not written" \
+    "22 8 1|N=2^22|4096 MiB" "21 8 1|N=2^21|more than the 1024 MiB"; do
+    IFS='|' read -r params says1 says2 <<<"$cost"
+    # shellcheck disable=SC2086
+    forge_cost b-hostile/imgcryptfs.keyring "$T/hostile.keyring" $params
+    t0=$(ms)
+    expect 5 "$IMGCRYPT" passwd --keyring "$T/hostile.keyring" --passfile pf1 --new-passfile pf1 \
+        unused
+    dt=$(($(ms) - t0))
+    error_says "hostile.keyring" "$says1" "$says2"
+    # the KDF these ask for takes seconds to minutes; the refusal is a header check (test_keys
+    # bounds it at 0.1 s in-process), so 2 s leaves room for a loaded CI machine's process start
+    ((dt < 2000)) || fail "refusing scrypt ($params) took $dt ms"
+    echo "   scrypt ($params) refused in $dt ms"
+    expect 5 "$IMGCRYPT" info --keyring "$T/hostile.keyring" unused
+done
+t0=$(ms)
+unlocks_with_pass b-hostile "$PW1"
+echo "   the keyring as written (N=2^10) still unlocks: passwd in $(($(ms) - t0)) ms"
+
+step "passwd keeps the cost that unlocked the keyring, not one read before the unlock"
+# The file is swapped between a header read and the unlock (here by the extpass command): the
+# old code took the cost from the decoy (2^10) and re-wrapped the real keyring with it.
+expect 0 "$IMGCRYPT" init --passfile pf1 --kdf-cost 11 b-swap
+expect 0 "$IMGCRYPT" init --passfile pf1 --kdf-cost 10 b-decoy
+mv b-swap/imgcryptfs.keyring "$T/real.keyring"
+cp b-decoy/imgcryptfs.keyring b-swap/imgcryptfs.keyring
+expect 0 "$IMGCRYPT" passwd --extpass "mv -f '$T/real.keyring' '$T/b-swap/imgcryptfs.keyring'; \
+echo '$PW1'" --new-passfile pf1 b-swap
+[[ ! -e $T/real.keyring ]] || fail "the swap did not happen"
+expect 0 "$IMGCRYPT" info b-swap
+out_says "N=2^11"
 
 # ---------------------------------------------------------------------------------------------
 step "no passphrase ever appears in what imgcrypt printed"

@@ -19,7 +19,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/capability.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -1152,6 +1155,12 @@ START_TEST(test_ring_malformed)
         {12, 33},   /* r too large */
         {13, 0},    /* p = 0 */
         {13, 17},   /* p too large */
+        {11, 21},   /* log_n over the memory cap (2 GiB with r = 8) */
+        {11, 22},   /* log_n older builds wrote (4 GiB) */
+        {12, 32},   /* r other than the 8 we write */
+        {12, 7},    /* r other than the 8 we write */
+        {13, 16},   /* p other than the 1 we write */
+        {13, 2},    /* p other than the 1 we write */
         {14, 1},    /* reserved */
         {15, 0x80}, /* reserved */
         {72, 1},    /* model count without a table */
@@ -1179,6 +1188,178 @@ START_TEST(test_ring_malformed)
     free(orig);
     free(buf);
     keys_secret_free(s);
+}
+END_TEST
+
+/* ---- The keyring: a planted KDF cost is refused before the KDF runs ------------------------ */
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+START_TEST(test_ring_hostile_cost)
+{
+    char path[512], scratch[512], why[512];
+    size_t len = 0;
+    struct keys_ring_info info;
+    struct keys_secret *s = pass_secret("hostile cost");
+    tmp_path(path, sizeof(path), "ring");
+    tmp_path(scratch, sizeof(scratch), "hostile");
+    ck_assert_int_eq(keys_ring_create(path, s, LOGN), 0);
+    uint8_t *orig = read_file(path, &len), *buf = malloc(len);
+    ck_assert_ptr_nonnull(buf);
+
+    /* Each would cost seconds to minutes and gigabytes if the KDF ran (the audit measured N=2^20,
+     * r=32, p=16: 4.2 GB, still running after 15 s); each must be refused before it runs. */
+    static const struct {
+        uint8_t log_n, r, p;
+        const char *says[2];
+    } hostile[] = {
+        {20, 32, 16, {"r=32, p=16", "not written by imgcrypt"}},
+        {LOGN, 32, 16, {"r=32, p=16", "not written by imgcrypt"}},
+        {LOGN, 8, 16, {"r=8, p=16", "not written by imgcrypt"}},
+        {LOGN, 32, 1, {"r=32, p=1", "not written by imgcrypt"}},
+        {21, 8, 1, {"N=2^21", "2048 MiB"}},
+        {22, 8, 1, {"N=2^22", "4096 MiB"}},
+        {40, 8, 1, {"N=2^40", "1024 MiB"}},
+        {0xff, 8, 1, {"N=2^255 (over ", "1024 MiB"}},
+    };
+    for (size_t i = 0; i < sizeof(hostile) / sizeof(hostile[0]); i++) {
+        memcpy(buf, orig, len);
+        buf[11] = hostile[i].log_n;
+        buf[12] = hostile[i].r;
+        buf[13] = hostile[i].p;
+        fix_checksum(buf, len);
+        write_file(scratch, buf, len, 0600);
+        struct keys_ring *ring = NULL;
+        why[0] = '\0';
+        double t0 = now_s();
+        int rc = keys_ring_open(scratch, s, &ring, why, sizeof(why));
+        double dt = now_s() - t0;
+        ck_assert_msg(rc == -EBADMSG, "log_n %u r %u p %u: rc %d", hostile[i].log_n, hostile[i].r,
+                      hostile[i].p, rc);
+        ck_assert_ptr_null(ring);
+        ck_assert_msg(dt < 0.1, "refusal took %.3f s", dt);
+        ck_assert_ptr_nonnull(strstr(why, scratch));
+        for (int k = 0; k < 2; k++)
+            ck_assert_msg(strstr(why, hostile[i].says[k]), "'%s' lacks '%s'", why,
+                          hostile[i].says[k]);
+        ck_assert_int_eq(keys_ring_info(scratch, &info, why, sizeof(why)), -EBADMSG);
+    }
+    /* The keyring as written still opens, and says which cost unlocked it. */
+    struct keys_ring *ring = open_ok(path, s);
+    ck_assert_uint_eq(keys_ring_kdf_cost(ring), LOGN);
+    keys_ring_close(ring);
+
+    /* keys_scrypt refuses past the cap whoever calls it, at once. */
+    uint8_t out[32];
+    ck_assert_int_eq(
+        keys_scrypt((const uint8_t *)"x", 1, (const uint8_t *)"s", 1, 21, 8, 1, out, sizeof(out)),
+        -EFBIG);
+    ck_assert_int_eq(
+        keys_scrypt((const uint8_t *)"x", 1, (const uint8_t *)"s", 1, 20, 9, 1, out, sizeof(out)),
+        -EFBIG);
+    ck_assert_int_eq(
+        keys_scrypt((const uint8_t *)"x", 1, (const uint8_t *)"s", 1, 255, 8, 1, out, sizeof(out)),
+        -EFBIG);
+    free(orig);
+    free(buf);
+    keys_secret_free(s);
+}
+END_TEST
+
+/* keys_ring_kdf_cost: the cost of the keyring as unlocked, which a header read made before the
+ * unlock cannot change (the file swapped between the two reads). */
+START_TEST(test_ring_kdf_cost)
+{
+    char path[512], decoy[512], kpath[512];
+    uint8_t kb[KEYS_KEYFILE_BYTES];
+    struct keys_secret *s = pass_secret("kdf cost");
+    struct keys_ring_info info;
+    tmp_path(path, sizeof(path), "ring");
+    tmp_path(decoy, sizeof(decoy), "decoy");
+    ck_assert_int_eq(keys_ring_create(path, s, LOGN + 1), 0);
+    ck_assert_int_eq(keys_ring_create(decoy, s, LOGN), 0);
+    /* What a header read before the unlock would see, had the decoy been in place then ... */
+    ck_assert_int_eq(keys_ring_info(decoy, &info, NULL, 0), 0);
+    ck_assert_uint_eq(info.log_n, LOGN);
+    /* ... while the file unlocked says its own cost. */
+    struct keys_ring *ring = open_ok(path, s);
+    ck_assert_uint_eq(keys_ring_kdf_cost(ring), LOGN + 1);
+    ck_assert_int_eq(keys_ring_rewrap(ring, path, s, keys_ring_kdf_cost(ring)), 0);
+    keys_ring_close(ring);
+    ck_assert_int_eq(keys_ring_info(path, &info, NULL, 0), 0);
+    ck_assert_uint_eq(info.log_n, LOGN + 1);
+    /* A key-file keyring has no scrypt cost. */
+    ck_assert_int_eq(keys_random(kb, sizeof(kb)), 0);
+    struct keys_secret *k = key_secret(kb);
+    tmp_path(kpath, sizeof(kpath), "kring");
+    ck_assert_int_eq(keys_ring_create(kpath, k, LOGN), 0);
+    ring = open_ok(kpath, k);
+    ck_assert_uint_eq(keys_ring_kdf_cost(ring), 0);
+    keys_ring_close(ring);
+    ck_assert_uint_eq(keys_ring_kdf_cost(NULL), 0);
+    keys_secret_free(k);
+    keys_secret_free(s);
+}
+END_TEST
+
+/* ---- Locked memory: a failed mlock is reported once ---------------------------------------- */
+
+static int warn_calls, warn_err;
+static size_t warn_len;
+
+static void count_warning(void *arg, int err, size_t len)
+{
+    ck_assert_ptr_eq(arg, &warn_calls);
+    warn_calls++;
+    warn_err = err;
+    warn_len = len;
+}
+
+/* Child of test_memlock_warning: no right to lock memory, then two secret allocations. */
+static int memlock_child(void)
+{
+    /* Root locks past RLIMIT_MEMLOCK with CAP_IPC_LOCK: drop it from the effective set. */
+    struct __user_cap_header_struct hdr = {_LINUX_CAPABILITY_VERSION_3, 0};
+    struct __user_cap_data_struct data[2];
+    if (syscall(SYS_capget, &hdr, data) == 0) {
+        data[CAP_TO_INDEX(CAP_IPC_LOCK)].effective &= ~CAP_TO_MASK(CAP_IPC_LOCK);
+        if (syscall(SYS_capset, &hdr, data) != 0)
+            return 10;
+    }
+    struct rlimit none = {0, 0};
+    if (setrlimit(RLIMIT_MEMLOCK, &none) != 0)
+        return 11;
+    keys_set_memlock_warning(count_warning, &warn_calls);
+    if (keys_memlock_status() != 0)
+        return 12;
+    void *a = keys_secure_alloc(3 * 4096), *b = keys_secure_alloc(5 * 4096);
+    if (!a || !b)
+        return 13; /* the memory itself must still be there */
+    keys_secure_free(a, 3 * 4096);
+    keys_secure_free(b, 5 * 4096);
+    if (warn_calls != 1)
+        return 14; /* once, not per allocation */
+    if (warn_err != -EPERM && warn_err != -ENOMEM)
+        return 15;
+    if (warn_len < 3 * 4096 || keys_memlock_status() != warn_err)
+        return 16;
+    return 0;
+}
+
+START_TEST(test_memlock_warning)
+{
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0)
+        _exit(memlock_child());
+    int st = 0;
+    ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child status %d", st);
 }
 END_TEST
 
@@ -1709,6 +1890,9 @@ static Suite *keys_suite(void)
     suite_add_tcase(s, tc("ring_flip_passphrase", test_ring_flip_passphrase, 1));
     suite_add_tcase(s, tc("ring_flip_models", test_ring_flip_models, 1));
     suite_add_tcase(s, tc("ring_malformed", test_ring_malformed, 1));
+    suite_add_tcase(s, tc("ring_hostile_cost", test_ring_hostile_cost, 1));
+    suite_add_tcase(s, tc("ring_kdf_cost", test_ring_kdf_cost, 1));
+    suite_add_tcase(s, tc("memlock_warning", test_memlock_warning, 0));
     suite_add_tcase(s, tc("ring_format_read", test_ring_format_read, 1));
     suite_add_tcase(s, tc("ring_format_write", test_ring_format_write, 1));
     suite_add_tcase(s, tc("ring_perms", test_ring_perms, 1));
