@@ -175,9 +175,15 @@ int codec_bf_open(int fd, const struct keys_key *content_key, int create, struct
     bf->content_key = content_key;
     ssize_t n = pread_full(fd, hdr, sizeof(hdr), 0);
     if (n == 0 && create) {
-        /* Two creators of one new file must agree on its id: decide under a file lock. */
-        if (flock(fd, LOCK_EX) == 0)
-            locked = 1;
+        /* Two creators of one new file must agree on its id: decide under a file lock. A
+         * backing that cannot lock fails the create rather than risk two ids in one file
+         * (fs/ makes new files under a private temporary name, where no one competes). */
+        if (flock(fd, LOCK_EX) != 0) {
+            rc = -errno;
+            codec_bf_close(bf);
+            return rc;
+        }
+        locked = 1;
         n = pread_full(fd, hdr, sizeof(hdr), 0);
         if (n == 0) {
             rc = init_empty(bf);
@@ -446,6 +452,32 @@ static int rewrite_blocks(struct codec_bf *bf, uint64_t first, uint64_t last, ui
     return rc;
 }
 
+/*
+ * A write that makes the file longer rewrites the old last block (longer, or flagged as no
+ * longer last) and appends. If it cannot complete (a full disk, EIO), the old last block is
+ * put back exactly as it was and the file cut to its old length, so the bytes already stored
+ * stay readable: the old sealed block is kept aside before anything is written.
+ */
+static int grow(struct codec_bf *bf, uint64_t first, uint64_t last, uint64_t size,
+                uint64_t new_size, const uint8_t *buf, uint64_t woff, uint64_t wlen,
+                uint64_t *bad_block)
+{
+    uint8_t old[CODEC_BF_SEALED];
+    uint64_t old_backing = codec_bf_backing_size(size);
+    uint64_t at = block_off(size > 0 ? (size - 1) / CODEC_BF_BLOCK : 0);
+    ssize_t kept = pread_full(bf->fd, old, (size_t)(old_backing - at), at);
+    if (kept < 0)
+        return (int)kept;
+    int rc = rewrite_blocks(bf, first, last, size, new_size, buf, woff, wlen, bad_block);
+    if (rc == 0)
+        return 0;
+    /* Put back what was there; both fit in space the file already had. */
+    if ((kept > 0 && pwrite_full(bf->fd, old, (size_t)kept, at) != 0) ||
+        ftruncate(bf->fd, (off_t)old_backing) != 0)
+        rc = -EIO; /* the backing refuses even that: say so rather than ENOSPC */
+    return rc;
+}
+
 ssize_t codec_bf_write(struct codec_bf *bf, const void *buf, size_t len, uint64_t off,
                        uint64_t *bad_block)
 {
@@ -465,7 +497,10 @@ ssize_t codec_bf_write(struct codec_bf *bf, const void *buf, size_t len, uint64_
     if (new_size > size && size > 0 && size % CODEC_BF_BLOCK == 0 &&
         (size - 1) / CODEC_BF_BLOCK < first)
         first = (size - 1) / CODEC_BF_BLOCK;
-    rc = rewrite_blocks(bf, first, last, size, new_size, buf, off, len, bad_block);
+    if (new_size == size)
+        rc = rewrite_blocks(bf, first, last, size, new_size, buf, off, len, bad_block);
+    else
+        rc = grow(bf, first, last, size, new_size, buf, off, len, bad_block);
     return rc != 0 ? rc : (ssize_t)len;
 }
 
@@ -493,13 +528,18 @@ int codec_bf_truncate(struct codec_bf *bf, uint64_t size, uint64_t *bad_block)
     if (size == old)
         return 0;
     if (size > old) {
-        /* Grow by writing zeros, a bounded stretch at a time. */
-        while (old < size) {
-            uint64_t step = size - old < (64u << 20) ? size - old : (64u << 20);
-            ssize_t n = codec_bf_write(bf, NULL, (size_t)step, old, bad_block);
-            if (n < 0)
+        /* Grow by writing zeros, a bounded stretch at a time; a stretch that fails leaves the
+         * file as it was before this call, not partly grown. */
+        uint64_t at = old;
+        while (at < size) {
+            uint64_t step = size - at < (64u << 20) ? size - at : (64u << 20);
+            ssize_t n = codec_bf_write(bf, NULL, (size_t)step, at, bad_block);
+            if (n < 0) {
+                if (at > old)
+                    (void)codec_bf_truncate(bf, old, NULL);
                 return (int)n;
-            old += step;
+            }
+            at += step;
         }
         return 0;
     }

@@ -76,8 +76,8 @@ struct codec_bf;
  * Bind a block file to `fd` (opened for reading, or reading and writing), reading its header
  * and deriving the file key from `content_key`. With `create`, a 0-byte backing file (one just
  * made with O_CREAT) becomes an empty block file with a fresh id, under flock so concurrent
- * creators agree; without it, a 0-byte file is damage. Returns 0, -EBADMSG for a missing or
- * bad header, or -errno.
+ * creators agree (a backing that cannot lock fails the create with its -errno); without it, a
+ * 0-byte file is damage. Returns 0, -EBADMSG for a missing or bad header, or -errno.
  */
 int codec_bf_open(int fd, const struct keys_key *content_key, int create, struct codec_bf **out);
 void codec_bf_close(struct codec_bf *bf);
@@ -99,12 +99,14 @@ ssize_t codec_bf_read(const struct codec_bf *bf, void *buf, size_t len, uint64_t
 /*
  * Write len bytes at off (buf NULL writes zeros), extending the file and filling any gap with
  * sealed zero blocks. Returns len, -EBADMSG when a block that must be merged fails
- * authentication, -EFBIG past CODEC_BF_MAX_SIZE, or -errno.
+ * authentication, -EFBIG past CODEC_BF_MAX_SIZE, or -errno. A write that would grow the file
+ * and fails (-ENOSPC, -EFBIG, -EIO from the backing) leaves the file exactly as it was.
  */
 ssize_t codec_bf_write(struct codec_bf *bf, const void *buf, size_t len, uint64_t off,
                        uint64_t *bad_block);
 
-/* Set the plaintext size, sealing zeros when it grows. 0, -EBADMSG, -EFBIG or -errno. */
+/* Set the plaintext size, sealing zeros when it grows. 0, -EBADMSG, -EFBIG or -errno; a grow
+ * that fails leaves the file as it was. */
 int codec_bf_truncate(struct codec_bf *bf, uint64_t size, uint64_t *bad_block);
 
 /* The file id. */

@@ -6,8 +6,10 @@
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -383,6 +385,56 @@ START_TEST(test_grow_from_inside)
 }
 END_TEST
 
+/* A write that grows the file and cannot complete (the backing refuses more bytes, as on a
+ * full disk; here a file size limit) leaves every byte already stored readable, and later
+ * writes work once there is room again. Check runs each test in its own process, so the
+ * limit stays here. */
+START_TEST(test_failed_grow_keeps_data)
+{
+    char path[64];
+    int fd = temp_file(path);
+    struct keys_key *k = test_key(7);
+    struct codec_bf *bf = NULL;
+    static uint8_t data[10000], more[20000], out[40000];
+    for (size_t i = 0; i < sizeof(data); i++)
+        data[i] = (uint8_t)(i * 7 + 1);
+    memset(more, 'm', sizeof(more));
+    ck_assert_int_eq(codec_bf_open(fd, k, 1, &bf), 0);
+    ck_assert_int_eq(codec_bf_write(bf, data, sizeof(data), 0, NULL), (ssize_t)sizeof(data));
+    signal(SIGXFSZ, SIG_IGN);
+    struct rlimit lim = {.rlim_cur = codec_bf_backing_size(sizeof(data)) + 100,
+                         .rlim_max = RLIM_INFINITY};
+    ck_assert_int_eq(setrlimit(RLIMIT_FSIZE, &lim), 0);
+    /* An append, a truncate-grow, and a write past the end all fail ... */
+    ck_assert_int_eq(codec_bf_write(bf, more, sizeof(more), sizeof(data), NULL), -EFBIG);
+    ck_assert_int_eq(codec_bf_truncate(bf, 30000, NULL), -EFBIG);
+    ck_assert_int_eq(codec_bf_write(bf, more, 10, 25000, NULL), -EFBIG);
+    /* ... and the file is as it was. */
+    uint64_t size = 0;
+    ck_assert_int_eq(codec_bf_size(bf, &size), 0);
+    ck_assert_uint_eq(size, sizeof(data));
+    ck_assert_int_eq(codec_bf_read(bf, out, sizeof(out), 0, NULL), (ssize_t)sizeof(data));
+    ck_assert_mem_eq(out, data, sizeof(data));
+    lim.rlim_cur = RLIM_INFINITY;
+    ck_assert_int_eq(setrlimit(RLIMIT_FSIZE, &lim), 0);
+    ck_assert_int_eq(codec_bf_write(bf, more, sizeof(more), sizeof(data), NULL),
+                     (ssize_t)sizeof(more));
+    ck_assert_int_eq(codec_bf_read(bf, out, sizeof(out), 0, NULL), 30000);
+    ck_assert_mem_eq(out, data, sizeof(data));
+    ck_assert_mem_eq(out + sizeof(data), more, sizeof(more));
+    /* An empty file that cannot grow stays a readable empty file. */
+    ck_assert_int_eq(codec_bf_truncate(bf, 0, NULL), 0);
+    lim.rlim_cur = codec_bf_backing_size(0) + 10;
+    ck_assert_int_eq(setrlimit(RLIMIT_FSIZE, &lim), 0);
+    ck_assert_int_eq(codec_bf_write(bf, more, 5000, 0, NULL), -EFBIG);
+    ck_assert_int_eq(codec_bf_read(bf, out, 10, 0, NULL), 0);
+    codec_bf_close(bf);
+    keys_key_free(k);
+    close(fd);
+    unlink(path);
+}
+END_TEST
+
 static Suite *codec_suite(void)
 {
     Suite *s = suite_create("codec");
@@ -393,6 +445,7 @@ static Suite *codec_suite(void)
     tcase_add_test(t, test_model);
     tcase_add_test(t, test_empty_and_holes);
     tcase_add_test(t, test_grow_from_inside);
+    tcase_add_test(t, test_failed_grow_keeps_data);
     suite_add_tcase(s, t);
     t = tcase_create("blockfile_tamper");
     tcase_add_test(t, test_tamper);
