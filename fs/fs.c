@@ -146,7 +146,7 @@ static int fresh_store(int root_fd)
  * The root folder's id file holds id (16) || tag (16), the tag = the SIV of AES-SIV("root")
  * with the id as associated data under the "root folder id" subkey: a root id deleted, or replaced by a
  * sub-folder's, would otherwise silently hide or swap the whole tree. A 16-byte file (a store
- * made before the tag) gets its tag on first mount.
+ * made before the tag) gets its tag on first mount, once every top-level name opens under it.
  */
 static int root_id_write(int root_fd, const uint8_t *buf, size_t len)
 {
@@ -163,6 +163,29 @@ static int root_id_write(int root_fd, const uint8_t *buf, size_t len)
     if (rc != 0)
         (void)unlinkat(root_fd, tmp, 0);
     return rc;
+}
+
+/* Before an untagged root id (a store made before the tag) is trusted and tagged: does every
+ * name in the top folder open under it? A sub-folder's id planted there would fail. */
+static int names_open(struct fs_ctx *c, const uint8_t id[KEYS_ID_BYTES])
+{
+    int fd = openat(c->root.fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC), ok = 1;
+    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+    char name[NAME_MAX + 2];
+    if (!d) {
+        if (fd >= 0)
+            close(fd);
+        return 0;
+    }
+    struct dirent *e;
+    while (ok && (e = readdir(d)) != NULL) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+            continue;
+        int rc = fs_entry_name(c, dirfd(d), id, e->d_name, name, sizeof(name));
+        ok = rc == 0 || rc == -ENOENT;
+    }
+    closedir(d);
+    return ok;
 }
 
 static int root_id_check(struct fs_ctx *c, const struct keys_ring *ring, char *why, size_t whylen,
@@ -201,6 +224,11 @@ static int root_id_check(struct fs_ctx *c, const struct keys_ring *ring, char *w
         rc = -EBADMSG;
         snprintf(why, whylen, "%s/%s: not this store's root folder id (replaced or damaged; "
                  "restore it from a backup of the store)", backing, FS_DIRID_NAME);
+    }
+    if (rc == 0 && n == KEYS_ID_BYTES && !names_open(c, buf)) {
+        rc = -EBADMSG;
+        snprintf(why, whylen, "%s/%s: the top folder's names do not open with this id (replaced "
+                 "or damaged; restore it from a backup of the store)", backing, FS_DIRID_NAME);
     }
     if (rc == 0 && n == KEYS_ID_BYTES) {
         memcpy(buf + KEYS_ID_BYTES, tag, KEYS_TAG_BYTES);

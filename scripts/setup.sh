@@ -8,7 +8,7 @@ set -euo pipefail
 BUILD_PKGS=(build-essential cmake pkg-config libfuse3-dev fuse3 libssl-dev libopenblas-dev
             libpng-dev check)
 # Tests and the demo: real clients and real medical images.
-TEST_PKGS=(python3 python3-pil python3-pydicom imagemagick dcmtk pngcheck zopfli advancecomp optipng pngcrush fio gocryptfs
+TEST_PKGS=(attr python3 python3-pil python3-pydicom imagemagick dcmtk pngcheck zopfli advancecomp optipng pngcrush fio gocryptfs
            mricron-data xxd procps psmisc kmod util-linux
            clang)  # clang: the libFuzzer stage of scripts/test.sh
 
