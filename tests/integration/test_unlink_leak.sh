@@ -66,7 +66,9 @@ if left:
 PYEOF
     # The folder's encrypted name: the one folder at the top of the backing folder.
     dirs=$(find "$B" -mindepth 1 -maxdepth 1 -type d)
-    [ "$(wc -l <<<"$dirs")" = 1 ] && [ -n "$dirs" ] || fail "round $r: expected one backing folder, found: $dirs"
+    if [ -z "$dirs" ] || [ "$(wc -l <<<"$dirs")" != 1 ]; then
+        fail "round $r: expected one backing folder, found: $dirs"
+    fi
     extra=$(backing_extra "$dirs")
     if [ -n "$extra" ]; then
         check_fail "round $r: $(wc -l <<<"$extra") backing entries left in the folder after $N create+unlink: $(head -n3 <<<"$extra" | tr '\n' ' ')"
