@@ -73,8 +73,16 @@ for dp, dn, fn in os.walk(backing):
             bad.append(f"TMP temporary entry left in the backing folder: {rel}")
             with open(seen_file, "a") as f:
                 f.write(rel + "\n")
+def unlistable(e):
+    # A folder the walk cannot list: a problem in itself; try to remove it anyway.
+    bad.append(f"LIST folder {os.path.relpath(e.filename, top)} cannot be listed: "
+               f"{errno.errorcode.get(e.errno, e.errno)}")
+    try:
+        os.rmdir(e.filename)
+    except OSError:
+        pass
 if os.path.isdir(top):
-    for dp, dn, fn in os.walk(top, topdown=False):
+    for dp, dn, fn in os.walk(top, topdown=False, onerror=unlistable):
         for n in fn:
             p = os.path.join(dp, n)
             files += 1
@@ -134,6 +142,7 @@ if [ -s "$WORK/problems" ]; then
         "$(grep -c 'PROBLEM: EIO' "$WORK/problems") files reading EIO," \
         "$(grep -c 'PROBLEM: CONTENT' "$WORK/problems") with wrong content," \
         "$(grep -c 'PROBLEM: TMP' "$WORK/problems") temporary entries," \
+        "$(grep -c 'PROBLEM: LIST' "$WORK/problems") folders that cannot be listed," \
         "$(grep -c 'PROBLEM: RMDIR' "$WORK/problems") folders that cannot be removed"
 fi
 lib_finish
