@@ -4,7 +4,7 @@
 # steps to one file once in 28 runs left a last block that read EIO, also after a remount). Each
 # run: four processes, each with its own descriptor, claim the next 3,000-byte step from a
 # shared counter and pwrite it there, so the file grows from four sides at once, unaligned to
-# the 4 KiB blocks. After each run the file must read back entirely, without EIO, equal to what
+# the 4 KiB blocks; in every other run each writer also reopens the file for every step. After each run the file must read back entirely, without EIO, equal to what
 # was written; all files are read again after a remount.
 # 50 runs of 200 steps (600 KB); IMGC_LONG=1: 3,000 runs, every 100th of 1,800 steps (5.4 MB).
 . "$(dirname "$0")/lib.sh"
@@ -44,6 +44,8 @@ def expected(run):
     return b"".join(chunk(run, k) for k in range(nsteps(run)))
 
 def writer(path, run, counter, lock, errs):
+    # Odd runs open and close the file around every step: opens and releases race the writes.
+    reopen = run % 2 == 1
     try:
         fd = os.open(path, os.O_WRONLY)
         while True:
@@ -52,6 +54,9 @@ def writer(path, run, counter, lock, errs):
                 if k >= nsteps(run):
                     break
                 counter.value = k + 1
+            if reopen:
+                os.close(fd)
+                fd = os.open(path, os.O_WRONLY)
             n = os.pwrite(fd, chunk(run, k), k * STEP)
             if n != STEP:
                 errs.put(f"step {k}: pwrite wrote {n} of {STEP}")
