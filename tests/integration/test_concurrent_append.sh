@@ -95,17 +95,23 @@ if phase == "write":
         ps = [ctx.Process(target=writer, args=(p, run, counter, lock, errs)) for _ in range(WRITERS)]
         for x in ps: x.start()
         for x in ps: x.join()
+        new = []
         while not errs.empty():
-            problems.append(f"run {run}: {errs.get()}")
-        problems += check(run, "right after")
+            new.append(f"run {run}: {errs.get()}")
+        new += check(run, "right after")
+        for x in new:  # at once: a long run that is stopped still tells what it found
+            print("PROBLEM:", x, flush=True)
+        problems += new
         if big and run % 100 != 0:
             os.unlink(p)  # long form: keep the big runs only
 else:
     for run in range(runs):
         if os.path.exists(os.path.join(mnt, f"run{run}")):
             problems += check(run, "after a remount")
-for x in problems:
-    print("PROBLEM:", x)
+if phase != "write":
+    for x in problems:
+        print("PROBLEM:", x)
+print(f"{runs} runs, {len(problems)} problem(s)")
 sys.exit(1 if problems else 0)
 PYEOF
 
