@@ -54,7 +54,7 @@ struct fs_node {
     /* Guarded by lock (and opens also by table_lock: written holding both). Readers of the
      * contents share it; writes, truncates, opens and releases are exclusive. */
     pthread_rwlock_t lock;
-    unsigned opens;       /* open file handles */
+    unsigned opens;       /* open file handles (read without a lock only as a hint) */
     int data_fd;          /* read or read-write descriptor while opens > 0, else -1 */
     int writable;         /* data_fd is read-write */
     struct codec_bf *bf;  /* block file over data_fd while opens > 0 */
@@ -153,7 +153,7 @@ struct fs_ctx *fs_req_ctx(fuse_req_t req);
  * backing path of fd (and the block, unless UINT64_MAX) and becomes -EIO. */
 int fs_err(const struct fs_ctx *c, int rc, int fd, uint64_t block, const char *what);
 /* Attributes of a node as the mount shows them. */
-int fs_node_stat(const struct fs_node *n, struct stat *st);
+int fs_node_stat(struct fs_node *n, struct stat *st);
 /* Look up backing entry `leaf` in folder `parent` and fill an entry reply (one lookup
  * counted). Refuses, with a log line, a symlink whose target imgcryptfs did not seal. */
 int fs_lookup_leaf(struct fs_ctx *c, struct fs_node *parent, const char *leaf,

@@ -58,12 +58,20 @@ static void fix_stat(struct stat *st)
         st->st_size = link_plain_size(st->st_size);
 }
 
-int fs_node_stat(const struct fs_node *n, struct stat *st)
+int fs_node_stat(struct fs_node *n, struct stat *st)
 {
+    /* A file being written grows page by page inside one pwrite: its size is read between
+     * writes, never halfway through one (that size would name no block boundary we wrote). */
+    int locked = n->type == S_IFREG && n->opens > 0, rc = 0;
+    if (locked)
+        pthread_rwlock_rdlock(&n->lock);
     if (fstatat(n->fd, "", st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0)
-        return -errno;
-    fix_stat(st);
-    return 0;
+        rc = -errno;
+    if (locked)
+        pthread_rwlock_unlock(&n->lock);
+    if (rc == 0)
+        fix_stat(st);
+    return rc;
 }
 
 /* Open a sealed symlink target (base64url of nonce || ciphertext || tag) into a malloc'ed,
@@ -129,7 +137,9 @@ int fs_lookup_leaf(struct fs_ctx *c, struct fs_node *parent, const char *leaf,
     if ((rc = fs_node_get(c, fd, &st, &n)) != 0)
         return rc;
     memset(e, 0, sizeof(*e));
-    fix_stat(&st);
+    /* A file open here: its size between writes (see fs_node_stat). */
+    if (!(n->type == S_IFREG && n->opens > 0 && fs_node_stat(n, &st) == 0))
+        fix_stat(&st);
     e->ino = n == &c->root ? FUSE_ROOT_ID : (fuse_ino_t)(uintptr_t)n;
     e->attr = st;
     e->attr_timeout = c->timeout;
