@@ -28,7 +28,7 @@
 #include <sys/types.h>
 #include <syslog.h>
 
-#include "codec/blockfile.h"
+#include "codec/store/blockfile.h"
 #include "fs/fs.h"
 #include "keys/keys.h"
 

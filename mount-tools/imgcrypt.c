@@ -23,8 +23,8 @@
 #include <unistd.h>
 
 #include "codec/codec.h"
-#include "codec/container.h"
-#include "codec/latcode.h"
+#include "codec/store/container.h"
+#include "codec/pixel/latcode.h"
 #include "keys/keys.h"
 #include "mount-tools/imgcrypt_coder.h"
 #include "mount-tools/imgcrypt_image.h"

@@ -21,8 +21,8 @@
 #include <unistd.h>
 
 #include "codec/codec.h"
-#include "codec/pixcode.h"
-#include "codec/pixnet.h"
+#include "codec/pixel/pixcode.h"
+#include "codec/pixel/pixnet.h"
 #include "mount-tools/tool.h"
 #include "nn/nn.h"
 

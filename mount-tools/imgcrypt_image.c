@@ -19,8 +19,8 @@
 
 #include <openssl/crypto.h>
 
-#include "codec/blockfile.h"
-#include "codec/container.h"
+#include "codec/store/blockfile.h"
+#include "codec/store/container.h"
 #include "keys/keys.h"
 #include "mount-tools/imgcrypt_image.h"
 #include "mount-tools/tool.h"

@@ -12,7 +12,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "codec/deflate.h"
+#include "codec/zlib/deflate.h"
 
 static double now(void)
 {

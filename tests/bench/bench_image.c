@@ -43,8 +43,8 @@
 #include <unistd.h>
 
 #include "codec/codec.h"
-#include "codec/container.h"
-#include "codec/pixcode.h"
+#include "codec/store/container.h"
+#include "codec/pixel/pixcode.h"
 #include "keys/keys.h"
 #include "nn/ae.h"
 #include "nn/nn.h"

@@ -22,7 +22,7 @@
 #include <time.h>
 
 #include "codec/codec.h"
-#include "codec/pixcode.h"
+#include "codec/pixel/pixcode.h"
 
 static uint8_t *read_file(const char *path, size_t *len)
 {

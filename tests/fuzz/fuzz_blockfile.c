@@ -6,7 +6,7 @@
  */
 #include <errno.h>
 
-#include "codec/blockfile.h"
+#include "codec/store/blockfile.h"
 #include "keys/keys.h"
 #include "tests/fuzz/fuzz_common.h"
 

@@ -13,7 +13,7 @@
 #include <stdio.h>
 #include <zlib.h>
 
-#include "codec/container.h"
+#include "codec/store/container.h"
 #include "keys/keys.h"
 #include "tests/fuzz/fuzz_common.h"
 

@@ -10,7 +10,7 @@
 #include <errno.h>
 #include <stdio.h>
 
-#include "codec/deflate.h"
+#include "codec/zlib/deflate.h"
 #include "tests/fuzz/fuzz_common.h"
 
 #define FUZZ_MAX_OUT ((size_t)8 << 20)

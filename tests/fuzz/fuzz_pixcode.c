@@ -9,7 +9,7 @@
 #include <errno.h>
 #include <stdio.h>
 
-#include "codec/pixcode.h"
+#include "codec/pixel/pixcode.h"
 #include "tests/fuzz/fuzz_common.h"
 
 #define FUZZ_MAX_PIXEL_BYTES ((size_t)1 << 22)

@@ -8,8 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "codec/pixcode.h"
-#include "codec/pixnet.h"
+#include "codec/pixel/pixcode.h"
+#include "codec/pixel/pixnet.h"
 #include "tests/fuzz/fuzz_common.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

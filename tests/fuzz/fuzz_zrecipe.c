@@ -9,8 +9,8 @@
 #include <errno.h>
 #include <stdio.h>
 
-#include "codec/deflate.h"
-#include "codec/zrecipe.h"
+#include "codec/zlib/deflate.h"
+#include "codec/zlib/zrecipe.h"
 #include "tests/fuzz/fuzz_common.h"
 
 #define FUZZ_MAX_OUT ((size_t)8 << 20)

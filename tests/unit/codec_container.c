@@ -18,8 +18,8 @@
 #include <unistd.h>
 
 #include "tests/unit/unit.h"
-#include "codec/container.h"
-#include "codec/pixnet.h"
+#include "codec/store/container.h"
+#include "codec/pixel/pixnet.h"
 #include "keys/keys.h"
 
 int keys_key_from_bytes(const uint8_t *bytes, enum keys_key_kind kind, struct keys_key **out);

@@ -13,7 +13,7 @@
 #include <unistd.h>
 
 #include "tests/unit/unit.h"
-#include "codec/deflate.h"
+#include "codec/zlib/deflate.h"
 
 #define MAX_OUT ((size_t)64 << 20)
 

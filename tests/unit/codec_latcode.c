@@ -17,7 +17,7 @@
 
 #include "tests/unit/unit.h"
 #include "codec/codec.h"
-#include "codec/latcode.h"
+#include "codec/pixel/latcode.h"
 #include "nn/ae.h"
 
 static uint32_t lat_seed = 99;

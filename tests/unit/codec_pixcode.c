@@ -14,8 +14,8 @@
 #include <string.h>
 
 #include "codec/codec.h"
-#include "codec/pixcode.h"
-#include "codec/rans.h"
+#include "codec/pixel/pixcode.h"
+#include "codec/pixel/rans.h"
 #include "tests/unit/unit.h"
 
 static uint64_t rng_state;

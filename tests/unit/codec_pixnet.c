@@ -15,8 +15,8 @@
 #include <string.h>
 
 #include "codec/codec.h"
-#include "codec/pixcode.h"
-#include "codec/pixnet.h"
+#include "codec/pixel/pixcode.h"
+#include "codec/pixel/pixnet.h"
 #include "nn/nn.h"
 #include "tests/unit/unit.h"
 

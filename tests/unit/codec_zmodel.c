@@ -15,9 +15,9 @@
 #include <unistd.h>
 
 #include "tests/unit/unit.h"
-#include "codec/deflate.h"
-#include "codec/zmodel.h"
-#include "codec/zrecipe.h"
+#include "codec/zlib/deflate.h"
+#include "codec/zlib/zmodel.h"
+#include "codec/zlib/zrecipe.h"
 
 #define MAX_OUT ((size_t)64 << 20)
 

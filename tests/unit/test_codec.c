@@ -14,7 +14,7 @@
 #include <unistd.h>
 
 #include "tests/unit/unit.h"
-#include "codec/blockfile.h"
+#include "codec/store/blockfile.h"
 #include "keys/keys.h"
 
 static struct keys_key *test_key(uint8_t seed)

@@ -32,7 +32,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "codec/deflate.h"
+#include "codec/zlib/deflate.h"
 
 /* Strategies, numbered as zlib's Z_* constants. */
 enum codec_zmodel_strategy {

@@ -17,11 +17,11 @@
 #include <openssl/crypto.h>
 #include <zlib.h>
 
-#include "codec/container.h"
-#include "codec/codec_int.h"
-#include "codec/latcode.h"
-#include "codec/pixcode.h"
-#include "codec/pixnet.h"
+#include "codec/store/container.h"
+#include "codec/bytes.h"
+#include "codec/pixel/latcode.h"
+#include "codec/pixel/pixcode.h"
+#include "codec/pixel/pixnet.h"
 #include "nn/ae.h"
 
 static const uint8_t png_sig[8] = {0x89, 'P', 'N', 'G', 0x0d, 0x0a, 0x1a, 0x0a};

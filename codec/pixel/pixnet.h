@@ -95,7 +95,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "codec/pixcode.h"
+#include "codec/pixel/pixcode.h"
 
 #define CODEC_PIXNET_MAGIC "IMPN"
 #define CODEC_PIXNET_VERSION 1

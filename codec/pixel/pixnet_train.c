@@ -16,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "codec/pixnet.h"
+#include "codec/pixel/pixnet.h"
 #include "nn/nn.h"
 
 #define F CODEC_PIXNET_FEATURES

@@ -12,8 +12,8 @@
  * against the plane's range, and the end state of every stream: malformed input is refused,
  * never read past.
  */
-#include "codec/pixcode.h"
-#include "codec/codec_int.h"
+#include "codec/pixel/pixcode.h"
+#include "codec/bytes.h"
 
 #include <errno.h>
 #include <math.h>
@@ -23,7 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "codec/rans.h"
+#include "codec/pixel/rans.h"
 
 #define NTOK 64u      /* token alphabet: enough for any residual below 2^16 */
 #define TOK_SPLIT 16u /* tokens below this are the value itself */
@@ -36,86 +36,21 @@ static unsigned bitlen32(uint32_t v)
     return v ? 32u - (unsigned)__builtin_clz(v) : 0u;
 }
 
-/* A growing byte buffer; `oom` sticks once an allocation failed. */
-struct dbuf {
-    uint8_t *p;
-    size_t len, cap;
-    int oom;
-};
-
-static int db_reserve(struct dbuf *b, size_t more)
-{
-    if (b->oom)
-        return -ENOMEM;
-    if (more <= b->cap - b->len)
-        return 0;
-    size_t need = b->len + more;
-    if (need < b->len) {
-        b->oom = 1;
-        return -ENOMEM;
-    }
-    size_t cap = b->cap ? b->cap : 256;
-    while (cap < need)
-        cap = cap > SIZE_MAX / 2 ? need : cap * 2;
-    uint8_t *p = realloc(b->p, cap);
-    if (!p) {
-        b->oom = 1;
-        return -ENOMEM;
-    }
-    b->p = p;
-    b->cap = cap;
-    return 0;
-}
-
-static void db_put(struct dbuf *b, const void *src, size_t n)
-{
-    if (n == 0 || db_reserve(b, n) != 0)
-        return;
-    memcpy(b->p + b->len, src, n);
-    b->len += n;
-}
-
-static void db_byte(struct dbuf *b, uint8_t v)
-{
-    db_put(b, &v, 1);
-}
-
-static void db_varint(struct dbuf *b, uint32_t v)
-{
-    uint8_t t[5];
-    size_t n = 0;
-    do {
-        t[n] = (uint8_t)(v & 0x7f);
-        v >>= 7;
-        if (v)
-            t[n] |= 0x80;
-        n++;
-    } while (v);
-    db_put(b, t, n);
-}
-
 /* Read a minimal varint from in[*off..len). 0 or -EINVAL. */
 static int rd_varint(const uint8_t *in, size_t len, size_t *off, uint32_t *v)
 {
-    uint64_t x = 0;
-    for (unsigned i = 0; i < 5; i++) {
-        if (*off >= len)
-            return -EINVAL;
-        uint8_t c = in[(*off)++];
-        x |= (uint64_t)(c & 0x7f) << (7 * i);
-        if (!(c & 0x80)) {
-            if ((i > 0 && c == 0) || x > UINT32_MAX)
-                return -EINVAL;
-            *v = (uint32_t)x;
-            return 0;
-        }
-    }
-    return -EINVAL;
+    struct codec_rd r = {in + *off, len - *off};
+    uint64_t x;
+    if (codec_rd_var(&r, UINT32_MAX, &x))
+        return -EINVAL;
+    *off = len - r.left;
+    *v = (uint32_t)x;
+    return 0;
 }
 
 /* Raw bits, least significant first, into a growing buffer. */
 struct rawbits {
-    struct dbuf b;
+    struct codec_buf b;
     uint64_t acc;
     unsigned n;
 };
@@ -127,7 +62,7 @@ static inline void rb_put(struct rawbits *w, uint32_t v, unsigned nb)
     if (w->n >= 32) {
         uint8_t t[4];
         codec_put_le32(t, (uint32_t)w->acc);
-        db_put(&w->b, t, 4);
+        codec_buf_put(&w->b, t, 4);
         w->acc >>= 32;
         w->n -= 32;
     }
@@ -136,7 +71,7 @@ static inline void rb_put(struct rawbits *w, uint32_t v, unsigned nb)
 static void rb_flush(struct rawbits *w)
 {
     while (w->n > 0) {
-        db_byte(&w->b, (uint8_t)w->acc);
+        codec_buf_u8(&w->b, (uint8_t)w->acc);
         w->acc >>= 8;
         w->n = w->n >= 8 ? w->n - 8 : 0;
     }
@@ -551,8 +486,8 @@ struct trial {
     struct codec_rans_table bytab[CODEC_PIX_MAX_CTX]; /* per context: its cluster's */
     uint32_t bounds;                                  /* bit c: context c + 1 starts a cluster */
     uint32_t ntab;
-    struct dbuf set; /* mode 2: the value set as stored */
-    double cost;     /* estimated bits */
+    struct codec_buf set; /* mode 2: the value set as stored */
+    double cost;          /* estimated bits */
 };
 
 struct enc {
@@ -560,7 +495,7 @@ struct enc {
     const struct codec_pix_predictor *pred;
     struct worker *wk;
     struct trial *t;
-    struct dbuf *ans; /* per stripe */
+    struct codec_buf *ans; /* per stripe */
 };
 
 static void trial_free(struct trial *t, uint32_t nstripes)
@@ -615,7 +550,7 @@ static int enc_tokens(void *arg, uint32_t j, unsigned worker)
     if (i != npix)
         return -EINVAL;
     rb_flush(rb);
-    return rb->b.oom ? -ENOMEM : 0;
+    return rb->b.err ? -ENOMEM : 0;
 }
 
 static int enc_rans(void *arg, uint32_t j, unsigned worker)
@@ -627,17 +562,17 @@ static int enc_rans(void *arg, uint32_t j, unsigned worker)
     uint32_t y0 = j * g->rows;
     uint32_t rows = g->h - y0 < g->rows ? g->h - y0 : g->rows;
     size_t npix = (size_t)rows * g->w, base = (size_t)y0 * g->w;
-    struct dbuf *d = &e->ans[j];
+    struct codec_buf *d = &e->ans[j];
     size_t cap = CODEC_RANS_ENC_BOUND(npix);
     d->len = 0;
-    if (db_reserve(d, cap) != 0)
+    if (codec_buf_reserve(d, cap) != 0)
         return -ENOMEM;
     return codec_rans_encode(t->tok + base, t->cx + base, npix, t->bytab, g->nctx, d->p, cap,
                              &d->len);
 }
 
 /* Code the gaps of the value set vals[0..k) (mode 2) into t->set. */
-static int set_encode(const uint16_t *vals, uint32_t k, struct dbuf *out)
+static int set_encode(const uint16_t *vals, uint32_t k, struct codec_buf *out)
 {
     int rc = -ENOMEM;
     uint32_t n = k - 1;
@@ -672,13 +607,13 @@ static int set_encode(const uint16_t *vals, uint32_t k, struct dbuf *out)
         goto out;
     if ((rc = codec_rans_encode(tok, cx, n, tabs, SET_CTX, ans, cap, &al)) != 0)
         goto out;
-    db_varint(out, k);
-    db_put(out, tb, (size_t)tl);
-    db_varint(out, (uint32_t)al);
-    db_varint(out, (uint32_t)rb.b.len);
-    db_put(out, ans, al);
-    db_put(out, rb.b.p, rb.b.len);
-    rc = out->oom || rb.b.oom ? -ENOMEM : 0;
+    codec_buf_var(out, k);
+    codec_buf_put(out, tb, (size_t)tl);
+    codec_buf_var(out, (uint32_t)al);
+    codec_buf_var(out, (uint32_t)rb.b.len);
+    codec_buf_put(out, ans, al);
+    codec_buf_put(out, rb.b.p, rb.b.len);
+    rc = out->err || rb.b.err ? -ENOMEM : 0;
 out:
     free(ans);
     free(rb.b.p);
@@ -797,7 +732,7 @@ static int trial_run(struct enc *e, struct trial *t, const void *plane, const ui
 }
 
 static int enc_plane(struct enc *e, const void *plane, const struct codec_pixcode_opts *o,
-                     unsigned threads, struct dbuf *out)
+                     unsigned threads, struct codec_buf *out)
 {
     const struct geo *g = e->g;
     const size_t ns = g->plane_samples;
@@ -874,35 +809,35 @@ static int enc_plane(struct enc *e, const void *plane, const struct codec_pixcod
     e->t = best;
     if ((rc = pool_for(g->nstripes, threads, enc_rans, e)) != 0)
         goto out;
-    db_byte(out, best->mode);
+    codec_buf_u8(out, best->mode);
     if (best->mode) {
-        db_varint(out, best->lo);
-        db_varint(out, best->span);
+        codec_buf_var(out, best->lo);
+        codec_buf_var(out, best->span);
     }
     if (best->mode == 2)
-        db_put(out, best->set.p, best->set.len);
+        codec_buf_put(out, best->set.p, best->set.len);
     for (uint32_t c = 0; c + 1 < g->nctx; c += 8)
-        db_byte(out, (uint8_t)(best->bounds >> c));
+        codec_buf_u8(out, (uint8_t)(best->bounds >> c));
     uint8_t tb[CODEC_PIX_MAX_CTX * CODEC_RANS_TABLE_MAX_BYTES];
     ssize_t tl = codec_rans_tables_write(best->tabs, best->ntab, tb, sizeof(tb));
     if (tl < 0) {
         rc = (int)tl;
         goto out;
     }
-    db_put(out, tb, (size_t)tl);
+    codec_buf_put(out, tb, (size_t)tl);
     for (uint32_t j = 0; j < g->nstripes; j++) {
         if (e->ans[j].len > UINT32_MAX || best->raw[j].b.len > UINT32_MAX) {
             rc = -EFBIG;
             goto out;
         }
-        db_varint(out, (uint32_t)e->ans[j].len);
-        db_varint(out, (uint32_t)best->raw[j].b.len);
+        codec_buf_var(out, (uint32_t)e->ans[j].len);
+        codec_buf_var(out, (uint32_t)best->raw[j].b.len);
     }
     for (uint32_t j = 0; j < g->nstripes; j++) {
-        db_put(out, e->ans[j].p, e->ans[j].len);
-        db_put(out, best->raw[j].b.p, best->raw[j].b.len);
+        codec_buf_put(out, e->ans[j].p, e->ans[j].len);
+        codec_buf_put(out, best->raw[j].b.p, best->raw[j].b.len);
     }
-    rc = out->oom ? -ENOMEM : 0;
+    rc = out->err ? -ENOMEM : 0;
 out:
     trial_free(&tr[0], g->nstripes);
     trial_free(&tr[1], g->nstripes);
@@ -947,7 +882,7 @@ int codec_pixcode_encode(const struct codec_image *img, const struct codec_pixco
     if (threads > g.nstripes)
         threads = g.nstripes;
 
-    struct dbuf d = {0};
+    struct codec_buf d = {0};
     struct enc e = {.g = &g, .pred = pred};
     e.wk = workers_new(threads, pred, g.w, g.rows, false);
     e.ans = calloc(g.nstripes, sizeof(*e.ans));
@@ -966,7 +901,7 @@ int codec_pixcode_encode(const struct codec_image *img, const struct codec_pixco
     codec_put_le32(h + 20, g.w);
     codec_put_le32(h + 24, g.rows);
     h[28] = (uint8_t)g.nctx;
-    db_put(&d, h, sizeof(h));
+    codec_buf_put(&d, h, sizeof(h));
     size_t bps = g.bits / 8;
     for (size_t p = 0; p < (size_t)g.c * g.f; p++) {
         const uint8_t *plane = (const uint8_t *)img->planes + p * g.plane_samples * bps;
@@ -974,7 +909,7 @@ int codec_pixcode_encode(const struct codec_image *img, const struct codec_pixco
             goto out;
     }
     rc = -ENOMEM;
-    if (d.oom)
+    if (d.err)
         goto out;
     *out = d.p;
     *out_len = d.len;

@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "codec/codec_int.h"
+#include "codec/adapt/adapt_int.h"
 
 int codec_why(char *why, size_t whylen, int err, const char *fmt, ...)
 {
@@ -135,38 +135,16 @@ static void pack(const struct codec_image *g, uint8_t layout, uint8_t *r)
     }
 }
 
-static void put32(uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void put64(uint8_t *p, uint64_t v)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static uint64_t get64(const uint8_t *p)
-{
-    return (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32;
-}
-
 void codec_env_header(uint8_t *env, const struct codec_image *im, uint8_t flags)
 {
     memcpy(env, CODEC_ENV_MAGIC, 4);
     env[4] = (uint8_t)im->format;
     env[5] = CODEC_ENV_VERSION;
     env[6] = env[7] = 0;
-    put32(env + 8, im->channels);
-    put32(env + 12, im->frames);
-    put32(env + 16, im->height);
-    put32(env + 20, im->width);
+    codec_put_le32(env + 8, im->channels);
+    codec_put_le32(env + 12, im->frames);
+    codec_put_le32(env + 16, im->height);
+    codec_put_le32(env + 20, im->width);
     env[24] = (uint8_t)im->bits;
     env[25] = (uint8_t)im->significant;
     env[26] = flags;
@@ -177,8 +155,9 @@ int codec_env_check(const struct codec_image *img, const uint8_t *env, size_t en
 {
     if (env_len < CODEC_ENV_FIXED || memcmp(env, CODEC_ENV_MAGIC, 4) != 0 ||
         env[5] != CODEC_ENV_VERSION || env[4] != (uint8_t)img->format ||
-        get32(env + 8) != img->channels || get32(env + 12) != img->frames ||
-        get32(env + 16) != img->height || get32(env + 20) != img->width || env[24] != img->bits)
+        codec_get_le32(env + 8) != img->channels || codec_get_le32(env + 12) != img->frames ||
+        codec_get_le32(env + 16) != img->height || codec_get_le32(env + 20) != img->width ||
+        env[24] != img->bits)
         return -EINVAL;
     return 0;
 }
@@ -255,9 +234,9 @@ int codec_split_threads(const uint8_t *buf, size_t len, unsigned threads, struct
         im->significant = im->bits;
 
     codec_env_header(env, im, codec_layout_flags(im->format, f.layout));
-    put64(env + 28, f.head_len);
+    codec_put_le64(env + 28, f.head_len);
     memcpy(env + CODEC_ENV_FIXED, buf, f.head_len);
-    put64(env + CODEC_ENV_FIXED + f.head_len, tail_len);
+    codec_put_le64(env + CODEC_ENV_FIXED + f.head_len, tail_len);
     memcpy(env + CODEC_ENV_FIXED + 8 + f.head_len, buf + f.head_len + f.raster_len, tail_len);
 
     *img = im;
@@ -302,10 +281,10 @@ int codec_join_threads(const struct codec_image *img, const uint8_t *envelope, s
     if ((f.layout & ~(CODEC_LAYOUT_PLANAR | CODEC_LAYOUT_BE16 | CODEC_LAYOUT_BE_OW8)) ||
         ((f.layout & CODEC_LAYOUT_BE_OW8) && (img->bits != 8 || f.raster_len % 2)))
         goto out;
-    head_len = get64(envelope + 28);
+    head_len = codec_get_le64(envelope + 28);
     if (head_len > env_len - CODEC_ENV_FIXED - 8)
         goto out;
-    tail_len = get64(envelope + CODEC_ENV_FIXED + head_len);
+    tail_len = codec_get_le64(envelope + CODEC_ENV_FIXED + head_len);
     if (tail_len != env_len - CODEC_ENV_FIXED - 8 - head_len)
         goto out;
     ret = -EFBIG;
@@ -349,7 +328,7 @@ int codec_envelope_info(const uint8_t *env, size_t env_len, struct codec_envelop
         return -EINVAL;
     if (env[4] != CODEC_FORMAT_PNM && env[4] != CODEC_FORMAT_DICOM && env[4] != CODEC_FORMAT_PNG)
         return -EINVAL;
-    head_len = get64(env + 28);
+    head_len = codec_get_le64(env + 28);
     if (head_len > env_len - CODEC_ENV_FIXED - 8)
         return -EINVAL;
     pos = CODEC_ENV_FIXED + head_len;
@@ -358,7 +337,7 @@ int codec_envelope_info(const uint8_t *env, size_t env_len, struct codec_envelop
         uint64_t r;
         if (env_len - pos < 8)
             return -EINVAL;
-        r = get64(env + pos);
+        r = codec_get_le64(env + pos);
         pos += 8;
         if (r > env_len - pos || env_len - pos - r < 8)
             return -EINVAL;
@@ -367,7 +346,7 @@ int codec_envelope_info(const uint8_t *env, size_t env_len, struct codec_envelop
     }
     if (env_len - pos < 8)
         return -EINVAL;
-    tail_len = get64(env + pos);
+    tail_len = codec_get_le64(env + pos);
     if (tail_len != env_len - pos - 8)
         return -EINVAL;
     info->format = (enum codec_format)env[4];

@@ -3,7 +3,7 @@
  * The latent coder (format and model in latcode.h): per plane a centre and per bucket a shape,
  * chosen by measured cost, then one rANS stream over fixed integer tables.
  */
-#include "codec/latcode.h"
+#include "codec/pixel/latcode.h"
 
 #include <errno.h>
 #include <math.h>
@@ -12,8 +12,8 @@
 
 #include <openssl/crypto.h>
 
-#include "codec/codec_int.h"
-#include "codec/rans.h"
+#include "codec/bytes.h"
+#include "codec/pixel/rans.h"
 
 #define LAT_SYMS 64u
 #define LAT_ESC 63u
@@ -132,17 +132,6 @@ static double lat_choose(const int8_t *q, uint32_t planes, uint32_t height, uint
     return bits;
 }
 
-static size_t put_var(uint8_t *p, uint64_t v)
-{
-    size_t n = 0;
-    do {
-        uint8_t b = v & 0x7f;
-        v >>= 7;
-        p[n++] = (uint8_t)(b | (v ? 0x80 : 0));
-    } while (v);
-    return n;
-}
-
 int codec_lat_encode(const int8_t *q, uint32_t planes, uint32_t height, uint32_t width,
                      uint8_t **out, size_t *out_len)
 {
@@ -201,7 +190,7 @@ int codec_lat_encode(const int8_t *q, uint32_t planes, uint32_t height, uint32_t
         memcpy(res + at, shape + p * k, k);
         at += k;
     }
-    at += put_var(res + at, alen);
+    at += codec_put_var(res + at, alen);
     memcpy(res + at, rans, alen);
     at += alen;
     memcpy(res + at, esc, ne);
@@ -240,9 +229,9 @@ int codec_lat_decode(const uint8_t *buf, size_t len, int8_t *q, uint32_t planes,
     size_t area = (size_t)height * width, n = area * planes;
     if (area > CODEC_LAT_MAX_VALUES || n > CODEC_LAT_MAX_VALUES || n / planes != area)
         return -EINVAL;
-    struct codec_dfl_rd r = {buf, len};
+    struct codec_rd r = {buf, len};
     uint8_t k;
-    if (codec_dfl_rd_u8(&r, &k) != 0 || k < 1 || k > CODEC_LAT_MAX_BUCKETS)
+    if (codec_rd_u8(&r, &k) != 0 || k < 1 || k > CODEC_LAT_MAX_BUCKETS)
         return -EINVAL;
     size_t head = (size_t)planes * (1 + k);
     if (r.left < head)
@@ -258,7 +247,7 @@ int codec_lat_decode(const uint8_t *buf, size_t len, int8_t *q, uint32_t planes,
     r.p += head;
     r.left -= head;
     uint64_t alen;
-    if (codec_dfl_rd_var(&r, len, &alen) != 0 || alen > r.left)
+    if (codec_rd_var(&r, len, &alen) != 0 || alen > r.left)
         return -EINVAL;
     const uint8_t *esc = r.p + alen, *esc_end = r.p + r.left;
     struct codec_rans_dec d;

@@ -5,8 +5,8 @@
  * costs the fewest bits, which matters for the small, skewed tables of flat image regions; it
  * is quadratic in the alphabet, which is at most 128 symbols and made once per plane.
  */
-#include "codec/rans.h"
-#include "codec/codec_int.h"
+#include "codec/pixel/rans.h"
+#include "codec/bytes.h"
 
 #include <errno.h>
 #include <math.h>

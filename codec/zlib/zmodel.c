@@ -14,7 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "codec/zmodel.h"
+#include "codec/zlib/zmodel.h"
 
 #define ZM_MIN_MATCH 3u
 #define ZM_MAX_MATCH 258u

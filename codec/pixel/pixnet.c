@@ -8,8 +8,8 @@
  * allocates nothing and costs one small integer GEMM per layer per chunk. Everything that turns
  * the network's output into a mean and a context is integer arithmetic fixed by the format.
  */
-#include "codec/pixnet.h"
-#include "codec/codec_int.h"
+#include "codec/pixel/pixnet.h"
+#include "codec/bytes.h"
 
 #include <errno.h>
 #include <stdbool.h>

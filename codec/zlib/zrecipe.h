@@ -61,8 +61,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "codec/deflate.h"
-#include "codec/zmodel.h"
+#include "codec/zlib/deflate.h"
+#include "codec/zlib/zmodel.h"
 
 #define CODEC_ZRECIPE_MAGIC "IDFM"
 #define CODEC_ZRECIPE_VERSION 1

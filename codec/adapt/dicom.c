@@ -16,7 +16,7 @@
 #include <errno.h>
 #include <string.h>
 
-#include "codec/codec_int.h"
+#include "codec/adapt/adapt_int.h"
 
 #define DCM_UNDEFINED 0xffffffffu
 #define DCM_TAG(g, e) ((uint32_t)(g) << 16 | (e))
@@ -51,16 +51,12 @@ enum dcm_mode { DCM_META, DCM_TOP, DCM_ITEM_BODY };
 
 static uint16_t dcm_u16(const struct dcm *d, size_t at)
 {
-    const uint8_t *p = d->buf + at;
-    return d->big ? (uint16_t)(p[0] << 8 | p[1]) : (uint16_t)(p[1] << 8 | p[0]);
+    return d->big ? codec_get_be16(d->buf + at) : codec_get_le16(d->buf + at);
 }
 
 static uint32_t dcm_u32(const struct dcm *d, size_t at)
 {
-    const uint8_t *p = d->buf + at;
-    if (d->big)
-        return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-    return (uint32_t)p[3] << 24 | (uint32_t)p[2] << 16 | (uint32_t)p[1] << 8 | p[0];
+    return d->big ? codec_get_be32(d->buf + at) : codec_get_le32(d->buf + at);
 }
 
 static int dcm_truncated(struct dcm *d)

@@ -16,8 +16,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "codec/codec_int.h"
-#include "codec/zrecipe.h"
+#include "codec/zlib/zlib_int.h"
+#include "codec/zlib/zrecipe.h"
 
 /* Trial prefixes for the parameter search: a short one that throws most wrong settings out
  * cheaply, a longer one that tells apart settings that differ late (levels 7-9, say), then the
@@ -29,43 +29,17 @@
 /* Data up to this long is tried whole after the first prefix (data up to 2 ZR_TRIAL at once). */
 #define ZR_TRIAL_WHOLE 131072u
 
-typedef struct codec_zmodel_token zr_tok;
-
-/* A growable output buffer; a failed allocation sticks in err. */
-struct zr_buf {
-    uint8_t *p;
-    size_t len, cap;
-    int err;
-};
-
-static void zr_u8(struct zr_buf *b, uint8_t v)
-{
-    if (b->err)
-        return;
-    if ((b->err = codec_dfl_grow((void **)&b->p, &b->cap, b->len + 1, 1, SIZE_MAX / 2)) == 0)
-        b->p[b->len++] = v;
-}
-
-static void zr_var(struct zr_buf *b, uint64_t v)
-{
-    while (v >= 0x80) {
-        zr_u8(b, (uint8_t)(v | 0x80));
-        v >>= 7;
-    }
-    zr_u8(b, (uint8_t)v);
-}
-
-static bool zr_tok_eq(zr_tok a, zr_tok b)
+static bool zr_tok_eq(struct codec_zmodel_token a, struct codec_zmodel_token b)
 {
     return a.len == b.len && a.dist == b.dist;
 }
 
 /* Symbols of the description over data: *syms (n of them) and per block its symbol count. */
-static int zr_unify(const struct codec_deflate_desc *d, zr_tok **syms, size_t *nsyms,
-                    size_t **bsyms)
+static int zr_unify(const struct codec_deflate_desc *d, struct codec_zmodel_token **syms,
+                    size_t *nsyms, size_t **bsyms)
 {
     size_t n = 0;
-    zr_tok *s = NULL;
+    struct codec_zmodel_token *s = NULL;
     size_t *bs = NULL;
     if (d->out_len > 0 && !(s = malloc(d->out_len * sizeof(*s))))
         return -ENOMEM;
@@ -78,15 +52,16 @@ static int zr_unify(const struct codec_deflate_desc *d, zr_tok **syms, size_t *n
         size_t first = n;
         if (b->type == 0) {
             for (size_t k = 0; k < b->out_len; k++)
-                s[n++] = (zr_tok){1, 0};
+                s[n++] = (struct codec_zmodel_token){1, 0};
         } else {
             for (size_t t = b->first_tok; t < b->first_tok + b->ntok; t++) {
                 uint32_t tok = d->tok[t];
                 if (TOK_DIST(tok) == 0)
                     for (unsigned k = 0; k < TOK_LEN(tok); k++)
-                        s[n++] = (zr_tok){1, 0};
+                        s[n++] = (struct codec_zmodel_token){1, 0};
                 else
-                    s[n++] = (zr_tok){(uint16_t)TOK_LEN(tok), (uint16_t)TOK_DIST(tok)};
+                    s[n++] = (struct codec_zmodel_token){(uint16_t)TOK_LEN(tok),
+                                                         (uint16_t)TOK_DIST(tok)};
             }
         }
         bs[i] = n - first;
@@ -98,8 +73,8 @@ static int zr_unify(const struct codec_deflate_desc *d, zr_tok **syms, size_t *n
 }
 
 /* Tokens of the recorded stream predicted exactly, over those starting before limit. */
-static size_t zr_agree(const zr_tok *a, size_t na, const zr_tok *p, size_t np, size_t limit,
-                       size_t *total)
+static size_t zr_agree(const struct codec_zmodel_token *a, size_t na,
+                       const struct codec_zmodel_token *p, size_t np, size_t limit, size_t *total)
 {
     size_t i = 0, j = 0, oa = 0, op = 0, eq = 0, all = 0;
     while (i < na && oa < limit) {
@@ -115,7 +90,7 @@ static size_t zr_agree(const zr_tok *a, size_t na, const zr_tok *p, size_t np, s
 }
 
 /* The symbols of a block as zlib counts them, into its frequency tables. */
-static void zr_freqs(const zr_tok *s, size_t n, const uint8_t *data, size_t off,
+static void zr_freqs(const struct codec_zmodel_token *s, size_t n, const uint8_t *data, size_t off,
                      uint32_t lit[CODEC_ZMODEL_NLIT], uint32_t dist[CODEC_ZMODEL_NDIST])
 {
     memset(lit, 0, sizeof(uint32_t) * CODEC_ZMODEL_NLIT);
@@ -125,8 +100,8 @@ static void zr_freqs(const zr_tok *s, size_t n, const uint8_t *data, size_t off,
         if (s[i].dist == 0) {
             lit[data[off]]++;
         } else {
-            lit[257 + codec_dfl_len_symbol(s[i].len, &x)]++;
-            dist[codec_dfl_dist_symbol(s[i].dist, &x)]++;
+            lit[257 + codec_zlib_len_symbol(s[i].len, &x)]++;
+            dist[codec_zlib_dist_symbol(s[i].dist, &x)]++;
         }
         off += s[i].len;
     }
@@ -155,9 +130,10 @@ static bool zr_layout_is_zlibs(const struct codec_deflate_desc *d, const size_t 
  * likeliest first (the zlib header's level hint and window size, libpng's and Pillow's memLevel
  * 8 and 9, the memLevel the first block's size gives away) and stopping at full agreement.
  */
-static int zr_detect(const struct codec_deflate_desc *d, const uint8_t *data, const zr_tok *a,
-                     size_t na, const size_t *bsyms, unsigned threads,
-                     struct codec_zmodel_params *best, zr_tok **full_pt, size_t *full_npt)
+static int zr_detect(const struct codec_deflate_desc *d, const uint8_t *data,
+                     const struct codec_zmodel_token *a, size_t na, const size_t *bsyms,
+                     unsigned threads, struct codec_zmodel_params *best,
+                     struct codec_zmodel_token **full_pt, size_t *full_npt)
 {
     /* a quick prefix to find a setting that agrees fully, a longer one to rank the others */
     size_t qlen = d->out_len <= 2 * ZR_TRIAL ? d->out_len : ZR_TRIAL;
@@ -251,7 +227,7 @@ static int zr_detect(const struct codec_deflate_desc *d, const uint8_t *data, co
                                 continue;
                             if (strategies[si] >= CODEC_ZMODEL_HUFFMAN_ONLY && li > 0)
                                 continue;
-                            zr_tok *pt = NULL;
+                            struct codec_zmodel_token *pt = NULL;
                             size_t npt = 0, total;
                             size_t l = phase == 0 ? qlen : rlen;
                             int rc = codec_zmodel_predict_threads(data, l, &p, threads, &pt, &npt);
@@ -302,7 +278,7 @@ static int zr_detect(const struct codec_deflate_desc *d, const uint8_t *data, co
         free(*full_pt); /* the memLevel may change */
         *full_pt = NULL;
         if (found) { /* its agreement on the ranking prefix, to compare the others with */
-            zr_tok *pt = NULL;
+            struct codec_zmodel_token *pt = NULL;
             size_t npt = 0, total;
             int rc = codec_zmodel_predict(data, rlen, best, &pt, &npt);
             if (rc)
@@ -315,7 +291,7 @@ static int zr_detect(const struct codec_deflate_desc *d, const uint8_t *data, co
             p.mem_level = m;
             if (m == best->mem_level || !zr_layout_is_zlibs(d, bsyms, na, &p))
                 continue;
-            zr_tok *pt = NULL;
+            struct codec_zmodel_token *pt = NULL;
             size_t npt = 0, total;
             int rc = codec_zmodel_predict(data, rlen, &p, &pt, &npt);
             if (rc)
@@ -332,7 +308,7 @@ static int zr_detect(const struct codec_deflate_desc *d, const uint8_t *data, co
 }
 
 /* Tokens as deflate.h writes them (count, then each), literal symbols merged into runs. */
-static void zr_put_tokens(struct zr_buf *b, const zr_tok *s, size_t n)
+static void zr_put_tokens(struct codec_buf *b, const struct codec_zmodel_token *s, size_t n)
 {
     for (int pass = 0; pass < 2; pass++) {
         size_t count = 0;
@@ -342,35 +318,35 @@ static void zr_put_tokens(struct zr_buf *b, const zr_tok *s, size_t n)
                 run++, i++;
             if (run > 0) {
                 if (pass)
-                    zr_var(b, (uint64_t)run << 1);
+                    codec_buf_var(b, (uint64_t)run << 1);
                 continue;
             }
             if (pass) {
-                zr_var(b, (uint64_t)(s[i].len - 3) << 1 | 1);
-                zr_var(b, s[i].dist - 1u);
+                codec_buf_var(b, (uint64_t)(s[i].len - 3) << 1 | 1);
+                codec_buf_var(b, s[i].dist - 1u);
             }
             i++;
         }
         if (!pass)
-            zr_var(b, count);
+            codec_buf_var(b, count);
     }
 }
 
-static void zr_put_head(struct zr_buf *b, const struct codec_deflate_desc *d,
+static void zr_put_head(struct codec_buf *b, const struct codec_deflate_desc *d,
                         const struct dfl_block *blk)
 {
-    zr_u8(b, blk->type);
+    codec_buf_u8(b, blk->type);
     if (blk->type == 0) {
-        zr_u8(b, blk->pad);
+        codec_buf_u8(b, blk->pad);
     } else if (blk->type == 2) {
-        zr_u8(b, blk->hlit);
-        zr_u8(b, blk->hdist);
-        zr_u8(b, blk->hclen);
+        codec_buf_u8(b, blk->hlit);
+        codec_buf_u8(b, blk->hdist);
+        codec_buf_u8(b, blk->hclen);
         for (unsigned k = 0; k < blk->hclen + 4u; k++)
-            zr_u8(b, blk->clen[k]);
-        zr_var(b, blk->nop);
+            codec_buf_u8(b, blk->clen[k]);
+        codec_buf_var(b, blk->nop);
         for (unsigned k = 0; k < blk->nop; k++)
-            zr_u8(b, d->ops[blk->first_op + k]);
+            codec_buf_u8(b, d->ops[blk->first_op + k]);
     }
 }
 
@@ -391,7 +367,8 @@ static bool zr_head_eq(const struct codec_deflate_desc *d, const struct dfl_bloc
 
 /* Block heads the model gets wrong under strategy (only the strategy changes heads). */
 static size_t zr_head_misses(const struct codec_deflate_desc *d, const uint8_t *data,
-                             const zr_tok *a, const size_t *bsyms, int strategy, uint8_t *exc)
+                             const struct codec_zmodel_token *a, const size_t *bsyms, int strategy,
+                             uint8_t *exc)
 {
     size_t n = 0, first = 0, pos = 0;
     for (size_t i = 0; i < d->nblocks; i++) {
@@ -413,8 +390,8 @@ static size_t zr_head_misses(const struct codec_deflate_desc *d, const uint8_t *
 
 static int zr_push_block(struct codec_deflate_desc *d, const struct dfl_block *h)
 {
-    int rc = codec_dfl_grow((void **)&d->blocks, &d->cap_blocks, d->nblocks + 1,
-                            sizeof(struct dfl_block), CODEC_INFLATE_MAX_BLOCKS);
+    int rc = codec_grow((void **)&d->blocks, &d->cap_blocks, d->nblocks + 1,
+                        sizeof(struct dfl_block), CODEC_INFLATE_MAX_BLOCKS);
     if (rc)
         return rc;
     d->blocks[d->nblocks++] = *h;
@@ -423,8 +400,8 @@ static int zr_push_block(struct codec_deflate_desc *d, const struct dfl_block *h
 
 static int zr_push_tok(struct codec_deflate_desc *d, uint32_t tok)
 {
-    int rc = codec_dfl_grow((void **)&d->tok, &d->cap_tok, d->ntok + 1, sizeof(uint32_t),
-                            CODEC_INFLATE_MAX_OUT);
+    int rc = codec_grow((void **)&d->tok, &d->cap_tok, d->ntok + 1, sizeof(uint32_t),
+                        CODEC_INFLATE_MAX_OUT);
     if (rc)
         return rc;
     d->tok[d->ntok++] = tok;
@@ -432,41 +409,41 @@ static int zr_push_tok(struct codec_deflate_desc *d, uint32_t tok)
 }
 
 /* Read a block head of the given type (exception) into h; dynamic ops go to d->ops. */
-static int zr_read_head(struct codec_dfl_rd *r, struct codec_deflate_desc *d, struct dfl_block *h)
+static int zr_read_head(struct codec_rd *r, struct codec_deflate_desc *d, struct dfl_block *h)
 {
     uint8_t u;
     uint64_t v;
     uint8_t lens[DFL_NLIT + DFL_NDIST];
     int rc;
-    if (codec_dfl_rd_u8(r, &u) || u > 2)
+    if (codec_rd_u8(r, &u) || u > 2)
         return -EINVAL;
     h->type = u;
     if (u == 0)
-        return codec_dfl_rd_u8(r, &h->pad) || h->pad > 127 ? -EINVAL : 0;
+        return codec_rd_u8(r, &h->pad) || h->pad > 127 ? -EINVAL : 0;
     if (u == 1)
         return 0;
-    if (codec_dfl_rd_u8(r, &h->hlit) || codec_dfl_rd_u8(r, &h->hdist) ||
-        codec_dfl_rd_u8(r, &h->hclen) || h->hclen > 15)
+    if (codec_rd_u8(r, &h->hlit) || codec_rd_u8(r, &h->hdist) || codec_rd_u8(r, &h->hclen) ||
+        h->hclen > 15)
         return -EINVAL;
     for (unsigned k = 0; k < h->hclen + 4u; k++)
-        if (codec_dfl_rd_u8(r, &h->clen[k]))
+        if (codec_rd_u8(r, &h->clen[k]))
             return -EINVAL;
-    if (codec_dfl_rd_var(r, DFL_MAXOPS, &v) || v == 0 || v > r->left)
+    if (codec_rd_var(r, DFL_MAXOPS, &v) || v == 0 || v > r->left)
         return -EINVAL;
     h->nop = (uint16_t)v;
-    if ((rc = codec_dfl_grow((void **)&d->ops, &d->cap_ops, d->nops + h->nop, 1,
-                             DFL_MAXOPS * CODEC_INFLATE_MAX_BLOCKS)) != 0)
+    if ((rc = codec_grow((void **)&d->ops, &d->cap_ops, d->nops + h->nop, 1,
+                         DFL_MAXOPS * CODEC_INFLATE_MAX_BLOCKS)) != 0)
         return rc;
     h->first_op = d->nops;
     memcpy(d->ops + d->nops, r->p, h->nop);
     r->p += h->nop, r->left -= h->nop;
     d->nops += h->nop;
-    return codec_dfl_dyn_lens(h, d->ops + h->first_op, lens);
+    return codec_zlib_dyn_lens(h, d->ops + h->first_op, lens);
 }
 
-static int zr_predicted_head(struct codec_deflate_desc *d, const zr_tok *s, size_t n,
-                             const uint8_t *data, size_t off, size_t out_len, int strategy,
-                             struct dfl_block *h)
+static int zr_predicted_head(struct codec_deflate_desc *d, const struct codec_zmodel_token *s,
+                             size_t n, const uint8_t *data, size_t off, size_t out_len,
+                             int strategy, struct dfl_block *h)
 {
     uint32_t lit[CODEC_ZMODEL_NLIT], dist[CODEC_ZMODEL_NDIST];
     struct codec_zmodel_block m;
@@ -480,8 +457,8 @@ static int zr_predicted_head(struct codec_deflate_desc *d, const zr_tok *s, size
     h->hclen = m.hclen;
     memcpy(h->clen, m.clen, sizeof(h->clen));
     h->nop = m.nop;
-    int rc = codec_dfl_grow((void **)&d->ops, &d->cap_ops, d->nops + m.nop, 1,
-                            DFL_MAXOPS * CODEC_INFLATE_MAX_BLOCKS);
+    int rc = codec_grow((void **)&d->ops, &d->cap_ops, d->nops + m.nop, 1,
+                        DFL_MAXOPS * CODEC_INFLATE_MAX_BLOCKS);
     if (rc)
         return rc;
     h->first_op = d->nops;
@@ -494,10 +471,11 @@ static int zr_predicted_head(struct codec_deflate_desc *d, const zr_tok *s, size
  * Rebuild the description from the recipe body at r (after the parameters) and the prediction
  * p[0..np) of data[0..len). d has its wrapper fields and out_len set.
  */
-static int zr_decode(struct codec_dfl_rd *r, struct codec_deflate_desc *d, const uint8_t *data,
-                     size_t len, const struct codec_zmodel_params *par, const zr_tok *p, size_t np)
+static int zr_decode(struct codec_rd *r, struct codec_deflate_desc *d, const uint8_t *data,
+                     size_t len, const struct codec_zmodel_params *par,
+                     const struct codec_zmodel_token *p, size_t np)
 {
-    zr_tok *s = NULL;
+    struct codec_zmodel_token *s = NULL;
     size_t ns = 0, j = 0, op = 0, off = 0, *bsyms = NULL, nb = 0;
     uint64_t ncorr, v, dist;
     uint8_t u;
@@ -506,34 +484,35 @@ static int zr_decode(struct codec_dfl_rd *r, struct codec_deflate_desc *d, const
     if (len > 0 && !(s = malloc(len * sizeof(*s))))
         return -ENOMEM;
     /* symbols: the prediction with the corrections spliced in */
-    if (codec_dfl_rd_var(r, len, &ncorr))
+    if (codec_rd_var(r, len, &ncorr))
         goto out;
     for (uint64_t c = 0; c < ncorr; c++) {
         uint64_t gap, ntok;
         /* a correction ends where the streams agree again, so the next one starts later */
-        if (codec_dfl_rd_var(r, len - off, &gap) || (gap == 0 && c > 0))
+        if (codec_rd_var(r, len - off, &gap) || (gap == 0 && c > 0))
             goto out;
         size_t pos = off + (size_t)gap;
         while (op < pos)
             s[ns++] = p[j], op += p[j++].len;
-        if (op != pos || codec_dfl_rd_var(r, len - pos, &ntok) || ntok == 0)
+        if (op != pos || codec_rd_var(r, len - pos, &ntok) || ntok == 0)
             goto out;
         bool prev_run = false;
         for (uint64_t t = 0; t < ntok; t++) {
-            if (codec_dfl_rd_var(r, 2 * (uint64_t)len + 1, &v))
+            if (codec_rd_var(r, 2 * (uint64_t)len + 1, &v))
                 goto out;
             if (!(v & 1)) {
                 if (v == 0 || prev_run || (v >> 1) > len - pos)
                     goto out;
                 for (uint64_t k = 0; k < (v >> 1); k++)
-                    s[ns++] = (zr_tok){1, 0};
+                    s[ns++] = (struct codec_zmodel_token){1, 0};
                 pos += (size_t)(v >> 1);
                 prev_run = true;
             } else {
-                if ((v >> 1) > 255 || codec_dfl_rd_var(r, 32767, &dist) || dist + 1 > pos ||
+                if ((v >> 1) > 255 || codec_rd_var(r, 32767, &dist) || dist + 1 > pos ||
                     (v >> 1) + 3 > len - pos)
                     goto out;
-                s[ns++] = (zr_tok){(uint16_t)((v >> 1) + 3), (uint16_t)(dist + 1)};
+                s[ns++] =
+                    (struct codec_zmodel_token){(uint16_t)((v >> 1) + 3), (uint16_t)(dist + 1)};
                 pos += (size_t)(v >> 1) + 3;
                 prev_run = false;
             }
@@ -548,7 +527,7 @@ static int zr_decode(struct codec_dfl_rd *r, struct codec_deflate_desc *d, const
         s[ns++] = p[j++];
 
     /* block layout */
-    if (codec_dfl_rd_u8(r, &u) || u > 1)
+    if (codec_rd_u8(r, &u) || u > 1)
         goto out;
     if (u == 0) {
         size_t per = zr_block_syms(par);
@@ -563,7 +542,7 @@ static int zr_decode(struct codec_dfl_rd *r, struct codec_deflate_desc *d, const
             bsyms[i] = i + 1 < nb ? per : ns - per * (nb - 1);
     } else {
         size_t left = ns;
-        if (codec_dfl_rd_var(r, CODEC_INFLATE_MAX_BLOCKS, &v) || v == 0 || v > r->left)
+        if (codec_rd_var(r, CODEC_INFLATE_MAX_BLOCKS, &v) || v == 0 || v > r->left)
             goto out;
         nb = (size_t)v;
         if (!(bsyms = malloc(nb * sizeof(*bsyms)))) {
@@ -571,7 +550,7 @@ static int zr_decode(struct codec_dfl_rd *r, struct codec_deflate_desc *d, const
             goto out;
         }
         for (size_t i = 0; i < nb; i++) {
-            if (codec_dfl_rd_var(r, left, &v))
+            if (codec_rd_var(r, left, &v))
                 goto out;
             bsyms[i] = (size_t)v;
             left -= bsyms[i];
@@ -582,10 +561,10 @@ static int zr_decode(struct codec_dfl_rd *r, struct codec_deflate_desc *d, const
 
     /* blocks: predicted heads, except where the recipe gives one */
     uint64_t nexc, next_exc = UINT64_MAX;
-    if (codec_dfl_rd_var(r, nb, &nexc))
+    if (codec_rd_var(r, nb, &nexc))
         goto out;
     if (nexc > 0) {
-        if (codec_dfl_rd_var(r, nb - 1, &next_exc))
+        if (codec_rd_var(r, nb - 1, &next_exc))
             goto out;
     }
     size_t first = 0, pos = 0;
@@ -601,7 +580,7 @@ static int zr_decode(struct codec_dfl_rd *r, struct codec_deflate_desc *d, const
                 goto out;
             rc = -EINVAL;
             if (--nexc > 0) {
-                if (codec_dfl_rd_var(r, nb - 1 - i - 1, &v))
+                if (codec_rd_var(r, nb - 1 - i - 1, &v))
                     goto out;
                 next_exc = i + 1 + v;
             } else {
@@ -639,8 +618,8 @@ static int zr_decode(struct codec_dfl_rd *r, struct codec_deflate_desc *d, const
         first += bsyms[i];
         pos += blen;
     }
-    if (nexc != 0 || codec_dfl_rd_u8(r, &d->end_pad) || d->end_pad > 127 ||
-        codec_dfl_rd_var(r, CODEC_INFLATE_MAX_TAIL, &v) || v != r->left)
+    if (nexc != 0 || codec_rd_u8(r, &d->end_pad) || d->end_pad > 127 ||
+        codec_rd_var(r, CODEC_INFLATE_MAX_TAIL, &v) || v != r->left)
         goto out;
     d->tail_len = (size_t)v;
     if (d->tail_len) {
@@ -658,7 +637,7 @@ out:
 }
 
 /* Parse the fixed fields; on success d has its wrapper and length, p the parameters. */
-static int zr_header(struct codec_dfl_rd *r, size_t len, struct codec_deflate_desc *d,
+static int zr_header(struct codec_rd *r, size_t len, struct codec_deflate_desc *d,
                      struct codec_zmodel_params *p)
 {
     uint8_t u[4];
@@ -669,15 +648,15 @@ static int zr_header(struct codec_dfl_rd *r, size_t len, struct codec_deflate_de
     d->zlib = r->p[5];
     r->p += 6, r->left -= 6;
     if (d->zlib) {
-        if (codec_dfl_rd_u8(r, &d->cmf) || codec_dfl_rd_u8(r, &d->flg) || (d->cmf & 15) != 8 ||
+        if (codec_rd_u8(r, &d->cmf) || codec_rd_u8(r, &d->flg) || (d->cmf & 15) != 8 ||
             (d->cmf >> 4) > 7 || (d->flg & 0x20) || ((unsigned)d->cmf * 256 + d->flg) % 31 != 0)
             return -EINVAL;
     }
-    if (codec_dfl_rd_var(r, UINT64_MAX, &v) || v != len)
+    if (codec_rd_var(r, UINT64_MAX, &v) || v != len)
         return -EINVAL;
     d->out_len = len;
     for (int i = 0; i < 4; i++)
-        if (codec_dfl_rd_u8(r, &u[i]))
+        if (codec_rd_u8(r, &u[i]))
             return -EINVAL;
     *p = (struct codec_zmodel_params){u[0], u[1], u[2], u[3]};
     if (p->level < 1 || p->level > 9 || p->mem_level < 1 || p->mem_level > 9 ||
@@ -690,10 +669,10 @@ static int zr_header(struct codec_dfl_rd *r, size_t len, struct codec_deflate_de
 int codec_zrecipe_parse(const uint8_t *buf, size_t buf_len, const uint8_t *data, size_t len,
                         size_t max_out, unsigned threads, struct codec_deflate_desc **desc)
 {
-    struct codec_dfl_rd r = {buf, buf_len};
+    struct codec_rd r = {buf, buf_len};
     struct codec_deflate_desc *d = NULL;
     struct codec_zmodel_params p;
-    zr_tok *pt = NULL;
+    struct codec_zmodel_token *pt = NULL;
     size_t npt = 0;
     int rc;
     if ((!buf && buf_len) || (!data && len))
@@ -718,23 +697,24 @@ out:
 
 /* ---- making ------------------------------------------------------------------------------ */
 
-static void zr_encode(struct zr_buf *b, const struct codec_deflate_desc *d, const uint8_t *data,
-                      const struct codec_zmodel_params *par, const zr_tok *a, size_t na,
-                      const size_t *bsyms, const zr_tok *p, struct codec_zrecipe_info *info)
+static void zr_encode(struct codec_buf *b, const struct codec_deflate_desc *d, const uint8_t *data,
+                      const struct codec_zmodel_params *par, const struct codec_zmodel_token *a,
+                      size_t na, const size_t *bsyms, const struct codec_zmodel_token *p,
+                      struct codec_zrecipe_info *info)
 {
     for (int i = 0; i < 4; i++)
-        zr_u8(b, (uint8_t)CODEC_ZRECIPE_MAGIC[i]);
-    zr_u8(b, CODEC_ZRECIPE_VERSION);
-    zr_u8(b, (uint8_t)d->zlib);
+        codec_buf_u8(b, (uint8_t)CODEC_ZRECIPE_MAGIC[i]);
+    codec_buf_u8(b, CODEC_ZRECIPE_VERSION);
+    codec_buf_u8(b, (uint8_t)d->zlib);
     if (d->zlib) {
-        zr_u8(b, d->cmf);
-        zr_u8(b, d->flg);
+        codec_buf_u8(b, d->cmf);
+        codec_buf_u8(b, d->flg);
     }
-    zr_var(b, d->out_len);
-    zr_u8(b, (uint8_t)par->level);
-    zr_u8(b, (uint8_t)par->mem_level);
-    zr_u8(b, (uint8_t)par->window_bits);
-    zr_u8(b, (uint8_t)par->strategy);
+    codec_buf_var(b, d->out_len);
+    codec_buf_u8(b, (uint8_t)par->level);
+    codec_buf_u8(b, (uint8_t)par->mem_level);
+    codec_buf_u8(b, (uint8_t)par->window_bits);
+    codec_buf_u8(b, (uint8_t)par->strategy);
 
     /* corrections: count first, so two passes */
     for (int pass = 0; pass < 2; pass++) {
@@ -754,7 +734,7 @@ static void zr_encode(struct zr_buf *b, const struct codec_deflate_desc *d, cons
             } while (oa != op || (i < na && !zr_tok_eq(a[i], p[j])));
             count++;
             if (pass == 1) {
-                zr_var(b, start - prev_end);
+                codec_buf_var(b, start - prev_end);
                 zr_put_tokens(b, a + istart, i - istart);
             } else {
                 info->corrected_tokens += i - istart;
@@ -762,19 +742,19 @@ static void zr_encode(struct zr_buf *b, const struct codec_deflate_desc *d, cons
             prev_end = oa;
         }
         if (pass == 0) {
-            zr_var(b, count);
+            codec_buf_var(b, count);
             info->corrections = count;
         }
     }
 
     /* layout */
     bool rule = zr_layout_is_zlibs(d, bsyms, na, par);
-    zr_u8(b, rule ? 0 : 1);
+    codec_buf_u8(b, rule ? 0 : 1);
     info->explicit_layout = !rule;
     if (!rule) {
-        zr_var(b, d->nblocks);
+        codec_buf_var(b, d->nblocks);
         for (size_t i = 0; i < d->nblocks; i++)
-            zr_var(b, bsyms[i]);
+            codec_buf_var(b, bsyms[i]);
     }
 
     /* heads that differ */
@@ -786,22 +766,22 @@ static void zr_encode(struct zr_buf *b, const struct codec_deflate_desc *d, cons
     size_t nexc = zr_head_misses(d, data, a, bsyms, par->strategy, exc);
     info->blocks = d->nblocks;
     info->block_exceptions = nexc;
-    zr_var(b, nexc);
+    codec_buf_var(b, nexc);
     size_t last = 0;
     bool any = false;
     for (size_t i = 0; i < d->nblocks; i++) {
         if (!exc[i])
             continue;
-        zr_var(b, any ? i - last - 1 : i);
+        codec_buf_var(b, any ? i - last - 1 : i);
         zr_put_head(b, d, &d->blocks[i]);
         last = i;
         any = true;
     }
     free(exc);
-    zr_u8(b, d->end_pad);
-    zr_var(b, d->tail_len);
+    codec_buf_u8(b, d->end_pad);
+    codec_buf_var(b, d->tail_len);
     for (size_t i = 0; i < d->tail_len; i++)
-        zr_u8(b, d->tail[i]);
+        codec_buf_u8(b, d->tail[i]);
 }
 
 /* Whether two descriptions are the same (their canonical serialisations are). */
@@ -828,9 +808,9 @@ int codec_zrecipe_make(const struct codec_deflate_desc *desc, const uint8_t *dat
                        struct codec_zrecipe_info *info)
 {
     struct codec_zrecipe_info inf = {0};
-    struct zr_buf b = {0};
+    struct codec_buf b = {0};
     struct codec_deflate_desc *back = NULL;
-    zr_tok *a = NULL, *pt = NULL;
+    struct codec_zmodel_token *a = NULL, *pt = NULL;
     size_t na = 0, npt = 0, *bsyms = NULL;
     bool coded = false;
     int rc;
@@ -858,7 +838,7 @@ int codec_zrecipe_make(const struct codec_deflate_desc *desc, const uint8_t *dat
         goto out;
 
     /* The recipe must give back exactly the recorded description. */
-    struct codec_dfl_rd r = {b.p, b.len};
+    struct codec_rd r = {b.p, b.len};
     struct codec_zmodel_params p2;
     if (!(back = calloc(1, sizeof(*back)))) {
         rc = -ENOMEM;

@@ -18,51 +18,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "codec/codec_int.h"
-#include "codec/deflate.h"
-#include "codec/zrecipe.h"
+#include "codec/adapt/adapt_int.h"
+#include "codec/zlib/deflate.h"
+#include "codec/zlib/zrecipe.h"
 
 static const uint8_t png_sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
-
-/* CRC-32 of a chunk's type and data, as PNG defines it: zlib's, which libpng itself uses. */
-static uint32_t chunk_crc(const uint8_t *p, size_t n)
-{
-    uLong crc = crc32(0L, Z_NULL, 0);
-    while (n > 0) { /* zlib takes uInt lengths */
-        uInt k = n > 0x40000000u ? 0x40000000u : (uInt)n;
-        crc = crc32(crc, p, k);
-        p += k;
-        n -= k;
-    }
-    return (uint32_t)crc;
-}
-
-static uint32_t be32(const uint8_t *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | (uint32_t)p[3];
-}
-
-static void put_be32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)(v >> 24);
-    p[1] = (uint8_t)(v >> 16);
-    p[2] = (uint8_t)(v >> 8);
-    p[3] = (uint8_t)v;
-}
-
-static uint64_t le_get(const uint8_t *p, int n)
-{
-    uint64_t v = 0;
-    for (int i = n - 1; i >= 0; i--)
-        v = v << 8 | p[i];
-    return v;
-}
-
-static void le_put(uint8_t *p, uint64_t v, int n)
-{
-    for (int i = 0; i < n; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
 
 /* The raster geometry IHDR gives: channels, bit depth, bytes per row and of the filtered
  * stream, and the planes. */
@@ -81,8 +41,8 @@ static int png_ihdr(const uint8_t *d, struct png_geo *g, char *why, size_t whyle
 {
     size_t n;
     memset(g, 0, sizeof(*g));
-    g->width = be32(d);
-    g->height = be32(d + 4);
+    g->width = codec_get_be32(d);
+    g->height = codec_get_be32(d + 4);
     g->depth = d[8];
     g->ctype = d[9];
     g->interlace = d[12];
@@ -284,17 +244,6 @@ static void guess_filters(const uint8_t *raw, const uint8_t *prev, uint8_t *scra
     }
 }
 
-static size_t var_put(uint8_t *p, uint64_t v)
-{
-    size_t n = 0;
-    while (v >= 0x80) {
-        p[n++] = (uint8_t)(v | 0x80);
-        v >>= 7;
-    }
-    p[n++] = (uint8_t)v;
-    return n;
-}
-
 /* Unfiltered row y → planes. Returns false when the padding bits after the last sample of a
  * sub-byte row are not zero (planes cannot hold them). */
 static bool row_to_planes(const struct png_geo *g, const uint8_t *raw, size_t y, void *planes)
@@ -471,7 +420,7 @@ static int recipe_pack(uint8_t **rec, size_t *len)
     if (!p)
         return -ENOMEM;
     memcpy(p, RECIPE_PACKED_MAGIC, 4);
-    size_t h = 4 + var_put(p + 4, *len);
+    size_t h = 4 + codec_put_var(p + 4, *len);
     uLongf zl = bound;
     if (compress2(p + h, &zl, *rec, (uLong)*len, 9) != Z_OK || h + zl >= *len) {
         free(p);
@@ -492,7 +441,7 @@ static int recipe_unpack(const uint8_t *rec, size_t len, size_t rows, const uint
                          size_t *out_len, uint8_t **buf)
 {
     const uint64_t max = 6 * (uint64_t)rows + ((uint64_t)1 << 24);
-    struct codec_dfl_rd r = {rec, len};
+    struct codec_rd r = {rec, len};
     uint64_t n;
     *buf = NULL;
     if (len < 4 || memcmp(rec, RECIPE_PACKED_MAGIC, 4) != 0) {
@@ -501,7 +450,7 @@ static int recipe_unpack(const uint8_t *rec, size_t len, size_t rows, const uint
         return 0;
     }
     r.p += 4, r.left -= 4;
-    if (codec_dfl_rd_var(&r, max, &n) || n == 0)
+    if (codec_rd_var(&r, max, &n) || n == 0)
         return -EINVAL;
     if (!(*buf = malloc((size_t)n)))
         return -ENOMEM;
@@ -538,14 +487,14 @@ int codec_png_split(const uint8_t *buf, size_t len, unsigned threads, struct cod
     while (!iend) {
         if (len - pos < 12)
             return codec_why(why, whylen, -ENOTSUP, "PNG: truncated");
-        uint32_t clen = be32(buf + pos);
+        uint32_t clen = codec_get_be32(buf + pos);
         const uint8_t *type = buf + pos + 4;
         if (clen > 0x7fffffffu || clen > len - pos - 12)
             return codec_why(why, whylen, -ENOTSUP, "PNG: truncated or bad chunk length");
         for (int i = 0; i < 4; i++)
             if (!((type[i] >= 'A' && type[i] <= 'Z') || (type[i] >= 'a' && type[i] <= 'z')))
                 return codec_why(why, whylen, -ENOTSUP, "PNG: bad chunk type");
-        if (chunk_crc(type, 4 + (size_t)clen) != be32(buf + pos + 8 + clen))
+        if (codec_crc32(0, type, 4 + (size_t)clen) != codec_get_be32(buf + pos + 8 + clen))
             return codec_why(why, whylen, -ENOTSUP, "PNG: bad CRC");
         bool is_idat = memcmp(type, "IDAT", 4) == 0;
         if (!ihdr) {
@@ -579,9 +528,9 @@ int codec_png_split(const uint8_t *buf, size_t len, unsigned threads, struct cod
     idat = malloc(idat_len ? idat_len : 1);
     if (!idat)
         goto out;
-    for (size_t p = head_len, o = 0; p < tail_pos; p += 12 + be32(buf + p)) {
-        memcpy(idat + o, buf + p + 8, be32(buf + p));
-        o += be32(buf + p);
+    for (size_t p = head_len, o = 0; p < tail_pos; p += 12 + codec_get_be32(buf + p)) {
+        memcpy(idat + o, buf + p + 8, codec_get_be32(buf + p));
+        o += codec_get_be32(buf + p);
     }
     ret = codec_zlib_record(idat, idat_len, g.filtered + 1, &data, &data_len, &desc);
     if (ret == -ENOMEM)
@@ -666,26 +615,26 @@ int codec_png_split(const uint8_t *buf, size_t len, unsigned threads, struct cod
 
     codec_env_header(env, im, 0);
     uint8_t *e = env + 28;
-    le_put(e, head_len, 8);
+    codec_put_le64(e, head_len);
     memcpy(e + 8, buf, head_len);
     e += 8 + head_len;
     /* IDAT section (codec.h): chunk lengths, filter types, recipe */
     uint8_t *sec = e + 8, *q = sec;
-    uint32_t first = be32(buf + head_len), last = 0;
+    uint32_t first = codec_get_be32(buf + head_len), last = 0;
     bool even = true;
-    for (size_t p = head_len; p < tail_pos; p += 12 + be32(buf + p)) {
-        last = be32(buf + p);
+    for (size_t p = head_len; p < tail_pos; p += 12 + codec_get_be32(buf + p)) {
+        last = codec_get_be32(buf + p);
         if (p + 12 + last < tail_pos && last != first)
             even = false;
     }
     even = even && last >= 1 && last <= first;
-    q += var_put(q, nidat);
+    q += codec_put_var(q, nidat);
     *q++ = even ? 1 : 0;
     if (even)
-        q += var_put(q, first);
+        q += codec_put_var(q, first);
     else
-        for (size_t p = head_len; p < tail_pos; p += 12 + be32(buf + p))
-            q += var_put(q, be32(buf + p));
+        for (size_t p = head_len; p < tail_pos; p += 12 + codec_get_be32(buf + p))
+            q += codec_put_var(q, codec_get_be32(buf + p));
     /* filter types: all one type, a heuristic's picks and the rows where it differs, or
      * verbatim, whichever is shortest */
     size_t nsame = 0, nexc[PNG_HEURISTICS] = {0};
@@ -703,11 +652,11 @@ int codec_png_split(const uint8_t *buf, size_t len, unsigned threads, struct cod
         *q++ = types[0];
     } else if (nexc[best] < g.height / 2) {
         *q++ = (uint8_t)(2 + best);
-        q += var_put(q, nexc[best]);
+        q += codec_put_var(q, nexc[best]);
         for (size_t y = 0, prev = 0; y < g.height; y++) {
             if (types[y] == guess[PNG_HEURISTICS * y + (size_t)best])
                 continue;
-            q += var_put(q, y - prev);
+            q += codec_put_var(q, y - prev);
             *q++ = types[y];
             prev = y + 1;
         }
@@ -718,9 +667,9 @@ int codec_png_split(const uint8_t *buf, size_t len, unsigned threads, struct cod
     }
     memcpy(q, zr, recipe_len);
     q += recipe_len;
-    le_put(e, (uint64_t)(q - sec), 8);
+    codec_put_le64(e, (uint64_t)(q - sec));
     e = q;
-    le_put(e, len - tail_pos, 8);
+    codec_put_le64(e, len - tail_pos);
     memcpy(e + 8, buf + tail_pos, len - tail_pos);
     elen = (size_t)(e + 8 + (len - tail_pos) - env);
     uint8_t *trimmed = realloc(env, elen);
@@ -761,7 +710,7 @@ int codec_png_join(const struct codec_image *img, const uint8_t *env, size_t env
     const uint8_t *types = NULL; /* filter mode 0: one byte per row */
     uint8_t fmode, ftype = 0, cmode;
     uint64_t nexc = 0, next_exc = UINT64_MAX;
-    struct codec_dfl_rd r, lens_rd = {0}, exc_rd = {0};
+    struct codec_rd r, lens_rd = {0}, exc_rd = {0};
     int ret = -EINVAL;
 
     if (codec_env_check(img, env, env_len) != 0 || env[26] != 0)
@@ -777,12 +726,12 @@ int codec_png_join(const struct codec_image *img, const uint8_t *env, size_t env
     } while (0)
     if (rest < 8)
         goto out;
-    head_len = le_get(e, 8);
+    head_len = codec_get_le64(e);
     TAKE(8);
     head = e;
     TAKE(head_len);
     /* The head is the signature and IHDR first (split made it so); IHDR says the layout. */
-    if (head_len < 33 || memcmp(head, png_sig, 8) != 0 || be32(head + 8) != 13 ||
+    if (head_len < 33 || memcmp(head, png_sig, 8) != 0 || codec_get_be32(head + 8) != 13 ||
         memcmp(head + 12, "IHDR", 4) != 0 || png_ihdr(head + 16, &g, NULL, 0) != 0)
         goto out;
     if (g.width != img->width || g.height != img->height || g.channels != img->channels ||
@@ -791,13 +740,13 @@ int codec_png_join(const struct codec_image *img, const uint8_t *env, size_t env
         goto out;
     if (rest < 8)
         goto out;
-    sec_len = le_get(e, 8);
+    sec_len = codec_get_le64(e);
     TAKE(8);
     sec = e;
     TAKE(sec_len);
     if (rest < 8)
         goto out;
-    tail_len = le_get(e, 8);
+    tail_len = codec_get_le64(e);
     TAKE(8);
     tail = e;
     if (tail_len != rest)
@@ -805,21 +754,21 @@ int codec_png_join(const struct codec_image *img, const uint8_t *env, size_t env
 #undef TAKE
 
     /* The IDAT section: chunk lengths, filter types, then the recipe to its end. */
-    r = (struct codec_dfl_rd){sec, (size_t)sec_len};
+    r = (struct codec_rd){sec, (size_t)sec_len};
     /* each chunk costs 12 bytes of output at least */
-    if (codec_dfl_rd_var(&r, CODEC_MAX_FILE_BYTES / 12, &nidat) || nidat == 0 ||
-        codec_dfl_rd_u8(&r, &cmode) || cmode > 1)
+    if (codec_rd_var(&r, CODEC_MAX_FILE_BYTES / 12, &nidat) || nidat == 0 ||
+        codec_rd_u8(&r, &cmode) || cmode > 1)
         goto out;
     if (cmode == 1) {
-        if (codec_dfl_rd_var(&r, 0x7fffffffu, &even) || even == 0)
+        if (codec_rd_var(&r, 0x7fffffffu, &even) || even == 0)
             goto out;
     } else {
         lens_rd = r;
         for (uint64_t i = 0; i < nidat; i++)
-            if (codec_dfl_rd_var(&r, 0x7fffffffu, &v))
+            if (codec_rd_var(&r, 0x7fffffffu, &v))
                 goto out;
     }
-    if (codec_dfl_rd_u8(&r, &fmode) || fmode > 1 + PNG_HEURISTICS)
+    if (codec_rd_u8(&r, &fmode) || fmode > 1 + PNG_HEURISTICS)
         goto out;
     if (fmode == 0) {
         if (r.left < g.height)
@@ -830,15 +779,15 @@ int codec_png_join(const struct codec_image *img, const uint8_t *env, size_t env
                 goto out;
         r.p += g.height, r.left -= g.height;
     } else if (fmode == 1) {
-        if (codec_dfl_rd_u8(&r, &ftype) || ftype > 4)
+        if (codec_rd_u8(&r, &ftype) || ftype > 4)
             goto out;
     } else {
-        if (codec_dfl_rd_var(&r, g.height, &nexc))
+        if (codec_rd_var(&r, g.height, &nexc))
             goto out;
         exc_rd = r;
         for (uint64_t i = 0; i < nexc; i++) {
             uint8_t t;
-            if (codec_dfl_rd_var(&r, g.height, &v) || codec_dfl_rd_u8(&r, &t) || t > 4)
+            if (codec_rd_var(&r, g.height, &v) || codec_rd_u8(&r, &t) || t > 4)
                 goto out;
         }
     }
@@ -852,7 +801,7 @@ int codec_png_join(const struct codec_image *img, const uint8_t *env, size_t env
         goto out;
     ret = -EINVAL;
     if (nexc > 0) {
-        if (codec_dfl_rd_var(&exc_rd, g.height, &next_exc))
+        if (codec_rd_var(&exc_rd, g.height, &next_exc))
             goto out;
     }
     for (size_t y = 0; y < g.height; y++) {
@@ -865,9 +814,9 @@ int codec_png_join(const struct codec_image *img, const uint8_t *env, size_t env
         } else if (fmode == 1) {
             type = ftype;
         } else if (y == next_exc) {
-            codec_dfl_rd_u8(&exc_rd, &type); /* checked above */
+            codec_rd_u8(&exc_rd, &type); /* checked above */
             if (--nexc > 0) {
-                codec_dfl_rd_var(&exc_rd, g.height, &v);
+                codec_rd_var(&exc_rd, g.height, &v);
                 next_exc = y + 1 + v;
             } else {
                 next_exc = UINT64_MAX;
@@ -900,11 +849,11 @@ int codec_png_join(const struct codec_image *img, const uint8_t *env, size_t env
                        (nidat - 1) > zlen / even))
         goto out;
     if (cmode == 0) {
-        struct codec_dfl_rd lr = lens_rd;
+        struct codec_rd lr = lens_rd;
         uint64_t sum = 0;
         for (uint64_t i = 0; i < nidat; i++) {
-            codec_dfl_rd_var(&lr, 0x7fffffffu, &v); /* checked above */
-            sum += v;                               /* < 2^31 each, nidat < 2^32 of them */
+            codec_rd_var(&lr, 0x7fffffffu, &v); /* checked above */
+            sum += v;                           /* < 2^31 each, nidat < 2^32 of them */
         }
         if (sum != zlen)
             goto out;
@@ -919,20 +868,16 @@ int codec_png_join(const struct codec_image *img, const uint8_t *env, size_t env
         goto out;
     memcpy(o, head, head_len);
     size_t p = head_len, zp = 0;
-    struct codec_dfl_rd lr = lens_rd;
+    struct codec_rd lr = lens_rd;
     for (uint64_t i = 0; i < nidat; i++) {
         uint32_t l;
         if (cmode == 1) {
             l = (uint32_t)(i + 1 < nidat ? even : zlen - zp);
         } else {
-            codec_dfl_rd_var(&lr, 0x7fffffffu, &v);
+            codec_rd_var(&lr, 0x7fffffffu, &v);
             l = (uint32_t)v;
         }
-        put_be32(o + p, l);
-        memcpy(o + p + 4, "IDAT", 4);
-        memcpy(o + p + 8, z + zp, l);
-        put_be32(o + p + 8 + l, chunk_crc(o + p + 4, 4 + (size_t)l));
-        p += 12 + (size_t)l;
+        p += codec_png_chunk(o + p, "IDAT", z + zp, l);
         zp += l;
     }
     memcpy(o + p, tail, tail_len);

@@ -9,7 +9,7 @@
  */
 #include <errno.h>
 
-#include "codec/codec_int.h"
+#include "codec/adapt/adapt_int.h"
 
 static bool pnm_space(uint8_t c)
 {

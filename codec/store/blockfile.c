@@ -15,7 +15,7 @@
 
 #include <openssl/crypto.h>
 
-#include "codec/blockfile.h"
+#include "codec/store/blockfile.h"
 
 struct codec_bf {
     int fd;

@@ -12,7 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "codec/pixnet.h"
+#include "codec/pixel/pixnet.h"
 
 __asm__(".pushsection .rodata\n"
         ".balign 16\n"

@@ -16,11 +16,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "codec/codec_int.h"
-#include "codec/deflate.h"
+#include "codec/zlib/zlib_int.h"
+#include "codec/zlib/deflate.h"
 
-const uint8_t codec_dfl_cl_order[DFL_NCL] = {16, 17, 18, 0, 8,  7, 9,  6, 10, 5,
-                                             11, 4,  12, 3, 13, 2, 14, 1, 15};
+const uint8_t codec_zlib_cl_order[DFL_NCL] = {16, 17, 18, 0, 8,  7, 9,  6, 10, 5,
+                                              11, 4,  12, 3, 13, 2, 14, 1, 15};
 static const uint16_t len_base[29] = {3,  4,  5,  6,   7,   8,   9,   10,  11, 13,
                                       15, 17, 19, 23,  27,  31,  35,  43,  51, 59,
                                       67, 83, 99, 115, 131, 163, 195, 227, 258};
@@ -33,29 +33,6 @@ static const uint8_t dist_extra[30] = {0, 0, 0, 0, 1, 1, 2, 2,  3,  3,  4,  4,  
                                        6, 7, 7, 8, 8, 9, 9, 10, 10, 11, 11, 12, 12, 13, 13};
 
 /* ---- shared helpers ---------------------------------------------------------------------- */
-
-/* Grow *p (elements of elem bytes) to hold need elements, never beyond limit. */
-int codec_dfl_grow(void **p, size_t *cap, size_t need, size_t elem, size_t limit)
-{
-    if (need <= *cap)
-        return 0;
-    if (need > limit)
-        return -EFBIG;
-    size_t n = *cap > limit / 2 ? limit : *cap * 2;
-    if (n < need)
-        n = need;
-    if (n < 16 && limit >= 16)
-        n = 16;
-    size_t bytes;
-    if (__builtin_mul_overflow(n, elem, &bytes))
-        return -EFBIG;
-    void *q = realloc(*p, bytes);
-    if (!q)
-        return -ENOMEM;
-    *p = q;
-    *cap = n;
-    return 0;
-}
 
 /* Adler-32 of the zlib trailer: zlib's own function (checksums, not parsing, come from zlib). */
 static uint32_t adler32_of(const uint8_t *p, size_t n)
@@ -166,8 +143,8 @@ static void op_split(uint8_t op, unsigned *sym, unsigned *extra, unsigned *nbits
  * ops fill exactly, 16 never first, every op symbol coded, no over-subscribed code, an
  * end-of-block code. lens gets HLIT+257 then HDIST+1 lengths.
  */
-int codec_dfl_dyn_lens(const struct dfl_block *b, const uint8_t *ops,
-                       uint8_t lens[DFL_NLIT + DFL_NDIST])
+int codec_zlib_dyn_lens(const struct dfl_block *b, const uint8_t *ops,
+                        uint8_t lens[DFL_NLIT + DFL_NDIST])
 {
     uint8_t cl[DFL_NCL] = {0};
     unsigned count[DFL_MAXBITS + 1];
@@ -176,7 +153,7 @@ int codec_dfl_dyn_lens(const struct dfl_block *b, const uint8_t *ops,
     for (unsigned i = 0; i < b->hclen + 4u; i++) {
         if (b->clen[i] > 7)
             return -EINVAL;
-        cl[codec_dfl_cl_order[i]] = b->clen[i];
+        cl[codec_zlib_cl_order[i]] = b->clen[i];
     }
     if (huff_check(cl, DFL_NCL, count))
         return -EINVAL;
@@ -315,14 +292,14 @@ static int out_reserve(struct inflate_state *s, size_t n)
 {
     if (n > s->max_out - s->pos)
         return -EFBIG;
-    return codec_dfl_grow((void **)&s->out, &s->cap, s->pos + n, 1, s->max_out);
+    return codec_grow((void **)&s->out, &s->cap, s->pos + n, 1, s->max_out);
 }
 
 static int push_tok(struct codec_deflate_desc *d, uint32_t t)
 {
     /* every token produces at least one byte, so there are never more than CODEC_INFLATE_MAX_OUT */
-    int rc = codec_dfl_grow((void **)&d->tok, &d->cap_tok, d->ntok + 1, sizeof(uint32_t),
-                            CODEC_INFLATE_MAX_OUT);
+    int rc = codec_grow((void **)&d->tok, &d->cap_tok, d->ntok + 1, sizeof(uint32_t),
+                        CODEC_INFLATE_MAX_OUT);
     if (rc)
         return rc;
     d->tok[d->ntok++] = t;
@@ -343,14 +320,14 @@ static int read_dynamic_header(struct bitrd *br, struct inflate_state *s,
     for (unsigned i = 0; i < blk->hclen + 4u; i++) {
         br_refill(br);
         blk->clen[i] = (uint8_t)br_take(br, 3);
-        cl[codec_dfl_cl_order[i]] = blk->clen[i];
+        cl[codec_zlib_cl_order[i]] = blk->clen[i];
     }
     if (br_truncated(br))
         return -EINVAL;
     if ((rc = huff_table(cl, DFL_NCL, s->cl, &s->clbits)) != 0)
         return rc;
-    rc = codec_dfl_grow((void **)&d->ops, &d->cap_ops, d->nops + DFL_MAXOPS, 1,
-                        DFL_MAXOPS * CODEC_INFLATE_MAX_BLOCKS);
+    rc = codec_grow((void **)&d->ops, &d->cap_ops, d->nops + DFL_MAXOPS, 1,
+                    DFL_MAXOPS * CODEC_INFLATE_MAX_BLOCKS);
     if (rc)
         return rc;
     blk->first_op = d->nops;
@@ -463,8 +440,8 @@ static int record_raw(const uint8_t *in, size_t in_len, struct inflate_state *s,
     int rc;
     fixed_lens(flit, fdist);
     for (;;) {
-        if ((rc = codec_dfl_grow((void **)&d->blocks, &d->cap_blocks, d->nblocks + 1,
-                                 sizeof(struct dfl_block), CODEC_INFLATE_MAX_BLOCKS)) != 0)
+        if ((rc = codec_grow((void **)&d->blocks, &d->cap_blocks, d->nblocks + 1,
+                             sizeof(struct dfl_block), CODEC_INFLATE_MAX_BLOCKS)) != 0)
             return rc;
         struct dfl_block *blk = &d->blocks[d->nblocks];
         memset(blk, 0, sizeof(*blk));
@@ -541,7 +518,7 @@ static int record(const uint8_t *in, size_t in_len, size_t max_out, int zlib, ui
     s->max_out = max_out;
     /* A first guess at the output from the input size; growth is checked against max_out. */
     size_t guess = max_out > 1024 && in_len < (max_out - 1024) / 4 ? in_len * 4 + 1024 : max_out;
-    if ((rc = codec_dfl_grow((void **)&s->out, &s->cap, guess, 1, max_out)) != 0)
+    if ((rc = codec_grow((void **)&s->out, &s->cap, guess, 1, max_out)) != 0)
         goto out;
     d->zlib = zlib;
     if (zlib) {
@@ -560,7 +537,7 @@ static int record(const uint8_t *in, size_t in_len, size_t max_out, int zlib, ui
         if (in_len - tail_at < 4)
             goto out;
         const uint8_t *t = in + tail_at;
-        uint32_t want = (uint32_t)t[0] << 24 | (uint32_t)t[1] << 16 | (uint32_t)t[2] << 8 | t[3];
+        uint32_t want = codec_get_be32(t);
         if (adler32_of(s->out, s->pos) != want)
             goto out;
         tail_at += 4;
@@ -625,7 +602,7 @@ static int bw_put(struct bitwr *w, uint32_t bits, unsigned n)
     w->cnt += n;
     if (w->cnt >= 32) {
         if (w->cap - w->len < 4) {
-            int rc = codec_dfl_grow((void **)&w->buf, &w->cap, w->len + 4, 1, EMIT_LIMIT);
+            int rc = codec_grow((void **)&w->buf, &w->cap, w->len + 4, 1, EMIT_LIMIT);
             if (rc)
                 return rc;
         }
@@ -640,7 +617,7 @@ static int bw_put(struct bitwr *w, uint32_t bits, unsigned n)
 /* Write out the whole bytes pending, then the partial one (its high bits zero). */
 static int bw_flush(struct bitwr *w)
 {
-    int rc = codec_dfl_grow((void **)&w->buf, &w->cap, w->len + 8, 1, EMIT_LIMIT);
+    int rc = codec_grow((void **)&w->buf, &w->cap, w->len + 8, 1, EMIT_LIMIT);
     if (rc)
         return rc;
     while (w->cnt > 0) {
@@ -657,7 +634,7 @@ static int bw_bytes(struct bitwr *w, const uint8_t *p, size_t n)
     int rc = bw_flush(w);
     if (rc || n == 0)
         return rc;
-    if ((rc = codec_dfl_grow((void **)&w->buf, &w->cap, w->len + n, 1, EMIT_LIMIT)) != 0)
+    if ((rc = codec_grow((void **)&w->buf, &w->cap, w->len + n, 1, EMIT_LIMIT)) != 0)
         return rc;
     memcpy(w->buf + w->len, p, n);
     w->len += n;
@@ -672,7 +649,7 @@ static int bw_pad(struct bitwr *w, uint8_t pad)
     return bw_put(w, pad, k);
 }
 
-unsigned codec_dfl_len_symbol(unsigned len, unsigned *extra)
+unsigned codec_zlib_len_symbol(unsigned len, unsigned *extra)
 {
     unsigned x = len - 3, sym;
     if (x < 8) {
@@ -687,7 +664,7 @@ unsigned codec_dfl_len_symbol(unsigned len, unsigned *extra)
     return sym;
 }
 
-unsigned codec_dfl_dist_symbol(unsigned dist, unsigned *extra)
+unsigned codec_zlib_dist_symbol(unsigned dist, unsigned *extra)
 {
     unsigned x = dist - 1, sym;
     if (x < 4) {
@@ -711,11 +688,11 @@ static int emit_dynamic_header(struct bitwr *w, const struct codec_deflate_desc 
     uint8_t lens[DFL_NLIT + DFL_NDIST], cl[DFL_NCL] = {0};
     uint16_t clcode[DFL_NCL];
     const uint8_t *ops = d->ops + b->first_op;
-    int rc = codec_dfl_dyn_lens(b, ops, lens);
+    int rc = codec_zlib_dyn_lens(b, ops, lens);
     if (rc)
         return rc;
     for (unsigned i = 0; i < b->hclen + 4u; i++)
-        cl[codec_dfl_cl_order[i]] = b->clen[i];
+        cl[codec_zlib_cl_order[i]] = b->clen[i];
     huff_codes(cl, DFL_NCL, clcode); /* checked by dyn_lens */
     unsigned nlit = b->hlit + 257u, ndist = b->hdist + 1u;
     memset(c->litlen, 0, sizeof(c->litlen));
@@ -762,13 +739,13 @@ static int emit_tokens(struct bitwr *w, const struct codec_deflate_desc *d,
         }
         if (dist > p || memcmp(data + p, data + p - dist, n) != 0)
             return -EINVAL;
-        unsigned ls = codec_dfl_len_symbol(n, &ex);
+        unsigned ls = codec_zlib_len_symbol(n, &ex);
         if (c->litlen[257 + ls] == 0)
             return -EINVAL;
         if ((rc = bw_put(w, c->lit[257 + ls], c->litlen[257 + ls])) ||
             (rc = bw_put(w, ex, len_extra[ls])))
             return rc;
-        unsigned ds = codec_dfl_dist_symbol(dist, &ex);
+        unsigned ds = codec_zlib_dist_symbol(dist, &ex);
         if (c->distlen[ds] == 0)
             return -EINVAL;
         if ((rc = bw_put(w, c->dist[ds], c->distlen[ds])) || (rc = bw_put(w, ex, dist_extra[ds])))
@@ -831,7 +808,8 @@ int codec_deflate_emit(const struct codec_deflate_desc *desc, const uint8_t *dat
         goto out;
     if (desc->zlib) {
         uint32_t a = adler32_of(data, data_len);
-        uint8_t t[4] = {(uint8_t)(a >> 24), (uint8_t)(a >> 16), (uint8_t)(a >> 8), (uint8_t)a};
+        uint8_t t[4];
+        codec_put_be32(t, a);
         if ((rc = bw_bytes(&w, t, 4)) != 0)
             goto out;
     }
@@ -863,11 +841,10 @@ static void ser_u8(struct ser *s, uint8_t v)
 
 static void ser_var(struct ser *s, uint64_t v)
 {
-    while (v >= 0x80) {
-        ser_u8(s, (uint8_t)(v | 0x80));
-        v >>= 7;
-    }
-    ser_u8(s, (uint8_t)v);
+    uint8_t t[CODEC_VAR_MAX];
+    size_t n = codec_put_var(t, v);
+    for (size_t i = 0; i < n; i++)
+        ser_u8(s, t[i]);
 }
 
 static void ser_desc(const struct codec_deflate_desc *d, struct ser *s)
@@ -938,55 +915,23 @@ size_t codec_deflate_desc_size(const struct codec_deflate_desc *desc)
     return s.len;
 }
 
-int codec_dfl_rd_u8(struct codec_dfl_rd *r, uint8_t *v)
-{
-    if (r->left == 0)
-        return -EINVAL;
-    *v = *r->p++;
-    r->left--;
-    return 0;
-}
-
-/* Minimal LEB128 of at most 10 bytes, value <= max. */
-int codec_dfl_rd_var(struct codec_dfl_rd *r, uint64_t max, uint64_t *v)
-{
-    uint64_t x = 0;
-    for (unsigned i = 0; i < 10; i++) {
-        uint8_t b;
-        if (codec_dfl_rd_u8(r, &b))
-            return -EINVAL;
-        if (i == 9 && b > 1)
-            return -EINVAL;
-        x |= (uint64_t)(b & 0x7f) << (7 * i);
-        if (!(b & 0x80)) {
-            if (b == 0 && i > 0)
-                return -EINVAL;
-            if (x > max)
-                return -EINVAL;
-            *v = x;
-            return 0;
-        }
-    }
-    return -EINVAL;
-}
-
-static int parse_tokens(struct codec_dfl_rd *r, struct codec_deflate_desc *d, struct dfl_block *b,
+static int parse_tokens(struct codec_rd *r, struct codec_deflate_desc *d, struct dfl_block *b,
                         size_t *pos)
 {
     uint64_t ntok, v, dist;
     int rc;
     /* each token is at least one byte of input and of output */
-    if (codec_dfl_rd_var(r, r->left, &ntok) || ntok > d->out_len - *pos)
+    if (codec_rd_var(r, r->left, &ntok) || ntok > d->out_len - *pos)
         return -EINVAL;
-    if ((rc = codec_dfl_grow((void **)&d->tok, &d->cap_tok, d->ntok + ntok, sizeof(uint32_t),
-                             CODEC_INFLATE_MAX_OUT)) != 0)
+    if ((rc = codec_grow((void **)&d->tok, &d->cap_tok, d->ntok + ntok, sizeof(uint32_t),
+                         CODEC_INFLATE_MAX_OUT)) != 0)
         return rc;
     b->first_tok = d->ntok;
     size_t start = *pos;
     uint32_t prev_run = CODEC_INFLATE_MAX_RUN;
     for (uint64_t t = 0; t < ntok; t++) {
         uint32_t tok;
-        if (codec_dfl_rd_var(r, 2 * (uint64_t)CODEC_INFLATE_MAX_RUN, &v))
+        if (codec_rd_var(r, 2 * (uint64_t)CODEC_INFLATE_MAX_RUN, &v))
             return -EINVAL;
         if (!(v & 1)) {
             uint32_t run = (uint32_t)(v >> 1);
@@ -995,7 +940,7 @@ static int parse_tokens(struct codec_dfl_rd *r, struct codec_deflate_desc *d, st
             tok = run << 16;
             prev_run = run;
         } else {
-            if ((v >> 1) > 255 || codec_dfl_rd_var(r, 32767, &dist) || dist + 1 > *pos)
+            if ((v >> 1) > 255 || codec_rd_var(r, 32767, &dist) || dist + 1 > *pos)
                 return -EINVAL;
             tok = (uint32_t)((v >> 1) + 3) << 16 | (uint32_t)(dist + 1);
             prev_run = CODEC_INFLATE_MAX_RUN;
@@ -1014,7 +959,7 @@ int codec_deflate_desc_parse(const uint8_t *buf, size_t len, size_t max_out,
                              struct codec_deflate_desc **desc)
 {
     struct codec_deflate_desc *d = NULL;
-    struct codec_dfl_rd r = {buf, len};
+    struct codec_rd r = {buf, len};
     uint64_t v;
     uint8_t u, lens[DFL_NLIT + DFL_NDIST];
     size_t pos = 0;
@@ -1032,10 +977,10 @@ int codec_deflate_desc_parse(const uint8_t *buf, size_t len, size_t max_out,
         goto out;
     r.p += 6, r.left -= 6;
     d->zlib = buf[5];
-    if (d->zlib && (codec_dfl_rd_u8(&r, &d->cmf) || codec_dfl_rd_u8(&r, &d->flg) ||
+    if (d->zlib && (codec_rd_u8(&r, &d->cmf) || codec_rd_u8(&r, &d->flg) ||
                     zlib_header_ok(d->cmf, d->flg) != 0))
         goto out;
-    if (codec_dfl_rd_var(&r, UINT64_MAX, &v))
+    if (codec_rd_var(&r, UINT64_MAX, &v))
         goto out;
     if (v > max_out) {
         rc = -EFBIG;
@@ -1043,23 +988,23 @@ int codec_deflate_desc_parse(const uint8_t *buf, size_t len, size_t max_out,
     }
     d->out_len = (size_t)v;
     /* every block takes at least two bytes */
-    if (codec_dfl_rd_var(&r, CODEC_INFLATE_MAX_BLOCKS, &v) || v == 0 || v > r.left / 2)
+    if (codec_rd_var(&r, CODEC_INFLATE_MAX_BLOCKS, &v) || v == 0 || v > r.left / 2)
         goto out;
-    if ((rc = codec_dfl_grow((void **)&d->blocks, &d->cap_blocks, (size_t)v,
-                             sizeof(struct dfl_block), CODEC_INFLATE_MAX_BLOCKS)) != 0)
+    if ((rc = codec_grow((void **)&d->blocks, &d->cap_blocks, (size_t)v, sizeof(struct dfl_block),
+                         CODEC_INFLATE_MAX_BLOCKS)) != 0)
         goto out;
     rc = -EINVAL;
     d->nblocks = (size_t)v;
     memset(d->blocks, 0, d->nblocks * sizeof(struct dfl_block));
     for (size_t i = 0; i < d->nblocks; i++) {
         struct dfl_block *b = &d->blocks[i];
-        if (codec_dfl_rd_u8(&r, &u) || (u >> 3) != 0 || (u >> 1) == 3 ||
+        if (codec_rd_u8(&r, &u) || (u >> 3) != 0 || (u >> 1) == 3 ||
             (u & 1) != (i + 1 == d->nblocks))
             goto out;
         b->final = u & 1;
         b->type = u >> 1;
         if (b->type == 0) {
-            if (codec_dfl_rd_u8(&r, &b->pad) || b->pad > 127 || codec_dfl_rd_var(&r, 65535, &v) ||
+            if (codec_rd_u8(&r, &b->pad) || b->pad > 127 || codec_rd_var(&r, 65535, &v) ||
                 v > d->out_len - pos)
                 goto out;
             b->out_len = (size_t)v;
@@ -1067,32 +1012,32 @@ int codec_deflate_desc_parse(const uint8_t *buf, size_t len, size_t max_out,
             continue;
         }
         if (b->type == 2) {
-            if (codec_dfl_rd_u8(&r, &b->hlit) || codec_dfl_rd_u8(&r, &b->hdist) ||
-                codec_dfl_rd_u8(&r, &b->hclen) || b->hclen > 15)
+            if (codec_rd_u8(&r, &b->hlit) || codec_rd_u8(&r, &b->hdist) ||
+                codec_rd_u8(&r, &b->hclen) || b->hclen > 15)
                 goto out;
             for (unsigned k = 0; k < b->hclen + 4u; k++)
-                if (codec_dfl_rd_u8(&r, &b->clen[k]))
+                if (codec_rd_u8(&r, &b->clen[k]))
                     goto out;
-            if (codec_dfl_rd_var(&r, DFL_MAXOPS, &v) || v == 0 || v > r.left)
+            if (codec_rd_var(&r, DFL_MAXOPS, &v) || v == 0 || v > r.left)
                 goto out;
             b->nop = (uint16_t)v;
-            if ((rc = codec_dfl_grow((void **)&d->ops, &d->cap_ops, d->nops + b->nop, 1,
-                                     DFL_MAXOPS * CODEC_INFLATE_MAX_BLOCKS)) != 0)
+            if ((rc = codec_grow((void **)&d->ops, &d->cap_ops, d->nops + b->nop, 1,
+                                 DFL_MAXOPS * CODEC_INFLATE_MAX_BLOCKS)) != 0)
                 goto out;
             rc = -EINVAL;
             b->first_op = d->nops;
             memcpy(d->ops + d->nops, r.p, b->nop);
             r.p += b->nop, r.left -= b->nop;
             d->nops += b->nop;
-            if (codec_dfl_dyn_lens(b, d->ops + b->first_op, lens) != 0)
+            if (codec_zlib_dyn_lens(b, d->ops + b->first_op, lens) != 0)
                 goto out;
         }
         if ((rc = parse_tokens(&r, d, b, &pos)) != 0)
             goto out;
         rc = -EINVAL;
     }
-    if (pos != d->out_len || codec_dfl_rd_u8(&r, &d->end_pad) || d->end_pad > 127 ||
-        codec_dfl_rd_var(&r, CODEC_INFLATE_MAX_TAIL, &v) || v != r.left)
+    if (pos != d->out_len || codec_rd_u8(&r, &d->end_pad) || d->end_pad > 127 ||
+        codec_rd_var(&r, CODEC_INFLATE_MAX_TAIL, &v) || v != r.left)
         goto out;
     d->tail_len = (size_t)v;
     if (d->tail_len) {

@@ -16,7 +16,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "codec/zmodel.h"
+#include "codec/zlib/zmodel.h"
 
 #define ZT_L_CODES 286 /* literal/length symbols zlib uses */
 #define ZT_D_CODES 30
