@@ -174,7 +174,7 @@ int codec_split(const uint8_t *buf, size_t len, struct codec_image **img, uint8_
 
 /*
  * codec_split with up to `threads` workers (0 or 1: the calling thread alone). Only a PNG uses
- * more than one: the replay of its zlib stream (codec/zmodel.h) runs in two halves. The result
+ * more than one: the replay of its zlib stream (codec/zlib/zmodel.h) runs in two halves. The result
  * is the same for every thread count.
  */
 int codec_split_threads(const uint8_t *buf, size_t len, unsigned threads, struct codec_image **img,

@@ -1089,7 +1089,7 @@ static int load_model(const char *name, const struct train_ring *r, struct nn_ae
 /* Figures of one image: all its frames through encode, rate, and both decoders. */
 struct eval_row {
     double psnr, ssim, bpp, ms; /* float decoder; bpp: the prior's ideal code length */
-    double coded;               /* bpp as the latent coder stores it (codec/latcode.h) */
+    double coded;               /* bpp as the latent coder stores it (codec/pixel/latcode.h) */
     double ipsnr, issim, ims;   /* integer decoder (when the model has one) */
     uint32_t w, h, depth;
 };

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 /*
- * imgcrypt train --coder: fit the neural predictor (codec/pixnet.h) to the images of a folder,
+ * imgcrypt train --coder: fit the neural predictor (codec/pixel/pixnet.h) to the images of a folder,
  * write its model file and optionally add it to a keyring; or measure a model against the
  * built-in fixed predictor (bits per sample of the real pixel stream, and coding times).
  *

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * imgcrypt train --coder: train, measure and install the neural predictor of the pixel coder
- * (codec/pixnet.h). Kept apart from imgcrypt.c, which trains the autoencoder.
+ * (codec/pixel/pixnet.h). Kept apart from imgcrypt.c, which trains the autoencoder.
  */
 #ifndef IMGCRYPTFS_IMGCRYPT_CODER_H
 #define IMGCRYPTFS_IMGCRYPT_CODER_H

@@ -20,7 +20,7 @@
 #include <openssl/crypto.h>
 
 #include "codec/store/blockfile.h"
-#include "codec/store/container.h"
+#include "codec/pipeline.h"
 #include "keys/keys.h"
 #include "mount-tools/imgcrypt_image.h"
 #include "mount-tools/tool.h"
@@ -132,11 +132,11 @@ static int parse_args(int argc, char **argv, const char *allowed, struct image_a
             break;
         case O_CODER:
             if (strcmp(optarg, "fixed") == 0) {
-                a->coder = CODEC_CT_CODER_FIXED;
+                a->coder = CODEC_PIPELINE_CODER_FIXED;
             } else if (strcmp(optarg, "neural") == 0) {
-                a->coder = CODEC_CT_CODER_NEURAL;
+                a->coder = CODEC_PIPELINE_CODER_NEURAL;
             } else if (strcmp(optarg, "smallest") == 0) {
-                a->coder = CODEC_CT_CODER_SMALLEST;
+                a->coder = CODEC_PIPELINE_CODER_SMALLEST;
             } else {
                 tool_error("--coder takes fixed, neural or smallest");
                 return TOOL_EXIT_USAGE;
@@ -380,7 +380,7 @@ int imgcrypt_encrypt(int argc, char **argv)
 {
     struct image_args a;
     struct keys_ring *ring = NULL;
-    struct codec_ct *ct = NULL;
+    struct codec_pipeline *ct = NULL;
     uint8_t *buf = NULL, *res = NULL;
     size_t len = 0, res_len = 0;
     int e, ret = begin(argc, argv,
@@ -392,14 +392,14 @@ int imgcrypt_encrypt(int argc, char **argv)
     ret = unlock(&a, &ring);
     if (ret != TOOL_EXIT_OK)
         goto out;
-    if ((e = codec_ct_new(ring, &ct)) != 0) {
+    if ((e = codec_pipeline_new(ring, &ct)) != 0) {
         tool_error("cannot derive the container key: %s", strerror(-e));
         ret = TOOL_EXIT_IO;
         goto out;
     }
-    struct codec_ct_opts o = {
+    struct codec_pipeline_opts o = {
         .threads = a.threads, .coder = a.coder, .no_features = a.no_features, .verify = 1};
-    e = codec_ct_encode(ct, buf, len, &o, &res, &res_len);
+    e = codec_pipeline_encode(ct, buf, len, &o, &res, &res_len);
     if (e == 0) {
         e = write_output(a.out, res, res_len);
     } else if (e == -ENOTSUP) {
@@ -419,7 +419,7 @@ out:
     if (buf)
         OPENSSL_cleanse(buf, len);
     free(buf);
-    codec_ct_free(ct);
+    codec_pipeline_free(ct);
     keys_ring_close(ring);
     return ret;
 }
@@ -477,7 +477,7 @@ int imgcrypt_decrypt(int argc, char **argv)
 {
     struct image_args a;
     struct keys_ring *ring = NULL;
-    struct codec_ct *ct = NULL;
+    struct codec_pipeline *ct = NULL;
     uint8_t *buf = NULL, *res = NULL;
     size_t len = 0, res_len = 0;
     int e, ret = begin(argc, argv,
@@ -494,8 +494,8 @@ int imgcrypt_decrypt(int argc, char **argv)
     if ((ret = unlock(&a, &ring)) != TOOL_EXIT_OK)
         goto out;
     if (container) {
-        if ((e = codec_ct_new(ring, &ct)) == 0)
-            e = codec_ct_decode(ct, buf, len, a.threads, &res, &res_len);
+        if ((e = codec_pipeline_new(ring, &ct)) == 0)
+            e = codec_pipeline_decode(ct, buf, len, a.threads, &res, &res_len);
     } else {
         e = decrypt_generic(ring, buf, len, &res, &res_len);
     }
@@ -509,7 +509,7 @@ out:
         OPENSSL_cleanse(res, res_len);
     free(res);
     free(buf);
-    codec_ct_free(ct);
+    codec_pipeline_free(ct);
     keys_ring_close(ring);
     return ret;
 }
@@ -518,7 +518,7 @@ int imgcrypt_preview(int argc, char **argv)
 {
     struct image_args a;
     struct keys_ring *ring = NULL;
-    struct codec_ct *ct = NULL;
+    struct codec_pipeline *ct = NULL;
     uint8_t *buf = NULL, *res = NULL;
     size_t len = 0, res_len = 0;
     int e,
@@ -533,8 +533,8 @@ int imgcrypt_preview(int argc, char **argv)
     }
     if ((ret = unlock(&a, &ring)) != TOOL_EXIT_OK)
         goto out;
-    if ((e = codec_ct_new(ring, &ct)) == 0)
-        e = codec_ct_preview(ct, buf, len, &res, &res_len);
+    if ((e = codec_pipeline_new(ring, &ct)) == 0)
+        e = codec_pipeline_preview(ct, buf, len, &res, &res_len);
     if (e != 0) {
         ret = report_stored(e, a.in);
         goto out;
@@ -545,7 +545,7 @@ out:
         OPENSSL_cleanse(res, res_len); /* the preview is pixels */
     free(res);
     free(buf);
-    codec_ct_free(ct);
+    codec_pipeline_free(ct);
     keys_ring_close(ring);
     return ret;
 }

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The offline image commands of imgcrypt: `encrypt` turns a file into its stored form (an image
- * container, codec/container.h, or a generic block file), `decrypt` gives back the original
+ * container, codec/store/container.h, or a generic block file), `decrypt` gives back the original
  * bytes, `preview` renders the sealed features of a container as a PNG. Each takes the
  * command's own argument vector (argv[0] is the command name) and returns an exit code of
  * mount-tools/tool.h.

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
 # Reproduce the shipped coder model, models/coder-default.pixnet (the neural predictor of the
-# pixel coder, codec/pixnet.h gives its file format), from Debian packages, and measure it
+# pixel coder, codec/pixel/pixnet.h gives its file format), from Debian packages, and measure it
 # against the fixed predictor 0 on the held-out images.
 #
 # Data (apt-get install mricron-data python3-pydicom; the slices are written as PGM, no PIL):
@@ -25,7 +25,7 @@
 #   TESTDATA   held-out test images (default ../shared/testdata next to the repository)
 # Environment: CODER_EPOCHS (60), CODER_STEPS (400), CODER_HIDDEN (32), CODER_LAYERS (3),
 # CODER_SEED (1), CODER_INSTALL=1 to install the model as the default (what was done for the
-# shipped models/coder-default.pixnet; see codec/pixnet.h for its figures).
+# shipped models/coder-default.pixnet; see codec/pixel/pixnet.h for its figures).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 build=$(cd "${1:-$root/build}" && pwd)
@@ -72,6 +72,6 @@ shopt -s nullglob
 
 if [ "${CODER_INSTALL:-0}" = 1 ]; then
     cp "$model" "$root/models/coder-default.pixnet"
-    touch "$root/codec/pixnet_default.c" # the build does not see .incbin's file: recompile it
+    touch "$root/codec/pixel/pixnet_default.c" # the build does not see .incbin's file: recompile it
     echo "installed $root/models/coder-default.pixnet ($(stat -c %s "$model") bytes)"
 fi

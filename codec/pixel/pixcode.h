@@ -31,7 +31,7 @@
  *   4       1       version = 1
  *   5       1       predictor id: 0 the built-in fixed predictor (the only one version 1
  *                   decodes without being handed a predictor); 1 the neural predictor of
- *                   codec/pixnet.h (its coding order and features are specified there; the
+ *                   codec/pixel/pixnet.h (its coding order and features are specified there; the
  *                   model is named outside the stream, by the container's coder id)
  *   6       1       bits per sample: 8 or 16
  *   7       1       significant bits S, 1..bits: no sample is 2^S or more

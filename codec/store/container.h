@@ -54,7 +54,7 @@
  *                 zero exactly when the features are absent
  *   48      16    coder model id: zero for the built-in fixed predictor (pixel stream
  *                 predictor 0); else the first 16 bytes of the SHA-256 of the coder model file
- *                 (codec/pixnet.h) whose neural predictor coded the pixels (predictor 1)
+ *                 (codec/pixel/pixnet.h) whose neural predictor coded the pixels (predictor 1)
  *   64      4     image channels    (of the original, as codec_split gives them; for reports)
  *   68      4     image frames
  *   72      4     image height
@@ -89,19 +89,20 @@
  *                       latent; the raw latent is channels, height, width, bits, depth, lc, lh,
  *                       lw (4 bytes each: struct nn_ae_latent of nn/ae.h) then
  *                       channels x lc x lh x lw int8 values; coding 2 keeps those 32 bytes raw
- *                       and codes the values with the latent coder (codec/latcode.h) as
+ *                       and codes the values with the latent coder (codec/pixel/latcode.h) as
  *                       channels x lc planes of lh x lw; the encoder writes coding 2, or 0
  *                       where that is not smaller (all three are read); only what the
  *                       autoencoder encoded from the first frame
  *   envelope (kind 2):  the SHA-256 of the original file (32), then the envelope (codec.h)
- *   pixels   (kind 3):  the pixel stream (codec/pixcode.h) of all planes and frames
+ *   pixels   (kind 3):  the pixel stream (codec/pixel/pixcode.h) of all planes and frames
  *
- * Decoding checks, and refuses: every CRC, the chunk order and lengths, the header's fields
- * and limits, the geometry, the filter bytes (all 0) and the padding (all 0), every tag, the
- * pixel stream against the header's geometry, the rebuilt file's length and SHA-256.
- * Errors: -EINVAL the bytes are not a container (signature, chunk layout, header fields,
- * limits), -EBADMSG a CRC, tag or digest fails (a wrong key, a changed byte), -ENOENT a model
- * the container names is not known, -EFBIG/-ENOMEM. On failure nothing is returned.
+ * The image pipeline (codec/pipeline.h) fills and reads the sections; this header's functions
+ * parse, open, seal and write the format. Decoding checks, and refuses: every CRC, the chunk order
+ * and lengths, the header's fields and limits, the geometry, the filter bytes (all 0) and the
+ * padding (all 0), every tag, the pixel stream against the header's geometry, the rebuilt file's
+ * length and SHA-256. Errors: -EINVAL the bytes are not a container (signature, chunk layout,
+ * header fields, limits), -EBADMSG a CRC, tag or digest fails (a wrong key, a changed byte),
+ * -ENOENT a model the container names is not known, -EFBIG/-ENOMEM. On failure nothing is returned.
  */
 #ifndef IMGCRYPTFS_CODEC_CONTAINER_H
 #define IMGCRYPTFS_CODEC_CONTAINER_H
@@ -143,77 +144,6 @@ enum codec_ct_features {
     CODEC_CT_FEATURES_NO_MODEL = 4,    /* no autoencoder available */
 };
 
-/*
- * What encoding and decoding need: the per-filesystem container key, the autoencoders and the
- * coder models (those in the keyring's model list, plus the ones built into the library). Opaque;
- * shared by any number of threads (models are loaded on first use under an internal lock).
- */
-struct codec_ct;
-
-/* From an unlocked keyring: derives the container subkey and lists the keyring's
- * autoencoders and coder models; the ring must outlive the result (model bytes are read from
- * it). Encoding uses the autoencoder added last to the keyring, else the built-in one, and, in
- * the coder modes that use one (enum codec_ct_coder), the coder model (KEYS_MODEL_CODER) added
- * last, else the built-in one, else the fixed predictor 0. A model whose bytes this build does not
- * load (a later release's) is remembered as such: encoding then uses predictor 0 (a coder) or no
- * features (an autoencoder) rather than failing, and decoding a container that names it gives
- * -ENOENT. 0, -ENOMEM or an error of keys_ring_subkey. Free with codec_ct_free. */
-int codec_ct_new(const struct keys_ring *ring, struct codec_ct **out);
-/* From a container key the caller holds (not owned; it must outlive the result) and only the
- * built-in models: tests, fuzzing, and callers that keep their own subkeys. */
-int codec_ct_new_key(const struct keys_key *container_key, struct codec_ct **out);
-void codec_ct_free(struct codec_ct *ct);
-
-/*
- * Which predictor codes the pixels (the container names the one it used; decoding needs no
- * choice). The neural predictor (codec/pixnet.h) uses the coder model codec_ct_new picked;
- * without one, predictor 0 codes in every mode. The trade-off, measured in README.md: the
- * neural predictor makes most slices a few percent smaller and codes several times slower.
- */
-enum codec_ct_coder {
-    CODEC_CT_CODER_DEFAULT = 0,  /* CODEC_CT_CODER_FIXED */
-    CODEC_CT_CODER_FIXED = 1,    /* predictor 0 only: the fastest */
-    CODEC_CT_CODER_NEURAL = 2,   /* the neural predictor only */
-    CODEC_CT_CODER_SMALLEST = 3, /* both; the smaller stream is kept, predictor 0 on a tie */
-};
-
-struct codec_ct_opts {
-    unsigned threads; /* pixel coder workers; 0 or 1: the calling thread */
-    int coder;        /* enum codec_ct_coder; another value: -EINVAL */
-    int no_features;  /* store no features (status CODEC_CT_FEATURES_DISABLED) */
-    int verify;       /* decode the result and compare it with the input before returning */
-};
-
-/*
- * Encode the file buf[0..len) into a new container (*out, caller frees). opts may be NULL.
- * Returns 0; -ENOTSUP when the file is not an image an adapter stores exactly (the caller
- * keeps it on the generic path); -EFBIG past a limit; -ENOMEM; -EIO (no randomness); -EINVAL
- * (NULL argument); with verify, -EBADMSG if the container does not decode to the input (a
- * codec bug). Thread-safe on distinct buffers.
- */
-int codec_ct_encode(const struct codec_ct *ct, const uint8_t *buf, size_t len,
-                    const struct codec_ct_opts *opts, uint8_t **out, size_t *out_len);
-
-/*
- * Decode a container (untrusted bytes) into the original file (*out, caller frees), exactly
- * as it was encoded. threads: pixel decoder workers (0 or 1: the calling thread). Returns 0,
- * -EINVAL, -EBADMSG, -ENOENT, -EFBIG, -ENOMEM (see above). Thread-safe.
- */
-int codec_ct_decode(const struct codec_ct *ct, const uint8_t *buf, size_t len, unsigned threads,
-                    uint8_t **out, size_t *out_len);
-
-/*
- * Render the preview: open only the features (the pixel stream is neither decrypted nor
- * decoded) and write the autoencoder's reconstruction as a new PNG (*out, caller frees):
- * grey, grey + alpha, RGB or RGBA by the image's channels, 8- or 16-bit by its bits, the
- * geometry of the image's first frame, rows uncompressed (stored deflate blocks: fast to
- * write, about one byte per sample). The integer decoder is used when the model has one
- * (the same bytes on every machine). Returns 0, -ENODATA (the container has no features),
- * -ENOENT (its autoencoder is not known), -EINVAL, -EBADMSG, -ENOMEM. Thread-safe.
- */
-int codec_ct_preview(const struct codec_ct *ct, const uint8_t *buf, size_t len, uint8_t **out,
-                     size_t *out_len);
-
 /* The public header of a container, after its structure and CRCs are checked (nothing is
  * opened, so nothing here is authenticated yet). */
 struct codec_ct_info {
@@ -230,7 +160,62 @@ struct codec_ct_info {
 /* Whether buf starts like a container (PNG signature, IHDR, then an "icHd" chunk). */
 int codec_ct_sniff(const uint8_t *buf, size_t len);
 
-/* Parse and check the structure (every CRC) and header; 0 and *info, or -EINVAL/-EBADMSG. */
+/* Parse and check the structure (every CRC) and header; 0 and *info, or -EINVAL/-EBADMSG.
+ * Reads nothing sealed: enough for the plaintext size (info.plain_size) without a key. */
 int codec_ct_info(const uint8_t *buf, size_t len, struct codec_ct_info *info);
+
+/* ---- The format's parts, for the image pipeline (codec/pipeline.h) ------------------------ */
+
+/* Sizes of the section plaintexts' fixed parts (see "Section plaintexts" above). */
+#define CODEC_CT_DIGEST 32         /* envelope: SHA-256 of the original file */
+#define CODEC_CT_FEATURES_PREFIX 8 /* features: coding, reserved, raw length */
+#define CODEC_CT_FEATURES_RAW 0    /* features coding byte */
+#define CODEC_CT_FEATURES_ZLIB 1
+#define CODEC_CT_FEATURES_LATCODE 2
+#define CODEC_CT_LATENT_FIELDS 8 /* channels, height, width, bits, depth, lc, lh, lw */
+
+/* A parsed container: the header and where the sections are, pointing into the buffer given
+ * to codec_ct_parse (which must outlive it). Nothing in it is authenticated yet. */
+struct codec_ct_view {
+    struct codec_ct_info info;
+    const uint8_t *hdr;     /* the CODEC_CT_HEADER header bytes (the sections' AAD) */
+    const uint8_t *ft, *ev; /* sealed features (NULL when absent) and envelope */
+    size_t ft_len, ev_len;
+    size_t idat_start, idat_end; /* the IDAT chunks, whole, within the buffer */
+    uint64_t idat_bytes;         /* their data together */
+    uint32_t png_w, png_h;
+};
+
+/* Parse and check buf as codec_ct_info does; check_idat 0 skips the IDAT chunks' CRCs (a
+ * preview reads no pixels). 0, -EINVAL or -EBADMSG. */
+int codec_ct_parse(const uint8_t *buf, size_t len, int check_idat, struct codec_ct_view *v);
+
+/* The per-file key of a parsed container, from the container subkey (*out, keys_key_free). */
+int codec_ct_file_key(const struct keys_key *container_key, const struct codec_ct_view *v,
+                      struct keys_key **out);
+
+/* Open one section of the parsed container buf (the pixels: inflated from the IDAT rows, the
+ * filter bytes and padding checked) into a new buffer (*out, *out_len; the caller wipes and
+ * frees it). 0, -ENODATA (no features), -EINVAL, -EBADMSG (wrong key, a changed byte: the
+ * output is wiped), -EFBIG, -ENOMEM. Thread-safe. */
+int codec_ct_open_section(const struct keys_key *file_key, const uint8_t *buf,
+                          const struct codec_ct_view *v, enum codec_ct_section kind, uint8_t **out,
+                          size_t *out_len);
+
+/* What codec_ct_write stores: of info, the fields format, features, plain_size, ae_id,
+ * coder_id, channels, frames, height, width and bits (the file id, section lengths and PNG
+ * geometry are made by the writer); and the three section plaintexts (not owned, not
+ * changed; features NULL when absent). */
+struct codec_ct_plain {
+    struct codec_ct_info info;
+    const uint8_t *features, *envelope, *pixels;
+    size_t features_len, envelope_len, pixels_len;
+};
+
+/* Draw a fresh file id, seal the sections under its per-file key and write the container
+ * (*out, caller frees). 0, -EINVAL, -EFBIG (a section past its limit), -EIO (no randomness),
+ * -ENOMEM. Thread-safe. */
+int codec_ct_write(const struct keys_key *container_key, const struct codec_ct_plain *in,
+                   uint8_t **out, size_t *out_len);
 
 #endif

@@ -171,7 +171,7 @@ void codec_deflate_desc_info(const struct codec_deflate_desc *desc,
 /* Accepts NULL. */
 void codec_deflate_desc_free(struct codec_deflate_desc *desc);
 
-/* ---- reading a description (for the zlib match-finder model, codec/zmodel.h) ------------- */
+/* ---- reading a description (for the zlib match-finder model, codec/zlib/zmodel.h) ------------- */
 
 /* One block of a description, as codec_deflate_desc_block() shows it. */
 struct codec_deflate_block_view {

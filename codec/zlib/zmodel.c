@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * The zlib match-finder model (codec/zmodel.h). Positions are absolute offsets into the data,
+ * The zlib match-finder model (codec/zlib/zmodel.h). Positions are absolute offsets into the data,
  * not offsets into a sliding buffer: the data is all in memory, so the slide is kept only as
  * what it changes, a window start (base) at or before which every stored position counts as
  * "none", exactly as zlib's position 0 does. The trade-off: one uint32_t per hash bucket and

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 /*
- * The modelled recipe (codec/zrecipe.h): a deflate description coded as its differences from
+ * The modelled recipe (codec/zlib/zrecipe.h): a deflate description coded as its differences from
  * the zlib model's prediction. Both sides work on one form, a stream of symbols covering the
  * data (a literal per byte, a match per match; stored blocks as literals), so that corrections,
  * block layout and block heads are each a comparison of two arrays.

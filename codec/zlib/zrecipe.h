@@ -7,7 +7,7 @@
  * deflater is still described exactly, only larger, and the PNG adapter keeps whichever of the
  * two forms is smaller.
  *
- * The model (codec/zmodel.h) gives, from the data and the parameters, a token stream, the block
+ * The model (codec/zlib/zmodel.h) gives, from the data and the parameters, a token stream, the block
  * boundaries (zlib ends a block every 2^(memLevel+6) - 1 symbols) and each block's type and
  * Huffman header. The recipe stores the parameters, the runs of tokens that differ, a block
  * layout only when it differs, and the block heads that differ. Making a recipe checks that it

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 /*
- * The block-level half of the zlib model (codec/zmodel.h): from the symbols of one block, the
+ * The block-level half of the zlib model (codec/zlib/zmodel.h): from the symbols of one block, the
  * block type zlib chooses and, for a dynamic block, the exact header it writes. zlib builds its
  * Huffman codes with a binary heap ordered by frequency, ties broken by subtree depth, limits
  * code lengths by moving leaves down a level, then run-length codes the lengths of the literal

@@ -13,7 +13,7 @@
 #   - the PNG and PGM images of ../shared/testdata (tests/data when it does not exist).
 # Ours: `imgcrypt train --eval default` (build/bin/imgcrypt): PSNR and SSIM of the integer
 #   decoder (the one previews use) and the latent's rate as the latent coder stores it (column
-#   CODED, codec/latcode.h, with its own header; the container adds a fixed 32-byte latent head
+#   CODED, codec/pixel/latcode.h, with its own header; the container adds a fixed 32-byte latent head
 #   and the 16-byte tag of its sealed section) over width x height.
 # References, one grey or RGB PNM per image (bench_quality pnm: 8-bit images as maxval 255,
 #   16-bit ones as maxval 2^depth - 1, e.g. 4095) coded at the rate ours got on that image: the

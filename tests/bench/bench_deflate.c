@@ -4,7 +4,7 @@
  * and the raw description ("recipe" before the match-finder model) as % of the compressed
  * stream, for the IDAT stream of each PNG named. Built by hand, not by CMake:
  *
- *   gcc -O2 -std=c11 -D_GNU_SOURCE -I. tests/bench/bench_deflate.c codec/deflate.c \
+ *   gcc -O2 -std=c11 -D_GNU_SOURCE -I. tests/bench/bench_deflate.c codec/zlib/deflate.c \
  *       -o /tmp/bench_deflate && /tmp/bench_deflate FILE.png...
  */
 #include <stdio.h>

@@ -1,10 +1,10 @@
 // SPDX-License-Identifier: MIT
 /*
- * Benchmark of the image path through the library's API (codec/container.h): what an image
+ * Benchmark of the image path through the library's API (codec/store/container.h): what an image
  * costs once stored, and how fast it is stored, read back and previewed. Run by bench_image.sh,
  * which prints the reference lossless coders beside it.
  *
- *   -c CODER: the container's coder mode (codec_ct_opts.coder): default, fixed, neural or
+ *   -c CODER: the container's coder mode (codec_pipeline_opts.coder): default, fixed, neural or
  *   smallest. The "parts" of the speed lines time predictor 0 alone, whatever the mode.
  *
  *   bench_image [-k KV] size FILE...
@@ -43,7 +43,7 @@
 #include <unistd.h>
 
 #include "codec/codec.h"
-#include "codec/store/container.h"
+#include "codec/pipeline.h"
 #include "codec/pixel/pixcode.h"
 #include "keys/keys.h"
 #include "nn/ae.h"
@@ -141,20 +141,20 @@ static const char *features_name(enum codec_ct_features f)
     return "?";
 }
 
-/* Which predictor codes (-c; codec_ct_opts.coder). */
-static int coder_mode = CODEC_CT_CODER_DEFAULT;
+/* Which predictor codes (-c; codec_pipeline_opts.coder). */
+static int coder_mode = CODEC_PIPELINE_CODER_DEFAULT;
 
 /* Encode, decode and compare: 0 and the container when the round trip holds. */
-static int round_trip(const struct codec_ct *ct, const struct input *in, unsigned threads,
+static int round_trip(const struct codec_pipeline *ct, const struct input *in, unsigned threads,
                       uint8_t **out, size_t *out_len)
 {
-    struct codec_ct_opts o = {.threads = threads, .coder = coder_mode};
+    struct codec_pipeline_opts o = {.threads = threads, .coder = coder_mode};
     uint8_t *c = NULL, *back = NULL;
     size_t cl = 0, bl = 0;
-    int rc = codec_ct_encode(ct, in->buf, in->len, &o, &c, &cl);
+    int rc = codec_pipeline_encode(ct, in->buf, in->len, &o, &c, &cl);
     if (rc != 0)
         return rc;
-    rc = codec_ct_decode(ct, c, cl, threads, &back, &bl);
+    rc = codec_pipeline_decode(ct, c, cl, threads, &back, &bl);
     if (rc == 0 && (bl != in->len || memcmp(back, in->buf, bl) != 0))
         rc = -EBADMSG;
     free(back);
@@ -172,25 +172,25 @@ static int round_trip(const struct codec_ct *ct, const struct input *in, unsigne
 enum op { OP_ENCODE, OP_DECODE, OP_PREVIEW };
 
 /* One call of the API on buf (a file to encode, or a container), its output dropped. */
-static int run_op(const struct codec_ct *ct, enum op op, const uint8_t *buf, size_t len,
+static int run_op(const struct codec_pipeline *ct, enum op op, const uint8_t *buf, size_t len,
                   unsigned threads)
 {
-    struct codec_ct_opts o = {.threads = threads, .coder = coder_mode};
+    struct codec_pipeline_opts o = {.threads = threads, .coder = coder_mode};
     uint8_t *out = NULL;
     size_t ol = 0;
     int rc;
     if (op == OP_ENCODE)
-        rc = codec_ct_encode(ct, buf, len, &o, &out, &ol);
+        rc = codec_pipeline_encode(ct, buf, len, &o, &out, &ol);
     else if (op == OP_DECODE)
-        rc = codec_ct_decode(ct, buf, len, threads, &out, &ol);
+        rc = codec_pipeline_decode(ct, buf, len, threads, &out, &ol);
     else
-        rc = codec_ct_preview(ct, buf, len, &out, &ol);
+        rc = codec_pipeline_preview(ct, buf, len, &out, &ol);
     free(out);
     return rc;
 }
 
 /* ms of one call with threads 2, median of SIZE_RUNS; every call must succeed. */
-static int time_op(const struct codec_ct *ct, enum op op, const uint8_t *buf, size_t len,
+static int time_op(const struct codec_pipeline *ct, enum op op, const uint8_t *buf, size_t len,
                    double *ms)
 {
     double t[SIZE_RUNS];
@@ -205,7 +205,7 @@ static int time_op(const struct codec_ct *ct, enum op op, const uint8_t *buf, si
     return 0;
 }
 
-static int cmd_size(const struct codec_ct *ct, FILE *kv, int argc, char **argv)
+static int cmd_size(const struct codec_pipeline *ct, FILE *kv, int argc, char **argv)
 {
     int fail = 0;
     nn_set_threads(2);
@@ -227,7 +227,7 @@ static int cmd_size(const struct codec_ct *ct, FILE *kv, int argc, char **argv)
             size_t el = 0;
             char why[128] = "not an image";
             if (codec_split(in.buf, in.len, &img, &env, &el, why, sizeof(why)) == 0)
-                snprintf(why, sizeof(why), "codec_ct_encode: -ENOTSUP");
+                snprintf(why, sizeof(why), "codec_pipeline_encode: -ENOTSUP");
             codec_image_free(img);
             free(env);
             printf("%-38s refused, stays on the generic path (%s)\n", in.name, why);
@@ -294,7 +294,7 @@ static int cmd_size(const struct codec_ct *ct, FILE *kv, int argc, char **argv)
 /* ---- speed ----------------------------------------------------------------------------------- */
 
 struct set {
-    const struct codec_ct *ct;
+    const struct codec_pipeline *ct;
     struct input *in;
     uint8_t **ct_buf; /* the containers of the inputs */
     size_t *ct_len;
@@ -350,21 +350,21 @@ static int time_passes(const struct set *s, enum op op, int pair, int runs, doub
 
 /*
  * Where the time goes, with the settings of one image at a time: per image, the whole call
- * (codec_ct_encode, _decode, _preview) and then its parts through their own headers, back to
+ * (codec_pipeline_encode, _decode, _preview) and then its parts through their own headers, back to
  * back, so that a whole and its parts see the same load; per run the sums over the set, "rest"
  * the whole less the parts; each the median over the runs, in seconds per pass.
  */
 enum part {
-    P_ENC,    /* codec_ct_encode */
+    P_ENC,    /* codec_pipeline_encode */
     P_SPLIT,  /* codec_split */
     P_PIXENC, /* codec_pixcode_encode */
     P_AE,     /* nn_ae_encode of the first frame */
     P_ENCREST,
-    P_DEC,    /* codec_ct_decode */
+    P_DEC,    /* codec_pipeline_decode */
     P_PIXDEC, /* codec_pixcode_decode */
     P_JOIN,   /* codec_join */
     P_DECREST,
-    P_PREV,  /* codec_ct_preview */
+    P_PREV,  /* codec_pipeline_preview */
     P_AEDEC, /* nn_ae_decode_int (nn_ae_decode when the model has no integer decoder) */
     P_PREVREST,
     P_COUNT
@@ -481,8 +481,8 @@ static void put_kv(FILE *kv, const char *label, const char *key, double v)
         fprintf(kv, "speed %s %s %.4f\n", label, key, v);
 }
 
-static int cmd_speed(const struct codec_ct *ct, FILE *kv, int runs, const char *label, int argc,
-                     char **argv)
+static int cmd_speed(const struct codec_pipeline *ct, FILE *kv, int runs, const char *label,
+                     int argc, char **argv)
 {
     struct set s = {ct, NULL, NULL, NULL, argc};
     double enc1, enc2, dec1, dec2, prev;
@@ -560,7 +560,7 @@ int main(int argc, char **argv)
                                     0x42, 0x42, 0x42, 0x42, 0x42, 0x42, 0x42, 0x42,
                                     0x42, 0x42, 0x42, 0x42, 0x42, 0x42, 0x42, 0x42};
     struct keys_key *key = NULL;
-    struct codec_ct *ct = NULL;
+    struct codec_pipeline *ct = NULL;
     FILE *kv = NULL;
     int rc = 2;
     if (argc >= 3 && strcmp(argv[1], "-k") == 0) {
@@ -584,7 +584,8 @@ int main(int argc, char **argv)
         argc -= 2;
         argv += 2;
     }
-    if (keys_key_from_bytes(raw, KEYS_KEY_GCM, &key) != 0 || codec_ct_new_key(key, &ct) != 0) {
+    if (keys_key_from_bytes(raw, KEYS_KEY_GCM, &key) != 0 ||
+        codec_pipeline_new_key(key, &ct) != 0) {
         fprintf(stderr, "bench_image: no container key\n");
         goto out;
     }
@@ -596,7 +597,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: bench_image [-k KV] [-c CODER] size FILE... | "
                         "[-k KV] [-c CODER] speed RUNS LABEL FILE...\n");
 out:
-    codec_ct_free(ct);
+    codec_pipeline_free(ct);
     keys_key_free(key);
     if (kv && fclose(kv) != 0)
         rc = rc ? rc : 1;

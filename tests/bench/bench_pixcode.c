@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 /*
- * Benchmark of the pixel coder (codec/pixcode.h), run by bench_pixcode.sh.
+ * Benchmark of the pixel coder (codec/pixel/pixcode.h), run by bench_pixcode.sh.
  *
  *   bench_pixcode size FILE...   one line per image file (PNG, PNM, native DICOM):
  *       name, samples, bits per sample of the pixel stream, of the PNG's IDAT chunks (PNG

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
 #
-# bench_pixcode.sh: the lossless pixel coder (codec/pixcode.h) against the standard lossless
+# bench_pixcode.sh: the lossless pixel coder (codec/pixel/pixcode.h) against the standard lossless
 # coders, in bits per sample of the pixel data, on a corpus made at run time; then encode and
 # decode images per second at 256x256 and 512x512 with 1 and 2 threads.
 #

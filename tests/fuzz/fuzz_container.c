@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 /*
- * Fuzz target: the container parser (codec/container.h). Any input must decode to bytes whose
+ * Fuzz target: the container parser (codec/store/container.h). Any input must decode to bytes whose
  * length the header states, or be refused with -EINVAL, -EBADMSG or -ENOENT; a preview must
  * give a PNG or refuse with those or -ENODATA; never a crash. Since almost every mutation
  * breaks a CRC, inputs whose ninth byte is even (as in every container: IHDR's length starts
@@ -13,21 +13,21 @@
 #include <stdio.h>
 #include <zlib.h>
 
-#include "codec/store/container.h"
+#include "codec/pipeline.h"
 #include "keys/keys.h"
 #include "tests/fuzz/fuzz_common.h"
 
 int keys_key_from_bytes(const uint8_t *bytes, enum keys_key_kind kind, struct keys_key **out);
 
-static const struct codec_ct *fuzz_ct(void)
+static const struct codec_pipeline *fuzz_ct(void)
 {
     static struct keys_key *key;
-    static struct codec_ct *ct;
+    static struct codec_pipeline *ct;
     uint8_t raw[32];
     memset(raw, 0x37, sizeof(raw)); /* the container key the seeds were made with */
     if (!key && keys_key_from_bytes(raw, KEYS_KEY_GCM, &key) != 0)
         abort();
-    if (!ct && codec_ct_new_key(key, &ct) != 0)
+    if (!ct && codec_pipeline_new_key(key, &ct) != 0)
         abort();
     return ct;
 }
@@ -68,7 +68,7 @@ static void write_seeds(const char *dir)
         memcpy(f, head, (size_t)hn);
         for (size_t j = (size_t)hn; j < n; j++)
             f[j] = (uint8_t)(j * 7 + j / w);
-        if (codec_ct_encode(fuzz_ct(), f, n, NULL, &c, &cl) != 0)
+        if (codec_pipeline_encode(fuzz_ct(), f, n, NULL, &c, &cl) != 0)
             abort();
         snprintf(path, sizeof(path), "%s/pnm-%ux%u", dir, w, h);
         FILE *o = fopen(path, "wb");
@@ -92,7 +92,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         fix_crcs(copy, size);
     struct codec_ct_info info;
     int ri = codec_ct_info(copy, size, &info);
-    int rc = codec_ct_decode(fuzz_ct(), copy, size, 1 + (unsigned)(size & 1), &out, &out_len);
+    int rc = codec_pipeline_decode(fuzz_ct(), copy, size, 1 + (unsigned)(size & 1), &out, &out_len);
     if (rc == 0) {
         if (ri != 0 || out_len != info.plain_size)
             abort();
@@ -101,7 +101,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         abort();
     }
     out = NULL;
-    rc = codec_ct_preview(fuzz_ct(), copy, size, &out, &out_len);
+    rc = codec_pipeline_preview(fuzz_ct(), copy, size, &out, &out_len);
     if (rc == 0)
         free(out);
     else if (rc != -EINVAL && rc != -EBADMSG && rc != -ENOENT && rc != -ENODATA)

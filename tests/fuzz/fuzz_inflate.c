@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 /*
- * Fuzz target: the recording inflater and the description parser (codec/deflate.h). The first
+ * Fuzz target: the recording inflater and the description parser (codec/zlib/deflate.h). The first
  * byte picks what the rest is: 0 a raw deflate stream, 1 a zlib stream, 2 a serialised
  * description. A stream either fails cleanly or comes back bit for bit through record ->
  * serialise -> parse -> emit; a description either fails to parse or is canonical (serialises

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 /*
- * Fuzz target: the latent coder's decoder (codec/latcode.h) on untrusted streams. The first
+ * Fuzz target: the latent coder's decoder (codec/pixel/latcode.h) on untrusted streams. The first
  * three bytes choose the geometry (planes 1..16, height and width 1..64), the rest is the
  * stream. Decoding must refuse cleanly (-EINVAL) or give values in -127..127 that encode to a
  * stream decoding to the same values. Anything else aborts.

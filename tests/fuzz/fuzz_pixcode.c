@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 /*
- * Fuzz target: the pixel coder's decoder (codec/pixcode.h) on untrusted streams. The input is
+ * Fuzz target: the pixel coder's decoder (codec/pixel/pixcode.h) on untrusted streams. The input is
  * a stream; when its header is sound and the image small, the whole image is decoded, then
  * each stripe alone. Both must refuse cleanly (-EINVAL) or succeed, and a stream that decodes
  * must decode the same way stripe by stripe, and encode back to a stream that decodes to the

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 /*
- * Fuzz target: the coder model parser (codec/pixnet.h) on untrusted bytes. A model file must be
+ * Fuzz target: the coder model parser (codec/pixel/pixnet.h) on untrusted bytes. A model file must be
  * refused cleanly or load; a model that loads must code a small image losslessly (whatever its
  * weights: the format never depends on the model's quality). Anything else aborts.
  */

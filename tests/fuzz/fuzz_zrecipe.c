@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 /*
- * Fuzz target: the modelled recipe (codec/zrecipe.h). The first byte picks what the rest is:
+ * Fuzz target: the modelled recipe (codec/zlib/zrecipe.h). The first byte picks what the rest is:
  * 0 a zlib stream, which must either fail to record cleanly or come back bit for bit through
  * record -> make recipe -> parse -> emit; 1 a data length (2 bytes, big-endian, cut to what is
  * there), that many bytes of data, then a recipe (untrusted), which must either be refused

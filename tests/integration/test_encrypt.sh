@@ -137,7 +137,7 @@ echo "   $n_ct containers, $n_bf block files"
 step "coder modes"
 # The keyring holds the shipped coder model (init puts it in): --coder neural codes with it,
 # smallest keeps the smaller of both, fixed (the default) predictor 0; all give back the bytes.
-# On the axial test slice the neural predictor is measurably smaller (codec/pixnet.h).
+# On the axial test slice the neural predictor is measurably smaller (codec/pixel/pixnet.h).
 for f in "$DATA"/mri-t1-axial-8bit.png "$DATA"/mri-t1-coronal-512.png "$DATA"/MR_small.dcm; do
     b=$(basename "$f")
     for mode in fixed neural smallest; do

@@ -37,7 +37,7 @@ checked=0
 previews=0
 neural=0
 # The coder model id a container names (header field at offset 48 of the "icHd" chunk's data,
-# which starts at byte 41 of the file; codec/container.h); zeros for predictor 0.
+# which starts at byte 41 of the file; codec/store/container.h); zeros for predictor 0.
 coder_of() { od -An -tx1 -j89 -N16 "$1" | tr -d ' \n'; }
 for g in "$DATA"/golden/*/; do
     [[ -f $g/MANIFEST ]] || continue

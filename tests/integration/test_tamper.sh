@@ -5,7 +5,7 @@
 # path and block, while the untouched blocks of the same files still read back exactly.
 # Also: broken headers, a file extended with a zero block, sealed symlink targets, xattr
 # values and names. Block i of a block file is at 32 + i * 4124, 4124 bytes (nonce, 4096
-# bytes of ciphertext, tag); see codec/blockfile.h.
+# bytes of ciphertext, tag); see codec/store/blockfile.h.
 . "$(dirname "$0")/lib.sh"
 lib_setup
 

@@ -18,7 +18,7 @@
 #include <unistd.h>
 
 #include "tests/unit/unit.h"
-#include "codec/store/container.h"
+#include "codec/pipeline.h"
 #include "codec/pixel/pixnet.h"
 #include "keys/keys.h"
 
@@ -26,7 +26,7 @@ int keys_key_from_bytes(const uint8_t *bytes, enum keys_key_kind kind, struct ke
 
 struct ctx {
     struct keys_key *key;
-    struct codec_ct *ct;
+    struct codec_pipeline *ct;
 };
 
 static void ctx_new(struct ctx *c)
@@ -34,12 +34,12 @@ static void ctx_new(struct ctx *c)
     uint8_t raw[32];
     ck_assert_int_eq(keys_random(raw, sizeof(raw)), 0);
     ck_assert_int_eq(keys_key_from_bytes(raw, KEYS_KEY_GCM, &c->key), 0);
-    ck_assert_int_eq(codec_ct_new_key(c->key, &c->ct), 0);
+    ck_assert_int_eq(codec_pipeline_new_key(c->key, &c->ct), 0);
 }
 
 static void ctx_free(struct ctx *c)
 {
-    codec_ct_free(c->ct);
+    codec_pipeline_free(c->ct);
     keys_key_free(c->key);
 }
 
@@ -220,13 +220,13 @@ static void check_png(const uint8_t *c, size_t n)
 }
 
 /* The preview must be a PNG of the image's geometry. */
-static void check_preview(const struct codec_ct *ct, const uint8_t *c, size_t n)
+static void check_preview(const struct codec_pipeline *ct, const uint8_t *c, size_t n)
 {
     struct codec_ct_info info;
     uint8_t *pv = NULL;
     size_t pl = 0;
     ck_assert_int_eq(codec_ct_info(c, n, &info), 0);
-    int rc = codec_ct_preview(ct, c, n, &pv, &pl);
+    int rc = codec_pipeline_preview(ct, c, n, &pv, &pl);
     if (info.features != CODEC_CT_FEATURES_PRESENT) {
         ck_assert_int_eq(rc, -ENODATA);
         return;
@@ -252,13 +252,13 @@ static uint8_t *round_trip(const struct ctx *c, const uint8_t *f, size_t n, size
 {
     uint8_t *ct = NULL, *back = NULL;
     size_t cl = 0, bl = 0;
-    struct codec_ct_opts o = {.threads = 2};
-    int rc = codec_ct_encode(c->ct, f, n, &o, &ct, &cl);
+    struct codec_pipeline_opts o = {.threads = 2};
+    int rc = codec_pipeline_encode(c->ct, f, n, &o, &ct, &cl);
     if (rc == -ENOTSUP)
         return NULL;
     ck_assert_msg(rc == 0, "%s: encode %d", what, rc);
     ck_assert_int_eq(codec_ct_sniff(ct, cl), 1);
-    rc = codec_ct_decode(c->ct, ct, cl, 1, &back, &bl);
+    rc = codec_pipeline_decode(c->ct, ct, cl, 1, &back, &bl);
     ck_assert_msg(rc == 0, "%s: decode %d", what, rc);
     ck_assert_msg(bl == n && memcmp(back, f, n) == 0, "%s: bytes differ", what);
     free(back);
@@ -368,22 +368,22 @@ START_TEST(test_not_image)
     uint8_t *ct = NULL;
     size_t cl = 0;
     ctx_new(&c);
-    ck_assert_int_eq(codec_ct_encode(c.ct, text, sizeof(text), NULL, &ct, &cl), -ENOTSUP);
+    ck_assert_int_eq(codec_pipeline_encode(c.ct, text, sizeof(text), NULL, &ct, &cl), -ENOTSUP);
     ck_assert_ptr_null(ct);
-    ck_assert_int_eq(codec_ct_decode(c.ct, text, sizeof(text), 1, &ct, &cl), -EINVAL);
-    ck_assert_int_eq(codec_ct_decode(c.ct, NULL, 0, 1, &ct, &cl), -EINVAL);
+    ck_assert_int_eq(codec_pipeline_decode(c.ct, text, sizeof(text), 1, &ct, &cl), -EINVAL);
+    ck_assert_int_eq(codec_pipeline_decode(c.ct, NULL, 0, 1, &ct, &cl), -EINVAL);
     ck_assert_ptr_null(ct);
     ctx_free(&c);
 }
 END_TEST
 
 /* Decoding must fail without touching the out-parameters. */
-static void expect_refused(const struct codec_ct *ct, const uint8_t *b, size_t n, const char *w,
-                           size_t pos)
+static void expect_refused(const struct codec_pipeline *ct, const uint8_t *b, size_t n,
+                           const char *w, size_t pos)
 {
     uint8_t *out = (uint8_t *)&out;
     size_t ol = 4242;
-    int rc = codec_ct_decode(ct, b, n, 1, &out, &ol);
+    int rc = codec_pipeline_decode(ct, b, n, 1, &out, &ol);
     ck_assert_msg(rc == -EBADMSG || rc == -EINVAL, "%s at %zu: decode gave %d", w, pos, rc);
     ck_assert_ptr_eq(out, (uint8_t *)&out);
     ck_assert_uint_eq(ol, 4242);
@@ -506,10 +506,10 @@ START_TEST(test_swap)
         uint8_t *s = splice(b, bl, &cb[i], a, &ca[i], &sl);
         uint8_t *out = NULL;
         size_t outl = 0;
-        int rc = codec_ct_decode(c.ct, s, sl, 1, &out, &outl);
+        int rc = codec_pipeline_decode(c.ct, s, sl, 1, &out, &outl);
         ck_assert_msg(rc == -EBADMSG, "chunk %s from another container: %d", ca[i].type, rc);
         if (i == 2) {
-            rc = codec_ct_preview(c.ct, s, sl, &out, &outl);
+            rc = codec_pipeline_preview(c.ct, s, sl, &out, &outl);
             ck_assert_int_eq(rc, -EBADMSG);
         }
         free(s);
@@ -521,15 +521,15 @@ START_TEST(test_swap)
         memcpy(s, a, al);
         memcpy(s + at, a + ca[3].at, ca[3].len);
         memcpy(s + at + ca[3].len, a + ca[2].at, ca[2].len);
-        ck_assert_int_eq(codec_ct_decode(c.ct, s, al, 1, &out, &outl), -EINVAL);
+        ck_assert_int_eq(codec_pipeline_decode(c.ct, s, al, 1, &out, &outl), -EINVAL);
         free(s);
     }
     /* wrong key */
     uint8_t *out = NULL;
     size_t outl = 0;
-    ck_assert_int_eq(codec_ct_decode(other.ct, a, al, 1, &out, &outl), -EBADMSG);
-    ck_assert_int_eq(codec_ct_preview(other.ct, a, al, &out, &outl), -EBADMSG);
-    ck_assert_int_eq(codec_ct_decode(c.ct, o, ol, 1, &out, &outl), -EBADMSG);
+    ck_assert_int_eq(codec_pipeline_decode(other.ct, a, al, 1, &out, &outl), -EBADMSG);
+    ck_assert_int_eq(codec_pipeline_preview(other.ct, a, al, &out, &outl), -EBADMSG);
+    ck_assert_int_eq(codec_pipeline_decode(c.ct, o, ol, 1, &out, &outl), -EBADMSG);
     ck_assert_ptr_null(out);
     free(a);
     free(b);
@@ -557,31 +557,31 @@ START_TEST(test_keyring)
     struct keys_source src = {KEYS_SRC_KEYFILE, kf};
     struct keys_secret *sec = NULL;
     struct keys_ring *r1 = NULL, *r2 = NULL;
-    struct codec_ct *c1 = NULL, *c2 = NULL;
+    struct codec_pipeline *c1 = NULL, *c2 = NULL;
     ck_assert_int_eq(keys_secret_read(&src, NULL, 0, &sec, NULL, 0), 0);
     ck_assert_int_eq(keys_ring_create(ring1, sec, KEYS_LOGN_MIN), 0);
     ck_assert_int_eq(keys_ring_create(ring2, sec, KEYS_LOGN_MIN), 0);
     ck_assert_int_eq(keys_ring_open(ring1, sec, &r1, NULL, 0), 0);
     ck_assert_int_eq(keys_ring_open(ring2, sec, &r2, NULL, 0), 0);
-    ck_assert_int_eq(codec_ct_new(r1, &c1), 0);
-    ck_assert_int_eq(codec_ct_new(r2, &c2), 0);
+    ck_assert_int_eq(codec_pipeline_new(r1, &c1), 0);
+    ck_assert_int_eq(codec_pipeline_new(r2, &c2), 0);
     size_t n = 0, cl = 0, bl = 0;
     uint8_t *f = make_png(40, 30, 1, 8, &n), *ct = NULL, *back = NULL;
-    struct codec_ct_opts o = {.verify = 1};
-    ck_assert_int_eq(codec_ct_encode(c1, f, n, &o, &ct, &cl), 0);
-    ck_assert_int_eq(codec_ct_decode(c1, ct, cl, 2, &back, &bl), 0);
+    struct codec_pipeline_opts o = {.verify = 1};
+    ck_assert_int_eq(codec_pipeline_encode(c1, f, n, &o, &ct, &cl), 0);
+    ck_assert_int_eq(codec_pipeline_decode(c1, ct, cl, 2, &back, &bl), 0);
     ck_assert_uint_eq(bl, n);
     ck_assert_mem_eq(back, f, n);
     free(back);
     back = NULL;
     /* same key file, another keyring: another master key */
-    ck_assert_int_eq(codec_ct_decode(c2, ct, cl, 1, &back, &bl), -EBADMSG);
-    ck_assert_int_eq(codec_ct_preview(c2, ct, cl, &back, &bl), -EBADMSG);
+    ck_assert_int_eq(codec_pipeline_decode(c2, ct, cl, 1, &back, &bl), -EBADMSG);
+    ck_assert_int_eq(codec_pipeline_preview(c2, ct, cl, &back, &bl), -EBADMSG);
     ck_assert_ptr_null(back);
     free(ct);
     free(f);
-    codec_ct_free(c1);
-    codec_ct_free(c2);
+    codec_pipeline_free(c1);
+    codec_pipeline_free(c2);
     keys_ring_close(r1);
     keys_ring_close(r2);
     keys_secret_free(sec);
@@ -630,7 +630,7 @@ START_TEST(test_coder_model)
     struct keys_source src = {KEYS_SRC_KEYFILE, kf};
     struct keys_secret *sec = NULL;
     struct keys_ring *r1 = NULL, *r2 = NULL;
-    struct codec_ct *c1 = NULL, *c2 = NULL;
+    struct codec_pipeline *c1 = NULL, *c2 = NULL;
     size_t ml = 0;
     uint8_t *model = coder_model(&ml);
     ck_assert_int_eq(keys_sha256(model, ml, digest), 0);
@@ -638,11 +638,12 @@ START_TEST(test_coder_model)
     ck_assert_int_eq(keys_ring_create(ring1, sec, KEYS_LOGN_MIN), 0);
     ck_assert_int_eq(keys_ring_open(ring1, sec, &r1, NULL, 0), 0);
     ck_assert_int_eq(keys_ring_add_model(r1, KEYS_MODEL_CODER, digest, model, ml), 0);
-    ck_assert_int_eq(codec_ct_new(r1, &c1), 0);
+    ck_assert_int_eq(codec_pipeline_new(r1, &c1), 0);
     size_t n = 0, cl = 0, bl = 0;
     uint8_t *f = make_png(70, 45, 1, 16, &n), *ct = NULL, *back = NULL;
-    struct codec_ct_opts o = {.verify = 1, .threads = 2, .coder = CODEC_CT_CODER_NEURAL};
-    ck_assert_int_eq(codec_ct_encode(c1, f, n, &o, &ct, &cl), 0);
+    struct codec_pipeline_opts o = {
+        .verify = 1, .threads = 2, .coder = CODEC_PIPELINE_CODER_NEURAL};
+    ck_assert_int_eq(codec_pipeline_encode(c1, f, n, &o, &ct, &cl), 0);
     struct codec_ct_info info;
     ck_assert_int_eq(codec_ct_info(ct, cl, &info), 0);
     ck_assert_mem_eq(info.coder_id, digest, KEYS_ID_BYTES);
@@ -650,17 +651,17 @@ START_TEST(test_coder_model)
      * asked for the smallest (sizes differ only by the pixel stream) */
     static const uint8_t none[KEYS_ID_BYTES] = {0};
     size_t sizes[4] = {0};
-    for (int mode = CODEC_CT_CODER_DEFAULT; mode <= CODEC_CT_CODER_SMALLEST; mode++) {
-        struct codec_ct_opts om = {.verify = 1, .threads = 1, .coder = mode};
+    for (int mode = CODEC_PIPELINE_CODER_DEFAULT; mode <= CODEC_PIPELINE_CODER_SMALLEST; mode++) {
+        struct codec_pipeline_opts om = {.verify = 1, .threads = 1, .coder = mode};
         uint8_t *cm = NULL, *bm = NULL;
         size_t cml = 0, bml = 0;
-        ck_assert_int_eq(codec_ct_encode(c1, f, n, &om, &cm, &cml), 0);
+        ck_assert_int_eq(codec_pipeline_encode(c1, f, n, &om, &cm, &cml), 0);
         ck_assert_int_eq(codec_ct_info(cm, cml, &info), 0);
-        if (mode == CODEC_CT_CODER_NEURAL)
+        if (mode == CODEC_PIPELINE_CODER_NEURAL)
             ck_assert_mem_eq(info.coder_id, digest, KEYS_ID_BYTES);
-        else if (mode != CODEC_CT_CODER_SMALLEST)
+        else if (mode != CODEC_PIPELINE_CODER_SMALLEST)
             ck_assert_mem_eq(info.coder_id, none, KEYS_ID_BYTES);
-        ck_assert_int_eq(codec_ct_decode(c1, cm, cml, 2, &bm, &bml), 0);
+        ck_assert_int_eq(codec_pipeline_decode(c1, cm, cml, 2, &bm, &bml), 0);
         ck_assert_uint_eq(bml, n);
         ck_assert_mem_eq(bm, f, n);
         sizes[mode] = cml;
@@ -668,18 +669,19 @@ START_TEST(test_coder_model)
         free(bm);
     }
     for (int bad = -1; bad <= 4; bad += 5) { /* no such mode: refused, nothing made */
-        struct codec_ct_opts ob = {.coder = bad};
+        struct codec_pipeline_opts ob = {.coder = bad};
         uint8_t *cb = NULL;
         size_t cbl = 0;
-        ck_assert_int_eq(codec_ct_encode(c1, f, n, &ob, &cb, &cbl), -EINVAL);
+        ck_assert_int_eq(codec_pipeline_encode(c1, f, n, &ob, &cb, &cbl), -EINVAL);
         ck_assert_ptr_null(cb);
     }
-    ck_assert_uint_eq(sizes[CODEC_CT_CODER_DEFAULT], sizes[CODEC_CT_CODER_FIXED]);
-    ck_assert_uint_eq(sizes[CODEC_CT_CODER_NEURAL], cl);
-    ck_assert_uint_eq(sizes[CODEC_CT_CODER_SMALLEST],
-                      sizes[CODEC_CT_CODER_FIXED] < cl ? sizes[CODEC_CT_CODER_FIXED] : cl);
+    ck_assert_uint_eq(sizes[CODEC_PIPELINE_CODER_DEFAULT], sizes[CODEC_PIPELINE_CODER_FIXED]);
+    ck_assert_uint_eq(sizes[CODEC_PIPELINE_CODER_NEURAL], cl);
+    ck_assert_uint_eq(sizes[CODEC_PIPELINE_CODER_SMALLEST], sizes[CODEC_PIPELINE_CODER_FIXED] < cl
+                                                                ? sizes[CODEC_PIPELINE_CODER_FIXED]
+                                                                : cl);
     for (unsigned th = 1; th <= 2; th++) {
-        ck_assert_int_eq(codec_ct_decode(c1, ct, cl, th, &back, &bl), 0);
+        ck_assert_int_eq(codec_pipeline_decode(c1, ct, cl, th, &back, &bl), 0);
         ck_assert_uint_eq(bl, n);
         ck_assert_mem_eq(back, f, n);
         free(back);
@@ -688,35 +690,35 @@ START_TEST(test_coder_model)
     /* a keyring without that coder model: the container names an unknown coder */
     ck_assert_int_eq(keys_ring_create(ring2, sec, KEYS_LOGN_MIN), 0);
     ck_assert_int_eq(keys_ring_open(ring2, sec, &r2, NULL, 0), 0);
-    ck_assert_int_eq(codec_ct_new(r2, &c2), 0);
-    ck_assert_int_eq(codec_ct_decode(c2, ct, cl, 1, &back, &bl), -ENOENT);
+    ck_assert_int_eq(codec_pipeline_new(r2, &c2), 0);
+    ck_assert_int_eq(codec_pipeline_decode(c2, ct, cl, 1, &back, &bl), -ENOENT);
     ck_assert_ptr_null(back);
     /* a keyring whose last coder model this build cannot load (a later release's, say): files
      * are still stored, by predictor 0, and the header names no coder */
-    struct codec_ct *c3 = NULL;
+    struct codec_pipeline *c3 = NULL;
     uint8_t junk[64], junk_id[32];
     memset(junk, 0x5a, sizeof(junk));
     ck_assert_int_eq(keys_sha256(junk, sizeof(junk), junk_id), 0);
     ck_assert_int_eq(keys_ring_add_model(r2, KEYS_MODEL_CODER, junk_id, junk, sizeof(junk)), 0);
-    ck_assert_int_eq(codec_ct_new(r2, &c3), 0);
+    ck_assert_int_eq(codec_pipeline_new(r2, &c3), 0);
     uint8_t *ct3 = NULL, zero[KEYS_ID_BYTES] = {0};
     size_t cl3 = 0;
     for (int k = 0; k < 2; k++) { /* the failed load is remembered, and still not an error */
-        ck_assert_int_eq(codec_ct_encode(c3, f, n, &o, &ct3, &cl3), 0);
+        ck_assert_int_eq(codec_pipeline_encode(c3, f, n, &o, &ct3, &cl3), 0);
         ck_assert_int_eq(codec_ct_info(ct3, cl3, &info), 0);
         ck_assert_mem_eq(info.coder_id, zero, KEYS_ID_BYTES);
-        ck_assert_int_eq(codec_ct_decode(c3, ct3, cl3, 1, &back, &bl), 0);
+        ck_assert_int_eq(codec_pipeline_decode(c3, ct3, cl3, 1, &back, &bl), 0);
         ck_assert_mem_eq(back, f, n);
         free(back);
         back = NULL;
         free(ct3);
     }
-    codec_ct_free(c3);
+    codec_pipeline_free(c3);
     free(ct);
     free(f);
     free(model);
-    codec_ct_free(c1);
-    codec_ct_free(c2);
+    codec_pipeline_free(c1);
+    codec_pipeline_free(c2);
     keys_ring_close(r1);
     keys_ring_close(r2);
     keys_secret_free(sec);
@@ -732,28 +734,28 @@ START_TEST(test_options)
     struct ctx c;
     size_t n = 0, cl = 0, pl = 0;
     uint8_t *f = make_png(64, 64, 0, 16, &n), *ct = NULL, *pv = NULL;
-    struct codec_ct_opts o = {.no_features = 1, .verify = 1, .threads = 2};
+    struct codec_pipeline_opts o = {.no_features = 1, .verify = 1, .threads = 2};
     ctx_new(&c);
-    ck_assert_int_eq(codec_ct_encode(c.ct, f, n, &o, &ct, &cl), 0);
+    ck_assert_int_eq(codec_pipeline_encode(c.ct, f, n, &o, &ct, &cl), 0);
     struct codec_ct_info info;
     ck_assert_int_eq(codec_ct_info(ct, cl, &info), 0);
     ck_assert_int_eq(info.features, CODEC_CT_FEATURES_DISABLED);
     ck_assert_uint_eq(info.features_bytes, 0);
-    ck_assert_int_eq(codec_ct_preview(c.ct, ct, cl, &pv, &pl), -ENODATA);
+    ck_assert_int_eq(codec_pipeline_preview(c.ct, ct, cl, &pv, &pl), -ENODATA);
     free(ct);
     /* decoding with 1 and 2 threads gives the same bytes */
-    ck_assert_int_eq(codec_ct_encode(c.ct, f, n, NULL, &ct, &cl), 0);
+    ck_assert_int_eq(codec_pipeline_encode(c.ct, f, n, NULL, &ct, &cl), 0);
     uint8_t *b1 = NULL, *b2 = NULL;
     size_t l1 = 0, l2 = 0;
-    ck_assert_int_eq(codec_ct_decode(c.ct, ct, cl, 1, &b1, &l1), 0);
-    ck_assert_int_eq(codec_ct_decode(c.ct, ct, cl, 2, &b2, &l2), 0);
+    ck_assert_int_eq(codec_pipeline_decode(c.ct, ct, cl, 1, &b1, &l1), 0);
+    ck_assert_int_eq(codec_pipeline_decode(c.ct, ct, cl, 2, &b2, &l2), 0);
     ck_assert_uint_eq(l1, l2);
     ck_assert_mem_eq(b1, b2, l1);
     /* previews are the same bytes every time */
     uint8_t *p1 = NULL, *p2 = NULL;
     size_t q1 = 0, q2 = 0;
-    ck_assert_int_eq(codec_ct_preview(c.ct, ct, cl, &p1, &q1), 0);
-    ck_assert_int_eq(codec_ct_preview(c.ct, ct, cl, &p2, &q2), 0);
+    ck_assert_int_eq(codec_pipeline_preview(c.ct, ct, cl, &p1, &q1), 0);
+    ck_assert_int_eq(codec_pipeline_preview(c.ct, ct, cl, &p2, &q2), 0);
     ck_assert_uint_eq(q1, q2);
     ck_assert_mem_eq(p1, p2, q1);
     free(p1);

@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 /*
- * Unit tests of the pixel coder (codec/pixcode.h) and its rANS layer (codec/rans.h): exact
+ * Unit tests of the pixel coder (codec/pixel/pixcode.h) and its rANS layer (codec/pixel/rans.h): exact
  * round trips of the test images and of synthetic ones at every awkward size and depth, each
  * stripe decoded alone, and corrupt input (truncations, byte flips, bad tables) refused or at
  * worst decoded to other samples, never a crash or a read outside the buffer.

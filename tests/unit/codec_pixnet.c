@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 /*
- * Unit tests of the neural predictor (codec/pixnet.h) in the pixel coder: exact round trips at
+ * Unit tests of the neural predictor (codec/pixel/pixnet.h) in the pixel coder: exact round trips at
  * every awkward size, depth and stripe height, with an untrained (random) model and with the
  * shipped one; each stripe decoded alone; the same stream for any thread count of the coder
  * and of OpenBLAS; malformed model files refused; and, when a default model is shipped, its

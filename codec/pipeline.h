@@ -1,0 +1,105 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The image pipeline: what the filesystem's conversion worker and the tools call to turn an
+ * image file into its stored form and back. Encoding is split (codec/codec.h adapters) +
+ * features (the autoencoder, nn/ae.h) + pixel coding (codec/pixel/pixcode.h, with the neural
+ * predictor of codec/pixel/pixnet.h) + seal and write (the container, codec/store/container.h,
+ * which specifies the stored bytes) + optionally decode and compare. Decoding is the reverse,
+ * and the preview opens only the features.
+ *
+ * The trade-off: whole buffers in memory (the caller reads the file, the pipeline returns the
+ * container), about three times the pixel stream at peak, against one call per file and no
+ * partial state to clean up. Models are loaded on first use and kept for the pipeline's life.
+ *
+ * All functions take untrusted bytes; none aborts on them. Thread-safe on distinct buffers.
+ */
+#ifndef IMGCRYPTFS_CODEC_PIPELINE_H
+#define IMGCRYPTFS_CODEC_PIPELINE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "codec/codec.h"
+#include "codec/store/container.h"
+#include "keys/keys.h"
+
+/*
+ * What encoding and decoding need: the per-filesystem container key, the autoencoders and the
+ * coder models (those in the keyring's model list, plus the ones built into the library). Opaque;
+ * shared by any number of threads (models are loaded on first use under an internal lock).
+ */
+struct codec_pipeline;
+
+/* From an unlocked keyring: derives the container subkey and lists the keyring's
+ * autoencoders and coder models; the ring must outlive the result (model bytes are read from
+ * it). Encoding uses the autoencoder added last to the keyring, else the built-in one, and, in
+ * the coder modes that use one (enum codec_pipeline_coder), the coder model (KEYS_MODEL_CODER)
+ * added last, else the built-in one, else the fixed predictor 0. A model whose bytes this build
+ * does not load (a later release's) is remembered as such: encoding then uses predictor 0 (a coder)
+ * or no features (an autoencoder) rather than failing, and decoding a container that names it gives
+ * -ENOENT. 0, -ENOMEM or an error of keys_ring_subkey. Free with codec_pipeline_free. */
+int codec_pipeline_new(const struct keys_ring *ring, struct codec_pipeline **out);
+/* From a container key the caller holds (not owned; it must outlive the result) and only the
+ * built-in models: tests, fuzzing, and callers that keep their own subkeys. */
+int codec_pipeline_new_key(const struct keys_key *container_key, struct codec_pipeline **out);
+void codec_pipeline_free(struct codec_pipeline *pl);
+
+/*
+ * Which predictor codes the pixels (the container names the one it used; decoding needs no
+ * choice). The neural predictor (codec/pixel/pixnet.h) uses the coder model codec_pipeline_new
+ * picked; without one, predictor 0 codes in every mode. The trade-off, measured in README.md: the
+ * neural predictor makes most slices a few percent smaller and codes several times slower.
+ */
+enum codec_pipeline_coder {
+    CODEC_PIPELINE_CODER_DEFAULT = 0,  /* CODEC_PIPELINE_CODER_FIXED */
+    CODEC_PIPELINE_CODER_FIXED = 1,    /* predictor 0 only: the fastest */
+    CODEC_PIPELINE_CODER_NEURAL = 2,   /* the neural predictor only */
+    CODEC_PIPELINE_CODER_SMALLEST = 3, /* both; the smaller stream is kept, predictor 0 on a tie */
+};
+
+struct codec_pipeline_opts {
+    unsigned threads; /* pixel coder workers; 0 or 1: the calling thread */
+    int coder;        /* enum codec_pipeline_coder; another value: -EINVAL */
+    int no_features;  /* store no features (status CODEC_CT_FEATURES_DISABLED) */
+    int verify;       /* decode the result and compare it with the input before returning */
+};
+
+/*
+ * Encode the file buf[0..len) into a new container (*out, caller frees). opts may be NULL.
+ * Returns 0; -ENOTSUP when the file is not an image an adapter stores exactly (the caller
+ * keeps it on the generic path); -EFBIG past a limit; -ENOMEM; -EIO (no randomness); -EINVAL
+ * (NULL argument); with verify, -EBADMSG if the container does not decode to the input (a
+ * codec bug). Thread-safe on distinct buffers.
+ */
+int codec_pipeline_encode(const struct codec_pipeline *pl, const uint8_t *buf, size_t len,
+                          const struct codec_pipeline_opts *opts, uint8_t **out, size_t *out_len);
+
+/*
+ * Decode a container (untrusted bytes) into the original file (*out, caller frees), exactly
+ * as it was encoded. threads: pixel decoder workers (0 or 1: the calling thread). Returns 0,
+ * -EINVAL, -EBADMSG, -ENOENT, -EFBIG, -ENOMEM (see above). Thread-safe.
+ */
+int codec_pipeline_decode(const struct codec_pipeline *pl, const uint8_t *buf, size_t len,
+                          unsigned threads, uint8_t **out, size_t *out_len);
+
+/*
+ * Render the preview: open only the features (the pixel stream is neither decrypted nor
+ * decoded) and write the autoencoder's reconstruction as a new PNG (*out, caller frees):
+ * grey, grey + alpha, RGB or RGBA by the image's channels, 8- or 16-bit by its bits, the
+ * geometry of the image's first frame, rows uncompressed (stored deflate blocks: fast to
+ * write, about one byte per sample). The integer decoder is used when the model has one
+ * (the same bytes on every machine). Returns 0, -ENODATA (the container has no features),
+ * -ENOENT (its autoencoder is not known), -EINVAL, -EBADMSG, -ENOMEM. Thread-safe.
+ */
+int codec_pipeline_preview(const struct codec_pipeline *pl, const uint8_t *buf, size_t len,
+                           uint8_t **out, size_t *out_len);
+
+/*
+ * The original file's size stored in a container's public header, without a key and without
+ * decoding (the structure and every CRC are checked; the size is authenticated only by a later
+ * decode). What stat should show for a stored image. 0, -EINVAL (not a container), -EBADMSG
+ * (a CRC fails). Thread-safe.
+ */
+int codec_pipeline_plain_size(const uint8_t *buf, size_t len, uint64_t *size);
+
+#endif
