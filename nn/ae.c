@@ -623,32 +623,6 @@ out:
 
 /* ---- model file ---- */
 
-static uint32_t crc32_iso(const uint8_t *p, size_t n)
-{
-    uint32_t table[256];
-    for (uint32_t i = 0; i < 256; i++) {
-        uint32_t c = i;
-        for (int k = 0; k < 8; k++)
-            c = c & 1 ? 0xedb88320u ^ (c >> 1) : c >> 1;
-        table[i] = c;
-    }
-    uint32_t crc = 0xffffffffu;
-    for (size_t i = 0; i < n; i++)
-        crc = table[(crc ^ p[i]) & 0xff] ^ (crc >> 8);
-    return crc ^ 0xffffffffu;
-}
-
-static void put32(uint8_t *p, uint32_t v)
-{
-    for (int i = 0; i < 4; i++)
-        p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
 #define HEAD_BYTES (12 + 4 * NN_AE_CONFIG_WORDS + 8)
 
 /* Visit the parameter slices in file order: encoder, decoder, prior. */
@@ -676,15 +650,15 @@ int nn_ae_save(const struct nn_ae *ae, uint8_t **buf, size_t *len)
         return -ENOMEM;
     }
     memcpy(p, NN_AE_MAGIC, 4);
-    put32(p + 4, NN_AE_VERSION);
-    put32(p + 8, NN_AE_CONFIG_WORDS);
+    nn_put_le32(p + 4, NN_AE_VERSION);
+    nn_put_le32(p + 8, NN_AE_CONFIG_WORDS);
     const uint32_t cw[NN_AE_CONFIG_WORDS] = {ae->cfg.latent, ae->cfg.w1, ae->cfg.w2, ae->cfg.w3,
                                              ae->cfg.nres,   NN_AE_QMAX, 0,          0};
     for (int i = 0; i < NN_AE_CONFIG_WORDS; i++)
-        put32(p + 12 + 4 * i, cw[i]);
+        nn_put_le32(p + 12 + 4 * i, cw[i]);
     p += 12 + 4 * NN_AE_CONFIG_WORDS;
-    put32(p, (uint32_t)ae->nparams);
-    put32(p + 4, (uint32_t)((uint64_t)ae->nparams >> 32));
+    nn_put_le32(p, (uint32_t)ae->nparams);
+    nn_put_le32(p + 4, (uint32_t)((uint64_t)ae->nparams >> 32));
     p += 8;
     float *sl[3];
     size_t cnt[3];
@@ -693,15 +667,15 @@ int nn_ae_save(const struct nn_ae *ae, uint8_t **buf, size_t *len)
         for (size_t i = 0; i < cnt[s]; i++, p += 4) {
             uint32_t v;
             memcpy(&v, &sl[s][i], 4);
-            put32(p, v);
+            nn_put_le32(p, v);
         }
-    put32(p, (uint32_t)qlen);
-    put32(p + 4, (uint32_t)((uint64_t)qlen >> 32));
+    nn_put_le32(p, (uint32_t)qlen);
+    nn_put_le32(p + 4, (uint32_t)((uint64_t)qlen >> 32));
     p += 8;
     if (qlen)
         memcpy(p, qb, qlen);
     p += qlen;
-    put32(p, crc32_iso(b, (size_t)(p - b)));
+    nn_put_le32(p, nn_crc32(b, (size_t)(p - b)));
     free(qb);
     *buf = b;
     *len = n;
@@ -716,21 +690,22 @@ int nn_ae_load(const uint8_t *buf, size_t len, struct nn_ae **out)
     if (!buf || !out)
         return -EINVAL;
     if (len < HEAD_BYTES + 4 || memcmp(buf, NN_AE_MAGIC, 4) != 0 ||
-        crc32_iso(buf, len - 4) != get32(buf + len - 4))
+        nn_crc32(buf, len - 4) != nn_get_le32(buf + len - 4))
         return -EBADMSG;
-    uint32_t version = get32(buf + 4);
-    if ((version != 1 && version != NN_AE_VERSION) || get32(buf + 8) != NN_AE_CONFIG_WORDS)
+    uint32_t version = nn_get_le32(buf + 4);
+    if ((version != 1 && version != NN_AE_VERSION) || nn_get_le32(buf + 8) != NN_AE_CONFIG_WORDS)
         return -EINVAL;
     const uint8_t *p = buf + 12;
-    struct nn_ae_config cfg = {.latent = get32(p),
-                               .w1 = get32(p + 4),
-                               .w2 = get32(p + 8),
-                               .w3 = get32(p + 12),
-                               .nres = get32(p + 16)};
-    if (!nn_ae_config_ok(&cfg) || get32(p + 20) != NN_AE_QMAX || get32(p + 24) || get32(p + 28))
+    struct nn_ae_config cfg = {.latent = nn_get_le32(p),
+                               .w1 = nn_get_le32(p + 4),
+                               .w2 = nn_get_le32(p + 8),
+                               .w3 = nn_get_le32(p + 12),
+                               .nres = nn_get_le32(p + 16)};
+    if (!nn_ae_config_ok(&cfg) || nn_get_le32(p + 20) != NN_AE_QMAX || nn_get_le32(p + 24) ||
+        nn_get_le32(p + 28))
         return -EINVAL;
     p += 4 * NN_AE_CONFIG_WORDS;
-    uint64_t count = (uint64_t)get32(p) | (uint64_t)get32(p + 4) << 32;
+    uint64_t count = (uint64_t)nn_get_le32(p) | (uint64_t)nn_get_le32(p + 4) << 32;
     size_t want = nn_ae_config_params(&cfg); /* below 2^27 within the limits */
     size_t body = len - HEAD_BYTES - 4;      /* parameters, and in v2 the integer decoder */
     if (count != want || body / 4 < want)
@@ -745,7 +720,7 @@ int nn_ae_load(const uint8_t *buf, size_t len, struct nn_ae **out)
         if (rest < 8)
             return -EBADMSG;
         const uint8_t *lp = p + 8 + 4 * want;
-        qlen = (uint64_t)get32(lp) | (uint64_t)get32(lp + 4) << 32;
+        qlen = (uint64_t)nn_get_le32(lp) | (uint64_t)nn_get_le32(lp + 4) << 32;
         if (qlen != rest - 8)
             return -EBADMSG;
         if (qlen > NN_FILE_MAX)
@@ -761,7 +736,7 @@ int nn_ae_load(const uint8_t *buf, size_t len, struct nn_ae **out)
     param_slices(ae, sl, cnt);
     for (int s = 0; s < 3; s++)
         for (size_t i = 0; i < cnt[s]; i++, p += 4) {
-            uint32_t v = get32(p);
+            uint32_t v = nn_get_le32(p);
             float f;
             memcpy(&f, &v, 4);
             if (!isfinite(f)) {

@@ -6,8 +6,8 @@
  *
  * Including the file at build time keeps one binary source of truth in the repository rather
  * than a generated C array of several MiB. The price: the compiler's dependency scan does not
- * see the file, so a new model needs this file rebuilt (scripts/train_ae.sh touches it, and a
- * unit test compares these bytes with models/ae-default.params).
+ * see the file, so CMakeLists.txt names it as this object's dependency (and a unit test
+ * compares these bytes with models/ae-default.params).
  */
 #include <stddef.h>
 #include <stdint.h>

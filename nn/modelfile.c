@@ -8,38 +8,7 @@
  * the bytes left, with overflow-safe arithmetic, before it allocates anything. A CRC-32 catches
  * accidental damage; it is not authentication (the keyring seals models with AES-GCM).
  *
- * Format, version 1. All integers little-endian; f32 is IEEE-754 binary32, s8/s32 two's
- * complement.
- *
- *   offset  size   field
- *   0       8      magic 0x89 'I' 'C' 'N' 'N' 0x0d 0x0a 0x1a
- *   8       2      u16 version = 1
- *   10      1      u8 kind: 1 float model, 2 quantised (integer) model
- *   11      1      u8 A, length of the architecture id, 1..63
- *   12      A      architecture id: bytes 0x20..0x7e, no terminator
- *   12+A    4      u32 input channels, 1..NN_MAX_CHANNELS
- *   16+A    4      u32 layer count L, 1..NN_MAX_LAYERS
- *   20+A    48 L   layers in pre-order (a residual block right before the layers inside it),
- *                  twelve u32 each: type (enum nn_layer_type), out_ch, kh, kw, stride, pad, bias,
- *                  factor, hidden, heads, span, slope (f32 bits). Unused fields are 0. A
- *                  layer's input channels are not stored: they follow from the chain.
- *   then, kind 1 (float):
- *           8      u64 parameter count N, equal to what the layers imply
- *           4 N    f32 parameters, finite, in the layout of nn_model_params()
- *   or, kind 2 (integer):
- *           4      f32 input scale (finite, > 0)
- *           per layer, in order:
- *             4    f32 output scale (finite, > 0)
- *             16   u32 nws, nw, nb, nk: element counts, each equal to what the layer implies
- *                  (nn_qlayer_counts in nn/nn_int.h)
- *             4 nws  f32 weight scales, one per output row (finite, > 0)
- *             4 nb   s32 biases, in accumulator units
- *             4 nk   s32 integer constants: multipliers, shifts, tables (layouts in nn_int.h)
- *             nw     s8 weights in [-127, 127] (layouts in nn_int.h)
- *           The loader also proves the int32 bounds of nn/nn.h from these values.
- *   last    4      u32 CRC-32 (zlib/PNG polynomial) of every byte before it
- *
- * Nothing may follow the checksum. Files are at most NN_FILE_MAX bytes.
+ * The format is specified byte by byte in nn/nn.h (Model files).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -53,6 +22,18 @@
 #include <zlib.h>
 
 #include "nn/nn_int.h"
+
+uint32_t nn_crc32(const uint8_t *p, size_t n)
+{
+    uLong crc = crc32(0L, Z_NULL, 0);
+    while (n > 0) { /* zlib takes uInt lengths */
+        uInt k = n > 0x40000000u ? 0x40000000u : (uInt)n;
+        crc = crc32(crc, p, k);
+        p += k;
+        n -= k;
+    }
+    return (uint32_t)crc;
+}
 
 #define MF_VERSION 1
 #define MF_FLOAT 1
@@ -76,7 +57,8 @@ static void put(struct wbuf *w, const void *src, size_t n)
 
 static void put_u32(struct wbuf *w, uint32_t v)
 {
-    uint8_t b[4] = {(uint8_t)v, (uint8_t)(v >> 8), (uint8_t)(v >> 16), (uint8_t)(v >> 24)};
+    uint8_t b[4];
+    nn_put_le32(b, v);
     put(w, b, 4);
 }
 
@@ -128,9 +110,7 @@ static void put_header(struct wbuf *w, int kind, const char *arch, size_t alen, 
 
 static int finish(struct wbuf *w, uint8_t **buf, size_t *len)
 {
-    uLong crc = crc32(0L, Z_NULL, 0);
-    crc = crc32(crc, w->p, (uInt)w->at);
-    put_u32(w, (uint32_t)crc);
+    put_u32(w, nn_crc32(w->p, w->at));
     if (w->at != w->cap) {
         free(w->p);
         return -EINVAL;
@@ -230,17 +210,12 @@ static int take(struct rbuf *r, void *dst, size_t n)
     return 0;
 }
 
-static uint32_t le32(const uint8_t *b)
-{
-    return (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
-}
-
 static int get_u32(struct rbuf *r, uint32_t *v)
 {
     uint8_t b[4];
     int ret = take(r, b, 4);
     if (!ret)
-        *v = le32(b);
+        *v = nn_get_le32(b);
     return ret;
 }
 
@@ -278,9 +253,7 @@ static int parse_head(const uint8_t *buf, size_t len, int kind, struct rbuf *r,
         return -EFBIG;
     if (len < 12 + 1 + 8 + 4)
         return -EINVAL;
-    uLong crc = crc32(0L, Z_NULL, 0);
-    crc = crc32(crc, buf, (uInt)(len - 4));
-    if ((uint32_t)crc != le32(buf + len - 4))
+    if (nn_crc32(buf, len - 4) != nn_get_le32(buf + len - 4))
         return -EBADMSG;
     r->p = buf;
     r->left = len - 4;

@@ -86,7 +86,7 @@ void nn_set_threads(int n);
 /* The OpenBLAS thread count now in force. */
 int nn_threads(void);
 
-/* Layer types. The values are part of the model file format to come: never renumber. */
+/* Layer types. The values are part of the model file format (below): never renumber. */
 enum nn_layer_type {
     NN_CONV2D = 1,   /* out_ch, kh, kw, stride, pad, bias */
     NN_TCONV2D = 2,  /* transposed convolution: out_ch, kh, kw, stride, pad, bias */
@@ -366,10 +366,45 @@ void nn_qctx_out_shape(const struct nn_qctx *c, struct nn_qtensor *shape);
  */
 int nn_qforward(struct nn_qctx *c, const struct nn_qtensor *in, struct nn_qtensor *out);
 
-/* ---- Model files (format: nn/modelfile.c, byte by byte) ----
+/* ---- Model files ----
  *
  * A float model or a quantised one, with an architecture id (1 to NN_ARCH_MAX printable ASCII
- * characters, e.g. "ae-decoder-v1"), the layer list, the tensors and a CRC-32. Loaders check
+ * characters, e.g. "ae-decoder-v1"), the layer list, the tensors and a CRC-32.
+ *
+ * Format, version 1. All integers little-endian; f32 is IEEE-754 binary32, s8/s32 two's
+ * complement.
+ *
+ *   offset  size   field
+ *   0       8      magic 0x89 'I' 'C' 'N' 'N' 0x0d 0x0a 0x1a
+ *   8       2      u16 version = 1
+ *   10      1      u8 kind: 1 float model, 2 quantised (integer) model
+ *   11      1      u8 A, length of the architecture id, 1..63
+ *   12      A      architecture id: bytes 0x20..0x7e, no terminator
+ *   12+A    4      u32 input channels, 1..NN_MAX_CHANNELS
+ *   16+A    4      u32 layer count L, 1..NN_MAX_LAYERS
+ *   20+A    48 L   layers in pre-order (a residual block right before the layers inside it),
+ *                  twelve u32 each: type (enum nn_layer_type), out_ch, kh, kw, stride, pad, bias,
+ *                  factor, hidden, heads, span, slope (f32 bits). Unused fields are 0. A
+ *                  layer's input channels are not stored: they follow from the chain.
+ *   then, kind 1 (float):
+ *           8      u64 parameter count N, equal to what the layers imply
+ *           4 N    f32 parameters, finite, in the layout of nn_model_params()
+ *   or, kind 2 (integer):
+ *           4      f32 input scale (finite, > 0)
+ *           per layer, in order:
+ *             4    f32 output scale (finite, > 0)
+ *             16   u32 nws, nw, nb, nk: element counts, each equal to what the layer implies
+ *                  (nn_qlayer_counts in nn/nn_int.h)
+ *             4 nws  f32 weight scales, one per output row (finite, > 0)
+ *             4 nb   s32 biases, in accumulator units
+ *             4 nk   s32 integer constants: multipliers, shifts, tables (layouts in nn_int.h)
+ *             nw     s8 weights in [-127, 127] (layouts in nn_int.h)
+ *           The loader also proves the int32 bounds of nn/nn.h from these values.
+ *   last    4      u32 CRC-32 (zlib/PNG polynomial) of every byte before it
+ *
+ * Nothing may follow the checksum. Files are at most NN_FILE_MAX bytes.
+ *
+ * Loaders check
  * every field against the limits above and refuse anything malformed: -EINVAL (malformed, wrong
  * kind of model), -EFBIG (a limit, or more than NN_FILE_MAX bytes), -EBADMSG (checksum
  * mismatch), -ENOMEM, or an I/O error for the _file variants. They never read outside buf.

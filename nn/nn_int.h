@@ -362,4 +362,24 @@ int nn_qctx_set_kernel(struct nn_qctx *c, enum nn_qkern k);
 int nn_file_write(const char *path, const uint8_t *buf, size_t len);
 int nn_file_read(const char *path, size_t max, uint8_t **buf, size_t *len);
 
+/* ---- Bytes of nn's file formats (model files, autoencoder files) ------------------------ */
+
+/* Little-endian fixed fields, alignment-free. (codec/ has its own in codec/bytes.h: nn sits
+ * below codec and includes nothing of it.) */
+static inline uint32_t nn_get_le32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static inline void nn_put_le32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
+    p[2] = (uint8_t)(v >> 16);
+    p[3] = (uint8_t)(v >> 24);
+}
+
+/* The CRC-32 of nn's files (zlib's: the PNG/zip polynomial), of n bytes, any n. */
+uint32_t nn_crc32(const uint8_t *p, size_t n);
+
 #endif
