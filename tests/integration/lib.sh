@@ -27,9 +27,22 @@ CLEANUP_CMDS=() # extra commands for the trap (run last in, first out)
 DAEMON_PID=""   # the daemon of the last mount_fs / mount_fg
 
 say() { echo "[$TEST_NAME] $*" >&2; }
+# The step under way (step) and, for the tool tests, the last command's output (expect) are
+# shown with the failure.
 fail() {
-    echo "FAIL [$TEST_NAME]: $*" >&2
+    echo "FAIL [$TEST_NAME${STEP:+: $STEP}]: $*" >&2
+    if [ -n "${T:-}" ] && { [ -s "$T/out" ] || [ -s "$T/err" ]; }; then
+        echo "--- stdout:" >&2
+        cat "$T/out" >&2 2>/dev/null || true
+        echo "--- stderr:" >&2
+        cat "$T/err" >&2 2>/dev/null || true
+    fi
     exit 1
+}
+STEP=""
+step() {
+    STEP=$*
+    echo "== $STEP"
 }
 # A failed check that lets the test go on to its other checks; lib_finish fails at the end.
 FAILED=0
@@ -155,6 +168,51 @@ lib_setup() {
     trap 'exit 130' INT
     trap 'exit 143' TERM
     trap 'exit 129' HUP
+}
+
+# Start a test of the imgcrypt tool alone (no mount, no /dev/fuse needed): skip when imgcrypt
+# is not built; make $WORK (also $T, the working directory from here on), with
+# $ALL_OUTPUT collecting everything the commands run by expect printed; install the trap.
+lib_setup_tool() {
+    [ -x "$IMGC_BIN/imgcrypt" ] || skip "$IMGC_BIN/imgcrypt is not built"
+    IMGCRYPT=$IMGC_BIN/imgcrypt
+    IMGC_TESTDATA=$(cd "$IMGC_TESTDATA" && pwd)
+    WORK=$(mktemp -d "${TMPDIR:-/tmp}/imgc-$TEST_NAME.XXXXXX") || fail "mktemp"
+    WORK=$(cd "$WORK" && pwd -P)
+    T=$WORK
+    ALL_OUTPUT=$T/all-output.log
+    : >"$ALL_OUTPUT"
+    trap lib_cleanup EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+    trap 'exit 129' HUP
+    cd "$T" || fail "cd $T"
+}
+
+# expect RC CMD...: run CMD (stdin /dev/null), keep its stdout and stderr in $T/out and $T/err
+# (and append both to $ALL_OUTPUT), demand exit status RC; RC "nonzero" takes any failure.
+expect() {
+    local want=$1 rc=0
+    shift
+    "$@" >"$T/out" 2>"$T/err" </dev/null || rc=$?
+    cat "$T/out" "$T/err" >>"$ALL_OUTPUT"
+    if [ "$want" = nonzero ]; then
+        [ "$rc" != 0 ] || fail "expected failure, got exit 0 from: $*"
+    else
+        [ "$rc" = "$want" ] || fail "expected exit $want, got $rc from: $*"
+    fi
+}
+
+# error_says [STRING...]: the error just printed is exactly one line "imgcrypt: ..." that
+# contains each given string.
+error_says() {
+    local lines s
+    lines=$(wc -l <"$T/err")
+    [ "$lines" = 1 ] || fail "expected a one-line message on stderr, got $lines lines"
+    grep -q '^imgcrypt: ' "$T/err" || fail "message does not start with 'imgcrypt: '"
+    for s in "$@"; do
+        grep -qF -- "$s" "$T/err" || fail "message does not mention '$s'"
+    done
 }
 
 # make_keyring BACKING KEY: a new key file (32 random bytes, 0600) and a keyring for it.

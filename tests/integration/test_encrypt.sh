@@ -9,55 +9,13 @@
 #
 # Needs only the imgcrypt binary; pngcheck and python3 with Pillow are used where present.
 set -euo pipefail
-
-BIN=${IMGC_BIN:-build/bin}
-DATA=${IMGC_TESTDATA:-$(dirname "$0")/../data}
-IMGCRYPT=$BIN/imgcrypt
-if [[ ! -x $IMGCRYPT ]]; then
-    echo "SKIP: $IMGCRYPT is not built"
-    exit 77
-fi
-IMGCRYPT=$(cd "$(dirname "$IMGCRYPT")" && pwd)/$(basename "$IMGCRYPT")
-DATA=$(cd "$DATA" && pwd)
-if [ -x /usr/bin/python3 ]; then PY=/usr/bin/python3; else PY=python3; fi
-export PYTHONDONTWRITEBYTECODE=1
+. "$(dirname "$0")/lib.sh"
+lib_setup_tool
+DATA=$IMGC_TESTDATA
 HAVE_PIL=0
 "$PY" -c 'import PIL.Image' 2>/dev/null && HAVE_PIL=1
 HAVE_PNGCHECK=0
 command -v pngcheck >/dev/null && HAVE_PNGCHECK=1
-
-T=$(mktemp -d "${TMPDIR:-/tmp}/test_encrypt.XXXXXX")
-trap 'rm -rf "$T"' EXIT
-cd "$T"
-
-STEP=""
-fail() {
-    echo "FAIL [$STEP]: $*" >&2
-    if [[ -s $T/err ]]; then
-        echo "--- stderr:" >&2
-        cat "$T/err" >&2 || true
-    fi
-    exit 1
-}
-step() {
-    STEP=$*
-    echo "== $STEP"
-}
-
-# expect RC CMD...: run CMD with stderr in $T/err, demand exit status RC.
-expect() {
-    local want=$1 rc=0
-    shift
-    "$@" 2>"$T/err" </dev/null || rc=$?
-    [[ $rc == "$want" ]] || fail "expected exit $want, got $rc from: $*"
-}
-
-one_line_error() {
-    local lines
-    lines=$(wc -l <"$T/err")
-    [[ $lines == 1 ]] || fail "expected a one-line message on stderr, got $lines lines"
-    grep -q '^imgcrypt: ' "$T/err" || fail "message does not start with 'imgcrypt: '"
-}
 
 # No output and no temporary file next to it.
 nothing_left() {
@@ -121,7 +79,7 @@ for f in "$DATA"/*; do
             fi
         else
             [[ $rc == 1 ]] || fail "$b: preview exited $rc"
-            one_line_error
+            error_says
             nothing_left "$b.preview.png"
         fi
     elif is_blockfile "$b.enc"; then
@@ -160,7 +118,7 @@ a8=mri-t1-axial-8bit.png
 cmp -s <("$IMGCRYPT" encrypt --keyfile key store "$DATA/$a8" - 2>/dev/null | wc -c) \
     <(stat -c %s $a8.fixed.enc) || fail "the default is not --coder fixed"
 expect 2 "$IMGCRYPT" encrypt --keyfile key --coder best store "$DATA/$a8" bad.enc
-one_line_error
+error_says
 nothing_left bad.enc
 
 step "stdin and stdout"
@@ -185,24 +143,24 @@ done
 "$IMGCRYPT" decrypt --keyfile key store - - <text.pipe.enc >text.pipe.dec 2>"$T/err" || fail "decrypt text - -"
 cmp -s text.txt text.pipe.dec || fail "piped text round trip differs"
 expect 5 "$IMGCRYPT" preview --keyfile key store text.txt.enc text.png
-one_line_error
+error_says
 nothing_left "$T/text.png"
 
 step "wrong keyring"
 ct=mri-t1-coronal-512.png.enc
 expect 5 "$IMGCRYPT" decrypt --keyfile key2 other "$ct" wrong.dec
-one_line_error
+error_says
 nothing_left "$T/wrong.dec"
 expect 5 "$IMGCRYPT" preview --keyfile key2 other "$ct" wrong.png
-one_line_error
+error_says
 nothing_left "$T/wrong.png"
 expect 5 "$IMGCRYPT" decrypt --keyfile key2 other text.txt.enc wrong.txt
-one_line_error
+error_says
 nothing_left "$T/wrong.txt"
 
 step "wrong key file for the keyring"
 expect 3 "$IMGCRYPT" decrypt --keyfile key2 store "$ct" wrong.dec
-one_line_error
+error_says
 nothing_left "$T/wrong.dec"
 
 step "changed bytes"
@@ -212,7 +170,7 @@ for pos in 40 100 200 $((size / 2)) $((size - 20)) $((size - 5)); do
     printf '\x5a' | dd of=bad.enc bs=1 seek="$pos" conv=notrunc status=none
     cmp -s "$ct" bad.enc && continue # the byte was 0x5a already
     expect 5 "$IMGCRYPT" decrypt --keyfile key store bad.enc bad.dec
-    one_line_error
+    error_says
     nothing_left "$T/bad.dec"
     rc=0
     "$IMGCRYPT" decrypt --keyfile key store - - <bad.enc >bad.out 2>"$T/err" || rc=$?
@@ -225,13 +183,13 @@ expect 5 "$IMGCRYPT" decrypt --keyfile key store bad.enc bad.dec
 nothing_left "$T/bad.dec"
 head -c 1000 "$ct" >cut.enc
 expect 5 "$IMGCRYPT" decrypt --keyfile key store cut.enc bad.dec
-one_line_error
+error_says
 nothing_left "$T/bad.dec"
 
 step "outputs are never overwritten silently"
 echo keep >exists
 expect 6 "$IMGCRYPT" decrypt --keyfile key store "$ct" exists
-one_line_error
+error_says
 [[ $(cat exists) == keep ]] || fail "existing output changed"
 expect 0 "$IMGCRYPT" decrypt --force --keyfile key store "$ct" exists
 cmp -s "$DATA/mri-t1-coronal-512.png" exists || fail "--force output differs"
@@ -240,7 +198,7 @@ step "usage errors"
 expect 2 "$IMGCRYPT" encrypt --keyfile key store onlyone
 expect 2 "$IMGCRYPT" preview --no-features --keyfile key store "$ct" x.png
 expect 1 "$IMGCRYPT" encrypt --keyfile key store missing-input out.enc
-one_line_error
+error_says
 nothing_left "$T/out.enc"
 
 echo "PASS"

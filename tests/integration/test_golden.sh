@@ -11,26 +11,10 @@
 # folder (v2) must have been coded by the neural predictor. A failure here means a change broke
 # images that an earlier release stored.
 set -euo pipefail
-
-BIN=${IMGC_BIN:-build/bin}
-DATA=${IMGC_TESTDATA:-$(dirname "$0")/../data}
-IMGCRYPT=$BIN/imgcrypt
-if [[ ! -x $IMGCRYPT ]]; then
-    echo "SKIP: $IMGCRYPT is not built"
-    exit 77
-fi
-IMGCRYPT=$(cd "$(dirname "$IMGCRYPT")" && pwd)/$(basename "$IMGCRYPT")
-HERE=$(cd "$(dirname "$0")" && pwd)
-if [ -x /usr/bin/python3 ]; then PY=/usr/bin/python3; else PY=python3; fi
-DATA=$(cd "$DATA" && pwd)
-T=$(mktemp -d "${TMPDIR:-/tmp}/test_golden.XXXXXX")
-trap 'rm -rf "$T"' EXIT
-
-fail() {
-    echo "FAIL: $*" >&2
-    [[ -s $T/err ]] && cat "$T/err" >&2
-    exit 1
-}
+. "$(dirname "$0")/lib.sh"
+lib_setup_tool
+DATA=$IMGC_TESTDATA
+HERE=$LIB_DIR
 
 folders=0
 checked=0

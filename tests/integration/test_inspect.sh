@@ -12,53 +12,10 @@
 # Needs the imgcrypt binary and /usr/bin/python3; pydicom (or dcmdump) for the DICOM geometry
 # cross-check, skipped without either.
 set -euo pipefail
-
-BIN=${IMGC_BIN:-build/bin}
-DATA=${IMGC_TESTDATA:-tests/data}
-IMGCRYPT=$BIN/imgcrypt
-PY=/usr/bin/python3
-if [[ ! -x $IMGCRYPT ]]; then
-    echo "SKIP: $IMGCRYPT is not built"
-    exit 77
-fi
-if [[ ! -x $PY ]]; then
-    echo "SKIP: $PY is missing"
-    exit 77
-fi
-IMGCRYPT=$(cd "$(dirname "$IMGCRYPT")" && pwd)/imgcrypt
-DATA=$(cd "$DATA" && pwd)
-export PYTHONDONTWRITEBYTECODE=1
-
-T=$(mktemp -d "${TMPDIR:-/tmp}/test_inspect.XXXXXX")
-trap 'rm -rf "$T"' EXIT
-cd "$T"
-ALL_OUTPUT=$T/all-output.log
-: >"$ALL_OUTPUT"
-
-STEP=""
-fail() {
-    echo "FAIL [$STEP]: $*" >&2
-    if [[ -s $T/out || -s $T/err ]]; then
-        echo "--- stdout:" >&2
-        cat "$T/out" >&2 || true
-        echo "--- stderr:" >&2
-        cat "$T/err" >&2 || true
-    fi
-    exit 1
-}
-step() {
-    STEP=$*
-    echo "== $STEP"
-}
-
-# expect RC CMD...: run CMD, keep its stdout/stderr in $T/out and $T/err, demand exit status RC.
-expect() {
-    local want=$1 rc=0
-    shift
-    "$@" >"$T/out" 2>"$T/err" </dev/null || rc=$?
-    cat "$T/out" "$T/err" >>"$ALL_OUTPUT"
-    [[ $rc == "$want" ]] || fail "expected exit $want, got $rc from: $*"
-}
+. "$(dirname "$0")/lib.sh"
+[ -x /usr/bin/python3 ] || skip "/usr/bin/python3 is missing"
+lib_setup_tool
+DATA=$IMGC_TESTDATA
 
 # row FILE: the human-output line of FILE, without the heading. Columns: 1 FORMAT, 2 GEOMETRY,
 # 3 BITS, 4 BYTES, 5 ENVELOPE, 6 RECIPE, 7 %, 8 JOIN, 9 FILE (names here have no spaces).

@@ -10,66 +10,15 @@
 # written from the format description) is used where present, and those parts are skipped
 # otherwise. scrypt runs at --kdf-cost 10 to keep the test fast.
 set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+lib_setup_tool
+REPO=$(cd "$LIB_DIR/../.." && pwd)
 
-BIN=${IMGC_BIN:-build/bin}
-IMGCRYPT=$BIN/imgcrypt
-if [[ ! -x $IMGCRYPT ]]; then
-    echo "SKIP: $IMGCRYPT is not built"
-    exit 77
-fi
-IMGCRYPT=$(cd "$(dirname "$IMGCRYPT")" && pwd)/imgcrypt
-REPO=$(cd "$(dirname "$0")/../.." && pwd)
-
-T=$(mktemp -d "${TMPDIR:-/tmp}/test_keyring.XXXXXX")
-trap 'rm -rf "$T"' EXIT
-cd "$T"
-
-# Every passphrase used below; none may ever appear in anything imgcrypt prints.
 PW1='Tr0ub4dor-first-pw'
 PW2='correct-Horse-second'
 PW3='Battery-staple-third'
 PW_TTY='tty-Prompted-secret'
 PW_WRONG='Not-the-right-one'
-ALL_OUTPUT=$T/all-output.log
-: >"$ALL_OUTPUT"
-
-STEP=""
-fail() {
-    echo "FAIL [$STEP]: $*" >&2
-    if [[ -s $T/out || -s $T/err ]]; then
-        echo "--- stdout:" >&2
-        cat "$T/out" >&2 || true
-        echo "--- stderr:" >&2
-        cat "$T/err" >&2 || true
-    fi
-    exit 1
-}
-step() {
-    STEP=$*
-    echo "== $STEP"
-}
-
-# expect RC CMD...: run CMD, keep its stdout/stderr in $T/out and $T/err, demand exit status RC.
-expect() {
-    local want=$1 rc=0
-    shift
-    "$@" >"$T/out" 2>"$T/err" </dev/null || rc=$?
-    cat "$T/out" "$T/err" >>"$ALL_OUTPUT"
-    [[ $rc == "$want" ]] || fail "expected exit $want, got $rc from: $*"
-}
-
-# The error just printed is exactly one line "imgcrypt: ..." that contains each given string.
-error_says() {
-    local lines
-    lines=$(wc -l <"$T/err")
-    [[ $lines == 1 ]] || fail "expected a one-line message on stderr, got $lines lines"
-    grep -q '^imgcrypt: ' "$T/err" || fail "message does not start with 'imgcrypt: '"
-    local s
-    for s in "$@"; do
-        grep -qF -- "$s" "$T/err" || fail "message does not mention '$s'"
-    done
-}
-
 out_says() {
     local s
     for s in "$@"; do

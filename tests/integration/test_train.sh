@@ -12,56 +12,9 @@
 #
 # Needs the imgcrypt binary and /usr/bin/python3 (to write the images; no modules needed).
 set -euo pipefail
-
-BIN=${IMGC_BIN:-build/bin}
-IMGCRYPT=$BIN/imgcrypt
-PY=/usr/bin/python3
-if [[ ! -x $IMGCRYPT ]]; then
-    echo "SKIP: $IMGCRYPT is not built"
-    exit 77
-fi
-if [[ ! -x $PY ]]; then
-    echo "SKIP: $PY is missing"
-    exit 77
-fi
-IMGCRYPT=$(cd "$(dirname "$IMGCRYPT")" && pwd)/imgcrypt
-
-T=$(mktemp -d "${TMPDIR:-/tmp}/test_train.XXXXXX")
-trap 'rm -rf "$T"' EXIT
-cd "$T"
-
-STEP=""
-fail() {
-    echo "FAIL [$STEP]: $*" >&2
-    echo "--- stdout:" >&2
-    cat "$T/out" >&2 2>/dev/null || true
-    echo "--- stderr:" >&2
-    cat "$T/err" >&2 2>/dev/null || true
-    exit 1
-}
-step() {
-    STEP=$*
-    echo "== $STEP"
-}
-
-# expect RC CMD...: run CMD with stdout/stderr in $T/out, $T/err; demand exit status RC
-# ("nonzero" for any failure).
-expect() {
-    local want=$1 rc=0
-    shift
-    "$@" >"$T/out" 2>"$T/err" </dev/null || rc=$?
-    if [[ $want == nonzero ]]; then
-        [[ $rc != 0 ]] || fail "expected failure, got exit 0 from: $*"
-    else
-        [[ $rc == "$want" ]] || fail "expected exit $want, got $rc from: $*"
-    fi
-}
-
-# one_line_error: stderr is exactly one line, starting with "imgcrypt: ".
-one_line_error() {
-    [[ $(wc -l <"$T/err") == 1 ]] || fail "expected a one-line error"
-    grep -q '^imgcrypt: ' "$T/err" || fail "error line does not name the program"
-}
+. "$(dirname "$0")/lib.sh"
+[ -x /usr/bin/python3 ] || skip "/usr/bin/python3 is missing"
+lib_setup_tool
 
 step "generate images"
 mkdir data empty
@@ -133,7 +86,7 @@ check_eval 6
 
 step "eval: a file that is not an image is reported, the others are measured"
 expect 1 "$IMGCRYPT" train --eval default data/slice-0.pgm data/notes.txt
-one_line_error
+error_says
 check_eval 1
 
 step "quantize a model: the float weights stay, an integer decoder is added"
@@ -142,9 +95,9 @@ cmp -s model.params requant.params || fail "quantising the same model on its dat
 expect 0 "$IMGCRYPT" train --quantize default --data data --out default-here.params
 [[ -s default-here.params ]] || fail "no quantised model written"
 expect 2 "$IMGCRYPT" train --quantize model.params --out x.params
-one_line_error
+error_says
 expect 2 "$IMGCRYPT" train --quantize model.params --data data --init model.params
-one_line_error
+error_says
 
 step "keyring: train stores the model, info lists it, eval loads it"
 printf 'train-test-passphrase\n' >pf
@@ -178,7 +131,7 @@ expect 0 "$IMGCRYPT" train --quantize other.params --data data --out other2.para
 expect 0 "$IMGCRYPT" info backing
 grep -q "^models: *4\$" "$T/out" || fail "info does not count four models"
 expect 2 "$IMGCRYPT" train --eval keyring: --keyring backing --passfile pf data/slice-0.pgm
-one_line_error
+error_says
 expect 0 "$IMGCRYPT" train --eval "keyring:${id:0:8}" --keyring backing --passfile pf \
     data/slice-0.pgm
 check_eval 1
@@ -187,55 +140,55 @@ printf 'not-the-passphrase\n' >wrong
 chmod 600 wrong
 expect 3 "$IMGCRYPT" train --data data --epochs 1 --steps 1 --out y.params --keyring backing \
     --passfile wrong
-one_line_error
+error_says
 [[ -e y.params ]] && fail "trained before the keyring was unlocked"
 expect 1 "$IMGCRYPT" train --eval keyring:ffff --keyring backing --passfile pf data/slice-0.pgm
-one_line_error
+error_says
 expect 2 "$IMGCRYPT" train --eval keyring:xyz --keyring backing --passfile pf data/slice-0.pgm
-one_line_error
+error_says
 expect 2 "$IMGCRYPT" train --eval "keyring:$id" data/slice-0.pgm
-one_line_error
+error_says
 expect 2 "$IMGCRYPT" train --data data --passfile pf
-one_line_error
+error_says
 expect 1 "$IMGCRYPT" train --data data --epochs 1 --steps 1 --out y.params --keyring no-such
-one_line_error
+error_says
 expect 0 "$IMGCRYPT" info backing
 grep -q "^models: *4\$" "$T/out" || fail "a refused command changed the keyring"
 
 step "bad arguments"
 expect 2 "$IMGCRYPT" train
-one_line_error
+error_says
 expect 2 "$IMGCRYPT" train --data data --epochs 0
-one_line_error
+error_says
 expect 2 "$IMGCRYPT" train --data data --epochs many
-one_line_error
+error_says
 expect 2 "$IMGCRYPT" train --data data --crop 40
-one_line_error
+error_says
 expect 2 "$IMGCRYPT" train --data data --arch 1,2,3
-one_line_error
+error_says
 expect 2 "$IMGCRYPT" train --data data extra
-one_line_error
+error_says
 expect 2 "$IMGCRYPT" train --eval default
-one_line_error
+error_says
 expect 2 "$IMGCRYPT" train --eval default --data data data/slice-0.pgm
-one_line_error
+error_says
 expect 2 "$IMGCRYPT" train --data empty
-one_line_error
+error_says
 expect nonzero "$IMGCRYPT" train --data "$T/no-such-folder"
-one_line_error
+error_says
 
 step "missing and corrupt models are refused"
 expect nonzero "$IMGCRYPT" train --eval "$T/no-such.params" data/slice-0.pgm
-one_line_error
+error_says
 cp model.params bad.params
 printf '\x01' | dd of=bad.params bs=1 seek=100 conv=notrunc status=none
 expect 5 "$IMGCRYPT" train --eval bad.params data/slice-0.pgm
-one_line_error
+error_says
 head -c 200 model.params >short.params
 expect 5 "$IMGCRYPT" train --eval short.params data/slice-0.pgm
-one_line_error
+error_says
 expect 5 "$IMGCRYPT" train --data data --epochs 1 --steps 1 --init short.params --out x.params
-one_line_error
+error_says
 [[ -e x.params ]] && fail "a model was written after a failure"
 
 echo "PASS"
