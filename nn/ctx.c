@@ -49,57 +49,13 @@ struct nn_ctx {
 
 struct planner {
     struct nn_ctx *c;
-    uint32_t *act_slot;
-    size_t *slot_size;
-    uint32_t nslot;
-    uint32_t keep[NN_MAX_DEPTH + 1];
-    int nkeep;
+    struct nn_plan p;
     size_t scratch, aux_shared;
 };
-
-static int shape_ok(const struct nn_shape *s)
-{
-    if (s->n == 0 || s->c == 0 || s->h == 0 || s->w == 0)
-        return -EINVAL;
-    if (s->n > NN_MAX_DIM || s->c > NN_MAX_CHANNELS || s->h > NN_MAX_DIM || s->w > NN_MAX_DIM ||
-        nn_shape_plane(s) > NN_MAX_PLANE)
-        return -EFBIG;
-    return 0;
-}
 
 static int same_shape(const struct nn_shape *a, const struct nn_shape *b)
 {
     return a->n == b->n && a->c == b->c && a->h == b->h && a->w == b->w;
-}
-
-/* A new activation of shape s: in its own slot when training; otherwise in `force` if given,
- * else the first slot that is neither `avoid` nor kept by an enclosing residual block. */
-static uint32_t new_act(struct planner *pl, const struct nn_shape *s, uint32_t avoid,
-                        uint32_t force)
-{
-    struct nn_ctx *c = pl->c;
-    uint32_t a = c->nact++, slot;
-    c->ashape[a] = *s;
-    if (c->train) {
-        slot = pl->nslot++;
-    } else if (force != UINT32_MAX) {
-        slot = force;
-    } else {
-        for (slot = 0;; slot++) {
-            int busy = slot == avoid;
-            for (int k = 0; k < pl->nkeep && !busy; k++)
-                busy = pl->keep[k] == slot;
-            if (!busy)
-                break;
-        }
-        if (slot == pl->nslot)
-            pl->nslot++;
-    }
-    pl->act_slot[a] = slot;
-    size_t count = nn_shape_count(s);
-    if (pl->slot_size[slot] < count)
-        pl->slot_size[slot] = count;
-    return a;
 }
 
 static int plan_seq(struct planner *pl, size_t first, size_t end, uint32_t in, uint32_t *out,
@@ -119,22 +75,22 @@ static int plan_seq(struct planner *pl, size_t first, size_t end, uint32_t in, u
         nd->is = c->ashape[cur];
         if (d->type == NN_RESIDUAL) {
             uint32_t inner;
-            pl->keep[pl->nkeep++] = pl->act_slot[cur];
+            pl->p.keep[pl->p.nkeep++] = pl->p.act_slot[cur];
             ret = plan_seq(pl, i + 1, i + 1 + d->span, cur, &inner, &nd->last_child);
-            pl->nkeep--;
+            pl->p.nkeep--;
             if (ret)
                 return ret;
             if (!same_shape(&c->ashape[inner], &nd->is))
                 return -EINVAL;
             nd->inner_out = inner;
             nd->os = nd->is;
-            nd->out_act =
-                new_act(pl, &nd->os, UINT32_MAX, c->train ? UINT32_MAX : pl->act_slot[cur]);
+            nd->out_act = nn_plan_act(&pl->p, &nd->os, UINT32_MAX,
+                                      c->train ? UINT32_MAX : pl->p.act_slot[cur]);
         } else {
             const struct nn_op *op = nn_float_op(d->type);
             size_t aux, scratch;
             size_t fast = 0;
-            if ((ret = op->shape(d, &nd->is, &nd->os)) || (ret = shape_ok(&nd->os)) ||
+            if ((ret = op->shape(d, &nd->is, &nd->os)) || (ret = nn_shape_ok(&nd->os)) ||
                 (ret = op->mem(d, &nd->is, &nd->os, c->train, &aux, &scratch)) ||
                 (c->fast && (ret = nn_conv_fast_mem(d, &nd->is, &nd->os, &fast))))
                 return ret;
@@ -144,7 +100,7 @@ static int plan_seq(struct planner *pl, size_t first, size_t end, uint32_t in, u
                 pl->scratch = scratch;
             if (!c->train && pl->aux_shared < aux)
                 pl->aux_shared = aux;
-            nd->out_act = new_act(pl, &nd->os, pl->act_slot[cur], UINT32_MAX);
+            nd->out_act = nn_plan_act(&pl->p, &nd->os, pl->p.act_slot[cur], UINT32_MAX);
             /* A rectifier right after a convolution is applied by the convolution when nothing
              * needs the value before it (no backward pass): one pass over the output less. */
             size_t nx = i + 1;
@@ -168,16 +124,6 @@ static int plan_seq(struct planner *pl, size_t first, size_t end, uint32_t in, u
     return 0;
 }
 
-/* Reserve `count` floats at *off (aligned); -EFBIG on overflow. */
-static int reserve(size_t *off, size_t count, size_t *at)
-{
-    size_t a = (*off + ALIGN - 1) / ALIGN * ALIGN;
-    if (a < *off || __builtin_add_overflow(a, count, off))
-        return -EFBIG;
-    *at = a;
-    return 0;
-}
-
 int nn_ctx_new(const struct nn_model *m, uint32_t n, uint32_t h, uint32_t w, unsigned flags,
                struct nn_ctx **out)
 {
@@ -189,7 +135,7 @@ int nn_ctx_new(const struct nn_model *m, uint32_t n, uint32_t h, uint32_t w, uns
         ((flags & NN_CTX_TRAIN) && (flags & NN_CTX_FAST)))
         return -EINVAL;
     struct nn_shape in = {n, m->in_ch, h, w};
-    if ((ret = shape_ok(&in)))
+    if ((ret = nn_shape_ok(&in)))
         return ret;
     size_t nl = m->nlayers, na = nl + 1;
     ret = -ENOMEM;
@@ -203,38 +149,43 @@ int nn_ctx_new(const struct nn_model *m, uint32_t n, uint32_t h, uint32_t w, uns
     c->ashape = calloc(na, sizeof(*c->ashape));
     c->act = calloc(na, sizeof(*c->act));
     c->dact = calloc(na, sizeof(*c->dact));
-    pl.act_slot = calloc(na, sizeof(*pl.act_slot));
-    pl.slot_size = calloc(na, sizeof(*pl.slot_size));
+    pl.p.act_slot = calloc(na, sizeof(*pl.p.act_slot));
+    pl.p.slot_size = calloc(na, sizeof(*pl.p.slot_size));
     slot_off = calloc(na, sizeof(*slot_off));
     dslot_off = calloc(na, sizeof(*dslot_off));
     aux_off = calloc(nl, sizeof(*aux_off));
-    if (!c->nodes || !c->ashape || !c->act || !c->dact || !pl.act_slot || !pl.slot_size ||
+    if (!c->nodes || !c->ashape || !c->act || !c->dact || !pl.p.act_slot || !pl.p.slot_size ||
         !slot_off || !dslot_off || !aux_off)
         goto out;
     pl.c = c;
-    new_act(&pl, &in, UINT32_MAX, UINT32_MAX);
+    pl.p.nact = &c->nact;
+    pl.p.ashape = c->ashape;
+    pl.p.own = c->train;
+    pl.p.sized = 1;
+    nn_plan_act(&pl.p, &in, UINT32_MAX, UINT32_MAX);
     if ((ret = plan_seq(&pl, 0, nl, 0, &c->out_act, &c->last)))
         goto out;
 
     /* Lay out one allocation: slots, gradient slots, layer memory, scratch, grads. */
     size_t total = 0, shared_off = 0, scratch_off = 0, grads_off = 0;
-    for (uint32_t s = 0; s < pl.nslot; s++)
-        if ((ret = reserve(&total, pl.slot_size[s], &slot_off[s])))
+    for (uint32_t s = 0; s < pl.p.nslot; s++)
+        if ((ret = nn_plan_reserve(&total, pl.p.slot_size[s], ALIGN, &slot_off[s])))
             goto out;
     if (c->train) {
-        for (uint32_t s = 0; s < pl.nslot; s++)
-            if ((ret = reserve(&total, pl.slot_size[s], &dslot_off[s])))
+        for (uint32_t s = 0; s < pl.p.nslot; s++)
+            if ((ret = nn_plan_reserve(&total, pl.p.slot_size[s], ALIGN, &dslot_off[s])))
                 goto out;
         for (size_t i = 0; i < nl; i++)
-            if ((ret = reserve(&total, c->nodes[i].aux_size, &aux_off[i])))
+            if ((ret = nn_plan_reserve(&total, c->nodes[i].aux_size, ALIGN, &aux_off[i])))
                 goto out;
-        if ((ret = reserve(&total, m->nparams, &grads_off)))
+        if ((ret = nn_plan_reserve(&total, m->nparams, ALIGN, &grads_off)))
             goto out;
-    } else if ((ret = reserve(&total, pl.aux_shared, &shared_off))) {
+    } else if ((ret = nn_plan_reserve(&total, pl.aux_shared, ALIGN, &shared_off))) {
         goto out;
     }
     size_t slack;
-    if ((ret = reserve(&total, pl.scratch, &scratch_off)) || (ret = reserve(&total, ALIGN, &slack)))
+    if ((ret = nn_plan_reserve(&total, pl.scratch, ALIGN, &scratch_off)) ||
+        (ret = nn_plan_reserve(&total, ALIGN, ALIGN, &slack)))
         goto out;
     size_t bytes = total;
     if ((ret = nn_mul(&bytes, sizeof(float))))
@@ -250,10 +201,10 @@ int nn_ctx_new(const struct nn_model *m, uint32_t n, uint32_t h, uint32_t w, uns
     float *base = (float *)c->mem;
     base += (ALIGN - ((uintptr_t)base / sizeof(float)) % ALIGN) % ALIGN;
     for (uint32_t a = 0; a < c->nact; a++)
-        c->act[a] = base + slot_off[pl.act_slot[a]];
+        c->act[a] = base + slot_off[pl.p.act_slot[a]];
     if (c->train) {
         for (uint32_t a = 0; a < c->nact; a++)
-            c->dact[a] = base + dslot_off[pl.act_slot[a]];
+            c->dact[a] = base + dslot_off[pl.p.act_slot[a]];
         for (size_t i = 0; i < nl; i++) {
             c->nodes[i].aux = base + aux_off[i];
             /* f(x) gets the gradient of x + f(x) unchanged: share the buffer. Pre-order visits
@@ -274,8 +225,8 @@ out:
     free(aux_off);
     free(dslot_off);
     free(slot_off);
-    free(pl.slot_size);
-    free(pl.act_slot);
+    free(pl.p.slot_size);
+    free(pl.p.act_slot);
     nn_ctx_free(c);
     return ret;
 }

@@ -362,6 +362,35 @@ int nn_qctx_set_kernel(struct nn_qctx *c, enum nn_qkern k);
 int nn_file_write(const char *path, const uint8_t *buf, size_t len);
 int nn_file_read(const char *path, size_t max, uint8_t **buf, size_t *len);
 
+/* ---- Activation planning (plan.c), shared by ctx.c and qint.c ----------------------------- */
+
+/* A shape within the engine's limits: 0, -EINVAL (a zero dimension) or -EFBIG. */
+int nn_shape_ok(const struct nn_shape *s);
+
+/*
+ * Which buffer ("slot") each activation of a context lives in. With `own` (training) every
+ * activation gets a slot of its own; otherwise it takes `force` when given, else the first slot
+ * that is neither `avoid` nor kept by an enclosing residual block (keep[0..nkeep)).
+ */
+struct nn_plan {
+    uint32_t *nact;          /* the context's activation count (grows) */
+    struct nn_shape *ashape; /* the context's activation shapes */
+    uint32_t *act_slot;      /* per activation: its slot */
+    size_t *slot_size;       /* per slot: elements of its largest activation (when sized) */
+    uint32_t nslot;
+    uint32_t keep[NN_MAX_DEPTH + 1];
+    int nkeep;
+    int own;   /* one slot per activation */
+    int sized; /* nn_plan_act records slot sizes (else the caller does, later) */
+};
+
+/* Add an activation of shape s; returns its index. */
+uint32_t nn_plan_act(struct nn_plan *p, const struct nn_shape *s, uint32_t avoid, uint32_t force);
+
+/* Place n units at *off rounded up to a multiple of align (*at), and advance *off past them.
+ * 0 or -EFBIG on overflow. */
+int nn_plan_reserve(size_t *off, size_t n, size_t align, size_t *at);
+
 /* ---- Bytes of nn's file formats (model files, autoencoder files) ------------------------ */
 
 /* Little-endian fixed fields, alignment-free. (codec/ has its own in codec/bytes.h: nn sits

@@ -428,23 +428,9 @@ struct nn_qctx {
 
 struct qplan {
     struct nn_qctx *c;
-    uint32_t *act_slot;
-    size_t *slot_size;
-    uint32_t nslot;
-    uint32_t keep[NN_MAX_DEPTH + 1];
-    int nkeep;
+    struct nn_plan p;
     size_t s16, s32, work;
 };
-
-static int qshape_ok(const struct nn_shape *s)
-{
-    if (s->n == 0 || s->c == 0 || s->h == 0 || s->w == 0)
-        return -EINVAL;
-    if (s->n > NN_MAX_DIM || s->c > NN_MAX_CHANNELS || s->h > NN_MAX_DIM || s->w > NN_MAX_DIM ||
-        nn_shape_plane(s) > NN_MAX_PLANE)
-        return -EFBIG;
-    return 0;
-}
 
 /* Convolution band: output rows per band and the packed row length (int16) for a geometry
  * whose column matrix has k rows and `width` columns per output row. */
@@ -518,30 +504,6 @@ static void layer_scratch(const struct nn_layer_desc *d, const struct nn_shape *
     }
 }
 
-/* A new activation of shape s in `force` if given, else in the first slot that is neither
- * `avoid` nor kept by an enclosing residual block. Sizes come once layouts are known. */
-static uint32_t new_act(struct qplan *pl, const struct nn_shape *s, uint32_t avoid, uint32_t force)
-{
-    struct nn_qctx *c = pl->c;
-    uint32_t a = c->nact++, slot;
-    c->ashape[a] = *s;
-    if (force != UINT32_MAX) {
-        slot = force;
-    } else {
-        for (slot = 0;; slot++) {
-            int busy = slot == avoid;
-            for (int k = 0; k < pl->nkeep && !busy; k++)
-                busy = pl->keep[k] == slot;
-            if (!busy)
-                break;
-        }
-        if (slot == pl->nslot)
-            pl->nslot++;
-    }
-    pl->act_slot[a] = slot;
-    return a;
-}
-
 /*
  * Plan layers [first, end) of one sequence from activation `in`. Fusions: a LeakyReLU right
  * after a layer that runs as phase GEMMs is done by that layer's store; and when `resid` names
@@ -564,10 +526,10 @@ static int plan_seq(struct qplan *pl, size_t first, size_t end, uint32_t in, uin
         nd->is = c->ashape[cur];
         nd->lrelu = nd->resid = QNONE;
         if (d->type == NN_RESIDUAL) {
-            uint32_t inner, x = pl->act_slot[cur], f;
-            pl->keep[pl->nkeep++] = x;
+            uint32_t inner, x = pl->p.act_slot[cur], f;
+            pl->p.keep[pl->p.nkeep++] = x;
             ret = plan_seq(pl, i + 1, i + 1 + d->span, cur, &inner, i, x, &f);
-            pl->nkeep--;
+            pl->p.nkeep--;
             if (ret)
                 return ret;
             const struct nn_shape *fs = &c->ashape[inner];
@@ -577,12 +539,13 @@ static int plan_seq(struct qplan *pl, size_t first, size_t end, uint32_t in, uin
             nd->os = nd->is;
             nd->fused = f;
             /* y = x + f(x) is elementwise: written over x. */
-            nd->out_act = f ? inner : new_act(pl, &nd->os, UINT32_MAX, x);
+            nd->out_act = f ? inner : nn_plan_act(&pl->p, &nd->os, UINT32_MAX, x);
             cur = nd->out_act;
             continue;
         }
         size_t s16 = 0, s32 = 0;
-        if ((ret = nn_float_op(d->type)->shape(d, &nd->is, &nd->os)) || (ret = qshape_ok(&nd->os)))
+        if ((ret = nn_float_op(d->type)->shape(d, &nd->is, &nd->os)) ||
+            (ret = nn_shape_ok(&nd->os)))
             return ret;
         uint32_t force = UINT32_MAX;
         if (nn_qconv_implicit(d)) {
@@ -591,7 +554,7 @@ static int plan_seq(struct qplan *pl, size_t first, size_t end, uint32_t in, uin
                 nd->lrelu = next;
                 next++;
             }
-            if (next == end && resid != QNONE && pl->act_slot[cur] != xslot) {
+            if (next == end && resid != QNONE && pl->p.act_slot[cur] != xslot) {
                 nd->resid = resid;
                 force = xslot;
                 *fused = 1;
@@ -603,7 +566,7 @@ static int plan_seq(struct qplan *pl, size_t first, size_t end, uint32_t in, uin
             pl->s16 = s16;
         if (pl->s32 < s32)
             pl->s32 = s32;
-        nd->out_act = new_act(pl, &nd->os, pl->act_slot[cur], force);
+        nd->out_act = nn_plan_act(&pl->p, &nd->os, pl->p.act_slot[cur], force);
         cur = nd->out_act;
         if (nd->lrelu != QNONE) {
             struct qnode *nl = &c->nodes[nd->lrelu];
@@ -670,8 +633,8 @@ static int plan_layouts(struct qplan *pl)
         size_t count = nn_shape_count(&c->ashape[a]);
         if (L[a].pair && !(count = nn_qpair_count(&c->ashape[a], L[a].ph, L[a].pw)))
             return -EFBIG;
-        if (pl->slot_size[pl->act_slot[a]] < count)
-            pl->slot_size[pl->act_slot[a]] = count;
+        if (pl->p.slot_size[pl->p.act_slot[a]] < count)
+            pl->p.slot_size[pl->p.act_slot[a]] = count;
     }
     for (size_t i = 0; i < q->nlayers; i++) {
         const struct qnode *nd = &c->nodes[i];
@@ -689,15 +652,6 @@ static int plan_layouts(struct qplan *pl)
     return 0;
 }
 
-static int reserve(size_t *off, size_t bytes, size_t *at)
-{
-    size_t a = nn_q_round(*off, 64);
-    if (a < *off || __builtin_add_overflow(a, bytes, off))
-        return -EFBIG;
-    *at = a;
-    return 0;
-}
-
 int nn_qctx_new(const struct nn_qmodel *q, uint32_t n, uint32_t h, uint32_t w, struct nn_qctx **out)
 {
     struct nn_qctx *c = NULL;
@@ -707,7 +661,7 @@ int nn_qctx_new(const struct nn_qmodel *q, uint32_t n, uint32_t h, uint32_t w, s
     if (!q || !out)
         return -EINVAL;
     struct nn_shape in = {n, q->in_ch, h, w};
-    if ((ret = qshape_ok(&in)))
+    if ((ret = nn_shape_ok(&in)))
         return ret;
     size_t nl = q->nlayers, na = nl + 1;
     uint32_t fused;
@@ -721,32 +675,35 @@ int nn_qctx_new(const struct nn_qmodel *q, uint32_t n, uint32_t h, uint32_t w, s
     c->ashape = calloc(na, sizeof(*c->ashape));
     c->alay = calloc(na, sizeof(*c->alay));
     c->act = calloc(na, sizeof(*c->act));
-    pl.act_slot = calloc(na, sizeof(*pl.act_slot));
-    pl.slot_size = calloc(na, sizeof(*pl.slot_size));
+    pl.p.act_slot = calloc(na, sizeof(*pl.p.act_slot));
+    pl.p.slot_size = calloc(na, sizeof(*pl.p.slot_size));
     slot_off = calloc(na, sizeof(*slot_off));
-    if (!c->nodes || !c->ashape || !c->alay || !c->act || !pl.act_slot || !pl.slot_size ||
+    if (!c->nodes || !c->ashape || !c->alay || !c->act || !pl.p.act_slot || !pl.p.slot_size ||
         !slot_off)
         goto out;
     pl.c = c;
-    new_act(&pl, &in, UINT32_MAX, UINT32_MAX);
+    pl.p.nact = &c->nact;
+    pl.p.ashape = c->ashape;
+    nn_plan_act(&pl.p, &in, UINT32_MAX, UINT32_MAX);
     if ((ret = plan_seq(&pl, 0, nl, 0, &c->out_act, QNONE, UINT32_MAX, &fused)) ||
         (ret = plan_layouts(&pl)))
         goto out;
     size_t total = 0, off16 = 0, off32 = 0, offp = 0, b;
-    for (uint32_t s = 0; s < pl.nslot; s++) {
-        b = pl.slot_size[s];
-        if ((ret = nn_mul(&b, sizeof(int16_t))) || (ret = reserve(&total, b, &slot_off[s])))
+    for (uint32_t s = 0; s < pl.p.nslot; s++) {
+        b = pl.p.slot_size[s];
+        if ((ret = nn_mul(&b, sizeof(int16_t))) ||
+            (ret = nn_plan_reserve(&total, b, 64, &slot_off[s])))
             goto out;
     }
     b = pl.s16;
-    if ((ret = nn_mul(&b, sizeof(int16_t))) || (ret = reserve(&total, b, &off16)))
+    if ((ret = nn_mul(&b, sizeof(int16_t))) || (ret = nn_plan_reserve(&total, b, 64, &off16)))
         goto out;
     b = pl.s32;
-    if ((ret = nn_mul(&b, sizeof(int32_t))) || (ret = reserve(&total, b, &off32)))
+    if ((ret = nn_mul(&b, sizeof(int32_t))) || (ret = nn_plan_reserve(&total, b, 64, &off32)))
         goto out;
     b = pl.work;
-    if ((ret = nn_mul(&b, sizeof(ptrdiff_t))) || (ret = reserve(&total, b, &offp)) ||
-        (ret = reserve(&total, 64, &b)))
+    if ((ret = nn_mul(&b, sizeof(ptrdiff_t))) || (ret = nn_plan_reserve(&total, b, 64, &offp)) ||
+        (ret = nn_plan_reserve(&total, 64, 64, &b)))
         goto out;
     /* Not zeroed: every pass writes what it reads (a pair layout its border and slack too), and
      * clearing megabytes on every plan would cost more than some passes. */
@@ -758,7 +715,7 @@ int nn_qctx_new(const struct nn_qmodel *q, uint32_t n, uint32_t h, uint32_t w, s
     unsigned char *base = c->mem;
     base += (64 - (uintptr_t)base % 64) % 64;
     for (uint32_t a = 0; a < c->nact; a++)
-        c->act[a] = (int16_t *)(void *)(base + slot_off[pl.act_slot[a]]);
+        c->act[a] = (int16_t *)(void *)(base + slot_off[pl.p.act_slot[a]]);
     c->s16 = (int16_t *)(void *)(base + off16);
     c->s32 = (int32_t *)(void *)(base + off32);
     c->work = (ptrdiff_t *)(void *)(base + offp);
@@ -767,8 +724,8 @@ int nn_qctx_new(const struct nn_qmodel *q, uint32_t n, uint32_t h, uint32_t w, s
     ret = 0;
 out:
     free(slot_off);
-    free(pl.slot_size);
-    free(pl.act_slot);
+    free(pl.p.slot_size);
+    free(pl.p.act_slot);
     nn_qctx_free(c);
     return ret;
 }
