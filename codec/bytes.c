@@ -130,7 +130,7 @@ uint32_t codec_crc32(uint32_t crc, const uint8_t *p, size_t n)
     return (uint32_t)c;
 }
 
-size_t codec_png_chunk(uint8_t *out, const char *type, const uint8_t *data, size_t n)
+size_t codec_put_chunk(uint8_t *out, const char *type, const uint8_t *data, size_t n)
 {
     codec_put_be32(out, (uint32_t)n);
     memcpy(out + 4, type, 4);

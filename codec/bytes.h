@@ -109,6 +109,6 @@ uint32_t codec_crc32(uint32_t crc, const uint8_t *p, size_t n);
 
 /* Write a PNG chunk at out: length (big-endian), type (4 bytes), n data bytes (copied unless
  * data already sits at out + 8; NULL: leave them), CRC of type and data. Returns 12 + n. */
-size_t codec_png_chunk(uint8_t *out, const char *type, const uint8_t *data, size_t n);
+size_t codec_put_chunk(uint8_t *out, const char *type, const uint8_t *data, size_t n);
 
 #endif

@@ -227,7 +227,7 @@ static int get_model(const struct codec_pipeline *pl, const uint8_t *id, const s
 }
 
 static int get_coder(const struct codec_pipeline *pl, const uint8_t *id,
-                     const struct codec_pix_predictor **pred)
+                     const struct codec_pixcode_predictor **pred)
 {
     void *obj = NULL;
     int rc = shelf_get(pl, &pl->coders, id, load_coder, &obj);
@@ -248,7 +248,7 @@ static int encode_pixels(const struct codec_pipeline *pl, const struct codec_ima
                          size_t *pix_len)
 {
     struct codec_pixcode_opts po = {.threads = opts->threads};
-    const struct codec_pix_predictor *net = NULL;
+    const struct codec_pixcode_predictor *net = NULL;
     const struct pl_shelf *cs = &pl->coders;
     int mode =
         opts->coder == CODEC_PIPELINE_CODER_DEFAULT ? CODEC_PIPELINE_CODER_FIXED : opts->coder;
@@ -321,7 +321,7 @@ static int latent_pack(const struct nn_ae_latent *lat, uint8_t **out, size_t *ou
     size_t values = (size_t)lat->channels * lat->lc * lat->lh * lat->lw;
     uint8_t *lc = NULL, *res = NULL;
     size_t lc_len = 0;
-    int rc = codec_lat_encode(lat->q, lat->channels * lat->lc, lat->lh, lat->lw, &lc, &lc_len);
+    int rc = codec_latcode_encode(lat->q, lat->channels * lat->lc, lat->lh, lat->lw, &lc, &lc_len);
     if (rc == -ENOMEM)
         return rc;
     int coded = rc == 0 && lc_len < values; /* otherwise a value the coder does not take */
@@ -399,8 +399,9 @@ static int latent_unpack(const uint8_t *b, size_t n, struct nn_ae_latent **out)
     lat->lh = f[6];
     lat->lw = f[7];
     if (b[0] == CODEC_CT_FEATURES_LATCODE) {
-        rc = codec_lat_decode(src + PL_LATENT_HEAD, n - CODEC_CT_FEATURES_PREFIX - PL_LATENT_HEAD,
-                              lat->q, f[0] * f[5], f[6], f[7]);
+        rc = codec_latcode_decode(src + PL_LATENT_HEAD,
+                                  n - CODEC_CT_FEATURES_PREFIX - PL_LATENT_HEAD, lat->q,
+                                  f[0] * f[5], f[6], f[7]);
         if (rc != 0)
             goto out;
         rc = -EINVAL;
@@ -588,7 +589,7 @@ int codec_pipeline_decode(const struct codec_pipeline *pl, const uint8_t *buf, s
         return -EINVAL;
     if ((rc = codec_ct_parse(buf, len, 1, &p)) != 0)
         return rc;
-    const struct codec_pix_predictor *pred = NULL; /* predictor 0 */
+    const struct codec_pixcode_predictor *pred = NULL; /* predictor 0 */
     if (!all_zero(p.info.coder_id, KEYS_ID_BYTES) &&
         (rc = get_coder(pl, p.info.coder_id, &pred)) != 0)
         return rc;
@@ -702,9 +703,9 @@ static int write_png(const struct nn_ae_image *im, uint8_t **out, size_t *out_le
     ihdr[9] = ctype[c];
     memcpy(png, png_sig, 8);
     size_t at = 8;
-    at += codec_png_chunk(png + at, "IHDR", ihdr, sizeof(ihdr));
-    at += codec_png_chunk(png + at, "IDAT", NULL, zlen);
-    at += codec_png_chunk(png + at, "IEND", NULL, 0);
+    at += codec_put_chunk(png + at, "IHDR", ihdr, sizeof(ihdr));
+    at += codec_put_chunk(png + at, "IDAT", NULL, zlen);
+    at += codec_put_chunk(png + at, "IEND", NULL, 0);
     *out = png;
     *out_len = at;
     png = NULL;

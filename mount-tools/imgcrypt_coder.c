@@ -1,13 +1,13 @@
 // SPDX-License-Identifier: MIT
 /*
- * imgcrypt train --coder: fit the neural predictor (codec/pixel/pixnet.h) to the images of a folder,
- * write its model file and optionally add it to a keyring; or measure a model against the
+ * imgcrypt train --coder: fit the neural predictor (codec/pixel/pixnet.h) to the images of a
+ * folder, write its model file and optionally add it to a keyring; or measure a model against the
  * built-in fixed predictor (bits per sample of the real pixel stream, and coding times).
  *
  * Images are read through the codec adapters, so the coder learns from exactly the planes it
  * will code. Nothing of an image but its name and figures is printed.
  */
-#include "mount-tools/imgcrypt_coder.h"
+#include "mount-tools/imgcrypt.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -33,53 +33,12 @@ static double now_s(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-/* A whole regular file, at most CODEC_MAX_FILE_BYTES. 0 or -errno. */
-static int slurp(const char *path, uint8_t **out, size_t *len)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-    if (fd < 0)
-        return -errno;
-    struct stat st;
-    int rc = 0;
-    uint8_t *b = NULL;
-    if (fstat(fd, &st) != 0) {
-        rc = -errno;
-        goto out;
-    }
-    if (!S_ISREG(st.st_mode) || (uint64_t)st.st_size > CODEC_MAX_FILE_BYTES) {
-        rc = S_ISREG(st.st_mode) ? -EFBIG : -EINVAL;
-        goto out;
-    }
-    size_t n = (size_t)st.st_size, got = 0;
-    if (!(b = malloc(n ? n : 1))) {
-        rc = -ENOMEM;
-        goto out;
-    }
-    while (got < n) {
-        ssize_t r = read(fd, b + got, n - got);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0) {
-            rc = r < 0 ? -errno : -EIO;
-            goto out;
-        }
-        got += (size_t)r;
-    }
-    *out = b;
-    *len = n;
-    b = NULL;
-out:
-    free(b);
-    close(fd);
-    return rc;
-}
-
 /* Split one file into its planes. 0, -ENOTSUP (not an image to us) or -errno. */
 static int load_image(const char *path, struct codec_image **img)
 {
     uint8_t *buf = NULL, *env = NULL;
     size_t len = 0, el = 0;
-    int rc = slurp(path, &buf, &len);
+    int rc = tool_read_file(path, CODEC_MAX_FILE_BYTES, &buf, &len);
     if (rc == 0)
         rc = codec_split(buf, len, img, &env, &el, NULL, 0);
     free(env);
@@ -120,7 +79,7 @@ static int model_bytes(const char *name, uint8_t **out, size_t *len)
         *len = n;
         return 0;
     }
-    return slurp(name, out, len);
+    return tool_read_file(name, CODEC_MAX_FILE_BYTES, out, len);
 }
 
 int imgcrypt_coder_add_default(struct keys_ring *ring)
@@ -143,7 +102,7 @@ struct coded {
 };
 
 /* Code img with pred (NULL: predictor 0), best of `reps` timings; decode and compare. */
-static int measure(const struct codec_image *img, const struct codec_pix_predictor *pred,
+static int measure(const struct codec_image *img, const struct codec_pixcode_predictor *pred,
                    unsigned threads, unsigned reps, struct coded *r)
 {
     struct codec_pixcode_opts o = {.threads = threads, .pred = pred};
@@ -200,7 +159,7 @@ static int coder_eval(const char *model, char **files, int nfiles, unsigned thre
         ret = tool_exit_code(rc);
         goto out;
     }
-    const struct codec_pix_predictor *p1 = codec_pixnet_predictor(pn);
+    const struct codec_pixcode_predictor *p1 = codec_pixnet_predictor(pn);
     printf("%-40s %-14s %8s %8s %7s %7s %7s %7s\n", "image", "geometry", "bps p0", "bps p1",
            "enc0 ms", "enc1 ms", "dec0 ms", "dec1 ms");
     for (int i = 0; i < nfiles; i++) {
@@ -413,76 +372,89 @@ static const char coder_usage[] =
     "                      [--keyring PATH [--passfile F|--extpass CMD|--keyfile F]]\n"
     "       imgcrypt train --coder --eval MODEL|default [--threads N] [--reps N] IMAGE...\n";
 
-int imgcrypt_coder_main(int argc, char **argv)
-{
-    enum {
-        C_CODER = 1,
-        C_DATA,
-        C_EPOCHS,
-        C_STEPS,
-        C_HIDDEN,
-        C_LAYERS,
-        C_SEED,
-        C_OUT,
-        C_EVAL,
-        C_THREADS,
-        C_REPS,
-        C_KEYRING,
-        C_PASSFILE,
-        C_EXTPASS,
-        C_KEYFILE,
-        C_HELP
-    };
-    static const struct option opts[] = {
-        {"coder", no_argument, NULL, C_CODER},
-        {"data", required_argument, NULL, C_DATA},
-        {"epochs", required_argument, NULL, C_EPOCHS},
-        {"steps", required_argument, NULL, C_STEPS},
-        {"hidden", required_argument, NULL, C_HIDDEN},
-        {"layers", required_argument, NULL, C_LAYERS},
-        {"seed", required_argument, NULL, C_SEED},
-        {"out", required_argument, NULL, C_OUT},
-        {"eval", required_argument, NULL, C_EVAL},
-        {"threads", required_argument, NULL, C_THREADS},
-        {"reps", required_argument, NULL, C_REPS},
-        {"keyring", required_argument, NULL, C_KEYRING},
-        {"passfile", required_argument, NULL, C_PASSFILE},
-        {"extpass", required_argument, NULL, C_EXTPASS},
-        {"keyfile", required_argument, NULL, C_KEYFILE},
-        {"help", no_argument, NULL, C_HELP},
-        {NULL, 0, NULL, 0},
-    };
+/* What `imgcrypt train --coder` was asked to do. */
+struct coder_args {
     struct codec_pixnet_train_opts o;
-    codec_pixnet_train_defaults(&o);
-    const char *data = NULL, *out = "coder.pixnet", *eval = NULL, *keyring = NULL;
-    struct keys_source src = {.kind = KEYS_SRC_TTY};
-    int have_src = 0, c;
-    unsigned threads = 1, reps = 1;
+    const char *data, *out, *eval, *keyring;
+    struct keys_source src;
+    int have_src;
+    unsigned threads, reps;
+    int first_file; /* argv index of the first IMAGE (--eval) */
+};
+
+#define CODER_HELP (-1) /* coder_parse: --help was printed */
+
+enum {
+    C_CODER = 1,
+    C_DATA,
+    C_EPOCHS,
+    C_STEPS,
+    C_HIDDEN,
+    C_LAYERS,
+    C_SEED,
+    C_OUT,
+    C_EVAL,
+    C_THREADS,
+    C_REPS,
+    C_KEYRING,
+    C_PASSFILE,
+    C_EXTPASS,
+    C_KEYFILE,
+    C_HELP
+};
+static const struct option opts[] = {
+    {"coder", no_argument, NULL, C_CODER},
+    {"data", required_argument, NULL, C_DATA},
+    {"epochs", required_argument, NULL, C_EPOCHS},
+    {"steps", required_argument, NULL, C_STEPS},
+    {"hidden", required_argument, NULL, C_HIDDEN},
+    {"layers", required_argument, NULL, C_LAYERS},
+    {"seed", required_argument, NULL, C_SEED},
+    {"out", required_argument, NULL, C_OUT},
+    {"eval", required_argument, NULL, C_EVAL},
+    {"threads", required_argument, NULL, C_THREADS},
+    {"reps", required_argument, NULL, C_REPS},
+    {"keyring", required_argument, NULL, C_KEYRING},
+    {"passfile", required_argument, NULL, C_PASSFILE},
+    {"extpass", required_argument, NULL, C_EXTPASS},
+    {"keyfile", required_argument, NULL, C_KEYFILE},
+    {"help", no_argument, NULL, C_HELP},
+    {NULL, 0, NULL, 0},
+};
+/* Parse the options into *a. TOOL_EXIT_OK, CODER_HELP, or an exit code (after a message). */
+static int coder_parse(int argc, char **argv, struct coder_args *a)
+{
+    int c, li = 0;
     long long v;
+    memset(a, 0, sizeof(*a));
+    codec_pixnet_train_defaults(&a->o);
+    a->out = "coder.pixnet";
+    a->src.kind = KEYS_SRC_TTY;
+    a->threads = a->reps = 1;
     optind = 1;
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "", opts, &li)) != -1) {
         switch (c) {
         case C_CODER:
             break;
         case C_HELP:
             fputs(coder_usage, stdout);
-            return TOOL_EXIT_OK;
+            return CODER_HELP;
         case C_DATA:
-            data = optarg;
+            a->data = optarg;
             break;
         case C_OUT:
-            out = optarg;
+            a->out = optarg;
             break;
         case C_EVAL:
-            eval = optarg;
+            a->eval = optarg;
             break;
         case C_KEYRING:
-            keyring = optarg;
+            a->keyring = optarg;
             break;
         case C_PASSFILE:
         case C_EXTPASS:
         case C_KEYFILE:
-            if (tool_set_source(&src, &have_src, opts[c - 1].name, optarg) != 0) {
+            if (tool_set_source(&a->src, &a->have_src, opts[li].name, optarg) != 0) {
                 tool_error("give one secret source at most (--passfile, --extpass or --keyfile)");
                 return TOOL_EXIT_USAGE;
             }
@@ -490,69 +462,64 @@ int imgcrypt_coder_main(int argc, char **argv)
         case C_EPOCHS:
             if ((v = tool_number("epochs", optarg, 0, 100000)) < 0)
                 return TOOL_EXIT_USAGE;
-            o.epochs = (uint32_t)v;
+            a->o.epochs = (uint32_t)v;
             break;
         case C_STEPS:
             if ((v = tool_number("steps", optarg, 1, 1000000)) < 0)
                 return TOOL_EXIT_USAGE;
-            o.steps = (uint32_t)v;
+            a->o.steps = (uint32_t)v;
             break;
         case C_HIDDEN:
             if ((v = tool_number("hidden", optarg, 1, 256)) < 0)
                 return TOOL_EXIT_USAGE;
-            o.hidden = (uint32_t)v;
+            a->o.hidden = (uint32_t)v;
             break;
         case C_LAYERS:
             if ((v = tool_number("layers", optarg, 1, 4)) < 0)
                 return TOOL_EXIT_USAGE;
-            o.layers = (uint32_t)v;
+            a->o.layers = (uint32_t)v;
             break;
         case C_SEED:
             if ((v = tool_number("seed", optarg, 0, (long long)1 << 62)) < 0)
                 return TOOL_EXIT_USAGE;
-            o.seed = (uint64_t)v;
+            a->o.seed = (uint64_t)v;
             break;
         case C_THREADS:
-            if ((v = tool_number("threads", optarg, 1, CODEC_PIX_MAX_THREADS)) < 0)
+            if ((v = tool_number("threads", optarg, 1, CODEC_PIXCODE_MAX_THREADS)) < 0)
                 return TOOL_EXIT_USAGE;
-            threads = (unsigned)v;
+            a->threads = (unsigned)v;
             break;
         case C_REPS:
             if ((v = tool_number("reps", optarg, 1, 1000)) < 0)
                 return TOOL_EXIT_USAGE;
-            reps = (unsigned)v;
+            a->reps = (unsigned)v;
             break;
         default:
             fputs(coder_usage, stderr);
             return TOOL_EXIT_USAGE;
         }
     }
-    nn_set_threads(1);
-    if (eval) {
-        if (data || optind >= argc) {
-            tool_error("--eval takes a model and images, not --data");
-            return TOOL_EXIT_USAGE;
-        }
-        return coder_eval(eval, argv + optind, argc - optind, threads, reps);
-    }
-    if (!data || optind != argc) {
-        fputs(coder_usage, stderr);
-        return TOOL_EXIT_USAGE;
-    }
+    a->first_file = optind;
+    return TOOL_EXIT_OK;
+}
+
+/* Train a coder model on the folder's images, write it, and add it to the keyring if named. */
+static int coder_train(struct coder_args *a)
+{
     struct codec_image **imgs = NULL;
     size_t n = 0;
-    int rc = load_dir(data, &imgs, &n);
+    int rc = load_dir(a->data, &imgs, &n);
     if (rc != 0) {
-        tool_error("%s: %s", data, strerror(-rc));
+        tool_error("%s: %s", a->data, strerror(-rc));
         return tool_exit_code(rc);
     }
     double t0 = now_s();
-    o.progress = progress;
-    o.progress_arg = &t0;
-    fprintf(stderr, "training the coder on %zu images from %s\n", n, data);
+    a->o.progress = progress;
+    a->o.progress_arg = &t0;
+    fprintf(stderr, "training the coder on %zu images from %s\n", n, a->data);
     uint8_t *model = NULL;
     size_t len = 0;
-    rc = codec_pixnet_train((const struct codec_image *const *)imgs, n, &o, &model, &len);
+    rc = codec_pixnet_train((const struct codec_image *const *)imgs, n, &a->o, &model, &len);
     for (size_t i = 0; i < n; i++)
         codec_image_free(imgs[i]);
     free(imgs);
@@ -562,14 +529,37 @@ int imgcrypt_coder_main(int argc, char **argv)
         return tool_exit_code(rc);
     }
     int ret = TOOL_EXIT_OK;
-    if ((rc = write_file(out, model, len)) != 0) {
-        tool_error("%s: %s", out, strerror(-rc));
+    if ((rc = write_file(a->out, model, len)) != 0) {
+        tool_error("%s: %s", a->out, strerror(-rc));
         ret = TOOL_EXIT_IO;
     } else {
-        fprintf(stderr, "wrote %s (%zu bytes) in %.0f s\n", out, len, now_s() - t0);
+        fprintf(stderr, "wrote %s (%zu bytes) in %.0f s\n", a->out, len, now_s() - t0);
     }
-    if (ret == TOOL_EXIT_OK && keyring)
-        ret = store(keyring, &src, model, len);
+    if (ret == TOOL_EXIT_OK && a->keyring)
+        ret = store(a->keyring, &a->src, model, len);
     free(model);
     return ret;
+}
+
+int imgcrypt_coder_main(int argc, char **argv)
+{
+    struct coder_args a;
+    int rc = coder_parse(argc, argv, &a);
+    if (rc == CODER_HELP)
+        return TOOL_EXIT_OK;
+    if (rc != TOOL_EXIT_OK)
+        return rc;
+    nn_set_threads(1);
+    if (a.eval) {
+        if (a.data || a.first_file >= argc) {
+            tool_error("--eval takes a model and images, not --data");
+            return TOOL_EXIT_USAGE;
+        }
+        return coder_eval(a.eval, argv + a.first_file, argc - a.first_file, a.threads, a.reps);
+    }
+    if (!a.data || a.first_file != argc) {
+        fputs(coder_usage, stderr);
+        return TOOL_EXIT_USAGE;
+    }
+    return coder_train(&a);
 }

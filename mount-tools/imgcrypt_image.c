@@ -22,7 +22,7 @@
 #include "codec/store/blockfile.h"
 #include "codec/pipeline.h"
 #include "keys/keys.h"
-#include "mount-tools/imgcrypt_image.h"
+#include "mount-tools/imgcrypt.h"
 #include "mount-tools/tool.h"
 
 #define PATH_CAP 4096
@@ -92,14 +92,15 @@ static int parse_args(int argc, char **argv, const char *allowed, struct image_a
     a->src.kind = KEYS_SRC_TTY;
     a->threads = default_threads();
     optind = 1;
-    while ((c = getopt_long(argc, argv, "", image_opts, NULL)) != -1) {
+    int li = 0; /* the option matched: names come from the table, not from c */
+    while ((c = getopt_long(argc, argv, "", image_opts, &li)) != -1) {
         if (c == O_HELP) {
             fputs(imgcrypt_image_usage, stdout);
             exit(TOOL_EXIT_OK);
         }
         if (c == '?' || !strchr(allowed, c)) {
             if (c != '?')
-                tool_error("option --%s does not apply to %s", image_opts[c - 1].name, argv[0]);
+                tool_error("option --%s does not apply to %s", image_opts[li].name, argv[0]);
             return usage();
         }
         switch (c) {
@@ -109,7 +110,7 @@ static int parse_args(int argc, char **argv, const char *allowed, struct image_a
         case O_PASSFILE:
         case O_EXTPASS:
         case O_KEYFILE:
-            if (tool_set_source(&a->src, &a->have_src, image_opts[c - 1].name, optarg) != 0) {
+            if (tool_set_source(&a->src, &a->have_src, image_opts[li].name, optarg) != 0) {
                 tool_error("give one secret source at most (--passfile, --extpass or --keyfile)");
                 return TOOL_EXIT_USAGE;
             }
@@ -160,56 +161,6 @@ static int parse_args(int argc, char **argv, const char *allowed, struct image_a
     return TOOL_EXIT_OK;
 }
 
-/* Read all of fd into a new buffer (at most IMAGE_MAX_INPUT bytes). 0 or -errno/-EFBIG. */
-static int read_fd(int fd, uint8_t **out, size_t *out_len)
-{
-    size_t cap = 1 << 16, n = 0;
-    uint8_t *b = malloc(cap);
-    if (!b)
-        return -ENOMEM;
-    for (;;) {
-        if (n == cap) {
-            if (cap >= IMAGE_MAX_INPUT) {
-                free(b);
-                return -EFBIG;
-            }
-            uint8_t *nb = realloc(b, cap * 2);
-            if (!nb) {
-                free(b);
-                return -ENOMEM;
-            }
-            b = nb;
-            cap *= 2;
-        }
-        ssize_t r = read(fd, b + n, cap - n);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0) {
-            int e = -errno;
-            free(b);
-            return e;
-        }
-        if (r == 0)
-            break;
-        n += (size_t)r;
-    }
-    *out = b;
-    *out_len = n;
-    return 0;
-}
-
-static int read_input(const char *path, uint8_t **out, size_t *out_len)
-{
-    if (strcmp(path, "-") == 0)
-        return read_fd(STDIN_FILENO, out, out_len);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -errno;
-    int rc = read_fd(fd, out, out_len);
-    close(fd);
-    return rc;
-}
-
 static int write_all(int fd, const uint8_t *b, size_t n)
 {
     while (n > 0) {
@@ -242,7 +193,7 @@ static int commit_temp(int fd, const char *tmp, const char *out)
     if (strcmp(out, "-") == 0) {
         uint8_t *b = NULL;
         size_t n = 0;
-        int rc = lseek(fd, 0, SEEK_SET) < 0 ? -errno : read_fd(fd, &b, &n);
+        int rc = lseek(fd, 0, SEEK_SET) < 0 ? -errno : tool_read_fd(fd, IMAGE_MAX_INPUT, &b, &n);
         if (rc == 0)
             rc = write_all(STDOUT_FILENO, b, n);
         free(b);
@@ -293,7 +244,7 @@ static int begin(int argc, char **argv, const char *allowed, struct image_args *
     int rc = parse_args(argc, argv, allowed, a);
     if (rc != TOOL_EXIT_OK)
         return rc;
-    int e = read_input(a->in, buf, len);
+    int e = tool_read_file(a->in, IMAGE_MAX_INPUT, buf, len);
     if (e != 0) {
         tool_error("%s: %s", name_of(a->in), strerror(-e));
         return TOOL_EXIT_IO;

@@ -122,7 +122,7 @@ static int parse_args(int argc, char **argv, struct args *a)
             fputs(usage_text, stdout);
             exit(TOOL_EXIT_OK);
         } else if (strcmp(s, "--version") == 0 || strcmp(s, "-V") == 0) {
-            printf("imgcryptfs 0.1.0\n");
+            printf("imgcryptfs %s\n", IMGCRYPTFS_VERSION);
             exit(TOOL_EXIT_OK);
         } else if (strcmp(s, "-f") == 0) {
             a->foreground = 1;

@@ -1,10 +1,13 @@
 // SPDX-License-Identifier: MIT
 /* Shared helpers of the mount-tools programs: exit codes, messages, keyring unlock. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "mount-tools/tool.h"
 
@@ -136,4 +139,84 @@ void tool_hex(const uint8_t *b, size_t n, char *out)
         out[2 * i + 1] = digits[b[i] & 15];
     }
     out[2 * n] = '\0';
+}
+
+int tool_read_fd(int fd, uint64_t limit, uint8_t **buf, size_t *len)
+{
+    uint8_t *b = NULL;
+    size_t cap = (size_t)1 << 16, n = 0;
+    struct stat st;
+    int ret;
+    if (limit > SIZE_MAX - 2)
+        limit = SIZE_MAX - 2;
+    if (fstat(fd, &st) != 0)
+        return -errno;
+    if (S_ISDIR(st.st_mode))
+        return -EISDIR;
+    if (S_ISREG(st.st_mode)) {
+        if ((uint64_t)st.st_size > limit)
+            return -EFBIG;
+        cap = (size_t)st.st_size + 1; /* one more, to see the end without growing */
+    }
+    if (!(b = malloc(cap)))
+        return -ENOMEM;
+    for (;;) {
+        if (n == cap) {
+            if (n > limit) {
+                ret = -EFBIG;
+                goto out;
+            }
+            size_t ncap = cap > limit / 2 ? (size_t)limit + 1 : 2 * cap;
+            uint8_t *nb = realloc(b, ncap);
+            if (!nb) {
+                ret = -ENOMEM;
+                goto out;
+            }
+            b = nb;
+            cap = ncap;
+        }
+        ssize_t r = read(fd, b + n, cap - n);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            ret = -errno;
+            goto out;
+        }
+        if (r == 0)
+            break;
+        n += (size_t)r;
+    }
+    if (n > limit) {
+        ret = -EFBIG;
+        goto out;
+    }
+    *buf = b;
+    *len = n;
+    b = NULL;
+    ret = 0;
+out:
+    free(b);
+    return ret;
+}
+
+int tool_read_file(const char *path, uint64_t limit, uint8_t **buf, size_t *len)
+{
+    if (strcmp(path, "-") == 0)
+        return tool_read_fd(STDIN_FILENO, limit, buf, len);
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0)
+        return -errno;
+    int rc = tool_read_fd(fd, limit, buf, len);
+    close(fd);
+    return rc;
+}
+
+void tool_put_plain(FILE *f, const char *s)
+{
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
+        if (*p < 0x20 || *p == 0x7f)
+            fprintf(f, "\\x%02x", *p);
+        else
+            fputc(*p, f);
+    }
 }

@@ -7,6 +7,8 @@
 #define IMGCRYPTFS_TOOL_H
 
 #include <stddef.h>
+#include <stdio.h>
+#include <stdint.h>
 
 #include "keys/keys.h"
 
@@ -55,5 +57,15 @@ long long tool_number(const char *name, const char *v, long long lo, long long h
 
 /* Lowercase hex of b[0..n) into out, which holds 2 n + 1 bytes (NUL-terminated). */
 void tool_hex(const uint8_t *b, size_t n, char *out);
+
+/* Read a whole file ("-": standard input) into a new buffer (*buf, caller frees; not NULL on
+ * success, also when empty) of *len bytes. 0; -EFBIG when it holds more than limit bytes
+ * (nothing is kept); -EISDIR; -ENOMEM; or the -errno of open or read. */
+int tool_read_file(const char *path, uint64_t limit, uint8_t **buf, size_t *len);
+/* The same from an open descriptor, from its offset to its end (the descriptor stays open). */
+int tool_read_fd(int fd, uint64_t limit, uint8_t **buf, size_t *len);
+
+/* Put s on f for a terminal: control bytes as \xNN, so a file name cannot drive the terminal. */
+void tool_put_plain(FILE *f, const char *s);
 
 #endif

@@ -101,6 +101,5 @@ eval_set() {
 
 if [ "${AE_INSTALL:-1}" = 1 ]; then
     cp "$model" "$root/models/ae-default.params"
-    touch "$root/nn/ae_default.c" # the build does not see .incbin's file: recompile it
     echo "installed $root/models/ae-default.params ($(stat -c %s "$model") bytes)"
 fi

@@ -72,6 +72,5 @@ shopt -s nullglob
 
 if [ "${CODER_INSTALL:-0}" = 1 ]; then
     cp "$model" "$root/models/coder-default.pixnet"
-    touch "$root/codec/pixel/pixnet_default.c" # the build does not see .incbin's file: recompile it
     echo "installed $root/models/coder-default.pixnet ($(stat -c %s "$model") bytes)"
 fi

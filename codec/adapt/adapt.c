@@ -147,7 +147,7 @@ void codec_env_header(uint8_t *env, const struct codec_image *im, uint8_t flags)
     codec_put_le32(env + 20, im->width);
     env[24] = (uint8_t)im->bits;
     env[25] = (uint8_t)im->significant;
-    env[26] = flags;
+    env[CODEC_ENV_FLAGS] = flags;
     env[27] = 0;
 }
 
@@ -234,7 +234,7 @@ int codec_split_threads(const uint8_t *buf, size_t len, unsigned threads, struct
         im->significant = im->bits;
 
     codec_env_header(env, im, codec_layout_flags(im->format, f.layout));
-    codec_put_le64(env + 28, f.head_len);
+    codec_put_le64(env + CODEC_ENV_HEAD_LEN, f.head_len);
     memcpy(env + CODEC_ENV_FIXED, buf, f.head_len);
     codec_put_le64(env + CODEC_ENV_FIXED + f.head_len, tail_len);
     memcpy(env + CODEC_ENV_FIXED + 8 + f.head_len, buf + f.head_len + f.raster_len, tail_len);
@@ -277,11 +277,11 @@ int codec_join_threads(const struct codec_image *img, const uint8_t *envelope, s
     f.geo = *img;
     if (codec_found_size(&f, NULL, 0) != 0 || f.raster_len != img->planes_bytes)
         goto out;
-    f.layout = codec_flags_layout(img->format, envelope[26]);
+    f.layout = codec_flags_layout(img->format, envelope[CODEC_ENV_FLAGS]);
     if ((f.layout & ~(CODEC_LAYOUT_PLANAR | CODEC_LAYOUT_BE16 | CODEC_LAYOUT_BE_OW8)) ||
         ((f.layout & CODEC_LAYOUT_BE_OW8) && (img->bits != 8 || f.raster_len % 2)))
         goto out;
-    head_len = codec_get_le64(envelope + 28);
+    head_len = codec_get_le64(envelope + CODEC_ENV_HEAD_LEN);
     if (head_len > env_len - CODEC_ENV_FIXED - 8)
         goto out;
     tail_len = codec_get_le64(envelope + CODEC_ENV_FIXED + head_len);
@@ -328,7 +328,7 @@ int codec_envelope_info(const uint8_t *env, size_t env_len, struct codec_envelop
         return -EINVAL;
     if (env[4] != CODEC_FORMAT_PNM && env[4] != CODEC_FORMAT_DICOM && env[4] != CODEC_FORMAT_PNG)
         return -EINVAL;
-    head_len = codec_get_le64(env + 28);
+    head_len = codec_get_le64(env + CODEC_ENV_HEAD_LEN);
     if (head_len > env_len - CODEC_ENV_FIXED - 8)
         return -EINVAL;
     pos = CODEC_ENV_FIXED + head_len;

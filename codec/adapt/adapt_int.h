@@ -17,6 +17,10 @@
 #include "codec/bytes.h"
 #include "codec/codec.h"
 
+/* Offsets of the envelope's fixed fields (codec.h) that the adapters write or read directly. */
+#define CODEC_ENV_FLAGS 26    /* adapter flags */
+#define CODEC_ENV_HEAD_LEN 28 /* head length H; the head follows at CODEC_ENV_FIXED */
+
 /* How the raster's bytes hold the samples (a superset of the envelope's flags). */
 #define CODEC_LAYOUT_PLANAR CODEC_DICOM_PLANAR /* plane by plane within each frame */
 #define CODEC_LAYOUT_BE16 CODEC_DICOM_BE16     /* 16-bit samples big-endian */

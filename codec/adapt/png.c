@@ -85,7 +85,7 @@ static int png_ihdr(const uint8_t *d, struct png_geo *g, char *why, size_t whyle
         return codec_why(why, whylen, -EFBIG, "PNG: pixels beyond limits");
     g->planes = n;
     if (__builtin_mul_overflow(g->rowbytes + 1, (size_t)g->height, &n) ||
-        n >= CODEC_INFLATE_MAX_OUT)
+        n >= CODEC_DEFLATE_MAX_OUT)
         return codec_why(why, whylen, -EFBIG, "PNG: image data beyond limits");
     g->filtered = n;
     return 0;
@@ -465,25 +465,49 @@ static int recipe_unpack(const uint8_t *rec, size_t len, size_t rows, const uint
     return 0;
 }
 
-/* ---- split ------------------------------------------------------------------------------ */
+/* ---- the envelope body and its IDAT section (codec.h) ----------------------------------- */
 
-int codec_png_split(const uint8_t *buf, size_t len, unsigned threads, struct codec_image **img,
-                    uint8_t **envelope, size_t *env_len, char *why, size_t whylen)
+/* Where the chunks of a PNG file lie: head || IDAT chunks || tail. */
+struct png_chunks {
+    size_t head_len; /* the signature and every chunk before the first IDAT */
+    size_t tail_pos; /* the first byte after the last IDAT chunk */
+    size_t nidat;    /* IDAT chunks */
+    size_t idat_len; /* their data together */
+};
+
+/* The envelope body of a PNG (codec.h: head, IDAT section, tail), pointing into the envelope. */
+struct png_body {
+    const uint8_t *head, *sec, *tail;
+    uint64_t head_len, sec_len, tail_len;
+};
+
+/* The IDAT section, parsed and checked (its varint lists are re-read from the saved readers). */
+struct png_idat {
+    uint64_t nidat;        /* K: IDAT chunks */
+    uint8_t cmode;         /* 0: lengths listed (in lens), 1: every chunk `even` but the last */
+    uint64_t even;         /* cmode 1: C */
+    struct codec_rd lens;  /* cmode 0: the K lengths */
+    uint8_t fmode;         /* 0 listed (types), 1 one type (ftype), 2.. heuristic fmode - 2 */
+    const uint8_t *types;  /* fmode 0: one byte per row */
+    uint8_t ftype;         /* fmode 1 */
+    uint64_t nexc;         /* fmode >= 2: rows whose type differs, listed in exc */
+    struct codec_rd exc;   /* fmode >= 2: gap, type pairs */
+    const uint8_t *recipe; /* the rest of the section */
+    size_t recipe_len;
+};
+
+/* Walk the chunks through IEND (what follows IEND is the tail's, verbatim): IHDR first and
+ * once, every CRC, the IDAT chunks consecutive. 0 or -ENOTSUP (why says why). */
+static int png_walk(const uint8_t *buf, size_t len, struct png_geo *g, struct png_chunks *c,
+                    char *why, size_t whylen)
 {
-    struct png_geo g;
-    struct codec_deflate_desc *desc = NULL;
-    struct codec_image *im = NULL;
-    uint8_t *idat = NULL, *data = NULL, *env = NULL, *zr = NULL, *types = NULL, *guess = NULL;
-    uint8_t *scratch = NULL;
-    size_t data_len = 0, pos = sizeof(png_sig), head_len = 0, tail_pos = 0, nidat = 0;
-    size_t idat_len = 0, elen, recipe_len, zr_len = 0;
+    size_t pos = sizeof(png_sig);
     int state = 0; /* 0 before IDAT, 1 in the IDAT run, 2 after it */
     bool ihdr = false, iend = false;
     int ret;
-
+    memset(c, 0, sizeof(*c));
     if (len < sizeof(png_sig) || memcmp(buf, png_sig, sizeof(png_sig)) != 0)
         return codec_why(why, whylen, -ENOTSUP, "PNG: bad signature");
-    /* Walk the chunks through IEND; what follows IEND is the tail's, verbatim. */
     while (!iend) {
         if (len - pos < 12)
             return codec_why(why, whylen, -ENOTSUP, "PNG: truncated");
@@ -500,7 +524,7 @@ int codec_png_split(const uint8_t *buf, size_t len, unsigned threads, struct cod
         if (!ihdr) {
             if (memcmp(type, "IHDR", 4) != 0 || clen != 13)
                 return codec_why(why, whylen, -ENOTSUP, "PNG: IHDR not first");
-            if ((ret = png_ihdr(buf + pos + 8, &g, why, whylen)) != 0)
+            if ((ret = png_ihdr(buf + pos + 8, g, why, whylen)) != 0)
                 return ret;
             ihdr = true;
         } else if (memcmp(type, "IHDR", 4) == 0) {
@@ -510,29 +534,333 @@ int codec_png_split(const uint8_t *buf, size_t len, unsigned threads, struct cod
             if (state == 2)
                 return codec_why(why, whylen, -ENOTSUP, "PNG: IDAT chunks not consecutive");
             if (state == 0)
-                head_len = pos;
+                c->head_len = pos;
             state = 1;
-            nidat++;
-            idat_len += clen; /* <= len: no overflow */
+            c->nidat++;
+            c->idat_len += clen; /* <= len: no overflow */
         } else if (state == 1) {
             state = 2;
-            tail_pos = pos;
+            c->tail_pos = pos;
         }
         iend = memcmp(type, "IEND", 4) == 0;
         pos += 12 + (size_t)clen;
     }
     if (state != 2)
         return codec_why(why, whylen, -ENOTSUP, "PNG: no image data");
+    return 0;
+}
 
-    ret = -ENOMEM;
-    idat = malloc(idat_len ? idat_len : 1);
+/* The IDAT chunks' data, concatenated: the zlib stream (*out, caller frees). */
+static int png_idat_stream(const uint8_t *buf, const struct png_chunks *c, uint8_t **out)
+{
+    uint8_t *idat = malloc(c->idat_len ? c->idat_len : 1);
     if (!idat)
-        goto out;
-    for (size_t p = head_len, o = 0; p < tail_pos; p += 12 + codec_get_be32(buf + p)) {
+        return -ENOMEM;
+    for (size_t p = c->head_len, o = 0; p < c->tail_pos; p += 12 + codec_get_be32(buf + p)) {
         memcpy(idat + o, buf + p + 8, codec_get_be32(buf + p));
         o += codec_get_be32(buf + p);
     }
-    ret = codec_zlib_record(idat, idat_len, g.filtered + 1, &data, &data_len, &desc);
+    *out = idat;
+    return 0;
+}
+
+/* The deflate description as the section's recipe (*zr, caller frees): modelled on zlib when
+ * that is smaller, else raw; then compressed with zlib when that is smaller still (a stream
+ * from another deflater leaves thousands of corrections, which compress). */
+static int png_recipe(const struct codec_deflate_desc *desc, const uint8_t *data, size_t data_len,
+                      unsigned threads, uint8_t **zr, size_t *zr_len)
+{
+    size_t recipe_len;
+    int ret = codec_zrecipe_make(desc, data, data_len, threads, zr, zr_len, NULL);
+    if (ret == -ENOMEM)
+        return ret;
+    recipe_len = codec_deflate_desc_size(desc);
+    if (ret != 0 || *zr_len >= recipe_len) {
+        free(*zr);
+        *zr_len = 0;
+        if (!(*zr = malloc(recipe_len)))
+            return -ENOMEM;
+        *zr_len = recipe_len;
+        if (codec_deflate_desc_serialise(desc, *zr, *zr_len) != (ssize_t)*zr_len)
+            return -EIO;
+    }
+    return recipe_pack(zr, zr_len);
+}
+
+/* Unfilter the rows in place into the planes, noting each row's filter type and what each
+ * heuristic would have chosen for it. 0 or -ENOTSUP (why says why). */
+static int png_unfilter(const struct png_geo *g, uint8_t *data, void *planes, uint8_t *types,
+                        uint8_t *guess, uint8_t *scratch, char *why, size_t whylen)
+{
+    for (size_t y = 0; y < g->height; y++) {
+        uint8_t *row = data + y * (g->rowbytes + 1);
+        const uint8_t *prev = y ? row - g->rowbytes : NULL;
+        if (row[0] > 4)
+            return codec_why(why, whylen, -ENOTSUP, "PNG: bad filter type");
+        types[y] = row[0];
+        unfilter_row(row[0], row + 1, prev, g->rowbytes, g->bpp);
+        guess_filters(row + 1, prev, scratch, g->rowbytes, g->bpp, guess + PNG_HEURISTICS * y);
+        if (!row_to_planes(g, row + 1, y, planes))
+            return codec_why(why, whylen, -ENOTSUP, "PNG: row padding bits set");
+    }
+    return 0;
+}
+
+/* Section: the chunk lengths (listed, or even). Returns the end of what it wrote. */
+static uint8_t *put_chunk_lengths(uint8_t *q, const uint8_t *buf, const struct png_chunks *c)
+{
+    uint32_t first = codec_get_be32(buf + c->head_len), last = 0;
+    bool even = true;
+    for (size_t p = c->head_len; p < c->tail_pos; p += 12 + codec_get_be32(buf + p)) {
+        last = codec_get_be32(buf + p);
+        if (p + 12 + last < c->tail_pos && last != first)
+            even = false;
+    }
+    even = even && last >= 1 && last <= first;
+    q += codec_put_var(q, c->nidat);
+    *q++ = even ? 1 : 0;
+    if (even)
+        q += codec_put_var(q, first);
+    else
+        for (size_t p = c->head_len; p < c->tail_pos; p += 12 + codec_get_be32(buf + p))
+            q += codec_put_var(q, codec_get_be32(buf + p));
+    return q;
+}
+
+/* Section: the filter types, all one type, a heuristic's picks and the rows where it
+ * differs, or verbatim, whichever is shortest. Returns the end of what it wrote. */
+static uint8_t *put_filter_types(uint8_t *q, const uint8_t *types, const uint8_t *guess,
+                                 size_t height)
+{
+    size_t nsame = 0, nexc[PNG_HEURISTICS] = {0};
+    int best = 0;
+    for (size_t y = 0; y < height; y++) {
+        nsame += types[y] == types[0];
+        for (int h = 0; h < PNG_HEURISTICS; h++)
+            nexc[h] += types[y] != guess[PNG_HEURISTICS * y + (size_t)h];
+    }
+    for (int h = 1; h < PNG_HEURISTICS; h++)
+        if (nexc[h] < nexc[best])
+            best = h;
+    if (nsame == height) {
+        *q++ = 1;
+        *q++ = types[0];
+    } else if (nexc[best] < height / 2) {
+        *q++ = (uint8_t)(2 + best);
+        q += codec_put_var(q, nexc[best]);
+        for (size_t y = 0, prev = 0; y < height; y++) {
+            if (types[y] == guess[PNG_HEURISTICS * y + (size_t)best])
+                continue;
+            q += codec_put_var(q, y - prev);
+            *q++ = types[y];
+            prev = y + 1;
+        }
+    } else {
+        *q++ = 0;
+        memcpy(q, types, height);
+        q += height;
+    }
+    return q;
+}
+
+/* Write the envelope body after the fixed fields: head, IDAT section, tail. Returns the
+ * envelope's length. */
+static size_t put_body(uint8_t *env, const uint8_t *buf, size_t len, const struct png_chunks *c,
+                       const uint8_t *types, const uint8_t *guess, size_t height,
+                       const uint8_t *recipe, size_t recipe_len)
+{
+    uint8_t *e = env + CODEC_ENV_HEAD_LEN;
+    codec_put_le64(e, c->head_len);
+    memcpy(e + 8, buf, c->head_len);
+    e += 8 + c->head_len;
+    uint8_t *sec = e + 8, *q = sec;
+    q = put_chunk_lengths(q, buf, c);
+    q = put_filter_types(q, types, guess, height);
+    memcpy(q, recipe, recipe_len);
+    q += recipe_len;
+    codec_put_le64(e, (uint64_t)(q - sec));
+    e = q;
+    codec_put_le64(e, len - c->tail_pos);
+    memcpy(e + 8, buf + c->tail_pos, len - c->tail_pos);
+    return (size_t)(e + 8 + (len - c->tail_pos) - env);
+}
+
+/* The body of an envelope already checked by codec_env_check: three length-prefixed parts,
+ * the head starting with the signature and an IHDR that matches img. 0 or -EINVAL. */
+static int body_parse(const struct codec_image *img, const uint8_t *env, size_t env_len,
+                      struct png_geo *g, struct png_body *b)
+{
+    const uint8_t *e = env + CODEC_ENV_HEAD_LEN;
+    size_t rest = env_len - CODEC_ENV_HEAD_LEN;
+    const uint8_t **part[2] = {&b->head, &b->sec};
+    uint64_t *plen[2] = {&b->head_len, &b->sec_len};
+    for (int i = 0; i < 2; i++) {
+        if (rest < 8)
+            return -EINVAL;
+        *plen[i] = codec_get_le64(e);
+        e += 8, rest -= 8;
+        if (*plen[i] > rest)
+            return -EINVAL;
+        *part[i] = e;
+        e += *plen[i], rest -= (size_t)*plen[i];
+        if (i > 0)
+            continue;
+        /* The head is the signature and IHDR first (split made it so); IHDR says the layout. */
+        if (b->head_len < 33 || memcmp(b->head, png_sig, 8) != 0 ||
+            codec_get_be32(b->head + 8) != 13 || memcmp(b->head + 12, "IHDR", 4) != 0 ||
+            png_ihdr(b->head + 16, g, NULL, 0) != 0)
+            return -EINVAL;
+        if (g->width != img->width || g->height != img->height || g->channels != img->channels ||
+            (g->depth == 16 ? 16u : 8u) != img->bits || img->frames != 1 ||
+            g->planes != img->planes_bytes)
+            return -EINVAL;
+    }
+    if (rest < 8)
+        return -EINVAL;
+    b->tail_len = codec_get_le64(e);
+    b->tail = e + 8;
+    return b->tail_len == rest - 8 ? 0 : -EINVAL;
+}
+
+/* Parse and check the IDAT section of an image `height` rows high. 0 or -EINVAL. */
+static int idat_parse(const uint8_t *sec, uint64_t sec_len, uint32_t height, struct png_idat *s)
+{
+    struct codec_rd r = {sec, (size_t)sec_len};
+    uint64_t v;
+    memset(s, 0, sizeof(*s));
+    /* each chunk costs 12 bytes of output at least */
+    if (codec_rd_var(&r, CODEC_MAX_FILE_BYTES / 12, &s->nidat) || s->nidat == 0 ||
+        codec_rd_u8(&r, &s->cmode) || s->cmode > 1)
+        return -EINVAL;
+    if (s->cmode == 1) {
+        if (codec_rd_var(&r, 0x7fffffffu, &s->even) || s->even == 0)
+            return -EINVAL;
+    } else {
+        s->lens = r;
+        for (uint64_t i = 0; i < s->nidat; i++)
+            if (codec_rd_var(&r, 0x7fffffffu, &v))
+                return -EINVAL;
+    }
+    if (codec_rd_u8(&r, &s->fmode) || s->fmode > 1 + PNG_HEURISTICS)
+        return -EINVAL;
+    if (s->fmode == 0) {
+        if (r.left < height)
+            return -EINVAL;
+        s->types = r.p;
+        for (size_t y = 0; y < height; y++)
+            if (s->types[y] > 4)
+                return -EINVAL;
+        r.p += height, r.left -= height;
+    } else if (s->fmode == 1) {
+        if (codec_rd_u8(&r, &s->ftype) || s->ftype > 4)
+            return -EINVAL;
+    } else {
+        if (codec_rd_var(&r, height, &s->nexc))
+            return -EINVAL;
+        s->exc = r;
+        for (uint64_t i = 0; i < s->nexc; i++) {
+            uint8_t t;
+            if (codec_rd_var(&r, height, &v) || codec_rd_u8(&r, &t) || t > 4)
+                return -EINVAL;
+        }
+    }
+    s->recipe = r.p;
+    s->recipe_len = r.left;
+    return 0;
+}
+
+/* Filter the rows of img's planes into data (height × (row bytes + 1)) with the section's
+ * types; raw holds two unfiltered rows, scratch one. 0 or -EINVAL. */
+static int idat_refilter(const struct png_geo *g, const struct codec_image *img,
+                         const struct png_idat *s, uint8_t *data, uint8_t *raw, uint8_t *scratch)
+{
+    struct codec_rd exc = s->exc;
+    uint64_t nexc = s->nexc, next_exc = UINT64_MAX, v;
+    if (nexc > 0 && codec_rd_var(&exc, g->height, &next_exc))
+        return -EINVAL;
+    for (size_t y = 0; y < g->height; y++) {
+        uint8_t *cur = raw + (y % 2) * g->rowbytes, *prev = raw + ((y + 1) % 2) * g->rowbytes;
+        uint8_t *row = data + y * (g->rowbytes + 1), type;
+        if (!planes_to_row(g, img->planes, y, cur))
+            return -EINVAL;
+        if (s->fmode == 0) {
+            type = s->types[y];
+        } else if (s->fmode == 1) {
+            type = s->ftype;
+        } else if (y == next_exc) {
+            codec_rd_u8(&exc, &type); /* checked by idat_parse */
+            if (--nexc > 0) {
+                codec_rd_var(&exc, g->height, &v);
+                next_exc = y + 1 + v;
+            } else {
+                next_exc = UINT64_MAX;
+            }
+        } else {
+            uint8_t pick[PNG_HEURISTICS];
+            guess_filters(cur, y ? prev : NULL, scratch, g->rowbytes, g->bpp, pick);
+            type = pick[s->fmode - 2];
+        }
+        row[0] = type;
+        filter_row(type, cur, y ? prev : NULL, row + 1, g->rowbytes, g->bpp);
+    }
+    return nexc == 0 ? 0 : -EINVAL;
+}
+
+/* Whether the section's chunk lengths cut a zlib stream of zlen bytes exactly: as listed, or
+ * all `even` long but the last (1..even bytes). */
+static bool idat_lengths_fit(const struct png_idat *s, size_t zlen)
+{
+    if (s->cmode == 1)
+        return !(zlen <= (s->nidat - 1) * s->even || zlen - (s->nidat - 1) * s->even > s->even ||
+                 (s->nidat - 1) > zlen / s->even);
+    struct codec_rd lr = s->lens;
+    uint64_t sum = 0, v;
+    for (uint64_t i = 0; i < s->nidat; i++) {
+        codec_rd_var(&lr, 0x7fffffffu, &v); /* checked by idat_parse */
+        sum += v;                           /* < 2^31 each, nidat < 2^32 of them */
+    }
+    return sum == zlen;
+}
+
+/* Cut the zlib stream into the section's IDAT chunks at o. Returns the bytes written. */
+static size_t idat_write(uint8_t *o, const struct png_idat *s, const uint8_t *z, size_t zlen)
+{
+    struct codec_rd lr = s->lens;
+    size_t p = 0, zp = 0;
+    uint64_t v;
+    for (uint64_t i = 0; i < s->nidat; i++) {
+        uint32_t l;
+        if (s->cmode == 1) {
+            l = (uint32_t)(i + 1 < s->nidat ? s->even : zlen - zp);
+        } else {
+            codec_rd_var(&lr, 0x7fffffffu, &v);
+            l = (uint32_t)v;
+        }
+        p += codec_put_chunk(o + p, "IDAT", z + zp, l);
+        zp += l;
+    }
+    return p;
+}
+
+/* ---- split ------------------------------------------------------------------------------ */
+
+int codec_png_split(const uint8_t *buf, size_t len, unsigned threads, struct codec_image **img,
+                    uint8_t **envelope, size_t *env_len, char *why, size_t whylen)
+{
+    struct png_geo g;
+    struct png_chunks c;
+    struct codec_deflate_desc *desc = NULL;
+    struct codec_image *im = NULL;
+    uint8_t *idat = NULL, *data = NULL, *env = NULL, *zr = NULL, *types = NULL, *guess = NULL;
+    uint8_t *scratch = NULL;
+    size_t data_len = 0, elen, zr_len = 0;
+    int ret;
+
+    if ((ret = png_walk(buf, len, &g, &c, why, whylen)) != 0)
+        return ret;
+    if ((ret = png_idat_stream(buf, &c, &idat)) != 0)
+        goto out;
+    ret = codec_deflate_record_zlib(idat, c.idat_len, g.filtered + 1, &data, &data_len, &desc);
     if (ret == -ENOMEM)
         goto out;
     if (ret) {
@@ -546,34 +874,14 @@ int codec_png_split(const uint8_t *buf, size_t len, unsigned threads, struct cod
         ret = codec_why(why, whylen, -ENOTSUP, "PNG: image data of the wrong length");
         goto out;
     }
-
-    /* The deflate description: modelled on zlib when that is smaller, else raw; then
-     * compressed with zlib when that is smaller still (a stream from another deflater leaves
-     * thousands of corrections, which compress). */
-    ret = codec_zrecipe_make(desc, data, data_len, threads, &zr, &zr_len, NULL);
-    if (ret == -ENOMEM)
+    if ((ret = png_recipe(desc, data, data_len, threads, &zr, &zr_len)) != 0)
         goto out;
-    recipe_len = codec_deflate_desc_size(desc);
-    if (ret != 0 || zr_len >= recipe_len) {
-        free(zr);
-        ret = -ENOMEM;
-        if (!(zr = malloc(recipe_len)))
-            goto out;
-        zr_len = recipe_len;
-        if (codec_deflate_desc_serialise(desc, zr, zr_len) != (ssize_t)zr_len) {
-            ret = -EIO;
-            goto out;
-        }
-    }
-    if ((ret = recipe_pack(&zr, &zr_len)) != 0)
-        goto out;
-    recipe_len = zr_len;
 
     /* Each term is bounded by len or by the planes: no overflow in 64-bit size_t. The IDAT
      * section is at most 3 + 10 (count) + 10 K (lengths) + 10 + 11 Y (filter types) bytes
      * before its recipe. */
-    elen = CODEC_ENV_FIXED + head_len + 8 + 23 + 10 * nidat + 11 * (size_t)g.height + recipe_len +
-           8 + (len - tail_pos);
+    elen = CODEC_ENV_FIXED + c.head_len + 8 + 23 + 10 * c.nidat + 11 * (size_t)g.height + zr_len +
+           8 + (len - c.tail_pos);
     ret = -ENOMEM;
     im = calloc(1, sizeof(*im));
     env = malloc(elen);
@@ -593,89 +901,15 @@ int codec_png_split(const uint8_t *buf, size_t len, unsigned threads, struct cod
     im->planes = malloc(g.planes);
     if (!im->planes)
         goto out;
-
-    /* Unfilter in place, row by row, noting each filter type and libpng's choice for the row. */
-    for (size_t y = 0; y < g.height; y++) {
-        uint8_t *row = data + y * (g.rowbytes + 1);
-        const uint8_t *prev = y ? row - g.rowbytes : NULL;
-        if (row[0] > 4) {
-            ret = codec_why(why, whylen, -ENOTSUP, "PNG: bad filter type");
-            goto out;
-        }
-        types[y] = row[0];
-        unfilter_row(row[0], row + 1, prev, g.rowbytes, g.bpp);
-        guess_filters(row + 1, prev, scratch, g.rowbytes, g.bpp, guess + PNG_HEURISTICS * y);
-        if (!row_to_planes(&g, row + 1, y, im->planes)) {
-            ret = codec_why(why, whylen, -ENOTSUP, "PNG: row padding bits set");
-            goto out;
-        }
-    }
-    if ((ret = png_referee(buf, len, &g, im->planes, why, whylen)) != 0)
+    if ((ret = png_unfilter(&g, data, im->planes, types, guess, scratch, why, whylen)) != 0 ||
+        (ret = png_referee(buf, len, &g, im->planes, why, whylen)) != 0)
         goto out;
 
     codec_env_header(env, im, 0);
-    uint8_t *e = env + 28;
-    codec_put_le64(e, head_len);
-    memcpy(e + 8, buf, head_len);
-    e += 8 + head_len;
-    /* IDAT section (codec.h): chunk lengths, filter types, recipe */
-    uint8_t *sec = e + 8, *q = sec;
-    uint32_t first = codec_get_be32(buf + head_len), last = 0;
-    bool even = true;
-    for (size_t p = head_len; p < tail_pos; p += 12 + codec_get_be32(buf + p)) {
-        last = codec_get_be32(buf + p);
-        if (p + 12 + last < tail_pos && last != first)
-            even = false;
-    }
-    even = even && last >= 1 && last <= first;
-    q += codec_put_var(q, nidat);
-    *q++ = even ? 1 : 0;
-    if (even)
-        q += codec_put_var(q, first);
-    else
-        for (size_t p = head_len; p < tail_pos; p += 12 + codec_get_be32(buf + p))
-            q += codec_put_var(q, codec_get_be32(buf + p));
-    /* filter types: all one type, a heuristic's picks and the rows where it differs, or
-     * verbatim, whichever is shortest */
-    size_t nsame = 0, nexc[PNG_HEURISTICS] = {0};
-    int best = 0;
-    for (size_t y = 0; y < g.height; y++) {
-        nsame += types[y] == types[0];
-        for (int h = 0; h < PNG_HEURISTICS; h++)
-            nexc[h] += types[y] != guess[PNG_HEURISTICS * y + (size_t)h];
-    }
-    for (int h = 1; h < PNG_HEURISTICS; h++)
-        if (nexc[h] < nexc[best])
-            best = h;
-    if (nsame == g.height) {
-        *q++ = 1;
-        *q++ = types[0];
-    } else if (nexc[best] < g.height / 2) {
-        *q++ = (uint8_t)(2 + best);
-        q += codec_put_var(q, nexc[best]);
-        for (size_t y = 0, prev = 0; y < g.height; y++) {
-            if (types[y] == guess[PNG_HEURISTICS * y + (size_t)best])
-                continue;
-            q += codec_put_var(q, y - prev);
-            *q++ = types[y];
-            prev = y + 1;
-        }
-    } else {
-        *q++ = 0;
-        memcpy(q, types, g.height);
-        q += g.height;
-    }
-    memcpy(q, zr, recipe_len);
-    q += recipe_len;
-    codec_put_le64(e, (uint64_t)(q - sec));
-    e = q;
-    codec_put_le64(e, len - tail_pos);
-    memcpy(e + 8, buf + tail_pos, len - tail_pos);
-    elen = (size_t)(e + 8 + (len - tail_pos) - env);
+    elen = put_body(env, buf, len, &c, types, guess, g.height, zr, zr_len);
     uint8_t *trimmed = realloc(env, elen);
     if (trimmed)
         env = trimmed;
-
     *img = im;
     *envelope = env;
     *env_len = elen;
@@ -701,96 +935,17 @@ int codec_png_join(const struct codec_image *img, const uint8_t *env, size_t env
                    unsigned threads, uint8_t **out, size_t *out_len)
 {
     struct png_geo g;
+    struct png_body b;
+    struct png_idat s;
     struct codec_deflate_desc *desc = NULL;
     uint8_t *data = NULL, *raw = NULL, *z = NULL, *o = NULL, *scratch = NULL, *unpacked = NULL;
     const uint8_t *rec;
-    size_t zlen = 0, rest, total, rec_len;
-    uint64_t head_len, nidat, sec_len, tail_len, even = 0, v;
-    const uint8_t *e, *head, *sec, *tail;
-    const uint8_t *types = NULL; /* filter mode 0: one byte per row */
-    uint8_t fmode, ftype = 0, cmode;
-    uint64_t nexc = 0, next_exc = UINT64_MAX;
-    struct codec_rd r, lens_rd = {0}, exc_rd = {0};
+    size_t zlen = 0, total, rec_len;
     int ret = -EINVAL;
 
-    if (codec_env_check(img, env, env_len) != 0 || env[26] != 0)
+    if (codec_env_check(img, env, env_len) != 0 || env[CODEC_ENV_FLAGS] != 0 ||
+        body_parse(img, env, env_len, &g, &b) != 0 || idat_parse(b.sec, b.sec_len, g.height, &s))
         goto out;
-    e = env + 28;
-    rest = env_len - 28;
-#define TAKE(n)                                                                                    \
-    do {                                                                                           \
-        if ((uint64_t)(n) > rest)                                                                  \
-            goto out;                                                                              \
-        e += (n);                                                                                  \
-        rest -= (n);                                                                               \
-    } while (0)
-    if (rest < 8)
-        goto out;
-    head_len = codec_get_le64(e);
-    TAKE(8);
-    head = e;
-    TAKE(head_len);
-    /* The head is the signature and IHDR first (split made it so); IHDR says the layout. */
-    if (head_len < 33 || memcmp(head, png_sig, 8) != 0 || codec_get_be32(head + 8) != 13 ||
-        memcmp(head + 12, "IHDR", 4) != 0 || png_ihdr(head + 16, &g, NULL, 0) != 0)
-        goto out;
-    if (g.width != img->width || g.height != img->height || g.channels != img->channels ||
-        (g.depth == 16 ? 16u : 8u) != img->bits || img->frames != 1 ||
-        g.planes != img->planes_bytes)
-        goto out;
-    if (rest < 8)
-        goto out;
-    sec_len = codec_get_le64(e);
-    TAKE(8);
-    sec = e;
-    TAKE(sec_len);
-    if (rest < 8)
-        goto out;
-    tail_len = codec_get_le64(e);
-    TAKE(8);
-    tail = e;
-    if (tail_len != rest)
-        goto out;
-#undef TAKE
-
-    /* The IDAT section: chunk lengths, filter types, then the recipe to its end. */
-    r = (struct codec_rd){sec, (size_t)sec_len};
-    /* each chunk costs 12 bytes of output at least */
-    if (codec_rd_var(&r, CODEC_MAX_FILE_BYTES / 12, &nidat) || nidat == 0 ||
-        codec_rd_u8(&r, &cmode) || cmode > 1)
-        goto out;
-    if (cmode == 1) {
-        if (codec_rd_var(&r, 0x7fffffffu, &even) || even == 0)
-            goto out;
-    } else {
-        lens_rd = r;
-        for (uint64_t i = 0; i < nidat; i++)
-            if (codec_rd_var(&r, 0x7fffffffu, &v))
-                goto out;
-    }
-    if (codec_rd_u8(&r, &fmode) || fmode > 1 + PNG_HEURISTICS)
-        goto out;
-    if (fmode == 0) {
-        if (r.left < g.height)
-            goto out;
-        types = r.p;
-        for (size_t y = 0; y < g.height; y++)
-            if (types[y] > 4)
-                goto out;
-        r.p += g.height, r.left -= g.height;
-    } else if (fmode == 1) {
-        if (codec_rd_u8(&r, &ftype) || ftype > 4)
-            goto out;
-    } else {
-        if (codec_rd_var(&r, g.height, &nexc))
-            goto out;
-        exc_rd = r;
-        for (uint64_t i = 0; i < nexc; i++) {
-            uint8_t t;
-            if (codec_rd_var(&r, g.height, &v) || codec_rd_u8(&r, &t) || t > 4)
-                goto out;
-        }
-    }
 
     /* Re-filter: raw holds the current and the previous unfiltered row. */
     ret = -ENOMEM;
@@ -799,39 +954,9 @@ int codec_png_join(const struct codec_image *img, const uint8_t *env, size_t env
     scratch = malloc(g.rowbytes);
     if (!data || !raw || !scratch)
         goto out;
-    ret = -EINVAL;
-    if (nexc > 0) {
-        if (codec_rd_var(&exc_rd, g.height, &next_exc))
-            goto out;
-    }
-    for (size_t y = 0; y < g.height; y++) {
-        uint8_t *cur = raw + (y % 2) * g.rowbytes, *prev = raw + ((y + 1) % 2) * g.rowbytes;
-        uint8_t *row = data + y * (g.rowbytes + 1), type;
-        if (!planes_to_row(&g, img->planes, y, cur))
-            goto out;
-        if (fmode == 0) {
-            type = types[y];
-        } else if (fmode == 1) {
-            type = ftype;
-        } else if (y == next_exc) {
-            codec_rd_u8(&exc_rd, &type); /* checked above */
-            if (--nexc > 0) {
-                codec_rd_var(&exc_rd, g.height, &v);
-                next_exc = y + 1 + v;
-            } else {
-                next_exc = UINT64_MAX;
-            }
-        } else {
-            uint8_t pick[PNG_HEURISTICS];
-            guess_filters(cur, y ? prev : NULL, scratch, g.rowbytes, g.bpp, pick);
-            type = pick[fmode - 2];
-        }
-        row[0] = type;
-        filter_row(type, cur, y ? prev : NULL, row + 1, g.rowbytes, g.bpp);
-    }
-    if (nexc != 0)
+    if ((ret = idat_refilter(&g, img, &s, data, raw, scratch)) != 0)
         goto out;
-    if ((ret = recipe_unpack(r.p, r.left, g.filtered, &rec, &rec_len, &unpacked)) != 0)
+    if ((ret = recipe_unpack(s.recipe, s.recipe_len, g.filtered, &rec, &rec_len, &unpacked)))
         goto out;
     if (rec_len >= 4 && memcmp(rec, CODEC_ZRECIPE_MAGIC, 4) == 0)
         ret = codec_zrecipe_parse(rec, rec_len, data, g.filtered, g.filtered, threads, &desc);
@@ -844,43 +969,20 @@ int codec_png_join(const struct codec_image *img, const uint8_t *env, size_t env
     if ((ret = codec_deflate_emit(desc, data, g.filtered, &z, &zlen)) != 0)
         goto out;
     ret = -EINVAL;
-    /* chunk lengths: as listed, or all `even` long but the last (1..even bytes) */
-    if (cmode == 1 && (zlen <= (nidat - 1) * even || zlen - (nidat - 1) * even > even ||
-                       (nidat - 1) > zlen / even))
+    if (!idat_lengths_fit(&s, zlen))
         goto out;
-    if (cmode == 0) {
-        struct codec_rd lr = lens_rd;
-        uint64_t sum = 0;
-        for (uint64_t i = 0; i < nidat; i++) {
-            codec_rd_var(&lr, 0x7fffffffu, &v); /* checked above */
-            sum += v;                           /* < 2^31 each, nidat < 2^32 of them */
-        }
-        if (sum != zlen)
-            goto out;
-    }
     ret = -EFBIG;
-    if (__builtin_add_overflow(head_len + tail_len, zlen, &total) ||
-        __builtin_add_overflow(total, 12 * nidat, &total) || (uint64_t)total > CODEC_MAX_FILE_BYTES)
+    if (__builtin_add_overflow(b.head_len + b.tail_len, zlen, &total) ||
+        __builtin_add_overflow(total, 12 * s.nidat, &total) ||
+        (uint64_t)total > CODEC_MAX_FILE_BYTES)
         goto out;
     ret = -ENOMEM;
     o = malloc(total);
     if (!o)
         goto out;
-    memcpy(o, head, head_len);
-    size_t p = head_len, zp = 0;
-    struct codec_rd lr = lens_rd;
-    for (uint64_t i = 0; i < nidat; i++) {
-        uint32_t l;
-        if (cmode == 1) {
-            l = (uint32_t)(i + 1 < nidat ? even : zlen - zp);
-        } else {
-            codec_rd_var(&lr, 0x7fffffffu, &v);
-            l = (uint32_t)v;
-        }
-        p += codec_png_chunk(o + p, "IDAT", z + zp, l);
-        zp += l;
-    }
-    memcpy(o + p, tail, tail_len);
+    memcpy(o, b.head, b.head_len);
+    size_t p = b.head_len + idat_write(o + b.head_len, &s, z, zlen);
+    memcpy(o + p, b.tail, b.tail_len);
     *out = o;
     *out_len = total;
     o = NULL;

@@ -21,7 +21,7 @@
 
 /* theta of each shape in 1/2^16: exp(-1/sigma) for sigma from 0.25 to 60, geometrically
  * spaced; fixed here because the stream names shapes by index. */
-static const uint16_t lat_theta[CODEC_LAT_SHAPES] = {
+static const uint16_t lat_theta[CODEC_LATCODE_SHAPES] = {
     1200,  1675,  2274,  3008,  3889,  4921,  6105,  7440,  8919,  10532, 12264, 14102, 16028,
     18023, 20070, 22150, 24245, 26339, 28417, 30466, 32474, 34430, 36327, 38158, 39917, 41600,
     43206, 44732, 46178, 47545, 48833, 50045, 51182, 52247, 53243, 54173, 55039, 55845, 56595,
@@ -56,7 +56,7 @@ static void lat_table(unsigned t, struct codec_rans_table *tab)
         tab->cum[s + 1] = (uint16_t)(tab->cum[s] + tab->freq[s]);
 }
 
-static const uint8_t lat_bucket_top[CODEC_LAT_MAX_BUCKETS - 1] = {0, 3, 10};
+static const uint8_t lat_bucket_top[CODEC_LATCODE_MAX_BUCKETS - 1] = {0, 3, 10};
 
 /* The bucket of the value at (y, x) of plane v (centre m), from its left and upper values. */
 static unsigned lat_bucket(const int8_t *v, uint32_t width, uint32_t y, uint32_t x, int m,
@@ -104,7 +104,7 @@ static double lat_choose(const int8_t *q, uint32_t planes, uint32_t height, uint
     double bits = 8.0 * (1 + (double)planes * (1 + k));
     for (uint32_t p = 0; p < planes; p++) {
         const int8_t *v = q + p * area;
-        uint32_t counts[CODEC_LAT_MAX_BUCKETS][LAT_SYMS];
+        uint32_t counts[CODEC_LATCODE_MAX_BUCKETS][LAT_SYMS];
         memset(counts, 0, sizeof(counts));
         for (uint32_t y = 0; y < height; y++)
             for (uint32_t x = 0; x < width; x++) {
@@ -117,7 +117,7 @@ static double lat_choose(const int8_t *q, uint32_t planes, uint32_t height, uint
         for (unsigned b = 0; b < k; b++) {
             double best = HUGE_VAL;
             shape[p * k + b] = 0;
-            for (unsigned t = 0; t < CODEC_LAT_SHAPES; t++) {
+            for (unsigned t = 0; t < CODEC_LATCODE_SHAPES; t++) {
                 double c = 0;
                 for (unsigned s = 0; s < LAT_SYMS; s++)
                     c += counts[b][s] * cost[t][s];
@@ -132,19 +132,19 @@ static double lat_choose(const int8_t *q, uint32_t planes, uint32_t height, uint
     return bits;
 }
 
-int codec_lat_encode(const int8_t *q, uint32_t planes, uint32_t height, uint32_t width,
-                     uint8_t **out, size_t *out_len)
+int codec_latcode_encode(const int8_t *q, uint32_t planes, uint32_t height, uint32_t width,
+                         uint8_t **out, size_t *out_len)
 {
     if (!q || !out || !out_len || !planes || !height || !width)
         return -EINVAL;
     size_t area = (size_t)height * width, n = area * planes;
-    if (area > CODEC_LAT_MAX_VALUES || n > CODEC_LAT_MAX_VALUES || n / planes != area)
+    if (area > CODEC_LATCODE_MAX_VALUES || n > CODEC_LATCODE_MAX_VALUES || n / planes != area)
         return -EINVAL;
     for (size_t i = 0; i < n; i++)
-        if (q[i] < -CODEC_LAT_QMAX)
+        if (q[i] < -CODEC_LATCODE_QMAX)
             return -EINVAL;
-    struct codec_rans_table *tabs = malloc(CODEC_LAT_SHAPES * sizeof(*tabs));
-    double(*cost)[LAT_SYMS] = malloc(CODEC_LAT_SHAPES * sizeof(*cost));
+    struct codec_rans_table *tabs = malloc(CODEC_LATCODE_SHAPES * sizeof(*tabs));
+    double(*cost)[LAT_SYMS] = malloc(CODEC_LATCODE_SHAPES * sizeof(*cost));
     int8_t *centre = malloc(planes);
     uint8_t *shape1 = malloc(planes), *shape3 = malloc((size_t)planes * 3);
     uint8_t *sym = malloc(n), *ctx = malloc(n), *esc = malloc(n), *res = NULL;
@@ -153,7 +153,7 @@ int codec_lat_encode(const int8_t *q, uint32_t planes, uint32_t height, uint32_t
     int rc = -ENOMEM;
     if (!tabs || !cost || !centre || !shape1 || !shape3 || !sym || !ctx || !esc || !rans)
         goto out;
-    for (unsigned t = 0; t < CODEC_LAT_SHAPES; t++) {
+    for (unsigned t = 0; t < CODEC_LATCODE_SHAPES; t++) {
         lat_table(t, &tabs[t]);
         for (unsigned s = 0; s < LAT_SYMS; s++)
             cost[t][s] = CODEC_RANS_PROB_BITS - log2((double)tabs[t].freq[s]);
@@ -177,7 +177,7 @@ int codec_lat_encode(const int8_t *q, uint32_t planes, uint32_t height, uint32_t
             }
     }
     size_t alen = 0;
-    if ((rc = codec_rans_encode(sym, ctx, n, tabs, CODEC_LAT_SHAPES, rans, cap, &alen)) != 0)
+    if ((rc = codec_rans_encode(sym, ctx, n, tabs, CODEC_LATCODE_SHAPES, rans, cap, &alen)) != 0)
         goto out;
     size_t head = 1 + (size_t)planes * (1 + k);
     rc = -ENOMEM;
@@ -221,27 +221,27 @@ out:
     return rc;
 }
 
-int codec_lat_decode(const uint8_t *buf, size_t len, int8_t *q, uint32_t planes, uint32_t height,
-                     uint32_t width)
+int codec_latcode_decode(const uint8_t *buf, size_t len, int8_t *q, uint32_t planes,
+                         uint32_t height, uint32_t width)
 {
     if (!buf || !q || !planes || !height || !width)
         return -EINVAL;
     size_t area = (size_t)height * width, n = area * planes;
-    if (area > CODEC_LAT_MAX_VALUES || n > CODEC_LAT_MAX_VALUES || n / planes != area)
+    if (area > CODEC_LATCODE_MAX_VALUES || n > CODEC_LATCODE_MAX_VALUES || n / planes != area)
         return -EINVAL;
     struct codec_rd r = {buf, len};
     uint8_t k;
-    if (codec_rd_u8(&r, &k) != 0 || k < 1 || k > CODEC_LAT_MAX_BUCKETS)
+    if (codec_rd_u8(&r, &k) != 0 || k < 1 || k > CODEC_LATCODE_MAX_BUCKETS)
         return -EINVAL;
     size_t head = (size_t)planes * (1 + k);
     if (r.left < head)
         return -EINVAL;
     const uint8_t *hp = r.p;
     for (uint32_t p = 0; p < planes; p++) {
-        if ((int8_t)hp[p * (1 + k)] < -CODEC_LAT_QMAX)
+        if ((int8_t)hp[p * (1 + k)] < -CODEC_LATCODE_QMAX)
             return -EINVAL;
         for (unsigned b = 0; b < k; b++)
-            if (hp[p * (1 + k) + 1 + b] >= CODEC_LAT_SHAPES)
+            if (hp[p * (1 + k) + 1 + b] >= CODEC_LATCODE_SHAPES)
                 return -EINVAL;
     }
     r.p += head;
@@ -253,7 +253,7 @@ int codec_lat_decode(const uint8_t *buf, size_t len, int8_t *q, uint32_t planes,
     struct codec_rans_dec d;
     if (codec_rans_dec_init(&d, r.p, (size_t)alen) != 0)
         return -EINVAL;
-    struct codec_rans_dtable *dt[CODEC_LAT_SHAPES] = {0};
+    struct codec_rans_dtable *dt[CODEC_LATCODE_SHAPES] = {0};
     int rc = -ENOMEM;
     for (size_t i = 0; i < head; i++) {
         unsigned t = hp[i];
@@ -280,11 +280,11 @@ int codec_lat_decode(const uint8_t *buf, size_t len, int8_t *q, uint32_t planes,
                     if (esc == esc_end)
                         goto out;
                     val = (int8_t)*esc++;
-                    if (val < -CODEC_LAT_QMAX || abs(val - m) <= LAT_SPAN)
+                    if (val < -CODEC_LATCODE_QMAX || abs(val - m) <= LAT_SPAN)
                         goto out;
                 } else {
                     val = m + (int)s - LAT_SPAN;
-                    if (val < -CODEC_LAT_QMAX || val > CODEC_LAT_QMAX)
+                    if (val < -CODEC_LATCODE_QMAX || val > CODEC_LATCODE_QMAX)
                         goto out;
                 }
                 v[(size_t)y * width + x] = (int8_t)val;
@@ -293,7 +293,7 @@ int codec_lat_decode(const uint8_t *buf, size_t len, int8_t *q, uint32_t planes,
     if (codec_rans_dec_finish(&d) == 0 && esc == esc_end)
         rc = 0;
 out:
-    for (unsigned t = 0; t < CODEC_LAT_SHAPES; t++)
+    for (unsigned t = 0; t < CODEC_LATCODE_SHAPES; t++)
         free(dt[t]);
     return rc;
 }

@@ -156,7 +156,7 @@ struct fx_bias {
 };
 
 struct fx_state {
-    struct codec_pix_view view;
+    struct codec_pixcode_view view;
     uint32_t width_cap, rows_cap;
     uint32_t x, y;
     bool have_prev;
@@ -167,7 +167,7 @@ struct fx_state {
     struct fx_bias bias[FX_BIAS];
 };
 
-static void *fx_new(const struct codec_pix_predictor *p, uint32_t width, uint32_t rows)
+static void *fx_new(const struct codec_pixcode_predictor *p, uint32_t width, uint32_t rows)
 {
     (void)p;
     struct fx_state *s = calloc(1, sizeof(*s));
@@ -191,7 +191,7 @@ static void fx_free(void *st)
     free(s);
 }
 
-static void fx_begin(void *st, const struct codec_pix_view *view)
+static void fx_begin(void *st, const struct codec_pixcode_view *view)
 {
     struct fx_state *s = st;
     s->view = *view;
@@ -323,7 +323,7 @@ static size_t fx_next(void *st, uint32_t *pos, uint16_t *mean, uint8_t *ctx, siz
     return 1;
 }
 
-const struct codec_pix_predictor codec_pix_fixed = {
+const struct codec_pixcode_predictor codec_pixcode_fixed = {
     .id = 0,
     .contexts = FX_CTX,
     .state_new = fx_new,
@@ -373,8 +373,8 @@ static int pool_for(uint32_t n, unsigned threads, int (*fn)(void *, uint32_t, un
     struct pool p = {.fn = fn, .arg = arg, .n = n};
     atomic_init(&p.next, 0u);
     atomic_init(&p.err, 0);
-    pthread_t tid[CODEC_PIX_MAX_THREADS];
-    struct pool_worker w[CODEC_PIX_MAX_THREADS];
+    pthread_t tid[CODEC_PIXCODE_MAX_THREADS];
+    struct pool_worker w[CODEC_PIXCODE_MAX_THREADS];
     unsigned started = 0;
     for (unsigned t = 1; t < threads; t++) {
         w[t] = (struct pool_worker){&p, t};
@@ -399,7 +399,7 @@ struct worker {
     size_t cap;
 };
 
-static void workers_free(struct worker *w, unsigned n, const struct codec_pix_predictor *pred)
+static void workers_free(struct worker *w, unsigned n, const struct codec_pixcode_predictor *pred)
 {
     if (!w)
         return;
@@ -414,7 +414,7 @@ static void workers_free(struct worker *w, unsigned n, const struct codec_pix_pr
     free(w);
 }
 
-static struct worker *workers_new(unsigned n, const struct codec_pix_predictor *pred,
+static struct worker *workers_new(unsigned n, const struct codec_pixcode_predictor *pred,
                                   uint32_t width, uint32_t rows, bool with_pk)
 {
     struct worker *w = calloc(n, sizeof(*w));
@@ -453,9 +453,9 @@ static int geo_check(struct geo *g)
     if (g->c < 1 || g->c > CODEC_MAX_CHANNELS || g->f < 1 || g->f > CODEC_MAX_FRAMES || g->h < 1 ||
         g->h > CODEC_MAX_DIM || g->w < 1 || g->w > CODEC_MAX_DIM)
         return -EINVAL;
-    if (g->rows < 1 || g->rows > CODEC_PIX_MAX_STRIPE_ROWS)
+    if (g->rows < 1 || g->rows > CODEC_PIXCODE_MAX_STRIPE_ROWS)
         return -EINVAL;
-    if (g->nctx < 1 || g->nctx > CODEC_PIX_MAX_CTX)
+    if (g->nctx < 1 || g->nctx > CODEC_PIXCODE_MAX_CTX)
         return -EINVAL;
     size_t n;
     if (__builtin_mul_overflow((size_t)g->h, (size_t)g->w, &g->plane_samples) ||
@@ -467,9 +467,9 @@ static int geo_check(struct geo *g)
     return 0;
 }
 
-static bool pred_ok(const struct codec_pix_predictor *p)
+static bool pred_ok(const struct codec_pixcode_predictor *p)
 {
-    return p && p->contexts >= 1 && p->contexts <= CODEC_PIX_MAX_CTX && p->state_new &&
+    return p && p->contexts >= 1 && p->contexts <= CODEC_PIXCODE_MAX_CTX && p->state_new &&
            p->state_free && p->begin && p->next;
 }
 
@@ -482,9 +482,9 @@ struct trial {
     uint8_t *tok, *cx; /* per pixel, stripe by stripe */
     uint32_t *hist;    /* nstripes x nctx x NTOK */
     struct rawbits *raw;
-    struct codec_rans_table tabs[CODEC_PIX_MAX_CTX];  /* per cluster */
-    struct codec_rans_table bytab[CODEC_PIX_MAX_CTX]; /* per context: its cluster's */
-    uint32_t bounds;                                  /* bit c: context c + 1 starts a cluster */
+    struct codec_rans_table tabs[CODEC_PIXCODE_MAX_CTX];  /* per cluster */
+    struct codec_rans_table bytab[CODEC_PIXCODE_MAX_CTX]; /* per context: its cluster's */
+    uint32_t bounds; /* bit c: context c + 1 starts a cluster */
     uint32_t ntab;
     struct codec_buf set; /* mode 2: the value set as stored */
     double cost;          /* estimated bits */
@@ -492,7 +492,7 @@ struct trial {
 
 struct enc {
     const struct geo *g;
-    const struct codec_pix_predictor *pred;
+    const struct codec_pixcode_predictor *pred;
     struct worker *wk;
     struct trial *t;
     struct codec_buf *ans; /* per stripe */
@@ -521,7 +521,7 @@ static int enc_tokens(void *arg, uint32_t j, unsigned worker)
     uint32_t y0 = j * g->rows;
     uint32_t rows = g->h - y0 < g->rows ? g->h - y0 : g->rows;
     size_t npix = (size_t)rows * g->w, base = (size_t)y0 * g->w;
-    struct codec_pix_view view = {t->pk + base, g->w, rows, t->maxv};
+    struct codec_pixcode_view view = {t->pk + base, g->w, rows, t->maxv};
     uint8_t *tok = t->tok + base, *cx = t->cx + base;
     uint32_t *hist = t->hist + (size_t)j * g->nctx * NTOK;
     struct rawbits *rb = &t->raw[j];
@@ -638,10 +638,10 @@ static double cluster_cost(const uint32_t *h, struct codec_rans_table *t)
  */
 static double cluster(uint32_t nctx, const uint32_t *hist, struct trial *t)
 {
-    uint32_t start[CODEC_PIX_MAX_CTX + 1], n = nctx;
-    uint32_t h[CODEC_PIX_MAX_CTX][NTOK], m[NTOK];
-    double cost[CODEC_PIX_MAX_CTX], pair[CODEC_PIX_MAX_CTX] = {0};
-    struct codec_rans_table tab[CODEC_PIX_MAX_CTX], tmp;
+    uint32_t start[CODEC_PIXCODE_MAX_CTX + 1], n = nctx;
+    uint32_t h[CODEC_PIXCODE_MAX_CTX][NTOK], m[NTOK];
+    double cost[CODEC_PIXCODE_MAX_CTX], pair[CODEC_PIXCODE_MAX_CTX] = {0};
+    struct codec_rans_table tab[CODEC_PIXCODE_MAX_CTX], tmp;
     for (uint32_t c = 0; c < nctx; c++) {
         start[c] = c;
         memcpy(h[c], hist + (size_t)c * NTOK, sizeof(h[c]));
@@ -771,12 +771,13 @@ static int enc_plane(struct enc *e, const void *plane, const struct codec_pixcod
         }
     bool gaps = k < hi - lo + 1;
     /* trial 0: range or none */
-    tr[0].mode = o->pack == CODEC_PIX_PACK_NONE ? 0 : 1;
+    tr[0].mode = o->pack == CODEC_PIXCODE_PACK_NONE ? 0 : 1;
     tr[0].lo = tr[0].mode ? lo : 0;
     tr[0].span = tr[0].mode ? hi - lo : nvals - 1;
     tr[0].maxv = tr[0].span;
-    bool try_range = o->pack != CODEC_PIX_PACK_SET || !gaps;
-    bool try_set = gaps && (o->pack == CODEC_PIX_PACK_SET || o->pack == CODEC_PIX_PACK_AUTO);
+    bool try_range = o->pack != CODEC_PIXCODE_PACK_SET || !gaps;
+    bool try_set =
+        gaps && (o->pack == CODEC_PIXCODE_PACK_SET || o->pack == CODEC_PIXCODE_PACK_AUTO);
     if (try_range) {
         for (uint32_t v = 0; v < nvals; v++)
             lut[v] = (uint16_t)(v >= tr[0].lo ? v - tr[0].lo : 0);
@@ -818,7 +819,7 @@ static int enc_plane(struct enc *e, const void *plane, const struct codec_pixcod
         codec_buf_put(out, best->set.p, best->set.len);
     for (uint32_t c = 0; c + 1 < g->nctx; c += 8)
         codec_buf_u8(out, (uint8_t)(best->bounds >> c));
-    uint8_t tb[CODEC_PIX_MAX_CTX * CODEC_RANS_TABLE_MAX_BYTES];
+    uint8_t tb[CODEC_PIXCODE_MAX_CTX * CODEC_RANS_TABLE_MAX_BYTES];
     ssize_t tl = codec_rans_tables_write(best->tabs, best->ntab, tb, sizeof(tb));
     if (tl < 0) {
         rc = (int)tl;
@@ -855,8 +856,8 @@ int codec_pixcode_encode(const struct codec_image *img, const struct codec_pixco
     struct codec_pixcode_opts o = {0};
     if (opts)
         o = *opts;
-    const struct codec_pix_predictor *pred = o.pred ? o.pred : &codec_pix_fixed;
-    if (!pred_ok(pred) || (pred->id == 0 && pred != &codec_pix_fixed) || o.pack > 3)
+    const struct codec_pixcode_predictor *pred = o.pred ? o.pred : &codec_pixcode_fixed;
+    if (!pred_ok(pred) || (pred->id == 0 && pred != &codec_pixcode_fixed) || o.pack > 3)
         return -EINVAL;
     struct geo g = {img->channels,
                     img->frames,
@@ -864,7 +865,7 @@ int codec_pixcode_encode(const struct codec_image *img, const struct codec_pixco
                     img->width,
                     img->bits,
                     img->significant,
-                    o.stripe_rows ? o.stripe_rows : CODEC_PIX_DEFAULT_STRIPE_ROWS,
+                    o.stripe_rows ? o.stripe_rows : CODEC_PIXCODE_DEFAULT_STRIPE_ROWS,
                     0,
                     pred->contexts,
                     0,
@@ -877,8 +878,8 @@ int codec_pixcode_encode(const struct codec_image *img, const struct codec_pixco
     if (g.rows > g.h)
         g.rows = g.h, g.nstripes = 1;
     unsigned threads = o.threads ? o.threads : 1;
-    if (threads > CODEC_PIX_MAX_THREADS)
-        threads = CODEC_PIX_MAX_THREADS;
+    if (threads > CODEC_PIXCODE_MAX_THREADS)
+        threads = CODEC_PIXCODE_MAX_THREADS;
     if (threads > g.nstripes)
         threads = g.nstripes;
 
@@ -889,9 +890,9 @@ int codec_pixcode_encode(const struct codec_image *img, const struct codec_pixco
     rc = -ENOMEM;
     if (!e.wk || !e.ans)
         goto out;
-    uint8_t h[CODEC_PIX_HEADER] = {0};
-    memcpy(h, CODEC_PIX_MAGIC, 4);
-    h[4] = CODEC_PIX_VERSION;
+    uint8_t h[CODEC_PIXCODE_HEADER] = {0};
+    memcpy(h, CODEC_PIXCODE_MAGIC, 4);
+    h[4] = CODEC_PIXCODE_VERSION;
     h[5] = pred->id;
     h[6] = (uint8_t)g.bits;
     h[7] = (uint8_t)g.sig;
@@ -932,7 +933,7 @@ struct dplane {
     uint32_t lo, span, maxv;
     uint16_t *vals; /* mode 2 */
     struct codec_rans_dtable *dt;
-    const struct codec_rans_dtable *bydt[CODEC_PIX_MAX_CTX]; /* each context's table */
+    const struct codec_rans_dtable *bydt[CODEC_PIXCODE_MAX_CTX]; /* each context's table */
     const uint8_t **ans, **raw;
     uint32_t *alen, *rlen;
 };
@@ -950,8 +951,8 @@ static void dplane_free(struct dplane *d)
 
 static int parse_header(const uint8_t *buf, size_t len, struct geo *g, uint8_t *pid)
 {
-    if (!buf || len < CODEC_PIX_HEADER || memcmp(buf, CODEC_PIX_MAGIC, 4) != 0 ||
-        buf[4] != CODEC_PIX_VERSION || buf[29] || buf[30] || buf[31])
+    if (!buf || len < CODEC_PIXCODE_HEADER || memcmp(buf, CODEC_PIXCODE_MAGIC, 4) != 0 ||
+        buf[4] != CODEC_PIXCODE_VERSION || buf[29] || buf[30] || buf[31])
         return -EINVAL;
     *pid = buf[5];
     *g = (struct geo){codec_get_le32(buf + 8),
@@ -973,11 +974,11 @@ static int parse_header(const uint8_t *buf, size_t len, struct geo *g, uint8_t *
     return 0;
 }
 
-static const struct codec_pix_predictor *pick_pred(const struct codec_pix_predictor *pred,
-                                                   uint8_t id, uint32_t nctx)
+static const struct codec_pixcode_predictor *pick_pred(const struct codec_pixcode_predictor *pred,
+                                                       uint8_t id, uint32_t nctx)
 {
     if (id == 0)
-        pred = &codec_pix_fixed;
+        pred = &codec_pixcode_fixed;
     if (!pred_ok(pred) || pred->id != id || pred->contexts != nctx)
         return NULL;
     return pred;
@@ -1068,7 +1069,7 @@ static int parse_plane(const uint8_t *in, size_t len, size_t *off, const struct 
     if (d->mode == 2 && (d->span < 2 || (rc = set_decode(in, len, off, d)) != 0))
         goto fail;
     rc = -EINVAL;
-    uint32_t bounds = 0, ntab = 1, cl[CODEC_PIX_MAX_CTX];
+    uint32_t bounds = 0, ntab = 1, cl[CODEC_PIXCODE_MAX_CTX];
     for (uint32_t c = 0; c + 1 < g->nctx; c += 8) {
         if (*off >= len)
             goto fail;
@@ -1081,7 +1082,7 @@ static int parse_plane(const uint8_t *in, size_t len, size_t *off, const struct 
         ntab += bounds >> (c - 1) & 1u;
         cl[c] = ntab - 1;
     }
-    struct codec_rans_table tabs[CODEC_PIX_MAX_CTX];
+    struct codec_rans_table tabs[CODEC_PIXCODE_MAX_CTX];
     ssize_t tl = codec_rans_tables_read(in + *off, len - *off, tabs, ntab);
     if (tl < 0)
         goto fail;
@@ -1128,7 +1129,7 @@ fail:
 
 struct dec {
     const struct geo *g;
-    const struct codec_pix_predictor *pred;
+    const struct codec_pixcode_predictor *pred;
     struct worker *wk;
     const struct dplane *dp;
     uint8_t *plane; /* output plane (whole) or one stripe's rows (stripe_only) */
@@ -1144,7 +1145,7 @@ static int dec_stripe(struct dec *e, uint32_t j, struct worker *wk, void *dst)
     size_t npix = (size_t)rows * g->w;
     const uint32_t maxv = d->maxv, nctx = g->nctx;
     uint16_t *pk = wk->pk;
-    struct codec_pix_view view = {pk, g->w, rows, maxv};
+    struct codec_pixcode_view view = {pk, g->w, rows, maxv};
     struct codec_rans_dec rd;
     struct rawr rr = {d->raw[j], d->raw[j] + d->rlen[j], 0, 0, 0};
     if (codec_rans_dec_init(&rd, d->ans[j], d->alen[j]))
@@ -1213,7 +1214,7 @@ int codec_pixcode_info(const uint8_t *buf, size_t len, struct codec_pixcode_info
 }
 
 int codec_pixcode_decode(const uint8_t *buf, size_t len, struct codec_image *img,
-                         const struct codec_pix_predictor *pred, unsigned threads)
+                         const struct codec_pixcode_predictor *pred, unsigned threads)
 {
     struct geo g;
     uint8_t pid;
@@ -1227,8 +1228,8 @@ int codec_pixcode_decode(const uint8_t *buf, size_t len, struct codec_image *img
         return -EINVAL;
     if (threads < 1)
         threads = 1;
-    if (threads > CODEC_PIX_MAX_THREADS)
-        threads = CODEC_PIX_MAX_THREADS;
+    if (threads > CODEC_PIXCODE_MAX_THREADS)
+        threads = CODEC_PIXCODE_MAX_THREADS;
     if (threads > g.nstripes)
         threads = g.nstripes;
     struct dec e = {.g = &g, .pred = pred};
@@ -1236,7 +1237,7 @@ int codec_pixcode_decode(const uint8_t *buf, size_t len, struct codec_image *img
     if (!e.wk)
         return -ENOMEM;
     int rc = 0;
-    size_t off = CODEC_PIX_HEADER, psz = g.plane_samples * (g.bits / 8);
+    size_t off = CODEC_PIXCODE_HEADER, psz = g.plane_samples * (g.bits / 8);
     for (size_t p = 0; p < (size_t)g.c * g.f && rc == 0; p++) {
         struct dplane d;
         if ((rc = parse_plane(buf, len, &off, &g, &d, true)) != 0)
@@ -1253,7 +1254,7 @@ int codec_pixcode_decode(const uint8_t *buf, size_t len, struct codec_image *img
 }
 
 int codec_pixcode_decode_stripe(const uint8_t *buf, size_t len,
-                                const struct codec_pix_predictor *pred, uint32_t plane,
+                                const struct codec_pixcode_predictor *pred, uint32_t plane,
                                 uint32_t stripe, void *out, size_t out_bytes)
 {
     struct geo g;
@@ -1267,7 +1268,7 @@ int codec_pixcode_decode_stripe(const uint8_t *buf, size_t len,
     uint32_t rows = g.h - y0 < g.rows ? g.h - y0 : g.rows;
     if (out_bytes < (size_t)rows * g.w * (g.bits / 8))
         return -EINVAL;
-    size_t off = CODEC_PIX_HEADER;
+    size_t off = CODEC_PIXCODE_HEADER;
     int rc = 0;
     for (uint32_t p = 0; p <= plane; p++) {
         struct dplane d;

@@ -7,7 +7,7 @@
  * 1. histogram packing: the values a plane actually uses are mapped to 0..K-1 when that pays
  *    (medical images often use a few hundred of 4096 levels: predicting among those is what
  *    makes them cheap), else the plane's range min..max is shifted to 0;
- * 2. a causal predictor (struct codec_pix_predictor) gives, per pixel, a mean and a scale
+ * 2. a causal predictor (struct codec_pixcode_predictor) gives, per pixel, a mean and a scale
  *    context; the built-in one is fixed (MED with a per-context bias correction as in
  *    JPEG-LS, scale from local gradients and neighbouring errors); a model-based predictor
  *    (an integer-exact network) plugs in through the same interface;
@@ -39,9 +39,9 @@
  *   12      4       frames F, 1..CODEC_MAX_FRAMES
  *   16      4       height H, 1..CODEC_MAX_DIM
  *   20      4       width W, 1..CODEC_MAX_DIM
- *   24      4       stripe rows R, 1..CODEC_PIX_MAX_STRIPE_ROWS: stripe j holds rows
+ *   24      4       stripe rows R, 1..CODEC_PIXCODE_MAX_STRIPE_ROWS: stripe j holds rows
  *                   j*R .. min(H, (j+1)*R) - 1; N = ceil(H / R) stripes per plane
- *   28      1       scale contexts X, 1..CODEC_PIX_MAX_CTX (the predictor's)
+ *   28      1       scale contexts X, 1..CODEC_PIXCODE_MAX_CTX (the predictor's)
  *   29      3       reserved, 0
  *   32      ...     C*F planes, plane p = c*F + f, each:
  *
@@ -81,7 +81,7 @@
  * Predictor 0 on the packed values v (neighbours W, N, NW, NE, WW of the current pixel within
  * its stripe; where a neighbour falls outside the stripe: in the stripe's first row N, NW and
  * NE are W, and the first pixel has all 0; in column 0 W, NW and WW are N; in the last column
- * NE is N; in column 1 WW is W) is specified by its code in pixcode.c (codec_pix_fixed):
+ * NE is N; in column 1 WW is W) is specified by its code in pixcode.c (codec_pixcode_fixed):
  * a median edge detector, a bias correction in one of 729 gradient contexts adapted as in
  * JPEG-LS, and a scale context from the quantised sum of local gradients and the neighbours'
  * residual magnitudes. Changing it changes the stream: it is part of format version 1.
@@ -94,13 +94,13 @@
 
 #include "codec/codec.h"
 
-#define CODEC_PIX_MAGIC "IMPX"
-#define CODEC_PIX_VERSION 1
-#define CODEC_PIX_HEADER 32
-#define CODEC_PIX_MAX_CTX 32u            /* scale contexts a predictor may give */
-#define CODEC_PIX_MAX_STRIPE_ROWS 65536u /* = CODEC_MAX_DIM */
-#define CODEC_PIX_DEFAULT_STRIPE_ROWS 64u
-#define CODEC_PIX_MAX_THREADS 64u
+#define CODEC_PIXCODE_MAGIC "IMPX"
+#define CODEC_PIXCODE_VERSION 1
+#define CODEC_PIXCODE_HEADER 32
+#define CODEC_PIXCODE_MAX_CTX 32u            /* scale contexts a predictor may give */
+#define CODEC_PIXCODE_MAX_STRIPE_ROWS 65536u /* = CODEC_MAX_DIM */
+#define CODEC_PIXCODE_DEFAULT_STRIPE_ROWS 64u
+#define CODEC_PIXCODE_MAX_THREADS 64u
 
 /*
  * What a predictor sees of a stripe: the packed samples (0..maxval), row-major, `width` per
@@ -108,7 +108,7 @@
  * by next() hold their values; the rest must not be read (the encoder has them all, the
  * decoder not yet: a predictor that peeks decodes garbage).
  */
-struct codec_pix_view {
+struct codec_pixcode_view {
     const uint16_t *v;
     uint32_t width, rows;
     uint32_t maxval;
@@ -123,33 +123,33 @@ struct codec_pix_view {
  * decoder make the same calls in the same order, so a predictor must be deterministic
  * (integer arithmetic only) and look only at visible samples and its own state.
  */
-struct codec_pix_predictor {
-    uint8_t id;       /* stored in the stream; 0 is reserved for codec_pix_fixed */
-    uint8_t contexts; /* 1..CODEC_PIX_MAX_CTX */
+struct codec_pixcode_predictor {
+    uint8_t id;       /* stored in the stream; 0 is reserved for codec_pixcode_fixed */
+    uint8_t contexts; /* 1..CODEC_PIXCODE_MAX_CTX */
     /* State for stripes of at most `width` x `rows` (one per worker thread); NULL: -ENOMEM. */
-    void *(*state_new)(const struct codec_pix_predictor *p, uint32_t width, uint32_t rows);
+    void *(*state_new)(const struct codec_pixcode_predictor *p, uint32_t width, uint32_t rows);
     void (*state_free)(void *st);
-    void (*begin)(void *st, const struct codec_pix_view *view);
+    void (*begin)(void *st, const struct codec_pixcode_view *view);
     /* Returns the group's size n (1..cap, cap >= width of the stripe), 0 when done. */
     size_t (*next)(void *st, uint32_t *pos, uint16_t *mean, uint8_t *ctx, size_t cap);
     const void *model; /* whatever the predictor needs (weights); not owned */
 };
 
 /* The built-in fixed predictor (id 0). */
-extern const struct codec_pix_predictor codec_pix_fixed;
+extern const struct codec_pixcode_predictor codec_pixcode_fixed;
 
-enum codec_pix_pack {
-    CODEC_PIX_PACK_AUTO = 0, /* value set when it measures smaller, else range */
-    CODEC_PIX_PACK_RANGE = 1,
-    CODEC_PIX_PACK_SET = 2, /* whenever the used values have a gap */
-    CODEC_PIX_PACK_NONE = 3,
+enum codec_pixcode_pack {
+    CODEC_PIXCODE_PACK_AUTO = 0, /* value set when it measures smaller, else range */
+    CODEC_PIXCODE_PACK_RANGE = 1,
+    CODEC_PIXCODE_PACK_SET = 2, /* whenever the used values have a gap */
+    CODEC_PIXCODE_PACK_NONE = 3,
 };
 
 struct codec_pixcode_opts {
-    uint32_t stripe_rows;                   /* 0: CODEC_PIX_DEFAULT_STRIPE_ROWS */
-    unsigned threads;                       /* 0 or 1: the calling thread only */
-    enum codec_pix_pack pack;               /* per plane */
-    const struct codec_pix_predictor *pred; /* NULL: codec_pix_fixed */
+    uint32_t stripe_rows;                       /* 0: CODEC_PIXCODE_DEFAULT_STRIPE_ROWS */
+    unsigned threads;                           /* 0 or 1: the calling thread only */
+    enum codec_pixcode_pack pack;               /* per plane */
+    const struct codec_pixcode_predictor *pred; /* NULL: codec_pixcode_fixed */
 };
 
 /*
@@ -179,7 +179,7 @@ int codec_pixcode_info(const uint8_t *buf, size_t len, struct codec_pixcode_info
  * -ENOMEM. On failure the planes hold unspecified values.
  */
 int codec_pixcode_decode(const uint8_t *buf, size_t len, struct codec_image *img,
-                         const struct codec_pix_predictor *pred, unsigned threads);
+                         const struct codec_pixcode_predictor *pred, unsigned threads);
 
 /*
  * Decode stripe `stripe` of plane `plane` (c * frames + f) alone into out: its rows
@@ -189,7 +189,7 @@ int codec_pixcode_decode(const uint8_t *buf, size_t len, struct codec_image *img
  * (as above, or plane/stripe out of range, out too small), -ENOMEM.
  */
 int codec_pixcode_decode_stripe(const uint8_t *buf, size_t len,
-                                const struct codec_pix_predictor *pred, uint32_t plane,
+                                const struct codec_pixcode_predictor *pred, uint32_t plane,
                                 uint32_t stripe, void *out, size_t out_bytes);
 
 #endif

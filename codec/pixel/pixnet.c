@@ -27,7 +27,7 @@ struct codec_pixnet {
     struct nn_qmodel *net[CODEC_PIXNET_NETS];
     struct codec_pixnet_consts k[CODEC_PIXNET_NETS];
     uint8_t contexts;
-    struct codec_pix_predictor pred;
+    struct codec_pixcode_predictor pred;
 };
 
 /* ---- integer helpers ---------------------------------------------------------------------- */
@@ -265,7 +265,7 @@ static void pn_free(void *st)
     free(s);
 }
 
-static void *pn_new(const struct codec_pix_predictor *p, uint32_t width, uint32_t rows)
+static void *pn_new(const struct codec_pixcode_predictor *p, uint32_t width, uint32_t rows)
 {
     (void)rows;
     const struct codec_pixnet *m = p->model;
@@ -287,7 +287,7 @@ static void *pn_new(const struct codec_pix_predictor *p, uint32_t width, uint32_
     return s;
 }
 
-static void pn_begin(void *st, const struct codec_pix_view *view)
+static void pn_begin(void *st, const struct codec_pixcode_view *view)
 {
     struct pn_state *s = st;
     s->g = (struct grid){view->v, view->width, view->rows, view->maxval};
@@ -372,7 +372,7 @@ static size_t pn_next(void *st, uint32_t *pos, uint16_t *mean, uint8_t *ctx, siz
     return 0;
 }
 
-const struct codec_pix_predictor *codec_pixnet_predictor(const struct codec_pixnet *m)
+const struct codec_pixcode_predictor *codec_pixnet_predictor(const struct codec_pixnet *m)
 {
     return m ? &m->pred : NULL;
 }
@@ -385,7 +385,7 @@ int codec_pixnet_samples(const uint16_t *v, uint32_t h, uint32_t w, uint32_t max
     if (!v || !fn || h == 0 || w == 0 || maxval > 65535)
         return -EINVAL;
     if (stripe_rows == 0)
-        stripe_rows = CODEC_PIX_DEFAULT_STRIPE_ROWS;
+        stripe_rows = CODEC_PIXCODE_DEFAULT_STRIPE_ROWS;
     int16_t f[F];
     for (uint32_t y0 = 0; y0 < h; y0 += stripe_rows) {
         uint32_t rows = h - y0 < stripe_rows ? h - y0 : stripe_rows;
@@ -470,7 +470,7 @@ int codec_pixnet_load(const uint8_t *buf, size_t len, struct codec_pixnet **out)
     if (!buf || !out || len < CODEC_PIXNET_HEADER)
         return -EINVAL;
     if (memcmp(buf, CODEC_PIXNET_MAGIC, 4) != 0 || buf[4] != CODEC_PIXNET_VERSION ||
-        buf[5] != CODEC_PIXNET_NETS || buf[6] < 1 || buf[6] > CODEC_PIX_MAX_CTX || buf[7] != F)
+        buf[5] != CODEC_PIXNET_NETS || buf[6] < 1 || buf[6] > CODEC_PIXCODE_MAX_CTX || buf[7] != F)
         return -EINVAL;
     struct codec_pixnet *m = calloc(1, sizeof(*m));
     if (!m)
@@ -506,13 +506,13 @@ int codec_pixnet_load(const uint8_t *buf, size_t len, struct codec_pixnet **out)
     }
     if (off != len)
         goto fail;
-    m->pred = (struct codec_pix_predictor){.id = CODEC_PIXNET_ID,
-                                           .contexts = m->contexts,
-                                           .state_new = pn_new,
-                                           .state_free = pn_free,
-                                           .begin = pn_begin,
-                                           .next = pn_next,
-                                           .model = m};
+    m->pred = (struct codec_pixcode_predictor){.id = CODEC_PIXNET_ID,
+                                               .contexts = m->contexts,
+                                               .state_new = pn_new,
+                                               .state_free = pn_free,
+                                               .begin = pn_begin,
+                                               .next = pn_next,
+                                               .model = m};
     *out = m;
     return 0;
 fail:
@@ -524,7 +524,7 @@ int codec_pixnet_save(const struct nn_qmodel *const nets[CODEC_PIXNET_NETS],
                       const struct codec_pixnet_consts consts[CODEC_PIXNET_NETS], uint8_t contexts,
                       uint8_t **buf, size_t *len)
 {
-    if (!nets || !consts || !buf || !len || contexts < 1 || contexts > CODEC_PIX_MAX_CTX)
+    if (!nets || !consts || !buf || !len || contexts < 1 || contexts > CODEC_PIXCODE_MAX_CTX)
         return -EINVAL;
     uint8_t *nb[CODEC_PIXNET_NETS] = {NULL};
     size_t nl[CODEC_PIXNET_NETS] = {0}, total = CODEC_PIXNET_HEADER;

@@ -78,7 +78,7 @@
  *   0       4     magic "IMPN"
  *   4       1     version = 1
  *   5       1     networks = 2 (0: passes D, 1: passes C)
- *   6       1     scale contexts X, 1..CODEC_PIX_MAX_CTX
+ *   6       1     scale contexts X, 1..CODEC_PIXCODE_MAX_CTX
  *   7       1     features = 15
  *   8       32    per network (two times 16 bytes):
  *                   s32 MU (|MU| < 2^24), u8 MS (1..40), u8 LS (1..40), 2 reserved 0,
@@ -125,7 +125,7 @@ int codec_pixnet_load(const uint8_t *buf, size_t len, struct codec_pixnet **out)
 void codec_pixnet_free(struct codec_pixnet *m);
 
 /* The predictor (id CODEC_PIXNET_ID) that codes with m; valid while m lives. */
-const struct codec_pix_predictor *codec_pixnet_predictor(const struct codec_pixnet *m);
+const struct codec_pixcode_predictor *codec_pixnet_predictor(const struct codec_pixnet *m);
 
 /* The coder model built into the library (models/coder-default.pixnet). */
 const uint8_t *codec_pixnet_default_bytes(size_t *len);

@@ -5,9 +5,8 @@
  * nn/ae_default.c does for the autoencoder.
  *
  * One binary source of truth in the repository rather than a generated C array; the price is
- * that the compiler's dependency scan does not see the file, so a new model needs this file
- * rebuilt (scripts/train_coder.sh touches it, and a unit test compares these bytes with the
- * file).
+ * that the compiler's dependency scan does not see the file, so CMakeLists.txt names it as
+ * this object's dependency (and a unit test compares these bytes with the file).
  */
 #include <stddef.h>
 #include <stdint.h>

@@ -88,7 +88,7 @@ void codec_pixnet_train_defaults(struct codec_pixnet_train_opts *o)
                                           .lr = 2e-3f,
                                           .lr_end = 1e-4f,
                                           .seed = 1,
-                                          .contexts = CODEC_PIX_MAX_CTX};
+                                          .contexts = CODEC_PIXCODE_MAX_CTX};
 }
 
 /* Build the float network: F -> hidden (-> hidden)* -> 2, LeakyReLU between. */
@@ -279,7 +279,7 @@ int codec_pixnet_train(const struct codec_image *const *imgs, size_t n,
         codec_pixnet_train_defaults(&o);
     if (!imgs || !model || !len || o.batch < 16 || o.batch > 65536 || o.samples < 2 * o.batch ||
         o.hidden < 1 || o.hidden > 256 || o.layers > 4 || o.contexts < 1 ||
-        o.contexts > CODEC_PIX_MAX_CTX || !(o.lr > 0) || !(o.lr_end > 0))
+        o.contexts > CODEC_PIXCODE_MAX_CTX || !(o.lr > 0) || !(o.lr_end > 0))
         return -EINVAL;
     struct pool pools[CODEC_PIXNET_NETS];
     struct nn_model *fm[CODEC_PIXNET_NETS] = {NULL};

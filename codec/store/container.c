@@ -489,23 +489,23 @@ int codec_ct_write(const struct keys_key *container_key, const struct codec_ct_p
     codec_put_be32(ihdr, w);
     codec_put_be32(ihdr + 4, h);
     ihdr[8] = 8;
-    at += codec_png_chunk(png + at, "IHDR", ihdr, sizeof(ihdr));
-    at += codec_png_chunk(png + at, CODEC_CT_CHUNK_HEADER, hdr, sizeof(hdr));
+    at += codec_put_chunk(png + at, "IHDR", ihdr, sizeof(ihdr));
+    at += codec_put_chunk(png + at, CODEC_CT_CHUNK_HEADER, hdr, sizeof(hdr));
     if (fs) {
         rc = seal(fk, hdr, CODEC_CT_SECTION_FEATURES, in->features, in->features_len, png + at + 8);
         if (rc != 0)
             goto out;
-        at += codec_png_chunk(png + at, CODEC_CT_CHUNK_FEATURES, NULL, (size_t)fs);
+        at += codec_put_chunk(png + at, CODEC_CT_CHUNK_FEATURES, NULL, (size_t)fs);
     }
     rc = seal(fk, hdr, CODEC_CT_SECTION_ENVELOPE, in->envelope, in->envelope_len, png + at + 8);
     if (rc != 0)
         goto out;
-    at += codec_png_chunk(png + at, CODEC_CT_CHUNK_ENVELOPE, NULL, (size_t)es);
+    at += codec_put_chunk(png + at, CODEC_CT_CHUNK_ENVELOPE, NULL, (size_t)es);
     for (size_t off = 0; off < z_len; off += CODEC_CT_IDAT_CHUNK) {
         size_t n = z_len - off < CODEC_CT_IDAT_CHUNK ? z_len - off : CODEC_CT_IDAT_CHUNK;
-        at += codec_png_chunk(png + at, "IDAT", z + off, n);
+        at += codec_put_chunk(png + at, "IDAT", z + off, n);
     }
-    at += codec_png_chunk(png + at, "IEND", NULL, 0);
+    at += codec_put_chunk(png + at, "IEND", NULL, 0);
     *out = png;
     *out_len = at;
     png = NULL;

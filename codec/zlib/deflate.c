@@ -295,11 +295,11 @@ static int out_reserve(struct inflate_state *s, size_t n)
     return codec_grow((void **)&s->out, &s->cap, s->pos + n, 1, s->max_out);
 }
 
-static int push_tok(struct codec_deflate_desc *d, uint32_t t)
+int codec_zlib_push_tok(struct codec_deflate_desc *d, uint32_t t)
 {
-    /* every token produces at least one byte, so there are never more than CODEC_INFLATE_MAX_OUT */
+    /* every token produces at least one byte, so there are never more than CODEC_DEFLATE_MAX_OUT */
     int rc = codec_grow((void **)&d->tok, &d->cap_tok, d->ntok + 1, sizeof(uint32_t),
-                        CODEC_INFLATE_MAX_OUT);
+                        CODEC_DEFLATE_MAX_OUT);
     if (rc)
         return rc;
     d->tok[d->ntok++] = t;
@@ -327,7 +327,7 @@ static int read_dynamic_header(struct bitrd *br, struct inflate_state *s,
     if ((rc = huff_table(cl, DFL_NCL, s->cl, &s->clbits)) != 0)
         return rc;
     rc = codec_grow((void **)&d->ops, &d->cap_ops, d->nops + DFL_MAXOPS, 1,
-                    DFL_MAXOPS * CODEC_INFLATE_MAX_BLOCKS);
+                    DFL_MAXOPS * CODEC_DEFLATE_MAX_BLOCKS);
     if (rc)
         return rc;
     blk->first_op = d->nops;
@@ -384,8 +384,8 @@ static int read_codes(struct bitrd *br, struct inflate_state *s, struct codec_de
             if (s->pos == s->cap && (rc = out_reserve(s, 1)) != 0)
                 return rc;
             s->out[s->pos++] = (uint8_t)sym;
-            if (++run == CODEC_INFLATE_MAX_RUN) {
-                if ((rc = push_tok(d, run << 16)) != 0)
+            if (++run == CODEC_DEFLATE_MAX_RUN) {
+                if ((rc = codec_zlib_push_tok(d, run << 16)) != 0)
                     return rc;
                 run = 0;
             }
@@ -406,11 +406,11 @@ static int read_codes(struct bitrd *br, struct inflate_state *s, struct codec_de
         if (br_truncated(br) || dist > s->pos)
             return -EINVAL;
         if (run) {
-            if ((rc = push_tok(d, run << 16)) != 0)
+            if ((rc = codec_zlib_push_tok(d, run << 16)) != 0)
                 return rc;
             run = 0;
         }
-        if ((rc = push_tok(d, (uint32_t)len << 16 | dist)) != 0)
+        if ((rc = codec_zlib_push_tok(d, (uint32_t)len << 16 | dist)) != 0)
             return rc;
         if (len > s->cap - s->pos && (rc = out_reserve(s, len)) != 0)
             return rc;
@@ -427,7 +427,7 @@ static int read_codes(struct bitrd *br, struct inflate_state *s, struct codec_de
     if (br_truncated(br))
         return -EINVAL;
     if (run)
-        return push_tok(d, run << 16);
+        return codec_zlib_push_tok(d, run << 16);
     return 0;
 }
 
@@ -441,7 +441,7 @@ static int record_raw(const uint8_t *in, size_t in_len, struct inflate_state *s,
     fixed_lens(flit, fdist);
     for (;;) {
         if ((rc = codec_grow((void **)&d->blocks, &d->cap_blocks, d->nblocks + 1,
-                             sizeof(struct dfl_block), CODEC_INFLATE_MAX_BLOCKS)) != 0)
+                             sizeof(struct dfl_block), CODEC_DEFLATE_MAX_BLOCKS)) != 0)
             return rc;
         struct dfl_block *blk = &d->blocks[d->nblocks];
         memset(blk, 0, sizeof(*blk));
@@ -507,8 +507,8 @@ static int record(const uint8_t *in, size_t in_len, size_t max_out, int zlib, ui
         return -EINVAL;
     if (!in)
         in = none; /* no arithmetic on NULL below */
-    if (max_out > CODEC_INFLATE_MAX_OUT)
-        max_out = CODEC_INFLATE_MAX_OUT;
+    if (max_out > CODEC_DEFLATE_MAX_OUT)
+        max_out = CODEC_DEFLATE_MAX_OUT;
     s = calloc(1, sizeof(*s));
     d = calloc(1, sizeof(*d));
     if (!s || !d) {
@@ -543,7 +543,7 @@ static int record(const uint8_t *in, size_t in_len, size_t max_out, int zlib, ui
         tail_at += 4;
     }
     d->tail_len = in_len - tail_at;
-    if (d->tail_len > CODEC_INFLATE_MAX_TAIL) {
+    if (d->tail_len > CODEC_DEFLATE_MAX_TAIL) {
         rc = -ENOTSUP;
         goto out;
     }
@@ -572,14 +572,14 @@ out:
     return rc;
 }
 
-int codec_inflate_record(const uint8_t *in, size_t in_len, size_t max_out, uint8_t **out,
+int codec_deflate_record(const uint8_t *in, size_t in_len, size_t max_out, uint8_t **out,
                          size_t *out_len, struct codec_deflate_desc **desc)
 {
     return record(in, in_len, max_out, 0, out, out_len, desc);
 }
 
-int codec_zlib_record(const uint8_t *in, size_t in_len, size_t max_out, uint8_t **out,
-                      size_t *out_len, struct codec_deflate_desc **desc)
+int codec_deflate_record_zlib(const uint8_t *in, size_t in_len, size_t max_out, uint8_t **out,
+                              size_t *out_len, struct codec_deflate_desc **desc)
 {
     return record(in, in_len, max_out, 1, out, out_len, desc);
 }
@@ -924,18 +924,18 @@ static int parse_tokens(struct codec_rd *r, struct codec_deflate_desc *d, struct
     if (codec_rd_var(r, r->left, &ntok) || ntok > d->out_len - *pos)
         return -EINVAL;
     if ((rc = codec_grow((void **)&d->tok, &d->cap_tok, d->ntok + ntok, sizeof(uint32_t),
-                         CODEC_INFLATE_MAX_OUT)) != 0)
+                         CODEC_DEFLATE_MAX_OUT)) != 0)
         return rc;
     b->first_tok = d->ntok;
     size_t start = *pos;
-    uint32_t prev_run = CODEC_INFLATE_MAX_RUN;
+    uint32_t prev_run = CODEC_DEFLATE_MAX_RUN;
     for (uint64_t t = 0; t < ntok; t++) {
         uint32_t tok;
-        if (codec_rd_var(r, 2 * (uint64_t)CODEC_INFLATE_MAX_RUN, &v))
+        if (codec_rd_var(r, 2 * (uint64_t)CODEC_DEFLATE_MAX_RUN, &v))
             return -EINVAL;
         if (!(v & 1)) {
             uint32_t run = (uint32_t)(v >> 1);
-            if (run == 0 || prev_run != CODEC_INFLATE_MAX_RUN)
+            if (run == 0 || prev_run != CODEC_DEFLATE_MAX_RUN)
                 return -EINVAL;
             tok = run << 16;
             prev_run = run;
@@ -943,7 +943,7 @@ static int parse_tokens(struct codec_rd *r, struct codec_deflate_desc *d, struct
             if ((v >> 1) > 255 || codec_rd_var(r, 32767, &dist) || dist + 1 > *pos)
                 return -EINVAL;
             tok = (uint32_t)((v >> 1) + 3) << 16 | (uint32_t)(dist + 1);
-            prev_run = CODEC_INFLATE_MAX_RUN;
+            prev_run = CODEC_DEFLATE_MAX_RUN;
         }
         if (TOK_LEN(tok) > d->out_len - *pos)
             return -EINVAL;
@@ -966,8 +966,8 @@ int codec_deflate_desc_parse(const uint8_t *buf, size_t len, size_t max_out,
     int rc = -EINVAL;
     if (!buf && len)
         return -EINVAL;
-    if (max_out > CODEC_INFLATE_MAX_OUT)
-        max_out = CODEC_INFLATE_MAX_OUT;
+    if (max_out > CODEC_DEFLATE_MAX_OUT)
+        max_out = CODEC_DEFLATE_MAX_OUT;
     if (!(d = calloc(1, sizeof(*d)))) {
         rc = -ENOMEM;
         goto out;
@@ -988,10 +988,10 @@ int codec_deflate_desc_parse(const uint8_t *buf, size_t len, size_t max_out,
     }
     d->out_len = (size_t)v;
     /* every block takes at least two bytes */
-    if (codec_rd_var(&r, CODEC_INFLATE_MAX_BLOCKS, &v) || v == 0 || v > r.left / 2)
+    if (codec_rd_var(&r, CODEC_DEFLATE_MAX_BLOCKS, &v) || v == 0 || v > r.left / 2)
         goto out;
     if ((rc = codec_grow((void **)&d->blocks, &d->cap_blocks, (size_t)v, sizeof(struct dfl_block),
-                         CODEC_INFLATE_MAX_BLOCKS)) != 0)
+                         CODEC_DEFLATE_MAX_BLOCKS)) != 0)
         goto out;
     rc = -EINVAL;
     d->nblocks = (size_t)v;
@@ -1022,7 +1022,7 @@ int codec_deflate_desc_parse(const uint8_t *buf, size_t len, size_t max_out,
                 goto out;
             b->nop = (uint16_t)v;
             if ((rc = codec_grow((void **)&d->ops, &d->cap_ops, d->nops + b->nop, 1,
-                                 DFL_MAXOPS * CODEC_INFLATE_MAX_BLOCKS)) != 0)
+                                 DFL_MAXOPS * CODEC_DEFLATE_MAX_BLOCKS)) != 0)
                 goto out;
             rc = -EINVAL;
             b->first_op = d->nops;
@@ -1037,7 +1037,7 @@ int codec_deflate_desc_parse(const uint8_t *buf, size_t len, size_t max_out,
         rc = -EINVAL;
     }
     if (pos != d->out_len || codec_rd_u8(&r, &d->end_pad) || d->end_pad > 127 ||
-        codec_rd_var(&r, CODEC_INFLATE_MAX_TAIL, &v) || v != r.left)
+        codec_rd_var(&r, CODEC_DEFLATE_MAX_TAIL, &v) || v != r.left)
         goto out;
     d->tail_len = (size_t)v;
     if (d->tail_len) {

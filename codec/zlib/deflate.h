@@ -4,7 +4,7 @@
  * stream is made of, and an emitter that writes the bit-identical stream back from that record
  * and the decompressed bytes. It is how a PNG's IDAT stream is rebuilt from pixels.
  *
- * Invariant: for every stream s that codec_inflate_record() accepts, codec_deflate_emit() of its
+ * Invariant: for every stream s that codec_deflate_record() accepts, codec_deflate_emit() of its
  * description and output gives s again, bit for bit, whatever deflater wrote s. What the
  * description cannot represent exactly is refused with -ENOTSUP at record time, never emitted
  * differently. The trade-off: a description holds every token (about one varint per match), so
@@ -30,7 +30,7 @@
  *     latter is refused with -ENOTSUP.
  *   - the padding bits after the final block, up to the byte boundary (value; count implied);
  *   - any bytes after the stream (after the Adler-32 trailer for zlib), verbatim, up to
- *     CODEC_INFLATE_MAX_TAIL bytes (more: -ENOTSUP).
+ *     CODEC_DEFLATE_MAX_TAIL bytes (more: -ENOTSUP).
  *
  * Huffman code sets: an over-subscribed set is invalid (-EINVAL). An incomplete set (including
  * a single code of length 1, or no distance codes at all) is accepted as long as no unused bit
@@ -55,7 +55,7 @@
  *   1       wrapper: 0 raw deflate, 1 zlib
  *   2       (zlib only) CMF, FLG: CM = 8, CINFO <= 7, FDICT = 0, (CMF * 256 + FLG) % 31 == 0
  *   varint  decompressed length, <= the caller's limit; must equal the sum over the blocks
- *   varint  block count B, 1..CODEC_INFLATE_MAX_BLOCKS
+ *   varint  block count B, 1..CODEC_DEFLATE_MAX_BLOCKS
  *   B blocks, each:
  *     1       head: bit 0 BFINAL (set on the last block only), bits 1-2 BTYPE 0..2, rest 0
  *     BTYPE 0:
@@ -82,7 +82,7 @@
  *         v odd:  a match of length (v >> 1) + 3, 3..258, followed by a varint distance - 1,
  *                 0..32767, with distance <= the bytes produced before the match
  *   1       padding bits after the final block, value 0..127
- *   varint  tail length, 0..CODEC_INFLATE_MAX_TAIL, then that many bytes: what followed the
+ *   varint  tail length, 0..CODEC_DEFLATE_MAX_TAIL, then that many bytes: what followed the
  *           stream (after the Adler-32 trailer for zlib)
  *
  * The form is canonical: parse then serialise gives the same bytes. Padding values too large
@@ -99,18 +99,18 @@
 #include <sys/types.h>
 
 /* Hard ceiling of any decompressed length; callers pass their own, lower, limit. */
-#define CODEC_INFLATE_MAX_OUT ((size_t)1 << 30)
+#define CODEC_DEFLATE_MAX_OUT ((size_t)1 << 30)
 /* Blocks per stream: zlib writes one per 16-64 KiB; the description costs ~64 bytes a block. */
-#define CODEC_INFLATE_MAX_BLOCKS ((size_t)1 << 20)
+#define CODEC_DEFLATE_MAX_BLOCKS ((size_t)1 << 20)
 /* Bytes kept verbatim after the end of the stream. */
-#define CODEC_INFLATE_MAX_TAIL ((size_t)1 << 16)
+#define CODEC_DEFLATE_MAX_TAIL ((size_t)1 << 16)
 /* Longest literal run of one token. */
-#define CODEC_INFLATE_MAX_RUN 65535u
+#define CODEC_DEFLATE_MAX_RUN 65535u
 
 #define CODEC_DEFLATE_DESC_MAGIC "IDFL"
 #define CODEC_DEFLATE_DESC_VERSION 1
 
-/* What a stream is made of, from codec_inflate_record() or codec_deflate_desc_parse(). */
+/* What a stream is made of, from codec_deflate_record() or codec_deflate_desc_parse(). */
 struct codec_deflate_desc;
 
 /* Figures about a description, for reports and benchmarks. */
@@ -127,16 +127,16 @@ struct codec_deflate_info {
 /*
  * Decode the raw deflate stream in[0..in_len) and record it. On success *out is the
  * decompressed data (malloc'd, *out_len bytes, NULL when empty) and *desc its description, both
- * owned by the caller. max_out caps the decompressed length (at most CODEC_INFLATE_MAX_OUT);
+ * owned by the caller. max_out caps the decompressed length (at most CODEC_DEFLATE_MAX_OUT);
  * output beyond it is -EFBIG, found before anything beyond it is allocated. Bytes after the
  * final block go to the description's tail. Safe on any input: never reads outside in.
  */
-int codec_inflate_record(const uint8_t *in, size_t in_len, size_t max_out, uint8_t **out,
+int codec_deflate_record(const uint8_t *in, size_t in_len, size_t max_out, uint8_t **out,
                          size_t *out_len, struct codec_deflate_desc **desc);
 
 /* The same for a zlib stream (RFC 1950): header checked and kept, Adler-32 trailer verified. */
-int codec_zlib_record(const uint8_t *in, size_t in_len, size_t max_out, uint8_t **out,
-                      size_t *out_len, struct codec_deflate_desc **desc);
+int codec_deflate_record_zlib(const uint8_t *in, size_t in_len, size_t max_out, uint8_t **out,
+                              size_t *out_len, struct codec_deflate_desc **desc);
 
 /*
  * Write the stream described by desc for data[0..data_len) into *out (malloc'd, *out_len bytes,
@@ -159,7 +159,7 @@ size_t codec_deflate_desc_size(const struct codec_deflate_desc *desc);
 
 /*
  * Parse and validate a serialised description (untrusted bytes). The decompressed length it
- * describes must be at most max_out (at most CODEC_INFLATE_MAX_OUT), else -EFBIG. On success
+ * describes must be at most max_out (at most CODEC_DEFLATE_MAX_OUT), else -EFBIG. On success
  * *desc is owned by the caller.
  */
 int codec_deflate_desc_parse(const uint8_t *buf, size_t len, size_t max_out,
@@ -171,7 +171,8 @@ void codec_deflate_desc_info(const struct codec_deflate_desc *desc,
 /* Accepts NULL. */
 void codec_deflate_desc_free(struct codec_deflate_desc *desc);
 
-/* ---- reading a description (for the zlib match-finder model, codec/zlib/zmodel.h) ------------- */
+/* ---- reading a description (for the zlib match-finder model, codec/zlib/zmodel.h) -------------
+ */
 
 /* One block of a description, as codec_deflate_desc_block() shows it. */
 struct codec_deflate_block_view {
@@ -191,9 +192,9 @@ void codec_deflate_desc_block(const struct codec_deflate_desc *desc, size_t i,
 
 /*
  * Token i of desc (i below the sum of the blocks' ntokens, else a programmer error): with *dist
- * 0 a run of *len literals (1..CODEC_INFLATE_MAX_RUN; the bytes are the data's), else a match of
+ * 0 a run of *len literals (1..CODEC_DEFLATE_MAX_RUN; the bytes are the data's), else a match of
  * length *len (3..258) at distance *dist (1..32768). Runs are as long as they can be within a
- * block, so two runs are adjacent only when the first is CODEC_INFLATE_MAX_RUN long.
+ * block, so two runs are adjacent only when the first is CODEC_DEFLATE_MAX_RUN long.
  */
 void codec_deflate_desc_token(const struct codec_deflate_desc *desc, size_t i, unsigned *len,
                               unsigned *dist);

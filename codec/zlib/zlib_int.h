@@ -50,6 +50,10 @@ struct codec_deflate_desc {
     size_t tail_len;
 };
 
+/* Append a token to d (at most CODEC_DEFLATE_MAX_OUT: every token produces at least one
+ * byte). 0, -EFBIG or -ENOMEM. */
+int codec_zlib_push_tok(struct codec_deflate_desc *d, uint32_t t);
+
 /* Code-length code order of RFC 1951 3.2.7. */
 extern const uint8_t codec_zlib_cl_order[DFL_NCL];
 

@@ -556,7 +556,7 @@ int codec_zmodel_predict_threads(const uint8_t *data, size_t len,
     if (p->level < 1 || p->level > 9 || p->mem_level < 1 || p->mem_level > 9 || wbits < 9 ||
         wbits > 15 || p->strategy < CODEC_ZMODEL_DEFAULT || p->strategy > CODEC_ZMODEL_FIXED)
         return -EINVAL;
-    if (len > CODEC_INFLATE_MAX_OUT)
+    if (len > CODEC_DEFLATE_MAX_OUT)
         return -EFBIG;
     if (len == 0) {
         *toks = NULL;

@@ -60,7 +60,7 @@ struct codec_zmodel_token {
 /*
  * Predict the tokens zlib writes for data[0..len) with parameters p. On success *toks (malloc'd,
  * owned by the caller, NULL when len is 0) holds *ntoks tokens covering the data in order.
- * Returns 0, -EINVAL for bad parameters, -EFBIG when len exceeds CODEC_INFLATE_MAX_OUT, -ENOMEM.
+ * Returns 0, -EINVAL for bad parameters, -EFBIG when len exceeds CODEC_DEFLATE_MAX_OUT, -ENOMEM.
  */
 int codec_zmodel_predict(const uint8_t *data, size_t len, const struct codec_zmodel_params *p,
                          struct codec_zmodel_token **toks, size_t *ntoks);

@@ -129,6 +129,8 @@ static bool zr_layout_is_zlibs(const struct codec_deflate_desc *d, const size_t 
  * Find the parameters under which the model agrees best with the recorded symbols, trying the
  * likeliest first (the zlib header's level hint and window size, libpng's and Pillow's memLevel
  * 8 and 9, the memLevel the first block's size gives away) and stopping at full agreement.
+ * Long on purpose: the order of the trials is the tuning (it decides the split's speed), and
+ * reads best as one list rather than spread over helpers that share the running best.
  */
 static int zr_detect(const struct codec_deflate_desc *d, const uint8_t *data,
                      const struct codec_zmodel_token *a, size_t na, const size_t *bsyms,
@@ -391,20 +393,10 @@ static size_t zr_head_misses(const struct codec_deflate_desc *d, const uint8_t *
 static int zr_push_block(struct codec_deflate_desc *d, const struct dfl_block *h)
 {
     int rc = codec_grow((void **)&d->blocks, &d->cap_blocks, d->nblocks + 1,
-                        sizeof(struct dfl_block), CODEC_INFLATE_MAX_BLOCKS);
+                        sizeof(struct dfl_block), CODEC_DEFLATE_MAX_BLOCKS);
     if (rc)
         return rc;
     d->blocks[d->nblocks++] = *h;
-    return 0;
-}
-
-static int zr_push_tok(struct codec_deflate_desc *d, uint32_t tok)
-{
-    int rc = codec_grow((void **)&d->tok, &d->cap_tok, d->ntok + 1, sizeof(uint32_t),
-                        CODEC_INFLATE_MAX_OUT);
-    if (rc)
-        return rc;
-    d->tok[d->ntok++] = tok;
     return 0;
 }
 
@@ -432,7 +424,7 @@ static int zr_read_head(struct codec_rd *r, struct codec_deflate_desc *d, struct
         return -EINVAL;
     h->nop = (uint16_t)v;
     if ((rc = codec_grow((void **)&d->ops, &d->cap_ops, d->nops + h->nop, 1,
-                         DFL_MAXOPS * CODEC_INFLATE_MAX_BLOCKS)) != 0)
+                         DFL_MAXOPS * CODEC_DEFLATE_MAX_BLOCKS)) != 0)
         return rc;
     h->first_op = d->nops;
     memcpy(d->ops + d->nops, r->p, h->nop);
@@ -458,7 +450,7 @@ static int zr_predicted_head(struct codec_deflate_desc *d, const struct codec_zm
     memcpy(h->clen, m.clen, sizeof(h->clen));
     h->nop = m.nop;
     int rc = codec_grow((void **)&d->ops, &d->cap_ops, d->nops + m.nop, 1,
-                        DFL_MAXOPS * CODEC_INFLATE_MAX_BLOCKS);
+                        DFL_MAXOPS * CODEC_DEFLATE_MAX_BLOCKS);
     if (rc)
         return rc;
     h->first_op = d->nops;
@@ -470,6 +462,8 @@ static int zr_predicted_head(struct codec_deflate_desc *d, const struct codec_zm
 /*
  * Rebuild the description from the recipe body at r (after the parameters) and the prediction
  * p[0..np) of data[0..len). d has its wrapper fields and out_len set.
+ * Long on purpose: it reads the recipe format of zrecipe.h field by field, in the order the
+ * header lists them, so that the parser can be checked against the specification top to bottom.
  */
 static int zr_decode(struct codec_rd *r, struct codec_deflate_desc *d, const uint8_t *data,
                      size_t len, const struct codec_zmodel_params *par,
@@ -532,7 +526,7 @@ static int zr_decode(struct codec_rd *r, struct codec_deflate_desc *d, const uin
     if (u == 0) {
         size_t per = zr_block_syms(par);
         nb = ns / per + 1;
-        if (nb > CODEC_INFLATE_MAX_BLOCKS)
+        if (nb > CODEC_DEFLATE_MAX_BLOCKS)
             goto out;
         if (!(bsyms = malloc(nb * sizeof(*bsyms)))) {
             rc = -ENOMEM;
@@ -542,7 +536,7 @@ static int zr_decode(struct codec_rd *r, struct codec_deflate_desc *d, const uin
             bsyms[i] = i + 1 < nb ? per : ns - per * (nb - 1);
     } else {
         size_t left = ns;
-        if (codec_rd_var(r, CODEC_INFLATE_MAX_BLOCKS, &v) || v == 0 || v > r->left)
+        if (codec_rd_var(r, CODEC_DEFLATE_MAX_BLOCKS, &v) || v == 0 || v > r->left)
             goto out;
         nb = (size_t)v;
         if (!(bsyms = malloc(nb * sizeof(*bsyms)))) {
@@ -600,14 +594,14 @@ static int zr_decode(struct codec_rd *r, struct codec_deflate_desc *d, const uin
                 uint32_t tok;
                 if (s[k].dist == 0) {
                     uint32_t run = 0;
-                    while (k < first + bsyms[i] && s[k].dist == 0 && run < CODEC_INFLATE_MAX_RUN)
+                    while (k < first + bsyms[i] && s[k].dist == 0 && run < CODEC_DEFLATE_MAX_RUN)
                         run++, k++;
                     tok = run << 16;
                 } else {
                     tok = (uint32_t)s[k].len << 16 | s[k].dist;
                     k++;
                 }
-                if ((rc = zr_push_tok(d, tok)) != 0)
+                if ((rc = codec_zlib_push_tok(d, tok)) != 0)
                     goto out;
             }
             h.ntok = d->ntok - h.first_tok;
@@ -619,7 +613,7 @@ static int zr_decode(struct codec_rd *r, struct codec_deflate_desc *d, const uin
         pos += blen;
     }
     if (nexc != 0 || codec_rd_u8(r, &d->end_pad) || d->end_pad > 127 ||
-        codec_rd_var(r, CODEC_INFLATE_MAX_TAIL, &v) || v != r->left)
+        codec_rd_var(r, CODEC_DEFLATE_MAX_TAIL, &v) || v != r->left)
         goto out;
     d->tail_len = (size_t)v;
     if (d->tail_len) {
@@ -677,8 +671,8 @@ int codec_zrecipe_parse(const uint8_t *buf, size_t buf_len, const uint8_t *data,
     int rc;
     if ((!buf && buf_len) || (!data && len))
         return -EINVAL;
-    if (max_out > CODEC_INFLATE_MAX_OUT)
-        max_out = CODEC_INFLATE_MAX_OUT;
+    if (max_out > CODEC_DEFLATE_MAX_OUT)
+        max_out = CODEC_DEFLATE_MAX_OUT;
     if (len > max_out)
         return -EFBIG;
     if (!(d = calloc(1, sizeof(*d))))

@@ -7,8 +7,8 @@
  * deflater is still described exactly, only larger, and the PNG adapter keeps whichever of the
  * two forms is smaller.
  *
- * The model (codec/zlib/zmodel.h) gives, from the data and the parameters, a token stream, the block
- * boundaries (zlib ends a block every 2^(memLevel+6) - 1 symbols) and each block's type and
+ * The model (codec/zlib/zmodel.h) gives, from the data and the parameters, a token stream, the
+ * block boundaries (zlib ends a block every 2^(memLevel+6) - 1 symbols) and each block's type and
  * Huffman header. The recipe stores the parameters, the runs of tokens that differ, a block
  * layout only when it differs, and the block heads that differ. Making a recipe checks that it
  * rebuilds the description exactly before it is returned, so a model error can only cost bytes.
@@ -39,7 +39,7 @@
  *             replaced by these
  *   1       layout: 0 zlib's (every block but the last has 2^(memLevel+6) - 1 symbols, the last
  *           has the rest, possibly none), 1 explicit:
- *     varint  block count B, 1..CODEC_INFLATE_MAX_BLOCKS
+ *     varint  block count B, 1..CODEC_DEFLATE_MAX_BLOCKS
  *     B       varints: symbols of each block; a block's symbols must end on a token boundary
  *   varint  exception count E; then E blocks whose head differs from the prediction, in
  *           increasing order:
@@ -49,7 +49,7 @@
  *     type 2: HLIT, HDIST, HCLEN, HCLEN+4 code-length-code lengths, varint op count, ops, all
  *             as in deflate.h
  *   1       padding bits after the final block, 0..127
- *   varint  tail length (<= CODEC_INFLATE_MAX_TAIL), then the tail bytes
+ *   varint  tail length (<= CODEC_DEFLATE_MAX_TAIL), then the tail bytes
  *
  * Anything else, including bytes left over, is -EINVAL.
  *
@@ -91,7 +91,7 @@ int codec_zrecipe_make(const struct codec_deflate_desc *desc, const uint8_t *dat
 
 /*
  * Rebuild the description from a modelled recipe (untrusted bytes) and the data it describes,
- * data[0..len) with len <= max_out (at most CODEC_INFLATE_MAX_OUT). On success *desc is owned
+ * data[0..len) with len <= max_out (at most CODEC_DEFLATE_MAX_OUT). On success *desc is owned
  * by the caller; emitting it still checks every token against the data (deflate.h). threads:
  * as for codec_zrecipe_make. Returns 0,
  * -EINVAL (malformed, or not a recipe of this data), -EFBIG, -ENOMEM.

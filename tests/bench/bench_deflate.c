@@ -56,7 +56,7 @@ static int bench(const char *path)
     do {
         free(out);
         codec_deflate_desc_free(d);
-        if ((rc = codec_zlib_record(idat, m, CODEC_INFLATE_MAX_OUT, &out, &ol, &d)) != 0) {
+        if ((rc = codec_deflate_record_zlib(idat, m, CODEC_DEFLATE_MAX_OUT, &out, &ol, &d)) != 0) {
             fprintf(stderr, "%s: record: %d\n", path, rc);
             return 1;
         }

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
 #
-# bench_image.sh: the image path end to end (codec_ct_encode / decode / preview, through the
+# bench_image.sh: the image path end to end (codec_pipeline_encode / decode / preview, through the
 # library's API: bench_image.c), beside the reference lossless coders of the same run
 # (refcoders.sh), and a summary of the targets of the image-path issue, each met or missed.
 #
@@ -78,7 +78,7 @@ for f in sorted(os.listdir(sys.argv[1])):
 EOF
 done
 
-echo "== Stored form per file (codec_ct_encode, threads 2; sizes in bytes; ms: median of 3;"
+echo "== Stored form per file (codec_pipeline_encode, threads 2; sizes in bytes; ms: median of 3;"
 echo "   feat/env: whole icFt/icEv chunks, pixels: sealed stream, png: the rest of the container)"
 say "encoding $(ls "$work/in" | wc -l) images through the container"
 "$prog" -k "$kv" size "$work"/in/* || {

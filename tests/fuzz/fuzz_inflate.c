@@ -28,8 +28,8 @@ static uint8_t *serialise(const struct codec_deflate_desc *d, size_t *len)
 static int record(int zlib, const uint8_t *in, size_t n, size_t max_out, uint8_t **out,
                   size_t *out_len, struct codec_deflate_desc **d)
 {
-    return zlib ? codec_zlib_record(in, n, max_out, out, out_len, d)
-                : codec_inflate_record(in, n, max_out, out, out_len, d);
+    return zlib ? codec_deflate_record_zlib(in, n, max_out, out, out_len, d)
+                : codec_deflate_record(in, n, max_out, out, out_len, d);
 }
 
 static void stream_case(int zlib, const uint8_t *in, size_t n)
@@ -106,7 +106,7 @@ static void write_seed(const char *path)
     struct codec_deflate_desc *d = NULL;
     uint8_t *out = NULL, *ser;
     size_t ol, sl;
-    if (codec_zlib_record(z, sizeof(z), 1024, &out, &ol, &d) != 0)
+    if (codec_deflate_record_zlib(z, sizeof(z), 1024, &out, &ol, &d) != 0)
         abort();
     ser = serialise(d, &sl);
     FILE *f = fopen(path, "wb");

@@ -21,17 +21,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int8_t *q = malloc(n), *back = malloc(n);
     if (!q || !back)
         abort();
-    int rc = codec_lat_decode(data + 3, size - 3, q, planes, h, w);
+    int rc = codec_latcode_decode(data + 3, size - 3, q, planes, h, w);
     if (rc != 0 && rc != -EINVAL)
         abort();
     if (rc == 0) {
         for (size_t i = 0; i < n; i++)
-            if (q[i] < -CODEC_LAT_QMAX)
+            if (q[i] < -CODEC_LATCODE_QMAX)
                 abort();
         uint8_t *s = NULL;
         size_t sl = 0;
-        if (codec_lat_encode(q, planes, h, w, &s, &sl) != 0 ||
-            codec_lat_decode(s, sl, back, planes, h, w) != 0 || memcmp(q, back, n) != 0)
+        if (codec_latcode_encode(q, planes, h, w, &s, &sl) != 0 ||
+            codec_latcode_decode(s, sl, back, planes, h, w) != 0 || memcmp(q, back, n) != 0)
             abort();
         free(s);
     }

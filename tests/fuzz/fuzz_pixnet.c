@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 /*
- * Fuzz target: the coder model parser (codec/pixel/pixnet.h) on untrusted bytes. A model file must be
- * refused cleanly or load; a model that loads must code a small image losslessly (whatever its
+ * Fuzz target: the coder model parser (codec/pixel/pixnet.h) on untrusted bytes. A model file must
+ * be refused cleanly or load; a model that loads must code a small image losslessly (whatever its
  * weights: the format never depends on the model's quality). Anything else aborts.
  */
 #include <errno.h>
@@ -21,7 +21,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             abort();
         return 0;
     }
-    const struct codec_pix_predictor *p = codec_pixnet_predictor(pn);
+    const struct codec_pixcode_predictor *p = codec_pixnet_predictor(pn);
     enum { H = 23, W = 19 };
     uint16_t px[H * W], back[H * W];
     for (unsigned i = 0; i < H * W; i++)

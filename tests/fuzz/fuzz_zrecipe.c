@@ -20,7 +20,7 @@ static void stream_case(const uint8_t *in, size_t n)
     uint8_t *out = NULL, *rec = NULL, *again = NULL;
     size_t out_len = 0, rl = 0, al = 0;
     struct codec_deflate_desc *d = NULL, *p = NULL;
-    int rc = codec_zlib_record(in, n, FUZZ_MAX_OUT, &out, &out_len, &d);
+    int rc = codec_deflate_record_zlib(in, n, FUZZ_MAX_OUT, &out, &out_len, &d);
     if (rc == -EINVAL || rc == -ENOTSUP || rc == -EFBIG)
         return;
     if (rc != 0)
@@ -62,8 +62,8 @@ static void recipe_case(const uint8_t *in, size_t n)
         /* whatever the recipe said, the stream holds the data */
         struct codec_deflate_info info;
         codec_deflate_desc_info(d, &info);
-        rc = info.zlib ? codec_zlib_record(z, zl, FUZZ_MAX_OUT, &back, &back_len, &b)
-                       : codec_inflate_record(z, zl, FUZZ_MAX_OUT, &back, &back_len, &b);
+        rc = info.zlib ? codec_deflate_record_zlib(z, zl, FUZZ_MAX_OUT, &back, &back_len, &b)
+                       : codec_deflate_record(z, zl, FUZZ_MAX_OUT, &back, &back_len, &b);
         if (rc != 0 || back_len != dl || (dl && memcmp(back, data, dl) != 0))
             abort();
     } else if (rc != -EINVAL) {

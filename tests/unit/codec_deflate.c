@@ -23,8 +23,8 @@ static int roundtrip(const uint8_t *comp, size_t n, int zlib, const uint8_t *wan
     uint8_t *out = NULL, *ser = NULL, *again = NULL, *ser2 = NULL;
     size_t out_len = 0, again_len = 0;
     struct codec_deflate_desc *d = NULL, *p = NULL;
-    int rc = zlib ? codec_zlib_record(comp, n, MAX_OUT, &out, &out_len, &d)
-                  : codec_inflate_record(comp, n, MAX_OUT, &out, &out_len, &d);
+    int rc = zlib ? codec_deflate_record_zlib(comp, n, MAX_OUT, &out, &out_len, &d)
+                  : codec_deflate_record(comp, n, MAX_OUT, &out, &out_len, &d);
     if (rc)
         return rc;
     if (want) {
@@ -154,8 +154,8 @@ START_TEST(test_zlib_corpus)
         struct codec_deflate_desc *d = NULL;
         uint8_t *out = NULL;
         size_t out_len;
-        ck_assert_int_eq(kind ? codec_zlib_record(comp, cl, MAX_OUT, &out, &out_len, &d)
-                              : codec_inflate_record(comp, cl, MAX_OUT, &out, &out_len, &d),
+        ck_assert_int_eq(kind ? codec_deflate_record_zlib(comp, cl, MAX_OUT, &out, &out_len, &d)
+                              : codec_deflate_record(comp, cl, MAX_OUT, &out, &out_len, &d),
                          0);
         codec_deflate_desc_info(d, &info);
         stats[0] += info.stored, stats[1] += info.fixed, stats[2] += info.dynamic;
@@ -248,7 +248,7 @@ static int rec(const uint8_t *in, size_t n)
     uint8_t *out = NULL;
     size_t out_len;
     struct codec_deflate_desc *d = NULL;
-    int rc = codec_inflate_record(in, n, MAX_OUT, &out, &out_len, &d);
+    int rc = codec_deflate_record(in, n, MAX_OUT, &out, &out_len, &d);
     free(out);
     codec_deflate_desc_free(d);
     return rc;
@@ -365,23 +365,24 @@ START_TEST(test_crafted)
     uint8_t *o = NULL;
     size_t ol;
     struct codec_deflate_desc *d = NULL;
-    ck_assert_int_eq(codec_zlib_record(fdict, sizeof(fdict), MAX_OUT, &o, &ol, &d), -ENOTSUP);
+    ck_assert_int_eq(codec_deflate_record_zlib(fdict, sizeof(fdict), MAX_OUT, &o, &ol, &d),
+                     -ENOTSUP);
     uint8_t zs[] = {0x78, 0x9c, 0x4b, 0x04, 0x00, 0x00, 0x62, 0x00, 0x62, 'x', 'y'};
     ck_assert_int_eq(roundtrip(zs, sizeof(zs), 1, (const uint8_t *)"a", 1), 0);
     zs[1] ^= 1;
-    ck_assert_int_eq(codec_zlib_record(zs, sizeof(zs), MAX_OUT, &o, &ol, &d), -EINVAL);
+    ck_assert_int_eq(codec_deflate_record_zlib(zs, sizeof(zs), MAX_OUT, &o, &ol, &d), -EINVAL);
     zs[1] ^= 1, zs[8] ^= 1;
-    ck_assert_int_eq(codec_zlib_record(zs, sizeof(zs), MAX_OUT, &o, &ol, &d), -EINVAL);
+    ck_assert_int_eq(codec_deflate_record_zlib(zs, sizeof(zs), MAX_OUT, &o, &ol, &d), -EINVAL);
     ck_assert_ptr_null(d);
     /* limits: output beyond max_out, too many bytes after the stream */
     memset(buf, 0, sizeof(buf));
     buf[0] = 0x01, buf[1] = 0x10, buf[2] = 0x00, buf[3] = 0xef, buf[4] = 0xff;
-    ck_assert_int_eq(codec_inflate_record(buf, 5 + 16, 15, &o, &ol, &d), -EFBIG);
-    ck_assert_int_eq(codec_inflate_record(buf, 5 + 16, 16, &o, &ol, &d), 0);
+    ck_assert_int_eq(codec_deflate_record(buf, 5 + 16, 15, &o, &ol, &d), -EFBIG);
+    ck_assert_int_eq(codec_deflate_record(buf, 5 + 16, 16, &o, &ol, &d), 0);
     free(o);
     codec_deflate_desc_free(d);
-    ck_assert_int_eq(rec(buf, 5 + 16 + CODEC_INFLATE_MAX_TAIL), 0);
-    ck_assert_int_eq(rec(buf, 5 + 16 + CODEC_INFLATE_MAX_TAIL + 1), -ENOTSUP);
+    ck_assert_int_eq(rec(buf, 5 + 16 + CODEC_DEFLATE_MAX_TAIL), 0);
+    ck_assert_int_eq(rec(buf, 5 + 16 + CODEC_DEFLATE_MAX_TAIL + 1), -ENOTSUP);
 }
 END_TEST
 
@@ -410,11 +411,11 @@ START_TEST(test_truncation_and_flips)
     struct codec_deflate_desc *d = NULL;
     ck_assert_int_eq(roundtrip(s, n, 1, NULL, 0), 0);
     for (size_t k = 0; k < n; k++) {
-        int rc = codec_zlib_record(s, k, MAX_OUT, &o, &ol, &d);
+        int rc = codec_deflate_record_zlib(s, k, MAX_OUT, &o, &ol, &d);
         ck_assert_msg(rc == -EINVAL, "prefix %zu: %d", k, rc);
         if (k + 6 >= n)
             continue; /* the whole raw stream, and some of the trailer as its tail */
-        rc = codec_inflate_record(s + 2, k, MAX_OUT, &o, &ol, &d);
+        rc = codec_deflate_record(s + 2, k, MAX_OUT, &o, &ol, &d);
         ck_assert_msg(rc == -EINVAL, "raw prefix %zu: %d", k, rc);
     }
     /* flipped bits: a clean error, or a stream that still round-trips exactly */
@@ -435,7 +436,7 @@ START_TEST(test_hostile_description)
     uint8_t s[4096], *o = NULL, *e = NULL;
     size_t n = small_stream(s, sizeof(s)), ol, el;
     struct codec_deflate_desc *d = NULL, *p = NULL;
-    ck_assert_int_eq(codec_zlib_record(s, n, MAX_OUT, &o, &ol, &d), 0);
+    ck_assert_int_eq(codec_deflate_record_zlib(s, n, MAX_OUT, &o, &ol, &d), 0);
     size_t sz = codec_deflate_desc_size(d);
     uint8_t *ser = malloc(sz), *t = malloc(sz), *re = malloc(sz);
     ck_assert_int_eq(codec_deflate_desc_serialise(d, ser, sz), (ssize_t)sz);

@@ -41,10 +41,10 @@ static void roundtrip(const int8_t *q, uint32_t planes, uint32_t h, uint32_t w, 
     uint8_t *s = NULL;
     size_t sl = 0;
     size_t n = (size_t)planes * h * w;
-    ck_assert_int_eq(codec_lat_encode(q, planes, h, w, &s, &sl), 0);
+    ck_assert_int_eq(codec_latcode_encode(q, planes, h, w, &s, &sl), 0);
     int8_t *back = malloc(n);
     ck_assert_ptr_nonnull(back);
-    ck_assert_int_eq(codec_lat_decode(s, sl, back, planes, h, w), 0);
+    ck_assert_int_eq(codec_latcode_decode(s, sl, back, planes, h, w), 0);
     ck_assert_mem_eq(back, q, n);
     if (len)
         *len = sl;
@@ -151,9 +151,9 @@ START_TEST(test_real_latents)
         double ideal = 0;
         ck_assert_int_eq(nn_ae_rate(ae, lat, &ideal), 0);
         uint8_t *s = NULL;
-        ck_assert_int_eq(codec_lat_encode(lat->q, planes, lat->lh, lat->lw, &s, &sl), 0);
+        ck_assert_int_eq(codec_latcode_encode(lat->q, planes, lat->lh, lat->lw, &s, &sl), 0);
         int8_t *back = malloc(n);
-        ck_assert_int_eq(codec_lat_decode(s, sl, back, planes, lat->lh, lat->lw), 0);
+        ck_assert_int_eq(codec_latcode_decode(s, sl, back, planes, lat->lh, lat->lw), 0);
         ck_assert_mem_eq(back, lat->q, n);
         uLongf zl = compressBound((uLong)n);
         uint8_t *z = malloc(zl);
@@ -184,14 +184,14 @@ START_TEST(test_refuse)
         q[i] = i % 11 == 0 ? 120 : laplace(0, 1.5);
     uint8_t *s = NULL;
     size_t sl = 0;
-    ck_assert_int_eq(codec_lat_encode(q, planes, h, w, &s, &sl), 0);
-    ck_assert_int_eq(codec_lat_decode(s, sl, back, planes, h, w), 0);
+    ck_assert_int_eq(codec_latcode_encode(q, planes, h, w, &s, &sl), 0);
+    ck_assert_int_eq(codec_latcode_decode(s, sl, back, planes, h, w), 0);
     for (size_t cut = 0; cut < sl; cut++)
-        ck_assert_int_eq(codec_lat_decode(s, cut, back, planes, h, w), -EINVAL);
+        ck_assert_int_eq(codec_latcode_decode(s, cut, back, planes, h, w), -EINVAL);
     uint8_t *longer = malloc(sl + 1);
     memcpy(longer, s, sl);
     longer[sl] = 0;
-    ck_assert_int_eq(codec_lat_decode(longer, sl + 1, back, planes, h, w), -EINVAL);
+    ck_assert_int_eq(codec_latcode_decode(longer, sl + 1, back, planes, h, w), -EINVAL);
     free(longer);
     /* header fields: K 0 and 5, a shape of 64, a centre of -128 */
     uint8_t *bad = malloc(sl);
@@ -200,14 +200,14 @@ START_TEST(test_refuse)
     for (int i = 0; i < 4; i++) {
         memcpy(bad, s, sl);
         bad[at[i]] = val[i];
-        ck_assert_int_eq(codec_lat_decode(bad, sl, back, planes, h, w), -EINVAL);
+        ck_assert_int_eq(codec_latcode_decode(bad, sl, back, planes, h, w), -EINVAL);
     }
     /* every single bit flipped: refused, or values in range (a different stream) */
     size_t refused = 0, other = 0;
     for (size_t i = 0; i < sl * 8; i++) {
         memcpy(bad, s, sl);
         bad[i / 8] ^= (uint8_t)(1u << (i % 8));
-        int rc = codec_lat_decode(bad, sl, back, planes, h, w);
+        int rc = codec_latcode_decode(bad, sl, back, planes, h, w);
         ck_assert(rc == 0 || rc == -EINVAL);
         if (rc == 0) {
             other++;
@@ -224,9 +224,9 @@ START_TEST(test_refuse)
     free(s);
     /* encoder: -128 and empty geometry refused */
     q[4] = -128;
-    ck_assert_int_eq(codec_lat_encode(q, planes, h, w, &s, &sl), -EINVAL);
-    ck_assert_int_eq(codec_lat_encode(q, 0, h, w, &s, &sl), -EINVAL);
-    ck_assert_int_eq(codec_lat_encode(q, planes, 0, w, &s, &sl), -EINVAL);
+    ck_assert_int_eq(codec_latcode_encode(q, planes, h, w, &s, &sl), -EINVAL);
+    ck_assert_int_eq(codec_latcode_encode(q, 0, h, w, &s, &sl), -EINVAL);
+    ck_assert_int_eq(codec_latcode_encode(q, planes, 0, w, &s, &sl), -EINVAL);
 }
 END_TEST
 

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 /*
- * Unit tests of the pixel coder (codec/pixel/pixcode.h) and its rANS layer (codec/pixel/rans.h): exact
- * round trips of the test images and of synthetic ones at every awkward size and depth, each
+ * Unit tests of the pixel coder (codec/pixel/pixcode.h) and its rANS layer (codec/pixel/rans.h):
+ * exact round trips of the test images and of synthetic ones at every awkward size and depth, each
  * stripe decoded alone, and corrupt input (truncations, byte flips, bad tables) refused or at
  * worst decoded to other samples, never a crash or a read outside the buffer.
  */
@@ -266,7 +266,7 @@ START_TEST(synthetic_round_trips)
                                                                          : seed % 3 == 1 ? 16
                                                                                          : 0),
                                                .threads = 1 + (unsigned)(seed % 2),
-                                               .pack = (enum codec_pix_pack)(seed % 4)};
+                                               .pack = (enum codec_pixcode_pack)(seed % 4)};
                 size_t len;
                 free(round_trip(img, &o, &len));
                 drop(img);
@@ -289,7 +289,7 @@ START_TEST(sizes_make_sense)
     drop(img);
     img = make(1, 1, 128, 128, 16, 12, SPARSE, 7);
     size_t packed, range;
-    struct codec_pixcode_opts o = {.pack = CODEC_PIX_PACK_RANGE};
+    struct codec_pixcode_opts o = {.pack = CODEC_PIXCODE_PACK_RANGE};
     free(round_trip(img, NULL, &packed));
     free(round_trip(img, &o, &range));
     ck_assert_uint_lt(packed, range);
@@ -387,7 +387,7 @@ static int try_decode(const uint8_t *s, size_t sl, const struct codec_image *img
 START_TEST(damaged_streams)
 {
     struct codec_image *img = make(2, 1, 23, 19, 16, 12, SPARSE, 12);
-    struct codec_pixcode_opts o = {.stripe_rows = 8, .pack = CODEC_PIX_PACK_SET};
+    struct codec_pixcode_opts o = {.stripe_rows = 8, .pack = CODEC_PIXCODE_PACK_SET};
     size_t sl;
     uint8_t *s = round_trip(img, &o, &sl);
     /* every truncation is refused */
@@ -450,7 +450,7 @@ START_TEST(test_data_round_trips)
                img->frames, img->height, img->width, img->significant, bps);
         if (!unit_quick()) {
             struct codec_pixcode_opts o = {
-                .stripe_rows = 5, .threads = 2, .pack = CODEC_PIX_PACK_NONE};
+                .stripe_rows = 5, .threads = 2, .pack = CODEC_PIXCODE_PACK_NONE};
             free(round_trip(img, &o, &sl));
         }
         codec_image_free(img);

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 /*
- * Unit tests of the neural predictor (codec/pixel/pixnet.h) in the pixel coder: exact round trips at
- * every awkward size, depth and stripe height, with an untrained (random) model and with the
+ * Unit tests of the neural predictor (codec/pixel/pixnet.h) in the pixel coder: exact round trips
+ * at every awkward size, depth and stripe height, with an untrained (random) model and with the
  * shipped one; each stripe decoded alone; the same stream for any thread count of the coder
  * and of OpenBLAS; malformed model files refused; and, when a default model is shipped, its
  * size against predictor 0 on the test images.
@@ -86,8 +86,9 @@ static struct codec_pixnet *load(const uint8_t *b, size_t n)
 }
 
 /* Encode with pred, decode with 1 and 2 threads, compare; returns the stream. */
-static uint8_t *round_trip(const struct codec_image *img, const struct codec_pix_predictor *pred,
-                           uint32_t rows, unsigned threads, size_t *len)
+static uint8_t *round_trip(const struct codec_image *img,
+                           const struct codec_pixcode_predictor *pred, uint32_t rows,
+                           unsigned threads, size_t *len)
 {
     struct codec_pixcode_opts o = {.stripe_rows = rows, .threads = threads, .pred = pred};
     uint8_t *s = NULL;
@@ -118,7 +119,7 @@ START_TEST(random_model_round_trips)
     size_t ml = 0;
     uint8_t *mb = untrained(&ml, 7);
     struct codec_pixnet *pn = load(mb, ml);
-    const struct codec_pix_predictor *p = codec_pixnet_predictor(pn);
+    const struct codec_pixcode_predictor *p = codec_pixnet_predictor(pn);
     static const uint32_t dims[][2] = {{1, 1},   {1, 37},  {41, 1}, {2, 2},   {97, 89},
                                        {3, 130}, {64, 64}, {65, 7}, {13, 17}, {131, 9}};
     static const uint32_t depth[][2] = {{8, 8}, {8, 1}, {8, 5}, {16, 16}, {16, 12}, {16, 9}};
@@ -143,7 +144,7 @@ START_TEST(stripe_heights)
     size_t ml = 0;
     uint8_t *mb = untrained(&ml, 8);
     struct codec_pixnet *pn = load(mb, ml);
-    const struct codec_pix_predictor *p = codec_pixnet_predictor(pn);
+    const struct codec_pixcode_predictor *p = codec_pixnet_predictor(pn);
     struct codec_image *img8 = make(1, 71, 53, 8, 8, 0, 5);
     struct codec_image *img16 = make(2, 37, 29, 16, 12, 0, 6);
     for (uint32_t rows = 1; rows <= 72; rows++) {
@@ -164,7 +165,7 @@ START_TEST(stripes_decode_alone)
     size_t ml = 0;
     uint8_t *mb = untrained(&ml, 9);
     struct codec_pixnet *pn = load(mb, ml);
-    const struct codec_pix_predictor *p = codec_pixnet_predictor(pn);
+    const struct codec_pixcode_predictor *p = codec_pixnet_predictor(pn);
     struct codec_image *img = make(2, 150, 77, 16, 11, 0, 9);
     size_t sl;
     uint8_t *s = round_trip(img, p, 24, 2, &sl);
@@ -193,7 +194,7 @@ START_TEST(threads_identical)
     size_t ml = 0;
     uint8_t *mb = untrained(&ml, 10);
     struct codec_pixnet *pn = load(mb, ml);
-    const struct codec_pix_predictor *p = codec_pixnet_predictor(pn);
+    const struct codec_pixcode_predictor *p = codec_pixnet_predictor(pn);
     struct codec_image *img = make(1, 200, 190, 8, 8, 0, 11);
     uint8_t *ref = NULL;
     size_t rl = 0;
@@ -277,7 +278,7 @@ START_TEST(test_data)
     if (!shipped)
         def = mb = untrained(&ml, 13);
     struct codec_pixnet *pn = load(def, ml);
-    const struct codec_pix_predictor *p = codec_pixnet_predictor(pn);
+    const struct codec_pixcode_predictor *p = codec_pixnet_predictor(pn);
     DIR *d = opendir(dir);
     ck_assert_ptr_nonnull(d);
     struct dirent *e;
@@ -351,7 +352,7 @@ START_TEST(features_log)
 }
 END_TEST
 
-/* The built-in bytes are the shipped file (.incbin is not seen by the dependency scan). */
+/* The built-in bytes are the shipped file (the build names it as a dependency of the .incbin). */
 START_TEST(default_is_file)
 {
     const char *dir = getenv("IMGC_TESTDATA");

@@ -151,7 +151,7 @@ static size_t measure(const char *settings, struct tally *t)
         struct codec_deflate_desc *d = NULL;
         struct codec_zmodel_token *toks = NULL;
         struct codec_zmodel_agreement a;
-        ck_assert_int_eq(codec_zlib_record(comp, cl, MAX_OUT, &out, &out_len, &d), 0);
+        ck_assert_int_eq(codec_deflate_record_zlib(comp, cl, MAX_OUT, &out, &out_len, &d), 0);
         ck_assert_uint_eq(out_len, in_len[i]);
         ck_assert(out_len == 0 || memcmp(out, in[i], out_len) == 0);
         ck_assert_int_eq(codec_zmodel_predict(out, out_len, &p, &toks, &ntoks), 0);
@@ -288,7 +288,7 @@ START_TEST(test_edges)
     size_t out_len;
     struct codec_deflate_desc *d = NULL;
     struct codec_zmodel_agreement a;
-    ck_assert_int_eq(codec_zlib_record(z, sizeof(z), MAX_OUT, &out, &out_len, &d), 0);
+    ck_assert_int_eq(codec_deflate_record_zlib(z, sizeof(z), MAX_OUT, &out, &out_len, &d), 0);
     ck_assert_uint_eq(out_len, sizeof(data) - 1);
     ck_assert_int_eq(codec_zmodel_compare(toks, n, d, &a), 0);
     ck_assert_uint_eq(a.tokens, 5);
@@ -414,7 +414,7 @@ START_TEST(test_recipe_malformed)
     uint8_t *out = NULL, *rec = NULL;
     size_t out_len = 0, rec_len = 0;
     struct codec_deflate_desc *d = NULL;
-    ck_assert_int_eq(codec_zlib_record(comp, comp_len, MAX_OUT, &out, &out_len, &d), 0);
+    ck_assert_int_eq(codec_deflate_record_zlib(comp, comp_len, MAX_OUT, &out, &out_len, &d), 0);
     ck_assert_uint_eq(out_len, data_len);
     ck_assert(memcmp(out, data, data_len) == 0);
     ck_assert_int_eq(codec_zrecipe_make(d, out, out_len, 1, &rec, &rec_len, NULL), 0);
@@ -432,7 +432,7 @@ START_TEST(test_recipe_malformed)
             int rc = codec_zrecipe_parse(rec, rec_len, out, out_len, MAX_OUT, 1, &p);
             ck_assert(rc == 0 || rc == -EINVAL || rc == -EFBIG);
             if (rc == 0 && codec_deflate_emit(p, out, out_len, &z, &zl) == 0) {
-                ck_assert_int_eq(codec_zlib_record(z, zl, MAX_OUT, &again, &al, &back), 0);
+                ck_assert_int_eq(codec_deflate_record_zlib(z, zl, MAX_OUT, &again, &al, &back), 0);
                 ck_assert(al == out_len && memcmp(again, out, al) == 0);
                 other += zl != comp_len || memcmp(z, comp, zl) != 0;
             } else {
