@@ -130,6 +130,18 @@ uint32_t codec_crc32(uint32_t crc, const uint8_t *p, size_t n)
     return (uint32_t)c;
 }
 
+uint32_t codec_adler32(const uint8_t *p, size_t n)
+{
+    uLong a = adler32(0L, Z_NULL, 0);
+    while (n > 0) {
+        uInt k = n > 0x40000000u ? 0x40000000u : (uInt)n;
+        a = adler32(a, p, k);
+        p += k;
+        n -= k;
+    }
+    return (uint32_t)a;
+}
+
 size_t codec_put_chunk(uint8_t *out, const char *type, const uint8_t *data, size_t n)
 {
     codec_put_be32(out, (uint32_t)n);

@@ -101,11 +101,14 @@ void codec_buf_put(struct codec_buf *b, const void *src, size_t n);
 void codec_buf_u8(struct codec_buf *b, uint8_t v);
 void codec_buf_var(struct codec_buf *b, uint64_t v);
 
-/* ---- CRC-32 ------------------------------------------------------------------------------- */
+/* ---- checksums: zlib's own functions (checksums, not parsing, come from zlib) -------------- */
 
 /* zlib's CRC-32 (PNG's and the zip/ISO-HDLC one) continuing from crc (0 to start), for any
  * length (zlib takes uInt lengths: large inputs go in pieces). */
 uint32_t codec_crc32(uint32_t crc, const uint8_t *p, size_t n);
+
+/* zlib's Adler-32 of n bytes (a zlib stream's trailer), for any length. */
+uint32_t codec_adler32(const uint8_t *p, size_t n);
 
 /* Write a PNG chunk at out: length (big-endian), type (4 bytes), n data bytes (copied unless
  * data already sits at out + 8; NULL: leave them), CRC of type and data. Returns 12 + n. */

@@ -369,13 +369,7 @@ static int make_zlib(const uint8_t *sealed, uint64_t plen, uint32_t w, uint32_t 
         memcpy(z + at, rows + off, n);
         at += n;
     }
-    uLong ad = adler32(0L, Z_NULL, 0);
-    for (uint64_t done = 0; done < total;) { /* zlib takes uInt lengths */
-        uint64_t step = total - done > (1u << 30) ? (1u << 30) : total - done;
-        ad = adler32(ad, rows + done, (uInt)step);
-        done += step;
-    }
-    codec_put_be32(z + at, (uint32_t)ad);
+    codec_put_be32(z + at, codec_adler32(rows, (size_t)total));
     at += 4;
     free(rows);
     *out = z;

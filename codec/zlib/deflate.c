@@ -34,19 +34,6 @@ static const uint8_t dist_extra[30] = {0, 0, 0, 0, 1, 1, 2, 2,  3,  3,  4,  4,  
 
 /* ---- shared helpers ---------------------------------------------------------------------- */
 
-/* Adler-32 of the zlib trailer: zlib's own function (checksums, not parsing, come from zlib). */
-static uint32_t adler32_of(const uint8_t *p, size_t n)
-{
-    uLong a = adler32(0L, Z_NULL, 0);
-    while (n > 0) { /* zlib takes uInt lengths */
-        uInt k = n > 0x40000000u ? 0x40000000u : (uInt)n;
-        a = adler32(a, p, k);
-        p += k;
-        n -= k;
-    }
-    return (uint32_t)a;
-}
-
 static int zlib_header_ok(uint8_t cmf, uint8_t flg)
 {
     if ((cmf & 15) != 8 || (cmf >> 4) > 7 || ((unsigned)cmf * 256 + flg) % 31 != 0)
@@ -538,7 +525,7 @@ static int record(const uint8_t *in, size_t in_len, size_t max_out, int zlib, ui
             goto out;
         const uint8_t *t = in + tail_at;
         uint32_t want = codec_get_be32(t);
-        if (adler32_of(s->out, s->pos) != want)
+        if (codec_adler32(s->out, s->pos) != want)
             goto out;
         tail_at += 4;
     }
@@ -807,7 +794,7 @@ int codec_deflate_emit(const struct codec_deflate_desc *desc, const uint8_t *dat
     if ((rc = bw_pad(&w, desc->end_pad)) || (rc = bw_flush(&w)))
         goto out;
     if (desc->zlib) {
-        uint32_t a = adler32_of(data, data_len);
+        uint32_t a = codec_adler32(data, data_len);
         uint8_t t[4];
         codec_put_be32(t, a);
         if ((rc = bw_bytes(&w, t, 4)) != 0)
