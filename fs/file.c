@@ -120,7 +120,7 @@ static int make_tmp_file(struct fs_ctx *c, fuse_req_t req, struct fs_node *paren
                    mode & 07777);
     if (f < 0)
         return -errno;
-    if ((rc = codec_bf_open(f, c->content_key, 1, bf)) == 0 &&
+    if ((rc = codec_bf_create(f, c->content_key, bf)) == 0 &&
         (rc = fs_own(c, req, parent, f)) == 0 && (mode & 06000) && c->as_root &&
         fchmod(f, mode & 07777) != 0)
         rc = -errno; /* chown cleared set-ID bits the caller asked for */

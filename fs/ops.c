@@ -161,10 +161,10 @@ int fs_own(struct fs_ctx *c, fuse_req_t req, const struct fs_node *parent, int f
     const struct fuse_ctx *fc = fuse_req_ctx(req);
     struct stat pst;
     gid_t gid = fc->gid;
+    if (fc->uid == 0 && fc->gid == 0)
+        return 0; /* root's entry: the daemon made it root's already */
     if (fstatat(parent->fd, "", &pst, AT_EMPTY_PATH) == 0 && (pst.st_mode & S_ISGID))
         gid = (gid_t)-1; /* a set-group-ID folder gives its group, as the backing did */
-    if (fc->uid == 0 && (gid == 0 || gid == (gid_t)-1))
-        return 0;
     if (fchownat(fd, "", fc->uid, gid, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0)
         return -errno;
     return 0;

@@ -211,6 +211,23 @@ int codec_bf_open(int fd, const struct keys_key *content_key, int create, struct
     return 0;
 }
 
+int codec_bf_create(int fd, const struct keys_key *content_key, struct codec_bf **out)
+{
+    struct codec_bf *bf = calloc(1, sizeof(*bf));
+    if (!bf)
+        return -ENOMEM;
+    bf->fd = fd;
+    bf->content_key = content_key;
+    int rc = init_empty(bf);
+    if (rc != 0) {
+        codec_bf_close(bf);
+        return rc;
+    }
+    bf->fresh = 1;
+    *out = bf;
+    return 0;
+}
+
 void codec_bf_close(struct codec_bf *bf)
 {
     if (!bf)

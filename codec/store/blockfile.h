@@ -80,6 +80,10 @@ struct codec_bf;
  * 0-byte file is damage. Returns 0, -EBADMSG for a missing or bad header, or -errno.
  */
 int codec_bf_open(int fd, const struct keys_key *content_key, int create, struct codec_bf **out);
+/* Make the new, empty, private file `fd` (0 bytes, read-write, that no one else can have open:
+ * fs/ makes it under a temporary name) an empty block file with a fresh id, without the lock
+ * and header checks of codec_bf_open's create. Returns 0 or -errno (-ENOSPC: no entry made). */
+int codec_bf_create(int fd, const struct keys_key *content_key, struct codec_bf **out);
 void codec_bf_close(struct codec_bf *bf);
 
 /* Re-point an open block file at another descriptor of the same backing file. */
