@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * fs: the FUSE filesystem. A mount serves the plaintext view of a backing folder whose names,
- * contents, symlink targets and user xattrs are sealed with keys from an unlocked keyring.
- * Only this module speaks FUSE; the daemon in mount-tools hands it a keyring and options.
+ * fs: the FUSE filesystem (libfuse's low-level API). A mount serves the plaintext view of a
+ * backing folder whose names, contents, symlink targets and user xattrs are sealed with keys
+ * from an unlocked keyring. Only this module speaks FUSE; the daemon in mount-tools hands it a
+ * keyring and options.
  */
 #ifndef IMGCRYPTFS_FS_H
 #define IMGCRYPTFS_FS_H
@@ -30,8 +31,11 @@ struct fs_config {
 struct fs_mount;
 
 /*
- * Prepare the filesystem over cfg->backing with keys derived from `ring` (borrowed; it must
- * outlive the mount) and mount it at cfg->mountpoint. When this returns 0 the mount is live.
+ * Prepare the filesystem over cfg->backing with keys derived from `ring` (borrowed for this
+ * call only: the mount keeps its own derived subkeys, so the caller may close the ring once
+ * this returns) and mount it at cfg->mountpoint. When this returns 0 the mount is live. A
+ * backing folder whose root folder id is missing, damaged or not this keyring's is refused
+ * with -EBADMSG and the reason in why.
  * Returns 0, -ENOENT/-ENOTDIR for a missing backing folder or mount point, -EBUSY when the
  * mount point is already a mount, -EIO when FUSE refuses (message in why), or -errno.
  */
