@@ -290,3 +290,18 @@ limit() {
 free_port() {
     "$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
+
+# unmount_fg MNT: unmount a mount made by mount_fg (retrying while busy, -uz as the last resort)
+# and wait for its daemon, $DAEMON_PID, to exit: no search of /proc, which is slow on a busy
+# machine.
+unmount_fg() {
+    local m=$1 i
+    for ((i = 0; i < 50; i++)); do
+        is_mounted "$m" || break
+        fusermount3 -u "$m" 2>/dev/null && break
+        sleep 0.1
+    done
+    is_mounted "$m" && fusermount3 -uz "$m"
+    wait_gone "$DAEMON_PID" 10 || say "daemon $DAEMON_PID did not exit after the unmount of $m"
+    ! is_mounted "$m" || fail "$m is still mounted"
+}

@@ -18,17 +18,7 @@ RUNS=50 STEPS=200 BIG=0
 if [ "${IMGC_LONG:-0}" = 1 ]; then RUNS=3000 STEPS=200 BIG=1800; fi
 
 mnt() { mount_fg "$B" "$M" "$K" "$WORK/daemon.log"; }
-umnt() {
-    local i
-    for ((i = 0; i < 50; i++)); do
-        is_mounted "$M" || break
-        fusermount3 -u "$M" 2>/dev/null && break
-        sleep 0.1
-    done
-    is_mounted "$M" && fusermount3 -uz "$M"
-    wait_gone "$DAEMON_PID" 10 || say "daemon $DAEMON_PID did not exit after the unmount"
-    ! is_mounted "$M" || fail "$M is still mounted"
-}
+umnt() { unmount_fg "$M"; }
 
 cat >"$WORK/append.py" <<'PYEOF'
 import errno, multiprocessing as mp, os, struct, sys

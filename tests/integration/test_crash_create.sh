@@ -18,17 +18,7 @@ TRIALS=20
 
 # mount_fg gives the daemon's PID at once (lib.sh's /proc search is slow on a busy machine).
 mnt() { mount_fg "$B" "$M" "$K" "$WORK/daemon.log"; }
-umnt() {
-    local i
-    for ((i = 0; i < 50; i++)); do
-        is_mounted "$M" || break
-        fusermount3 -u "$M" 2>/dev/null && break
-        sleep 0.1
-    done
-    is_mounted "$M" && fusermount3 -uz "$M"
-    wait_gone "$DAEMON_PID" 10 || say "daemon $DAEMON_PID did not exit after the unmount"
-    ! is_mounted "$M" || fail "$M is still mounted"
-}
+umnt() { unmount_fg "$M"; }
 
 cat >"$WORK/writer.py" <<'PYEOF'
 # Creates t<trial>/, then in a loop: a file, or a folder with two files in it. Content is the

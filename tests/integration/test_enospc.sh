@@ -23,17 +23,7 @@ CLEANUP_CMDS+=("fusermount3 -u '$M' || fusermount3 -uz '$M'; sleep 0.3")
 make_keyring "$B" "$K"
 # mount_fg and a wait on its PID: lib.sh's daemon search over /proc is slow on a busy machine.
 mnt() { mount_fg "$B" "$M" "$K" "$WORK/daemon.log"; }
-umnt() {
-    local i
-    for ((i = 0; i < 50; i++)); do
-        is_mounted "$M" || break
-        fusermount3 -u "$M" 2>/dev/null && break
-        sleep 0.1
-    done
-    is_mounted "$M" && fusermount3 -uz "$M"
-    wait_gone "$DAEMON_PID" 10 || say "daemon $DAEMON_PID did not exit after the unmount"
-    ! is_mounted "$M" || fail "$M is still mounted"
-}
+umnt() { unmount_fg "$M"; }
 mnt
 
 fill() { # fill the tmpfs to the last page, beside the backing folder (as another program would)

@@ -16,17 +16,7 @@ make_keyring "$B" "$K"
 # The daemon starts under a common umask: the caller's umask, not the daemon's, must decide.
 umask 022
 mnt() { mount_fg "$B" "$M" "$K" "$WORK/daemon.log" allow_other,default_permissions; }
-umnt() {
-    local i
-    for ((i = 0; i < 50; i++)); do
-        is_mounted "$M" || break
-        fusermount3 -u "$M" 2>/dev/null && break
-        sleep 0.1
-    done
-    is_mounted "$M" && fusermount3 -uz "$M"
-    wait_gone "$DAEMON_PID" 10 || say "daemon $DAEMON_PID did not exit after the unmount"
-    ! is_mounted "$M" || fail "$M is still mounted"
-}
+umnt() { unmount_fg "$M"; }
 
 cat >"$WORK/modes.py" <<'PYEOF'
 import errno, os, stat, sys, time

@@ -14,17 +14,7 @@ B=$WORK/backing M=$WORK/mnt K=$WORK/key
 make_keyring "$B" "$K"
 # mount_fg gives the daemon's PID at once (lib.sh's /proc search is slow on a busy machine).
 mnt() { mount_fg "$B" "$M" "$K" "$WORK/daemon.log"; }
-umnt() {
-    local i
-    for ((i = 0; i < 50; i++)); do
-        is_mounted "$M" || break
-        fusermount3 -u "$M" 2>/dev/null && break
-        sleep 0.1
-    done
-    is_mounted "$M" && fusermount3 -uz "$M"
-    wait_gone "$DAEMON_PID" 10 || say "daemon $DAEMON_PID did not exit after the unmount"
-    ! is_mounted "$M" || fail "$M is still mounted"
-}
+umnt() { unmount_fg "$M"; }
 mnt # default threads: the defect does not show with threads=1
 
 N=3000 ROUNDS=1
