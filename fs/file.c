@@ -209,6 +209,47 @@ void fs_op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mo
         drop_handle(c, fi);
 }
 
+/* Each FUSE thread keeps one read buffer of the largest request it served: a fresh 1 MiB
+ * buffer per request costs the page faults of fresh memory on every read. The plaintext in it
+ * is what the kernel's page cache holds too; the daemon is not dumpable. */
+static pthread_once_t readbuf_once = PTHREAD_ONCE_INIT;
+static pthread_key_t readbuf_key;
+
+struct readbuf {
+    size_t cap;
+    char data[];
+};
+
+static void readbuf_free(void *p)
+{
+    struct readbuf *rb = p;
+    if (rb)
+        OPENSSL_cleanse(rb->data, rb->cap);
+    free(rb);
+}
+
+static void readbuf_init(void)
+{
+    (void)pthread_key_create(&readbuf_key, readbuf_free);
+}
+
+static char *readbuf(size_t size)
+{
+    if (pthread_once(&readbuf_once, readbuf_init) != 0)
+        return NULL;
+    struct readbuf *rb = pthread_getspecific(readbuf_key);
+    if (rb && rb->cap >= size)
+        return rb->data;
+    struct readbuf *bigger = malloc(sizeof(*bigger) + (size ? size : 1));
+    if (!bigger || pthread_setspecific(readbuf_key, bigger) != 0) {
+        free(bigger);
+        return NULL;
+    }
+    bigger->cap = size ? size : 1;
+    readbuf_free(rb);
+    return bigger->data;
+}
+
 void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
                 struct fuse_file_info *fi)
 {
@@ -220,7 +261,7 @@ void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
         fuse_reply_err(req, EINVAL);
         return;
     }
-    char *buf = malloc(size ? size : 1);
+    char *buf = readbuf(size);
     if (!buf) {
         fuse_reply_err(req, ENOMEM);
         return;
@@ -232,9 +273,6 @@ void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
         fuse_reply_err(req, -fs_err(c, (int)got, n->data_fd, bad, "read"));
     else
         fuse_reply_buf(req, buf, (size_t)got);
-    /* Plaintext of the file: not left in freed memory. */
-    OPENSSL_cleanse(buf, got > 0 ? (size_t)got : 0);
-    free(buf);
 }
 
 void fs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
