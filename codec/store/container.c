@@ -110,11 +110,13 @@ static int open_section(const struct keys_key *fk, const struct codec_ct_view *v
 
 uint64_t codec_ct_bucket(uint64_t n, uint64_t limit)
 {
+    if (n >= limit) /* also bounds the loop below for any n a header may hold */
+        return limit;
     uint64_t pow = 1;
     while (pow < n)
         pow <<= 1;
     uint64_t step = pow / 16 > CODEC_CT_PAD_MIN ? pow / 16 : CODEC_CT_PAD_MIN;
-    uint64_t b = (n + step - 1) / step * step; /* n <= CODEC_CT_MAX_PIXELS: no overflow */
+    uint64_t b = (n + step - 1) / step * step; /* n < limit <= 2^33: no overflow */
     return b > limit ? limit : b;
 }
 
@@ -127,7 +129,7 @@ int codec_ct_sniff(const uint8_t *buf, size_t len)
            memcmp(buf + 37, CODEC_CT_CHUNK_HEADER, 4) == 0;
 }
 
-/* A version 2 section length: 0 (features only), or a bucket in [min, limit]. */
+/* A version 2 section length: a bucket in [min, limit]. */
 static int bucket_ok(uint64_t n, uint64_t min, uint64_t limit)
 {
     return n >= min && n <= limit && codec_ct_bucket(n, limit) == n;

@@ -236,7 +236,7 @@ int codec_ct_open_info(const struct keys_key *container_key, const uint8_t *buf,
                        struct codec_ct_info *info);
 
 /* The bucket of a sealed length n (container.h, "Padding"): n rounded up to a multiple of
- * max(CODEC_CT_PAD_MIN, the next power of two >= n, / 16), at most limit (n <= limit). */
+ * max(CODEC_CT_PAD_MIN, the next power of two >= n, / 16); limit when that, or n, is past it. */
 uint64_t codec_ct_bucket(uint64_t n, uint64_t limit);
 
 /* ---- The format's parts, for the image pipeline (codec/pipeline.h) ------------------------ */
