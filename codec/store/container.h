@@ -3,13 +3,16 @@
  * The container: the stored form of an image file. It is a valid PNG, an 8-bit grey picture of
  * noise whose pixels are the sealed pixel stream, so that any viewer or backup tool that looks
  * at it sees an ordinary image; the rest rides in private ancillary chunks that viewers skip:
- * an authenticated header, the sealed autoencoder features (a preview without the pixel
- * stream), and the sealed envelope with the SHA-256 of the original bytes.
+ * a public header (authenticated by every section's tag), the sealed meta (what the image is),
+ * the sealed autoencoder features (a preview without the pixel stream), and the sealed envelope
+ * with the SHA-256 of the original bytes.
  *
  * The trade-off: a PNG wrapper costs about 60 bytes plus 5 bytes per 64 KiB of stored deflate
  * blocks and one filter byte per row, against a stored form that needs no special casing by
  * anything that copies, indexes or previews files. The pixel stream is ciphertext, so deflate
- * cannot shrink it; it is stored uncompressed (deflate "stored" blocks).
+ * cannot shrink it; it is stored uncompressed (deflate "stored" blocks). A second trade-off:
+ * the sections are padded to coarse buckets (below), about 6% more bytes, against lengths that
+ * no longer tell the DICOM header's length or the image's compressibility.
  *
  * Two versions. The writer writes version 2, whose public header holds only what a reader
  * needs before it opens anything (file id, section lengths) and seals the rest (format,
