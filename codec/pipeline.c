@@ -563,12 +563,13 @@ out:
 
 /* ---- Decoding -------------------------------------------------------------------------------- */
 
-int codec_pipeline_plain_size(const uint8_t *buf, size_t len, uint64_t *size)
+int codec_pipeline_plain_size(const struct codec_pipeline *pl, const uint8_t *buf, size_t len,
+                              uint64_t *size)
 {
     struct codec_ct_info info;
-    if (!size)
+    if (!pl || !size)
         return -EINVAL;
-    int rc = codec_ct_info(buf, len, &info);
+    int rc = codec_ct_open_info(pl->key, buf, len, &info); /* the meta only: no pixel is read */
     if (rc == 0)
         *size = info.plain_size;
     return rc;
@@ -589,12 +590,14 @@ int codec_pipeline_decode(const struct codec_pipeline *pl, const uint8_t *buf, s
         return -EINVAL;
     if ((rc = codec_ct_parse(buf, len, 1, &p)) != 0)
         return rc;
+    if ((rc = codec_ct_file_key(pl->key, &p, &fk)) != 0)
+        return rc;
+    if ((rc = codec_ct_open_meta(fk, &p)) != 0)
+        goto out;
     const struct codec_pixcode_predictor *pred = NULL; /* predictor 0 */
     if (!all_zero(p.info.coder_id, KEYS_ID_BYTES) &&
         (rc = get_coder(pl, p.info.coder_id, &pred)) != 0)
-        return rc;
-    if ((rc = codec_ct_file_key(pl->key, &p, &fk)) != 0)
-        return rc;
+        goto out;
     if (p.ft) { /* checked too, though a decode does not need it */
         rc = codec_ct_open_section(fk, buf, &p, CODEC_CT_SECTION_FEATURES, &feat, &feat_len);
         if (rc != 0)
@@ -732,10 +735,10 @@ int codec_pipeline_preview(const struct codec_pipeline *pl, const uint8_t *buf, 
         return rc;
     if (!p.ft)
         return -ENODATA;
-    if ((rc = get_model(pl, p.info.ae_id, &ae)) != 0)
-        return rc;
     if ((rc = codec_ct_file_key(pl->key, &p, &fk)) != 0)
         return rc;
+    if ((rc = codec_ct_open_meta(fk, &p)) != 0 || (rc = get_model(pl, p.info.ae_id, &ae)) != 0)
+        goto out;
     if ((rc = codec_ct_open_section(fk, buf, &p, CODEC_CT_SECTION_FEATURES, &feat, &feat_len)))
         goto out;
     if ((rc = latent_unpack(feat, feat_len, &lat)) != 0)

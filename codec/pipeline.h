@@ -95,11 +95,14 @@ int codec_pipeline_preview(const struct codec_pipeline *pl, const uint8_t *buf, 
                            uint8_t **out, size_t *out_len);
 
 /*
- * The original file's size stored in a container's public header, without a key and without
- * decoding (the structure and every CRC are checked; the size is authenticated only by a later
- * decode). What stat should show for a stored image. 0, -EINVAL (not a container), -EBADMSG
- * (a CRC fails). Thread-safe.
+ * The original file's size, without decoding: what stat should show for a stored image, so
+ * cheap: the structure and the CRCs of every chunk but the pixels' are checked, and of a
+ * version 2 container only the small sealed meta is opened with pl's key (the size is
+ * authenticated by it); a version 1 container's size is in its public header (authenticated only
+ * by a later decode). 0, -EINVAL (not a container, NULL argument), -EBADMSG (a CRC fails, or the
+ * meta does not open: a wrong key, a changed byte), -ENOMEM. Thread-safe.
  */
-int codec_pipeline_plain_size(const uint8_t *buf, size_t len, uint64_t *size);
+int codec_pipeline_plain_size(const struct codec_pipeline *pl, const uint8_t *buf, size_t len,
+                              uint64_t *size);
 
 #endif

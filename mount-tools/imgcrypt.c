@@ -21,7 +21,7 @@ const char imgcrypt_usage_text[] =
     "  passwd [--keyring PATH] [--passfile F | --extpass CMD | --keyfile F]\n"
     "         [--new-passfile F | --new-extpass CMD | --new-keyfile F] [--kdf-cost LOGN] BACKING\n"
     "  info   [--keyring PATH] BACKING\n"
-    "  inspect [--json] FILE...\n"
+    "  inspect [--json] [--keyring PATH [SECRET]] FILE...\n"
     "  train  --data DIR [--epochs N] [--out MODEL] [--seed S] [--steps N] [--batch N]\n"
     "         [--crop N] [--bpp R] [--lr R] [--lr-end R]\n"
     "         [--init MODEL | --arch LATENT,W1,W2,W3,NRES] [--keyring PATH [SECRET]]\n"

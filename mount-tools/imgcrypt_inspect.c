@@ -1,8 +1,10 @@
 // SPDX-License-Identifier: MIT
 /*
- * imgcrypt inspect: how the image adapters see files (no keyring involved), as a table or one
- * JSON object per line. Only sizes, geometry and reasons are printed, never samples or
- * envelope bytes (patient data); names are escaped for the terminal or for JSON.
+ * imgcrypt inspect: how the image adapters see files, as a table or one JSON object per line.
+ * Only sizes, geometry and reasons are printed, never samples or envelope bytes (patient data);
+ * names are escaped for the terminal or for JSON. No keyring is needed: a stored image then shows
+ * only its public header (of a version 2 container: version, file id, bucketed section lengths);
+ * with --keyring and a secret its sealed meta is opened and shown too.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -44,32 +46,57 @@ struct inspect_row {
     char why[256]; /* generic: the adapter's reason; mismatch: where */
 };
 
+static const char *format_name(enum codec_format format);
+
 /*
  * A stored image (container.h) is a valid PNG, and inspect shows it as one; say also what it
- * is and which models decoding it needs (its public header: ids only, nothing of the image).
+ * is. Without a key (ckey NULL) only what its public header says: of a version 1 container
+ * which models decoding it needs (ids only, nothing of the image), of a version 2 container
+ * its file id and bucketed section lengths. With the container key the sealed meta too: the
+ * original's format, geometry and size, and the models. Returns 0, or the error of opening
+ * the meta (the note then says what is public and why no more).
  */
-static void container_note(const uint8_t *buf, size_t len, char *why, size_t cap)
+static int container_note(const struct keys_key *ckey, const uint8_t *buf, size_t len, char *why,
+                          size_t cap)
 {
     struct codec_ct_info ci;
     static const uint8_t none[KEYS_ID_BYTES] = {0};
     if (!codec_ct_sniff(buf, len) || codec_ct_info(buf, len, &ci) != 0)
-        return;
-    char ae[17] = "", coder[17] = "";
+        return 0;
+    int rc = ckey ? codec_ct_open_info(ckey, buf, len, &ci) : 0;
+    char id[2 * KEYS_ID_BYTES + 1];
+    tool_hex(ci.file_id, KEYS_ID_BYTES, id);
+    if (ci.sealed || rc != 0) {
+        snprintf(why, cap,
+                 "stored image v%u, file id %s: features %llu, envelope %llu, pixels %llu "
+                 "bytes sealed (bucketed); format, geometry, size and models sealed%s",
+                 ci.version, id, (unsigned long long)ci.features_bytes,
+                 (unsigned long long)ci.envelope_bytes, (unsigned long long)ci.pixels_bytes,
+                 rc != 0 ? ": the keyring does not open them" : "");
+        return rc;
+    }
+    char ae[17] = "", coder[17] = "", what[160] = "";
     /* the first 8 bytes of each id: enough to tell a keyring's models apart */
     tool_hex(ci.ae_id, 8, ae);
     tool_hex(ci.coder_id, 8, coder);
     const int has_ae = memcmp(ci.ae_id, none, KEYS_ID_BYTES) != 0;
     const int has_coder = memcmp(ci.coder_id, none, KEYS_ID_BYTES) != 0;
-    snprintf(why, cap, "stored image: %s%s, pixels by %s%s",
+    if (ckey) /* opened (version 2) or, for version 1, public anyway: shown when asked */
+        snprintf(what, sizeof(what), " v%u, file id %s, %s %ux%ux%ux%u %u-bit, %llu bytes",
+                 ci.version, id, format_name(ci.format), ci.channels, ci.frames, ci.height,
+                 ci.width, ci.bits, (unsigned long long)ci.plain_size);
+    snprintf(why, cap, "stored image%s: %s%s, pixels by %s%s", what,
              has_ae ? "features by autoencoder " : "no features", has_ae ? ae : "",
              has_coder ? "coder model " : "the fixed predictor", has_coder ? coder : "");
+    return 0;
 }
 
 /*
  * Split, join and compare one file held in memory. Returns TOOL_EXIT_OK (row filled, also for a
  * generic file), TOOL_EXIT_MISMATCH (row filled, exact = 0) or a negative errno (out of memory).
  */
-static int inspect_buf(const uint8_t *buf, size_t len, struct inspect_row *row)
+static int inspect_buf(const struct keys_key *ckey, const uint8_t *buf, size_t len,
+                       struct inspect_row *row)
 {
     struct codec_image *img = NULL;
     struct codec_envelope_info ei;
@@ -115,8 +142,8 @@ static int inspect_buf(const uint8_t *buf, size_t len, struct inspect_row *row)
     } else
         row->exact = 1;
     rc = row->exact ? TOOL_EXIT_OK : TOOL_EXIT_MISMATCH;
-    if (row->exact)
-        container_note(buf, len, row->why, sizeof(row->why));
+    if (row->exact && container_note(ckey, buf, len, row->why, sizeof(row->why)) != 0)
+        rc = TOOL_EXIT_CORRUPT;
 out:
     free(joined);
     free(env);
@@ -268,24 +295,61 @@ int imgcrypt_inspect(int argc, char **argv)
 {
     static const struct option inspect_opts[] = {
         {"json", no_argument, NULL, 'j'},
+        {"keyring", required_argument, NULL, 'k'},
+        {"passfile", required_argument, NULL, 'p'},
+        {"extpass", required_argument, NULL, 'e'},
+        {"keyfile", required_argument, NULL, 'f'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    int c, json = 0, ret = TOOL_EXIT_OK;
+    int c, json = 0, ret = TOOL_EXIT_OK, have_src = 0, li = 0;
+    const char *keyring = NULL;
+    struct keys_source src = {KEYS_SRC_TTY, NULL};
+    struct keys_ring *ring = NULL;
+    struct keys_key *ckey = NULL;
 
     optind = 1;
-    while ((c = getopt_long(argc, argv, "", inspect_opts, NULL)) != -1) {
-        if (c == 'h') {
+    while ((c = getopt_long(argc, argv, "", inspect_opts, &li)) != -1) {
+        switch (c) {
+        case 'h':
             fputs(imgcrypt_usage_text, stdout);
             return TOOL_EXIT_OK;
-        }
-        if (c != 'j')
+        case 'j':
+            json = 1;
+            break;
+        case 'k':
+            keyring = optarg;
+            break;
+        case 'p':
+        case 'e':
+        case 'f':
+            if (tool_set_source(&src, &have_src, inspect_opts[li].name, optarg) != 0) {
+                tool_error("give one secret source at most (--passfile, --extpass or --keyfile)");
+                return TOOL_EXIT_USAGE;
+            }
+            break;
+        default:
             return imgcrypt_usage();
-        json = 1;
+        }
     }
     if (optind >= argc) {
         tool_error("missing FILE");
         return imgcrypt_usage();
+    }
+    if (have_src && !keyring) {
+        tool_error("a secret needs --keyring PATH (inspect takes no BACKING)");
+        return TOOL_EXIT_USAGE;
+    }
+    if (keyring) { /* to open the sealed meta of stored images */
+        int rc = tool_unlock(keyring, &src, &ring);
+        if (rc != TOOL_EXIT_OK)
+            return rc;
+        rc = keys_ring_subkey(ring, CODEC_CT_SUBKEY_LABEL, KEYS_KEY_GCM, &ckey);
+        if (rc != 0) {
+            tool_error("%s: %s", keyring, strerror(-rc));
+            keys_ring_close(ring);
+            return tool_exit_code(rc);
+        }
     }
     if (!json)
         fputs(INSPECT_HEADER, stdout);
@@ -307,7 +371,7 @@ int imgcrypt_inspect(int argc, char **argv)
             rc = 0; /* listed as generic, with its reason */
         } else if (rc == 0) {
             row.bytes = len;
-            rc = inspect_buf(buf, len, &row);
+            rc = inspect_buf(ckey, buf, len, &row);
         }
         free(buf);
         fflush(stdout); /* keep stdout and stderr lines in order on a terminal */
@@ -323,6 +387,11 @@ int imgcrypt_inspect(int argc, char **argv)
             print_json(name, &row, NULL);
         else
             print_human(name, &row);
+        if (rc == TOOL_EXIT_CORRUPT) {
+            fflush(stdout);
+            tool_error("%s: authentication failed: wrong keyring or modified file", name);
+            ret = ret == TOOL_EXIT_OK ? TOOL_EXIT_CORRUPT : ret;
+        }
         if (rc == TOOL_EXIT_MISMATCH) {
             fflush(stdout);
             tool_error("%s: join(split(file)) differs from the file (%s): a codec bug, please "
@@ -331,6 +400,8 @@ int imgcrypt_inspect(int argc, char **argv)
             ret = TOOL_EXIT_MISMATCH;
         }
     }
+    keys_key_free(ckey);
+    keys_ring_close(ring);
     if (fflush(stdout) != 0 || ferror(stdout)) {
         tool_error("standard output: %s", strerror(errno));
         return ret == TOOL_EXIT_OK ? TOOL_EXIT_IO : ret;

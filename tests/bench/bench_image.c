@@ -205,7 +205,8 @@ static int time_op(const struct codec_pipeline *ct, enum op op, const uint8_t *b
     return 0;
 }
 
-static int cmd_size(const struct codec_pipeline *ct, FILE *kv, int argc, char **argv)
+static int cmd_size(const struct codec_pipeline *ct, const struct keys_key *key, FILE *kv, int argc,
+                    char **argv)
 {
     int fail = 0;
     nn_set_threads(2);
@@ -237,7 +238,7 @@ static int cmd_size(const struct codec_pipeline *ct, FILE *kv, int argc, char **
             continue;
         }
         if (rc == 0)
-            rc = codec_ct_info(c, cl, &info);
+            rc = codec_ct_open_info(key, c, cl, &info); /* the sealed meta too */
         if (rc == 0)
             rc = time_op(ct, OP_ENCODE, in.buf, in.len, &enc);
         if (rc == 0)
@@ -260,7 +261,7 @@ static int cmd_size(const struct codec_pipeline *ct, FILE *kv, int argc, char **
         uint64_t samples = (uint64_t)info.channels * info.frames * info.height * info.width;
         uint64_t pixels = (uint64_t)info.height * info.width;
         uint64_t feat = info.features_bytes ? info.features_bytes + 12 : 0;
-        uint64_t stream = info.pixels_bytes - KEYS_TAG_BYTES;
+        uint64_t stream = info.pixels_plain; /* without the bucket's padding */
         uint64_t png = cl - feat - (info.envelope_bytes + 12) - info.pixels_bytes;
         char geom[48], pv[16];
         int g = snprintf(geom, sizeof(geom), "%ux%u", info.width, info.height);
@@ -590,7 +591,7 @@ int main(int argc, char **argv)
         goto out;
     }
     if (argc >= 2 && strcmp(argv[1], "size") == 0)
-        rc = cmd_size(ct, kv, argc - 2, argv + 2);
+        rc = cmd_size(ct, key, kv, argc - 2, argv + 2);
     else if (argc >= 5 && strcmp(argv[1], "speed") == 0)
         rc = cmd_speed(ct, kv, atoi(argv[2]), argv[3], argc - 4, argv + 4);
     else

@@ -178,7 +178,10 @@ for pos in 40 100 200 $((size / 2)) $((size - 20)) $((size - 5)); do
     [[ ! -s bad.out ]] || fail "tampered stdin: bytes written to stdout"
 done
 cp text.txt.enc bad.enc
-printf '\x00' | dd of=bad.enc bs=1 seek=40 conv=notrunc status=none
+# byte 40 is a random nonce byte: flip it rather than write a value it may hold already
+byte=$(od -An -tu1 -j40 -N1 text.txt.enc | tr -d ' ')
+printf "\\x$(printf %02x $((byte ^ 0xff)))" | dd of=bad.enc bs=1 seek=40 conv=notrunc status=none
+cmp -s text.txt.enc bad.enc && fail "byte 40 of the block file did not change"
 expect 5 "$IMGCRYPT" decrypt --keyfile key store bad.enc bad.dec
 nothing_left "$T/bad.dec"
 head -c 1000 "$ct" >cut.enc

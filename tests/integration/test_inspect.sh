@@ -6,8 +6,10 @@
 # dcmdump and a PNM header parser), compressed DICOMs and text are generic with their reason,
 # PNGs are exact or generic (never a mismatch, whether or not the PNG adapter is built in),
 # --json is one valid object per line with every field, an unreadable file gives exit 1 while
-# the others are still listed, a stored image (container) says which models decoding it needs,
-# and no patient data from the DICOM headers is ever printed.
+# the others are still listed, a stored image (container) shows without a key only its public
+# header (version 1: which models decoding it needs; version 2: version, file id and bucketed
+# section lengths) and with --keyring and a secret everything, and no patient data from the
+# DICOM headers is ever printed.
 #
 # Needs the imgcrypt binary and /usr/bin/python3; pydicom (or dcmdump) for the DICOM geometry
 # cross-check, skipped without either.
@@ -193,6 +195,50 @@ expect 0 "$IMGCRYPT" inspect "$G/v2/mri-t1-axial-8bit.pgm.ct" "$G/v1/mri-t1-axia
 expect 0 "$IMGCRYPT" inspect --json "$G/v2/mri-t1-axial-8bit.pgm.ct"
 grep -q "\"reason\":\"stored image: features by autoencoder $ae, pixels by coder model $coder\"" "$T/out" ||
     fail "--json does not give the stored image's models as its reason"
+
+step "a stored image of today (container v2): public header only without a key, all with it"
+# CT_small.dcm: a 128 x 128 16-bit DICOM. Without a key nothing of it may show but the version,
+# the file id and bucketed lengths; with the keyring its format, geometry, size and models.
+ORIG=$DATA/CT_small.dcm
+expect 0 "$IMGCRYPT" inspect "$ORIG"
+geo=$(field "$ORIG" 2)
+bits=$(field "$ORIG" 3)
+size=$(stat -c %s "$ORIG")
+head -c 32 /dev/urandom >"$T/key"
+head -c 32 /dev/urandom >"$T/key2"
+chmod 600 "$T/key" "$T/key2"
+expect 0 "$IMGCRYPT" init --keyfile "$T/key" --kdf-cost 10 "$T/store"
+expect 0 "$IMGCRYPT" init --keyfile "$T/key2" --kdf-cost 10 "$T/store2"
+expect 0 "$IMGCRYPT" info "$T/store"
+ae=$(awk '$2 == "autoencoder" { print substr($1, 1, 16) }' "$T/out" | tail -n 1)
+[[ -n $ae ]] || fail "the new keyring lists no autoencoder"
+expect 0 "$IMGCRYPT" encrypt --keyfile "$T/key" "$T/store" "$ORIG" "$T/ct.png"
+id=$(od -An -tx1 -j49 -N16 "$T/ct.png" | tr -d ' \n') # file id: icHd data (41) + 8
+expect 0 "$IMGCRYPT" inspect "$T/ct.png"
+line=$(row "$T/ct.png")
+[[ $line =~ \(stored\ image\ v2,\ file\ id\ $id:\ features\ ([0-9]+),\ envelope\ ([0-9]+),\ pixels\ ([0-9]+)\ bytes\ sealed\ \(bucketed\)\;\ format,\ geometry,\ size\ and\ models\ sealed\)$ ]] ||
+    fail "a v2 container without a key: $line"
+for n in "${BASH_REMATCH[@]:1}"; do
+    ((n % 256 == 0)) || fail "section length $n is not on the bucket grid"
+done
+reason=${line#*(stored image}
+for leak in DICOM "${geo#1x1x}" "$size" "$ae"; do
+    [[ $reason != *"$leak"* ]] || fail "without a key, inspect shows '$leak': $line"
+done
+expect 0 "$IMGCRYPT" inspect --json "$T/ct.png"
+grep -q "\"reason\":\"stored image v2, file id $id: features" "$T/out" || fail "--json without a key"
+expect 0 "$IMGCRYPT" inspect --keyring "$T/store/imgcryptfs.keyring" --keyfile "$T/key" \
+    "$T/ct.png" "$G/v1/tiny-7x5.pgm.ct"
+[[ $(row "$T/ct.png") == *"(stored image v2, file id $id, DICOM $geo ${bits%/*}-bit, $size bytes: features by autoencoder $ae, pixels by the fixed predictor)" ]] ||
+    fail "a v2 container with its keyring: $(row "$T/ct.png")"
+[[ $(row "$G/v1/tiny-7x5.pgm.ct") == *"(stored image v1, file id "*", PNM 1x1x5x7 8-bit, 46 bytes: no features, pixels by the fixed predictor)" ]] ||
+    fail "a v1 container with a keyring: $(row "$G/v1/tiny-7x5.pgm.ct")"
+expect 5 "$IMGCRYPT" inspect --keyring "$T/store2/imgcryptfs.keyring" --keyfile "$T/key2" \
+    "$T/ct.png"
+[[ $(row "$T/ct.png") == *"models sealed: the keyring does not open them)" ]] ||
+    fail "another keyring: $(row "$T/ct.png")"
+grep -q "authentication failed" "$T/err" || fail "another keyring: no message"
+expect 2 "$IMGCRYPT" inspect --keyfile "$T/key" "$T/ct.png"
 
 step "standard input"
 expect 0 "$IMGCRYPT" inspect "$DATA/MR_small.dcm"

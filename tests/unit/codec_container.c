@@ -19,6 +19,7 @@
 
 #include "tests/unit/unit.h"
 #include "codec/pipeline.h"
+#include "codec/bytes.h"
 #include "codec/pixel/pixnet.h"
 #include "keys/keys.h"
 
@@ -220,13 +221,13 @@ static void check_png(const uint8_t *c, size_t n)
 }
 
 /* The preview must be a PNG of the image's geometry. */
-static void check_preview(const struct codec_pipeline *ct, const uint8_t *c, size_t n)
+static void check_preview(const struct ctx *x, const uint8_t *c, size_t n)
 {
     struct codec_ct_info info;
     uint8_t *pv = NULL;
     size_t pl = 0;
-    ck_assert_int_eq(codec_ct_info(c, n, &info), 0);
-    int rc = codec_pipeline_preview(ct, c, n, &pv, &pl);
+    ck_assert_int_eq(codec_ct_open_info(x->key, c, n, &info), 0);
+    int rc = codec_pipeline_preview(x->ct, c, n, &pv, &pl);
     if (info.features != CODEC_CT_FEATURES_PRESENT) {
         ck_assert_int_eq(rc, -ENODATA);
         return;
@@ -288,7 +289,7 @@ START_TEST(test_corpus)
         uint8_t *ct = round_trip(&c, f, n, &cl, e->d_name);
         if (ct) {
             stored++;
-            check_preview(c.ct, ct, cl);
+            check_preview(&c, ct, cl);
             printf("container: %-36s %9zu -> %9zu bytes (%.3f)\n", e->d_name, n, cl,
                    (double)cl / (double)n);
         }
@@ -321,7 +322,7 @@ START_TEST(test_generated)
                     uint8_t *ct = round_trip(&c, f, n, &cl, what);
                     ck_assert_msg(ct != NULL, "%s: not stored", what);
                     struct codec_ct_info info;
-                    ck_assert_int_eq(codec_ct_info(ct, cl, &info), 0);
+                    ck_assert_int_eq(codec_ct_open_info(c.key, ct, cl, &info), 0);
                     ck_assert_uint_eq(info.channels, rgb ? 3 : 1);
                     ck_assert_uint_eq(info.bits, (unsigned)bits);
                     ck_assert_uint_eq(info.plain_size, n);
@@ -329,7 +330,7 @@ START_TEST(test_generated)
                                      w < CODEC_CT_MIN_FEATURE_DIM || h < CODEC_CT_MIN_FEATURE_DIM
                                          ? CODEC_CT_FEATURES_SMALL
                                          : CODEC_CT_FEATURES_PRESENT);
-                    check_preview(c.ct, ct, cl);
+                    check_preview(&c, ct, cl);
                     free(ct);
                     free(f);
                     ctx_free(&c);
@@ -348,10 +349,10 @@ START_TEST(test_dicom_frames)
         uint8_t *ct = round_trip(&c, f, n, &cl, "dicom");
         ck_assert_ptr_nonnull(ct);
         struct codec_ct_info info;
-        ck_assert_int_eq(codec_ct_info(ct, cl, &info), 0);
+        ck_assert_int_eq(codec_ct_open_info(c.key, ct, cl, &info), 0);
         ck_assert_uint_eq(info.frames, cases[i][2]);
         ck_assert_int_eq(info.format, CODEC_FORMAT_DICOM);
-        check_preview(c.ct, ct, cl);
+        check_preview(&c, ct, cl);
         /* patient data never shows in the stored bytes */
         ck_assert_ptr_null(memmem(ct, cl, "Doe^Jane", 8));
         free(ct);
@@ -397,7 +398,7 @@ START_TEST(test_tamper_small)
     ctx_new(&c);
     uint8_t *ct = round_trip(&c, f, n, &cl, "small");
     struct codec_ct_info info;
-    ck_assert_int_eq(codec_ct_info(ct, cl, &info), 0);
+    ck_assert_int_eq(codec_ct_open_info(c.key, ct, cl, &info), 0);
     ck_assert_int_eq(info.features, CODEC_CT_FEATURES_PRESENT);
     printf("container: every byte of a %zu-byte container changed in turn\n", cl);
     for (size_t i = 0; i < cl; i++) {
@@ -499,8 +500,9 @@ START_TEST(test_swap)
     size_t ka = chunks(a, al, ca, 16), kb = chunks(b, bl, cb, 16);
     ck_assert_uint_eq(ka, kb);
     ck_assert_str_eq(ca[1].type, "icHd");
-    ck_assert_str_eq(ca[2].type, "icFt");
-    ck_assert_str_eq(ca[3].type, "icEv");
+    ck_assert_str_eq(ca[2].type, "icMt");
+    ck_assert_str_eq(ca[3].type, "icFt");
+    ck_assert_str_eq(ca[4].type, "icEv");
     for (size_t i = 1; i + 1 < ka; i++) {
         size_t sl = 0;
         uint8_t *s = splice(b, bl, &cb[i], a, &ca[i], &sl);
@@ -508,7 +510,7 @@ START_TEST(test_swap)
         size_t outl = 0;
         int rc = codec_pipeline_decode(c.ct, s, sl, 1, &out, &outl);
         ck_assert_msg(rc == -EBADMSG, "chunk %s from another container: %d", ca[i].type, rc);
-        if (i == 2) {
+        if (i == 2 || i == 3) {
             rc = codec_pipeline_preview(c.ct, s, sl, &out, &outl);
             ck_assert_int_eq(rc, -EBADMSG);
         }
@@ -517,10 +519,10 @@ START_TEST(test_swap)
     /* features and envelope in each other's place: refused (order, lengths, tags) */
     {
         uint8_t *s = malloc(al), *out = NULL;
-        size_t at = ca[2].at, outl = 0;
+        size_t at = ca[3].at, outl = 0;
         memcpy(s, a, al);
-        memcpy(s + at, a + ca[3].at, ca[3].len);
-        memcpy(s + at + ca[3].len, a + ca[2].at, ca[2].len);
+        memcpy(s + at, a + ca[4].at, ca[4].len);
+        memcpy(s + at + ca[4].len, a + ca[3].at, ca[3].len);
         ck_assert_int_eq(codec_pipeline_decode(c.ct, s, al, 1, &out, &outl), -EINVAL);
         free(s);
     }
@@ -639,13 +641,15 @@ START_TEST(test_coder_model)
     ck_assert_int_eq(keys_ring_open(ring1, sec, &r1, NULL, 0), 0);
     ck_assert_int_eq(keys_ring_add_model(r1, KEYS_MODEL_CODER, digest, model, ml), 0);
     ck_assert_int_eq(codec_pipeline_new(r1, &c1), 0);
+    struct keys_key *k1 = NULL, *k2 = NULL; /* the pipelines' container keys, to read the meta */
+    ck_assert_int_eq(keys_ring_subkey(r1, CODEC_CT_SUBKEY_LABEL, KEYS_KEY_GCM, &k1), 0);
     size_t n = 0, cl = 0, bl = 0;
     uint8_t *f = make_png(70, 45, 1, 16, &n), *ct = NULL, *back = NULL;
     struct codec_pipeline_opts o = {
         .verify = 1, .threads = 2, .coder = CODEC_PIPELINE_CODER_NEURAL};
     ck_assert_int_eq(codec_pipeline_encode(c1, f, n, &o, &ct, &cl), 0);
     struct codec_ct_info info;
-    ck_assert_int_eq(codec_ct_info(ct, cl, &info), 0);
+    ck_assert_int_eq(codec_ct_open_info(k1, ct, cl, &info), 0);
     ck_assert_mem_eq(info.coder_id, digest, KEYS_ID_BYTES);
     /* the other modes: predictor 0 by default and when asked; the smaller of the two when
      * asked for the smallest (sizes differ only by the pixel stream) */
@@ -656,7 +660,7 @@ START_TEST(test_coder_model)
         uint8_t *cm = NULL, *bm = NULL;
         size_t cml = 0, bml = 0;
         ck_assert_int_eq(codec_pipeline_encode(c1, f, n, &om, &cm, &cml), 0);
-        ck_assert_int_eq(codec_ct_info(cm, cml, &info), 0);
+        ck_assert_int_eq(codec_ct_open_info(k1, cm, cml, &info), 0);
         if (mode == CODEC_PIPELINE_CODER_NEURAL)
             ck_assert_mem_eq(info.coder_id, digest, KEYS_ID_BYTES);
         else if (mode != CODEC_PIPELINE_CODER_SMALLEST)
@@ -687,11 +691,18 @@ START_TEST(test_coder_model)
         free(back);
         back = NULL;
     }
-    /* a keyring without that coder model: the container names an unknown coder */
+    /* the same container key without that coder model: the (sealed) meta names an unknown
+     * coder */
+    struct codec_pipeline *c4 = NULL;
+    ck_assert_int_eq(codec_pipeline_new_key(k1, &c4), 0);
+    ck_assert_int_eq(codec_pipeline_decode(c4, ct, cl, 1, &back, &bl), -ENOENT);
+    ck_assert_ptr_null(back);
+    codec_pipeline_free(c4);
+    /* another keyring: its key does not open the meta, so not even the model is told */
     ck_assert_int_eq(keys_ring_create(ring2, sec, KEYS_LOGN_MIN), 0);
     ck_assert_int_eq(keys_ring_open(ring2, sec, &r2, NULL, 0), 0);
     ck_assert_int_eq(codec_pipeline_new(r2, &c2), 0);
-    ck_assert_int_eq(codec_pipeline_decode(c2, ct, cl, 1, &back, &bl), -ENOENT);
+    ck_assert_int_eq(codec_pipeline_decode(c2, ct, cl, 1, &back, &bl), -EBADMSG);
     ck_assert_ptr_null(back);
     /* a keyring whose last coder model this build cannot load (a later release's, say): files
      * are still stored, by predictor 0, and the header names no coder */
@@ -701,11 +712,12 @@ START_TEST(test_coder_model)
     ck_assert_int_eq(keys_sha256(junk, sizeof(junk), junk_id), 0);
     ck_assert_int_eq(keys_ring_add_model(r2, KEYS_MODEL_CODER, junk_id, junk, sizeof(junk)), 0);
     ck_assert_int_eq(codec_pipeline_new(r2, &c3), 0);
+    ck_assert_int_eq(keys_ring_subkey(r2, CODEC_CT_SUBKEY_LABEL, KEYS_KEY_GCM, &k2), 0);
     uint8_t *ct3 = NULL, zero[KEYS_ID_BYTES] = {0};
     size_t cl3 = 0;
     for (int k = 0; k < 2; k++) { /* the failed load is remembered, and still not an error */
         ck_assert_int_eq(codec_pipeline_encode(c3, f, n, &o, &ct3, &cl3), 0);
-        ck_assert_int_eq(codec_ct_info(ct3, cl3, &info), 0);
+        ck_assert_int_eq(codec_ct_open_info(k2, ct3, cl3, &info), 0);
         ck_assert_mem_eq(info.coder_id, zero, KEYS_ID_BYTES);
         ck_assert_int_eq(codec_pipeline_decode(c3, ct3, cl3, 1, &back, &bl), 0);
         ck_assert_mem_eq(back, f, n);
@@ -714,6 +726,8 @@ START_TEST(test_coder_model)
         free(ct3);
     }
     codec_pipeline_free(c3);
+    keys_key_free(k1);
+    keys_key_free(k2);
     free(ct);
     free(f);
     free(model);
@@ -738,7 +752,7 @@ START_TEST(test_options)
     ctx_new(&c);
     ck_assert_int_eq(codec_pipeline_encode(c.ct, f, n, &o, &ct, &cl), 0);
     struct codec_ct_info info;
-    ck_assert_int_eq(codec_ct_info(ct, cl, &info), 0);
+    ck_assert_int_eq(codec_ct_open_info(c.key, ct, cl, &info), 0);
     ck_assert_int_eq(info.features, CODEC_CT_FEATURES_DISABLED);
     ck_assert_uint_eq(info.features_bytes, 0);
     ck_assert_int_eq(codec_pipeline_preview(c.ct, ct, cl, &pv, &pl), -ENODATA);
@@ -768,6 +782,223 @@ START_TEST(test_options)
 }
 END_TEST
 
+/* ---- what stays public (issue 17, finding 3) ---- */
+
+/* The chunk of type t of a container, whole (length, type, data, CRC). */
+static struct chunk find_chunk(const uint8_t *b, size_t n, const char *t)
+{
+    struct chunk cs[32];
+    size_t k = chunks(b, n, cs, 32);
+    for (size_t i = 0; i < k; i++)
+        if (strcmp(cs[i].type, t) == 0)
+            return cs[i];
+    ck_abort_msg("no %s chunk", t);
+    return cs[0];
+}
+
+static void assert_absent(const uint8_t *hay, size_t n, const void *needle, size_t nl,
+                          const char *what)
+{
+    ck_assert_msg(memmem(hay, n, needle, nl) == NULL, "the public header shows the %s", what);
+}
+
+/* A version 2 container's public bytes before the sealed sections (signature, IHDR, header)
+ * hold neither the plaintext size, nor the image's geometry, nor a model id; the header holds
+ * only magic, version, file id and bucketed lengths. */
+START_TEST(test_public_header)
+{
+    struct ctx c;
+    size_t n = 0, cl = 0;
+    uint8_t *f = make_dicom(64, 64, 1, &n); /* the audit's case: a 64 x 64 16-bit DICOM */
+    ctx_new(&c);
+    uint8_t *ct = round_trip(&c, f, n, &cl, "dicom");
+    ck_assert_ptr_nonnull(ct);
+    struct codec_ct_info pub, all;
+    ck_assert_int_eq(codec_ct_info(ct, cl, &pub), 0);
+    ck_assert_int_eq(codec_ct_open_info(c.key, ct, cl, &all), 0);
+    ck_assert_uint_eq(pub.version, CODEC_CT_VERSION);
+    ck_assert_int_eq(pub.sealed, 1);
+    ck_assert_uint_eq(pub.plain_size, 0);
+    ck_assert_uint_eq(pub.width, 0);
+    ck_assert_int_eq(all.sealed, 0);
+    ck_assert_uint_eq(all.plain_size, n);
+    ck_assert_uint_eq(all.width, 64);
+    ck_assert_uint_eq(all.height, 64);
+    ck_assert_uint_eq(all.bits, 16);
+    ck_assert_int_eq(all.format, CODEC_FORMAT_DICOM);
+    ck_assert_int_eq(all.features, CODEC_CT_FEATURES_PRESENT);
+    ck_assert_mem_eq(pub.file_id, all.file_id, KEYS_ID_BYTES);
+
+    struct chunk hd = find_chunk(ct, cl, "icHd");
+    ck_assert_uint_eq(hd.len, 12 + CODEC_CT_HEADER2);
+    const uint8_t *pubb = ct;
+    size_t publ = hd.at + hd.len; /* everything before the meta */
+    uint8_t v[8];
+    codec_put_le64(v, n);
+    assert_absent(pubb, publ, v, 4, "plaintext size (LE)");
+    codec_put_be32(v, (uint32_t)n);
+    assert_absent(pubb, publ, v, 4, "plaintext size (BE)");
+    codec_put_le32(v, 64);
+    assert_absent(pubb + hd.at, hd.len, v, 4, "width/height (LE)"); /* IHDR: the noise's own */
+    codec_put_be32(v, 64);
+    assert_absent(pubb + hd.at, hd.len, v, 4, "width/height (BE)");
+    assert_absent(pubb, publ, all.ae_id, KEYS_ID_BYTES, "autoencoder id");
+    assert_absent(pubb, publ, all.ae_id, 8, "autoencoder id prefix");
+    static const uint8_t magic[5] = {'I', 'M', 'C', 'T', CODEC_CT_VERSION};
+    ck_assert_mem_eq(ct + hd.at + 8, magic, 5);
+    ck_assert_mem_eq(ct + hd.at + 8 + 8, all.file_id, KEYS_ID_BYTES);
+    /* the lengths are buckets, and the plaintext lengths sit only in the meta */
+    ck_assert_uint_eq(codec_ct_bucket(all.envelope_bytes, CODEC_CT_MAX_CHUNK), all.envelope_bytes);
+    ck_assert_uint_eq(codec_ct_bucket(all.pixels_bytes, CODEC_CT_MAX_PIXELS), all.pixels_bytes);
+    ck_assert_uint_eq(codec_ct_bucket(all.features_bytes, CODEC_CT_MAX_CHUNK), all.features_bytes);
+    ck_assert_uint_ge(all.envelope_bytes, all.envelope_plain + KEYS_TAG_BYTES);
+    ck_assert_uint_ge(all.pixels_bytes, all.pixels_plain + KEYS_TAG_BYTES);
+    codec_put_le64(v, all.envelope_plain);
+    assert_absent(pubb, publ, v, 4, "envelope length");
+    codec_put_le64(v, all.pixels_plain);
+    assert_absent(pubb, publ, v, 4, "pixel stream length");
+
+    /* the plaintext size needs the key and opens only the meta */
+    uint64_t size = 0;
+    ck_assert_int_eq(codec_pipeline_plain_size(c.ct, ct, cl, &size), 0);
+    ck_assert_uint_eq(size, n);
+    struct ctx other;
+    ctx_new(&other);
+    ck_assert_int_eq(codec_pipeline_plain_size(other.ct, ct, cl, &size), -EBADMSG);
+    ck_assert_int_eq(codec_ct_open_info(other.key, ct, cl, &all), -EBADMSG);
+    ctx_free(&other);
+    free(ct);
+    free(f);
+    ctx_free(&c);
+}
+END_TEST
+
+/* Every byte of the sealed meta changed, with the chunk's CRC made right again: the tag
+ * refuses it (-EBADMSG) for decode, preview, plain size and info. */
+START_TEST(test_meta_tamper)
+{
+    struct ctx c;
+    size_t n = 0, cl = 0;
+    uint8_t *f = make_pnm(24, 20, 0, 16, &n);
+    ctx_new(&c);
+    uint8_t *ct = round_trip(&c, f, n, &cl, "meta");
+    ck_assert_ptr_nonnull(ct);
+    struct chunk mt = find_chunk(ct, cl, "icMt");
+    ck_assert_uint_eq(mt.len, 12 + CODEC_CT_META + KEYS_TAG_BYTES);
+    uint8_t *data = ct + mt.at + 8;
+    for (size_t i = 0; i < CODEC_CT_META + KEYS_TAG_BYTES; i++) {
+        uint8_t keep = data[i];
+        data[i] ^= (uint8_t)(1u << (i % 8));
+        codec_put_be32(data + CODEC_CT_META + KEYS_TAG_BYTES,
+                       codec_crc32(0, ct + mt.at + 4, 4 + CODEC_CT_META + KEYS_TAG_BYTES));
+        uint8_t *out = NULL;
+        size_t ol = 0;
+        uint64_t size = 0;
+        struct codec_ct_info info;
+        ck_assert_int_eq(codec_pipeline_decode(c.ct, ct, cl, 1, &out, &ol), -EBADMSG);
+        ck_assert_int_eq(codec_pipeline_preview(c.ct, ct, cl, &out, &ol), -EBADMSG);
+        ck_assert_int_eq(codec_pipeline_plain_size(c.ct, ct, cl, &size), -EBADMSG);
+        ck_assert_int_eq(codec_ct_open_info(c.key, ct, cl, &info), -EBADMSG);
+        ck_assert_ptr_null(out);
+        data[i] = keep;
+    }
+    codec_put_be32(data + CODEC_CT_META + KEYS_TAG_BYTES,
+                   codec_crc32(0, ct + mt.at + 4, 4 + CODEC_CT_META + KEYS_TAG_BYTES));
+    uint64_t size = 0;
+    ck_assert_int_eq(codec_pipeline_plain_size(c.ct, ct, cl, &size), 0);
+    ck_assert_uint_eq(size, n);
+    free(ct);
+    free(f);
+    ctx_free(&c);
+}
+END_TEST
+
+/* The bucket grid: at least n, a multiple of its step, a fixed point, never past the limit,
+ * and monotonic; the cost below one step. */
+START_TEST(test_bucket)
+{
+    uint64_t prev = 0;
+    for (uint64_t n = 1; n < 300000; n += 1 + n / 97) {
+        uint64_t b = codec_ct_bucket(n, CODEC_CT_MAX_CHUNK);
+        uint64_t pow = 1;
+        while (pow < n)
+            pow <<= 1;
+        uint64_t step = pow / 16 > CODEC_CT_PAD_MIN ? pow / 16 : CODEC_CT_PAD_MIN;
+        ck_assert_uint_ge(b, n);
+        ck_assert_uint_lt(b - n, step);
+        ck_assert_uint_eq(b % step, 0);
+        ck_assert_uint_eq(codec_ct_bucket(b, CODEC_CT_MAX_CHUNK), b);
+        ck_assert_uint_ge(b, prev);
+        prev = b;
+    }
+    ck_assert_uint_eq(codec_ct_bucket(17, CODEC_CT_MAX_CHUNK), 256);
+    ck_assert_uint_eq(codec_ct_bucket(4097, CODEC_CT_MAX_CHUNK), 4608);
+    ck_assert_uint_eq(codec_ct_bucket(CODEC_CT_MAX_CHUNK - 5, CODEC_CT_MAX_CHUNK),
+                      CODEC_CT_MAX_CHUNK);
+}
+END_TEST
+
+static void copy_file(const char *from, const char *to)
+{
+    size_t n = 0;
+    uint8_t *b = unit_read_file(from, &n);
+    FILE *fp = fopen(to, "wb");
+    ck_assert_ptr_nonnull(fp);
+    ck_assert_uint_eq(fwrite(b, 1, n, fp), n);
+    ck_assert_int_eq(fclose(fp), 0);
+    ck_assert_int_eq(chmod(to, 0600), 0);
+    free(b);
+}
+
+/* A version 1 container (golden/v1, made by an earlier release) still reads: its public
+ * header, its plaintext size without decoding, and its decode. */
+START_TEST(test_version1)
+{
+    const char *data = getenv("IMGC_TESTDATA");
+    char dir[] = "/tmp/imgc-ct-XXXXXX", kf[64], ring[64], path[4096];
+    ck_assert_ptr_nonnull(data);
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    snprintf(kf, sizeof(kf), "%s/key", dir);
+    snprintf(ring, sizeof(ring), "%s/ring", dir);
+    snprintf(path, sizeof(path), "%s/golden/v1/key", data);
+    copy_file(path, kf);
+    snprintf(path, sizeof(path), "%s/golden/v1/store/imgcryptfs.keyring", data);
+    copy_file(path, ring);
+    struct keys_source src = {KEYS_SRC_KEYFILE, kf};
+    struct keys_secret *sec = NULL;
+    struct keys_ring *r = NULL;
+    struct codec_pipeline *pl = NULL;
+    ck_assert_int_eq(keys_secret_read(&src, NULL, 0, &sec, NULL, 0), 0);
+    ck_assert_int_eq(keys_ring_open(ring, sec, &r, NULL, 0), 0);
+    ck_assert_int_eq(codec_pipeline_new(r, &pl), 0);
+    size_t n = 0, cl = 0, bl = 0;
+    snprintf(path, sizeof(path), "%s/CT_small.dcm", data);
+    uint8_t *f = unit_read_file(path, &n), *back = NULL;
+    snprintf(path, sizeof(path), "%s/golden/v1/CT_small.dcm.ct", data);
+    uint8_t *ct = unit_read_file(path, &cl);
+    struct codec_ct_info info;
+    ck_assert_int_eq(codec_ct_info(ct, cl, &info), 0);
+    ck_assert_uint_eq(info.version, CODEC_CT_VERSION_V1);
+    ck_assert_int_eq(info.sealed, 0);
+    ck_assert_uint_eq(info.plain_size, n);
+    uint64_t size = 0;
+    ck_assert_int_eq(codec_pipeline_plain_size(pl, ct, cl, &size), 0);
+    ck_assert_uint_eq(size, n);
+    ck_assert_int_eq(codec_pipeline_decode(pl, ct, cl, 1, &back, &bl), 0);
+    ck_assert_uint_eq(bl, n);
+    ck_assert_mem_eq(back, f, n);
+    free(back);
+    free(ct);
+    free(f);
+    codec_pipeline_free(pl);
+    keys_ring_close(r);
+    keys_secret_free(sec);
+    unlink(kf);
+    unlink(ring);
+    rmdir(dir);
+}
+END_TEST
+
 static Suite *codec_container_suite(void)
 {
     Suite *s = suite_create("codec_container");
@@ -785,6 +1016,12 @@ static Suite *codec_container_suite(void)
     tcase_add_test(a, test_tamper_large);
     tcase_add_test(a, test_swap);
     suite_add_tcase(s, a);
+    TCase *p = tcase_create("public");
+    tcase_add_test(p, test_public_header);
+    tcase_add_test(p, test_meta_tamper);
+    tcase_add_test(p, test_bucket);
+    tcase_add_test(p, test_version1);
+    suite_add_tcase(s, p);
     return s;
 }
 
