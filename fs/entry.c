@@ -216,7 +216,7 @@ static void restore_id(struct fs_ctx *c, int dir_fd, const uint8_t id[KEYS_ID_BY
 {
     int fd = openat(dir_fd, FS_DIRID_NAME, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW,
                     0444);
-    if (fd < 0 || write(fd, id, KEYS_ID_BYTES) != KEYS_ID_BYTES) {
+    if (fd < 0 || fs_write_all(fd, id, KEYS_ID_BYTES) != 0) {
         char where[PATH_MAX];
         fs_where(dir_fd, where, sizeof(where));
         fs_log(c, LOG_ERR, "%s: could not restore the folder id", where);

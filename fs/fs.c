@@ -155,8 +155,8 @@ static int root_id_write(int root_fd, const uint8_t *buf, size_t len)
     int fd = openat(root_fd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0444), rc = 0;
     if (fd < 0)
         return -errno;
-    if (write(fd, buf, len) != (ssize_t)len || fsync(fd) != 0)
-        rc = errno ? -errno : -EIO;
+    if ((rc = fs_write_all(fd, buf, len)) == 0 && fsync(fd) != 0)
+        rc = -errno;
     close(fd);
     if (rc == 0 && renameat(root_fd, tmp, root_fd, FS_DIRID_NAME) != 0)
         rc = -errno;

@@ -131,8 +131,7 @@ int fs_dirid_read(const struct fs_ctx *c, int dir_fd, uint8_t id[KEYS_ID_BYTES])
     return rc;
 }
 
-/* Write all of buf; a short write is retried, so its cause (ENOSPC, EIO) is what is returned. */
-static int write_all(int fd, const void *buf, size_t len)
+int fs_write_all(int fd, const void *buf, size_t len)
 {
     size_t done = 0;
     while (done < len) {
@@ -156,7 +155,7 @@ int fs_dirid_create(int dir_fd, uint8_t id[KEYS_ID_BYTES])
                     0444);
     if (fd < 0)
         return -errno;
-    rc = write_all(fd, fresh, sizeof(fresh));
+    rc = fs_write_all(fd, fresh, sizeof(fresh));
     if (rc == 0 && fsync(fd) != 0)
         rc = -errno;
     close(fd);
@@ -237,7 +236,7 @@ int fs_long_write(int dir_fd, const struct fs_name *nm)
     int fd = openat(dir_fd, p, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0444);
     if (fd < 0)
         return -errno;
-    rc = write_all(fd, nm->enc, strlen(nm->enc));
+    rc = fs_write_all(fd, nm->enc, strlen(nm->enc));
     close(fd);
     if (rc != 0)
         (void)unlinkat(dir_fd, p, 0);
