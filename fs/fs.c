@@ -435,8 +435,10 @@ void fs_mount_free(struct fs_mount *m)
         pthread_kill(m->sig_thread, SIGUSR2);
         pthread_join(m->sig_thread, NULL);
     }
-    if (m->have_sweep_thread)
+    if (m->have_sweep_thread) {
+        m->ctx.stopping = 1;
         pthread_join(m->sweep_thread, NULL);
+    }
     pthread_mutex_destroy(&m->sig_lock);
     ctx_release(&m->ctx);
     free(m->mountpoint);

@@ -81,6 +81,7 @@ struct fs_ctx {
     struct keys_key *xname_key;   /* AES-SIV: user xattr names */
     struct keys_key *xval_key;    /* AES-GCM: user xattr values */
     double timeout;               /* entry and attribute timeout, seconds */
+    _Atomic int stopping;         /* the mount is going: the sweep gives up */
 
     pthread_mutex_t table_lock;
     struct fs_node *table[FS_NODE_BUCKETS]; /* guarded by table_lock */

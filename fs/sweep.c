@@ -5,7 +5,8 @@
  * the temporary entry, never visible in the mount but in the way of an rmdir and on disk.
  * At mount a thread walks the backing folder once and removes every temporary entry whose tag
  * is not this mount's. A walk of a large store costs a listing of every folder, so it runs
- * beside the mount rather than before it; rmdir removes such entries on its own as well.
+ * beside the mount rather than before it, and gives up when the mount goes (the next mount
+ * walks again); rmdir removes such entries on its own as well.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -30,7 +31,7 @@ static unsigned long sweep_dir(struct fs_ctx *c, int dir_fd, unsigned depth)
         return 0;
     }
     struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
+    while (!c->stopping && (e = readdir(d)) != NULL) {
         if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
             continue;
         if (fs_tmp_foreign(c, e->d_name)) {
