@@ -61,8 +61,7 @@ void fs_op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 }
 
 /* The plaintext name of a backing entry, or nonzero to skip it (logged when it is damage). */
-static int shown_name(struct fs_ctx *c, struct fs_dir *d, const char *entry, char *out,
-                      size_t cap)
+static int shown_name(struct fs_ctx *c, struct fs_dir *d, const char *entry, char *out, size_t cap)
 {
     if (!strcmp(entry, ".") || !strcmp(entry, "..")) {
         snprintf(out, cap, "%s", entry);
@@ -81,8 +80,8 @@ static int shown_name(struct fs_ctx *c, struct fs_dir *d, const char *entry, cha
     return strncmp(out, FS_FUSE_HIDDEN, sizeof(FS_FUSE_HIDDEN) - 1) == 0;
 }
 
-static void list(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
-                 struct fuse_file_info *fi, int plus)
+static void list(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi,
+                 int plus)
 {
     struct fs_ctx *c = fs_req_ctx(req);
     struct fs_dir *d = (struct fs_dir *)(uintptr_t)fi->fh;

@@ -126,8 +126,8 @@ void fs_op_symlink(fuse_req_t req, const char *target, fuse_ino_t parent, const 
     uint8_t raw[PATH_MAX];
     char enc[PATH_MAX];
     int rc = fs_seal_in(c, p, name, &nm);
-    if (rc == 0 && (len + LINK_OVERHEAD > sizeof(raw) ||
-                    (len + LINK_OVERHEAD + 2) / 3 * 4 >= sizeof(enc)))
+    if (rc == 0 &&
+        (len + LINK_OVERHEAD > sizeof(raw) || (len + LINK_OVERHEAD + 2) / 3 * 4 >= sizeof(enc)))
         rc = -ENAMETOOLONG;
     /* Random nonce per symlink under the symlink key: see blockfile.h for the bound. */
     if (rc == 0 && (rc = keys_random(raw, KEYS_NONCE_BYTES)) == 0 &&
@@ -200,7 +200,8 @@ static int only_id_inside(struct fs_ctx *c, int dir_fd)
     }
     struct dirent *e;
     while ((e = readdir(d)) != NULL) {
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..") || !strcmp(e->d_name, FS_DIRID_NAME))
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..") ||
+            !strcmp(e->d_name, FS_DIRID_NAME))
             continue;
         if (fs_tmp_foreign(c, e->d_name) && fs_tmp_remove(dirfd(d), e->d_name) == 0)
             continue;
@@ -214,8 +215,8 @@ static int only_id_inside(struct fs_ctx *c, int dir_fd)
 /* Put a folder id back, after an operation that removed it failed. */
 static void restore_id(struct fs_ctx *c, int dir_fd, const uint8_t id[KEYS_ID_BYTES])
 {
-    int fd = openat(dir_fd, FS_DIRID_NAME, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW,
-                    0444);
+    int fd =
+        openat(dir_fd, FS_DIRID_NAME, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0444);
     if (fd < 0 || fs_write_all(fd, id, KEYS_ID_BYTES) != 0) {
         char where[PATH_MAX];
         fs_where(dir_fd, where, sizeof(where));
@@ -244,7 +245,8 @@ void fs_op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
     uint8_t id[KEYS_ID_BYTES];
     int dfd = -1;
     int rc = fs_seal_in(c, p, name, &nm);
-    if (rc == 0 && (dfd = openat(p->fd, nm.leaf, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0)
+    if (rc == 0 &&
+        (dfd = openat(p->fd, nm.leaf, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0)
         rc = -errno;
     if (rc == 0 && (rc = strip_id(c, dfd, id)) == 0) {
         if (unlinkat(p->fd, nm.leaf, AT_REMOVEDIR) != 0) {

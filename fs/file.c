@@ -116,8 +116,8 @@ static int make_tmp_file(struct fs_ctx *c, fuse_req_t req, struct fs_node *paren
     int rc = fs_tmp_name(c, tmp);
     if (rc != 0)
         return rc;
-    int f = openat(parent->fd, tmp, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
-                   mode & 07777);
+    int f =
+        openat(parent->fd, tmp, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode & 07777);
     if (f < 0)
         return -errno;
     if ((rc = codec_bf_create(f, c->content_key, bf)) == 0 &&
@@ -250,8 +250,7 @@ static char *readbuf(size_t size)
     return bigger->data;
 }
 
-void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
-                struct fuse_file_info *fi)
+void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi)
 {
     (void)ino;
     struct fs_ctx *c = fs_req_ctx(req);
@@ -288,9 +287,8 @@ void fs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, o
         return;
     }
     pthread_rwlock_wrlock(&n->lock);
-    ssize_t done = h->writable && n->writable
-                       ? codec_bf_write(n->bf, buf, size, (uint64_t)off, &bad)
-                       : -EBADF;
+    ssize_t done =
+        h->writable && n->writable ? codec_bf_write(n->bf, buf, size, (uint64_t)off, &bad) : -EBADF;
     pthread_rwlock_unlock(&n->lock);
     if (done < 0)
         fuse_reply_err(req, -fs_err(c, (int)done, n->data_fd, bad, "write"));
@@ -338,8 +336,8 @@ void fs_op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off_t 
             rc = codec_bf_truncate(n->bf, end, &bad);
         } else if (mode & FALLOC_FL_KEEP_SIZE) {
             /* Reserve the sealed size of the range without changing the file. */
-            if (fallocate(n->data_fd, FALLOC_FL_KEEP_SIZE, 0,
-                          (off_t)codec_bf_backing_size(end)) != 0)
+            if (fallocate(n->data_fd, FALLOC_FL_KEEP_SIZE, 0, (off_t)codec_bf_backing_size(end)) !=
+                0)
                 rc = -errno;
         }
     }

@@ -144,15 +144,16 @@ static int fresh_store(int root_fd)
 
 /*
  * The root folder's id file holds id (16) || tag (16), the tag = the SIV of AES-SIV("root")
- * with the id as associated data under the "root folder id" subkey: a root id deleted, or replaced by a
- * sub-folder's, would otherwise silently hide or swap the whole tree. A 16-byte file (a store
+ * with the id as associated data under the "root folder id" subkey: a root id deleted, or replaced
+ * by a sub-folder's, would otherwise silently hide or swap the whole tree. A 16-byte file (a store
  * made before the tag) gets its tag on first mount, once every top-level name opens under it.
  */
 static int root_id_write(int root_fd, const uint8_t *buf, size_t len)
 {
     char tmp[] = ".imgcryptfs.rootid.new";
     (void)unlinkat(root_fd, tmp, 0);
-    int fd = openat(root_fd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0444), rc = 0;
+    int fd = openat(root_fd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0444),
+        rc = 0;
     if (fd < 0)
         return -errno;
     if ((rc = fs_write_all(fd, buf, len)) == 0 && fsync(fd) != 0)
@@ -216,25 +217,27 @@ static int root_id_check(struct fs_ctx *c, const struct keys_ring *ring, char *w
         snprintf(why, whylen, "%s/%s: damaged (restore it from a backup of the store)", backing,
                  FS_DIRID_NAME);
     }
-    if (rc == 0 &&
-        keys_siv_seal(k, buf, KEYS_ID_BYTES, "root", 4, tag, sizeof(tag)) != sizeof(tag))
+    if (rc == 0 && keys_siv_seal(k, buf, KEYS_ID_BYTES, "root", 4, tag, sizeof(tag)) != sizeof(tag))
         rc = -EIO;
     if (rc == 0 && n == 2 * KEYS_ID_BYTES &&
         CRYPTO_memcmp(tag, buf + KEYS_ID_BYTES, KEYS_TAG_BYTES) != 0) {
         rc = -EBADMSG;
-        snprintf(why, whylen, "%s/%s: not this store's root folder id (replaced or damaged; "
-                 "restore it from a backup of the store)", backing, FS_DIRID_NAME);
+        snprintf(why, whylen,
+                 "%s/%s: not this store's root folder id (replaced or damaged; "
+                 "restore it from a backup of the store)",
+                 backing, FS_DIRID_NAME);
     }
     if (rc == 0 && n == KEYS_ID_BYTES && !names_open(c, buf)) {
         rc = -EBADMSG;
-        snprintf(why, whylen, "%s/%s: the top folder's names do not open with this id (replaced "
-                 "or damaged; restore it from a backup of the store)", backing, FS_DIRID_NAME);
+        snprintf(why, whylen,
+                 "%s/%s: the top folder's names do not open with this id (replaced "
+                 "or damaged; restore it from a backup of the store)",
+                 backing, FS_DIRID_NAME);
     }
     if (rc == 0 && n == KEYS_ID_BYTES) {
         memcpy(buf + KEYS_ID_BYTES, tag, KEYS_TAG_BYTES);
         if ((rc = root_id_write(c->root.fd, buf, 2 * KEYS_ID_BYTES)) != 0)
-            snprintf(why, whylen, "%s/%s: cannot write: %s", backing, FS_DIRID_NAME,
-                     strerror(-rc));
+            snprintf(why, whylen, "%s/%s: cannot write: %s", backing, FS_DIRID_NAME, strerror(-rc));
     }
     if (rc == 0) {
         memcpy(c->root.dirid, buf, KEYS_ID_BYTES);

@@ -48,17 +48,17 @@ struct fs_node {
     struct fs_node *next; /* hash chain; guarded by fs_ctx.table_lock */
     dev_t dev;            /* backing identity, immutable */
     ino_t ino;
-    mode_t type;          /* S_IFMT of the backing entry, immutable */
-    int fd;               /* O_PATH | O_NOFOLLOW descriptor of the backing entry, immutable */
-    uint64_t nlookup;     /* kernel lookup count; guarded by fs_ctx.table_lock */
+    mode_t type;      /* S_IFMT of the backing entry, immutable */
+    int fd;           /* O_PATH | O_NOFOLLOW descriptor of the backing entry, immutable */
+    uint64_t nlookup; /* kernel lookup count; guarded by fs_ctx.table_lock */
     /* Guarded by lock (and opens also by table_lock: written holding both). Readers of the
      * contents share it; writes, truncates, opens and releases are exclusive. */
     pthread_rwlock_t lock;
-    unsigned opens;       /* open file handles (read without a lock only as a hint) */
-    int data_fd;          /* read or read-write descriptor while opens > 0, else -1 */
-    int writable;         /* data_fd is read-write */
-    struct codec_bf *bf;  /* block file over data_fd while opens > 0 */
-    int have_id;          /* folders: id read from .imgcryptfs.dirid */
+    unsigned opens;      /* open file handles (read without a lock only as a hint) */
+    int data_fd;         /* read or read-write descriptor while opens > 0, else -1 */
+    int writable;        /* data_fd is read-write */
+    struct codec_bf *bf; /* block file over data_fd while opens > 0 */
+    int have_id;         /* folders: id read from .imgcryptfs.dirid */
     uint8_t dirid[KEYS_ID_BYTES];
 };
 
@@ -70,7 +70,7 @@ struct fs_handle {
 
 /* The mount context: the only mutable state shared between FUSE threads. */
 struct fs_ctx {
-    struct fs_node root;          /* the backing folder; never freed by forget */
+    struct fs_node root; /* the backing folder; never freed by forget */
     int use_syslog;
     int as_root;                  /* running as root: give new entries to the caller */
     char tag[FS_TAG_LEN + 1];     /* this mount's tag in temporary names */
@@ -189,8 +189,7 @@ void fs_op_readlink(fuse_req_t req, fuse_ino_t ino);
 int fs_new_file(struct fs_ctx *c, fuse_req_t req, struct fs_node *parent, const char *name,
                 mode_t mode, struct fuse_entry_param *e, int *fd_out, struct codec_bf **bf_out);
 void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
-void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
-                struct fuse_file_info *fi);
+void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct fuse_file_info *fi);
 void fs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
                  struct fuse_file_info *fi);
 void fs_op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);

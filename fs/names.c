@@ -151,8 +151,8 @@ int fs_dirid_create(int dir_fd, uint8_t id[KEYS_ID_BYTES])
     int rc = keys_random(fresh, sizeof(fresh));
     if (rc != 0)
         return rc;
-    int fd = openat(dir_fd, FS_DIRID_NAME, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW,
-                    0444);
+    int fd =
+        openat(dir_fd, FS_DIRID_NAME, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0444);
     if (fd < 0)
         return -errno;
     rc = fs_write_all(fd, fresh, sizeof(fresh));

@@ -127,8 +127,10 @@ int fs_lookup_leaf(struct fs_ctx *c, struct fs_node *parent, const char *leaf,
         if (rc != 0) {
             char where[PATH_MAX];
             fs_where(fd, where, sizeof(where));
-            fs_log(c, LOG_ERR, "%s: a symlink imgcryptfs did not write (planted in the backing "
-                   "folder?): refused", where);
+            fs_log(c, LOG_ERR,
+                   "%s: a symlink imgcryptfs did not write (planted in the backing "
+                   "folder?): refused",
+                   where);
             close(fd);
             return -EIO;
         }

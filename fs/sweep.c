@@ -39,8 +39,8 @@ static unsigned long sweep_dir(struct fs_ctx *c, int dir_fd, unsigned depth)
                 removed++;
             continue;
         }
-        if (fs_is_reserved(e->d_name) && strncmp(e->d_name, FS_LONG_PREFIX,
-                                                 sizeof(FS_LONG_PREFIX) - 1) != 0)
+        if (fs_is_reserved(e->d_name) &&
+            strncmp(e->d_name, FS_LONG_PREFIX, sizeof(FS_LONG_PREFIX) - 1) != 0)
             continue;
         if (e->d_type != DT_DIR && e->d_type != DT_UNKNOWN)
             continue;

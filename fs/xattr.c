@@ -37,8 +37,8 @@ static int seal_name(const struct fs_ctx *c, const char *name, char *out, size_t
 }
 
 /* The node's /proc path and the sealed name, or why not (user xattrs on files and folders). */
-static int locate(const struct fs_ctx *c, const struct fs_node *n, const char *name,
-                  char path[32], char *sname, size_t cap)
+static int locate(const struct fs_ctx *c, const struct fs_node *n, const char *name, char path[32],
+                  char *sname, size_t cap)
 {
     if (strncmp(name, XATTR_USER, sizeof(XATTR_USER) - 1) != 0)
         return -ENODATA;
