@@ -20,8 +20,6 @@
 
 #include "fs/fs_int.h"
 
-#define LINK_OVERHEAD (KEYS_NONCE_BYTES + KEYS_TAG_BYTES)
-
 static void reply_entry(fuse_req_t req, int rc, const struct fuse_entry_param *e)
 {
     if (rc != 0)
@@ -126,14 +124,14 @@ void fs_op_symlink(fuse_req_t req, const char *target, fuse_ino_t parent, const 
     uint8_t raw[PATH_MAX];
     char enc[PATH_MAX];
     int rc = fs_seal_in(c, p, name, &nm);
-    if (rc == 0 &&
-        (len + LINK_OVERHEAD > sizeof(raw) || (len + LINK_OVERHEAD + 2) / 3 * 4 >= sizeof(enc)))
+    if (rc == 0 && (len + FS_SEAL_OVERHEAD > sizeof(raw) ||
+                    (len + FS_SEAL_OVERHEAD + 2) / 3 * 4 >= sizeof(enc)))
         rc = -ENAMETOOLONG;
     /* Random nonce per symlink under the symlink key: see blockfile.h for the bound. */
     if (rc == 0 && (rc = keys_random(raw, KEYS_NONCE_BYTES)) == 0 &&
         (rc = keys_gcm_seal(c->link_key, raw, "symlink", 7, target, len, raw + KEYS_NONCE_BYTES,
                             raw + KEYS_NONCE_BYTES + len)) == 0) {
-        fs_b64_encode(raw, len + LINK_OVERHEAD, enc);
+        fs_b64_encode(raw, len + FS_SEAL_OVERHEAD, enc);
         if ((rc = fs_long_write(p->fd, &nm)) == 0) {
             if (symlinkat(enc, p->fd, nm.leaf) != 0) {
                 rc = -errno;

@@ -37,13 +37,12 @@ static int truncate_locked(struct fs_ctx *c, struct fs_node *n, uint64_t size)
     return fs_err(c, rc, n->data_fd, bad, "truncate");
 }
 
-int fs_truncate(struct fs_ctx *c, struct fs_node *n, off_t size, struct fuse_file_info *fi)
+int fs_truncate(struct fs_ctx *c, struct fs_node *n, off_t size)
 {
     if (size < 0)
         return -EINVAL;
     if (n->type != S_IFREG)
         return n->type == S_IFDIR ? -EISDIR : -EINVAL;
-    (void)fi; /* the node's block file is the file's, whatever handle asked */
     pthread_rwlock_wrlock(&n->lock);
     /* Without an open handle, open the contents for this one call. */
     int rc = fs_node_open_data(c, n, 1);

@@ -42,6 +42,8 @@
 #define FS_TAG_LEN 11
 #define FS_TMP_CAP (sizeof(FS_TMP_PREFIX) + 2 * FS_TAG_LEN + 2)
 #define FS_NODE_BUCKETS 4096
+/* A sealed symlink target or xattr value: nonce || ciphertext || tag. */
+#define FS_SEAL_OVERHEAD (KEYS_NONCE_BYTES + KEYS_TAG_BYTES)
 
 /* One backing entry known to the kernel. */
 struct fs_node {
@@ -196,8 +198,8 @@ void fs_op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
 void fs_op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi);
 void fs_op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off_t len,
                      struct fuse_file_info *fi);
-/* Set the plaintext size of a regular-file node, through handle fi when given. */
-int fs_truncate(struct fs_ctx *c, struct fs_node *n, off_t size, struct fuse_file_info *fi);
+/* Set the plaintext size of a regular-file node (its open block file, or one opened for this). */
+int fs_truncate(struct fs_ctx *c, struct fs_node *n, off_t size);
 /* dir.c */
 void fs_op_opendir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi);
 void fs_op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,

@@ -20,8 +20,6 @@
 
 #include "fs/fs_int.h"
 
-#define LINK_OVERHEAD (KEYS_NONCE_BYTES + KEYS_TAG_BYTES)
-
 struct fs_ctx *fs_req_ctx(fuse_req_t req)
 {
     return fuse_req_userdata(req);
@@ -47,7 +45,7 @@ int fs_err(const struct fs_ctx *c, int rc, int fd, uint64_t block, const char *w
 static off_t link_plain_size(off_t b64_len)
 {
     off_t raw = b64_len / 4 * 3 + (b64_len % 4 ? b64_len % 4 - 1 : 0);
-    return raw > LINK_OVERHEAD ? raw - LINK_OVERHEAD : 0;
+    return raw > FS_SEAL_OVERHEAD ? raw - FS_SEAL_OVERHEAD : 0;
 }
 
 static void fix_stat(struct stat *st)
@@ -84,9 +82,9 @@ static int link_open(const struct fs_ctx *c, int fd, char **out, size_t *len)
     if (n < 0)
         return -errno;
     ssize_t m = fs_b64_decode(enc, (size_t)n, raw, sizeof(raw));
-    if (m < LINK_OVERHEAD)
+    if (m < FS_SEAL_OVERHEAD)
         return -EBADMSG;
-    size_t plen = (size_t)m - LINK_OVERHEAD;
+    size_t plen = (size_t)m - FS_SEAL_OVERHEAD;
     char *plain = malloc(plen + 1);
     if (!plain)
         return -ENOMEM;
@@ -278,8 +276,7 @@ static int set_times(const struct fs_node *n, const struct stat *attr, int valid
     return utimensat(AT_FDCWD, p, tv, 0) == 0 ? 0 : -errno;
 }
 
-static int set_attr(struct fs_ctx *c, struct fs_node *n, const struct stat *attr, int valid,
-                    struct fuse_file_info *fi)
+static int set_attr(struct fs_ctx *c, struct fs_node *n, const struct stat *attr, int valid)
 {
     char p[32];
     int rc;
@@ -297,7 +294,7 @@ static int set_attr(struct fs_ctx *c, struct fs_node *n, const struct stat *attr
         if (chmod(p, attr->st_mode & 07777) != 0)
             return -errno;
     }
-    if ((valid & FUSE_SET_ATTR_SIZE) && (rc = fs_truncate(c, n, attr->st_size, fi)) != 0)
+    if ((valid & FUSE_SET_ATTR_SIZE) && (rc = fs_truncate(c, n, attr->st_size)) != 0)
         return rc;
     if ((valid & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_ATIME_NOW |
                   FUSE_SET_ATTR_MTIME_NOW)) &&
@@ -312,7 +309,8 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int va
     struct fs_ctx *c = fs_req_ctx(req);
     struct fs_node *n = fs_node_of(c, ino);
     struct stat st;
-    int rc = set_attr(c, n, attr, valid, fi);
+    (void)fi; /* one node per file: the handle adds nothing */
+    int rc = set_attr(c, n, attr, valid);
     if (rc == 0)
         rc = fs_node_stat(n, &st);
     if (rc != 0)

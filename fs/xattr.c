@@ -17,8 +17,6 @@
 
 #define XATTR_USER "user."
 #define XATTR_MAX_VALUE (64 * 1024)
-#define VAL_OVERHEAD (KEYS_NONCE_BYTES + KEYS_TAG_BYTES)
-
 static int seal_name(const struct fs_ctx *c, const char *name, char *out, size_t cap)
 {
     size_t plen = sizeof(XATTR_USER) - 1;
@@ -57,15 +55,15 @@ void fs_op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char
     uint8_t *sealed = NULL;
     if (rc == -ENODATA)
         rc = -EOPNOTSUPP; /* other namespaces are not stored */
-    if (rc == 0 && size > XATTR_MAX_VALUE - VAL_OVERHEAD)
+    if (rc == 0 && size > XATTR_MAX_VALUE - FS_SEAL_OVERHEAD)
         rc = -E2BIG;
-    if (rc == 0 && !(sealed = malloc(size + VAL_OVERHEAD)))
+    if (rc == 0 && !(sealed = malloc(size + FS_SEAL_OVERHEAD)))
         rc = -ENOMEM;
     /* Random nonce per value under the xattr value key; AAD = the sealed name. */
     if (rc == 0 && (rc = keys_random(sealed, KEYS_NONCE_BYTES)) == 0 &&
         (rc = keys_gcm_seal(c->xval_key, sealed, sname, strlen(sname), value, size,
                             sealed + KEYS_NONCE_BYTES, sealed + KEYS_NONCE_BYTES + size)) == 0 &&
-        setxattr(path, sname, sealed, size + VAL_OVERHEAD, flags) != 0)
+        setxattr(path, sname, sealed, size + FS_SEAL_OVERHEAD, flags) != 0)
         rc = -errno;
     free(sealed);
     fuse_reply_err(req, -rc);
@@ -89,10 +87,10 @@ void fs_op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t siz
         rc = -ENOMEM;
     } else if (got < 0) {
         rc = -errno;
-    } else if (got < VAL_OVERHEAD) {
+    } else if (got < FS_SEAL_OVERHEAD) {
         rc = fs_err(c, -EBADMSG, n->fd, UINT64_MAX, "getxattr");
     } else {
-        size_t len = (size_t)got - VAL_OVERHEAD;
+        size_t len = (size_t)got - FS_SEAL_OVERHEAD;
         if (size != 0 && size < len) {
             rc = -ERANGE;
         } else if (size == 0) {
