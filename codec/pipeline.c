@@ -575,6 +575,14 @@ int codec_pipeline_plain_size(const struct codec_pipeline *pl, const uint8_t *bu
     return rc;
 }
 
+int codec_pipeline_head_info(const struct codec_pipeline *pl, const uint8_t *head, size_t len,
+                             struct codec_ct_info *info)
+{
+    if (!pl || !info)
+        return -EINVAL;
+    return codec_ct_open_head(pl->key, head, len, info);
+}
+
 int codec_pipeline_decode(const struct codec_pipeline *pl, const uint8_t *buf, size_t len,
                           unsigned threads, uint8_t **out, size_t *out_len)
 {
@@ -718,8 +726,40 @@ out:
     return rc;
 }
 
+/* Halve the picture (2 x 2 box average, rounded) in place. */
+static void halve(struct nn_ae_image *im)
+{
+    uint32_t w = im->width / 2 ? im->width / 2 : 1, h = im->height / 2 ? im->height / 2 : 1;
+    size_t plane = (size_t)im->width * im->height, half = (size_t)w * h;
+    for (uint32_t ch = 0; ch < im->channels; ch++)
+        for (uint32_t y = 0; y < h; y++)
+            for (uint32_t x = 0; x < w; x++) {
+                uint32_t sum = 0, cnt = 0;
+                for (uint32_t dy = 0; dy < 2 && 2 * y + dy < im->height; dy++)
+                    for (uint32_t dx = 0; dx < 2 && 2 * x + dx < im->width; dx++) {
+                        size_t k = ch * plane + (size_t)(2 * y + dy) * im->width + 2 * x + dx;
+                        sum += im->bits == 8 ? ((const uint8_t *)im->pixels)[k]
+                                             : ((const uint16_t *)im->pixels)[k];
+                        cnt++;
+                    }
+                size_t o = ch * half + (size_t)y * w + x;
+                if (im->bits == 8)
+                    ((uint8_t *)im->pixels)[o] = (uint8_t)((sum + cnt / 2) / cnt);
+                else
+                    ((uint16_t *)im->pixels)[o] = (uint16_t)((sum + cnt / 2) / cnt);
+            }
+    im->width = w;
+    im->height = h;
+}
+
 int codec_pipeline_preview(const struct codec_pipeline *pl, const uint8_t *buf, size_t len,
                            uint8_t **out, size_t *out_len)
+{
+    return codec_pipeline_preview_fit(pl, buf, len, SIZE_MAX, out, out_len);
+}
+
+int codec_pipeline_preview_fit(const struct codec_pipeline *pl, const uint8_t *buf, size_t len,
+                               size_t cap, uint8_t **out, size_t *out_len)
 {
     struct codec_ct_view p;
     struct keys_key *fk = NULL;
@@ -753,7 +793,15 @@ int codec_pipeline_preview(const struct codec_pipeline *pl, const uint8_t *buf, 
         rc = nn_ae_decode(ae, lat, &im);
     if (rc != 0)
         goto out;
-    rc = write_png(im, out, out_len);
+    while ((rc = write_png(im, out, out_len)) == 0 && *out_len > cap) {
+        free(*out);
+        *out = NULL;
+        if (im->width == 1 && im->height == 1) {
+            rc = -EFBIG;
+            break;
+        }
+        halve(im);
+    }
 out:
     if (im) {
         OPENSSL_cleanse(im->pixels, (size_t)im->channels * im->height * im->width * (im->bits / 8));

@@ -93,6 +93,10 @@ int codec_pipeline_decode(const struct codec_pipeline *pl, const uint8_t *buf, s
  */
 int codec_pipeline_preview(const struct codec_pipeline *pl, const uint8_t *buf, size_t len,
                            uint8_t **out, size_t *out_len);
+/* The same, halved (2 x 2 box average) until the PNG is at most cap bytes: what fits in an
+ * xattr value (64 KiB). -EFBIG if even one pixel does not fit. */
+int codec_pipeline_preview_fit(const struct codec_pipeline *pl, const uint8_t *buf, size_t len,
+                               size_t cap, uint8_t **out, size_t *out_len);
 
 /*
  * The original file's size, without decoding: what stat should show for a stored image, so
@@ -104,5 +108,14 @@ int codec_pipeline_preview(const struct codec_pipeline *pl, const uint8_t *buf, 
  */
 int codec_pipeline_plain_size(const struct codec_pipeline *pl, const uint8_t *buf, size_t len,
                               uint64_t *size);
+
+/*
+ * What a stored file says of itself, from its head alone (codec_ct_open_head: the first
+ * CODEC_CT_HEAD bytes): plaintext size, coder and autoencoder ids, geometry; what stat and the
+ * filesystem's storage xattr need, at the cost of one small read. 0, -EINVAL (not a container),
+ * -EBADMSG (a CRC, or the meta does not open). Thread-safe.
+ */
+int codec_pipeline_head_info(const struct codec_pipeline *pl, const uint8_t *head, size_t len,
+                             struct codec_ct_info *info);
 
 #endif

@@ -153,6 +153,12 @@ void fs_op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t parent, const char *n
     struct fuse_entry_param e;
     struct fs_name nm;
     int rc = fs_seal_in(c, p, name, &nm);
+    /* A stored image becomes a block file first: containers have one link, so a conversion's
+     * rename never splits a file's links. */
+    pthread_rwlock_wrlock(&n->lock);
+    if (rc == 0 && n->type == S_IFREG && fs_image_is_stored(c, n))
+        rc = fs_image_to_blocks(c, n, 0);
+    pthread_rwlock_rdlock(&c->ns_lock);
     if (rc == 0 && (rc = fs_long_write(p->fd, &nm)) == 0) {
         /* The node's own inode: by descriptor (root may), else through /proc. */
         if (linkat(n->fd, "", p->fd, nm.leaf, AT_EMPTY_PATH) != 0) {
@@ -165,6 +171,8 @@ void fs_op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t parent, const char *n
         if (rc != 0 && rc != -EEXIST)
             fs_long_remove(p->fd, &nm);
     }
+    pthread_rwlock_unlock(&c->ns_lock);
+    pthread_rwlock_unlock(&n->lock);
     if (rc == 0)
         rc = fs_lookup_leaf(c, p, nm.leaf, &e);
     reply_entry(req, rc, &e);
@@ -175,11 +183,23 @@ void fs_op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
     struct fs_ctx *c = fs_req_ctx(req);
     struct fs_node *p = fs_node_of(c, parent);
     struct fs_name nm;
+    struct stat st;
     int rc = fs_seal_in(c, p, name, &nm);
+    pthread_rwlock_rdlock(&c->ns_lock);
+    if (rc == 0 && fstatat(p->fd, nm.leaf, &st, AT_SYMLINK_NOFOLLOW) != 0)
+        rc = -errno;
     if (rc == 0 && unlinkat(p->fd, nm.leaf, 0) != 0)
         rc = -errno;
     if (rc == 0)
         fs_long_remove(p->fd, &nm);
+    struct fs_node *gone =
+        rc == 0 && st.st_nlink == 1 ? fs_node_find(c, st.st_dev, st.st_ino) : NULL;
+    /* Its last name went: cached plaintext goes now, unless a handle still reads it. */
+    if (gone && gone->type == S_IFREG && gone->opens == 0)
+        fs_cache_drop(c, gone);
+    if (gone)
+        fs_node_forget(c, gone, 1);
+    pthread_rwlock_unlock(&c->ns_lock);
     fuse_reply_err(req, -rc);
 }
 
@@ -297,6 +317,19 @@ static int rename_names(struct fs_ctx *c, int afd, const struct fs_name *a, int 
     return rc;
 }
 
+/* The entry now at `nm` in folder node `dir`: its node, if the kernel knows it, learns the
+ * name. ns_lock held shared. */
+static void renamed(struct fs_ctx *c, struct fs_node *dir, const struct fs_name *nm)
+{
+    struct stat st;
+    struct fs_node *n;
+    if (fstatat(dir->fd, nm->leaf, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode) &&
+        (n = fs_node_find(c, st.st_dev, st.st_ino)) != NULL) {
+        fs_node_name(c, n, dir, nm->leaf);
+        fs_node_forget(c, n, 1);
+    }
+}
+
 void fs_op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_t newparent,
                   const char *newname, unsigned int flags)
 {
@@ -304,7 +337,14 @@ void fs_op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_
     struct fs_node *pa = fs_node_of(c, parent), *pb = fs_node_of(c, newparent);
     struct fs_name a, b;
     int rc = fs_seal_in(c, pa, name, &a);
-    if (rc == 0 && (rc = fs_seal_in(c, pb, newname, &b)) == 0)
-        rc = rename_names(c, pa->fd, &a, pb->fd, &b, flags);
+    pthread_rwlock_rdlock(&c->ns_lock);
+    if (rc == 0 && (rc = fs_seal_in(c, pb, newname, &b)) == 0 &&
+        (rc = rename_names(c, pa->fd, &a, pb->fd, &b, flags)) == 0) {
+        /* The files keep their nodes: they learn their new names (for a conversion). */
+        renamed(c, pb, &b);
+        if (flags & RENAME_EXCHANGE)
+            renamed(c, pa, &a);
+    }
+    pthread_rwlock_unlock(&c->ns_lock);
     fuse_reply_err(req, -rc);
 }

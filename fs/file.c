@@ -29,11 +29,20 @@ static int wants_write(int flags)
     return (flags & O_ACCMODE) != O_RDONLY;
 }
 
+/* The contents changed (or may have, after a failed write): a conversion running now is
+ * dropped, and the last close queues the file. Node lock held exclusively. */
+static void changed(struct fs_node *n)
+{
+    n->gen++;
+    n->dirty = 1;
+}
+
 /* Truncate under the node's write lock, through the open block file. */
 static int truncate_locked(struct fs_ctx *c, struct fs_node *n, uint64_t size)
 {
     uint64_t bad = UINT64_MAX;
-    int rc = n->writable ? codec_bf_truncate(n->bf, size, &bad) : -EBADF;
+    int rc = n->writable && n->bf ? codec_bf_truncate(n->bf, size, &bad) : -EBADF;
+    changed(n);
     return fs_err(c, rc, n->data_fd, bad, "truncate");
 }
 
@@ -44,8 +53,11 @@ int fs_truncate(struct fs_ctx *c, struct fs_node *n, off_t size)
     if (n->type != S_IFREG)
         return n->type == S_IFDIR ? -EISDIR : -EINVAL;
     pthread_rwlock_wrlock(&n->lock);
+    /* A stored image cut to nothing needs no decode: it becomes an empty block file. */
+    int rc = size == 0 && !n->image && fs_image_is_stored(c, n) ? fs_image_to_blocks(c, n, 1) : 0;
     /* Without an open handle, open the contents for this one call. */
-    int rc = fs_node_open_data(c, n, 1);
+    if (rc == 0)
+        rc = fs_node_open_data(c, n, 1);
     if (rc == 0) {
         rc = truncate_locked(c, n, (uint64_t)size);
         int dead = fs_node_close_data(c, n);
@@ -77,7 +89,7 @@ static void drop_handle(struct fs_ctx *c, struct fuse_file_info *fi)
     int dead = fs_node_close_data(c, n);
     pthread_rwlock_unlock(&n->lock);
     if (dead)
-        fs_node_free(n);
+        fs_node_free(c, n);
     free(h);
 }
 
@@ -86,7 +98,12 @@ void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     struct fs_ctx *c = fs_req_ctx(req);
     struct fs_node *n = fs_node_of(c, ino);
     pthread_rwlock_wrlock(&n->lock);
-    int rc = fs_node_open_data(c, n, wants_write(fi->flags) || (fi->flags & O_TRUNC));
+    int rc = 0;
+    /* O_TRUNC on a stored image: a fresh block file, without decoding the old contents. */
+    if ((fi->flags & O_TRUNC) && !n->image && fs_image_is_stored(c, n))
+        rc = fs_image_to_blocks(c, n, 1);
+    if (rc == 0)
+        rc = fs_node_open_data(c, n, wants_write(fi->flags) || (fi->flags & O_TRUNC));
     if (rc != 0) {
         pthread_rwlock_unlock(&n->lock);
         fuse_reply_err(req, -fs_err(c, rc, n->fd, UINT64_MAX, "open"));
@@ -99,7 +116,7 @@ void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     int dead = rc != 0 ? fs_node_close_data(c, n) : 0;
     pthread_rwlock_unlock(&n->lock);
     if (dead)
-        fs_node_free(n);
+        fs_node_free(c, n);
     if (rc != 0)
         fuse_reply_err(req, -rc);
     else if (fuse_reply_open(req, fi) == -ENOENT)
@@ -265,10 +282,13 @@ void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct f
         return;
     }
     pthread_rwlock_rdlock(&n->lock);
-    ssize_t got = codec_bf_read(n->bf, buf, size, (uint64_t)off, &bad);
+    ssize_t got = n->image ? fs_image_read(c, n, buf, size, off)
+                           : codec_bf_read(n->bf, buf, size, (uint64_t)off, &bad);
+    if (got < 0 && !n->image)
+        got = fs_err(c, (int)got, n->data_fd, bad, "read");
     pthread_rwlock_unlock(&n->lock);
     if (got < 0)
-        fuse_reply_err(req, -fs_err(c, (int)got, n->data_fd, bad, "read"));
+        fuse_reply_err(req, (int)-got);
     else
         fuse_reply_buf(req, buf, (size_t)got);
 }
@@ -286,8 +306,10 @@ void fs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, o
         return;
     }
     pthread_rwlock_wrlock(&n->lock);
-    ssize_t done =
-        h->writable && n->writable ? codec_bf_write(n->bf, buf, size, (uint64_t)off, &bad) : -EBADF;
+    ssize_t done = h->writable && n->writable && n->bf
+                       ? codec_bf_write(n->bf, buf, size, (uint64_t)off, &bad)
+                       : -EBADF;
+    changed(n);
     pthread_rwlock_unlock(&n->lock);
     if (done < 0)
         fuse_reply_err(req, -fs_err(c, (int)done, n->data_fd, bad, "write"));
@@ -328,11 +350,12 @@ void fs_op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off_t 
         return;
     }
     pthread_rwlock_wrlock(&n->lock);
-    int rc = n->writable && handle_of(fi)->writable ? codec_bf_size(n->bf, &size) : -EBADF;
+    int rc = n->writable && n->bf && handle_of(fi)->writable ? codec_bf_size(n->bf, &size) : -EBADF;
     if (rc == 0) {
         uint64_t end = (uint64_t)off + (uint64_t)len;
         if (!(mode & FALLOC_FL_KEEP_SIZE) && end > size) {
             rc = codec_bf_truncate(n->bf, end, &bad);
+            changed(n);
         } else if (mode & FALLOC_FL_KEEP_SIZE) {
             /* Reserve the sealed size of the range without changing the file. */
             if (fallocate(n->data_fd, FALLOC_FL_KEEP_SIZE, 0, (off_t)codec_bf_backing_size(end)) !=

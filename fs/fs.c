@@ -116,6 +116,12 @@ static void ctx_release(struct fs_ctx *c)
     keys_key_free(c->xname_key);
     keys_key_free(c->xval_key);
     fs_nodes_release(c);
+    fs_cache_release(c);
+    codec_pipeline_free(c->pl);
+    pthread_rwlock_destroy(&c->ns_lock);
+    pthread_mutex_destroy(&c->queue_lock);
+    pthread_cond_destroy(&c->queue_cond);
+    pthread_mutex_destroy(&c->cache_lock);
     if (c->root.fd >= 0)
         close(c->root.fd);
     OPENSSL_cleanse(c->root.dirid, sizeof(c->root.dirid));
@@ -248,6 +254,23 @@ static int root_id_check(struct fs_ctx *c, const struct keys_ring *ring, char *w
     return rc;
 }
 
+static int image_options(struct fs_ctx *c, const struct fs_config *cfg,
+                         const struct keys_ring *ring, char *why, size_t whylen)
+{
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    cpus = cpus < 1 ? 1 : cpus;
+    c->convert = !cfg->images_off;
+    c->coder = cfg->coder ? cfg->coder : FS_CODER_DEFAULT;
+    c->workers = cfg->workers ? cfg->workers : (unsigned)cpus;
+    c->decode_threads = cpus > 4 ? 4 : (unsigned)cpus;
+    c->cache_cap = (size_t)(cfg->cache_mb < 0 ? FS_CACHE_MB_DEFAULT : cfg->cache_mb) << 20;
+    /* Stored images are readable with images=off too. */
+    int rc = codec_pipeline_new(ring, &c->pl);
+    if (rc != 0)
+        snprintf(why, whylen, "cannot prepare the image pipeline: %s", strerror(-rc));
+    return rc;
+}
+
 static int ctx_init(struct fs_ctx *c, const struct fs_config *cfg, const struct keys_ring *ring,
                     char *why, size_t whylen)
 {
@@ -258,6 +281,13 @@ static int ctx_init(struct fs_ctx *c, const struct fs_config *cfg, const struct 
     c->root.data_fd = -1;
     pthread_mutex_init(&c->table_lock, NULL);
     pthread_rwlock_init(&c->root.lock, NULL);
+    pthread_mutex_init(&c->root.info_lock, NULL);
+    pthread_rwlock_init(&c->ns_lock, NULL);
+    pthread_mutex_init(&c->queue_lock, NULL);
+    pthread_cond_init(&c->queue_cond, NULL);
+    pthread_mutex_init(&c->cache_lock, NULL);
+    if ((rc = image_options(c, cfg, ring, why, whylen)) != 0)
+        return rc;
     c->use_syslog = cfg->use_syslog;
     c->as_root = geteuid() == 0;
     c->timeout = 1.0;
@@ -395,6 +425,10 @@ int fs_mount_new(const struct fs_config *cfg, const struct keys_ring *ring, stru
     }
     m->have_sig_thread = 1;
     m->have_sweep_thread = pthread_create(&m->sweep_thread, NULL, sweep_thread, &m->ctx) == 0;
+    if ((rc = fs_convert_start(&m->ctx)) != 0) {
+        snprintf(why, whylen, "cannot start the conversion workers: %s", strerror(-rc));
+        goto fail;
+    }
     m->max_threads = cfg->max_threads;
     free(opts);
     fuse_opt_free_args(&args);
@@ -438,10 +472,9 @@ void fs_mount_free(struct fs_mount *m)
         pthread_kill(m->sig_thread, SIGUSR2);
         pthread_join(m->sig_thread, NULL);
     }
-    if (m->have_sweep_thread) {
-        m->ctx.stopping = 1;
+    fs_convert_stop(&m->ctx); /* sets stopping: the sweep gives up too */
+    if (m->have_sweep_thread)
         pthread_join(m->sweep_thread, NULL);
-    }
     pthread_mutex_destroy(&m->sig_lock);
     ctx_release(&m->ctx);
     free(m->mountpoint);

@@ -10,6 +10,7 @@
 
 #include <stddef.h>
 
+#include "codec/pipeline.h"
 #include "keys/keys.h"
 
 /* Reserved names in the backing folder; none of them ever appears in the mount. */
@@ -25,15 +26,23 @@ struct fs_config {
     int debug;              /* FUSE debug output (-d) */
     int use_syslog;         /* log to syslog (daemonised) rather than stderr */
     unsigned max_threads;   /* FUSE worker threads, 0 for the default */
+    int images_off;         /* -o images=off: closed images stay block files */
+    int coder;              /* enum codec_pipeline_coder for conversions; 0: the default */
+    unsigned workers;       /* conversion threads; 0: one per core */
+    long cache_mb;          /* plaintext cache of stored images, MiB; < 0: the default */
 };
+
+/* Defaults of the image options. */
+#define FS_CODER_DEFAULT CODEC_PIPELINE_CODER_NEURAL
+#define FS_CACHE_MB_DEFAULT 256
 
 /* A live mount. Opaque. */
 struct fs_mount;
 
 /*
- * Prepare the filesystem over cfg->backing with keys derived from `ring` (borrowed for this
- * call only: the mount keeps its own derived subkeys, so the caller may close the ring once
- * this returns) and mount it at cfg->mountpoint. When this returns 0 the mount is live. A
+ * Prepare the filesystem over cfg->backing with keys derived from `ring` and mount it at
+ * cfg->mountpoint. The ring must outlive the mount (the image pipeline reads its models from
+ * it): close it after fs_mount_free. When this returns 0 the mount is live. A
  * backing folder whose root folder id is missing, damaged or not this keyring's is refused
  * with -EBADMSG and the reason in why.
  * Returns 0, -ENOENT/-ENOTDIR for a missing backing folder or mount point, -EBUSY when the

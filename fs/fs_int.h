@@ -10,10 +10,21 @@
  * folder is ever followed. Operations that need a path use /proc/self/fd/N, which names the
  * node's own inode, not a lookup through the backing folder.
  *
+ * Images: a regular file's backing entry is a block file or, once a closed image has been
+ * converted (convert.c), a container (codec/store/container.h). Conversion and its reverse
+ * (image.c, before a write) build the new form under a temporary name in the same folder and
+ * rename it over the old one: the node then swaps its descriptor (dup2, so the number held by
+ * any thread stays valid) and its table key to the new inode. Each node remembers the last name
+ * it was seen under (folder descriptor and leaf) for that rename, which is made only after
+ * checking, with the namespace lock held exclusively, that the name still is this inode.
+ *
  * Lock order (the one place it is written):
- *   fs_node.lock  ->  fs_ctx.table_lock
- * At most one node lock is held at a time; the table lock is taken alone or inside one node
- * lock, and never across I/O. fs_ctx.sweep_lock is a leaf.
+ *   fs_node.lock  ->  fs_ctx.ns_lock  ->  fs_ctx.table_lock
+ * At most one node lock is held at a time; the table lock is taken alone or inside the others,
+ * and never across I/O. Operations that remove, replace or add a name (unlink, rename, link)
+ * hold ns_lock shared; a conversion's final check and rename hold it exclusively (two system
+ * calls). fs_node.info_lock, fs_ctx.cache_lock, fs_ctx.queue_lock and fs_ctx.sweep_lock are
+ * leaves.
  */
 #ifndef IMGCRYPTFS_FS_INT_H
 #define IMGCRYPTFS_FS_INT_H
@@ -28,6 +39,7 @@
 #include <sys/types.h>
 #include <syslog.h>
 
+#include "codec/pipeline.h"
 #include "codec/store/blockfile.h"
 #include "fs/fs.h"
 #include "keys/keys.h"
@@ -45,13 +57,31 @@
 /* A sealed symlink target or xattr value: nonce || ciphertext || tag. */
 #define FS_SEAL_OVERHEAD (KEYS_NONCE_BYTES + KEYS_TAG_BYTES)
 
+/* A folder's descriptor, shared by the nodes of the files last seen in it; freed with the last
+ * reference. */
+struct fs_dref {
+    _Atomic unsigned refs;
+    int fd; /* O_PATH descriptor of the folder */
+};
+
+/* What a regular file's backing entry is (fs_node.store). */
+enum fs_store {
+    FS_STORE_UNKNOWN = 0,
+    FS_STORE_BLOCKS, /* a block file (or not readable as either) */
+    FS_STORE_IMAGE,  /* a container */
+};
+
+struct fs_plain; /* image.c: a decoded stored image in the plaintext cache */
+
 /* One backing entry known to the kernel. */
 struct fs_node {
     struct fs_node *next; /* hash chain; guarded by fs_ctx.table_lock */
-    dev_t dev;            /* backing identity, immutable */
+    dev_t dev;            /* backing identity; changed only by fs_node_swap, under table_lock */
     ino_t ino;
-    mode_t type;      /* S_IFMT of the backing entry, immutable */
-    int fd;           /* O_PATH | O_NOFOLLOW descriptor of the backing entry, immutable */
+    mode_t type; /* S_IFMT of the backing entry, immutable */
+    /* O_PATH | O_NOFOLLOW descriptor of the backing entry; the number is immutable, what it
+     * names changes only by fs_node_swap (node lock held exclusively) */
+    int fd;
     uint64_t nlookup; /* kernel lookup count; guarded by fs_ctx.table_lock */
     /* Guarded by lock (and opens also by table_lock: written holding both). Readers of the
      * contents share it; writes, truncates, opens and releases are exclusive. */
@@ -60,8 +90,32 @@ struct fs_node {
     int data_fd;         /* read or read-write descriptor while opens > 0, else -1 */
     int writable;        /* data_fd is read-write */
     struct codec_bf *bf; /* block file over data_fd while opens > 0 */
+    int image;           /* data_fd is a stored image (no bf); reads come from the cache */
     int have_id;         /* folders: id read from .imgcryptfs.dirid */
     uint8_t dirid[KEYS_ID_BYTES];
+
+    /* Regular files: the last name the file was seen under; guarded by table_lock. */
+    struct fs_dref *dir;
+    char *leaf;
+    struct fs_dref *self; /* folders: the reference their files share; guarded by table_lock */
+
+    /* Conversion state; guarded by lock. */
+    uint64_t gen; /* changes with every change of the contents */
+    int dirty;    /* changed since the last conversion was tried */
+    /* In the conversion queue or being converted: the node lives on (guarded by table_lock). */
+    int queued;
+    struct fs_node *qnext; /* guarded by fs_ctx.queue_lock */
+
+    /* What the backing entry is, valid while it is still the inode store_ino with the size and
+     * mtime seen then (a block file: while it is that inode); guarded by info_lock. */
+    pthread_mutex_t info_lock;
+    int store; /* enum fs_store */
+    ino_t store_ino;
+    off_t store_bsize;
+    struct timespec store_mtime;
+    struct codec_ct_info img; /* a container's head: plaintext size, model ids */
+
+    struct fs_plain *plain; /* decoded stored image; guarded by fs_ctx.cache_lock */
 };
 
 /* An open file handle (fuse_file_info.fh). */
@@ -84,6 +138,23 @@ struct fs_ctx {
     struct keys_key *xval_key;    /* AES-GCM: user xattr values */
     double timeout;               /* entry and attribute timeout, seconds */
     _Atomic int stopping;         /* the mount is going: the sweep gives up */
+
+    /* Images (convert.c, image.c). */
+    struct codec_pipeline *pl;  /* NULL: images=off and no stored image can be read */
+    int convert;                /* images=network: closed images are converted */
+    int coder;                  /* enum codec_pipeline_coder */
+    unsigned workers;           /* conversion threads */
+    unsigned decode_threads;    /* pixel decoder threads for a read */
+    pthread_rwlock_t ns_lock;   /* see the lock order above */
+    pthread_mutex_t queue_lock; /* the conversion queue */
+    pthread_cond_t queue_cond;
+    struct fs_node *queue_head, *queue_tail; /* guarded by queue_lock */
+    unsigned queue_len, converting;          /* guarded by queue_lock */
+    pthread_t *worker;
+    unsigned have_workers;
+    pthread_mutex_t cache_lock;           /* the plaintext cache (image.c) */
+    struct fs_plain *lru_head, *lru_tail; /* guarded by cache_lock; head: most recent */
+    size_t cache_bytes, cache_cap;        /* guarded by cache_lock; cap: -o cache_mb */
 
     pthread_mutex_t table_lock;
     struct fs_node *table[FS_NODE_BUCKETS]; /* guarded by table_lock */
@@ -150,8 +221,26 @@ void fs_node_adopt_data(struct fs_ctx *c, struct fs_node *n, int fd, struct code
 /* A handle went away (write lock held by the caller). Returns 1 when the node should be
  * freed by the caller after unlocking. */
 int fs_node_close_data(struct fs_ctx *c, struct fs_node *n);
-void fs_node_free(struct fs_node *n);
+void fs_node_free(struct fs_ctx *c, struct fs_node *n);
 void fs_nodes_release(struct fs_ctx *c);
+
+/* Remember that regular-file node n was seen as `leaf` in folder node dir (for conversion). */
+void fs_node_name(struct fs_ctx *c, struct fs_node *n, struct fs_node *dir, const char *leaf);
+/* The node of a backing (dev, ino) if the kernel knows it, with one lookup counted for the
+ * caller to give back (fs_node_forget), or NULL. */
+struct fs_node *fs_node_find(struct fs_ctx *c, dev_t dev, ino_t ino);
+/* A descriptor of the node's contents (through /proc: the node's own inode), or -errno. */
+int fs_node_reopen(const struct fs_node *n, int flags);
+/* Put the temporary file `tmp` (open as tmp_fd) of the node's last known folder in place of the
+ * node's backing entry: with ns_lock held exclusively, check that the node's name still is
+ * its inode with one link, rename, then make the node's descriptor and key the new inode.
+ * Node lock held exclusively by the caller. 0, -ESTALE (the name is another's now: nothing
+ * done), -EMLINK (more links) or -errno. On success *dir_fd is the folder opened for the
+ * caller to fsync and close (or -1). */
+int fs_node_swap(struct fs_ctx *c, struct fs_node *n, const char *tmp, int tmp_fd, int *dir_fd);
+/* Its last known folder (a reference, fs_dref_put) and leaf (a copy), or -ESTALE. */
+int fs_node_where(struct fs_ctx *c, struct fs_node *n, struct fs_dref **dir, char **leaf);
+void fs_dref_put(struct fs_dref *d);
 
 /* ops.c: shared by the operations */
 struct fs_ctx *fs_req_ctx(fuse_req_t req);
@@ -159,7 +248,7 @@ struct fs_ctx *fs_req_ctx(fuse_req_t req);
  * backing path of fd (and the block, unless UINT64_MAX) and becomes -EIO. */
 int fs_err(const struct fs_ctx *c, int rc, int fd, uint64_t block, const char *what);
 /* Attributes of a node as the mount shows them. */
-int fs_node_stat(struct fs_node *n, struct stat *st);
+int fs_node_stat(struct fs_ctx *c, struct fs_node *n, struct stat *st);
 /* Look up backing entry `leaf` in folder `parent` and fill an entry reply (one lookup
  * counted). Refuses, with a log line, a symlink whose target imgcryptfs did not seal. */
 int fs_lookup_leaf(struct fs_ctx *c, struct fs_node *parent, const char *leaf,
@@ -215,6 +304,55 @@ void fs_op_listxattr(fuse_req_t req, fuse_ino_t ino, size_t size);
 void fs_op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name);
 
 extern const struct fuse_lowlevel_ops fs_ll_ops;
+
+/* image.c: stored images in the mount. */
+/* Fill in what the mount shows of a backing regular file's size (st from fstat of n->fd). */
+void fs_image_fix_size(struct fs_ctx *c, struct fs_node *n, struct stat *st);
+/* The node's backing file is known to be a block file / a container with this head. */
+void fs_image_set_store(struct fs_node *n, int store, const struct stat *st,
+                        const struct codec_ct_info *img);
+/* Read from a stored image's plaintext (decoded once into the cache); node lock held shared,
+ * possibly dropped and retaken. Bytes read or -errno. */
+ssize_t fs_image_read(struct fs_ctx *c, struct fs_node *n, char *buf, size_t size, off_t off);
+/* Turn the stored image of node n back into a block file (empty when `empty`), node lock held
+ * exclusively; with handles open, the node then serves them from the block file. 0 or -errno. */
+int fs_image_to_blocks(struct fs_ctx *c, struct fs_node *n, int empty);
+/* Is the node's backing file a stored image (sniffed, then remembered)? */
+int fs_image_is_stored(struct fs_ctx *c, struct fs_node *n);
+/* A stored image opened afresh (st: its fstat): cached plaintext of another version goes. */
+void fs_cache_check(struct fs_ctx *c, struct fs_node *n, const struct stat *st);
+/* Drop the node's cached plaintext (wiped). */
+void fs_cache_drop(struct fs_ctx *c, struct fs_node *n);
+void fs_cache_release(struct fs_ctx *c);
+/* The read-only xattrs (user.imgcryptfs.*): 1 when `name` is one (reply sent), else 0. */
+int fs_image_getxattr(fuse_req_t req, struct fs_node *n, const char *name, size_t size);
+int fs_image_xattr_name(const char *name);
+
+/* convert.c: the conversion workers. */
+int fs_convert_start(struct fs_ctx *c);
+/* Cancel what is queued and wait for the running conversions (a cancelled file stays a block
+ * file). */
+void fs_convert_stop(struct fs_ctx *c);
+/* A handle of node n went away and it has none left: queue it if it was changed (node lock
+ * held exclusively). */
+void fs_convert_closed(struct fs_ctx *c, struct fs_node *n);
+/* Files queued or being converted. */
+unsigned fs_convert_backlog(struct fs_ctx *c);
+/* Copy owner, mode, times and xattrs of the open file `from` to the open file `to`. */
+int fs_copy_meta(int from, int to);
+/* Outcomes that are not failures: the file stays a block file without a log line. */
+#define FS_SKIP_NOT_IMAGE 1
+#define FS_SKIP_NOT_SMALLER 2
+/* The plaintext of the block file open as fd (*buf, *len; wipe and free), if its first bytes
+ * sniff as an image; FS_SKIP_NOT_IMAGE if they do not. */
+int fs_convert_read(struct fs_ctx *c, int fd, uint8_t **buf, size_t *len);
+/* Write the container ct under a fresh temporary name (tmp) in folder dfd with the owner,
+ * mode, times and xattrs of the open file fd, and fsync it; *tfd stays open for the caller,
+ * which removes tmp on failure. 0 or -errno. */
+int fs_convert_write(struct fs_ctx *c, int dfd, int fd, const uint8_t *ct, size_t ct_len,
+                     char tmp[FS_TMP_CAP], int *tfd);
+/* The reason a conversion failed, for a log line. */
+const char *fs_convert_reason(int rc);
 
 /* sweep.c: leftovers of an interrupted mount. */
 /* Remove temporary entries that no live operation of this mount made; returns the count. */

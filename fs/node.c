@@ -46,6 +46,7 @@ struct fs_node *fs_node_of(struct fs_ctx *c, fuse_ino_t ino)
 static void node_init(struct fs_node *n, int fd, const struct stat *st)
 {
     pthread_rwlock_init(&n->lock, NULL);
+    pthread_mutex_init(&n->info_lock, NULL);
     n->dev = st->st_dev;
     n->ino = st->st_ino;
     n->type = st->st_mode & S_IFMT;
@@ -70,6 +71,7 @@ int fs_node_get(struct fs_ctx *c, int fd, const struct stat *st, struct fs_node 
             close(fd);
             if (fresh) {
                 pthread_rwlock_destroy(&fresh->lock);
+                pthread_mutex_destroy(&fresh->info_lock);
                 free(fresh);
             }
             *out = n;
@@ -94,8 +96,21 @@ int fs_node_get(struct fs_ctx *c, int fd, const struct stat *st, struct fs_node 
     }
 }
 
-void fs_node_free(struct fs_node *n)
+void fs_dref_put(struct fs_dref *d)
 {
+    if (d && --d->refs == 0) {
+        close(d->fd);
+        free(d);
+    }
+}
+
+void fs_node_free(struct fs_ctx *c, struct fs_node *n)
+{
+    fs_cache_drop(c, n);
+    fs_dref_put(n->dir);
+    fs_dref_put(n->self);
+    free(n->leaf);
+    pthread_mutex_destroy(&n->info_lock);
     codec_bf_close(n->bf);
     if (n->data_fd >= 0)
         close(n->data_fd);
@@ -122,12 +137,124 @@ void fs_node_forget(struct fs_ctx *c, struct fs_node *n, uint64_t nlookup)
         return;
     pthread_mutex_lock(&c->table_lock);
     n->nlookup = n->nlookup > nlookup ? n->nlookup - nlookup : 0;
-    int dead = n->nlookup == 0 && n->opens == 0;
+    int dead = n->nlookup == 0 && n->opens == 0 && !n->queued;
     if (dead)
         unhook(c, n);
     pthread_mutex_unlock(&c->table_lock);
     if (dead)
-        fs_node_free(n);
+        fs_node_free(c, n);
+}
+
+struct fs_node *fs_node_find(struct fs_ctx *c, dev_t dev, ino_t ino)
+{
+    pthread_mutex_lock(&c->table_lock);
+    struct fs_node *n = c->table[bucket(dev, ino)];
+    while (n && (n->dev != dev || n->ino != ino))
+        n = n->next;
+    if (n)
+        n->nlookup++;
+    pthread_mutex_unlock(&c->table_lock);
+    return n;
+}
+
+void fs_node_name(struct fs_ctx *c, struct fs_node *n, struct fs_node *dir, const char *leaf)
+{
+    if (n->type != S_IFREG)
+        return;
+    char *copy = strdup(leaf);
+    struct fs_dref *fresh = NULL, *old = NULL;
+    if (!copy)
+        return; /* the name is only needed to convert: the file then stays a block file */
+    pthread_mutex_lock(&c->table_lock);
+    if (!dir->self) {
+        pthread_mutex_unlock(&c->table_lock);
+        fresh = calloc(1, sizeof(*fresh));
+        if (fresh && (fresh->fd = fcntl(dir->fd, F_DUPFD_CLOEXEC, 0)) < 0) {
+            free(fresh);
+            fresh = NULL;
+        }
+        pthread_mutex_lock(&c->table_lock);
+        if (fresh && !dir->self) {
+            fresh->refs = 1;
+            dir->self = fresh;
+            fresh = NULL;
+        }
+    }
+    if (dir->self) {
+        if (n->dir != dir->self) {
+            old = n->dir;
+            dir->self->refs++;
+            n->dir = dir->self;
+        }
+        free(n->leaf);
+        n->leaf = copy;
+        copy = NULL;
+    }
+    pthread_mutex_unlock(&c->table_lock);
+    fs_dref_put(old);
+    if (fresh) {
+        close(fresh->fd);
+        free(fresh);
+    }
+    free(copy);
+}
+
+int fs_node_where(struct fs_ctx *c, struct fs_node *n, struct fs_dref **dir, char **leaf)
+{
+    int rc = -ESTALE;
+    pthread_mutex_lock(&c->table_lock);
+    if (n->dir && n->leaf && (*leaf = strdup(n->leaf)) != NULL) {
+        n->dir->refs++;
+        *dir = n->dir;
+        rc = 0;
+    }
+    pthread_mutex_unlock(&c->table_lock);
+    return rc;
+}
+
+int fs_node_swap(struct fs_ctx *c, struct fs_node *n, const char *tmp, int tmp_fd, int *dir_fd)
+{
+    struct fs_dref *d = NULL;
+    char *leaf = NULL;
+    struct stat cur, fresh;
+    int rc = fs_node_where(c, n, &d, &leaf);
+    if (rc != 0)
+        return rc;
+    int path_fd = openat(d->fd, tmp, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+    if (path_fd < 0 || fstat(tmp_fd, &fresh) != 0) {
+        rc = -errno;
+        goto out;
+    }
+    pthread_rwlock_wrlock(&c->ns_lock);
+    if (fstatat(d->fd, leaf, &cur, AT_SYMLINK_NOFOLLOW) != 0)
+        rc = errno == ENOENT ? -ESTALE : -errno;
+    else if (cur.st_dev != n->dev || cur.st_ino != n->ino)
+        rc = -ESTALE;
+    else if (cur.st_nlink != 1)
+        rc = -EMLINK;
+    else if (renameat(d->fd, tmp, d->fd, leaf) != 0)
+        rc = -errno;
+    if (rc == 0) {
+        /* The node is now the new inode: the same descriptor number, another key. */
+        (void)dup2(path_fd, n->fd);
+        pthread_mutex_lock(&c->table_lock);
+        unhook(c, n);
+        n->dev = fresh.st_dev;
+        n->ino = fresh.st_ino;
+        size_t b = bucket(n->dev, n->ino);
+        n->next = c->table[b];
+        c->table[b] = n;
+        pthread_mutex_unlock(&c->table_lock);
+    }
+    pthread_rwlock_unlock(&c->ns_lock);
+    if (rc == 0) /* for the caller's fsync, which an O_PATH descriptor does not take */
+        *dir_fd = openat(d->fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+out:
+    if (path_fd >= 0)
+        close(path_fd);
+    fs_dref_put(d);
+    free(leaf);
+    return rc;
 }
 
 int fs_node_dirid(struct fs_ctx *c, struct fs_node *n, uint8_t id[KEYS_ID_BYTES])
@@ -151,8 +278,7 @@ int fs_node_dirid(struct fs_ctx *c, struct fs_node *n, uint8_t id[KEYS_ID_BYTES]
     return 0;
 }
 
-/* A descriptor of the node's contents, through /proc so it is the node's own inode. */
-static int reopen(const struct fs_node *n, int flags)
+int fs_node_reopen(const struct fs_node *n, int flags)
 {
     char p[32];
     fs_fd_path(n->fd, p);
@@ -160,22 +286,48 @@ static int reopen(const struct fs_node *n, int flags)
     return fd < 0 ? -errno : fd;
 }
 
+/* Is the file open as `fd` a stored image? What it is, is remembered for its inode. */
+static int sniff_image(struct fs_ctx *c, struct fs_node *n, int fd)
+{
+    uint8_t head[CODEC_CT_HEAD];
+    struct codec_ct_info info;
+    struct stat st;
+    ssize_t got = pread(fd, head, sizeof(head), 0);
+    if (got <= 0 || fstat(fd, &st) != 0)
+        return 0;
+    int image = c->pl && codec_ct_sniff(head, (size_t)got) &&
+                codec_pipeline_head_info(c->pl, head, (size_t)got, &info) == 0;
+    fs_image_set_store(n, image ? FS_STORE_IMAGE : FS_STORE_BLOCKS, &st, image ? &info : NULL);
+    if (image)
+        fs_cache_check(c, n, &st);
+    return image;
+}
+
+static void count_open(struct fs_ctx *c, struct fs_node *n)
+{
+    pthread_mutex_lock(&c->table_lock);
+    n->opens++;
+    pthread_mutex_unlock(&c->table_lock);
+}
+
 int fs_node_open_data(struct fs_ctx *c, struct fs_node *n, int writable)
 {
+    int rc;
     if (n->type != S_IFREG)
         return n->type == S_IFDIR ? -EISDIR : -EINVAL;
-    if (n->bf && (n->writable || !writable)) {
-        pthread_mutex_lock(&c->table_lock);
-        n->opens++;
-        pthread_mutex_unlock(&c->table_lock);
+    /* A writer of a stored image: it becomes a block file first, open handles included. */
+    if (n->image && writable && (rc = fs_image_to_blocks(c, n, 0)) != 0)
+        return rc;
+    if ((n->bf || n->image) && (n->writable || !writable)) {
+        count_open(c, n);
         return 0;
     }
     /* Read-write whenever allowed, so a later writer can share the descriptor. */
-    int fd = reopen(n, O_RDWR), got_rw = 1;
+    int fd = fs_node_reopen(n, O_RDWR), got_rw = 1;
     if (fd == -EACCES || fd == -EROFS || fd == -EPERM) {
         if (writable)
             return fd;
-        fd = reopen(n, O_RDONLY);
+        fd = fs_node_reopen(n, O_RDONLY);
         got_rw = 0;
     }
     if (fd < 0)
@@ -185,7 +337,19 @@ int fs_node_open_data(struct fs_ctx *c, struct fs_node *n, int writable)
         close(n->data_fd);
         codec_bf_set_fd(n->bf, fd);
     } else {
-        int rc = codec_bf_open(fd, c->content_key, 0, &n->bf);
+        if (sniff_image(c, n, fd)) {
+            if (!writable) {
+                n->image = 1;
+                n->data_fd = fd;
+                n->writable = 0;
+                count_open(c, n);
+                return 0;
+            }
+            close(fd);
+            if ((rc = fs_image_to_blocks(c, n, 0)) != 0 || (fd = fs_node_reopen(n, O_RDWR)) < 0)
+                return rc != 0 ? rc : fd;
+        }
+        rc = codec_bf_open(fd, c->content_key, 0, &n->bf);
         if (rc != 0) {
             close(fd);
             return rc;
@@ -193,9 +357,7 @@ int fs_node_open_data(struct fs_ctx *c, struct fs_node *n, int writable)
     }
     n->data_fd = fd;
     n->writable = got_rw;
-    pthread_mutex_lock(&c->table_lock);
-    n->opens++;
-    pthread_mutex_unlock(&c->table_lock);
+    count_open(c, n);
     return 0;
 }
 
@@ -203,17 +365,26 @@ int fs_node_close_data(struct fs_ctx *c, struct fs_node *n)
 {
     pthread_mutex_lock(&c->table_lock);
     int last = --n->opens == 0;
-    int dead = last && n->nlookup == 0 && n != &c->root;
+    int queue = last && n->dirty && c->convert && !n->queued;
+    if (queue)
+        n->queued = 1;
+    int dead = last && n->nlookup == 0 && n != &c->root && !n->queued;
     if (dead)
         unhook(c, n);
     pthread_mutex_unlock(&c->table_lock);
     if (last) {
+        struct stat st;
+        if (n->image && (!c->cache_cap || fstat(n->data_fd, &st) != 0 || st.st_nlink == 0))
+            fs_cache_drop(c, n); /* cache off, or the file is gone: nothing outlives it */
         codec_bf_close(n->bf);
         n->bf = NULL;
         close(n->data_fd);
         n->data_fd = -1;
         n->writable = 0;
+        n->image = 0;
     }
+    if (queue)
+        fs_convert_closed(c, n);
     return dead;
 }
 
@@ -223,7 +394,7 @@ void fs_nodes_release(struct fs_ctx *c)
         struct fs_node *n = c->table[b];
         while (n) {
             struct fs_node *next = n->next;
-            fs_node_free(n);
+            fs_node_free(c, n);
             n = next;
         }
         c->table[b] = NULL;
@@ -246,6 +417,9 @@ void fs_node_adopt_data(struct fs_ctx *c, struct fs_node *n, int fd, struct code
         n->data_fd = fd;
         n->writable = 1;
     }
+    struct stat st;
+    if (fstat(n->data_fd, &st) == 0) /* a new file: a block file */
+        fs_image_set_store(n, FS_STORE_BLOCKS, &st, NULL);
     pthread_mutex_lock(&c->table_lock);
     n->opens++;
     pthread_mutex_unlock(&c->table_lock);

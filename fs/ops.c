@@ -48,15 +48,15 @@ static off_t link_plain_size(off_t b64_len)
     return raw > FS_SEAL_OVERHEAD ? raw - FS_SEAL_OVERHEAD : 0;
 }
 
-static void fix_stat(struct stat *st)
+static void fix_stat(struct fs_ctx *c, struct fs_node *n, struct stat *st)
 {
     if (S_ISREG(st->st_mode))
-        st->st_size = (off_t)codec_bf_plain_size((uint64_t)st->st_size);
+        fs_image_fix_size(c, n, st);
     else if (S_ISLNK(st->st_mode))
         st->st_size = link_plain_size(st->st_size);
 }
 
-int fs_node_stat(struct fs_node *n, struct stat *st)
+int fs_node_stat(struct fs_ctx *c, struct fs_node *n, struct stat *st)
 {
     /* A file being written grows page by page inside one pwrite: its size is read between
      * writes, never halfway through one (that size would name no block boundary we wrote). */
@@ -68,7 +68,7 @@ int fs_node_stat(struct fs_node *n, struct stat *st)
     if (locked)
         pthread_rwlock_unlock(&n->lock);
     if (rc == 0)
-        fix_stat(st);
+        fix_stat(c, n, st);
     return rc;
 }
 
@@ -100,8 +100,22 @@ static int link_open(const struct fs_ctx *c, int fd, char **out, size_t *len)
     return 0;
 }
 
+static int lookup_locked(struct fs_ctx *c, struct fs_node *parent, const char *leaf,
+                         struct fuse_entry_param *e);
+
 int fs_lookup_leaf(struct fs_ctx *c, struct fs_node *parent, const char *leaf,
                    struct fuse_entry_param *e)
+{
+    /* Shared with other lookups; excludes a conversion's swap of a file's inode, so the node
+     * found is the one of the inode opened. */
+    pthread_rwlock_rdlock(&c->ns_lock);
+    int rc = lookup_locked(c, parent, leaf, e);
+    pthread_rwlock_unlock(&c->ns_lock);
+    return rc;
+}
+
+static int lookup_locked(struct fs_ctx *c, struct fs_node *parent, const char *leaf,
+                         struct fuse_entry_param *e)
 {
     struct stat st;
     int fd = openat(parent->fd, leaf, O_PATH | O_NOFOLLOW | O_CLOEXEC), rc;
@@ -138,8 +152,9 @@ int fs_lookup_leaf(struct fs_ctx *c, struct fs_node *parent, const char *leaf,
         return rc;
     memset(e, 0, sizeof(*e));
     /* A file open here: its size between writes (see fs_node_stat). */
-    if (!(n->type == S_IFREG && n->opens > 0 && fs_node_stat(n, &st) == 0))
-        fix_stat(&st);
+    if (!(n->type == S_IFREG && n->opens > 0 && fs_node_stat(c, n, &st) == 0))
+        fix_stat(c, n, &st);
+    fs_node_name(c, n, parent, leaf);
     e->ino = n == &c->root ? FUSE_ROOT_ID : (fuse_ino_t)(uintptr_t)n;
     e->attr = st;
     e->attr_timeout = c->timeout;
@@ -251,7 +266,7 @@ static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
     (void)fi;
     struct fs_ctx *c = fs_req_ctx(req);
     struct stat st;
-    int rc = fs_node_stat(fs_node_of(c, ino), &st);
+    int rc = fs_node_stat(c, fs_node_of(c, ino), &st);
     if (rc != 0)
         fuse_reply_err(req, -rc);
     else
@@ -312,7 +327,7 @@ static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int va
     (void)fi; /* one node per file: the handle adds nothing */
     int rc = set_attr(c, n, attr, valid);
     if (rc == 0)
-        rc = fs_node_stat(n, &st);
+        rc = fs_node_stat(c, n, &st);
     if (rc != 0)
         fuse_reply_err(req, -rc);
     else

@@ -51,7 +51,9 @@ void fs_op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char
 {
     struct fs_ctx *c = fs_req_ctx(req);
     char path[32], sname[XATTR_NAME_MAX + 1];
-    int rc = locate(c, fs_node_of(c, ino), name, path, sname, sizeof(sname));
+    int rc = fs_image_xattr_name(name)
+                 ? -EPERM
+                 : locate(c, fs_node_of(c, ino), name, path, sname, sizeof(sname));
     uint8_t *sealed = NULL;
     if (rc == -ENODATA)
         rc = -EOPNOTSUPP; /* other namespaces are not stored */
@@ -74,6 +76,8 @@ void fs_op_getxattr(fuse_req_t req, fuse_ino_t ino, const char *name, size_t siz
     struct fs_ctx *c = fs_req_ctx(req);
     struct fs_node *n = fs_node_of(c, ino);
     char path[32], sname[XATTR_NAME_MAX + 1];
+    if (fs_image_getxattr(req, n, name, size))
+        return; /* the filesystem's own, read-only */
     /* The kernel asks for security.capability before every write: answered without I/O. */
     int rc = locate(c, n, name, path, sname, sizeof(sname));
     if (rc != 0) {
@@ -181,6 +185,10 @@ void fs_op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
 {
     struct fs_ctx *c = fs_req_ctx(req);
     char path[32], sname[XATTR_NAME_MAX + 1];
+    if (fs_image_xattr_name(name)) {
+        fuse_reply_err(req, EPERM); /* the filesystem's own, read-only */
+        return;
+    }
     int rc = locate(c, fs_node_of(c, ino), name, path, sname, sizeof(sname));
     if (rc == -EOPNOTSUPP || rc == -EPERM)
         rc = -ENODATA;

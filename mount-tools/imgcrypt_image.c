@@ -91,6 +91,7 @@ static int parse_args(int argc, char **argv, const char *allowed, struct image_a
     memset(a, 0, sizeof(*a));
     a->src.kind = KEYS_SRC_TTY;
     a->threads = default_threads();
+    a->coder = CODEC_PIPELINE_CODER_NEURAL; /* the filesystem's default too */
     optind = 1;
     int li = 0; /* the option matched: names come from the table, not from c */
     while ((c = getopt_long(argc, argv, "", image_opts, &li)) != -1) {
@@ -132,13 +133,7 @@ static int parse_args(int argc, char **argv, const char *allowed, struct image_a
             a->force = 1;
             break;
         case O_CODER:
-            if (strcmp(optarg, "fixed") == 0) {
-                a->coder = CODEC_PIPELINE_CODER_FIXED;
-            } else if (strcmp(optarg, "neural") == 0) {
-                a->coder = CODEC_PIPELINE_CODER_NEURAL;
-            } else if (strcmp(optarg, "smallest") == 0) {
-                a->coder = CODEC_PIPELINE_CODER_SMALLEST;
-            } else {
+            if ((a->coder = tool_parse_coder(optarg)) < 0) {
                 tool_error("--coder takes fixed, neural or smallest");
                 return TOOL_EXIT_USAGE;
             }

@@ -24,6 +24,7 @@
 #include <dirent.h>
 
 #include "fs/fs.h"
+#include "nn/nn.h"
 #include "keys/keys.h"
 #include "mount-tools/tool.h"
 
@@ -33,14 +34,19 @@ static const char usage_text[] =
     "  -f            stay in the foreground, log to stderr\n"
     "  -d            FUSE debug output (implies -f)\n"
     "  -o OPTIONS    comma-separated: keyring=PATH, passfile=FILE, extpass=CMD, keyfile=FILE,\n"
-    "                threads=N, nonempty, and FUSE options (allow_other, default_permissions,\n"
-    "                ro, ...); fstab-only options (nofail, _netdev, x-systemd.*) are ignored\n"
+    "                threads=N, nonempty, images=network|off, coder=neural|fixed|smallest,\n"
+    "                workers=N, cache_mb=N, and FUSE options (allow_other,\n"
+    "                default_permissions, ro, ...); fstab-only options (nofail, _netdev,\n"
+    "                x-systemd.*) are ignored\n"
     "\n"
     "See imgcryptfs(8).\n";
 
 struct args {
     int foreground, debug, nonempty;
     unsigned threads;
+    int images_off, coder;
+    unsigned workers;
+    long cache_mb;
     const char *backing, *mountpoint, *keyring;
     struct keys_source src;
     int have_src;
@@ -72,6 +78,20 @@ static int add_fuse_opt(struct args *a, const char *o)
     return 0;
 }
 
+/* NAME=V with V a whole number in [lo, hi], else a message naming the option. */
+static int number_option(const char *o, long lo, long hi, long *v)
+{
+    const char *eq = strchr(o, '=');
+    char *end = NULL;
+    errno = 0;
+    *v = strtol(eq + 1, &end, 10);
+    if (!eq[1] || *end || errno || *v < lo || *v > hi) {
+        tool_error("%.*s takes %ld to %ld", (int)(eq - o + 1), o, lo, hi);
+        return -1;
+    }
+    return 0;
+}
+
 /* Split one -o argument; our options are consumed, FUSE ones collected. Modifies `s`. */
 static int parse_o(struct args *a, char *s)
 {
@@ -87,13 +107,29 @@ static int parse_o(struct args *a, char *s)
         } else if (strncmp(o, "keyring=", 8) == 0) {
             a->keyring = o + 8;
         } else if (strncmp(o, "threads=", 8) == 0) {
-            char *end = NULL;
-            long v = strtol(o + 8, &end, 10);
-            if (*end || v < 1 || v > 256) {
-                tool_error("threads= takes 1 to 256");
+            long v;
+            if (number_option(o, 1, 256, &v) != 0)
+                return TOOL_EXIT_USAGE;
+            a->threads = (unsigned)v;
+        } else if (strncmp(o, "workers=", 8) == 0) {
+            long v;
+            if (number_option(o, 1, 256, &v) != 0)
+                return TOOL_EXIT_USAGE;
+            a->workers = (unsigned)v;
+        } else if (strncmp(o, "cache_mb=", 9) == 0) {
+            if (number_option(o, 0, 1L << 20, &a->cache_mb) != 0)
+                return TOOL_EXIT_USAGE;
+        } else if (strncmp(o, "images=", 7) == 0) {
+            if (strcmp(o + 7, "network") != 0 && strcmp(o + 7, "off") != 0) {
+                tool_error("images= takes network or off");
                 return TOOL_EXIT_USAGE;
             }
-            a->threads = (unsigned)v;
+            a->images_off = strcmp(o + 7, "off") == 0;
+        } else if (strncmp(o, "coder=", 6) == 0) {
+            if ((a->coder = tool_parse_coder(o + 6)) < 0) {
+                tool_error("coder= takes neural, fixed or smallest");
+                return TOOL_EXIT_USAGE;
+            }
         } else if (strcmp(o, "nonempty") == 0) {
             a->nonempty = 1;
         } else if (ignored_option(o)) {
@@ -116,6 +152,7 @@ static int parse_args(int argc, char **argv, struct args *a)
     int npos = 0;
     memset(a, 0, sizeof(*a));
     a->src.kind = KEYS_SRC_TTY;
+    a->cache_mb = -1;
     for (int i = 1; i < argc; i++) {
         const char *s = argv[i];
         if (strcmp(s, "-h") == 0 || strcmp(s, "--help") == 0) {
@@ -319,12 +356,18 @@ static int run(int argc, char **argv, struct args *ap)
         .debug = a.debug,
         .use_syslog = !a.foreground,
         .max_threads = a.threads,
+        .images_off = a.images_off,
+        .coder = a.coder,
+        .workers = a.workers,
+        .cache_mb = a.cache_mb,
     };
     if (!a.foreground)
         openlog("imgcryptfs", LOG_PID, LOG_DAEMON);
+    /* Conversion workers code one image each: the matrix library gets one thread. */
+    nn_set_threads(1);
     int frc = fs_mount_new(&cfg, ring, &m, why, sizeof(why));
-    keys_ring_close(ring); /* the mount keeps only the derived subkeys */
     if (frc != 0) {
+        keys_ring_close(ring);
         tool_error("%s", why[0] ? why : strerror(-frc));
         rc = frc == -EBUSY || frc == -EINVAL || frc == -ENOTDIR ? TOOL_EXIT_MOUNT
                                                                 : tool_exit_code(frc);
@@ -342,6 +385,7 @@ static int run(int argc, char **argv, struct args *ap)
     report(&status_fd, TOOL_EXIT_OK);
     rc = fs_mount_run(m);
     fs_mount_free(m);
+    keys_ring_close(ring); /* the image pipeline read its models from it */
     if (!a.foreground)
         syslog(LOG_INFO, "unmounted %s", a.mountpoint);
     return rc == 0 ? TOOL_EXIT_OK : TOOL_EXIT_IO;

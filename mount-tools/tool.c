@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "codec/pipeline.h"
 #include "mount-tools/tool.h"
 
 static const char *prog = "imgcrypt";
@@ -219,4 +220,15 @@ void tool_put_plain(FILE *f, const char *s)
         else
             fputc(*p, f);
     }
+}
+
+int tool_parse_coder(const char *s)
+{
+    if (strcmp(s, "fixed") == 0)
+        return CODEC_PIPELINE_CODER_FIXED;
+    if (strcmp(s, "neural") == 0)
+        return CODEC_PIPELINE_CODER_NEURAL;
+    if (strcmp(s, "smallest") == 0)
+        return CODEC_PIPELINE_CODER_SMALLEST;
+    return -1;
 }

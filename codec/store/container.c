@@ -405,6 +405,62 @@ int codec_ct_open_info(const struct keys_key *container_key, const uint8_t *buf,
     return rc;
 }
 
+/* One chunk of the head at *pos: its type, length n and CRC checked; the data's offset. */
+static int head_chunk(const uint8_t *buf, size_t len, size_t *pos, const char *type, uint32_t *n)
+{
+    if (len < *pos || len - *pos < 12)
+        return -EINVAL;
+    uint32_t cl = codec_get_be32(buf + *pos);
+    if (cl > CODEC_CT_MAX_CHUNK || len - *pos - 12 < cl || memcmp(buf + *pos + 4, type, 4) != 0)
+        return -EINVAL;
+    const uint8_t *t = buf + *pos + 4, *data = buf + *pos + 8;
+    if (codec_crc32(codec_crc32(0, t, 4), data, cl) != codec_get_be32(data + cl))
+        return -EBADMSG;
+    *n = cl;
+    *pos += 8;
+    return 0;
+}
+
+int codec_ct_open_head(const struct keys_key *container_key, const uint8_t *buf, size_t len,
+                       struct codec_ct_info *info)
+{
+    struct codec_ct_view v;
+    struct keys_key *fk = NULL;
+    size_t pos = 8;
+    uint32_t n;
+    int rc;
+    if (!container_key || !info || !buf || len < 8 || memcmp(buf, png_sig, 8) != 0)
+        return -EINVAL;
+    memset(&v, 0, sizeof(v));
+    if ((rc = head_chunk(buf, len, &pos, "IHDR", &n)) != 0)
+        return rc;
+    if (n != 13)
+        return -EINVAL;
+    pos += n + 4;
+    if ((rc = head_chunk(buf, len, &pos, CODEC_CT_CHUNK_HEADER, &n)) != 0)
+        return rc;
+    if (n != CODEC_CT_HEADER && n != CODEC_CT_HEADER2)
+        return -EINVAL;
+    v.hdr = buf + pos;
+    v.hdr_len = n;
+    pos += n + 4;
+    if ((rc = check_header(v.hdr, v.hdr_len, &v.info)) != 0)
+        return rc;
+    if (v.info.sealed) {
+        if ((rc = head_chunk(buf, len, &pos, CODEC_CT_CHUNK_META, &n)) != 0)
+            return rc;
+        if (n != CODEC_CT_META + KEYS_TAG_BYTES)
+            return -EINVAL;
+        v.mt = buf + pos;
+        if ((rc = codec_ct_file_key(container_key, &v, &fk)) == 0)
+            rc = codec_ct_open_meta(fk, &v);
+        keys_key_free(fk);
+    }
+    if (rc == 0)
+        *info = v.info;
+    return rc;
+}
+
 /* Inflate the IDAT chunks into the sealed pixel stream (*out, pixels_bytes), checking the
  * filter bytes and the padding. */
 static int read_pixels(const uint8_t *buf, const struct codec_ct_view *p, uint8_t **out)

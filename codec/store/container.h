@@ -238,6 +238,16 @@ int codec_ct_info(const uint8_t *buf, size_t len, struct codec_ct_info *info);
 int codec_ct_open_info(const struct keys_key *container_key, const uint8_t *buf, size_t len,
                        struct codec_ct_info *info);
 
+/* The head of a container: the first CODEC_CT_HEAD bytes of the file (or all of a shorter
+ * one) hold the IHDR, header and meta chunks, which is all codec_ct_open_head reads. */
+#define CODEC_CT_HEAD 256
+/* As codec_ct_open_info from the head alone (buf[0..len), len <= the file's length): those
+ * chunks' CRCs and the header are checked and the version 2 meta opened (authenticated); the rest
+ * of the file is not looked at, so the caller learns what the file says it is (plaintext size,
+ * model ids) at the cost of one small read; a decode checks everything. 0, -EINVAL, -EBADMSG. */
+int codec_ct_open_head(const struct keys_key *container_key, const uint8_t *buf, size_t len,
+                       struct codec_ct_info *info);
+
 /* The bucket of a sealed length n (container.h, "Padding"): n rounded up to a multiple of
  * max(CODEC_CT_PAD_MIN, the next power of two >= n, / 16); limit when that, or n, is past it. */
 uint64_t codec_ct_bucket(uint64_t n, uint64_t limit);

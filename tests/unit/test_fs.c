@@ -39,6 +39,8 @@ static void setup(void)
     strcpy(c.tag, "AAAAAAAAAAA");
     pthread_mutex_init(&c.table_lock, NULL);
     pthread_rwlock_init(&c.root.lock, NULL);
+    pthread_mutex_init(&c.cache_lock, NULL);
+    pthread_rwlock_init(&c.ns_lock, NULL);
     memset(raw, 7, sizeof(raw));
     ck_assert_int_eq(keys_key_from_bytes(raw, KEYS_KEY_SIV, &c.name_key), 0);
     ck_assert_int_eq(keys_key_from_bytes(raw, KEYS_KEY_GCM, &c.content_key), 0);
@@ -216,7 +218,7 @@ START_TEST(test_node_table)
     /* Forgotten while open: it lives until the last close, which reports it dead. */
     fs_node_forget(&c, a, 3);
     ck_assert_int_eq(fs_node_close_data(&c, a), 1);
-    fs_node_free(a);
+    fs_node_free(&c, a);
     for (size_t i = 0; i < FS_NODE_BUCKETS; i++)
         ck_assert_ptr_null(c.table[i]);
     /* The root folder is the context's own node, whoever looks it up. */
