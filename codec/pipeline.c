@@ -768,6 +768,7 @@ int codec_pipeline_preview_fit(const struct codec_pipeline *pl, const uint8_t *b
     struct nn_ae_latent *lat = NULL;
     struct nn_ae_image *im = NULL;
     const struct nn_ae *ae = NULL;
+    size_t im_bytes = 0;
     int rc;
     if (!pl || !out || !out_len)
         return -EINVAL;
@@ -793,6 +794,7 @@ int codec_pipeline_preview_fit(const struct codec_pipeline *pl, const uint8_t *b
         rc = nn_ae_decode(ae, lat, &im);
     if (rc != 0)
         goto out;
+    im_bytes = (size_t)im->channels * im->height * im->width * (im->bits / 8);
     while ((rc = write_png(im, out, out_len)) == 0 && *out_len > cap) {
         free(*out);
         *out = NULL;
@@ -804,7 +806,7 @@ int codec_pipeline_preview_fit(const struct codec_pipeline *pl, const uint8_t *b
     }
 out:
     if (im) {
-        OPENSSL_cleanse(im->pixels, (size_t)im->channels * im->height * im->width * (im->bits / 8));
+        OPENSSL_cleanse(im->pixels, im_bytes); /* all of it: halving keeps the first part */
         nn_ae_image_free(im);
     }
     if (lat) {

@@ -337,9 +337,10 @@ void fs_op_rename(fuse_req_t req, fuse_ino_t parent, const char *name, fuse_ino_
     struct fs_node *pa = fs_node_of(c, parent), *pb = fs_node_of(c, newparent);
     struct fs_name a, b;
     int rc = fs_seal_in(c, pa, name, &a);
+    if (rc == 0)
+        rc = fs_seal_in(c, pb, newname, &b);
     pthread_rwlock_rdlock(&c->ns_lock);
-    if (rc == 0 && (rc = fs_seal_in(c, pb, newname, &b)) == 0 &&
-        (rc = rename_names(c, pa->fd, &a, pb->fd, &b, flags)) == 0) {
+    if (rc == 0 && (rc = rename_names(c, pa->fd, &a, pb->fd, &b, flags)) == 0) {
         /* The files keep their nodes: they learn their new names (for a conversion). */
         renamed(c, pb, &b);
         if (flags & RENAME_EXCHANGE)

@@ -27,7 +27,7 @@ struct fs_mount {
     char *mountpoint;
     int mounted;
     unsigned max_threads;
-    sigset_t sigs; /* SIGTERM, SIGINT, SIGHUP, and SIGUSR2 to stop the thread */
+    sigset_t sigs; /* SIGTERM, SIGINT, SIGHUP */
     pthread_t sig_thread;
     int have_sig_thread;
     pthread_t sweep_thread;
@@ -38,10 +38,45 @@ struct fs_mount {
     int closing;              /* fs_mount_free has begun; guarded by sig_lock */
 };
 
+/* The shutdown signals arrive through this pipe: a handler writes the signal's number (a
+ * thread started by a library before main, such as OpenBLAS's pool, may take the signal with
+ * it unblocked: the handler then runs there, harmlessly), fs_mount_free writes 0 to stop the
+ * thread. One mount per process. */
+static int sig_pipe[2] = {-1, -1};
+
+static void on_signal(int sig)
+{
+    int saved = errno;
+    unsigned char b = (unsigned char)sig;
+    if (write(sig_pipe[1], &b, 1) != 1) { /* the pipe is full: a signal is pending anyway */
+    }
+    errno = saved;
+}
+
+/* Block the shutdown signals in this thread (and so in every thread it starts) and route them
+ * to the pipe. */
+static int route_signals(struct fs_mount *m)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_signal;
+    sa.sa_flags = SA_RESTART;
+    sigemptyset(&m->sigs);
+    sigaddset(&m->sigs, SIGTERM);
+    sigaddset(&m->sigs, SIGINT);
+    sigaddset(&m->sigs, SIGHUP);
+    if (pipe2(sig_pipe, O_CLOEXEC) != 0)
+        return -errno;
+    if (sigaction(SIGTERM, &sa, NULL) != 0 || sigaction(SIGINT, &sa, NULL) != 0 ||
+        sigaction(SIGHUP, &sa, NULL) != 0)
+        return -errno;
+    return -pthread_sigmask(SIG_BLOCK, &m->sigs, NULL);
+}
+
 /*
- * Shutdown on SIGTERM, SIGINT or SIGHUP. The signals are blocked in every thread and taken here
- * with sigwait, so the work is done while the FUSE workers still serve: first syncfs on the
- * mount, which makes the kernel write back what it still caches (pages of files mapped
+ * Shutdown on SIGTERM, SIGINT or SIGHUP. The signals are blocked in every thread but this one,
+ * and come through the pipe, so the work is done while the FUSE workers still serve: first syncfs
+ * on the mount, which makes the kernel write back what it still caches (pages of files mapped
  * shared) and wait until they were served, then the end of the loop, after which
  * fs_mount_free unmounts. Writes are not cached in the kernel otherwise (no writeback
  * caching): each write() was answered only once it was in the backing file.
@@ -49,8 +84,13 @@ struct fs_mount {
 static void *signal_thread(void *arg)
 {
     struct fs_mount *m = arg;
-    int sig = 0;
-    if (sigwait(&m->sigs, &sig) != 0 || sig == SIGUSR2)
+    unsigned char b = 0;
+    ssize_t got;
+    (void)pthread_sigmask(SIG_UNBLOCK, &m->sigs, NULL);
+    while ((got = read(sig_pipe[0], &b, 1)) < 0 && errno == EINTR)
+        ;
+    int sig = b;
+    if (got != 1 || sig == 0)
         return NULL;
     pthread_mutex_lock(&m->sig_lock);
     int closing = m->closing;
@@ -413,12 +453,7 @@ int fs_mount_new(const struct fs_config *cfg, const struct keys_ring *ring, stru
     }
     (void)signal(SIGPIPE, SIG_IGN);
     /* Block the shutdown signals in this thread, and so in every worker it starts later. */
-    sigemptyset(&m->sigs);
-    sigaddset(&m->sigs, SIGTERM);
-    sigaddset(&m->sigs, SIGINT);
-    sigaddset(&m->sigs, SIGHUP);
-    sigaddset(&m->sigs, SIGUSR2);
-    if ((rc = -pthread_sigmask(SIG_BLOCK, &m->sigs, NULL)) != 0 ||
+    if ((rc = route_signals(m)) != 0 ||
         (rc = -pthread_create(&m->sig_thread, NULL, signal_thread, m)) != 0) {
         snprintf(why, whylen, "cannot start the signal thread: %s", strerror(-rc));
         goto fail;
@@ -469,12 +504,22 @@ void fs_mount_free(struct fs_mount *m)
     }
     if (m->have_sig_thread) {
         /* Stop the signal thread if no signal came; if one came, it ends on its own. */
-        pthread_kill(m->sig_thread, SIGUSR2);
+        unsigned char stop = 0;
+        if (write(sig_pipe[1], &stop, 1) != 1) { /* full: a signal is pending, which ends it */
+        }
         pthread_join(m->sig_thread, NULL);
     }
     fs_convert_stop(&m->ctx); /* sets stopping: the sweep gives up too */
     if (m->have_sweep_thread)
         pthread_join(m->sweep_thread, NULL);
+    if (sig_pipe[0] >= 0) {
+        signal(SIGTERM, SIG_DFL);
+        signal(SIGINT, SIG_DFL);
+        signal(SIGHUP, SIG_DFL);
+        close(sig_pipe[0]);
+        close(sig_pipe[1]);
+        sig_pipe[0] = sig_pipe[1] = -1;
+    }
     pthread_mutex_destroy(&m->sig_lock);
     ctx_release(&m->ctx);
     free(m->mountpoint);

@@ -100,33 +100,21 @@ static int link_open(const struct fs_ctx *c, int fd, char **out, size_t *len)
     return 0;
 }
 
-static int lookup_locked(struct fs_ctx *c, struct fs_node *parent, const char *leaf,
-                         struct fuse_entry_param *e);
-
-int fs_lookup_leaf(struct fs_ctx *c, struct fs_node *parent, const char *leaf,
-                   struct fuse_entry_param *e)
+/* The node of backing entry `leaf` in `parent` (one lookup counted) and its fstat; ns_lock
+ * held shared, so that a conversion's swap of the file's inode cannot come between the open and
+ * the node found for it. */
+static int lookup_node(struct fs_ctx *c, struct fs_node *parent, const char *leaf, struct stat *st,
+                       struct fs_node **out)
 {
-    /* Shared with other lookups; excludes a conversion's swap of a file's inode, so the node
-     * found is the one of the inode opened. */
-    pthread_rwlock_rdlock(&c->ns_lock);
-    int rc = lookup_locked(c, parent, leaf, e);
-    pthread_rwlock_unlock(&c->ns_lock);
-    return rc;
-}
-
-static int lookup_locked(struct fs_ctx *c, struct fs_node *parent, const char *leaf,
-                         struct fuse_entry_param *e)
-{
-    struct stat st;
     int fd = openat(parent->fd, leaf, O_PATH | O_NOFOLLOW | O_CLOEXEC), rc;
     if (fd < 0)
         return -errno;
-    if (fstatat(fd, "", &st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) {
+    if (fstatat(fd, "", st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0) {
         rc = -errno;
         close(fd);
         return rc;
     }
-    if (S_ISLNK(st.st_mode)) {
+    if (S_ISLNK(st->st_mode)) {
         /* A symlink planted in the backing folder (its target not sealed by us) is refused
          * here, so nothing the mount does can reach through it. */
         char *plain = NULL;
@@ -147,14 +135,26 @@ static int lookup_locked(struct fs_ctx *c, struct fs_node *parent, const char *l
             return -EIO;
         }
     }
+    if ((rc = fs_node_get(c, fd, st, out)) != 0)
+        return rc;
+    fs_node_name(c, *out, parent, leaf);
+    return 0;
+}
+
+int fs_lookup_leaf(struct fs_ctx *c, struct fs_node *parent, const char *leaf,
+                   struct fuse_entry_param *e)
+{
+    struct stat st;
     struct fs_node *n = NULL;
-    if ((rc = fs_node_get(c, fd, &st, &n)) != 0)
+    pthread_rwlock_rdlock(&c->ns_lock);
+    int rc = lookup_node(c, parent, leaf, &st, &n);
+    pthread_rwlock_unlock(&c->ns_lock);
+    if (rc != 0)
         return rc;
     memset(e, 0, sizeof(*e));
     /* A file open here: its size between writes (see fs_node_stat). */
     if (!(n->type == S_IFREG && n->opens > 0 && fs_node_stat(c, n, &st) == 0))
         fix_stat(c, n, &st);
-    fs_node_name(c, n, parent, leaf);
     e->ino = n == &c->root ? FUSE_ROOT_ID : (fuse_ino_t)(uintptr_t)n;
     e->attr = st;
     e->attr_timeout = c->timeout;

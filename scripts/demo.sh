@@ -61,15 +61,44 @@ for f in "${files[@]}"; do
     cp "$data/$f" mnt/
 done
 run ls -l mnt
+echo "Each image is converted after its last close; waiting for the backlog to empty:"
+for _ in $(seq 600); do
+    [[ $(getfattr -n user.imgcryptfs.backlog --only-values mnt 2>/dev/null) == 0 ]] && break
+    sleep 0.1
+done
+for f in "${files[@]}"; do
+    printf '%-28s %s\n' "$f" "$(getfattr -n user.imgcryptfs.storage --only-values "mnt/$f")"
+done
+printf '(image: stored as a container, pixels coded by the keyed coder; blocks: not smaller as an\n'
+printf 'image, kept as a sealed block file)\n'
+images=0
+for f in "${files[@]}"; do
+    [[ $(getfattr -n user.imgcryptfs.storage --only-values "mnt/$f") == image* ]] &&
+        images=$((images + 1))
+done
+((images >= 4)) || die "only $images of ${#files[@]} images were stored as containers"
 
 step "3. The backing folder: all that a backup or a thief gets"
 sync
 run ls -la backing
-stored=$(find backing -maxdepth 1 -type f ! -name imgcryptfs.keyring ! -name '.imgcryptfs.*' |
-         sort | head -n 1)
-[[ -n $stored ]] || die "no stored file in backing/"
-printf '$ head -c 64 %s | xxd\n' "$stored"
-head -c 64 "$stored" | xxd
+echo "Stored images are PNG pictures of noise (the sealed pixel stream); the rest is sealed blocks:"
+noise=
+for stored in $(find backing -maxdepth 1 -type f ! -name imgcryptfs.keyring ! -name '.imgcryptfs.*' |
+                sort); do
+    printf '%s: %s\n' "${stored#backing/}" "$(file -b "$stored" | cut -c1-60)"
+    [[ -z $noise ]] && head -c 8 "$stored" | grep -q PNG && noise=$stored
+done
+[[ -n $noise ]] || die "no stored image in backing/"
+printf '$ head -c 64 %s | xxd\n' "$noise"
+head -c 64 "$noise" | xxd
+if command -v convert >/dev/null 2>&1; then
+    convert "$noise" -resize 64x64! -colorspace gray -compress none pgm:- 2>/dev/null |
+        awk 'NR > 3 { for (i = 1; i <= NF; i++) s[n++] = $i }
+             END { for (i = 0; i < 16 * 64; i += 64) { l = "";
+                   for (j = 0; j < 64; j += 2) { v = s[4 * i + j];
+                   l = l substr(" .:-=+*#%@", int(v / 25.6) + 1, 1) } print "   " l } }'
+    echo "(one stored image, as any viewer shows it: noise)"
+fi
 
 step "4. Looking for the patient's name"
 printf '$ grep -c -a -F %s tests/data/MR_small.dcm\n' "'$needle'"

@@ -92,9 +92,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         fix_crcs(copy, size);
     uint64_t plain = 0;
     int ri = codec_pipeline_plain_size(fuzz_ct(), copy, size, &plain);
+    struct codec_ct_info head;
+    int rh = codec_pipeline_head_info(fuzz_ct(), copy, size < CODEC_CT_HEAD ? size : CODEC_CT_HEAD,
+                                      &head);
     int rc = codec_pipeline_decode(fuzz_ct(), copy, size, 1 + (unsigned)(size & 1), &out, &out_len);
     if (rc == 0) {
-        if (ri != 0 || out_len != plain)
+        if (ri != 0 || out_len != plain || rh != 0 || head.plain_size != plain)
             abort();
         free(out);
     } else if (rc != -EINVAL && rc != -EBADMSG && rc != -ENOENT) {

@@ -117,7 +117,8 @@ a8=mri-t1-axial-8bit.png
 [[ $(stat -c %s $a8.neural.enc) -lt $(stat -c %s $a8.fixed.enc) ]] ||
     fail "the neural predictor does not make the axial slice smaller"
 "$IMGCRYPT" encrypt --keyfile key store "$DATA/$a8" default.enc 2>/dev/null
-"$IMGCRYPT" inspect --keyfile key store default.enc | grep -q "pixels by coder model" ||
+"$IMGCRYPT" inspect --keyring store/imgcryptfs.keyring --keyfile key default.enc |
+    grep -q "pixels by coder model" ||
     fail "the default is not --coder neural"
 expect 2 "$IMGCRYPT" encrypt --keyfile key --coder best store "$DATA/$a8" bad.enc
 error_says

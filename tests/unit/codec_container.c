@@ -244,6 +244,22 @@ static void check_preview(const struct ctx *x, const uint8_t *c, size_t n)
     ck_assert_ptr_nonnull(px);
     ck_assert(png_image_finish_read(&im, NULL, px, 0, NULL));
     free(px);
+    /* Fitted into a small cap (an xattr's 64 KiB, here less): halved until it fits. */
+    uint8_t *small = NULL;
+    size_t sl = 0, cap = pl / 3;
+    ck_assert_int_eq(codec_pipeline_preview_fit(x->ct, c, n, cap, &small, &sl), 0);
+    ck_assert_uint_le(sl, cap);
+    memset(&im, 0, sizeof(im));
+    im.version = PNG_IMAGE_VERSION;
+    ck_assert_msg(png_image_begin_read_from_memory(&im, small, sl), "libpng: %s", im.message);
+    ck_assert_uint_lt(im.width, info.width);
+    uint32_t w = info.width;
+    while (w > im.width)
+        w = w / 2 ? w / 2 : 1;
+    ck_assert_uint_eq(w, im.width); /* a halving of the image's width */
+    png_image_free(&im);
+    free(small);
+    ck_assert_int_eq(codec_pipeline_preview_fit(x->ct, c, n, 8, &small, &sl), -EFBIG);
     free(pv);
 }
 
@@ -862,8 +878,16 @@ START_TEST(test_public_header)
     uint64_t size = 0;
     ck_assert_int_eq(codec_pipeline_plain_size(c.ct, ct, cl, &size), 0);
     ck_assert_uint_eq(size, n);
+    /* the head alone (what stat reads) gives the same, authenticated; a shorter head, not */
+    struct codec_ct_info head;
+    ck_assert_int_eq(codec_pipeline_head_info(c.ct, ct, CODEC_CT_HEAD, &head), 0);
+    ck_assert_uint_eq(head.plain_size, n);
+    ck_assert_mem_eq(head.ae_id, all.ae_id, KEYS_ID_BYTES);
+    ck_assert_mem_eq(head.coder_id, all.coder_id, KEYS_ID_BYTES);
+    ck_assert_int_eq(codec_pipeline_head_info(c.ct, ct, hd.at + hd.len + 20, &head), -EINVAL);
     struct ctx other;
     ctx_new(&other);
+    ck_assert_int_eq(codec_pipeline_head_info(other.ct, ct, CODEC_CT_HEAD, &head), -EBADMSG);
     ck_assert_int_eq(codec_pipeline_plain_size(other.ct, ct, cl, &size), -EBADMSG);
     ck_assert_int_eq(codec_ct_open_info(other.key, ct, cl, &all), -EBADMSG);
     ctx_free(&other);
@@ -899,6 +923,7 @@ START_TEST(test_meta_tamper)
         ck_assert_int_eq(codec_pipeline_preview(c.ct, ct, cl, &out, &ol), -EBADMSG);
         ck_assert_int_eq(codec_pipeline_plain_size(c.ct, ct, cl, &size), -EBADMSG);
         ck_assert_int_eq(codec_ct_open_info(c.key, ct, cl, &info), -EBADMSG);
+        ck_assert_int_eq(codec_pipeline_head_info(c.ct, ct, cl, &info), -EBADMSG);
         ck_assert_ptr_null(out);
         data[i] = keep;
     }
