@@ -142,8 +142,12 @@ static int commit(struct fs_ctx *c, struct fs_node *n, uint64_t gen, const char 
         fs_image_set_store(n, FS_STORE_IMAGE, &st, &info);
     pthread_rwlock_unlock(&n->lock);
     if (dir_fd >= 0) {
-        if (fsync(dir_fd) != 0)
-            rc = -errno; /* the rename may not survive a crash; the block file is gone */
+        if (fsync(dir_fd) != 0) { /* converted; after a crash either form may be found */
+            char where[PATH_MAX];
+            fs_where(dir_fd, where, sizeof(where));
+            fs_log(c, LOG_WARNING, "%s: fsync of the folder after a conversion failed: %s", where,
+                   strerror(errno));
+        }
         close(dir_fd);
     }
     return rc;

@@ -161,6 +161,11 @@ void fs_node_name(struct fs_ctx *c, struct fs_node *n, struct fs_node *dir, cons
 {
     if (n->type != S_IFREG)
         return;
+    pthread_mutex_lock(&c->table_lock);
+    int same = n->dir && n->dir == dir->self && strcmp(n->leaf, leaf) == 0;
+    pthread_mutex_unlock(&c->table_lock);
+    if (same) /* the usual case: looked up again under the name it had */
+        return;
     char *copy = strdup(leaf);
     struct fs_dref *fresh = NULL, *old = NULL;
     if (!copy)
