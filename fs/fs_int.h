@@ -86,7 +86,7 @@ struct fs_node {
     /* Guarded by lock (and opens also by table_lock: written holding both). Readers of the
      * contents share it; writes, truncates, opens and releases are exclusive. */
     pthread_rwlock_t lock;
-    unsigned opens;      /* open file handles (read without a lock only as a hint) */
+    _Atomic unsigned opens; /* open file handles (read without a lock only as a hint) */
     int data_fd;         /* read or read-write descriptor while opens > 0, else -1 */
     int writable;        /* data_fd is read-write */
     struct codec_bf *bf; /* block file over data_fd while opens > 0 */
