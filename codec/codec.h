@@ -162,6 +162,15 @@ struct codec_image {
 enum codec_format codec_sniff(const uint8_t *buf, size_t len);
 
 /*
+ * The image the file declares, from its header alone (PNG: IHDR; PNM and DICOM: the header up
+ * to the raster), without decoding: format, channels, frames, height, width, bits, and in
+ * planes_bytes the size of its planes (planes is NULL). What a caller checks against a memory
+ * budget before split; a file probe accepts may still be refused by split. 0, -ENOTSUP, -EFBIG
+ * (beyond the limits above), -EINVAL.
+ */
+int codec_probe(const uint8_t *buf, size_t len, struct codec_image *geo);
+
+/*
  * Split the file buf[0..len) into a new image and a new envelope (both owned by the caller:
  * codec_image_free and free). On failure nothing is allocated, the out-parameters are left
  * alone and, when why is not NULL, why[0..whylen) gets a short reason without file content

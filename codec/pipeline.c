@@ -494,6 +494,17 @@ static int verify(const struct codec_pipeline *pl, const uint8_t *ct, size_t ct_
     return rc;
 }
 
+int codec_pipeline_estimate(const uint8_t *buf, size_t len, uint64_t *bytes)
+{
+    struct codec_image geo;
+    if (!bytes)
+        return -EINVAL;
+    int rc = codec_probe(buf, len, &geo);
+    if (rc == 0)
+        *bytes = (uint64_t)geo.planes_bytes * CODEC_PIPELINE_PEAK_PER_BYTE + 2 * (uint64_t)len;
+    return rc;
+}
+
 int codec_pipeline_encode(const struct codec_pipeline *pl, const uint8_t *buf, size_t len,
                           const struct codec_pipeline_opts *opts, uint8_t **out, size_t *out_len)
 {
@@ -510,6 +521,13 @@ int codec_pipeline_encode(const struct codec_pipeline *pl, const uint8_t *buf, s
         opts = &defaults;
     if ((uint64_t)len > CODEC_MAX_FILE_BYTES)
         return -EFBIG;
+    uint64_t need = 0;
+    rc = 0;
+    if (opts->max_bytes && (rc = codec_pipeline_estimate(buf, len, &need)) == 0 &&
+        need > opts->max_bytes)
+        rc = -EFBIG;
+    if (rc != 0)
+        return rc;
     rc = codec_split_threads(buf, len, opts->threads, &img, &env, &env_len, NULL, 0);
     if (rc != 0)
         return rc;

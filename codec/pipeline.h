@@ -58,11 +58,25 @@ enum codec_pipeline_coder {
 };
 
 struct codec_pipeline_opts {
-    unsigned threads; /* pixel coder workers; 0 or 1: the calling thread */
-    int coder;        /* enum codec_pipeline_coder; another value: -EINVAL */
-    int no_features;  /* store no features (status CODEC_CT_FEATURES_DISABLED) */
-    int verify;       /* decode the result and compare it with the input before returning */
+    unsigned threads;   /* pixel coder workers; 0 or 1: the calling thread */
+    int coder;          /* enum codec_pipeline_coder; another value: -EINVAL */
+    int no_features;    /* store no features (status CODEC_CT_FEATURES_DISABLED) */
+    int verify;         /* decode the result and compare it with the input before returning */
+    uint64_t max_bytes; /* memory budget (codec_pipeline_estimate); past it -EFBIG; 0: none */
 };
+
+/*
+ * What encoding buf[0..len) takes at its peak, in bytes, estimated from the declared geometry
+ * (codec_probe) before anything is decoded: about 24 bytes per byte of the planes (measured:
+ * 380 MiB for a 4096 x 4096 8-bit PGM, 2.3 GiB for a 16384 x 16384 PNG of 255 KB) plus twice
+ * the file. 0, -ENOTSUP (not an image), -EFBIG (beyond codec.h's limits), -EINVAL.
+ */
+#define CODEC_PIPELINE_PEAK_PER_BYTE 24
+/* The budget the tools and the filesystem use unless told otherwise: fits a 2 GiB machine with
+ * room for the rest (planes up to about 40 MiB: a 4096 x 4096 16-bit image, 80 frames of
+ * 512 x 512 at 16 bits). */
+#define CODEC_PIPELINE_BUDGET_DEFAULT ((uint64_t)1 << 30)
+int codec_pipeline_estimate(const uint8_t *buf, size_t len, uint64_t *bytes);
 
 /*
  * Encode the file buf[0..len) into a new container (*out, caller frees). opts may be NULL.

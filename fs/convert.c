@@ -153,6 +153,30 @@ static int commit(struct fs_ctx *c, struct fs_node *n, uint64_t gen, const char 
     return rc;
 }
 
+/* Take (need > 0) or give back (need < 0) bytes of the conversion memory budget; a taker
+ * waits until they are free. -EFBIG when the budget could never hold them, -ECANCELED at
+ * unmount. */
+static int reserve(struct fs_ctx *c, int64_t need)
+{
+    int rc = 0;
+    pthread_mutex_lock(&c->queue_lock);
+    if (need < 0) {
+        c->mem_used -= (uint64_t)-need;
+        pthread_cond_broadcast(&c->mem_cond);
+    } else if ((uint64_t)need > c->mem_cap) {
+        rc = -EFBIG;
+    } else {
+        while (c->mem_used + (uint64_t)need > c->mem_cap && !c->stopping)
+            pthread_cond_wait(&c->mem_cond, &c->queue_lock);
+        if (c->stopping)
+            rc = -ECANCELED;
+        else
+            c->mem_used += (uint64_t)need;
+    }
+    pthread_mutex_unlock(&c->queue_lock);
+    return rc;
+}
+
 /* Convert node n; 0, an FS_SKIP_ outcome, or -errno (-EAGAIN: changed meanwhile). */
 static int convert(struct fs_ctx *c, struct fs_node *n, int *fd_out)
 {
@@ -174,12 +198,18 @@ static int convert(struct fs_ctx *c, struct fs_node *n, int *fd_out)
         return -errno;
     if (st.st_nlink != 1)
         return FS_SKIP_NOT_IMAGE; /* hard links stay one file: not converted */
+    if ((uint64_t)st.st_size > c->mem_cap / 2)
+        return -EFBIG; /* not even read: the file alone would take half the budget */
     if ((rc = fs_convert_read(c, fd, &buf, &len)) != 0)
         return rc;
-    rc = codec_pipeline_encode(c->pl, buf, len, &opts, &ct, &ct_len);
+    uint64_t need = 0;
+    if ((rc = codec_pipeline_estimate(buf, len, &need)) == 0 && (rc = reserve(c, need)) == 0) {
+        rc = codec_pipeline_encode(c->pl, buf, len, &opts, &ct, &ct_len);
+        reserve(c, -(int64_t)need);
+    }
     OPENSSL_cleanse(buf, len);
     free(buf);
-    if (rc == -ENOTSUP)
+    if (rc == -ENOTSUP || rc == -EINVAL)
         return FS_SKIP_NOT_IMAGE;
     if (rc == 0 && ct_len >= (size_t)st.st_size)
         rc = FS_SKIP_NOT_SMALLER;
@@ -208,7 +238,7 @@ const char *fs_convert_reason(int rc)
     case -EBADMSG:
         return "the block file does not authenticate";
     case -EFBIG:
-        return "past the image size limits";
+        return "too large to code within the conversion memory budget (-o convert_mb=)";
     case -ENOSPC:
         return "no space left in the backing folder";
     case -EMLINK:
@@ -296,6 +326,7 @@ void fs_convert_stop(struct fs_ctx *c)
     pthread_mutex_lock(&c->queue_lock);
     c->stopping = 1;
     pthread_cond_broadcast(&c->queue_cond);
+    pthread_cond_broadcast(&c->mem_cond);
     struct fs_node *n = c->queue_head;
     unsigned cancelled = c->queue_len;
     c->queue_head = c->queue_tail = NULL;

@@ -161,6 +161,7 @@ static void ctx_release(struct fs_ctx *c)
     pthread_rwlock_destroy(&c->ns_lock);
     pthread_mutex_destroy(&c->queue_lock);
     pthread_cond_destroy(&c->queue_cond);
+    pthread_cond_destroy(&c->mem_cond);
     pthread_mutex_destroy(&c->cache_lock);
     if (c->root.fd >= 0)
         close(c->root.fd);
@@ -304,6 +305,7 @@ static int image_options(struct fs_ctx *c, const struct fs_config *cfg,
     c->workers = cfg->workers ? cfg->workers : (unsigned)cpus;
     c->decode_threads = cpus > 4 ? 4 : (unsigned)cpus;
     c->cache_cap = (size_t)(cfg->cache_mb < 0 ? FS_CACHE_MB_DEFAULT : cfg->cache_mb) << 20;
+    c->mem_cap = cfg->convert_mb ? (uint64_t)cfg->convert_mb << 20 : CODEC_PIPELINE_BUDGET_DEFAULT;
     /* Stored images are readable with images=off too. */
     int rc = codec_pipeline_new(ring, &c->pl);
     if (rc != 0)
@@ -325,6 +327,7 @@ static int ctx_init(struct fs_ctx *c, const struct fs_config *cfg, const struct 
     pthread_rwlock_init(&c->ns_lock, NULL);
     pthread_mutex_init(&c->queue_lock, NULL);
     pthread_cond_init(&c->queue_cond, NULL);
+    pthread_cond_init(&c->mem_cond, NULL);
     pthread_mutex_init(&c->cache_lock, NULL);
     if ((rc = image_options(c, cfg, ring, why, whylen)) != 0)
         return rc;

@@ -30,6 +30,8 @@ struct fs_config {
     int coder;              /* enum codec_pipeline_coder for conversions; 0: the default */
     unsigned workers;       /* conversion threads; 0: one per core */
     long cache_mb;          /* plaintext cache of stored images, MiB; < 0: the default */
+    unsigned long convert_mb; /* memory budget of the conversion workers, MiB; 0: the default
+                                 (CODEC_PIPELINE_BUDGET_DEFAULT) */
 };
 
 /* Defaults of the image options. */

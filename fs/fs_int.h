@@ -87,11 +87,11 @@ struct fs_node {
      * contents share it; writes, truncates, opens and releases are exclusive. */
     pthread_rwlock_t lock;
     _Atomic unsigned opens; /* open file handles (read without a lock only as a hint) */
-    int data_fd;         /* read or read-write descriptor while opens > 0, else -1 */
-    int writable;        /* data_fd is read-write */
-    struct codec_bf *bf; /* block file over data_fd while opens > 0 */
-    int image;           /* data_fd is a stored image (no bf); reads come from the cache */
-    int have_id;         /* folders: id read from .imgcryptfs.dirid */
+    int data_fd;            /* read or read-write descriptor while opens > 0, else -1 */
+    int writable;           /* data_fd is read-write */
+    struct codec_bf *bf;    /* block file over data_fd while opens > 0 */
+    int image;              /* data_fd is a stored image (no bf); reads come from the cache */
+    int have_id;            /* folders: id read from .imgcryptfs.dirid */
     uint8_t dirid[KEYS_ID_BYTES];
 
     /* Regular files: the last name the file was seen under; guarded by table_lock. */
@@ -150,6 +150,8 @@ struct fs_ctx {
     pthread_cond_t queue_cond;
     struct fs_node *queue_head, *queue_tail; /* guarded by queue_lock */
     unsigned queue_len, converting;          /* guarded by queue_lock */
+    pthread_cond_t mem_cond;                 /* the memory budget: bytes freed */
+    uint64_t mem_cap, mem_used;              /* -o convert_mb; guarded by queue_lock */
     pthread_t *worker;
     unsigned have_workers;
     pthread_mutex_t cache_lock;           /* the plaintext cache (image.c) */

@@ -343,12 +343,20 @@ int imgcrypt_encrypt(int argc, char **argv)
         ret = TOOL_EXIT_IO;
         goto out;
     }
-    struct codec_pipeline_opts o = {
-        .threads = a.threads, .coder = a.coder, .no_features = a.no_features, .verify = 1};
+    struct codec_pipeline_opts o = {.threads = a.threads,
+                                    .coder = a.coder,
+                                    .no_features = a.no_features,
+                                    .verify = 1,
+                                    .max_bytes = CODEC_PIPELINE_BUDGET_DEFAULT};
     e = codec_pipeline_encode(ct, buf, len, &o, &res, &res_len);
     if (e == 0) {
         e = write_output(a.out, res, res_len);
-    } else if (e == -ENOTSUP) {
+    } else if (e == -ENOTSUP || e == -EFBIG) {
+        if (e == -EFBIG) /* a note, not an error: the file is stored, on the generic path */
+            fprintf(stderr,
+                    "imgcrypt: %s: too large to code as an image within %llu MiB; stored as a "
+                    "block file\n",
+                    name_of(a.in), (unsigned long long)(CODEC_PIPELINE_BUDGET_DEFAULT >> 20));
         e = encrypt_generic(ring, buf, len, a.out);
     } else if (e == -EBADMSG) {
         tool_error("%s: the container did not decode to the input (a codec bug); nothing written",

@@ -35,7 +35,7 @@ static const char usage_text[] =
     "  -d            FUSE debug output (implies -f)\n"
     "  -o OPTIONS    comma-separated: keyring=PATH, passfile=FILE, extpass=CMD, keyfile=FILE,\n"
     "                threads=N, nonempty, images=network|off, coder=neural|fixed|smallest,\n"
-    "                workers=N, cache_mb=N, and FUSE options (allow_other,\n"
+    "                workers=N, cache_mb=N, convert_mb=N, and FUSE options (allow_other,\n"
     "                default_permissions, ro, ...); fstab-only options (nofail, _netdev,\n"
     "                x-systemd.*) are ignored\n"
     "\n"
@@ -47,6 +47,7 @@ struct args {
     int images_off, coder;
     unsigned workers;
     long cache_mb;
+    unsigned long convert_mb;
     const char *backing, *mountpoint, *keyring;
     struct keys_source src;
     int have_src;
@@ -116,6 +117,11 @@ static int parse_o(struct args *a, char *s)
             if (number_option(o, 1, 256, &v) != 0)
                 return TOOL_EXIT_USAGE;
             a->workers = (unsigned)v;
+        } else if (strncmp(o, "convert_mb=", 11) == 0) {
+            long v;
+            if (number_option(o, 64, 1L << 20, &v) != 0)
+                return TOOL_EXIT_USAGE;
+            a->convert_mb = (unsigned long)v;
         } else if (strncmp(o, "cache_mb=", 9) == 0) {
             if (number_option(o, 0, 1L << 20, &a->cache_mb) != 0)
                 return TOOL_EXIT_USAGE;
@@ -360,6 +366,7 @@ static int run(int argc, char **argv, struct args *ap)
         .coder = a.coder,
         .workers = a.workers,
         .cache_mb = a.cache_mb,
+        .convert_mb = a.convert_mb,
     };
     if (!a.foreground)
         openlog("imgcryptfs", LOG_PID, LOG_DAEMON);

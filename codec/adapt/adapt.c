@@ -167,6 +167,33 @@ static uint32_t bit_length(uint32_t v)
     return v ? 32u - (uint32_t)__builtin_clz(v) : 0;
 }
 
+int codec_probe(const uint8_t *buf, size_t len, struct codec_image *geo)
+{
+    struct codec_found f;
+    int rc;
+    if (!buf || !geo)
+        return -EINVAL;
+    memset(&f, 0, sizeof(f));
+    switch (codec_sniff(buf, len)) {
+    case CODEC_FORMAT_PNG:
+        return codec_png_probe(buf, len, geo);
+    case CODEC_FORMAT_PNM:
+        rc = codec_pnm_parse(buf, len, &f, NULL, 0);
+        break;
+    case CODEC_FORMAT_DICOM:
+        rc = codec_dicom_parse(buf, len, &f, NULL, 0);
+        break;
+    default:
+        return -ENOTSUP;
+    }
+    if (rc != 0)
+        return rc;
+    *geo = f.geo;
+    geo->planes = NULL;
+    geo->planes_bytes = f.raster_len;
+    return 0;
+}
+
 int codec_split(const uint8_t *buf, size_t len, struct codec_image **img, uint8_t **envelope,
                 size_t *env_len, char *why, size_t whylen)
 {

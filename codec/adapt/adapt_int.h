@@ -62,6 +62,8 @@ int codec_png_join(const struct codec_image *img, const uint8_t *envelope, size_
                    unsigned threads, uint8_t **out, size_t *out_len);
 
 /* Parsers: fill *f from a whole file, or refuse. Return 0, -ENOTSUP or -EFBIG. */
+/* PNG's geometry from its IHDR alone (codec_probe). */
+int codec_png_probe(const uint8_t *buf, size_t len, struct codec_image *geo);
 int codec_pnm_parse(const uint8_t *buf, size_t len, struct codec_found *f, char *why,
                     size_t whylen);
 int codec_dicom_parse(const uint8_t *buf, size_t len, struct codec_found *f, char *why,

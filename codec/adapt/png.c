@@ -91,6 +91,26 @@ static int png_ihdr(const uint8_t *d, struct png_geo *g, char *why, size_t whyle
     return 0;
 }
 
+int codec_png_probe(const uint8_t *buf, size_t len, struct codec_image *geo)
+{
+    struct png_geo g;
+    if (len < 8 + 8 + 13 + 4 || memcmp(buf, png_sig, sizeof(png_sig)) != 0 ||
+        codec_get_be32(buf + 8) != 13 || memcmp(buf + 12, "IHDR", 4) != 0)
+        return -ENOTSUP;
+    int rc = png_ihdr(buf + 16, &g, NULL, 0);
+    if (rc != 0)
+        return rc;
+    memset(geo, 0, sizeof(*geo));
+    geo->format = CODEC_FORMAT_PNG;
+    geo->channels = g.channels;
+    geo->frames = 1;
+    geo->height = g.height;
+    geo->width = g.width;
+    geo->bits = g.depth == 16 ? 16 : 8;
+    geo->planes_bytes = g.planes;
+    return 0;
+}
+
 static inline uint8_t paeth(uint8_t a, uint8_t b, uint8_t c)
 {
     int p = (int)a + b - c, pa = abs(p - a), pb = abs(p - b), pc = abs(p - c);

@@ -280,6 +280,26 @@ static uint8_t *round_trip(const struct ctx *c, const uint8_t *f, size_t n, size
     ck_assert_msg(bl == n && memcmp(back, f, n) == 0, "%s: bytes differ", what);
     free(back);
     check_png(ct, cl);
+    /* What the header alone declares (the memory budget's input) is what was stored; a budget
+     * below the estimate refuses the file before anything is decoded. */
+    struct codec_image geo;
+    struct codec_ct_info info;
+    uint64_t need = 0;
+    ck_assert_int_eq(codec_probe(f, n, &geo), 0);
+    ck_assert_int_eq(codec_ct_open_info(c->key, ct, cl, &info), 0);
+    ck_assert_uint_eq(geo.format, info.format);
+    ck_assert_uint_eq(geo.channels, info.channels);
+    ck_assert_uint_eq(geo.frames, info.frames);
+    ck_assert_uint_eq(geo.height, info.height);
+    ck_assert_uint_eq(geo.width, info.width);
+    ck_assert_uint_eq(geo.bits, info.bits);
+    ck_assert_int_eq(codec_pipeline_estimate(f, n, &need), 0);
+    ck_assert_uint_ge(need, geo.planes_bytes);
+    uint8_t *none = NULL;
+    size_t nl = 0;
+    o.max_bytes = need - 1;
+    ck_assert_int_eq(codec_pipeline_encode(c->ct, f, n, &o, &none, &nl), -EFBIG);
+    ck_assert_ptr_null(none);
     *clen = cl;
     return ct;
 }
