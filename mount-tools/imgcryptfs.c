@@ -152,6 +152,20 @@ static int parse_o(struct args *a, char *s)
     return TOOL_EXIT_OK;
 }
 
+/* Does the folder hold anything besides imgcryptfs's own names (so init would refuse it)? */
+static int store_holds_files(const char *dir)
+{
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    int found = 0;
+    if (!d)
+        return 0;
+    while (!found && (e = readdir(d)) != NULL)
+        found = strcmp(e->d_name, ".") && strcmp(e->d_name, "..");
+    closedir(d);
+    return found;
+}
+
 static int parse_args(int argc, char **argv, struct args *a)
 {
     const char *pos[2];
@@ -314,7 +328,12 @@ static int run(int argc, char **argv, struct args *ap)
         return TOOL_EXIT_USAGE;
     }
     if (access(keyring, F_OK) != 0) {
-        tool_error("%s: no keyring (create one with: imgcrypt init %s)", keyring, a.backing);
+        if (store_holds_files(a.backing)) /* a store whose keyring lives elsewhere, or is lost */
+            tool_error("%s: no keyring; this folder holds a store: give -o keyring=PATH, or "
+                       "restore the keyring from its backup",
+                       keyring);
+        else
+            tool_error("%s: no keyring (create one with: imgcrypt init %s)", keyring, a.backing);
         return TOOL_EXIT_IO;
     }
 

@@ -235,6 +235,13 @@ else
     check_fail "keyring= mount failed"
 fi
 expect_fail "no keyring= for a backing folder without one" nonzero -o "keyfile=$K" "$B3" "$M"
+# The store holds data: the message points at keyring= and the backup, not at init (which
+# would refuse this folder).
+msg=$("$D" -o "keyfile=$K" "$B3" "$M" 2>&1) && check_fail "mounted a store without its keyring"
+case $msg in
+*"give -o keyring=PATH, or restore the keyring from its backup"*) ;;
+*) check_fail "missing keyring of a store with data: '$msg'" ;;
+esac
 
 # ro: reads work, writes fail with EROFS
 if "$D" -o "keyfile=$K,ro" "$B" "$M"; then
