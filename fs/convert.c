@@ -177,8 +177,8 @@ static int reserve(struct fs_ctx *c, int64_t need)
     return rc;
 }
 
-/* Convert node n; 0, an FS_SKIP_ outcome, or -errno (-EAGAIN: changed meanwhile). */
-static int convert(struct fs_ctx *c, struct fs_node *n, int *fd_out)
+/* Read, encode and put in place the block file open as fd (node n at generation gen). */
+static int convert_fd(struct fs_ctx *c, struct fs_node *n, int fd, uint64_t gen)
 {
     struct codec_pipeline_opts opts = {.threads = 1, .coder = c->coder, .verify = 1};
     struct fs_dref *d = NULL;
@@ -187,13 +187,6 @@ static int convert(struct fs_ctx *c, struct fs_node *n, int *fd_out)
     size_t len = 0, ct_len = 0;
     char *leaf = NULL, tmp[FS_TMP_CAP] = "";
     int tfd = -1, rc;
-    pthread_rwlock_rdlock(&n->lock);
-    uint64_t gen = n->gen;
-    int fd = fs_node_reopen(n, O_RDONLY);
-    pthread_rwlock_unlock(&n->lock);
-    *fd_out = fd;
-    if (fd < 0)
-        return fd;
     if (fstat(fd, &st) != 0)
         return -errno;
     if (st.st_nlink != 1)
@@ -210,7 +203,7 @@ static int convert(struct fs_ctx *c, struct fs_node *n, int *fd_out)
     OPENSSL_cleanse(buf, len);
     free(buf);
     if (rc == -ENOTSUP || rc == -EINVAL)
-        return FS_SKIP_NOT_IMAGE;
+        rc = FS_SKIP_NOT_IMAGE;
     if (rc == 0 && ct_len >= (size_t)st.st_size)
         rc = FS_SKIP_NOT_SMALLER;
     if (rc == 0 && (rc = fs_node_where(c, n, &d, &leaf)) == 0 &&
@@ -218,17 +211,31 @@ static int convert(struct fs_ctx *c, struct fs_node *n, int *fd_out)
         rc = commit(c, n, gen, tmp, tfd, ct, ct_len);
     if (rc != 0 && tmp[0])
         (void)unlinkat(d->fd, tmp, 0);
-    if (rc < 0 && rc != -EAGAIN) { /* a failure while it changed is the change's, not ours */
-        pthread_rwlock_rdlock(&n->lock);
-        if (n->gen != gen)
-            rc = -EAGAIN;
-        pthread_rwlock_unlock(&n->lock);
-    }
     if (tfd >= 0)
         close(tfd);
     free(ct);
     fs_dref_put(d);
     free(leaf);
+    return rc;
+}
+
+/* Convert node n; 0, an FS_SKIP_ outcome, or -errno (-EAGAIN: it changed meanwhile). */
+static int convert(struct fs_ctx *c, struct fs_node *n, int *fd_out)
+{
+    pthread_rwlock_rdlock(&n->lock);
+    uint64_t gen = n->gen;
+    int fd = fs_node_reopen(n, O_RDONLY);
+    pthread_rwlock_unlock(&n->lock);
+    *fd_out = fd;
+    int rc = fd < 0 ? fd : convert_fd(c, n, fd, gen);
+    /* Read through a descriptor of its own, without the node's lock: whatever went wrong
+     * (a torn block, a head not yet written) while the file changed is the change's doing. */
+    if (rc != 0 && rc != -EAGAIN) {
+        pthread_rwlock_rdlock(&n->lock);
+        if (n->gen != gen)
+            rc = -EAGAIN;
+        pthread_rwlock_unlock(&n->lock);
+    }
     return rc;
 }
 
@@ -248,14 +255,15 @@ const char *fs_convert_reason(int rc)
     }
 }
 
-static void convert_one(struct fs_ctx *c, struct fs_node *n)
+/* Convert node n; 1 when it must be tried again: it changed meanwhile and its last handle
+ * has closed already (that close found it queued and did not queue it). */
+static int convert_one(struct fs_ctx *c, struct fs_node *n)
 {
     int fd = -1;
     int rc = convert(c, n, &fd);
     pthread_rwlock_wrlock(&n->lock);
-    int changed = rc == -EAGAIN;
-    /* Tried: unless it changed meanwhile (its writer's close queues it again), it is not
-     * tried again until it changes. */
+    int changed = rc == -EAGAIN, again = changed && n->opens == 0 && n->dirty;
+    /* Tried: unless it changed meanwhile, it is not tried again until it changes. */
     if (!changed && rc != -ECANCELED)
         n->dirty = 0;
     pthread_rwlock_unlock(&n->lock);
@@ -267,6 +275,7 @@ static void convert_one(struct fs_ctx *c, struct fs_node *n)
     }
     if (fd >= 0)
         close(fd);
+    return again;
 }
 
 /* The node leaves the queue: it may go now if the kernel forgot it meanwhile. */
@@ -298,8 +307,10 @@ static void *worker(void *arg)
         pthread_mutex_unlock(&c->queue_lock);
         if (!n)
             return NULL;
-        convert_one(c, n);
-        unqueue(c, n);
+        if (convert_one(c, n) && !c->stopping)
+            fs_convert_closed(c, n); /* still queued: to the back of the queue */
+        else
+            unqueue(c, n);
         pthread_mutex_lock(&c->queue_lock);
         c->converting--;
         pthread_mutex_unlock(&c->queue_lock);
@@ -327,16 +338,19 @@ void fs_convert_stop(struct fs_ctx *c)
     c->stopping = 1;
     pthread_cond_broadcast(&c->queue_cond);
     pthread_cond_broadcast(&c->mem_cond);
-    struct fs_node *n = c->queue_head;
-    unsigned cancelled = c->queue_len;
-    c->queue_head = c->queue_tail = NULL;
-    c->queue_len = 0;
     pthread_mutex_unlock(&c->queue_lock);
     for (unsigned i = 0; i < c->have_workers; i++)
         pthread_join(c->worker[i], NULL);
     free(c->worker);
     c->worker = NULL;
     c->have_workers = 0;
+    /* What the workers left (they take nothing more once stopping is set). */
+    pthread_mutex_lock(&c->queue_lock);
+    struct fs_node *n = c->queue_head;
+    unsigned cancelled = c->queue_len;
+    c->queue_head = c->queue_tail = NULL;
+    c->queue_len = 0;
+    pthread_mutex_unlock(&c->queue_lock);
     while (n) {
         struct fs_node *next = n->qnext;
         unqueue(c, n);
