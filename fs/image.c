@@ -6,10 +6,11 @@
  * and the read-only xattrs (user.imgcryptfs.*).
  *
  * The cache: one decoded plaintext per node, reference-counted, on an LRU list with a byte
- * budget (-o cache_mb=). A read takes a reference under cache_lock and copies without any lock,
- * so eviction never waits for a reader and a reader never sees freed bytes; the last reference
- * wipes the plaintext. Entries are dropped when the file is rewritten, when its last name goes
- * and its last handle closes, and at once at the last close with cache_mb=0.
+ * budget (-o cache_mb=) that files still open may exceed. A read takes a reference under
+ * cache_lock and copies without any lock, so eviction never waits for a reader and a reader
+ * never sees freed bytes; the last reference wipes the plaintext. Entries are dropped when the file
+ * is rewritten, when its last name goes and its last handle closes, and at once at the last close
+ * with cache_mb=0.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -110,11 +111,16 @@ static void cache_put_in(struct fs_ctx *c, struct fs_node *n, struct fs_plain *p
     if (!c->lru_tail)
         c->lru_tail = p;
     c->cache_bytes += p->len;
-    while (c->cache_bytes > c->cache_cap && c->lru_tail && c->lru_tail != p) {
-        struct fs_plain *v = c->lru_tail;
-        plain_unlist(c, v);
-        v->next = victims; /* freed outside the lock */
-        victims = v;
+    /* From the least recently used, past the budget; a file still open keeps its plaintext
+     * (its readers would decode it again at every read). */
+    for (struct fs_plain *v = c->lru_tail; v && c->cache_bytes > c->cache_cap;) {
+        struct fs_plain *prev = v->prev;
+        if (v != p && v->node->opens == 0) {
+            plain_unlist(c, v);
+            v->next = victims; /* freed outside the lock */
+            victims = v;
+        }
+        v = prev;
     }
     pthread_mutex_unlock(&c->cache_lock);
     plain_put(old);
