@@ -53,8 +53,9 @@
  *
  * DICOM (flags: bit 0 planar configuration 1, bit 1 big-endian 16-bit words, bit 2 big-endian
  *   OW of 8-bit samples, i.e. byte pairs swapped): head is everything from the preamble through
- *   the Pixel Data (7FE0,0010) element header, tail is the odd-length pad byte (if any) and
- *   every element after the pixel data. The raster is frames × (height × width × channels)
+ *   the Pixel Data (7FE0,0010) element header, tail is what the Pixel Data holds past the
+ *   geometry's samples (an odd length's pad byte, or padding a writer added) and every element
+ *   after it. The raster is frames × (height × width × channels)
  *   samples, interleaved (planar configuration 0) or plane by plane (1) within each frame.
  *   Significant bits are Bits Stored when no sample has a bit above it, else Bits Allocated
  *   (signed data is sign-extended into the unused bits).

@@ -9,9 +9,10 @@
  * limit) and a handful of image attributes, and nothing else. Everything before the pixel
  * values and after them goes to the envelope verbatim, so exactness never depends on
  * understanding an element; what the walk buys is the certainty that the bytes taken as pixels
- * are the pixel data. Encapsulated (compressed) and deflated transfer syntaxes, 1- and 32-bit
- * samples, pixel data whose length does not match the geometry (beyond the one pad byte of an
- * odd length) and datasets without the Part 10 preamble are refused.
+ * are the pixel data. Pixel data longer than the geometry (a pad byte, or padding) keeps the
+ * extra bytes in the envelope. Encapsulated (compressed) and deflated transfer syntaxes, 1- and
+ * 32-bit samples, pixel data shorter than the geometry and datasets without the Part 10
+ * preamble are refused.
  */
 #include <errno.h>
 #include <string.h>
@@ -357,9 +358,12 @@ int codec_dicom_parse(const uint8_t *buf, size_t len, struct codec_found *f, cha
     f->geo.bits = (uint32_t)a.bits_alloc;
     if ((ret = codec_found_size(f, why, whylen)) != 0)
         return ret;
-    if (e.vlen != f->raster_len && !(f->raster_len % 2 && e.vlen == f->raster_len + 1))
+    /* Longer than the geometry (an odd length's pad byte, or padding some writers add): the
+     * samples are the first bytes, and the rest follows the raster into the envelope's tail,
+     * verbatim. */
+    if (e.vlen < f->raster_len)
         return codec_why(why, whylen, -ENOTSUP,
-                         "DICOM: pixel data length %u does not match the geometry (%zu)", e.vlen,
+                         "DICOM: pixel data length %u shorter than the geometry (%zu)", e.vlen,
                          f->raster_len);
     start = d.pos + e.hdr;
     if (e.hdr > len - d.pos || e.vlen > len - start)

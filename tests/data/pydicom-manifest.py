@@ -9,8 +9,8 @@ A line is `<where>/<path> refuse` or `<where>/<path> exact ROWS COLS SPP FRAMES 
 where FNV64 is FNV-1a (64-bit) over the samples in plane order (channel, frame, row, column),
 each sample as 1 byte (8-bit) or 2 bytes little-endian (16-bit). A file is `exact` when its
 transfer syntax is native (explicit/implicit VR little endian, explicit VR big endian), it has
-Pixel Data, Bits Allocated is 8 or 16, and the Pixel Data length is the geometry's (plus one
-pad byte when that is odd).
+Pixel Data, Bits Allocated is 8 or 16, and the Pixel Data is at least as long as the geometry
+(the samples are its first bytes; what follows, a pad byte or more, is kept verbatim).
 """
 import os
 import sys
@@ -54,8 +54,8 @@ def judge(path):
         return "refuse"
     data = ds.PixelData
     n = rows * cols * spp * frames * (ba // 8)
-    if len(data) != n and not (n % 2 and len(data) == n + 1):
-        return "refuse"
+    if len(data) < n:
+        return "refuse"  # longer: the geometry's samples, then padding the envelope keeps
     big = ts == "1.2.840.10008.1.2.2"
     vr = str(ds["PixelData"].VR)
     if big and ba == 8 and vr == "OW":

@@ -235,7 +235,7 @@ START_TEST(test_dicom_repo)
         {"MR_small_bigendian.dcm", "exact"}, {"MR_small_implicit.dcm", "exact"},
         {"ExplVR_BigEnd.dcm", "exact"},      {"SC_rgb_small_odd.dcm", "exact"},
         {"MR_small_RLE.dcm", "refuse"},      {"JPEG2000.dcm", "refuse"},
-        {"MR_small_padded.dcm", "refuse"},   {"image_dfl.dcm", "refuse"},
+        {"MR_small_padded.dcm", "exact"},    {"image_dfl.dcm", "refuse"},
     };
     dcm_manifest_load(&m);
     memset(&t, 0, sizeof(t));
@@ -529,13 +529,21 @@ START_TEST(test_dicom_refused)
     dcm_expect(w.p, w.n, -EFBIG, "beyond limits");
     free(w.p);
 
-    /* Pixel data length beyond the file, and not matching the geometry. */
+    /* Pixel data length beyond the file, shorter than the geometry, or longer: the padding
+     * after the samples is kept (an exact round trip). */
     struct dcm_gen g = {"1.2.840.10008.1.2.1", 4, 4, 1, 1, 16, 0, true, false, false};
     buf = dcm_generate(&g, &len, &planes);
     free(planes);
     dcm_expect(buf, len - 1, -ENOTSUP, "truncated");
-    buf[len - 32 - 4] = 0x22; /* length 34 instead of 32 */
-    dcm_expect(buf, len, -ENOTSUP, "does not match");
+    uint8_t *longer = malloc(len + 6);
+    ck_assert_ptr_nonnull(longer);
+    memcpy(longer, buf, len);
+    memcpy(longer + len, "padpad", 6);
+    longer[len - 32 - 4] = 38; /* 32 bytes of samples, 6 of padding */
+    dcm_expect(longer, len + 6, 0, NULL);
+    free(longer);
+    buf[len - 32 - 4] = 30; /* length 30 instead of 32 */
+    dcm_expect(buf, len, -ENOTSUP, "shorter than the geometry");
     buf[len - 32 - 4 + 3] = 0xff; /* a length near 4 GiB */
     dcm_expect(buf, len, -ENOTSUP, NULL);
     free(buf);
