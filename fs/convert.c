@@ -267,7 +267,9 @@ static int convert_one(struct fs_ctx *c, struct fs_node *n)
     if (!changed && rc != -ECANCELED)
         n->dirty = 0;
     pthread_rwlock_unlock(&n->lock);
-    if (rc < 0 && !changed && rc != -ECANCELED && rc != -ESTALE && rc != -EMLINK) {
+    /* Quiet: the name went (-ESTALE; -ENOENT: its folder went, or took the temporary file
+     * with it), or it gained a link meanwhile. */
+    if (rc < 0 && !changed && rc != -ECANCELED && rc != -ESTALE && rc != -ENOENT && rc != -EMLINK) {
         char where[PATH_MAX];
         fs_where(fd >= 0 ? fd : n->fd, where, sizeof(where));
         fs_log(c, LOG_WARNING, "conversion of %s: %s; it stays a block file", where,

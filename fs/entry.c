@@ -203,8 +203,24 @@ void fs_op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
     fuse_reply_err(req, -rc);
 }
 
+static int is_tmp(const char *entry)
+{
+    return strncmp(entry, FS_TMP_PREFIX, sizeof(FS_TMP_PREFIX) - 1) == 0;
+}
+
+/* Remove a temporary entry of an emptied folder: another mount's leftovers whole; this mount's
+ * own files (the new form of a file whose name went, which its conversion then gives up on, or
+ * a file being made here as the folder goes), but not a folder it is making. */
+static int remove_tmp(struct fs_ctx *c, int dir_fd, const char *entry)
+{
+    if (fs_tmp_foreign(c, entry))
+        return fs_tmp_remove(dir_fd, entry);
+    return unlinkat(dir_fd, entry, 0) == 0 ? 0 : -errno;
+}
+
 /* 0 when the backing folder holds nothing but its id (empty as the mount sees it; temporary
- * leftovers of an earlier mount are removed on the way), else -ENOTEMPTY or -errno. */
+ * files are removed then), else -ENOTEMPTY or -errno. Two passes: no temporary file is removed
+ * from a folder that is not empty. */
 static int only_id_inside(struct fs_ctx *c, int dir_fd)
 {
     int dfd = openat(dir_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC), rc = 0;
@@ -217,14 +233,15 @@ static int only_id_inside(struct fs_ctx *c, int dir_fd)
         return rc;
     }
     struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..") ||
-            !strcmp(e->d_name, FS_DIRID_NAME))
-            continue;
-        if (fs_tmp_foreign(c, e->d_name) && fs_tmp_remove(dirfd(d), e->d_name) == 0)
-            continue;
-        rc = -ENOTEMPTY;
-        break;
+    for (int pass = 0; rc == 0 && pass < 2; pass++) {
+        rewinddir(d);
+        while (rc == 0 && (e = readdir(d)) != NULL) {
+            if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..") ||
+                !strcmp(e->d_name, FS_DIRID_NAME))
+                continue;
+            if (!is_tmp(e->d_name) || (pass == 1 && remove_tmp(c, dirfd(d), e->d_name) != 0))
+                rc = -ENOTEMPTY;
+        }
     }
     closedir(d);
     return rc;
@@ -267,12 +284,17 @@ void fs_op_rmdir(fuse_req_t req, fuse_ino_t parent, const char *name)
         (dfd = openat(p->fd, nm.leaf, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0)
         rc = -errno;
     if (rc == 0 && (rc = strip_id(c, dfd, id)) == 0) {
-        if (unlinkat(p->fd, nm.leaf, AT_REMOVEDIR) != 0) {
-            rc = -errno;
+        /* A conversion of a file unlinked here may still make its temporary file after the
+         * folder was emptied: emptied again, a few times, before the folder counts as used. */
+        for (int tries = 0;
+             (rc = unlinkat(p->fd, nm.leaf, AT_REMOVEDIR) == 0 ? 0 : -errno) == -ENOTEMPTY &&
+             tries < 3 && only_id_inside(c, dfd) == 0;
+             tries++)
+            ;
+        if (rc != 0)
             restore_id(c, dfd, id); /* someone made an entry meanwhile */
-        } else {
+        else
             fs_long_remove(p->fd, &nm);
-        }
     }
     if (dfd >= 0)
         close(dfd);

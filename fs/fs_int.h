@@ -181,6 +181,9 @@ void fs_where(int fd, char *out, size_t cap);
 /* Write all of buf; a short write is retried, so its cause (ENOSPC, EIO) is what is returned.
  * 0 or -errno. */
 int fs_write_all(int fd, const void *buf, size_t len);
+/* Read len bytes at off, retrying interrupted and short reads; fewer only at the end of the
+ * file. Bytes read or -errno. */
+ssize_t fs_pread_all(int fd, void *buf, size_t len, off_t off);
 size_t fs_b64_encode(const uint8_t *in, size_t len, char *out);
 ssize_t fs_b64_decode(const char *in, size_t len, uint8_t *out, size_t cap);
 int fs_is_reserved(const char *entry);
@@ -308,8 +311,9 @@ void fs_op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name);
 extern const struct fuse_lowlevel_ops fs_ll_ops;
 
 /* image.c: stored images in the mount. */
-/* Fill in what the mount shows of a backing regular file's size (st from fstat of n->fd). */
-void fs_image_fix_size(struct fs_ctx *c, struct fs_node *n, struct stat *st);
+/* Fill in what the mount shows of a backing regular file's size (st from fstat of n->fd).
+ * 0, or -errno when the file's head cannot be read. */
+int fs_image_fix_size(struct fs_ctx *c, struct fs_node *n, struct stat *st);
 /* The node's backing file is known to be a block file / a container with this head. */
 void fs_image_set_store(struct fs_node *n, int store, const struct stat *st,
                         const struct codec_ct_info *img);

@@ -177,8 +177,8 @@ void fs_image_set_store(struct fs_node *n, int store, const struct stat *st,
     pthread_mutex_unlock(&n->info_lock);
 }
 
-/* What the backing file (st: its fstat) is: remembered, else sniffed from its head. *img gets a
- * container's head. */
+/* What the backing file (st: its fstat) is: remembered, else sniffed from its head; -errno
+ * when the head cannot be read. *img gets a container's head. */
 static int node_store(struct fs_ctx *c, struct fs_node *n, const struct stat *st,
                       struct codec_ct_info *img)
 {
@@ -194,29 +194,37 @@ static int node_store(struct fs_ctx *c, struct fs_node *n, const struct stat *st
         return store;
     uint8_t head[CODEC_CT_HEAD];
     int fd = fs_node_reopen(n, O_RDONLY);
-    ssize_t got = fd >= 0 ? pread(fd, head, sizeof(head), 0) : -1;
+    ssize_t got = fd >= 0 ? fs_pread_all(fd, head, sizeof(head), 0) : fd;
     struct stat now;
-    if (fd >= 0 && fstat(fd, &now) == 0 && now.st_ino == st->st_ino && got >= 0) {
+    if (got < 0 && fd != -EACCES && fd != -EPERM) {
+        store = (int)got; /* not an answer: asked again next time */
+    } else if (fd >= 0 && fstat(fd, &now) == 0 && now.st_ino == st->st_ino) {
         store = c->pl && codec_ct_sniff(head, (size_t)got) &&
                         codec_pipeline_head_info(c->pl, head, (size_t)got, img) == 0
                     ? FS_STORE_IMAGE
                     : FS_STORE_BLOCKS;
         fs_image_set_store(n, store, &now, store == FS_STORE_IMAGE ? img : NULL);
     } else {
-        store = FS_STORE_BLOCKS; /* unreadable: shown as the block file it would be */
+        /* Not readable by the daemon (a mode that shuts it out), or replaced meanwhile: shown
+         * as the block file it would be, and not remembered. */
+        store = FS_STORE_BLOCKS;
     }
     if (fd >= 0)
         close(fd);
     return store;
 }
 
-void fs_image_fix_size(struct fs_ctx *c, struct fs_node *n, struct stat *st)
+int fs_image_fix_size(struct fs_ctx *c, struct fs_node *n, struct stat *st)
 {
     struct codec_ct_info img;
-    if (node_store(c, n, st, &img) == FS_STORE_IMAGE)
+    int store = node_store(c, n, st, &img);
+    if (store < 0)
+        return store;
+    if (store == FS_STORE_IMAGE)
         st->st_size = (off_t)img.plain_size;
     else
         st->st_size = (off_t)codec_bf_plain_size((uint64_t)st->st_size);
+    return 0;
 }
 
 int fs_image_is_stored(struct fs_ctx *c, struct fs_node *n)
@@ -225,7 +233,7 @@ int fs_image_is_stored(struct fs_ctx *c, struct fs_node *n)
     struct codec_ct_info img;
     if (n->type != S_IFREG || fstatat(n->fd, "", &st, AT_EMPTY_PATH) != 0)
         return 0;
-    return node_store(c, n, &st, &img) == FS_STORE_IMAGE;
+    return node_store(c, n, &st, &img) == FS_STORE_IMAGE; /* unreadable: not known as one */
 }
 
 /* The whole of the open file fd (*out, *len; caller frees), and its fstat. */
@@ -235,20 +243,14 @@ static int slurp(int fd, struct stat *st, uint8_t **out, size_t *len)
         return -errno;
     if ((uint64_t)st->st_size > CODEC_MAX_FILE_BYTES)
         return -EFBIG;
-    size_t n = (size_t)st->st_size, got = 0;
+    size_t n = (size_t)st->st_size;
     uint8_t *buf = malloc(n ? n : 1);
     if (!buf)
         return -ENOMEM;
-    while (got < n) {
-        ssize_t r = pread(fd, buf + got, n - got, (off_t)got);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0) {
-            int rc = r < 0 ? -errno : -EBADMSG; /* shorter than it said: changed under us */
-            free(buf);
-            return rc;
-        }
-        got += (size_t)r;
+    ssize_t got = fs_pread_all(fd, buf, n, 0);
+    if (got < 0 || (size_t)got != n) {
+        free(buf);
+        return got < 0 ? (int)got : -EBADMSG; /* shorter than it said: changed under us */
     }
     *out = buf;
     *len = n;
@@ -446,7 +448,10 @@ static int storage_value(struct fs_ctx *c, struct fs_node *n, char *out, size_t 
         return snprintf(out, cap, "queued");
     if (fstatat(n->fd, "", &st, AT_EMPTY_PATH) != 0)
         return -errno;
-    if (node_store(c, n, &st, &img) != FS_STORE_IMAGE)
+    int store = node_store(c, n, &st, &img);
+    if (store < 0)
+        return store;
+    if (store != FS_STORE_IMAGE)
         return snprintf(out, cap, "blocks");
     hex_id(img.coder_id, "fixed", coder);
     hex_id(img.ae_id, "none", ae);

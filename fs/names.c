@@ -118,13 +118,14 @@ int fs_dirid_read(const struct fs_ctx *c, int dir_fd, uint8_t id[KEYS_ID_BYTES])
         return rc;
     }
     uint8_t buf[KEYS_ID_BYTES];
-    ssize_t n = read(fd, buf, sizeof(buf));
-    rc = n == KEYS_ID_BYTES ? 0 : n < 0 ? -errno : -EIO;
+    ssize_t n = fs_pread_all(fd, buf, sizeof(buf), 0);
+    rc = n == KEYS_ID_BYTES ? 0 : n < 0 ? (int)n : -EIO;
     close(fd);
-    if (rc == -EIO) {
+    if (rc != 0) {
         char where[PATH_MAX];
         fs_where(dir_fd, where, sizeof(where));
-        fs_log(c, LOG_ERR, "%s/%s: damaged folder id", where, FS_DIRID_NAME);
+        fs_log(c, LOG_ERR, "%s/%s: %s", where, FS_DIRID_NAME,
+               rc == -EIO && n >= 0 ? "damaged folder id" : strerror(-rc));
     }
     if (rc == 0)
         memcpy(id, buf, KEYS_ID_BYTES);
@@ -143,6 +144,22 @@ int fs_write_all(int fd, const void *buf, size_t len)
         done += (size_t)n;
     }
     return 0;
+}
+
+ssize_t fs_pread_all(int fd, void *buf, size_t len, off_t off)
+{
+    size_t done = 0;
+    while (done < len) {
+        ssize_t n = pread(fd, (uint8_t *)buf + done, len - done, off + (off_t)done);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return -errno;
+        if (n == 0)
+            break;
+        done += (size_t)n;
+    }
+    return (ssize_t)done;
 }
 
 int fs_dirid_create(int dir_fd, uint8_t id[KEYS_ID_BYTES])

@@ -225,11 +225,7 @@ int fs_node_swap(struct fs_ctx *c, struct fs_node *n, const char *tmp, int tmp_f
     int rc = fs_node_where(c, n, &d, &leaf);
     if (rc != 0)
         return rc;
-    int path_fd = openat(d->fd, tmp, O_PATH | O_NOFOLLOW | O_CLOEXEC);
-    if (path_fd < 0 || fstat(tmp_fd, &fresh) != 0) {
-        rc = -errno;
-        goto out;
-    }
+    int path_fd = -1, old_fd = -1;
     pthread_rwlock_wrlock(&c->ns_lock);
     if (fstatat(d->fd, leaf, &cur, AT_SYMLINK_NOFOLLOW) != 0)
         rc = errno == ENOENT ? -ESTALE : -errno;
@@ -237,11 +233,18 @@ int fs_node_swap(struct fs_ctx *c, struct fs_node *n, const char *tmp, int tmp_f
         rc = -ESTALE;
     else if (cur.st_nlink != 1)
         rc = -EMLINK;
-    else if (renameat(d->fd, tmp, d->fd, leaf) != 0)
+    else if ((path_fd = openat(d->fd, tmp, O_PATH | O_NOFOLLOW | O_CLOEXEC)) < 0 ||
+             fstat(tmp_fd, &fresh) != 0 || (old_fd = fcntl(n->fd, F_DUPFD_CLOEXEC, 0)) < 0)
         rc = -errno;
+    /* The node's descriptor names the new inode before the rename (the same number: a getattr
+     * racing this sees the new file, one link, never the old one unlinked), and the old one
+     * again if the rename fails. */
+    else if (dup2(path_fd, n->fd) < 0)
+        rc = -errno;
+    else if (renameat(d->fd, tmp, d->fd, leaf) != 0 && (rc = -errno) != 0)
+        (void)dup2(old_fd, n->fd);
     if (rc == 0) {
-        /* The node is now the new inode: the same descriptor number, another key. */
-        (void)dup2(path_fd, n->fd);
+        /* Another key: the same node. */
         pthread_mutex_lock(&c->table_lock);
         unhook(c, n);
         n->dev = fresh.st_dev;
@@ -254,9 +257,10 @@ int fs_node_swap(struct fs_ctx *c, struct fs_node *n, const char *tmp, int tmp_f
     pthread_rwlock_unlock(&c->ns_lock);
     if (rc == 0) /* for the caller's fsync, which an O_PATH descriptor does not take */
         *dir_fd = openat(d->fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-out:
     if (path_fd >= 0)
         close(path_fd);
+    if (old_fd >= 0)
+        close(old_fd);
     fs_dref_put(d);
     free(leaf);
     return rc;
@@ -291,15 +295,18 @@ int fs_node_reopen(const struct fs_node *n, int flags)
     return fd < 0 ? -errno : fd;
 }
 
-/* Is the file open as `fd` a stored image? What it is, is remembered for its inode. */
+/* Is the file open as `fd` a stored image (1, or 0)? What it is, is remembered for its inode;
+ * a read that fails is not taken for an answer (-errno). */
 static int sniff_image(struct fs_ctx *c, struct fs_node *n, int fd)
 {
     uint8_t head[CODEC_CT_HEAD];
     struct codec_ct_info info;
     struct stat st;
-    ssize_t got = pread(fd, head, sizeof(head), 0);
-    if (got <= 0 || fstat(fd, &st) != 0)
-        return 0;
+    ssize_t got = fs_pread_all(fd, head, sizeof(head), 0);
+    if (got < 0)
+        return (int)got;
+    if (fstat(fd, &st) != 0)
+        return -errno;
     int image = c->pl && codec_ct_sniff(head, (size_t)got) &&
                 codec_pipeline_head_info(c->pl, head, (size_t)got, &info) == 0;
     fs_image_set_store(n, image ? FS_STORE_IMAGE : FS_STORE_BLOCKS, &st, image ? &info : NULL);
@@ -342,7 +349,12 @@ int fs_node_open_data(struct fs_ctx *c, struct fs_node *n, int writable)
         close(n->data_fd);
         codec_bf_set_fd(n->bf, fd);
     } else {
-        if (sniff_image(c, n, fd)) {
+        int image = sniff_image(c, n, fd);
+        if (image < 0) {
+            close(fd);
+            return image;
+        }
+        if (image) {
             if (!writable) {
                 n->image = 1;
                 n->data_fd = fd;

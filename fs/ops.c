@@ -48,12 +48,13 @@ static off_t link_plain_size(off_t b64_len)
     return raw > FS_SEAL_OVERHEAD ? raw - FS_SEAL_OVERHEAD : 0;
 }
 
-static void fix_stat(struct fs_ctx *c, struct fs_node *n, struct stat *st)
+static int fix_stat(struct fs_ctx *c, struct fs_node *n, struct stat *st)
 {
     if (S_ISREG(st->st_mode))
-        fs_image_fix_size(c, n, st);
-    else if (S_ISLNK(st->st_mode))
+        return fs_image_fix_size(c, n, st);
+    if (S_ISLNK(st->st_mode))
         st->st_size = link_plain_size(st->st_size);
+    return 0;
 }
 
 int fs_node_stat(struct fs_ctx *c, struct fs_node *n, struct stat *st)
@@ -68,7 +69,7 @@ int fs_node_stat(struct fs_ctx *c, struct fs_node *n, struct stat *st)
     if (locked)
         pthread_rwlock_unlock(&n->lock);
     if (rc == 0)
-        fix_stat(c, n, st);
+        rc = fix_stat(c, n, st);
     return rc;
 }
 
@@ -153,8 +154,11 @@ int fs_lookup_leaf(struct fs_ctx *c, struct fs_node *parent, const char *leaf,
         return rc;
     memset(e, 0, sizeof(*e));
     /* A file open here: its size between writes (see fs_node_stat). */
-    if (!(n->type == S_IFREG && n->opens > 0 && fs_node_stat(c, n, &st) == 0))
-        fix_stat(c, n, &st);
+    if (!(n->type == S_IFREG && n->opens > 0 && fs_node_stat(c, n, &st) == 0) &&
+        (rc = fix_stat(c, n, &st)) != 0) {
+        fs_node_forget(c, n, 1); /* the head of a stored image did not read: no entry */
+        return rc;
+    }
     e->ino = n == &c->root ? FUSE_ROOT_ID : (fuse_ino_t)(uintptr_t)n;
     e->attr = st;
     e->attr_timeout = c->timeout;
@@ -291,10 +295,43 @@ static int set_times(const struct fs_node *n, const struct stat *attr, int valid
     return utimensat(AT_FDCWD, p, tv, 0) == 0 ? 0 : -errno;
 }
 
+static int set_owner_mode(struct fs_node *n, const struct stat *attr, int valid);
+
+/* Owner, mode and times, under the node's lock: a conversion copies them into the new form of
+ * the file and drops its result when they changed meanwhile (the generation). */
+static int set_meta(struct fs_node *n, const struct stat *attr, int valid)
+{
+    pthread_rwlock_wrlock(&n->lock);
+    n->gen++;
+    int rc = set_owner_mode(n, attr, valid);
+    if (rc == 0 && (valid & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_ATIME_NOW |
+                             FUSE_SET_ATTR_MTIME_NOW)))
+        rc = set_times(n, attr, valid);
+    pthread_rwlock_unlock(&n->lock);
+    return rc;
+}
+
 static int set_attr(struct fs_ctx *c, struct fs_node *n, const struct stat *attr, int valid)
 {
-    char p[32];
     int rc;
+    if ((valid & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID | FUSE_SET_ATTR_MODE)) &&
+        (rc = set_meta(n, attr,
+                       valid & ~(FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME |
+                                 FUSE_SET_ATTR_ATIME_NOW | FUSE_SET_ATTR_MTIME_NOW))) != 0)
+        return rc;
+    if ((valid & FUSE_SET_ATTR_SIZE) && (rc = fs_truncate(c, n, attr->st_size)) != 0)
+        return rc;
+    /* Times last: a truncate sets the modification time. */
+    if (valid & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_ATIME_NOW |
+                 FUSE_SET_ATTR_MTIME_NOW))
+        return set_meta(n, attr,
+                        valid & ~(FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID | FUSE_SET_ATTR_MODE));
+    return 0;
+}
+
+static int set_owner_mode(struct fs_node *n, const struct stat *attr, int valid)
+{
+    char p[32];
     fs_fd_path(n->fd, p);
     if (valid & (FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID)) {
         uid_t uid = valid & FUSE_SET_ATTR_UID ? attr->st_uid : (uid_t)-1;
@@ -309,12 +346,6 @@ static int set_attr(struct fs_ctx *c, struct fs_node *n, const struct stat *attr
         if (chmod(p, attr->st_mode & 07777) != 0)
             return -errno;
     }
-    if ((valid & FUSE_SET_ATTR_SIZE) && (rc = fs_truncate(c, n, attr->st_size)) != 0)
-        return rc;
-    if ((valid & (FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_ATIME_NOW |
-                  FUSE_SET_ATTR_MTIME_NOW)) &&
-        (rc = set_times(n, attr, valid)) != 0)
-        return rc;
     return 0;
 }
 

@@ -46,6 +46,20 @@ static int locate(const struct fs_ctx *c, const struct fs_node *n, const char *n
     return seal_name(c, name, sname, cap);
 }
 
+/* Set (value) or remove (NULL) a sealed xattr under the node's lock: a conversion copies the
+ * xattrs into the new form of the file and drops its result when they changed meanwhile. */
+static int changed_xattr(struct fs_node *n, const char *path, const char *sname,
+                         const uint8_t *value, size_t len, int flags)
+{
+    pthread_rwlock_wrlock(&n->lock);
+    n->gen++;
+    int rc = (value ? setxattr(path, sname, value, len, flags) : removexattr(path, sname)) == 0
+                 ? 0
+                 : -errno;
+    pthread_rwlock_unlock(&n->lock);
+    return rc;
+}
+
 void fs_op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char *value,
                     size_t size, int flags)
 {
@@ -64,9 +78,8 @@ void fs_op_setxattr(fuse_req_t req, fuse_ino_t ino, const char *name, const char
     /* Random nonce per value under the xattr value key; AAD = the sealed name. */
     if (rc == 0 && (rc = keys_random(sealed, KEYS_NONCE_BYTES)) == 0 &&
         (rc = keys_gcm_seal(c->xval_key, sealed, sname, strlen(sname), value, size,
-                            sealed + KEYS_NONCE_BYTES, sealed + KEYS_NONCE_BYTES + size)) == 0 &&
-        setxattr(path, sname, sealed, size + FS_SEAL_OVERHEAD, flags) != 0)
-        rc = -errno;
+                            sealed + KEYS_NONCE_BYTES, sealed + KEYS_NONCE_BYTES + size)) == 0)
+        rc = changed_xattr(fs_node_of(c, ino), path, sname, sealed, size + FS_SEAL_OVERHEAD, flags);
     free(sealed);
     fuse_reply_err(req, -rc);
 }
@@ -192,7 +205,7 @@ void fs_op_removexattr(fuse_req_t req, fuse_ino_t ino, const char *name)
     int rc = locate(c, fs_node_of(c, ino), name, path, sname, sizeof(sname));
     if (rc == -EOPNOTSUPP || rc == -EPERM)
         rc = -ENODATA;
-    if (rc == 0 && removexattr(path, sname) != 0)
-        rc = -errno;
+    if (rc == 0)
+        rc = changed_xattr(fs_node_of(c, ino), path, sname, NULL, 0, 0);
     fuse_reply_err(req, -rc);
 }
