@@ -521,6 +521,39 @@ ssize_t codec_bf_write(struct codec_bf *bf, const void *buf, size_t len, uint64_
     return rc != 0 ? rc : (ssize_t)len;
 }
 
+/* A sealed block kept aside before it is rewritten in place. */
+struct kept {
+    uint8_t sealed[CODEC_BF_SEALED];
+    size_t len;
+    uint64_t at;
+};
+
+static int keep_block(struct codec_bf *bf, uint64_t index, struct kept *k)
+{
+    k->at = block_off(index);
+    ssize_t n = pread_full(bf->fd, k->sealed, sizeof(k->sealed), k->at);
+    k->len = n > 0 ? (size_t)n : 0;
+    return n < 0 ? (int)n : 0;
+}
+
+/*
+ * The end of a shrink: block k was rewritten (rc 0) as the new last block; cut the file to
+ * `backing`. If the cut fails, the kept block is put back, so that the file reads as before
+ * (a block flagged last with old blocks after it would read as damaged: every byte lost); the
+ * caller gets the cut's error, or EIO if even that write is refused. After a rewrite that
+ * failed (rc), the kept block is put back too.
+ */
+static int cut(struct codec_bf *bf, uint64_t backing, const struct kept *k, int rc)
+{
+    if (rc == 0 && ftruncate(bf->fd, (off_t)backing) == 0)
+        return 0;
+    if (rc == 0)
+        rc = -errno;
+    if (k->len > 0 && pwrite_full(bf->fd, k->sealed, k->len, k->at) != 0)
+        rc = -EIO;
+    return rc;
+}
+
 int codec_bf_truncate(struct codec_bf *bf, uint64_t size, uint64_t *bad_block)
 {
     uint64_t old;
@@ -532,12 +565,13 @@ int codec_bf_truncate(struct codec_bf *bf, uint64_t size, uint64_t *bad_block)
     if (size == 0) {
         /* Needs nothing of the old contents, so it also recovers a damaged file. */
         uint8_t empty[CODEC_BF_OVERHEAD];
-        int rc = seal_one(bf, 0, 1, empty, 0, empty);
+        struct kept k;
+        int rc = keep_block(bf, 0, &k);
+        if (rc == 0)
+            rc = seal_one(bf, 0, 1, empty, 0, empty);
         if (rc == 0)
             rc = pwrite_full(bf->fd, empty, sizeof(empty), CODEC_BF_HEADER);
-        if (rc == 0 && ftruncate(bf->fd, CODEC_BF_HEADER + CODEC_BF_OVERHEAD) != 0)
-            rc = -errno;
-        return rc;
+        return cut(bf, CODEC_BF_HEADER + CODEC_BF_OVERHEAD, &k, rc);
     }
     int rc = checked_size(bf, &old, bad_block);
     if (rc != 0)
@@ -562,8 +596,8 @@ int codec_bf_truncate(struct codec_bf *bf, uint64_t size, uint64_t *bad_block)
     }
     /* Shrink: the new last block keeps its first bytes and is sealed with last = 1. */
     uint64_t lastb = (size - 1) / CODEC_BF_BLOCK;
-    rc = rewrite_blocks(bf, lastb, lastb, old, size, NULL, 0, 0, bad_block);
-    if (rc == 0 && ftruncate(bf->fd, (off_t)codec_bf_backing_size(size)) != 0)
-        rc = -errno;
-    return rc;
+    struct kept k;
+    if ((rc = keep_block(bf, lastb, &k)) == 0)
+        rc = rewrite_blocks(bf, lastb, lastb, old, size, NULL, 0, 0, bad_block);
+    return cut(bf, codec_bf_backing_size(size), &k, rc);
 }
