@@ -323,8 +323,11 @@ static int rename_names(struct fs_ctx *c, int afd, const struct fs_name *a, int 
             return rc;
         }
     }
-    if ((rc = fs_long_write(bfd, b)) == 0 && renameat2(afd, a->leaf, bfd, b->leaf, flags) != 0)
-        rc = -errno;
+    if ((rc = fs_long_write(bfd, b)) == 0)
+        rc = flags == RENAME_NOREPLACE
+                 ? fs_rename_noreplace(afd, a->leaf, bfd, b->leaf, S_ISDIR(sa.st_mode))
+             : renameat2(afd, a->leaf, bfd, b->leaf, flags) == 0 ? 0
+                                                                 : -errno;
     if (rc != 0) {
         if (tfd >= 0)
             restore_id(c, tfd, id);

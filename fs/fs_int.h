@@ -261,6 +261,9 @@ int fs_lookup_leaf(struct fs_ctx *c, struct fs_node *parent, const char *leaf,
 /* Give a new entry (O_PATH or open descriptor) to the caller when the daemon runs as root;
  * the group stays the folder's when the folder is set-group-ID. 0 or -errno. */
 int fs_own(struct fs_ctx *c, fuse_req_t req, const struct fs_node *parent, int fd);
+/* Rename a to b failing with -EEXIST if b exists, also where the backing filesystem has no
+ * RENAME_NOREPLACE. */
+int fs_rename_noreplace(int afd, const char *a, int bfd, const char *b, int is_dir);
 /* Put temporary entry `tmp` in folder dir_fd at `leaf`, failing with -EEXIST if it exists. */
 int fs_place(int dir_fd, const char *tmp, const char *leaf, int is_dir);
 /* Seal `name` for the folder node `parent`. */

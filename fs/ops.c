@@ -189,24 +189,30 @@ int fs_own(struct fs_ctx *c, fuse_req_t req, const struct fs_node *parent, int f
     return 0;
 }
 
-int fs_place(int dir_fd, const char *tmp, const char *leaf, int is_dir)
+int fs_rename_noreplace(int afd, const char *a, int bfd, const char *b, int is_dir)
 {
-    if (renameat2(dir_fd, tmp, dir_fd, leaf, RENAME_NOREPLACE) == 0)
+    if (renameat2(afd, a, bfd, b, RENAME_NOREPLACE) == 0)
         return 0;
     if (errno != EINVAL && errno != ENOSYS)
         return -errno;
-    /* A backing filesystem without RENAME_NOREPLACE: a hard link fails on an existing name;
-     * folders cannot be linked, so they check first (a narrow race, documented). */
+    /* A backing filesystem without RENAME_NOREPLACE (GlusterFS): a hard link fails on an
+     * existing name; folders cannot be linked, so they check first (a narrow race,
+     * documented). */
     if (!is_dir) {
-        if (linkat(dir_fd, tmp, dir_fd, leaf, 0) != 0)
+        if (linkat(afd, a, bfd, b, 0) != 0)
             return -errno;
-        (void)unlinkat(dir_fd, tmp, 0);
+        (void)unlinkat(afd, a, 0);
         return 0;
     }
     struct stat st;
-    if (fstatat(dir_fd, leaf, &st, AT_SYMLINK_NOFOLLOW) == 0)
+    if (fstatat(bfd, b, &st, AT_SYMLINK_NOFOLLOW) == 0)
         return -EEXIST;
-    return renameat(dir_fd, tmp, dir_fd, leaf) == 0 ? 0 : -errno;
+    return renameat(afd, a, bfd, b) == 0 ? 0 : -errno;
+}
+
+int fs_place(int dir_fd, const char *tmp, const char *leaf, int is_dir)
+{
+    return fs_rename_noreplace(dir_fd, tmp, dir_fd, leaf, is_dir);
 }
 
 /* ---- operations ------------------------------------------------------------------------ */
