@@ -67,18 +67,23 @@ is_mounted() {
 
 # PIDs of imgcryptfs daemons whose command line mentions $1 (our temporary folder), or with
 # $2 = exact, has an argument equal to $1 (a mount point): the way to find a daemonised one,
-# which forks away from the shell.
+# which forks away from the shell. Builtins only: a few forks per process made one search of a
+# busy machine's /proc take 15 s.
 daemon_pids() {
-    local p cmd flag=-qF
-    [ "${2:-}" = exact ] && flag=-qxF
+    local p a hit
+    local -a args
     for p in /proc/[0-9]*; do
-        cmd=$( { tr '\0' '\n' <"$p/cmdline"; } 2>/dev/null) || continue
-        [ -n "$cmd" ] || continue
-        case "$(basename -- "$(head -n1 <<<"$cmd")")" in
-        imgcryptfs) ;;
-        *) continue ;;
-        esac
-        grep $flag -- "$1" <<<"$cmd" && echo "${p#/proc/}"
+        mapfile -d '' -t args 2>/dev/null <"$p/cmdline" || continue
+        [ "${#args[@]}" -gt 0 ] && [ "${args[0]##*/}" = imgcryptfs ] || continue
+        hit=0
+        for a in "${args[@]}"; do
+            if [ "${2:-}" = exact ]; then
+                [ "$a" = "$1" ] && hit=1
+            else
+                [[ $a == *"$1"* ]] && hit=1
+            fi
+        done
+        [ "$hit" = 1 ] && echo "${p#/proc/}"
     done
     return 0
 }
