@@ -10,7 +10,9 @@
 # and every file reads back exactly, before and after a remount. Then, as a user would: an
 # in-place edit of a stored image, mkdir/rmdir, rename (also renameat2 RENAME_NOREPLACE and
 # RENAME_EXCHANGE), hard links, symlinks, unlink, xattrs, fsync and flock; everything reads
-# back as in a local mirror tree after a last remount, and no temporary entry remains.
+# back as in a local mirror tree after a last remount. A second machine (its own GlusterFS
+# client and daemon on the same store) reads it all, writes an image this one reads, and reads
+# the new bytes of a stored image rewritten here. No temporary entry remains.
 # Teardown, also in the trap, in reverse order: imgcryptfs, the GlusterFS mount, the volume,
 # then, only if the test started it, glusterd and the state it created under /var/lib/glusterd,
 # /var/run/gluster and /var/log/glusterfs.
@@ -41,7 +43,8 @@ E=$WORK/expect               # a local tree that gets every change made in the m
 VOL=imgc_${WORK##*.}         # mktemp's suffix: letters and digits
 GD_SOCK=/var/run/glusterd.socket
 GD_DIRS=(/var/lib/glusterd /var/run/gluster /var/log/glusterfs)
-GD_STARTED=0 GD_PID="" VOL_MADE=0 G_PID=""
+G2=$WORK/gluster2 M2=$WORK/mnt2 # the same volume and store, as a second machine sees them
+GD_STARTED=0 GD_PID="" VOL_MADE=0
 declare -A GD_HAD            # the entries of GD_DIRS (and the socket) before glusterd started
 TIMES=()
 
@@ -145,18 +148,18 @@ storage_of() {
     getfattr --absolute-names -n user.imgcryptfs.storage --only-values -- "$1" 2>/dev/null || echo ERROR
 }
 
-# wait_backlog [SECONDS]: until the root's backlog reads 0 three times in a row, 0.2 s apart.
+# wait_backlog MNT [SECONDS]: until the root's backlog reads 0 three times in a row, 0.2 s apart.
 wait_backlog() {
     local v zeros=0 start=$SECONDS
     while :; do
-        v=$(getfattr --absolute-names -n user.imgcryptfs.backlog --only-values -- "$M" 2>/dev/null || echo ERROR)
+        v=$(getfattr --absolute-names -n user.imgcryptfs.backlog --only-values -- "$1" 2>/dev/null || echo ERROR)
         if [ "$v" = 0 ]; then
             zeros=$((zeros + 1))
             [ "$zeros" -ge 3 ] && return 0
         else
             zeros=0
         fi
-        [ $((SECONDS - start)) -lt "${1:-60}" ] || fail "the backlog of $M is still '$v' after ${1:-60}s"
+        [ $((SECONDS - start)) -lt "${2:-60}" ] || fail "the backlog of $1 is still '$v' after ${2:-60}s"
         sleep 0.2
     done
 }
@@ -237,25 +240,30 @@ gd_entries() {
 # Everything the test set up, in reverse order; safe to run twice, and from the trap (so it
 # never calls fail). Messages go to stderr (hidden when run from the trap).
 gluster_teardown() {
-    local i p e
-    if is_mounted "$M"; then
+    local i p e m
+    for m in "$M2" "$M"; do
+        is_mounted "$m" || continue
         for ((i = 0; i < 50; i++)); do
-            fusermount3 -u "$M" 2>/dev/null && break
+            fusermount3 -u "$m" 2>/dev/null && break
             sleep 0.1
         done
-        is_mounted "$M" && { say "teardown: lazy unmount of $M"; fusermount3 -uz "$M"; }
-    fi
-    if [ -n "$DAEMON_PID" ] && owned_pid "$DAEMON_PID"; then
-        wait_gone "$DAEMON_PID" 10 || { say "teardown: imgcryptfs $DAEMON_PID still runs"; stop_pid "$DAEMON_PID"; }
-    fi
-    if is_mounted "$G"; then
+        is_mounted "$m" && { say "teardown: lazy unmount of $m"; fusermount3 -uz "$m"; }
+    done
+    for p in "${PIDS[@]}"; do
+        owned_pid "$p" || continue
+        wait_gone "$p" 10 || { say "teardown: imgcryptfs $p still runs"; stop_pid "$p"; }
+    done
+    for m in "$G2" "$G"; do
+        is_mounted "$m" || continue
         for ((i = 0; i < 25; i++)); do
-            umount "$G" 2>/dev/null && break
+            umount "$m" 2>/dev/null && break
             sleep 0.2
         done
-        is_mounted "$G" && { say "teardown: lazy unmount of $G"; umount -l "$G"; }
-    fi
-    [ -n "$G_PID" ] && owned_pid "$G_PID" && { wait_gone "$G_PID" 10 || stop_pid "$G_PID"; }
+        is_mounted "$m" && { say "teardown: lazy unmount of $m"; umount -l "$m"; }
+    done
+    for p in $(procs_of glusterfs); do
+        wait_gone "$p" 10 || stop_pid "$p"
+    done
     if [ "$VOL_MADE" = 1 ]; then
         limit 60 gluster --mode=script volume stop "$VOL" force >&2 || say "teardown: volume stop $VOL failed"
         if limit 60 gluster --mode=script volume delete "$VOL" >&2; then
@@ -333,7 +341,6 @@ step "mount -t glusterfs"
 limit 60 mount -t glusterfs -o "log-file=$WORK/gluster-client.log" "$HOST:/$VOL" "$G" ||
     fail "mount -t glusterfs $HOST:/$VOL $G failed"
 is_mounted "$G" || fail "$G is not mounted"
-G_PID=$(procs_of glusterfs | head -n 1)
 [ "$(awk -v m="$G" '$2 == m { print $3 }' /proc/mounts)" = fuse.glusterfs ] ||
     fail "$G is not a GlusterFS mount: $(awk -v m="$G" '$2 == m' /proc/mounts)"
 lap mount
@@ -360,7 +367,7 @@ cp -r "$SET" "$E/set"
 
 step "copy into the mount and wait for the conversions"
 limit 120 cp -r "$SET" "$M/set" || fail "cp -r into the mount"
-wait_backlog 90
+wait_backlog "$M" 90
 lap copy+convert
 same_tree "read back once converted"
 lap read-back
@@ -427,7 +434,7 @@ for R in "$M" "$E"; do
     limit 30 "$PY" "$UTIL" edit "$R/$f" $((size - 5000)) 3 || check_fail "r+ edit of $R/$f failed"
 done
 cmp -s "$E/$f" "$M/$f" || check_fail "$f reads back other bytes right after the in-place edit"
-wait_backlog 60
+wait_backlog "$M" 60
 same_tree "after the in-place edit"
 v=$(storage_of "$M/$f")
 [ "${v%% *}" = image ] || check_fail "$f is '$v' after the edit and the backlog, expected image again"
@@ -515,7 +522,43 @@ for f in set/mri-t1-axial-8bit.pgm set/MR_small.dcm; do
 done
 [ "$(getfattr --absolute-names -n user.site --only-values "$XF" 2>/dev/null)" = "gluster brick 7" ] ||
     check_fail "user.site of a stored image is lost after the remount"
-wait_backlog 60
+wait_backlog "$M" 60
+lap checks
+
+step "a second machine on the same store"
+# Its own GlusterFS client and daemon, both mounts live at once.
+D1=$DAEMON_PID
+mkdir -p "$G2"
+limit 60 mount -t glusterfs -o "log-file=$WORK/gluster-client2.log" "$HOST:/$VOL" "$G2" ||
+    fail "a second mount -t glusterfs of $VOL failed"
+mount_fg "$G2/store" "$M2" "$K" "$WORK/daemon2.log"
+D2=$DAEMON_PID
+d=$(diff <(sha_tree "$E") <(sha_tree "$M2") | grep '^[<>]')
+[ -z "$d" ] || check_fail "the second machine reads other bytes: $(head -n 8 <<<"$d" | tr '\n' ' ')"
+# A new image written there is converted there and reads right here.
+cp "$SET/mri-t1-axial-12bit.pgm" "$M2/set/second.pgm" && cp "$SET/mri-t1-axial-12bit.pgm" "$E/set/second.pgm" ||
+    check_fail "cp into the second machine's mount failed"
+wait_backlog "$M2"
+v=$(storage_of "$M/set/second.pgm")
+[ "${v%% *}" = image ] || check_fail "a file converted by the second machine says '$v' here, expected image"
+cmp -s "$M/set/second.pgm" "$SET/mri-t1-axial-12bit.pgm" || check_fail "a file written by the second machine reads other bytes here"
+# A stored image that the second machine has read (its plaintext cached there) is rewritten
+# here: the second machine must read the new bytes.
+cmp -s "$M2/set/mri-t1-axial-8bit.png" "$SET/mri-t1-axial-8bit.png" || check_fail "the second machine misreads mri-t1-axial-8bit.png"
+for R in "$M" "$E"; do
+    cp "$SET/mri-t1-coronal-512.png" "$R/set/mri-t1-axial-8bit.png" || check_fail "cp over a stored image in $R failed"
+done
+wait_backlog "$M"
+cmp -s "$M/set/mri-t1-axial-8bit.png" "$SET/mri-t1-coronal-512.png" || check_fail "a rewritten stored image reads other bytes here"
+cmp -s "$M2/set/mri-t1-axial-8bit.png" "$SET/mri-t1-coronal-512.png" ||
+    check_fail "the second machine reads the old bytes of a stored image rewritten here ($(cmp "$M2/set/mri-t1-axial-8bit.png" "$SET/mri-t1-coronal-512.png" 2>&1 | head -c 100))"
+d=$(diff <(sha_tree "$E") <(sha_tree "$M2") | grep '^[<>]')
+[ -z "$d" ] || check_fail "the second machine reads other bytes after the changes here: $(head -n 8 <<<"$d" | tr '\n' ' ')"
+DAEMON_PID=$D2
+unmount_fg "$M2"
+DAEMON_PID=$D1
+lap second-machine
+same_tree "here, after the second machine"
 unmount_fg "$M"
 left=$(leftovers)
 [ -z "$left" ] || check_fail "temporary entries left on GlusterFS or in a brick: $left"
@@ -526,8 +569,9 @@ lap checks
 step "teardown"
 started=$GD_STARTED
 gluster_teardown
-is_mounted "$M" && check_fail "$M is still mounted"
-is_mounted "$G" && check_fail "$G is still mounted"
+for m in "$M" "$M2" "$G" "$G2"; do
+    is_mounted "$m" && check_fail "$m is still mounted"
+done
 [ "$VOL_MADE" = 0 ] || check_fail "volume $VOL could not be deleted"
 [ -z "$(procs_of glusterfsd)$(procs_of glusterfs)" ] || check_fail "brick or client processes of the test still run"
 if [ "$started" = 1 ]; then
