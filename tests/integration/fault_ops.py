@@ -10,7 +10,7 @@
 #   fault_ops.py truncate PATH SIZE
 #   fault_ops.py fsync PATH | fdatasync PATH
 #   fault_ops.py fallocate_keep PATH LEN   fallocate(FALLOC_FL_KEEP_SIZE, 0, LEN)
-#   fault_ops.py create PATH | mkdir PATH | rename FROM TO | open PATH
+#   fault_ops.py create PATH | mkdir PATH | rename FROM TO | open PATH | list PATH
 #   fault_ops.py setxattr PATH NAME VALUE
 #   fault_ops.py hold_close PATH SRC CTL RULE [XATTR]
 #       create PATH with SRC's bytes (and a user xattr), then put RULE in the control file CTL
@@ -158,6 +158,8 @@ def run(op, a):
         os.mkdir(a[0])
     elif op == "rename":
         os.rename(a[0], a[1])
+    elif op == "list":
+        os.listdir(a[0])
     elif op == "open":
         os.close(os.open(a[0], os.O_RDONLY))
     elif op == "setxattr":

@@ -48,7 +48,7 @@ wait_idle() {
 }
 
 ROWS=()
-row() { ROWS+=("$(printf '%-26s %-44s %-10s %-14s %s' "$@")"); }
+row() { ROWS+=("$(printf '%-30s %-44s %-10s %-20s %s' "$@")"); }
 
 # run_case NAME RULE EXPECT OP ARGS...: the fault on, the operation, the fault off. EXPECT is an
 # extended regex for the first word printed (OK or an errno name). Sets GOT and HITS; $NOTE adds
@@ -260,6 +260,8 @@ conv_case rename-EIO "renameat EIO match=.imgcryptfs.tmp." blocks
 conv_case write-short "write short match=.imgcryptfs.tmp." image
 conv_case write-EINTR "write EINTR times=1 match=.imgcryptfs.tmp." image
 conv_case read-short "pread short acc=ro" image
+# The container's fsync passes, the folder's fails: converted all the same, with a warning.
+conv_case dir-fsync-EIO "fsync EIO after=1" image
 grep 'it stays a block file' "$DLOG" | sed 's/^/    /'
 
 step "stored images read under faults"
@@ -299,9 +301,82 @@ img_case "stored image: pread EINTR" "pread EINTR times=1" "$M/img/ok2.pgm"
 img_case "stored image: pread short" "pread short" "$M/img/ok3.pgm"
 img_case "stored image: pread short once" "pread short times=1" "$M/img/ok4.pgm"
 
-# ---- the store mounts again ----------------------------------------------------------------------
+# ---- mounting ------------------------------------------------------------------------------------
 step "unmount; mount again without the shim"
 unmount_fg "$M"
+
+# mount_case NAME RULE EXPECT [MESSAGE]: a mount under a fault. EXPECT refused: it fails at once
+# with a message (saying MESSAGE, an extended regex), mounts nothing, leaves no temporary entry;
+# mounted: it mounts.
+mount_case() {
+    local rc=0 msg problems=""
+    CASE=$1 RULE=$2
+    step "$CASE: $RULE"
+    : >"$FLOG"
+    IMGC_FAULT="$RULE" LD_PRELOAD=$SHIM IMGC_FAULT_ROOT=$B IMGC_FAULT_LOG=$FLOG \
+        limit 20 "$IMGC_BIN/imgcryptfs" -o "keyfile=$K,$OPTS" "$B" "$M" \
+        </dev/null >"$WORK/mount-fault.log" 2>&1 || rc=$?
+    HITS=$(wc -l <"$FLOG")
+    msg=$(grep -m1 'imgcryptfs' "$WORK/mount-fault.log")
+    msg=${msg//"$B"\//}
+    if is_mounted "$M"; then
+        GOT=mounted
+        MOUNTS+=("$M")
+        DAEMON_PID=$(daemon_pids "$M" exact | head -n1)
+        unmount "$M"
+    elif [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
+        GOT=hung
+    else
+        GOT=refused
+    fi
+    [ "$HITS" -gt 0 ] || problems+="fault never hit; "
+    [ "$GOT" = "$3" ] || problems+="the mount was $GOT, expected $3; "
+    [ "$GOT" != refused ] || [ -n "$msg" ] || problems+="no message; "
+    [ -z "${4:-}" ] || grep -qE -- "$4" <<<"$msg" || problems+="the message does not say '$4'; "
+    # A mount that is made sweeps what the persistent mkdir fault left.
+    [ "$GOT" != mounted ] || TMP_BEFORE=0
+    [ "$(tmp_left)" = "$TMP_BEFORE" ] || problems+="$(tmp_left) temporary entries left; "
+    if [ -z "$problems" ]; then
+        row "$CASE" "$RULE" "$GOT" "${msg:0:70}" PASS
+    else
+        row "$CASE" "$RULE" "$GOT" "${msg:0:70}" "FAIL: $problems"
+        check_fail "$CASE: $problems"
+    fi
+}
+mount_case "mount: keyring read EIO" "read EIO" refused "Input/output error"
+mount_case "mount: root id read EIO" "read EIO match=.imgcryptfs.dirid" refused "Input/output error"
+mount_case "mount: root id read EINTR" "read EINTR times=1 match=.imgcryptfs.dirid" mounted
+mount_case "mount: root id short read" "read short times=1 match=.imgcryptfs.dirid" mounted
+
+# folder_case NAME RULE EXPECT: on a fresh mount (no folder id read yet), the listing of d under
+# a fault on reading its id (the root's, read first at mount, passes): EXPECT as in run_case;
+# an I/O error is not logged as damage.
+folder_case() {
+    local lines problems=""
+    CASE=$1 RULE=$2 EXPECT=$3
+    step "$CASE: $RULE"
+    : >"$FLOG"
+    lines=$(wc -l <"$DLOG")
+    IMGC_FAULT="$RULE" LD_PRELOAD=$SHIM IMGC_FAULT_ROOT=$B IMGC_FAULT_LOG=$FLOG \
+        mount_fg "$B" "$M" "$K" "$DLOG" "$OPTS"
+    GOT=$(ops list "$M/d")
+    unmount_fg "$M"
+    HITS=$(wc -l <"$FLOG")
+    [ "$HITS" -gt 0 ] || problems+="fault never hit; "
+    [[ ${GOT%% *} =~ ^($EXPECT)$ ]] || problems+="caller got ${GOT%% *}, expected $EXPECT; "
+    if tail -n +"$((lines + 1))" "$DLOG" | grep -q 'damaged'; then
+        problems+="logged as damage: $(tail -n +"$((lines + 1))" "$DLOG" | grep -m1 -o 'damaged.*'); "
+    fi
+    if [ -z "$problems" ]; then
+        row "$CASE" "$RULE" "${GOT%% *}" "" PASS
+    else
+        row "$CASE" "$RULE" "${GOT%% *}" "" "FAIL: $problems"
+        check_fail "$CASE: $problems"
+    fi
+}
+folder_case "folder id read EIO" "read EIO after=1 match=.imgcryptfs.dirid" EIO
+folder_case "folder id read EINTR" "read EINTR after=1 times=1 match=.imgcryptfs.dirid" "OK|EINTR"
+folder_case "folder id short read" "read short after=1 times=1 match=.imgcryptfs.dirid" OK
 mount_fg "$B" "$M" "$K" "$DLOG" "$OPTS"
 for ((i = 0; i < 50; i++)); do
     [ "$(tmp_left)" = 0 ] && break
@@ -313,7 +388,7 @@ BROKEN=""
 for f in "$M"/img/*.pgm; do
     st=$(storage "$f")
     case $(basename "$f") in
-    write-short* | write-EINTR* | read-short* | ok*) [ "${st%% *}" = image ] ;;
+    write-short* | write-EINTR* | read-short* | dir-fsync* | ok*) [ "${st%% *}" = image ] ;;
     *) [ "$st" = blocks ] ;;
     esac || problems+="$(basename "$f") is '$st'; "
 done
@@ -326,6 +401,6 @@ finish_case "$problems"
 unmount_fg "$M"
 
 echo
-printf '%-26s %-44s %-10s %-14s %s\n' CASE FAULT CALLER NOTE RESULT
+printf '%-30s %-44s %-10s %-20s %s\n' CASE FAULT CALLER NOTE RESULT
 for r in "${ROWS[@]}"; do echo "$r"; done
 lib_finish
