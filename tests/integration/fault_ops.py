@@ -4,6 +4,7 @@
 #   fault_ops.py append PATH SEED N [SHADOW]  append N bytes made from SEED (and what of them
 #                                          the kernel acknowledged to SHADOW); "OK short" when
 #                                          a write was short and the rest written by another
+#   fault_ops.py append_once PATH SEED N SHADOW  one write(2) of N bytes, no retry of the rest
 #   fault_ops.py pwrite PATH SEED N OFF    write N bytes at OFF, inside the file
 #   fault_ops.py read PATH                 read it all (the kernel's cached pages dropped)
 #   fault_ops.py stat_read PATH            stat it, then read it
@@ -112,6 +113,16 @@ def run(op, a):
         finally:
             os.close(fd)
         return "OK short" if SHORT else "OK"
+    elif op == "append_once":
+        fd = os.open(a[0], os.O_WRONLY | os.O_APPEND)
+        try:
+            buf = data(a[1], int(a[2]))
+            n = os.write(fd, buf)
+            with open(a[3], "ab") as f:
+                f.write(buf[:n])
+        finally:
+            os.close(fd)
+        return "OK" if n == len(buf) else "OK short"
     elif op == "pwrite":
         fd = os.open(a[0], os.O_WRONLY)
         try:

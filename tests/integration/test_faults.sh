@@ -104,6 +104,10 @@ for f in a b d/c t1 t2 r; do
         fi
     done
 done
+for t in "$M" "$SH"; do
+    "${OPS[@]}" create "$t/g.bin" >/dev/null
+    "${OPS[@]}" append "$t/g.bin" seed-g 10000 >/dev/null
+done
 setfattr -n user.kept -v before "$M/a.bin" || fail "setfattr"
 [ "$(ops verify "$M" "$SH")" = OK ] || fail "shadow differs before any fault"
 
@@ -123,6 +127,16 @@ app "append short writes" "pwrite short" "OK" b.bin s6 70000
 # The kernel splits a large write into several requests: the second fails, the caller is told of
 # a short write (NOTE) and writes the rest.
 app "append EIO, 2nd request" "pwrite EIO after=1 times=1" "OK" d/c.bin s7 900000
+
+# 10,000 bytes, then one write of 2,000,000: the kernel sends 2,288 bytes (to the page's end),
+# then 1 MiB, which the daemon seals as two chunks (the old last block and 256 more); the second
+# chunk fails, and so does the roll-back's ftruncate. The caller is told of a short write.
+printf '%s\n' "pwrite EIO after=2 times=1" "ftruncate EIO times=1" >"$WORK/two-faults"
+run_case "big append EIO, roll-back EIO" "$(cat "$WORK/two-faults")" "OK" \
+    append_once "$M/g.bin" s9 2000000 "$SH/g.bin"
+RULE="pwrite EIO after=2 times=1 + ftruncate EIO"
+[ "$GOT" = "OK short" ] && NOTE="short write told"
+finish_case
 
 run_case "overwrite EIO" "pwrite EIO" "EIO" pwrite "$M/b.bin" s8 10000 5000
 finish_case
