@@ -8,8 +8,12 @@
 # entry is left. Conversions hit by a fault (reading the block file; opening, writing, copying
 # xattrs to, fsyncing or renaming the temporary container) leave a block file that reads
 # exactly, with one log line; a fault while reading a stored image gives EIO and does not poison
-# the cache. At the end the store mounts again without the shim and reads exactly, with no
-# temporary entry after that mount. A table of the cases and their outcomes is printed.
+# the cache. A mount under a fault on the keyring or the root folder id is refused with a message
+# that names the error (or, for EINTR and short reads, goes ahead); a fault on reading a
+# sub-folder's id reaches the caller as an errno and is not logged as damage. At the end the
+# store mounts again without the shim and reads exactly, with no temporary entry after that
+# mount. A table of the cases and their outcomes is printed; a failing case is a bug of the
+# filesystem, left failing until it is fixed.
 . "$(dirname "$0")/lib.sh"
 lib_setup
 command -v getfattr >/dev/null || skip "getfattr is missing (apt-get install attr)"
@@ -99,7 +103,7 @@ mkdir -p "$M/d" "$SH/d"
 for f in a b d/c t1 t2 r; do
     for t in "$M" "$SH"; do
         if [ "$("${OPS[@]}" create "$t/$f.bin")" != OK ] ||
-            [ "$("${OPS[@]}" append "$t/$f.bin" "seed-$f" 200000)" != OK ]; then
+            [ "$("${OPS[@]}" append "$t/$f.bin" "seed-$f" 100000)" != OK ]; then
             fail "cannot write $t/$f.bin"
         fi
     done
@@ -126,7 +130,7 @@ app "append EINTR once" "pwrite EINTR times=1" "OK" b.bin s5 70000
 app "append short writes" "pwrite short" "OK" b.bin s6 70000
 # The kernel splits a large write into several requests: the second fails, the caller is told of
 # a short write (NOTE) and writes the rest.
-app "append EIO, 2nd request" "pwrite EIO after=1 times=1" "OK" d/c.bin s7 900000
+app "append EIO, 2nd request" "pwrite EIO after=1 times=1" "OK" d/c.bin s7 300000
 
 # 10,000 bytes, then one write of 2,000,000: the kernel sends 2,288 bytes (to the page's end),
 # then 1 MiB, which the daemon seals as two chunks (the old last block and 256 more); the second
@@ -323,26 +327,32 @@ unmount_fg "$M"
 # with a message (saying MESSAGE, an extended regex), mounts nothing, leaves no temporary entry;
 # mounted: it mounts.
 mount_case() {
-    local rc=0 msg problems=""
+    local pid msg problems=""
     CASE=$1 RULE=$2
     step "$CASE: $RULE"
     : >"$FLOG"
     IMGC_FAULT="$RULE" LD_PRELOAD=$SHIM IMGC_FAULT_ROOT=$B IMGC_FAULT_LOG=$FLOG \
-        limit 20 "$IMGC_BIN/imgcryptfs" -o "keyfile=$K,$OPTS" "$B" "$M" \
-        </dev/null >"$WORK/mount-fault.log" 2>&1 || rc=$?
-    HITS=$(wc -l <"$FLOG")
-    msg=$(grep -m1 'imgcryptfs' "$WORK/mount-fault.log")
-    msg=${msg//"$B"\//}
-    if is_mounted "$M"; then
+        "$IMGC_BIN/imgcryptfs" -f -o "keyfile=$K,$OPTS" "$B" "$M" \
+        </dev/null >"$WORK/mount-fault.log" 2>&1 &
+    pid=$!
+    PIDS+=("$pid")
+    if wait_mounted "$M" 20 "$pid"; then
         GOT=mounted
         MOUNTS+=("$M")
-        DAEMON_PID=$(daemon_pids "$M" exact | head -n1)
-        unmount "$M"
-    elif [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
+        # shellcheck disable=SC2034 # unmount_fg waits for it
+        DAEMON_PID=$pid
+        unmount_fg "$M"
+    elif pid_alive "$pid"; then
         GOT=hung
+        kill "$pid"
+        wait_gone "$pid" 10
     else
         GOT=refused
     fi
+    HITS=$(wc -l <"$FLOG")
+    msg=$(grep -m1 'imgcryptfs' "$WORK/mount-fault.log")
+    msg=${msg//"$B"\//}
+    [ "$GOT" = refused ] || msg=""
     [ "$HITS" -gt 0 ] || problems+="fault never hit; "
     [ "$GOT" = "$3" ] || problems+="the mount was $GOT, expected $3; "
     [ "$GOT" != refused ] || [ -n "$msg" ] || problems+="no message; "
