@@ -148,7 +148,7 @@ void fs_log(const struct fs_ctx *c, int prio, const char *fmt, ...)
     va_end(ap);
 }
 
-static void ctx_release(struct fs_ctx *c)
+void fs_ctx_release(struct fs_ctx *c)
 {
     keys_key_free(c->name_key);
     keys_key_free(c->content_key);
@@ -317,8 +317,8 @@ static int image_options(struct fs_ctx *c, const struct fs_config *cfg,
     return rc;
 }
 
-static int ctx_init(struct fs_ctx *c, const struct fs_config *cfg, const struct keys_ring *ring,
-                    char *why, size_t whylen)
+int fs_ctx_init(struct fs_ctx *c, const struct fs_config *cfg, const struct keys_ring *ring,
+                char *why, size_t whylen)
 {
     struct stat st;
     uint8_t tag[8];
@@ -414,7 +414,7 @@ int fs_mount_new(const struct fs_config *cfg, const struct keys_ring *ring, stru
     /* Modes are the caller's, already cut by the caller's umask in the kernel: the daemon's
      * own umask must not cut them a second time. */
     umask(0);
-    rc = ctx_init(&m->ctx, cfg, ring, why, whylen);
+    rc = fs_ctx_init(&m->ctx, cfg, ring, why, whylen);
     if (rc != 0)
         goto fail;
     struct stat st;
@@ -528,7 +528,7 @@ void fs_mount_free(struct fs_mount *m)
         sig_pipe[0] = sig_pipe[1] = -1;
     }
     pthread_mutex_destroy(&m->sig_lock);
-    ctx_release(&m->ctx);
+    fs_ctx_release(&m->ctx);
     free(m->mountpoint);
     free(m);
 }

@@ -170,6 +170,14 @@ struct fs_name {
     char enc[FS_ENC_CAP];
 };
 
+/* fs.c */
+/* Fill a zeroed context for the backing folder cfg->backing: its locks, the image options and
+ * pipeline, the subkeys derived from `ring`, the root folder opened and its id checked (a store
+ * never used gets one). What the mount and offline conversion (offline.c) share. 0 or -errno
+ * with the reason in why; release with fs_ctx_release whichever way it went. */
+int fs_ctx_init(struct fs_ctx *c, const struct fs_config *cfg, const struct keys_ring *ring,
+                char *why, size_t whylen);
+void fs_ctx_release(struct fs_ctx *c);
 void fs_log(const struct fs_ctx *c, int prio, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* "/proc/self/fd/N" for a descriptor: the path that names its inode itself. */
