@@ -4,7 +4,8 @@
  * command family is a file of its own, which parses its options into a struct and then runs:
  * keyring admin (imgcrypt_keyring.c: init, passwd, info), inspect (imgcrypt_inspect.c), the
  * autoencoder's training and evaluation (imgcrypt_train.c), the coder model's
- * (imgcrypt_coder.c), and the image commands (imgcrypt_image.c: encrypt, decrypt, preview).
+ * (imgcrypt_coder.c), the image commands (imgcrypt_image.c: encrypt, decrypt, preview) and the
+ * offline conversion of a store (imgcrypt_convert.c).
  * Every command leaves with one of the documented exit codes (mount-tools/tool.h).
  */
 #include <stdio.h>
@@ -38,6 +39,7 @@ int imgcrypt_usage(void)
 {
     fputs(imgcrypt_usage_text, stderr);
     fputs(imgcrypt_image_usage, stderr);
+    fputs(imgcrypt_convert_usage, stderr);
     return TOOL_EXIT_USAGE;
 }
 
@@ -50,6 +52,7 @@ int main(int argc, char **argv)
     if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
         fputs(imgcrypt_usage_text, stdout);
         fputs(imgcrypt_image_usage, stdout);
+        fputs(imgcrypt_convert_usage, stdout);
         return TOOL_EXIT_OK;
     }
     if (strcmp(cmd, "--version") == 0) {
@@ -74,6 +77,8 @@ int main(int argc, char **argv)
         return imgcrypt_decrypt(argc - 1, argv + 1);
     if (strcmp(cmd, "preview") == 0)
         return imgcrypt_preview(argc - 1, argv + 1);
+    if (strcmp(cmd, "convert") == 0)
+        return imgcrypt_convert(argc - 1, argv + 1);
     tool_error("unknown command '%s'", cmd);
     return imgcrypt_usage();
 }

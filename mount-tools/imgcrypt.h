@@ -35,6 +35,11 @@ int imgcrypt_encrypt(int argc, char **argv);
 int imgcrypt_decrypt(int argc, char **argv);
 int imgcrypt_preview(int argc, char **argv);
 
+/* imgcrypt_convert.c: `imgcrypt convert`, offline conversion of a store's block files that hold
+ * images into containers. */
+extern const char imgcrypt_convert_usage[];
+int imgcrypt_convert(int argc, char **argv);
+
 /* imgcrypt_coder.c */
 /*
  * `imgcrypt train --coder ...` (argv[0] is "train"; "--coder" anywhere in argv). Returns an
