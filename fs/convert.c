@@ -177,36 +177,53 @@ static int reserve(struct fs_ctx *c, int64_t need)
     return rc;
 }
 
-/* Read, encode and put in place the block file open as fd (node n at generation gen). */
-static int convert_fd(struct fs_ctx *c, struct fs_node *n, int fd, uint64_t gen)
+int fs_convert_encode(struct fs_ctx *c, int fd, const struct stat *st, uint8_t **ct, size_t *ct_len)
 {
     struct codec_pipeline_opts opts = {.threads = 1, .coder = c->coder, .verify = 1};
-    struct fs_dref *d = NULL;
-    struct stat st;
-    uint8_t *buf = NULL, *ct = NULL;
-    size_t len = 0, ct_len = 0;
-    char *leaf = NULL, tmp[FS_TMP_CAP] = "";
-    int tfd = -1, rc;
-    if (fstat(fd, &st) != 0)
-        return -errno;
-    if (st.st_nlink != 1)
-        return FS_SKIP_NOT_IMAGE; /* hard links stay one file: not converted */
-    if ((uint64_t)st.st_size > c->mem_cap / 2)
+    uint8_t *buf = NULL, *out = NULL;
+    size_t len = 0, out_len = 0;
+    uint64_t need = 0;
+    int rc;
+    if ((uint64_t)st->st_size > c->mem_cap / 2)
         return -EFBIG; /* not even read: the file alone would take half the budget */
     if ((rc = fs_convert_read(c, fd, &buf, &len)) != 0)
         return rc;
-    uint64_t need = 0;
     if ((rc = codec_pipeline_estimate(buf, len, &need)) == 0 && (rc = reserve(c, need)) == 0) {
-        rc = codec_pipeline_encode(c->pl, buf, len, &opts, &ct, &ct_len);
+        rc = codec_pipeline_encode(c->pl, buf, len, &opts, &out, &out_len);
         reserve(c, -(int64_t)need);
     }
     OPENSSL_cleanse(buf, len);
     free(buf);
     if (rc == -ENOTSUP || rc == -EINVAL)
         rc = FS_SKIP_NOT_IMAGE;
-    if (rc == 0 && ct_len >= (size_t)st.st_size)
+    else if (rc == -EBADMSG)
+        rc = -EILSEQ; /* the verify's, not the block file's */
+    else if (rc == 0 && out_len >= (size_t)st->st_size)
         rc = FS_SKIP_NOT_SMALLER;
-    if (rc == 0 && (rc = fs_node_where(c, n, &d, &leaf)) == 0 &&
+    if (rc != 0) {
+        free(out);
+        return rc;
+    }
+    *ct = out;
+    *ct_len = out_len;
+    return 0;
+}
+
+/* Read, encode and put in place the block file open as fd (node n at generation gen). */
+static int convert_fd(struct fs_ctx *c, struct fs_node *n, int fd, uint64_t gen)
+{
+    struct fs_dref *d = NULL;
+    struct stat st;
+    uint8_t *ct = NULL;
+    size_t ct_len = 0;
+    char *leaf = NULL, tmp[FS_TMP_CAP] = "";
+    int tfd = -1, rc;
+    if (fstat(fd, &st) != 0)
+        return -errno;
+    if (st.st_nlink != 1)
+        return FS_SKIP_NOT_IMAGE; /* hard links stay one file: not converted */
+    if ((rc = fs_convert_encode(c, fd, &st, &ct, &ct_len)) == 0 &&
+        (rc = fs_node_where(c, n, &d, &leaf)) == 0 &&
         (rc = fs_convert_write(c, d->fd, fd, ct, ct_len, tmp, &tfd)) == 0)
         rc = commit(c, n, gen, tmp, tfd, ct, ct_len);
     if (rc != 0 && tmp[0])
@@ -244,6 +261,8 @@ const char *fs_convert_reason(int rc)
     switch (rc) {
     case -EBADMSG:
         return "the block file does not authenticate";
+    case -EILSEQ:
+        return "the container did not decode to the file (a codec bug)";
     case -EFBIG:
         return "too large to code within the conversion memory budget (-o convert_mb=)";
     case -ENOSPC:

@@ -368,6 +368,12 @@ int fs_convert_read(struct fs_ctx *c, int fd, uint8_t **buf, size_t *len);
  * which removes tmp on failure. 0 or -errno. */
 int fs_convert_write(struct fs_ctx *c, int dfd, int fd, const uint8_t *ct, size_t ct_len,
                      char tmp[FS_TMP_CAP], int *tfd);
+/* Encode the block file open as fd (st: its fstat) by the conversion rule: within the memory
+ * budget (waiting for its share), verified, and kept only when smaller. 0 and the container
+ * (*ct, caller frees; *ct_len), FS_SKIP_NOT_IMAGE or FS_SKIP_NOT_SMALLER, or -errno (-EFBIG:
+ * past the budget; -EILSEQ: the container did not decode to the file, a codec bug). */
+int fs_convert_encode(struct fs_ctx *c, int fd, const struct stat *st, uint8_t **ct,
+                      size_t *ct_len);
 /* The reason a conversion failed, for a log line. */
 const char *fs_convert_reason(int rc);
 
