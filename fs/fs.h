@@ -76,8 +76,9 @@ struct fs_offline_stats {
 };
 
 struct fs_offline_opts {
-    int coder;        /* enum codec_pipeline_coder; 0: FS_CODER_DEFAULT */
-    unsigned threads; /* worker threads; 0: one per core */
+    int coder;                /* enum codec_pipeline_coder; 0: FS_CODER_DEFAULT */
+    unsigned threads;         /* worker threads; 0: one per core */
+    unsigned long convert_mb; /* their memory budget, MiB, as the mount's; 0: the default */
     /* When it becomes non-zero (set by a signal thread, say), no further file is started or
      * renamed. NULL: never. */
     const _Atomic int *stop;

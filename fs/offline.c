@@ -523,29 +523,20 @@ static int classify(struct fs_ctx *c, int fd, const struct stat *st, struct resu
     return st->st_nlink != 1 ? OUT_LINKED : 0;
 }
 
-/* The container of the block file open as fd (*ct, *ct_len), or why there is none. */
+/* The container of the block file open as fd (*ct, *ct_len), by the mount's rule, or why
+ * there is none. */
 static int encode(struct fs_ctx *c, int fd, const struct stat *st, uint8_t **ct, size_t *ct_len,
                   struct result *res)
 {
-    struct codec_pipeline_opts opts = {.threads = 1, .coder = c->coder, .verify = 1};
-    uint8_t *buf = NULL;
-    size_t len = 0;
-    int rc = fs_convert_read(c, fd, &buf, &len);
+    int rc = fs_convert_encode(c, fd, st, ct, ct_len);
     if (rc == FS_SKIP_NOT_IMAGE)
         return OUT_NOT_IMAGE;
+    if (rc == FS_SKIP_NOT_SMALLER)
+        return OUT_NOT_SMALLER;
     if (rc == -EAGAIN)
         res->reason = "the block file ends before its size says (damaged)";
-    if (rc != 0)
-        return rc;
-    rc = codec_pipeline_encode(c->pl, buf, len, &opts, ct, ct_len);
-    OPENSSL_cleanse(buf, len);
-    free(buf);
-    if (rc == -ENOTSUP)
-        return OUT_NOT_IMAGE;
-    if (rc == -EBADMSG)
-        res->reason = "the container did not decode to the file (a codec bug)";
-    if (rc == 0 && *ct_len >= (size_t)st->st_size)
-        return OUT_NOT_SMALLER;
+    if (rc == -EFBIG)
+        res->reason = "too large to code within the memory budget (--convert-mb)";
     return rc;
 }
 
@@ -575,7 +566,8 @@ static int replace(struct fs_ctx *c, int dfd, const char *leaf, int fd, const st
         (void)unlinkat(dfd, tmp, 0);
     if (rc == 0 && fsync(dfd) != 0) {
         rc = -errno;
-        res->reason = "the folder could not be synced after the rename";
+        res->reason = "converted, but the fsync of its folder failed (after a crash either form "
+                      "may be found)";
     }
     if (tfd >= 0)
         close(tfd);
@@ -681,7 +673,10 @@ int fs_offline_convert(const char *backing, const struct keys_ring *ring, const 
                        size_t npaths, const struct fs_offline_opts *opts,
                        struct fs_offline_stats *st, char *why, size_t whylen)
 {
-    struct fs_config cfg = {.coder = opts->coder, .workers = opts->threads, .cache_mb = 0};
+    struct fs_config cfg = {.coder = opts->coder,
+                            .workers = opts->threads,
+                            .cache_mb = 0,
+                            .convert_mb = opts->convert_mb};
     struct run *r = calloc(1, sizeof(*r));
     int lock_fd = -1, have_ctx = 0, rc;
     memset(st, 0, sizeof(*st));
