@@ -28,9 +28,9 @@
 
 const char imgcrypt_convert_usage[] =
     "  convert [--keyring PATH] [SECRET] [--coder neural|fixed|smallest] [--threads N]\n"
-    "          BACKING [PATH...]\n";
+    "          [--convert-mb N] BACKING [PATH...]\n";
 
-enum { O_KEYRING = 1, O_PASSFILE, O_EXTPASS, O_KEYFILE, O_CODER, O_THREADS, O_HELP };
+enum { O_KEYRING = 1, O_PASSFILE, O_EXTPASS, O_KEYFILE, O_CODER, O_THREADS, O_MEM, O_HELP };
 
 static const struct option convert_opts[] = {
     {"keyring", required_argument, NULL, O_KEYRING},
@@ -39,6 +39,7 @@ static const struct option convert_opts[] = {
     {"keyfile", required_argument, NULL, O_KEYFILE},
     {"coder", required_argument, NULL, O_CODER},
     {"threads", required_argument, NULL, O_THREADS},
+    {"convert-mb", required_argument, NULL, O_MEM},
     {"help", no_argument, NULL, O_HELP},
     {NULL, 0, NULL, 0},
 };
@@ -51,6 +52,7 @@ struct convert_args {
     int have_src;
     int coder;
     unsigned threads;
+    unsigned long convert_mb;
 };
 
 /* What the progress callback keeps between calls (it is called one call at a time). */
@@ -101,6 +103,11 @@ static int parse_option(int c, int li, struct convert_args *a)
         if ((n = tool_number("threads", optarg, 1, 256)) < 0)
             return TOOL_EXIT_USAGE;
         a->threads = (unsigned)n;
+        return TOOL_EXIT_OK;
+    case O_MEM:
+        if ((n = tool_number("convert-mb", optarg, 64, 1LL << 20)) < 0)
+            return TOOL_EXIT_USAGE;
+        a->convert_mb = (unsigned long)n;
         return TOOL_EXIT_OK;
     case O_HELP:
         fputs(imgcrypt_convert_usage, stdout);
@@ -288,6 +295,7 @@ int imgcrypt_convert(int argc, char **argv)
     v.tty = isatty(STDERR_FILENO);
     struct fs_offline_opts o = {.coder = a.coder,
                                 .threads = a.threads,
+                                .convert_mb = a.convert_mb,
                                 .stop = &stop_asked,
                                 .progress = progress,
                                 .arg = &v};
