@@ -5,9 +5,10 @@
 # (with --coder fixed), then the whole store. Checked as an attacker sees the backing folder
 # (PNG signature vs "IMGCBF") and through a new mount: user.imgcryptfs.storage of every file,
 # the sha256 of every file equal to its original, owner, mode, times and xattrs kept. A rerun
-# changes no byte of the backing folder; a mounted store is refused; PATHs that name nothing are
-# refused without their plaintext; a damaged block file is a failure named by its backing path;
-# kill -9 in the middle of a run, then a rerun: no temporary file left, every byte exact.
+# changes no byte of the backing folder; a mounted store, or one another run holds, is refused;
+# PATHs that name nothing are refused without their plaintext; a damaged block file is a failure
+# named by its backing path; kill -9 (or SIGTERM) in the middle of a run, then a rerun: no
+# temporary file left, every byte exact.
 . "$(dirname "$0")/lib.sh"
 lib_setup
 
@@ -90,6 +91,12 @@ expect 7 "$IMGCRYPT" convert --keyfile "$K" "$B"
 error_says "mounted"
 backing_sums "$B" | cmp -s - "$WORK/sums.mounted" || fail "the backing folder changed"
 unmount "$M"
+
+step "refused while another run holds the store"
+if command -v flock >/dev/null; then # the lock a run takes: flock on the backing folder
+    expect 7 flock "$B" "$IMGCRYPT" convert --keyfile "$K" "$B"
+    error_says "another imgcrypt convert"
+fi
 
 step "PATHs that name nothing"
 expect 1 "$IMGCRYPT" convert --keyfile "$K" "$B" study1 secret-patient-name
