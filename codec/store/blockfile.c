@@ -469,6 +469,16 @@ static int rewrite_blocks(struct codec_bf *bf, uint64_t first, uint64_t last, ui
     return rc;
 }
 
+/* Cut the file back to `len` after a failed change: the one step that makes it readable again,
+ * so a refusal is tried again (a transient EIO, EINTR) before it is given up. */
+static int cut_back(int fd, uint64_t len)
+{
+    for (int tries = 0; tries < 3; tries++)
+        if (ftruncate(fd, (off_t)len) == 0)
+            return 0;
+    return -errno;
+}
+
 /*
  * A write that makes the file longer rewrites the old last block (longer, or flagged as no
  * longer last) and appends. If it cannot complete (a full disk, EIO), the old last block is
@@ -490,7 +500,7 @@ static int grow(struct codec_bf *bf, uint64_t first, uint64_t last, uint64_t siz
         return 0;
     /* Put back what was there; both fit in space the file already had. */
     if ((kept > 0 && pwrite_full(bf->fd, old, (size_t)kept, at) != 0) ||
-        ftruncate(bf->fd, (off_t)old_backing) != 0)
+        cut_back(bf->fd, old_backing) != 0)
         rc = -EIO; /* the backing refuses even that: say so rather than ENOSPC */
     return rc;
 }
@@ -545,10 +555,8 @@ static int keep_block(struct codec_bf *bf, uint64_t index, struct kept *k)
  */
 static int cut(struct codec_bf *bf, uint64_t backing, const struct kept *k, int rc)
 {
-    if (rc == 0 && ftruncate(bf->fd, (off_t)backing) == 0)
+    if (rc == 0 && (rc = cut_back(bf->fd, backing)) == 0)
         return 0;
-    if (rc == 0)
-        rc = -errno;
     if (k->len > 0 && pwrite_full(bf->fd, k->sealed, k->len, k->at) != 0)
         rc = -EIO;
     return rc;
