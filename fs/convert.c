@@ -241,7 +241,10 @@ static int convert(struct fs_ctx *c, struct fs_node *n, int *fd_out)
 {
     pthread_rwlock_rdlock(&n->lock);
     uint64_t gen = n->gen;
-    int fd = fs_node_reopen(n, O_RDONLY);
+    /* Read without touching its access time, which the container keeps (where allowed). */
+    int fd = fs_node_reopen(n, O_RDONLY | O_NOATIME);
+    if (fd == -EPERM)
+        fd = fs_node_reopen(n, O_RDONLY);
     pthread_rwlock_unlock(&n->lock);
     *fd_out = fd;
     int rc = fd < 0 ? fd : convert_fd(c, n, fd, gen);
