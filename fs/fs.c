@@ -245,7 +245,7 @@ static int root_id_check(struct fs_ctx *c, const struct keys_ring *ring, char *w
     if (rc != 0)
         return rc;
     int fd = openat(c->root.fd, FS_DIRID_NAME, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
-    ssize_t n = fd >= 0 ? fs_pread_all(fd, buf, sizeof(buf), 0) : -1;
+    ssize_t n = fd >= 0 ? codec_pread_all(fd, buf, sizeof(buf), 0) : -1;
     if (n < 0 && fd >= 0) { /* an I/O error is not damage: say which */
         rc = (int)n;
         snprintf(why, whylen, "%s/%s: %s", backing, FS_DIRID_NAME, strerror(-rc));

@@ -189,9 +189,6 @@ void fs_where(int fd, char *out, size_t cap);
 /* Write all of buf; a short write is retried, so its cause (ENOSPC, EIO) is what is returned.
  * 0 or -errno. */
 int fs_write_all(int fd, const void *buf, size_t len);
-/* Read len bytes at off, retrying interrupted and short reads; fewer only at the end of the
- * file. Bytes read or -errno. */
-ssize_t fs_pread_all(int fd, void *buf, size_t len, off_t off);
 size_t fs_b64_encode(const uint8_t *in, size_t len, char *out);
 ssize_t fs_b64_decode(const char *in, size_t len, uint8_t *out, size_t cap);
 int fs_is_reserved(const char *entry);

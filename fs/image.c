@@ -194,7 +194,7 @@ static int node_store(struct fs_ctx *c, struct fs_node *n, const struct stat *st
         return store;
     uint8_t head[CODEC_CT_HEAD];
     int fd = fs_node_reopen(n, O_RDONLY);
-    ssize_t got = fd >= 0 ? fs_pread_all(fd, head, sizeof(head), 0) : fd;
+    ssize_t got = fd >= 0 ? codec_pread_all(fd, head, sizeof(head), 0) : fd;
     struct stat now;
     if (got < 0 && fd != -EACCES && fd != -EPERM) {
         store = (int)got; /* not an answer: asked again next time */
@@ -247,7 +247,7 @@ static int slurp(int fd, struct stat *st, uint8_t **out, size_t *len)
     uint8_t *buf = malloc(n ? n : 1);
     if (!buf)
         return -ENOMEM;
-    ssize_t got = fs_pread_all(fd, buf, n, 0);
+    ssize_t got = codec_pread_all(fd, buf, n, 0);
     if (got < 0 || (size_t)got != n) {
         free(buf);
         return got < 0 ? (int)got : -EBADMSG; /* shorter than it said: changed under us */

@@ -118,7 +118,7 @@ int fs_dirid_read(const struct fs_ctx *c, int dir_fd, uint8_t id[KEYS_ID_BYTES])
         return rc;
     }
     uint8_t buf[KEYS_ID_BYTES];
-    ssize_t n = fs_pread_all(fd, buf, sizeof(buf), 0);
+    ssize_t n = codec_pread_all(fd, buf, sizeof(buf), 0);
     rc = n == KEYS_ID_BYTES ? 0 : n < 0 ? (int)n : -EIO;
     close(fd);
     if (rc != 0) {
@@ -144,22 +144,6 @@ int fs_write_all(int fd, const void *buf, size_t len)
         done += (size_t)n;
     }
     return 0;
-}
-
-ssize_t fs_pread_all(int fd, void *buf, size_t len, off_t off)
-{
-    size_t done = 0;
-    while (done < len) {
-        ssize_t n = pread(fd, (uint8_t *)buf + done, len - done, off + (off_t)done);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            return -errno;
-        if (n == 0)
-            break;
-        done += (size_t)n;
-    }
-    return (ssize_t)done;
 }
 
 int fs_dirid_create(int dir_fd, uint8_t id[KEYS_ID_BYTES])

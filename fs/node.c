@@ -302,7 +302,7 @@ static int sniff_image(struct fs_ctx *c, struct fs_node *n, int fd)
     uint8_t head[CODEC_CT_HEAD];
     struct codec_ct_info info;
     struct stat st;
-    ssize_t got = fs_pread_all(fd, head, sizeof(head), 0);
+    ssize_t got = codec_pread_all(fd, head, sizeof(head), 0);
     if (got < 0)
         return (int)got;
     if (fstat(fd, &st) != 0)

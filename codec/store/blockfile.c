@@ -94,7 +94,7 @@ uint64_t codec_bf_backing_size(uint64_t plain_size)
     return CODEC_BF_HEADER + q * CODEC_BF_SEALED + (r ? r + CODEC_BF_OVERHEAD : 0);
 }
 
-static ssize_t pread_full(int fd, void *buf, size_t len, uint64_t off)
+ssize_t codec_pread_all(int fd, void *buf, size_t len, uint64_t off)
 {
     size_t got = 0;
     while (got < len) {
@@ -173,7 +173,7 @@ int codec_bf_open(int fd, const struct keys_key *content_key, int create, struct
         return -ENOMEM;
     bf->fd = fd;
     bf->content_key = content_key;
-    ssize_t n = pread_full(fd, hdr, sizeof(hdr), 0);
+    ssize_t n = codec_pread_all(fd, hdr, sizeof(hdr), 0);
     if (n == 0 && create) {
         /* Two creators of one new file must agree on its id: decide under a file lock. A
          * backing that cannot lock fails the create rather than risk two ids in one file
@@ -184,7 +184,7 @@ int codec_bf_open(int fd, const struct keys_key *content_key, int create, struct
             return rc;
         }
         locked = 1;
-        n = pread_full(fd, hdr, sizeof(hdr), 0);
+        n = codec_pread_all(fd, hdr, sizeof(hdr), 0);
         if (n == 0) {
             rc = init_empty(bf);
             bf->fresh = rc == 0;
@@ -326,7 +326,7 @@ static int read_block(const struct codec_bf *bf, uint64_t index, uint64_t size, 
     uint8_t sealed[CODEC_BF_SEALED];
     size_t n = block_len(index, size);
     uint64_t last = (size - 1) / CODEC_BF_BLOCK;
-    ssize_t got = pread_full(bf->fd, sealed, n + CODEC_BF_OVERHEAD, block_off(index));
+    ssize_t got = codec_pread_all(bf->fd, sealed, n + CODEC_BF_OVERHEAD, block_off(index));
     if (got < 0)
         return (int)got;
     int rc = (size_t)got == n + CODEC_BF_OVERHEAD
@@ -347,7 +347,7 @@ ssize_t codec_bf_read(const struct codec_bf *bf, void *buf, size_t len, uint64_t
     if (size == 0 && len > 0) {
         /* An empty file still proves it is one: its empty block must open. */
         uint8_t sealed[CODEC_BF_OVERHEAD], none[1];
-        ssize_t got = pread_full(bf->fd, sealed, sizeof(sealed), CODEC_BF_HEADER);
+        ssize_t got = codec_pread_all(bf->fd, sealed, sizeof(sealed), CODEC_BF_HEADER);
         if (got < 0)
             return (int)got;
         rc = (size_t)got == sizeof(sealed) ? open_block(bf, 0, 1, sealed, sizeof(sealed), none)
@@ -371,7 +371,7 @@ ssize_t codec_bf_read(const struct codec_bf *bf, void *buf, size_t len, uint64_t
     for (uint64_t b0 = first; b0 <= last && rc == 0; b0 += cap) {
         uint64_t b1 = b0 + cap - 1 < last ? b0 + cap - 1 : last;
         size_t want = (size_t)(b1 - b0) * CODEC_BF_SEALED + block_len(b1, size) + CODEC_BF_OVERHEAD;
-        ssize_t got = pread_full(bf->fd, sealed, want, block_off(b0));
+        ssize_t got = codec_pread_all(bf->fd, sealed, want, block_off(b0));
         if (got < 0) {
             rc = (int)got;
             break;
@@ -492,7 +492,7 @@ static int grow(struct codec_bf *bf, uint64_t first, uint64_t last, uint64_t siz
     uint8_t old[CODEC_BF_SEALED];
     uint64_t old_backing = codec_bf_backing_size(size);
     uint64_t at = block_off(size > 0 ? (size - 1) / CODEC_BF_BLOCK : 0);
-    ssize_t kept = pread_full(bf->fd, old, (size_t)(old_backing - at), at);
+    ssize_t kept = codec_pread_all(bf->fd, old, (size_t)(old_backing - at), at);
     if (kept < 0)
         return (int)kept;
     int rc = rewrite_blocks(bf, first, last, size, new_size, buf, woff, wlen, bad_block);
@@ -541,7 +541,7 @@ struct kept {
 static int keep_block(struct codec_bf *bf, uint64_t index, struct kept *k)
 {
     k->at = block_off(index);
-    ssize_t n = pread_full(bf->fd, k->sealed, sizeof(k->sealed), k->at);
+    ssize_t n = codec_pread_all(bf->fd, k->sealed, sizeof(k->sealed), k->at);
     k->len = n > 0 ? (size_t)n : 0;
     return n < 0 ? (int)n : 0;
 }

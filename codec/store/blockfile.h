@@ -116,4 +116,9 @@ int codec_bf_truncate(struct codec_bf *bf, uint64_t size, uint64_t *bad_block);
 /* The file id. */
 void codec_bf_file_id(const struct codec_bf *bf, uint8_t id[KEYS_ID_BYTES]);
 
+/* Read len bytes at off, retrying interrupted and short reads; fewer only at the end of the
+ * file. Bytes read or -errno. What block files are read with, for callers that read other
+ * backing files (containers, folder ids) the same way. */
+ssize_t codec_pread_all(int fd, void *buf, size_t len, uint64_t off);
+
 #endif
