@@ -212,7 +212,7 @@ expect 0 "$IMGCRYPT" init --keyfile "$T/key2" --kdf-cost 10 "$T/store2"
 expect 0 "$IMGCRYPT" info "$T/store"
 ae=$(awk '$2 == "autoencoder" { print substr($1, 1, 16) }' "$T/out" | tail -n 1)
 [[ -n $ae ]] || fail "the new keyring lists no autoencoder"
-expect 0 "$IMGCRYPT" encrypt --keyfile "$T/key" "$T/store" "$ORIG" "$T/ct.png"
+expect 0 "$IMGCRYPT" encrypt --keyfile "$T/key" --coder fixed "$T/store" "$ORIG" "$T/ct.png"
 id=$(od -An -tx1 -j49 -N16 "$T/ct.png" | tr -d ' \n') # file id: icHd data (41) + 8
 expect 0 "$IMGCRYPT" inspect "$T/ct.png"
 line=$(row "$T/ct.png")
