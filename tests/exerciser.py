@@ -118,6 +118,18 @@ def first_diff(a, b):
     return lo
 
 
+def readfull(fd, n):
+    """n bytes, fewer only at the end of the file."""
+    parts, got = [], 0
+    while got < n:
+        b = os.read(fd, n - got)
+        if not b:
+            break
+        parts.append(b)
+        got += len(b)
+    return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
 # ---- generating operations: each is a dict that names everything it does, so a replay of a
 # subset (the shrinker) runs the same calls. Choices depend only on the RNG and the shadow.
 
@@ -335,6 +347,7 @@ class Exerciser:
         self.logf = open(args.log, "a") if args.log else None
         self.step = 0
         self.counts = collections.Counter()
+        self.time = collections.Counter()  # seconds by operation kind, and in the checks
         self.errs = collections.Counter()
         self.falloc = collections.defaultdict(collections.Counter)
         self.storage_seen = {}  # shadow inode -> last storage seen
@@ -342,8 +355,10 @@ class Exerciser:
         self.back_to_blocks = 0
         self.remounts = 0
         self.full_checks = 0
-        self.touched = set()
-        self.check_handles = set()
+        # What the step changed, compared after it: path (or slot) -> windows (offset, length)
+        # to read on both sides, None for the whole file. The full checks read everything.
+        self.touched = collections.defaultdict(list)
+        self.check_handles = collections.defaultdict(list)
         self.images = {}
         for name in sorted(os.listdir(args.data)):
             if name.endswith(IMAGE_EXT):
@@ -387,7 +402,7 @@ class Exerciser:
     def close_slot(self, slot):
         h = self.handles.pop(slot, None)
         if h:
-            self.check_handles.discard(slot)
+            self.check_handles.pop(slot, None)
             a, b = attempt(lambda: os.close(h["m"])), attempt(lambda: os.close(h["s"]))
             self.same(f"close slot {slot}", a, b)
 
@@ -419,8 +434,7 @@ class Exerciser:
             os.close(a[1])
         elif b[0] == "ok":
             os.close(b[1])
-        self.touched.add(op["path"])
-        self.check_handles.add(op["slot"])
+        self.touched[op["path"]].append((0, BLOCK))
         return a
 
     def op_close(self, op):
@@ -456,8 +470,19 @@ class Exerciser:
         else:
             a, b = self.both("write", lambda: os.write(h["m"], data), lambda: os.write(h["s"], data))
         self.same(op["op"], a, b)
-        self.check_handles.add(op["slot"])
+        if a[0] == "ok":
+            # where it went: O_APPEND writes at the end, write() ends at the position
+            if op["op"] == "write" or "append" in h["flags"]:
+                end = os.lseek(h["s"], 0, os.SEEK_CUR) if op["op"] == "write" else os.fstat(h["s"]).st_size
+                off = end - a[1]
+            else:
+                off = op["off"]
+            self.window(self.check_handles[op["slot"]], off, a[1])
         return a
+
+    @staticmethod
+    def window(lst, off, n):
+        lst.append((max(0, off - BLOCK), n + 2 * BLOCK))
 
     op_write = op_pwrite
 
@@ -484,7 +509,8 @@ class Exerciser:
 
         a, b = self.both("append", lambda: run(self.m(op["path"])), lambda: run(self.s(op["path"])))
         self.same("append", a, b)
-        self.touched.add(op["path"])
+        if a[0] == "ok":
+            self.window(self.touched[op["path"]], os.stat(self.s(op["path"])).st_size - a[1], a[1])
         return a
 
     def op_truncate(self, op):
@@ -492,14 +518,25 @@ class Exerciser:
             h = self.handle(op)
             if not h:
                 return None
+            old = os.fstat(h["s"]).st_size
             a, b = self.both("ftruncate", lambda: os.ftruncate(h["m"], op["size"]),
                              lambda: os.ftruncate(h["s"], op["size"]))
-            self.check_handles.add(op["slot"])
+            where = self.check_handles[op["slot"]]
         else:
+            old = self.ssize(op["path"])
             a, b = self.both("truncate", lambda: os.truncate(self.m(op["path"]), op["size"]),
                              lambda: os.truncate(self.s(op["path"]), op["size"]))
-            self.touched.add(op["path"])
+            where = self.touched[op["path"]]
+        # around the old end and the new one (the zeros between: the full checks)
+        self.window(where, old, 0)
+        self.window(where, op["size"], 0)
         return a
+
+    def ssize(self, rel):
+        try:
+            return os.stat(self.s(rel)).st_size
+        except OSError:
+            return 0
 
     def op_fallocate(self, op):
         h = self.handle(op)
@@ -507,7 +544,10 @@ class Exerciser:
             return None
         mode, name = FALLOC_MODES[op["mode"]], op["mode"]
         a = attempt(lambda: fallocate(h["m"], mode, op["off"], op["len"]))
-        self.check_handles.add(op["slot"])
+        if mode & (FALLOC_FL_COLLAPSE_RANGE | FALLOC_FL_INSERT_RANGE):
+            self.check_handles[op["slot"]].append(None)
+        else:
+            self.window(self.check_handles[op["slot"]], op["off"], min(op["len"], 1 << 20))
         if unsupported(a):
             # Not supported by the mount: the shadow skips it (and the check after the step
             # shows if the mount changed the file all the same).
@@ -552,7 +592,6 @@ class Exerciser:
         if a[0] != "ok":
             return a
         fm, fs = a[1], b[1]
-        self.touched.add(rel)
         try:
             size = os.fstat(fs).st_size
             self.same("fstat size before mmap", ("ok", os.fstat(fm).st_size), ("ok", size))
@@ -570,6 +609,7 @@ class Exerciser:
                     mp[lo:lo + n] = data
                     mp.flush()  # msync(MS_SYNC)
                     os.pwrite(fs, data, start)
+                    self.window(self.touched[rel], start, n)
                     res = ("ok", f"wrote {n} at {start}")
                 else:
                     got, want = mp[lo:lo + n], os.pread(fs, n, start)
@@ -587,13 +627,13 @@ class Exerciser:
     def op_rename(self, op):
         a, b = self.both("rename", lambda: os.rename(self.m(op["src"]), self.m(op["dst"])),
                          lambda: os.rename(self.s(op["src"]), self.s(op["dst"])))
-        self.touched.update((op["src"], op["dst"]))
+        self.touched[op["dst"]].append((0, BLOCK))
         return a
 
     def op_link(self, op):
         a, b = self.both("link", lambda: os.link(self.m(op["src"]), self.m(op["dst"])),
                          lambda: os.link(self.s(op["src"]), self.s(op["dst"])))
-        self.touched.update((op["src"], op["dst"]))
+        self.touched[op["dst"]].append((0, BLOCK))
         return a
 
     def op_unlink(self, op):
@@ -646,7 +686,7 @@ class Exerciser:
                     os.unlink(os.path.join(root, target))
                 except OSError:
                     pass
-        self.touched.add(rel)
+        self.touched[rel].append(None)
         return a
 
     def storage_of(self, rel):
@@ -735,35 +775,57 @@ class Exerciser:
                         stack.append(rel)
         return out
 
-    def read_all(self, path_or_fd):
-        fd = os.open(path_or_fd, os.O_RDONLY | os.O_CLOEXEC)
+    def compare_contents(self, what, pm, ps, windows=(None,)):
+        """Whole files (a window None) or windows (offset, length) of them, read afresh."""
+        fm = os.open(pm, os.O_RDONLY | os.O_CLOEXEC)
+        fs = os.open(ps, os.O_RDONLY | os.O_CLOEXEC)
         try:
-            parts = []
-            while True:
-                b = os.read(fd, 1 << 20)
-                if not b:
-                    break
-                parts.append(b)
-            return b"".join(parts)
+            if None in windows:  # the whole file, 1 MiB at a time (a join of MiBs is slow)
+                off = 0
+                while True:
+                    try:
+                        got = readfull(fm, 1 << 20)
+                    except OSError as e:
+                        self.fail(f"{what}: reading at {off} fails with {ename(e.errno)}")
+                    want = readfull(fs, 1 << 20)
+                    if got != want:
+                        self.fail(f"{what}: {len(got)} bytes at {off}, shadow {len(want)}; "
+                                  f"first difference at byte {off + first_diff(got, want)}")
+                    if not got:
+                        return
+                    off += len(got)
+            for off, n in windows:
+                try:
+                    got = os.pread(fm, n, off)
+                except OSError as e:
+                    self.fail(f"{what}: reading {n} bytes at {off} fails with {ename(e.errno)}")
+                want = os.pread(fs, n, off)
+                if got != want:
+                    self.fail(f"{what}: {len(got)} bytes at {off}, shadow {len(want)}; first "
+                              f"difference at byte {off + first_diff(got, want)}")
         finally:
-            os.close(fd)
-
-    def compare_contents(self, what, pm, ps):
-        try:
-            got = self.read_all(pm)
-        except OSError as e:
-            self.fail(f"{what}: reading the mount fails with {ename(e.errno)}")
-        want = self.read_all(ps)
-        if got != want:
-            self.fail(f"{what}: {len(got)} bytes, shadow {len(want)}; first difference at byte "
-                      f"{first_diff(got, want)}")
+            os.close(fm)
+            os.close(fs)
 
     def check(self, full=False, why=""):
-        try:
-            tm = self.tree(self.mnt)
-        except OSError as e:
-            self.fail(f"listing the mount fails with {ename(e.errno)}")
+        """Every step: each name of the shadow's tree and each name the step touched has the
+        same type, mode, size and link count in the mount; with full, the listings are equal
+        too (a readdir through FUSE costs a millisecond) and every file is read."""
         ts = self.tree(self.shadow)
+        if full:
+            try:
+                tm = self.tree(self.mnt)
+            except OSError as e:
+                self.fail(f"listing the mount fails with {ename(e.errno)}")
+        else:
+            tm = {}
+            for rel in list(ts) + [r for r in self.touched if r not in ts]:
+                try:
+                    tm[rel] = self.meta(self.m(rel))
+                except FileNotFoundError:
+                    pass
+                except OSError as e:
+                    self.fail(f"lstat of {rel} in the mount fails with {ename(e.errno)}")
         if tm != ts:
             diffs = []
             for k in sorted(set(tm) | set(ts)):
@@ -774,7 +836,7 @@ class Exerciser:
         for rel in names:
             if ts[rel][0] == "file":
                 self.compare_contents(f"contents of {rel}" + (f" ({why})" if why else ""),
-                                      self.m(rel), self.s(rel))
+                                      self.m(rel), self.s(rel), (None,) if full else self.touched[rel])
         slots = self.handles if full else self.check_handles
         for slot in list(slots):
             h = self.handles.get(slot)
@@ -786,7 +848,8 @@ class Exerciser:
                           f"shadow {b.st_size}")
             # through /proc: the file the descriptor holds, even renamed or unlinked
             self.compare_contents(f"contents of the file open in slot {slot}",
-                                  f"/proc/self/fd/{h['m']}", f"/proc/self/fd/{h['s']}")
+                                  f"/proc/self/fd/{h['m']}", f"/proc/self/fd/{h['s']}",
+                                  (None,) if full else self.check_handles[slot])
         self.touched.clear()
         self.check_handles.clear()
         if full:
@@ -831,9 +894,13 @@ class Exerciser:
     def run(self, ops, full_every):
         for op in ops:
             self.step += 1
+            t0 = time.monotonic()
             self.run_op(op)
+            t1 = time.monotonic()
             full = full_every > 0 and self.step % full_every == 0
             self.check(full=full, why=f"every {full_every} steps" if full else "")
+            self.time[op["op"]] += t1 - t0
+            self.time["(checks)"] += time.monotonic() - t1
         self.close_all()
         self.wait_idle()
         self.op_wait_idle(None)
@@ -844,6 +911,8 @@ class Exerciser:
         print(f"exerciser: seed {self.args.seed}: {n} operations in {elapsed:.1f} s "
               f"({n / max(elapsed, 1e-9):.0f} ops/s), {self.full_checks} full checks")
         print("  operations: " + ", ".join(f"{k} {v}" for k, v in sorted(self.counts.items())))
+        top = self.time.most_common(6)
+        print("  time: " + ", ".join(f"{k} {v:.1f} s" for k, v in top))
         print("  failing as on the shadow: " + (", ".join(f"{k} {v}" for k, v in sorted(self.errs.items())) or "none"))
         fa = []
         for name in FALLOC_MODES:
