@@ -70,6 +70,23 @@ _libc.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c
 _libc.fallocate.restype = ctypes.c_int
 
 
+_libc.statx.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_uint, ctypes.c_char_p]
+AT_FDCWD = -100
+AT_SYMLINK_NOFOLLOW = 0x100
+AT_STATX_FORCE_SYNC = 0x2000
+STATX_BASIC_STATS = 0x7FF
+
+
+def nlink_now(path):
+    """The link count from the filesystem itself, past the kernel's attribute cache."""
+    buf = ctypes.create_string_buffer(256)
+    if _libc.statx(AT_FDCWD, os.fsencode(path), AT_SYMLINK_NOFOLLOW | AT_STATX_FORCE_SYNC,
+                   STATX_BASIC_STATS, buf) != 0:
+        e = ctypes.get_errno()
+        raise OSError(e, os.strerror(e), path)
+    return int.from_bytes(buf.raw[16:20], "little")
+
+
 def fallocate(fd, mode, off, length):
     if _libc.fallocate(fd, mode, off, length) != 0:
         e = ctypes.get_errno()
@@ -347,6 +364,7 @@ class Exerciser:
         self.logf = open(args.log, "a") if args.log else None
         self.step = 0
         self.counts = collections.Counter()
+        self.known = collections.Counter()  # known filesystem bugs let through by --allow
         self.time = collections.Counter()  # seconds by operation kind, and in the checks
         self.errs = collections.Counter()
         self.falloc = collections.defaultdict(collections.Counter)
@@ -490,6 +508,9 @@ class Exerciser:
         h = self.handle(op)
         if not h:
             return None
+        if os.path.isdir(f"/proc/self/fd/{h['s']}"):
+            # a folder's offsets are cookies of its filesystem (ext4 ends at 2^63): not compared
+            return ("ok", "a folder: skipped")
         wh = {"set": os.SEEK_SET, "cur": os.SEEK_CUR, "end": os.SEEK_END}[op["whence"]]
         a, b = self.both("lseek", lambda: os.lseek(h["m"], op["off"], wh),
                          lambda: os.lseek(h["s"], op["off"], wh))
@@ -826,6 +847,8 @@ class Exerciser:
                     pass
                 except OSError as e:
                     self.fail(f"lstat of {rel} in the mount fails with {ename(e.errno)}")
+        if tm != ts and "nlink0" in self.args.allow:
+            self.forgive_nlink0(tm, ts)
         if tm != ts:
             diffs = []
             for k in sorted(set(tm) | set(ts)):
@@ -854,6 +877,21 @@ class Exerciser:
         self.check_handles.clear()
         if full:
             self.full_checks += 1
+
+    def forgive_nlink0(self, tm, ts):
+        """--allow nlink0: a file that stats with no links right after a conversion swapped its
+        backing file (notes/bugs-exerciser.md) is counted, and asked again past the cache."""
+        for rel, want in ts.items():
+            got = tm.get(rel)
+            if got and got[0] == "file" and got[3] == 0 and got[:3] == want[:3]:
+                time.sleep(0.01)
+                try:
+                    n = nlink_now(self.m(rel))
+                except OSError:
+                    continue
+                if n == want[3]:
+                    tm[rel] = want
+                    self.known["stat showed st_nlink 0 for a moment"] += 1
 
     def full_check(self, why):
         self.check(full=True, why=why)
@@ -922,6 +960,9 @@ class Exerciser:
                        "not supported" if c.get("EOPNOTSUPP") or c.get("ENOTSUP") else "not reached")
                 fa.append(f"{name} {sup} (" + ", ".join(f"{k} {v}" for k, v in sorted(c.items())) + ")")
         print("  fallocate: " + ("; ".join(fa) or "not run"))
+        if self.known:
+            print("  KNOWN BUGS let through (--allow): " +
+                  ", ".join(f"{k}: {v} times" for k, v in sorted(self.known.items())))
         print(f"  conversions seen: {self.conversions} into containers, {self.back_to_blocks} back "
               f"to block files; remounts: {self.remounts}")
 
@@ -998,6 +1039,8 @@ def main():
     ap.add_argument("--ops-out", help="write the operations run as JSON lines here")
     ap.add_argument("--replay", help="run the operations of this JSON-lines file instead")
     ap.add_argument("--shrink", action="store_true", help="with --replay: cut to a short failing list")
+    ap.add_argument("--allow", action="append", default=[], choices=["nlink0"],
+                    help="let a known filesystem bug through, counted in the summary")
     ap.add_argument("--clean", action="store_true", help="empty the mount and the shadow first")
     args = ap.parse_args()
     if args.seed is None:
