@@ -51,8 +51,9 @@ wait_mounted "$M" 30 $! || { echo "remount: $M did not mount" >&2; exit 1; }
 EOF
 
 # Known filesystem bugs let through (and counted) until fixed, see notes/bugs-exerciser.md:
-# nlink0 (1: stat shows no links while a conversion swaps the backing file).
-ALLOW=${IMGC_EXER_ALLOW---allow nlink0}
+# nlink0 (1: stat shows no links while a conversion swaps the backing file), rmdir-busy (2: an
+# empty folder is "not empty" while a conversion of a file unlinked from it runs).
+ALLOW=${IMGC_EXER_ALLOW---allow nlink0 --allow rmdir-busy}
 
 step "exerciser: $OPS operations, seed $SEED"
 # shellcheck disable=SC2086 # IMGC_EXER_ARGS is a list of options
