@@ -1061,8 +1061,8 @@ def main():
         args.seed = int.from_bytes(os.urandom(4), "little")
     if args.remount_weight is not None:
         WEIGHTS["remount"] = args.remount_weight
-    print(f"exerciser: seed {args.seed}, {args.ops} operations, mount {args.mount}, shadow {args.shadow}",
-          flush=True)
+    what = f"operations of {args.replay}" if args.replay else f"seed {args.seed}, {args.ops} operations"
+    print(f"exerciser: {what}, mount {args.mount}, shadow {args.shadow}", flush=True)
     ex = Exerciser(args)
     if args.clean:
         ex.clean()
@@ -1079,6 +1079,8 @@ def main():
             return 2
         ops, msg = shrink(ex, replay, args.full_every)
         ex.clean()
+        if not msg:
+            return 0
         print(f"exerciser: {len(ops)} operation(s) still fail: {msg}")
         for op in ops:
             print(json.dumps(op))
