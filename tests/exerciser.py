@@ -64,6 +64,7 @@ NAMES = ["f0", "f1", "f2", "i0", "i1"]
 IMAGE_NAMES = ["i0", "i1"]
 FILES = [os.path.join(d, n) for d in DIRS for n in NAMES]
 IMAGE_EXT = (".png", ".pgm", ".dcm")
+XATTRS = ["user.x0", "user.x1"]
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _libc.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
@@ -331,6 +332,13 @@ class Gen:
             op.update(src=src, dst=dst)
         elif kind == "link":
             op.update(src=self.path(), dst=self.path())
+        elif kind == "setxattr":
+            n = r.choice([1, 10, 100, 3000])
+            op.update(path=self.path(), name=r.choice(XATTRS), len=n, pool=self.pool(n))
+        elif kind == "removexattr":
+            op.update(path=self.path(), name=r.choice(XATTRS))
+        elif kind == "chmod":
+            op.update(path=self.path(), mode=r.choice([0o600, 0o640, 0o644, 0o755, 0o444]))
         elif kind in ("unlink", "stat", "storage"):
             op.update(path=self.path())
         elif kind in ("mkdir", "rmdir"):
@@ -349,7 +357,7 @@ WEIGHTS = {
     "open": 10, "close": 6, "pread": 10, "read": 4, "pwrite": 12, "write": 4, "lseek": 2,
     "append": 5, "truncate": 6, "fallocate": 6, "mmap": 5, "rename": 5, "link": 3,
     "unlink": 4, "mkdir": 2, "rmdir": 1, "fsync": 3, "stat": 2, "storage": 3, "image": 5,
-    "wait_idle": 1, "remount": 0.15,
+    "wait_idle": 1, "remount": 0.15, "setxattr": 2, "removexattr": 1, "chmod": 1,
 }
 
 
@@ -692,6 +700,28 @@ class Exerciser:
         a, b = self.both("fsync", lambda: f(h["m"]), lambda: f(h["s"]))
         return a
 
+    def op_setxattr(self, op):
+        v = self.pool[op["pool"]:op["pool"] + op["len"]]
+        a, b = self.both("setxattr", lambda: os.setxattr(self.m(op["path"]), op["name"], v),
+                         lambda: os.setxattr(self.s(op["path"]), op["name"], v))
+        self.touched[op["path"]].append((0, 0))
+        return a
+
+    def op_removexattr(self, op):
+        a, b = self.both("removexattr", lambda: os.removexattr(self.m(op["path"]), op["name"]),
+                         lambda: os.removexattr(self.s(op["path"]), op["name"]))
+        self.touched[op["path"]].append((0, 0))
+        return a
+
+    def op_chmod(self, op):
+        a, b = self.both("chmod", lambda: os.chmod(self.m(op["path"]), op["mode"]),
+                         lambda: os.chmod(self.s(op["path"]), op["mode"]))
+        return a
+
+    def xattrs(self, path):
+        """The user xattrs (imgcryptfs' own are not listed) with their values."""
+        return {k: os.getxattr(path, k) for k in sorted(os.listxattr(path)) if k.startswith("user.")}
+
     def op_stat(self, op):
         a, b = self.both("stat", lambda: self.meta(self.m(op["path"])), lambda: self.meta(self.s(op["path"])))
         self.same("stat", a, b)
@@ -874,6 +904,15 @@ class Exerciser:
             if ts[rel][0] == "file":
                 self.compare_contents(f"contents of {rel}" + (f" ({why})" if why else ""),
                                       self.m(rel), self.s(rel), (None,) if full else self.touched[rel])
+                try:
+                    xm = self.xattrs(self.m(rel))
+                except OSError as e:
+                    self.fail(f"xattrs of {rel}: {ename(e.errno)}")
+                xs = self.xattrs(self.s(rel))
+                if xm != xs:
+                    self.fail(f"xattrs of {rel}" + (f" ({why})" if why else "") +
+                              f": mount {sorted((k, len(v)) for k, v in xm.items())}, "
+                              f"shadow {sorted((k, len(v)) for k, v in xs.items())}")
         slots = self.handles if full else self.check_handles
         for slot in list(slots):
             h = self.handles.get(slot)
