@@ -60,7 +60,7 @@ step "exerciser: $OPS operations, seed $SEED"
 # shellcheck disable=SC2086 # IMGC_EXER_ARGS is a list of options
 limit "${IMGC_EXER_TIME:-600}" "$PY" "$LIB_DIR/../exerciser.py" --mount "$M" --shadow "$S" \
     --data "$IMGC_TESTDATA" --seed "$SEED" --ops "$OPS" --remount-cmd "bash $WORK/remount.sh" \
-    --log "$WORK/ops.txt" --ops-out "$WORK/ops.jsonl" $ALLOW ${IMGC_EXER_ARGS:-} >"$WORK/exer.out" 2>&1
+    --log "$WORK/ops.log" --ops-out "$WORK/ops.jsonl" $ALLOW ${IMGC_EXER_ARGS:-} >"$WORK/exer.out" 2>&1
 rc=$?
 cat "$WORK/exer.out"
 [ "$rc" = 0 ] || fail "the exerciser exited with $rc (seed $SEED)"
