@@ -10,10 +10,15 @@ would blur (reads of one file, the backlog poll, zlib on the same rows).
       series: consecutive slices of one volume along one axis; the rest are other slices, axes
       and volumes, left-right flipped and/or zoomed, in a fixed pseudo-random order. Every image
       is real anatomy; none is noise.
-  read --mode cold|warm|series [--src DIR] [--reps R] FILE...
-      cold: sync and drop the kernel caches before each file, then time open+read+close;
+  read --mode cold|warm|series [--src DIR] [--primer FILE] [--reps R] FILE...
+      cold: sync and drop the kernel caches, then time open+read+close of the file (`first`:
+      the daemon's code and libraries are paged in again too); with --primer, then once more:
+      drop the caches, read FILE, time the file (`ms`: the daemon's code is in memory, the
+      file's bytes are in no cache); without, `ms` is `first`;
       warm: read a file once, drop its pages from the page cache (posix_fadvise DONTNEED, so the
-      next read reaches the filesystem again), then time R more reads (median; default 5);
+      next read reaches the filesystem again), then time R more reads (median; default 11);
+      with --vs DIR, the file of the same name in DIR likewise, the two in turn (`vs ...`,
+      and `ratio`: the median over the files of file/vs);
       series: time the whole list read in order, once.
       Prints `ms MEDIAN MIN MAX COUNT` (series: `s TOTAL COUNT`) and `mismatch K` (files whose
       bytes differ from the one of the same name in DIR).
@@ -210,7 +215,7 @@ def forget(path):
 
 
 def read(a):
-    got, times = {}, []
+    got, times, first = {}, [], []
     if a.mode == 'series':
         t0 = time.perf_counter()
         for f in a.files:
@@ -222,21 +227,44 @@ def read(a):
                 drop_caches()
                 t0 = time.perf_counter()
                 data = slurp(f)
+                first.append(time.perf_counter() - t0)
+                if a.primer:
+                    drop_caches()
+                    slurp(a.primer)
+                    t0 = time.perf_counter()
+                    if slurp(f) != data:
+                        data = b''  # counted as a mismatch below
                 times.append(time.perf_counter() - t0)
             else:
                 data = slurp(f)
-                reps = []
-                for _ in range(a.reps):
+                g = os.path.join(a.vs, os.path.basename(f)) if a.vs else None
+                if g:
+                    slurp(g)
+                reps, vs = [], []
+                for _ in range(a.reps):  # the two files in turn: a burst of load hits both
                     forget(f)
                     t0 = time.perf_counter()
                     again = slurp(f)
                     reps.append(time.perf_counter() - t0)
                     if again != data:
                         data = b''  # counted as a mismatch below
+                    if g:
+                        forget(g)
+                        t0 = time.perf_counter()
+                        slurp(g)
+                        vs.append(time.perf_counter() - t0)
                 times.append(statistics.median(reps))
+                if g:
+                    first.append(statistics.median(vs))
             got[f] = hashlib.sha256(data).digest()
         ms = [1e3 * t for t in times]
         print('ms %.3f %.3f %.3f %d' % (statistics.median(ms), min(ms), max(ms), len(ms)))
+        if first:
+            vs = [1e3 * t for t in first]
+            print('%s %.3f %.3f %.3f %d' % ('first' if a.mode == 'cold' else 'vs', statistics.median(vs),
+                                            min(vs), max(vs), len(vs)))
+            if a.mode == 'warm':
+                print('ratio %.3f' % statistics.median(x / y for x, y in zip(ms, vs)))
     bad = 0
     if a.src:
         for f, h in got.items():
@@ -352,6 +380,8 @@ def report(a):
     w('imgcryptfs: images through the mount, %s' % time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime()))
     w('host: %s; disk: %s' % (g('meta.host'), g('meta.disk')))
     w('versions: %s' % g('meta.version'))
+    w('daemons: gocryptfs defaults; imgcryptfs -o images=off, and -o images=network,coder=C with '
+      'other options %s (workers: one per core unless set)' % g('meta.icopts'))
     w('load average (1/5/15 min): %s; whole run %s s' % (g('meta.load'), g('meta.wall')))
     for s in sets:
         w('set %s: %d x %s, 512x512, %.1f MB' % (s, n, what[s], int(g('plain.' + s)) / 1e6))
@@ -395,30 +425,33 @@ def report(a):
         w('%-4s %12.1f ' % (s, plain / 1e6) + ' '.join('%12.3f' % ratios[f] for f in cols) +
           ' %8s %7s %s' % (jr, '<=%.2f' % t, verdict))
     w('')
-    w('Reads of one 512x512 file, ms, median over %s files [min-max]. cold: drop_caches before each' % g('meta.reads'))
-    w('open, fresh mount, imgcryptfs with cache_mb=0; warm: the second read, its pages dropped so it')
-    w('reaches the daemon (stored image: its plaintext cache), median of 5; warm/block: that over the')
-    w('same file\'s warm read as a block file (images=off); series: %s files of one series read in' % g('meta.series'))
-    w('order after drop_caches on a fresh mount, total s (ms per file)')
+    w('Reads of one 512x512 file, ms, median over %s files [min-max]. cold: drop_caches, another' % g('meta.reads'))
+    w('file of the set read (daemon code back in memory), then the timed file; fresh mount, imgcryptfs')
+    w('with cache_mb=0; 1st: the same files, each the first read after a drop_caches (code paged in);')
+    w('warm: the second read of a file, its pages dropped so it reaches the daemon (stored image: its')
+    w('plaintext cache), median of 11 reads; w/block: median over the files of the ratio to the same')
+    w('file\'s warm read as a block file (images=off), the two read in turn; series: %s files of one' % g('meta.series'))
+    w('series read in order after drop_caches on a fresh mount with default options, total s (ms per file)')
     zl = {s: g('zlib.' + s).split() for s in sets}
     w('zlib on the same rows, this run: ' + '; '.join(
         '%s %.2f ms (level %s)' % (s, float(zl[s][0]), zl[s][1]) for s in sets))
-    w('%-4s %-13s %-22s %10s %4s  %-22s %10s %5s %4s  %s' % ('set', 'mount', 'cold ms', 'target', 'ok',
-      'warm ms', 'warm/block', 'target', 'ok', 'series s (ms/file)'))
+    w('%-4s %-13s %-22s %11s %4s %8s  %-7s %8s %6s %4s  %s' % ('set', 'mount', 'cold ms', 'target', 'ok',
+      '1st ms', 'warm ms', 'w/block', 'target', 'ok', 'series s (ms/file)'))
     for s in sets:
         tgt = float(zl[s][0]) if s == 'png' else 10.0
         tname = ('<=zlib %.1f' % tgt) if s == 'png' else '<=10'
         for f in ['gc'] + targets:
             c = g('cold.%s.%s' % (f, s)).split()
+            fr = (g('first.%s.%s' % (f, s)) or '-').split()
             wm = g('warm.%s.%s' % (f, s)).split()
             sr = float(g('series.%s.%s' % (f, s)))
-            cv = '%.2f [%.2f-%.2f]' % tuple(float(x) for x in c)
-            wv = '%.3f [%.3f-%.3f]' % tuple(float(x) for x in wm)
             img = f not in ('gc', 'off')
-            ratio = float(wm[0]) / float(g('warm.off.%s' % s).split()[0])
-            w('%-4s %-13s %-22s %10s %4s  %-22s %9.2fx %5s %4s  %.3f (%.2f)' % (
-                s, label(f), cv, tname if img else '', ok(float(c[0]) <= tgt) if img else '',
-                wv, ratio, '<=1.2x' if img else '', ok(ratio <= 1.2) if img else '',
+            ratio = float(g('wratio.%s.%s' % (f, s)) or 1.0)
+            w('%-4s %-13s %-22s %11s %4s %8s  %7.3f %7.2fx %6s %4s  %.3f (%.2f)' % (
+                s, label(f), '%.2f [%.2f-%.2f]' % tuple(float(x) for x in c),
+                tname if img else '', ok(float(c[0]) <= tgt) if img else '',
+                fr[0] if fr[0] == '-' else '%.2f' % float(fr[0]),
+                float(wm[0]), ratio, '<=1.2x' if img else '', ok(ratio <= 1.2) if img else '',
                 sr, 1e3 * sr / int(g('meta.series'))))
     w('')
     mism = sum(int(v) for k, v in kv.items() if k.startswith('mism.'))
@@ -442,7 +475,9 @@ def main():
     p = sub.add_parser('read')
     p.add_argument('--mode', choices=('cold', 'warm', 'series'), required=True)
     p.add_argument('--src')
-    p.add_argument('--reps', type=int, default=5)
+    p.add_argument('--primer')
+    p.add_argument('--reps', type=int, default=11)
+    p.add_argument('--vs')
     p.add_argument('files', nargs='+')
     p.set_defaults(fn=read)
     p = sub.add_parser('zlib')

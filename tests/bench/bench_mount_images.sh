@@ -25,10 +25,15 @@
 #            size, as refcoders.sh does) of the same pixels over an even sample of the set.
 #   Reads    cold: one 512x512 file after drop_caches, on a fresh mount with cache_mb=0 (K files
 #            spread over the set, median; beside it, in the same run, zlib compressing the same
-#            rows at the file's level: the PNG's filtered rows, DICOM pixel data at level 6);
+#            rows at the file's level: the PNG's filtered rows, DICOM pixel data at level 6).
+#            Between the drop and the timed file another file of the set is read, so that the
+#            daemon's code and libraries are in memory again (as in a daemon that has been
+#            serving) while the timed file's bytes are in no cache; the same files read as the
+#            first read after a drop (code paged in too) are shown beside (1st);
 #            warm: a second read of the file (its pages dropped with posix_fadvise, so the read
-#            reaches the daemon: for a stored image its plaintext cache), median of 5, and its
-#            ratio to the same file's warm read as a block file (images=off);
+#            reaches the daemon: for a stored image its plaintext cache), median of 11, and its
+#            ratio to the same file's warm read as a block file (images=off), the two read in
+#            turn so that a burst of other load hits both;
 #            series: the S files of the series read one after another, after drop_caches on a
 #            fresh mount with default options (a viewer scrolling through a series).
 #   Every file read is hashed against its source; a mismatch is reported.
@@ -43,6 +48,7 @@
 #   BENCH_READS=9            files timed for the cold and warm reads, spread over the set
 #   BENCH_JLS_N=100          files of each set coded with JPEG-LS (an even sample; 0: none)
 #   BENCH_CODERS="fixed neural"   the -o coder= values measured, one mount each
+#   BENCH_IC_OPTS=OPTS       more -o options for those mounts (e.g. workers=1)
 #   BENCH_WAIT_MAX=900       seconds to wait for the backlog to reach 0 before giving up
 #   BENCH_DIR=/var/tmp       where the work folder is made (all mounts live on its disk)
 #   BENCH_CORPUS=DIR         make the image sets there and reuse them in later runs
@@ -71,6 +77,7 @@ SERIES=${BENCH_SERIES:-200}
 READS=${BENCH_READS:-9}
 JLS_N=${BENCH_JLS_N:-100}
 CODERS=${BENCH_CODERS-fixed neural}
+IC_OPTS=${BENCH_IC_OPTS:-}
 WAIT_MAX=${BENCH_WAIT_MAX:-900}
 KEEP=${BENCH_KEEP:-0}
 for v in N SERIES READS JLS_N WAIT_MAX; do posint "BENCH_$v" "${!v}"; done
@@ -189,7 +196,7 @@ if [ "$(cat "$CORPUS/stamp" 2>/dev/null)" != "$stamp" ]; then
     say "image sets made in $(awk -v a="$t0" -v b="$(now)" 'BEGIN { printf "%.0f", b - a }') s"
 fi
 SETS="png dcm"
-declare -A SAMPLE=() JSAMPLE=() SERIESF=()
+declare -A SAMPLE=() JSAMPLE=() SERIESF=() PRIMER=()
 for s in $SETS; do
     mapfile -t all < <(find "$CORPUS/$s" -maxdepth 1 -type f -name "im*.$s" | sort)
     [ "${#all[@]}" = "$N" ] || die "$CORPUS/$s holds ${#all[@]} files, not $N"
@@ -198,6 +205,10 @@ for s in $SETS; do
     for ((i = 0; i < READS; i++)); do sample+=("$(basename "${all[$((i * N / READS + N / (2 * READS)))]}")"); done
     for ((i = 0; i < JLS_N; i++)); do jsample+=("${all[$((i * N / JLS_N))]}"); done
     SAMPLE[$s]="${sample[*]}"
+    # read between drop_caches and each timed cold read: the last file that is not timed
+    for ((i = N - 1; i >= 0; i--)); do
+        case " ${sample[*]} " in *" $(basename "${all[$i]}") "*) ;; *) PRIMER[$s]=$(basename "${all[$i]}"); break ;; esac
+    done
     JSAMPLE[$s]="${jsample[*]}"
     SERIESF[$s]="$(for f in "${all[@]:0:$SERIES}"; do basename "$f"; done | tr '\n' ' ')"
 done
@@ -245,7 +256,8 @@ fs_mount() { # NAME [EXTRA -o OPTIONS]
     case "$f" in
     gc) gocryptfs -q -fg -extpass 'echo benchpass' "${BACK[$f]}" "$m" >>"$log" 2>&1 & ;;
     off) "$T/imgcryptfs" -f -o "keyfile=$W/ic.key,images=off$extra" "${BACK[$f]}" "$m" >>"$log" 2>&1 & ;;
-    *) "$T/imgcryptfs" -f -o "keyfile=$W/ic.key,images=network,coder=$f$extra" "${BACK[$f]}" "$m" >>"$log" 2>&1 & ;;
+    *) "$T/imgcryptfs" -f -o "keyfile=$W/ic.key,images=network,coder=$f${IC_OPTS:+,$IC_OPTS}$extra" \
+        "${BACK[$f]}" "$m" >>"$log" 2>&1 & ;;
     esac
     PID[$f]=$!
     for i in $(seq 200); do
@@ -315,7 +327,7 @@ ingest() { # FS (off or a coder): each set after the same copy into gocryptfs
 
 # ---------------------------------------------------------------- reads
 reads() { # FS DIR-PREFIX: cold, warm and series reads of each set -> kv
-    local f=$1 pre=$2 s out
+    local f=$1 pre=$2 s out vs
     local cold_opt=
     [ "$f" = gc ] || cold_opt=cache_mb=0
     fs_umount "$f"
@@ -324,8 +336,10 @@ reads() { # FS DIR-PREFIX: cold, warm and series reads of each set -> kv
         say "$(label "$f"): cold reads of $READS $s files"
         # shellcheck disable=SC2086
         mapfile -t fl < <(files_in "${MNT[$f]}/$pre$s" ${SAMPLE[$s]})
-        out=$("$py" "$helper" read --mode cold --src "$CORPUS/$s" "${fl[@]}") || die "$f: cold read failed"
+        out=$("$py" "$helper" read --mode cold --src "$CORPUS/$s" \
+            ${PRIMER[$s]:+--primer "${MNT[$f]}/$pre$s/${PRIMER[$s]}"} "${fl[@]}") || die "$f: cold read failed"
         kv "cold.$f.$s" "$(echo "$out" | awk '$1 == "ms" { print $2, $3, $4 }')"
+        kv "first.$f.$s" "$(echo "$out" | awk '$1 == "first" { print $2, $3, $4 }')"
         kv "mism.$f.$s.cold" "$(echo "$out" | awk '$1 == "mismatch" { print $2 }')"
     done
     fs_umount "$f"
@@ -334,8 +348,12 @@ reads() { # FS DIR-PREFIX: cold, warm and series reads of each set -> kv
         say "$(label "$f"): warm reads of $READS $s files"
         # shellcheck disable=SC2086
         mapfile -t fl < <(files_in "${MNT[$f]}/$pre$s" ${SAMPLE[$s]})
-        out=$("$py" "$helper" read --mode warm --src "$CORPUS/$s" "${fl[@]}") || die "$f: warm read failed"
+        vs=
+        [ "$f" = off ] || vs=${MNT[off]}/$s
+        out=$("$py" "$helper" read --mode warm --src "$CORPUS/$s" ${vs:+--vs "$vs"} "${fl[@]}") ||
+            die "$f: warm read failed"
         kv "warm.$f.$s" "$(echo "$out" | awk '$1 == "ms" { print $2, $3, $4 }')"
+        kv "wratio.$f.$s" "$(echo "$out" | awk '$1 == "ratio" { print $2 }')"
         kv "mism.$f.$s.warm" "$(echo "$out" | awk '$1 == "mismatch" { print $2 }')"
     done
     for s in $SETS; do
@@ -358,15 +376,17 @@ T_START=$(now)
 TARGETS="off $CODERS"
 fs_setup gc
 fs_mount gc
+# images=off stays mounted: the warm reads of the others are paired with its block files.
 for f in $TARGETS; do
     fs_setup "$f"
     fs_mount "$f"
     ingest "$f"
     reads "$f" ""
-    fs_umount "$f"
+    [ "$f" = off ] || fs_umount "$f"
 done
 # gocryptfs's reads, of the copy made beside images=off
 reads gc "off-"
+fs_umount off
 fs_umount gc
 LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
 for f in $TARGETS; do
@@ -378,6 +398,7 @@ kv meta.reads "$READS"
 kv meta.jls_n "$JLS_N"
 kv meta.jls_note "$JLS_NOTE"
 kv meta.targets "$TARGETS"
+kv meta.icopts "${IC_OPTS:-none}"
 kv meta.sets "$SETS"
 kv meta.version "imgcryptfs $IMGC_VERSION, $(gocryptfs --version 2>/dev/null | awk '{ print $1, $2 }' | tr -d ';'), Pillow $("$py" -c 'import PIL; print(PIL.__version__)'), pydicom $("$py" -c 'import pydicom; print(pydicom.__version__)'), zlib $("$py" -c 'import zlib; print(zlib.ZLIB_RUNTIME_VERSION)')"
 kv meta.host "$(uname -r), $(nproc) CPU ($(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)), $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo) RAM"
