@@ -32,6 +32,9 @@ would blur (reads of one file, the backlog poll, zlib on the same rows).
       `timeout ...`.
   storage DIR      counts of user.imgcryptfs.storage values: `image I blocks B queued Q other O`
   bytes DIR        the apparent size of every regular file under DIR, summed
+  anatomy IMGCRYPT LIST  the containers among the backing files listed in LIST, their bytes and
+                   sections summed (`imgcrypt inspect`): `containers C bytes B features F
+                   envelope E pixels P` (pixels: the sealed pixel stream, padded to its bucket)
   jls PROG FILE... JPEG-LS (CharLS) bytes of the files' pixels through PROG (bench_pixcode size)
                    and their plaintext bytes: `jls BYTES PLAIN` or `jls - PLAIN`
   report KV        the table, from the results file the shell script wrote
@@ -351,6 +354,26 @@ def size(a):
     print(total)
 
 
+def anatomy(a):
+    """Sums the sections of the containers among the listed backing files, from `imgcrypt
+    inspect` (which reads a container's plain header: no key needed)."""
+    import json
+    import re
+    files = [line.rstrip('\n') for line in open(a.list) if line.strip()]
+    n = {'containers': 0, 'bytes': 0, 'features': 0, 'envelope': 0, 'pixels': 0}
+    for i in range(0, len(files), 256):
+        r = subprocess.run([a.imgcrypt, 'inspect', '--json'] + files[i:i + 256],
+                           stdout=subprocess.PIPE, text=True)
+        for line in r.stdout.splitlines():
+            m = re.search(r'features (\d+), envelope (\d+), pixels (\d+)', json.loads(line).get('reason') or '')
+            if m:
+                n['containers'] += 1
+                n['bytes'] += json.loads(line)['bytes']
+                for k, v in zip(('features', 'envelope', 'pixels'), m.groups()):
+                    n[k] += int(v)
+    print(' '.join('%s %d' % kv for kv in n.items()))
+
+
 def jls(a):
     plain = sum(os.path.getsize(f) for f in a.files)
     r = subprocess.run([a.prog, 'size'] + a.files, stdout=subprocess.PIPE, text=True)
@@ -424,6 +447,25 @@ def report(a):
         verdict = ' '.join(ok(ratios[f] <= t) for f in targets if f != 'off')
         w('%-4s %12.1f ' % (s, plain / 1e6) + ' '.join('%12.3f' % ratios[f] for f in cols) +
           ' %8s %7s %s' % (jr, '<=%.2f' % t, verdict))
+    w('where the backing bytes of the containers go (imgcrypt inspect), per plaintext byte of the set:')
+    w('  pixels: the sealed pixel stream padded to its bucket; features: the autoencoder features;')
+    w('  rest: the container\'s own PNG chunks, sealed meta and tags; other: backing files that are not')
+    w('  containers (folder records, files left as blocks)')
+    w('  %-4s %-13s %10s %8s %8s %8s %8s %8s %8s' % ('set', 'mount', 'containers', 'pixels', 'features',
+                                                    'envelope', 'rest', 'other', 'total'))
+    for s in sets:
+        plain = int(g('plain.' + s))
+        for f in targets:
+            an = g('anatomy.%s.%s' % (f, s))
+            if not an:
+                continue
+            d = dict(zip(*[iter(an.split())] * 2))
+            d = {k: int(v) for k, v in d.items()}
+            rest = d['bytes'] - d['features'] - d['envelope'] - d['pixels']
+            other = int(g('bytes.%s.%s' % (f, s))) - d['bytes']
+            w('  %-4s %-13s %10d ' % (s, label(f), d['containers']) + ' '.join(
+                '%8.3f' % (v / plain) for v in (d['pixels'], d['features'], d['envelope'], rest, other,
+                                                d['bytes'] + other)))
     w('')
     w('Reads of one 512x512 file, ms, median over %s files [min-max]. cold: drop_caches, another' % g('meta.reads'))
     w('file of the set read (daemon code back in memory), then the timed file; fresh mount, imgcryptfs')
@@ -493,6 +535,10 @@ def main():
     p = sub.add_parser('bytes')
     p.add_argument('dir')
     p.set_defaults(fn=size)
+    p = sub.add_parser('anatomy')
+    p.add_argument('imgcrypt')
+    p.add_argument('list')
+    p.set_defaults(fn=anatomy)
     p = sub.add_parser('jls')
     p.add_argument('prog')
     p.add_argument('files', nargs='+')

@@ -289,6 +289,7 @@ label() {
 copy_into() { # FS SET DEST: copy time (s) and bytes the backing folder grew by -> kv
     local f=$1 s=$2 dest=$3 b0 t0 t1
     sync
+    find "${BACK[$f]}" -type f | sort >"$W/before.lst"
     b0=$(backing_bytes "${BACK[$f]}")
     t0=$(now)
     cp -r "$CORPUS/$s" "$dest" || die "$f: cp -r of the $s set failed"
@@ -322,6 +323,11 @@ ingest() { # FS (off or a coder): each set after the same copy into gocryptfs
         kv "storage.$f.$s" "$("$py" "$helper" storage "${MNT[$f]}/$s")"
         sync
         kv "bytes.$f.$s" $(($(backing_bytes "${BACK[$f]}") - COPY_B0))
+        if [ "$f" != off ]; then
+            find "${BACK[$f]}" -type f | sort >"$W/after.lst"
+            comm -13 "$W/before.lst" "$W/after.lst" >"$W/new.lst"
+            kv "anatomy.$f.$s" "$("$py" "$helper" anatomy "$T/imgcrypt" "$W/new.lst")"
+        fi
     done
 }
 
