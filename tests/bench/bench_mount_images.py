@@ -405,9 +405,11 @@ def report(a):
     w('versions: %s' % g('meta.version'))
     w('daemons: gocryptfs defaults; imgcryptfs -o images=off, and -o images=network,coder=C with '
       'other options %s (workers: one per core unless set)' % g('meta.icopts'))
-    w('load average (1/5/15 min): %s; whole run %s s' % (g('meta.load'), g('meta.wall')))
+    w('load average (1/5/15 min): %s; run %s s wall after the sets were made, CPU time of the run and'
+      ' its daemons %s s' % (g('meta.load'), g('meta.wall'), g('meta.cpu')))
     for s in sets:
         w('set %s: %d x %s, 512x512, %.1f MB' % (s, n, what[s], int(g('plain.' + s)) / 1e6))
+    w('sets %s; the first %s files of each are one series' % (g('meta.gen'), g('meta.series')))
     w('')
     w('Ingest: cp -r of the set (source in the page cache); gocryptfs: the same copy just before and')
     w('again once the mount is idle (mean time); MB/s = 10^6 plaintext bytes/s; backlog 0: when')
@@ -503,7 +505,9 @@ def report(a):
     w('read-back check: %d file(s) differed from their source over %d read passes (every file read is hashed)'
       % (mism, reads))
     w('conversion failures logged: ' + ', '.join('%s %s' % (label(f), g('convfail.' + f))
-                                                 for f in targets if f != 'off'))
+                                                 for f in targets if f != 'off') +
+      '; temporary files left in the backing folders after unmount: ' +
+      ', '.join('%s %s' % (label(f), g('leftover.' + f)) for f in targets))
     print('\n'.join(out))
 
 

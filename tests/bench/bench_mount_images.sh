@@ -194,7 +194,10 @@ if [ "$(cat "$CORPUS/stamp" 2>/dev/null)" != "$stamp" ]; then
     done
     for s in png dcm; do wait -n || die "making the image sets failed, see $LOGS/gen-*.log"; done
     echo "$stamp" >"$CORPUS/stamp"
-    say "image sets made in $(awk -v a="$t0" -v b="$(now)" 'BEGIN { printf "%.0f", b - a }') s"
+    GEN="made in $(awk -v a="$t0" -v b="$(now)" 'BEGIN { printf "%.0f", b - a }') s"
+    say "image sets $GEN"
+else
+    GEN="reused from $CORPUS"
 fi
 SETS="png dcm"
 declare -A SAMPLE=() JSAMPLE=() SERIESF=() PRIMER=()
@@ -402,9 +405,16 @@ fs_umount gc
 LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
 for f in $TARGETS; do
     kv "convfail.$f" "$(grep -c 'conversion of' "$LOGS/$f.log" 2>/dev/null || echo 0)"
+    kv "leftover.$f" "$(find "${BACK[$f]}" -name '.imgcryptfs.tmp.*' | wc -l)"
 done
+# CPU time of the script and of everything it waited for (the daemons included): beside the wall
+# time, how much of the machine this run had
+times >"$W/times.txt" # in this shell: a pipe would run it in a child
+read -r _ _ cu cs < <(tr '\n' ' ' <"$W/times.txt")
+kv meta.cpu "$(echo "$cu $cs" | awk '{ split($1, u, "m"); split($2, s, "m"); printf "%.0f", u[1] * 60 + u[2] + s[1] * 60 + s[2] }')"
 kv meta.n "$N"
 kv meta.series "$SERIES"
+kv meta.gen "$GEN"
 kv meta.reads "$READS"
 kv meta.jls_n "$JLS_N"
 kv meta.jls_note "$JLS_NOTE"
