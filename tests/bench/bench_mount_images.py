@@ -407,6 +407,12 @@ def report(a):
       'other options %s (workers: one per core unless set)' % g('meta.icopts'))
     w('load average (1/5/15 min): %s; run %s s wall after the sets were made, CPU time of the run and'
       ' its daemons %s s' % (g('meta.load'), g('meta.wall'), g('meta.cpu')))
+    load = [float(v) for v in g('meta.load').replace(',', ' ').split() if v.replace('.', '').isdigit()]
+    cpus = os.cpu_count() or 1
+    if load and max(load) > cpus:
+        w('NOTE: load average up to %.1f on %d CPUs: other work shared the machine, so times and rates'
+          ' are low and noisy;' % (max(load), cpus))
+        w('      the ratios of paired runs (copy vs gocryptfs, warm vs block) and the sizes hold better')
     for s in sets:
         w('set %s: %d x %s, 512x512, %.1f MB' % (s, n, what[s], int(g('plain.' + s)) / 1e6))
     w('sets %s; the first %s files of each are one series' % (g('meta.gen'), g('meta.series')))
