@@ -23,7 +23,9 @@
 #   Stored   backing bytes / plaintext bytes per set: the apparent sizes of the backing files
 #            that the set added (so the keyring and anything there before are not counted),
 #            beside gocryptfs, images=off and JPEG-LS lossless (CharLS, through bench_pixcode
-#            size, as refcoders.sh does) of the same pixels over an even sample of the set.
+#            size, as refcoders.sh does) of the same pixels over an even sample of the set; and
+#            where the containers' bytes go (pixel stream, autoencoder features, envelope,
+#            framing), from imgcrypt inspect of the new backing files (no key needed).
 #   Reads    cold: one 512x512 file after drop_caches, on a fresh mount with cache_mb=0 (K files
 #            spread over the set, median; beside it, in the same run, zlib compressing the same
 #            rows at the file's level: the PNG's filtered rows, DICOM pixel data at level 6).
@@ -42,7 +44,10 @@
 # a DICOM <= 10 ms, of a PNG <= zlib's time for its rows; warm read <= 1.2x a block file's.
 #
 # Usage (as root, Debian 12): bash tests/bench/bench_mount_images.sh
-#   (default N=1000 per set; BENCH_N=50 for a quick run)
+#   Default: N=1000 per set, both coders: about 6.5 CPU-minutes, most of it the conversions
+#   (coder=neural alone about half); 17-20 minutes of wall time when the 2 cores were shared at
+#   a load average of 10-15. BENCH_N=50 for a quick run (about a minute), BENCH_CODERS=fixed
+#   to leave the slower coder out.
 # Environment:
 #   BENCH_N=1000             images per set
 #   BENCH_SERIES=200         files of the series (at most N)
