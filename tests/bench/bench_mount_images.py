@@ -443,8 +443,11 @@ def report(a):
     w('')
     jn = g('meta.jls_note')
     w('Stored size: backing bytes / plaintext bytes (apparent sizes of the backing files the set added;')
-    w('keyring not counted); JPEG-LS: CharLS lossless of the pixels (no header) / plaintext bytes, over')
-    w('%s' % ('an even sample of %s files per set' % g('meta.jls_n') if not jn else 'JPEG-LS ' + jn))
+    if jn:
+        w('keyring not counted); JPEG-LS %s' % jn)
+    else:
+        w('keyring not counted); JPEG-LS: CharLS lossless of the pixels (no header) / plaintext bytes,')
+        w('over an even sample of %s files per set' % g('meta.jls_n'))
     cols = ['gc'] + targets
     w('%-4s %12s ' % ('set', 'plaintext MB') + ' '.join('%12s' % label(f) for f in cols) +
       ' %8s %7s %s' % ('JPEG-LS', 'target', 'ok (each coder)'))

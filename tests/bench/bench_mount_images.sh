@@ -50,7 +50,7 @@
 #   to leave the slower coder out.
 # Environment:
 #   BENCH_N=1000             images per set
-#   BENCH_SERIES=200         files of the series (at most N)
+#   BENCH_SERIES=200         files of the series (default: N/5, at most 200)
 #   BENCH_READS=9            files timed for the cold and warm reads, spread over the set
 #   BENCH_JLS_N=100          files of each set coded with JPEG-LS (an even sample; 0: none)
 #   BENCH_CODERS="fixed neural"   the -o coder= values measured, one mount each
@@ -79,16 +79,20 @@ die() { printf '[bench] error: %s\n' "$*" >&2; exit 1; }
 # ---------------------------------------------------------------- configuration
 posint() { case "$2" in '' | *[!0-9]*) die "$1 must be a non-negative integer" ;; esac; }
 N=${BENCH_N:-1000}
-SERIES=${BENCH_SERIES:-200}
+SERIES=${BENCH_SERIES:-}
 READS=${BENCH_READS:-9}
 JLS_N=${BENCH_JLS_N:-100}
 CODERS=${BENCH_CODERS-fixed neural}
 IC_OPTS=${BENCH_IC_OPTS:-}
 WAIT_MAX=${BENCH_WAIT_MAX:-900}
 KEEP=${BENCH_KEEP:-0}
-for v in N SERIES READS JLS_N WAIT_MAX; do posint "BENCH_$v" "${!v}"; done
+for v in N READS JLS_N WAIT_MAX; do posint "BENCH_$v" "${!v}"; done
+[ -z "$SERIES" ] || posint BENCH_SERIES "$SERIES"
 if [ "$N" -lt 1 ] || [ "$READS" -lt 1 ]; then die "BENCH_N and BENCH_READS must be at least 1"; fi
+# the series is a fifth of the set at most, unless asked: the rest gives the set its variety
+[ -n "$SERIES" ] || SERIES=$((N / 5 < 200 ? N / 5 : 200))
 [ "$SERIES" -le "$N" ] || SERIES=$N
+[ "$SERIES" -ge 1 ] || SERIES=1
 [ "$READS" -le "$N" ] || READS=$N
 [ "$JLS_N" -le "$N" ] || JLS_N=$N
 for c in $CODERS; do
@@ -178,12 +182,12 @@ if [ "$JLS_N" = 0 ]; then
     JLS_NOTE="not measured (BENCH_JLS_N=0)"
 elif [ ! -x "$PIXPROG" ]; then
     JLS_NOTE="not measured: no $PIXPROG"
-elif ! ldconfig -p | grep -q 'libcharls\.so\.2'; then
+elif [[ $(ldconfig -p) != *libcharls.so.2* ]]; then # (grep -q in a pipe: SIGPIPE under pipefail)
     JLS_NOTE="not measured: CharLS missing (apt-get install libcharls2)"
 fi
 
 IMGC_VERSION="$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo unknown)"
-git -C "$root" status --porcelain -- fs codec keys nn mount-tools 2>/dev/null | grep -q . && IMGC_VERSION+="+dirty"
+[ -n "$(git -C "$root" status --porcelain -- fs codec keys nn mount-tools 2>/dev/null)" ] && IMGC_VERSION+="+dirty"
 IMGC_VERSION+=" (built $(date -r "$IBIN/imgcryptfs" '+%Y-%m-%d %H:%M'))"
 
 # ---------------------------------------------------------------- the image sets
