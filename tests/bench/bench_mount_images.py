@@ -10,7 +10,7 @@ would blur (reads of one file, the backlog poll, zlib on the same rows).
       series: consecutive slices of one volume along one axis; the rest are other slices, axes
       and volumes, left-right flipped and/or zoomed, in a fixed pseudo-random order. Every image
       is real anatomy; none is noise.
-  read --mode cold|warm|series [--src DIR] [--primer FILE] [--reps R] FILE...
+  read --mode cold|warm|series [--src DIR] [--primer FILE] [--vs DIR] [--reps R] FILE...
       cold: sync and drop the kernel caches, then time open+read+close of the file (`first`:
       the daemon's code and libraries are paged in again too); with --primer, then once more:
       drop the caches, read FILE, time the file (`ms`: the daemon's code is in memory, the
@@ -27,9 +27,9 @@ would blur (reads of one file, the backlog poll, zlib on the same rows).
       rows (the IDAT stream inflated) at the file's level (from the zlib header), a DICOM's pixel
       data at level 6. Prints `ms MEDIAN LEVELS`.
   backlog MNT [--timeout S]
-      Polls the root xattr user.imgcryptfs.backlog every 10 ms until it reads 0 twice 100 ms
-      apart; prints `zero EPOCH_SECONDS peak P` (the time of the first of the two zeros), or
-      `timeout ...`.
+      Polls the root xattr user.imgcryptfs.backlog every 10 ms until it has read 0 for 100 ms
+      (a release that the kernel sends after close(2) returned may still queue a file); prints
+      `zero EPOCH_SECONDS peak P` (when the run of zeros began), or `timeout ...`.
   storage DIR      counts of user.imgcryptfs.storage values: `image I blocks B queued Q other O`
   bytes DIR        the apparent size of every regular file under DIR, summed
   anatomy IMGCRYPT LIST  the containers among the backing files listed in LIST, their bytes and
