@@ -21,7 +21,7 @@ every open, even unlinked, file) are compared. On a mismatch it prints the seed,
 tail of the operation log and exits 1. The same --seed and --ops replay the same operations (what
 the conversion workers do meanwhile is timing); --ops-out writes them as JSON lines, which
 --replay runs again and --shrink cuts down to a short sequence that still fails. --allow NAME
-lets a known filesystem bug through (see notes/bugs-exerciser.md) and counts it in the summary.
+lets a known filesystem bug through and counts it in the summary.
 
 The trade-off: the shadow is the oracle, so only behaviour a local filesystem shares is checked
 (no SEEK_DATA/SEEK_HOLE, timestamps or space use), and fallocate modes the mount refuses with
@@ -658,7 +658,7 @@ class Exerciser:
 
     def busy_dir(self, what, fm, fs):
         """Like both(), with --allow rmdir-busy: ENOTEMPTY from the mount alone (a conversion's
-        temporary file in the folder, notes/bugs-exerciser.md) is tried again when idle."""
+        temporary file in the folder) is tried again when idle."""
         a, b = attempt(fm), attempt(fs)
         if a == ("err", "ENOTEMPTY") and b[0] == "ok" and "rmdir-busy" in self.args.allow:
             self.wait_idle()
@@ -955,7 +955,7 @@ class Exerciser:
 
     def forgive_nlink0(self, tm, ts):
         """--allow nlink0: a file that stats with no links right after a conversion swapped its
-        backing file (notes/bugs-exerciser.md) is counted, and asked again past the cache."""
+        backing file is counted, and asked again past the cache."""
         for rel, want in ts.items():
             got = tm.get(rel)
             if got and got[0] == "file" and got[3] == 0 and got[:3] == want[:3]:
@@ -969,8 +969,8 @@ class Exerciser:
                     self.known["stat showed st_nlink 0 for a moment"] += 1
 
     def forgive_mode(self, tm, ts):
-        """--allow meta-lost: a mode changed while a conversion ran comes back old
-        (notes/bugs-exerciser.md): set again on the mount, and counted."""
+        """--allow meta-lost: a mode changed while a conversion ran comes back old: set again
+        on the mount, and counted."""
         for rel, want in ts.items():
             got = tm.get(rel)
             if got and got[0] == "file" and got[1] != want[1] and got[2:] == want[2:]:

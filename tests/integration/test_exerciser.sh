@@ -50,11 +50,9 @@ echo $! >"$WORK/daemon.pid"
 wait_mounted "$M" 30 $! || { echo "remount: $M did not mount" >&2; exit 1; }
 EOF
 
-# Known filesystem bugs let through (and counted) until fixed, see notes/bugs-exerciser.md:
-# nlink0 (1: stat shows no links while a conversion swaps the backing file), rmdir-busy (2: an
-# empty folder is "not empty" while a conversion of a file unlinked from it runs), meta-lost (3:
-# chmod and xattrs set while a conversion runs are lost).
-ALLOW=${IMGC_EXER_ALLOW---allow nlink0 --allow rmdir-busy --allow meta-lost}
+# Nothing is let through: IMGC_EXER_ALLOW can name a known deviation (--allow nlink0,
+# rmdir-busy, meta-lost: bugs the exerciser found and that are fixed) to count it instead.
+ALLOW=${IMGC_EXER_ALLOW-}
 
 step "exerciser: $OPS operations, seed $SEED"
 # shellcheck disable=SC2086 # IMGC_EXER_ARGS is a list of options

@@ -480,7 +480,7 @@ if [ "$r" = ok ]; then
     r=$(limit 30 "$PY" "$UTIL" rename2 noreplace "$M/dir2/notes.txt" "$M/set/JPEG2000.dcm")
     [ "$r" = EEXIST ] || check_fail "renameat2(RENAME_NOREPLACE) onto an existing file gave $r, expected EEXIST"
 else
-    check_fail "renameat2(RENAME_NOREPLACE) to a new name fails with $r (GlusterFS has no RENAME_NOREPLACE; the daemon passes the flag on: /work/notes/bugs-gluster.md)"
+    check_fail "renameat2(RENAME_NOREPLACE) to a new name fails with $r (GlusterFS has no RENAME_NOREPLACE: the daemon must fall back)"
 fi
 r=$(limit 30 "$PY" "$UTIL" rename2 exchange "$M/set/mri-t1-rgb.png" "$M/dir2/sub/ct.dcm")
 case $r in
