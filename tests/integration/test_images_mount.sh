@@ -1,0 +1,154 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# A folder of real images copied into the mount with cp -r (issue 14): tests/data, 512x512
+# slices of mricron-data's brain volumes as PNG, PGM and native DICOM, pydicom's test files,
+# and files that are not images we store (text, random bytes, a JPEG, compressed DICOMs, a
+# gzipped and a truncated PNG); 38 files. Once the backlog is 0: every image reports `image
+# coder=<id> autoencoder=<id>` in user.imgcryptfs.storage, every other file `blocks`; in the
+# backing folder an image is a PNG that pngcheck passes, whose pixels are noise, no patient
+# name of a DICOM header appears anywhere, and the image set takes fewer bytes than its
+# plaintext (and each image fewer than its block file would). Every file reads back with the
+# original's SHA-256: at once, after a remount, with -o cache_mb=0, and with -o images=off;
+# with images=off a new copy stays block files. No temporary entry remains.
+. "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/lib_images.sh"
+lib_setup
+images_need getfattr pngcheck pydicom pil mricron
+
+SET=$WORK/set B=$WORK/backing M=$WORK/mnt K=$WORK/key LOG=$WORK/daemon.log
+step "build the image set"
+limit 120 "$PY" "$IMGU" set "$SET" || fail "cannot build the image set"
+sha_list "$SET" >"$WORK/orig.sha" || fail "hashing the originals"
+make_keyring "$B" "$K"
+
+mnt() { mount_fg "$B" "$M" "$K" "$LOG" "${1:-}"; }
+umnt() { unmount_fg "$M"; }
+
+# check_storage DIR: each file's storage xattr against $SET.expect (image, blocks, or any of
+# the two for the edge cases); a stored image names its models.
+check_storage() {
+    local what name v n=0
+    while read -r what name; do
+        v=$(storage_of "$1/$name")
+        case $what:${v%% *} in
+        image:image | blocks:blocks | any:image | any:blocks) ;;
+        *) check_fail "$STEP: $name is '$v', expected $what" ;;
+        esac
+        if [ "${v%% *}" = image ]; then
+            [[ $v =~ ^image\ coder=[0-9a-f]{32}\ autoencoder=([0-9a-f]{32}|none)$ ]] ||
+                check_fail "$STEP: $name: storage '$v' does not name the neural coder and autoencoder"
+            n=$((n + 1))
+        fi
+    done <"$SET.expect"
+    say "$STEP: $n files stored as images"
+}
+
+step "cp -r into the mount and wait for the conversions"
+mnt
+t0=$SECONDS
+limit 120 cp -r "$SET" "$M/set" || fail "cp -r into the mount"
+wait_backlog "$M" 180
+say "converted within $((SECONDS - t0)) s"
+check_storage "$M/set"
+sha_list "$M/set" >"$WORK/mnt.sha"
+same_hashes "read back once converted" "$WORK/orig.sha" "$WORK/mnt.sha"
+# A second read, served from the plaintext cache this time.
+sha_list "$M/set" >"$WORK/mnt2.sha"
+same_hashes "read back a second time" "$WORK/orig.sha" "$WORK/mnt2.sha"
+umnt
+
+step "after a remount"
+mnt
+sha_list "$M/set" >"$WORK/remount.sha"
+same_hashes "read back after a remount" "$WORK/orig.sha" "$WORK/remount.sha"
+check_storage "$M/set"
+
+step "the backing folder as an attacker sees it"
+mapfile -t NAMES < <(awk '{print $2}' "$SET.expect")
+mapfile -t BACK < <(backing_of "$M" "$B" "${NAMES[@]/#/$M/set/}")
+[ "${#BACK[@]}" = "${#NAMES[@]}" ] || fail "backing_of gave ${#BACK[@]} entries for ${#NAMES[@]} files"
+declare -A KIND
+for i in "${!NAMES[@]}"; do KIND[${NAMES[$i]}]=$(storage_kind "$M/set/${NAMES[$i]}"); done
+umnt
+plain=0 stored=0 nimg=0
+for i in "${!NAMES[@]}"; do
+    n=${NAMES[$i]} b=${BACK[$i]}
+    if [ "$b" = - ]; then
+        check_fail "no backing entry has the inode number of $n"
+        continue
+    fi
+    magic=$(head_magic "$B/$b")
+    size=$(stat -c %s "$SET/$n") bsize=$(stat -c %s "$B/$b")
+    case ${KIND[$n]} in
+    image)
+        [ "$magic" = png ] || { check_fail "$n is an image but its backing entry starts with $magic"; continue; }
+        pngcheck -q "$B/$b" >"$WORK/pngcheck.out" 2>&1 ||
+            check_fail "pngcheck fails on the container of $n: $(head -n 2 "$WORK/pngcheck.out")"
+        # A block file of n bytes takes 32 + 4124 per started 4 KiB block.
+        blocks=$((32 + ((size + 4095) / 4096) * 4124))
+        [ "$bsize" -lt "$blocks" ] ||
+            check_fail "$n: its container ($bsize bytes) is not smaller than its block file would be ($blocks)"
+        if [ "$bsize" -gt 8192 ]; then
+            read -r ratio raw < <("$PY" "$IMGU" noise "$B/$b") || check_fail "$n: cannot read the container's pixels"
+            awk -v r="${ratio:-0}" 'BEGIN { exit !(r > 0.98) }' ||
+                check_fail "$n: the container's pixels are not noise (zlib -9 makes them $ratio of $raw bytes)"
+        fi
+        plain=$((plain + size)) stored=$((stored + bsize)) nimg=$((nimg + 1))
+        ;;
+    blocks)
+        [ "$magic" = blocks ] || check_fail "$n is stored as blocks but its backing entry starts with $magic"
+        ;;
+    *) check_fail "$n: storage ${KIND[$n]}" ;;
+    esac
+done
+[ "$nimg" -ge 20 ] || check_fail "only $nimg files are stored as images"
+say "image set: $nimg files, $plain bytes of plaintext, $stored bytes stored ($(awk -v a="$stored" -v b="$plain" 'BEGIN { printf "%.3f", b ? a / b : 0 }'))"
+[ "$stored" -lt "$plain" ] || check_fail "the images take $stored bytes in the backing folder, more than their $plain bytes"
+# No patient name from a DICOM header, in names or content.
+for f in "$SET"/*.dcm; do
+    pn=$("$PY" -c 'import sys, pydicom; print(pydicom.dcmread(sys.argv[1], force=True).get("PatientName", "") or "")' "$f" 2>/dev/null)
+    [ "${#pn}" -ge 6 ] || continue
+    hit=$(grep -rlaF -- "$pn" "$B" | head -n 1)
+    [ -z "$hit" ] || check_fail "the patient name of $(basename "$f") appears in the backing folder: ${hit#"$B"/}"
+done
+left=$(tmp_leftovers "$B")
+[ -z "$left" ] || check_fail "temporary entries left in the backing folder: $left"
+
+step "with -o cache_mb=0"
+mnt cache_mb=0
+sha_list "$M/set" >"$WORK/nocache.sha"
+same_hashes "read back with cache_mb=0" "$WORK/orig.sha" "$WORK/nocache.sha"
+sha_list "$M/set" >"$WORK/nocache2.sha"
+same_hashes "read back again with cache_mb=0" "$WORK/orig.sha" "$WORK/nocache2.sha"
+umnt
+
+step "with -o images=off"
+mnt images=off
+sha_list "$M/set" >"$WORK/off-old.sha"
+same_hashes "stored images read with images=off" "$WORK/orig.sha" "$WORK/off-old.sha"
+limit 120 cp -r "$SET" "$M/off" || fail "cp -r into the mount with images=off"
+wait_backlog "$M" 60
+sleep 1
+while read -r what name; do
+    v=$(storage_of "$M/off/$name")
+    [ "$v" = blocks ] || check_fail "images=off: $name is '$v', expected blocks"
+done <"$SET.expect"
+sha_list "$M/off" >"$WORK/off.sha"
+same_hashes "read back with images=off" "$WORK/orig.sha" "$WORK/off.sha"
+umnt
+mnt
+mapfile -t BACK < <(backing_of "$M" "$B" "${NAMES[@]/#/$M/off/}")
+sha_list "$M/off" >"$WORK/off-remount.sha"
+same_hashes "the images=off copy after a remount" "$WORK/orig.sha" "$WORK/off-remount.sha"
+umnt
+for i in "${!NAMES[@]}"; do
+    b=${BACK[$i]:--}
+    if [ "$b" = - ]; then
+        check_fail "images=off: no backing entry has the inode number of ${NAMES[$i]}"
+    elif [ "$(head_magic "$B/$b")" != blocks ]; then
+        check_fail "images=off: the backing entry of ${NAMES[$i]} starts with $(head_magic "$B/$b")"
+    fi
+done
+left=$(tmp_leftovers "$B")
+[ -z "$left" ] || check_fail "temporary entries left in the backing folder: $left"
+lib_finish
