@@ -153,9 +153,14 @@ def slice_pixels(png_path):
 
 
 def dicom_from(template, path, w, h, bits, values, stored_bits):
-    """A native explicit-VR little-endian DICOM of one grey frame, header from template."""
+    """A native explicit-VR little-endian DICOM of one grey frame, header from template, with
+    a SOP instance UID of its own (derived from the file name: the same every run)."""
     import pydicom
+    from pydicom.uid import generate_uid
     ds = pydicom.dcmread(template)
+    uid = generate_uid(entropy_srcs=[os.path.basename(path)])
+    ds.SOPInstanceUID = uid
+    ds.file_meta.MediaStorageSOPInstanceUID = uid
     ds.Rows, ds.Columns = h, w
     ds.SamplesPerPixel = 1
     ds.PhotometricInterpretation = "MONOCHROME2"
