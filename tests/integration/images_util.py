@@ -202,7 +202,9 @@ def cmd_set(out):
     td = {
         "mri-t1-axial-12in16bit.png": "image", "mri-t1-axial-8bit.png": "image",
         "mri-t1-coronal-512-imagemagick.png": "image", "mri-t1-coronal-512.png": "image",
-        "mri-t1-rgb.png": "image", "mri-t1-sagittal-256.png": "image",
+        "mri-t1-rgb.png": "image",
+        # 256 x 256 at 2.4 bits per pixel as written: its container may not beat its block file
+        "mri-t1-sagittal-256.png": "any",
         "mri-t1-axial-8bit.pgm": "image", "mri-t1-axial-12bit.pgm": "image",
         "CT_small.dcm": "image", "MR_small.dcm": "image", "MR_small_bigendian.dcm": "image",
         "MR_small_implicit.dcm": "image", "ExplVR_BigEnd.dcm": "image",

@@ -98,10 +98,10 @@ limit 120 "$PY" "$WORK/pil.py" "$SET" "$M/pil" "$REF/pil" || check_fail "Pillow 
 step "ImageMagick into the mount"
 mkdir -p "$M/im" "$REF/im"
 for d in "$M/im" "$REF/im"; do
-    for src in "$SET"/mri-t1-axial-8bit.pgm "$SET"/mri-t1-sagittal-256.png "$SET"/ch2-512-8.pgm; do
+    for src in "$SET"/mri-t1-axial-8bit.pgm "$SET"/mri-t1-coronal-512.png "$SET"/ch2-512-8.pgm; do
         n=$(basename "$src" | tr . _)
         if ! { "$IM_CONVERT" "$src" -define png:exclude-chunks=date,time "$d/$n.png" &&
-            "$IM_CONVERT" "$src" -depth 16 -define png:exclude-chunks=date,time "$d/$n.16.png" &&
+            "$IM_CONVERT" "$src" -depth 16 -define png:bit-depth=16 -define png:exclude-chunks=date,time "$d/$n.16.png" &&
             "$IM_CONVERT" "$src" -flop "$d/$n.pgm"; }; then
             check_fail "convert $src -> $d"
         fi

@@ -84,8 +84,8 @@ for i in "${!NAMES[@]}"; do
         [ "$magic" = png ] || { check_fail "$n is an image but its backing entry starts with $magic"; continue; }
         pngcheck -q "$B/$b" >"$WORK/pngcheck.out" 2>&1 ||
             check_fail "pngcheck fails on the container of $n: $(head -n 2 "$WORK/pngcheck.out")"
-        # A block file of n bytes takes 32 + 4124 per started 4 KiB block.
-        blocks=$((32 + ((size + 4095) / 4096) * 4124))
+        # A block file of n bytes takes 32 + n + 28 per started 4 KiB block.
+        blocks=$((32 + size + ((size + 4095) / 4096) * 28))
         [ "$bsize" -lt "$blocks" ] ||
             check_fail "$n: its container ($bsize bytes) is not smaller than its block file would be ($blocks)"
         if [ "$bsize" -gt 8192 ]; then
