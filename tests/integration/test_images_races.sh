@@ -3,7 +3,7 @@
 # Races with the conversion of images (issue 14). Every change made in the mount is made to a
 # shadow copy outside it too; at the end, and after a remount, the mount must list exactly the
 # shadow's names and every file must have the shadow's SHA-256. The cases, each started a
-# random 0-200 ms after the close that queues a conversion (so they land before, during and
+# random 0-3 s after the close that queues a conversion (so they land before, during and
 # after it):
 #   read      reads (whole and at random offsets) while the file converts, each exact
 #   write     open r+, pwrite into the pixel data, close
@@ -123,11 +123,24 @@ def pread_all(fd, n, off):
         off += len(b)
     return b"".join(out)
 
-def pause():
-    """0 to 200 ms, a third of the time none at all."""
-    if rnd.random() < 0.33:
-        return
-    time.sleep(rnd.random() * 0.2)
+HIT = {}  # what storage said just before each racing operation: shows which phases were hit
+PHASE = {}  # the same, per file
+
+def pause(rel=None):
+    """None, 0-200 ms, 0.2-1.5 s or 1.5-3 s (a quarter of the time each: a conversion of
+    these images takes 0.1-1 s on two cores, behind the others queued); then note the phase
+    rel is in."""
+    r = rnd.random()
+    if r >= 0.75:
+        time.sleep(1.5 + rnd.random() * 1.5)
+    elif r >= 0.5:
+        time.sleep(0.2 + rnd.random() * 1.3)
+    elif r >= 0.25:
+        time.sleep(rnd.random() * 0.2)
+    if rel:
+        k = storage(M(rel)).split(" ")[0]
+        HIT[k] = HIT.get(k, 0) + 1
+        PHASE[rel] = k
 
 def same(rel, what):
     """The file in the mount reads as the shadow copy, now."""
@@ -180,7 +193,7 @@ def case_write(d):
     rel = f"{d}/write.pgm"
     data = img()
     both(write_file, rel, data)
-    pause()
+    pause(rel)
     lo, hi = pixel_region(data)
     off = rnd.randrange(lo, hi - 5000)
     patch = os.urandom(rnd.randrange(1, 5000))
@@ -191,47 +204,47 @@ def case_write(d):
 def case_rewrite(d):
     rel = f"{d}/rewrite.pgm"
     both(write_file, rel, img())
-    pause()
+    pause(rel)
     both(write_file, rel, img())
     expect[rel] = "image"
 
 def case_append(d):
     rel = f"{d}/append.png"
     both(write_file, rel, POOL["mri-t1-coronal-512.png"])
-    pause()
+    pause(rel)
     both(write_file, rel, b"appended after IEND\n" * rnd.randrange(1, 300), "ab")
 
 def case_truncate(d):
     rel = f"{d}/truncate.pgm"
     data = img()
     both(write_file, rel, data)
-    pause()
+    pause(rel)
     size = rnd.choice([0, 1, len(data) // 2, len(data) - 1, len(data) + 5000])
     both(os.truncate, rel, size)
 
 def case_rename(d):
     a, b, c, e = f"{d}/ren-a.pgm", f"{d}/ren-b.pgm", f"{d}/ren-c.dcm", f"{d}/ren-over.pgm"
     both(write_file, a, img())
-    pause()
+    pause(a)
     both2(os.rename, a, b)
     expect[b] = "image"
     # Over another image, stored or converting.
     both(write_file, e, img())
     both(write_file, c, POOL["CT_small.dcm"])
-    pause()
+    pause(c)
     both2(os.rename, c, e)
     expect[e] = "image"
 
 def case_unlink(d):
     rel = f"{d}/unlink.pgm"
     both(write_file, rel, img())
-    pause()
+    pause(rel)
     both(os.unlink, rel)
 
 def case_link(d):
     a, b = f"{d}/link-a.pgm", f"{d}/link-b.pgm"
     both(write_file, a, img())
-    pause()
+    pause(a)
     both2(os.link, a, b)
     expect[a] = expect[b] = "blocks"
 
@@ -372,6 +385,8 @@ def main():
     both(os.mkdir, "races/links")
     run(case_links, "races/links")
     wait_idle()
+    print("storage just before the racing operations:",
+          ", ".join(f"{k} {v}" for k, v in sorted(HIT.items())), file=sys.stderr)
     check("once the backlog is 0")
 
 def check(when):
@@ -383,13 +398,15 @@ def check(when):
         problem(f"{when}: {n} is in the mount but was renamed away or unlinked")
     for n in sorted(set(names_s) - set(names_m)):
         problem(f"{when}: {n} is missing from the mount")
-    for n in names_s:
-        if n in names_m:
-            same(n, when)
+    # What is stored before anything is read (a read and close may queue a conversion).
     for n, kind in sorted(expect.items()):
         st = storage(M(n))
         if st.split(" ")[0] != kind:
-            problem(f"{when}: {n} is '{st}', expected {kind}")
+            phase = f" (it was {PHASE[n]} when the race began)" if n in PHASE else ""
+            problem(f"{when}: {n} is '{st}', expected {kind}{phase}")
+    for n in names_s:
+        if n in names_m:
+            same(n, when)
     print(f"{when}: {len(names_s)} files compared", file=sys.stderr)
     with open(os.path.join(shadow, "..", "expect.txt"), "w") as f:
         for n, kind in sorted(expect.items()):
@@ -410,6 +427,7 @@ seed=${RACE_SEED:-$RANDOM$RANDOM}
 say "RACE_SEED=$seed"
 RACE_SEED=$seed limit 900 "$PY" "$WORK/races.py" "$M" "$SHADOW" "$POOL" "$ROUNDS" "$LOOP" ||
     check_fail "races (see the problems above; rerun with RACE_SEED=$seed)"
+wait_backlog "$M" 120
 umnt
 
 step "after a remount"
