@@ -7,9 +7,11 @@
 # coder=<id> autoencoder=<id>` in user.imgcryptfs.storage, every other file `blocks`; in the
 # backing folder an image is a PNG that pngcheck passes, whose pixels are noise, no patient
 # name of a DICOM header appears anywhere, and the image set takes fewer bytes than its
-# plaintext (and each image fewer than its block file would). Every file reads back with the
-# original's SHA-256: at once, after a remount, with -o cache_mb=0, and with -o images=off;
-# with images=off a new copy stays block files. No temporary entry remains.
+# plaintext (and each image fewer than its block file would). An image has a preview (a PNG of
+# at most 64 KiB), a block file none; the xattrs cannot be set or removed (EPERM) and are not
+# listed. Every file reads back with the original's SHA-256: at once, after a remount, with
+# -o cache_mb=0, and with -o images=off; with images=off a new copy stays block files. No
+# temporary entry remains.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/lib_images.sh"
 lib_setup
@@ -55,6 +57,43 @@ same_hashes "read back once converted" "$WORK/orig.sha" "$WORK/mnt.sha"
 # A second read, served from the plaintext cache this time.
 sha_list "$M/set" >"$WORK/mnt2.sha"
 same_hashes "read back a second time" "$WORK/orig.sha" "$WORK/mnt2.sha"
+
+step "the read-only xattrs"
+nprev=0
+while read -r what name; do
+    f=$M/set/$name
+    case $(storage_kind "$f") in
+    image)
+        getfattr --absolute-names -n user.imgcryptfs.preview --only-values -- "$f" >"$WORK/preview.png" 2>"$WORK/preview.err" ||
+            { check_fail "$name: no preview: $(cat "$WORK/preview.err")"; continue; }
+        psize=$(stat -c %s "$WORK/preview.png")
+        if ! { [ "$(head_magic "$WORK/preview.png")" = png ] && [ "$psize" -le 65536 ] &&
+            pngcheck -q "$WORK/preview.png" >/dev/null 2>&1; }; then
+            check_fail "$name: the preview ($psize bytes) is not a PNG of at most 64 KiB that pngcheck passes"
+        fi
+        nprev=$((nprev + 1))
+        ;;
+    blocks)
+        if getfattr --absolute-names -n user.imgcryptfs.preview --only-values -- "$f" >/dev/null 2>"$WORK/preview.err"; then
+            check_fail "$name is a block file but has a preview"
+        elif ! grep -q "No such attribute" "$WORK/preview.err"; then
+            check_fail "$name: the preview of a block file fails with '$(cat "$WORK/preview.err")', not ENODATA"
+        fi
+        ;;
+    esac
+done <"$SET.expect"
+say "$nprev previews checked"
+for x in storage preview; do
+    err=$(setfattr -n "user.imgcryptfs.$x" -v 1 "$M/set/CT_small.dcm" 2>&1) &&
+        check_fail "setting user.imgcryptfs.$x succeeded"
+    grep -q "Operation not permitted" <<<"$err" || check_fail "setting user.imgcryptfs.$x: '$err', not EPERM"
+    err=$(setfattr -x "user.imgcryptfs.$x" "$M/set/CT_small.dcm" 2>&1) &&
+        check_fail "removing user.imgcryptfs.$x succeeded"
+    grep -q "Operation not permitted" <<<"$err" || check_fail "removing user.imgcryptfs.$x: '$err', not EPERM"
+done
+listed=$(getfattr --absolute-names -d -m - "$M/set/CT_small.dcm" "$M" 2>/dev/null | grep -F user.imgcryptfs.)
+[ -z "$listed" ] || check_fail "listxattr shows the read-only xattrs: $listed"
+[ "$(storage_kind "$M/set/CT_small.dcm")" = image ] || check_fail "CT_small.dcm is no longer an image after the xattr attempts"
 umnt
 
 step "after a remount"
