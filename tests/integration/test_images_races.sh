@@ -19,6 +19,9 @@
 #             O_TRUNC rewrite), read back every tenth time, `image` at the end
 #   links     a file hard-linked before its last close stays `blocks`; link() to a stored
 #             image works, both names read exactly
+#   cache     a stored image read (and mmapped), so its plaintext is cached, then rewritten,
+#             written r+, truncated, replaced by a rename, unlinked and made anew: each read
+#             right after gives the new bytes
 # The backing folder then holds one entry per name, and no temporary entry; the log reports no
 # failed authentication (nothing was damaged).
 # 3 rounds of every case; IMGC_LONG=1: 30, and 1,000 turns of the loop.
@@ -360,6 +363,49 @@ def run(case, d):
     except Exception as e:
         problem(f"{case.__name__} in {d}: {type(e).__name__}: {e}")
 
+def mmap_read(path):
+    import mmap
+    with open(path, "rb") as f:
+        with mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ) as mm:
+            return bytes(mm)
+
+def case_cache(d):
+    """A stored image read (so its plaintext is cached, also through mmap), then changed in
+    every way: each read right after must give the new bytes, never the cached old ones."""
+    rel, other = f"{d}/cached.pgm", f"{d}/other.pgm"
+    def stored_and_cached(what):
+        wait_idle()
+        st = storage(M(rel))
+        if not st.startswith("image"):
+            problem(f"cache: {rel} is '{st}' before '{what}', expected an image")
+        same(rel, f"cache: before '{what}'")
+        if mmap_read(M(rel)) != open(S(rel), "rb").read():
+            problem(f"cache: mmap of the stored {rel} before '{what}' reads other bytes")
+    both(write_file, rel, img("big8.pgm"))
+    stored_and_cached("O_TRUNC rewrite")
+    both(write_file, rel, img("mid12.pgm"))
+    same(rel, "cache: right after an O_TRUNC rewrite of a cached image")
+    stored_and_cached("r+ write")
+    data = open(S(rel), "rb").read()
+    lo, hi = pixel_region(data)
+    both(pwrite, rel, (lo + hi) // 2, b"\x03" * 77)
+    same(rel, "cache: right after an r+ write into a cached image")
+    stored_and_cached("truncate")
+    both(os.truncate, rel, len(data) // 3)
+    same(rel, "cache: right after truncate(2) of a cached image")
+    both(write_file, rel, img("big16.pgm"))
+    both(write_file, other, img("big8.pgm"))
+    stored_and_cached("rename over it")
+    both2(os.rename, other, rel)
+    same(rel, "cache: right after another image was renamed over a cached one")
+    if mmap_read(M(rel)) != open(S(rel), "rb").read():
+        problem(f"cache: mmap right after the rename over {rel} reads other bytes")
+    stored_and_cached("unlink and create anew")
+    both(os.unlink, rel)
+    both(write_file, rel, img("mid12.pgm"))
+    same(rel, "cache: right after a cached image was unlinked and its name written anew")
+    expect[rel] = "image"
+
 CASES = [case_read, case_write, case_rewrite, case_append, case_truncate, case_rename,
          case_unlink, case_link, case_handles]
 
@@ -385,6 +431,8 @@ def main():
     run(case_loop, "races/loop")
     both(os.mkdir, "races/links")
     run(case_links, "races/links")
+    both(os.mkdir, "races/cache")
+    run(case_cache, "races/cache")
     wait_idle()
     print("storage just before the racing operations:",
           ", ".join(f"{k} {v}" for k, v in sorted(HIT.items())), file=sys.stderr)
