@@ -82,8 +82,9 @@ def write(mnt, log_dir, pool, trial, seed):
                 note(f"start {name} {hashlib.sha256(data).hexdigest()}")
                 fd = os.open(os.path.join(top, name), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
                 try:
-                    for at in range(0, len(data), 65536):
-                        os.write(fd, data[at:at + 65536])
+                    at = 0
+                    while at < len(data):
+                        at += os.write(fd, data[at:at + 65536])
                 finally:
                     os.close(fd)
                 note(f"done {name}")
