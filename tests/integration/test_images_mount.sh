@@ -9,9 +9,9 @@
 # name of a DICOM header appears anywhere, and the image set takes fewer bytes than its
 # plaintext (and each image fewer than its block file would). An image has a preview (a PNG of
 # at most 64 KiB), a block file none; the xattrs cannot be set or removed (EPERM) and are not
-# listed. Every file reads back with the original's SHA-256: at once, after a remount, with
-# -o cache_mb=0, and with -o images=off; with images=off a new copy stays block files. No
-# temporary entry remains.
+# listed. Every file reads back with the original's SHA-256: at once, after a remount (also
+# copied out by cp --reflink=never), with -o cache_mb=0, and with -o images=off; with
+# images=off a new copy stays block files. No temporary entry remains.
 . "$(dirname "$0")/lib.sh"
 . "$(dirname "$0")/lib_images.sh"
 lib_setup
@@ -100,6 +100,9 @@ step "after a remount"
 mnt
 sha_list "$M/set" >"$WORK/remount.sha"
 same_hashes "read back after a remount" "$WORK/orig.sha" "$WORK/remount.sha"
+limit 120 cp -r --reflink=never "$M/set" "$WORK/out" || check_fail "cp -r --reflink=never out of the mount"
+sha_list "$WORK/out" >"$WORK/out.sha"
+same_hashes "copied out with cp --reflink=never" "$WORK/orig.sha" "$WORK/out.sha"
 check_storage "$M/set"
 
 step "the backing folder as an attacker sees it"
