@@ -109,6 +109,32 @@ def fresh(path):
     finally:
         os.close(fd)
 
+def describe(path):
+    """For a file that fails to read: its size, what it is stored as, the first bad block."""
+    try:
+        size = os.stat(path).st_size
+        try:
+            st = os.getxattr(path, "user.imgcryptfs.storage").decode().split(" ")[0]
+        except OSError as e:
+            st = "storage:" + errno.errorcode.get(e.errno, str(e.errno))
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_RANDOM)
+            bad = next((i for i in range(0, max(size, 1), 4096)
+                        if not _reads(fd, i)), None)
+        finally:
+            os.close(fd)
+        return f"st_size {size}, {st}, first failing 4 KiB block at {bad}"
+    except OSError as e:
+        return f"({errno.errorcode.get(e.errno, e.errno)} describing it)"
+
+def _reads(fd, off):
+    try:
+        os.pread(fd, 4096, off)
+        return True
+    except OSError:
+        return False
+
 def verify(mnt, log_dir, pool, trial, seed):
     """Replay the log: each name's last closed content and the content being written at the
     kill. One PROBLEM line per wrong file."""
@@ -139,7 +165,8 @@ def verify(mnt, log_dir, pool, trial, seed):
         try:
             got = hashlib.sha256(fresh(os.path.join(top, name))).hexdigest()
         except OSError as e:
-            problems.append(f"EIO t{trial}/{name}: {errno.errorcode.get(e.errno, e.errno)}")
+            problems.append(f"EIO t{trial}/{name}: {errno.errorcode.get(e.errno, e.errno)}; "
+                            f"{describe(os.path.join(top, name))}")
             continue
         if got != sha:
             problems.append(f"WRONG t{trial}/{name}: sha256 {got[:12]}, closed with {sha[:12]}")
@@ -153,7 +180,7 @@ def verify(mnt, log_dir, pool, trial, seed):
                 got = fresh(os.path.join(top, name))
             except OSError as e:
                 problems.append(f"EIO t{trial}/{name} (being written at the kill): "
-                                f"{errno.errorcode.get(e.errno, e.errno)}")
+                                f"{errno.errorcode.get(e.errno, e.errno)}; {describe(os.path.join(top, name))}")
                 got = None
             if got is not None:
                 old = closed.get(name)
