@@ -36,9 +36,11 @@ ROUNDS=3 LOOP=100
 POOL=$WORK/pool SHADOW=$WORK/shadow B=$WORK/backing M=$WORK/mnt K=$WORK/key LOG=$WORK/daemon.log
 mkdir -p "$POOL" "$SHADOW"
 step "make the images"
-limit 120 "$PY" "$IMGU" big "$POOL/big16.pgm" 1024 16 || fail "cannot make big16.pgm"
-limit 120 "$PY" "$IMGU" big "$POOL/big8.pgm" 1024 8 || fail "cannot make big8.pgm"
-limit 120 "$PY" "$IMGU" big "$POOL/mid12.pgm" 700 12 || fail "cannot make mid12.pgm"
+# Big enough that a conversion takes a while (0.1-0.5 s each on two cores), small enough for
+# the ThreadSanitizer run.
+limit 120 "$PY" "$IMGU" big "$POOL/big16.pgm" 768 16 || fail "cannot make big16.pgm"
+limit 120 "$PY" "$IMGU" big "$POOL/big8.pgm" 768 8 || fail "cannot make big8.pgm"
+limit 120 "$PY" "$IMGU" big "$POOL/mid12.pgm" 512 12 || fail "cannot make mid12.pgm"
 cp "$IMGC_TESTDATA/CT_small.dcm" "$IMGC_TESTDATA/mri-t1-coronal-512.png" "$POOL/" || fail "tests/data"
 make_keyring "$B" "$K"
 mnt() { mount_fg "$B" "$M" "$K" "$LOG"; }
@@ -133,7 +135,7 @@ PHASE = {}  # the same, per file
 
 def pause(rel=None):
     """None, 0-200 ms, 0.2-1.5 s or 1.5-3 s (a quarter of the time each: a conversion of
-    these images takes 0.1-1 s on two cores, behind the others queued); then note the phase
+    these images takes 0.1-0.5 s on two cores, behind the others queued); then note the phase
     rel is in."""
     r = rnd.random()
     if r >= 0.75:
