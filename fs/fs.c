@@ -41,7 +41,8 @@ struct fs_mount {
 /* The shutdown signals arrive through this pipe: a handler writes the signal's number (a
  * thread started by a library before main, such as OpenBLAS's pool, may take the signal with
  * it unblocked: the handler then runs there, harmlessly), fs_mount_free writes 0 to stop the
- * thread. One mount per process. */
+ * thread. One mount per process; the pipe lives as long as the process, so that a handler
+ * running while the mount goes never writes to a closed descriptor. */
 static int sig_pipe[2] = {-1, -1};
 
 static void on_signal(int sig)
@@ -519,14 +520,6 @@ void fs_mount_free(struct fs_mount *m)
     fs_convert_stop(&m->ctx); /* sets stopping: the sweep gives up too */
     if (m->have_sweep_thread)
         pthread_join(m->sweep_thread, NULL);
-    if (sig_pipe[0] >= 0) {
-        signal(SIGTERM, SIG_DFL);
-        signal(SIGINT, SIG_DFL);
-        signal(SIGHUP, SIG_DFL);
-        close(sig_pipe[0]);
-        close(sig_pipe[1]);
-        sig_pipe[0] = sig_pipe[1] = -1;
-    }
     pthread_mutex_destroy(&m->sig_lock);
     fs_ctx_release(&m->ctx);
     free(m->mountpoint);
