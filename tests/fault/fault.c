@@ -66,7 +66,7 @@ enum fault_call {
 };
 
 static const char *const call_names[FAULT_CALLS] = {
-    "pwrite", "pread",   "write",     "read",      "fsync",    "fdatasync",
+    "pwrite", "pread",    "write",     "read",      "fsync",     "fdatasync",
     "openat", "renameat", "ftruncate", "fallocate", "fsetxattr",
 };
 
@@ -98,9 +98,8 @@ static const struct {
     const char *name;
     int value;
 } errnos[] = {
-    {"EIO", EIO},       {"ENOSPC", ENOSPC}, {"EINTR", EINTR},   {"EDQUOT", EDQUOT},
-    {"EROFS", EROFS},   {"EFBIG", EFBIG},   {"ENOMEM", ENOMEM}, {"EAGAIN", EAGAIN},
-    {"EACCES", EACCES}, {"EPERM", EPERM},
+    {"EIO", EIO},     {"ENOSPC", ENOSPC}, {"EINTR", EINTR},   {"EDQUOT", EDQUOT}, {"EROFS", EROFS},
+    {"EFBIG", EFBIG}, {"ENOMEM", ENOMEM}, {"EAGAIN", EAGAIN}, {"EACCES", EACCES}, {"EPERM", EPERM},
 };
 
 static const char *action_name(int action)
@@ -271,11 +270,12 @@ static void log_hit(int call, int action, const char *path)
         return;
     char line[PATH_MAX + 64];
     int n = snprintf(line, sizeof(line), "%s %s %s\n", call_names[call], action_name(action), path);
-    long fd = syscall(SYS_openat, AT_FDCWD, log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC,
-                      0644);
+    long fd =
+        syscall(SYS_openat, AT_FDCWD, log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
     if (fd < 0)
         return;
-    if (syscall(SYS_write, (int)fd, line, (size_t)(n < (int)sizeof(line) ? n : (int)sizeof(line) - 1)) < 0) {
+    if (syscall(SYS_write, (int)fd, line,
+                (size_t)(n < (int)sizeof(line) ? n : (int)sizeof(line) - 1)) < 0) {
     }
     syscall(SYS_close, (int)fd);
 }
@@ -470,7 +470,8 @@ int fallocate64(int fd, int mode, off64_t off, off64_t len)
     return REAL(fallocate64)(fd, mode, off, len);
 }
 
-/* ---- opening ---------------------------------------------------------------------------------- */
+/* ---- opening ----------------------------------------------------------------------------------
+ */
 
 static mode_t mode_arg(int flags, va_list ap)
 {
@@ -541,7 +542,8 @@ int __openat64_2(int dirfd, const char *path, int flags)
     return openat64(dirfd, path, flags);
 }
 
-/* ---- names and xattrs ------------------------------------------------------------------------- */
+/* ---- names and xattrs -------------------------------------------------------------------------
+ */
 
 int rename(const char *from, const char *to)
 {
