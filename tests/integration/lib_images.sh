@@ -8,6 +8,8 @@
 
 IMGU=$LIB_DIR/images_util.py
 export IMGC_TESTDATA
+# The tests' own Python scripts import images_util's helpers.
+export PYTHONPATH=$LIB_DIR${PYTHONPATH:+:$PYTHONPATH}
 
 # The tools the image tests use; fails, naming the Debian package, when one is missing.
 images_need() {

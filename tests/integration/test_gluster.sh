@@ -19,6 +19,7 @@
 # Needs root and glusterfs-server (scripts/setup.sh installs it); skipped (77) when GlusterFS
 # is not installed, this machine's name does not resolve, or glusterd cannot start here.
 . "$(dirname "$0")/lib.sh"
+. "$(dirname "$0")/lib_images.sh"
 
 PATH=$PATH:/usr/sbin:/sbin
 [ "$(id -u)" = 0 ] || skip "needs root: glusterd, gluster volumes and mount -t glusterfs"
@@ -62,21 +63,7 @@ UTIL=$WORK/util.py
 cat >"$UTIL" <<'EOF'
 import ctypes, errno, hashlib, os, sys
 
-def fresh_read(path):
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        try:
-            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-        except OSError:
-            pass
-        parts = []
-        while True:
-            b = os.read(fd, 1 << 20)
-            if not b:
-                return b"".join(parts)
-            parts.append(b)
-    finally:
-        os.close(fd)
+from images_util import fresh_read
 
 def err(e):
     return errno.errorcode.get(e.errno, str(e.errno))
@@ -142,36 +129,6 @@ same_tree() {
     local d
     d=$(diff <(sha_tree "$E") <(sha_tree "$M") | grep '^[<>]')
     [ -z "$d" ] || check_fail "$1: the mount differs from the expected tree: $(head -n 8 <<<"$d" | tr '\n' ' ')"
-}
-
-storage_of() {
-    getfattr --absolute-names -n user.imgcryptfs.storage --only-values -- "$1" 2>/dev/null || echo ERROR
-}
-
-# wait_backlog MNT [SECONDS]: until the root's backlog reads 0 three times in a row, 0.2 s apart.
-wait_backlog() {
-    local v zeros=0 start=$SECONDS
-    while :; do
-        v=$(getfattr --absolute-names -n user.imgcryptfs.backlog --only-values -- "$1" 2>/dev/null || echo ERROR)
-        if [ "$v" = 0 ]; then
-            zeros=$((zeros + 1))
-            [ "$zeros" -ge 3 ] && return 0
-        else
-            zeros=0
-        fi
-        [ $((SECONDS - start)) -lt "${2:-60}" ] || fail "the backlog of $1 is still '$v' after ${2:-60}s"
-        sleep 0.2
-    done
-}
-
-head_magic() {
-    local h
-    h=$(head -c 8 -- "$1" | od -An -tx1 | tr -d ' \n')
-    case $h in
-    89504e470d0a1a0a) echo png ;;
-    494d47434246*) echo blocks ;;
-    *) echo "${h:-empty}" ;;
-    esac
 }
 
 # brick_copy REL: the brick file that holds the data of backing entry REL (not a DHT link

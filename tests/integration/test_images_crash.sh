@@ -96,18 +96,7 @@ def write(mnt, log_dir, pool, trial, seed):
     except OSError:
         pass
 
-def fresh(path):
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-        out = []
-        while True:
-            b = os.read(fd, 1 << 20)
-            if not b:
-                return b"".join(out)
-            out.append(b)
-    finally:
-        os.close(fd)
+from images_util import fresh_read as fresh  # read with cached pages dropped
 
 def describe(path):
     """For a file that fails to read: its size, what it is stored as, the first bad block."""

@@ -100,18 +100,7 @@ def pwrite(path, off, data):
     finally:
         os.close(fd)
 
-def fresh(path):
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-        out = []
-        while True:
-            b = os.read(fd, 1 << 20)
-            if not b:
-                return b"".join(out)
-            out.append(b)
-    finally:
-        os.close(fd)
+from images_util import fresh_read as fresh  # read with cached pages dropped
 
 def storage(path):
     try:
