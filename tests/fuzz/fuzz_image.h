@@ -19,7 +19,18 @@ static inline void fuzz_image_check(const uint8_t *data, size_t size)
     uint8_t *env = NULL, *out = NULL;
     size_t env_len = 0, out_len = 0;
     char why[128];
+    /* The header-only probe (the conversion budget's input) takes any bytes, and where split
+     * succeeds it declares the geometry split finds. */
+    struct codec_image geo;
+    int probed = codec_probe(data, size, &geo);
+    if (probed != 0 && probed != -ENOTSUP && probed != -EFBIG)
+        abort();
     int ret = codec_split(data, size, &img, &env, &env_len, why, sizeof(why));
+    if (ret == 0 &&
+        (probed != 0 || geo.format != img->format || geo.channels != img->channels ||
+         geo.frames != img->frames || geo.height != img->height || geo.width != img->width ||
+         geo.bits != img->bits || geo.planes_bytes != img->planes_bytes))
+        abort();
     if (ret != 0) {
         if ((ret != -ENOTSUP && ret != -EFBIG) || img || env)
             abort();
