@@ -334,35 +334,59 @@ void fs_op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_
     fuse_reply_err(req, rc);
 }
 
+/* Reserve the backing space that the sealed blocks of [off, end) take, without changing the
+ * backing size (the file's size is set by the block file, not here). */
+static int reserve(int fd, uint64_t off, uint64_t end)
+{
+    uint64_t from = codec_bf_backing_size(off / CODEC_BF_BLOCK * CODEC_BF_BLOCK);
+    uint64_t to = codec_bf_backing_size(end);
+    if (from >= to || fallocate(fd, FALLOC_FL_KEEP_SIZE, (off_t)from, (off_t)(to - from)) == 0)
+        return 0;
+    return -errno;
+}
+
+/* Modes: 0 and KEEP_SIZE reserve the space (and 0 grows the file); PUNCH_HOLE (with KEEP_SIZE)
+ * makes the range a hole; ZERO_RANGE makes it a hole, reserves it, and grows the file unless
+ * KEEP_SIZE. COLLAPSE_RANGE and INSERT_RANGE would move every later block (their position is
+ * sealed in them): EOPNOTSUPP. */
+static int fallocate_locked(struct fs_node *n, int mode, uint64_t off, uint64_t end, uint64_t *bad)
+{
+    uint64_t size;
+    int rc = codec_bf_size(n->bf, &size);
+    if (rc == 0 && (mode & (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE))) {
+        rc = codec_bf_punch(n->bf, off, end - off, bad);
+        changed(n);
+    }
+    if (rc == 0 && !(mode & FALLOC_FL_PUNCH_HOLE))
+        rc = reserve(n->data_fd, off, end);
+    if (rc == 0 && !(mode & FALLOC_FL_KEEP_SIZE) && end > size) {
+        rc = codec_bf_truncate(n->bf, end, bad);
+        changed(n);
+    }
+    return rc;
+}
+
 void fs_op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off_t len,
                      struct fuse_file_info *fi)
 {
     (void)ino;
     struct fs_ctx *c = fs_req_ctx(req);
     struct fs_node *n = handle_of(fi)->node;
-    uint64_t size, bad = UINT64_MAX;
-    if (off < 0 || len <= 0) {
-        fuse_reply_err(req, EINVAL);
+    uint64_t bad = UINT64_MAX;
+    const int known = FALLOC_FL_KEEP_SIZE | FALLOC_FL_PUNCH_HOLE | FALLOC_FL_ZERO_RANGE;
+    if (off < 0 || len <= 0 || (uint64_t)off + (uint64_t)len > CODEC_BF_MAX_SIZE) {
+        fuse_reply_err(req, off < 0 || len <= 0 ? EINVAL : EFBIG);
         return;
     }
-    if (mode & ~FALLOC_FL_KEEP_SIZE) {
+    if ((mode & ~known) || ((mode & FALLOC_FL_PUNCH_HOLE) &&
+                            (!(mode & FALLOC_FL_KEEP_SIZE) || (mode & FALLOC_FL_ZERO_RANGE)))) {
         fuse_reply_err(req, EOPNOTSUPP);
         return;
     }
     pthread_rwlock_wrlock(&n->lock);
-    int rc = n->writable && n->bf && handle_of(fi)->writable ? codec_bf_size(n->bf, &size) : -EBADF;
-    if (rc == 0) {
-        uint64_t end = (uint64_t)off + (uint64_t)len;
-        if (!(mode & FALLOC_FL_KEEP_SIZE) && end > size) {
-            rc = codec_bf_truncate(n->bf, end, &bad);
-            changed(n);
-        } else if (mode & FALLOC_FL_KEEP_SIZE) {
-            /* Reserve the sealed size of the range without changing the file. */
-            if (fallocate(n->data_fd, FALLOC_FL_KEEP_SIZE, 0, (off_t)codec_bf_backing_size(end)) !=
-                0)
-                rc = -errno;
-        }
-    }
+    int rc = n->writable && n->bf && handle_of(fi)->writable
+                 ? fallocate_locked(n, mode, (uint64_t)off, (uint64_t)off + (uint64_t)len, &bad)
+                 : -EBADF;
     pthread_rwlock_unlock(&n->lock);
     fuse_reply_err(req, -fs_err(c, rc, n->data_fd, bad, "fallocate"));
 }

@@ -6,6 +6,8 @@
  * and stores them with one pwrite, so a crash leaves each block either old or new.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <linux/falloc.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +17,7 @@
 
 #include <openssl/crypto.h>
 
+#include "codec/bytes.h"
 #include "codec/store/blockfile.h"
 
 struct codec_bf {
@@ -23,7 +26,19 @@ struct codec_bf {
     const struct keys_key *content_key; /* not owned */
     struct keys_key *key;               /* per-file key */
     int fresh;                          /* made empty by this open and not changed since */
+    int holes;                          /* version 2: may hold holes */
 };
+
+/* A hole: blocks [start, end), the last of them holding the end marker. */
+struct hole {
+    uint64_t start, end;
+};
+
+/* Associated-data flag of a block: 0 or 1 is the last flag of a data block, 2 a hole's end. */
+#define BF_HOLE_END 2
+/* An end marker: nonce, the sealed 8-byte first block of the hole, tag. */
+#define BF_MARKER_PLAIN 8
+#define BF_MARKER_LEN (CODEC_BF_NONCE + BF_MARKER_PLAIN + CODEC_BF_TAG)
 
 /* Largest stretch sealed or opened in one system call. */
 #define BF_CHUNK_BLOCKS 256
@@ -140,9 +155,11 @@ static int set_id(struct codec_bf *bf, const uint8_t id[KEYS_ID_BYTES])
 static int parse_header(struct codec_bf *bf, const uint8_t *hdr)
 {
     static const uint8_t zero[8];
-    if (memcmp(hdr, CODEC_BF_MAGIC, 6) != 0 || hdr[6] != CODEC_BF_VERSION || hdr[7] != 0 ||
+    if (memcmp(hdr, CODEC_BF_MAGIC, 6) != 0 ||
+        (hdr[6] != CODEC_BF_VERSION && hdr[6] != CODEC_BF_VERSION_HOLES) || hdr[7] != 0 ||
         memcmp(hdr + 24, zero, sizeof(zero)) != 0)
         return -EBADMSG;
+    bf->holes = hdr[6] == CODEC_BF_VERSION_HOLES;
     return set_id(bf, hdr + 8);
 }
 
@@ -264,12 +281,12 @@ int codec_bf_size(const struct codec_bf *bf, uint64_t *size)
     return checked_size(bf, size, NULL);
 }
 
-static void make_aad(uint8_t aad[KEYS_ID_BYTES + 9], const uint8_t *id, uint64_t index, int last)
+/* flag: the last flag (0, 1) of a data block, or BF_HOLE_END. */
+static void make_aad(uint8_t aad[KEYS_ID_BYTES + 9], const uint8_t *id, uint64_t index, int flag)
 {
     memcpy(aad, id, KEYS_ID_BYTES);
-    for (int i = 0; i < 8; i++)
-        aad[KEYS_ID_BYTES + i] = (uint8_t)(index >> (8 * i));
-    aad[KEYS_ID_BYTES + 8] = (uint8_t)(last != 0);
+    codec_put_le64(aad + KEYS_ID_BYTES, index);
+    aad[KEYS_ID_BYTES + 8] = (uint8_t)flag;
 }
 
 /* Open sealed block `index` (sealed_len bytes at `in`, plaintext sealed_len - 28) into out. */
@@ -319,6 +336,165 @@ static size_t block_len(uint64_t index, uint64_t size)
     return size - start >= CODEC_BF_BLOCK ? CODEC_BF_BLOCK : (size_t)(size - start);
 }
 
+/* ---- Holes (version 2; format in blockfile.h) ---- */
+
+static int all_zero(const uint8_t *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (p[i])
+            return 0;
+    return 1;
+}
+
+/* A file's first hole makes it version 2, before the hole's marker is written, so that an
+ * older reader refuses it as a version it does not know rather than as damage. */
+static int allow_holes(struct codec_bf *bf)
+{
+    static const uint8_t v2 = CODEC_BF_VERSION_HOLES;
+    if (bf->holes)
+        return 0;
+    int rc = pwrite_full(bf->fd, &v2, 1, 6);
+    bf->holes = rc == 0;
+    return rc;
+}
+
+/* Write the end marker of the hole [start, index + 1) into block index. */
+static int write_marker(struct codec_bf *bf, uint64_t index, uint64_t start)
+{
+    uint8_t plain[BF_MARKER_PLAIN], out[BF_MARKER_LEN];
+    codec_put_le64(plain, start);
+    int rc = seal_one(bf, index, BF_HOLE_END, plain, sizeof(plain), out);
+    return rc != 0 ? rc : pwrite_full(bf->fd, out, sizeof(out), block_off(index));
+}
+
+/* Whether block k's first bytes are in use (not all zero, or past the end of the backing). */
+static int slot_used(const struct codec_bf *bf, uint64_t k, uint8_t head[BF_MARKER_LEN])
+{
+    ssize_t got = codec_pread_all(bf->fd, head, BF_MARKER_LEN, block_off(k));
+    if (got < 0)
+        return (int)got;
+    return (size_t)got < BF_MARKER_LEN || !all_zero(head, BF_MARKER_LEN);
+}
+
+/*
+ * A block in use in [from, hi), or hi when none is found: where the backing's own map
+ * (SEEK_DATA) says data starts, or, from there, the first used block of probes at doubling
+ * distances, narrowed by bisection. Inside a hole, where every block before the marker is
+ * unused, that finds the marker in a few reads even where SEEK_DATA is not offered; elsewhere
+ * it may find a later used block, which the caller then takes as a new upper bound.
+ */
+static int some_used(const struct codec_bf *bf, uint64_t from, uint64_t hi, uint64_t *out)
+{
+    uint8_t head[BF_MARKER_LEN];
+    uint64_t lo = from;
+    off_t at = lseek(bf->fd, (off_t)block_off(from), SEEK_DATA);
+    if (at >= (off_t)block_off(from)) {
+        uint64_t k = ((uint64_t)at - CODEC_BF_HEADER) / CODEC_BF_SEALED;
+        lo = k < hi ? k : hi;
+    }
+    int used = lo < hi ? slot_used(bf, lo, head) : 1;
+    if (used != 0) {
+        *out = lo;
+        return used < 0 ? used : 0;
+    }
+    uint64_t top = hi;
+    for (uint64_t step = 1; lo + step < hi; step *= 2) {
+        if ((used = slot_used(bf, lo + step, head)) < 0)
+            return used;
+        if (used) {
+            top = lo + step;
+            break;
+        }
+        lo += step;
+    }
+    while (top - lo > 1) {
+        uint64_t mid = lo + (top - lo) / 2;
+        if ((used = slot_used(bf, mid, head)) < 0)
+            return used;
+        *(used ? &top : &lo) = mid;
+    }
+    *out = top;
+    return 0;
+}
+
+/* Open the end marker in the first bytes `head` of block `index`: the hole's first block in
+ * *start, or -EBADMSG. */
+static int open_marker(const struct codec_bf *bf, uint64_t index, const uint8_t head[BF_MARKER_LEN],
+                       uint64_t *start)
+{
+    uint8_t plain[BF_MARKER_PLAIN], aad[KEYS_ID_BYTES + 9];
+    make_aad(aad, bf->id, index, BF_HOLE_END);
+    int rc = keys_gcm_open(bf->key, head, aad, sizeof(aad), head + CODEC_BF_NONCE, BF_MARKER_PLAIN,
+                           plain, head + CODEC_BF_NONCE + BF_MARKER_PLAIN);
+    *start = codec_get_le64(plain);
+    return rc != 0 || *start > index ? -EBADMSG : 0;
+}
+
+/*
+ * Whether block `index`, below the final block `final`, lies in a hole: 1 with the hole in *h,
+ * 0 when it does not (a data block, or damage that its own opening reports), or -errno. The
+ * block is in a hole when it is the end marker of one, or when its first bytes are all zero
+ * and a used block after it is the end marker of a hole that starts at or before it. Looking
+ * for that marker, a used block that is not one (data, or a marker of a later hole) bounds
+ * the search below it, until the marker is found or nothing is left.
+ */
+static int hole_at(const struct codec_bf *bf, uint64_t index, uint64_t final, struct hole *h)
+{
+    uint8_t head[BF_MARKER_LEN];
+    uint64_t start = 0;
+    if (!bf->holes || index >= final)
+        return 0;
+    int used = slot_used(bf, index, head);
+    if (used != 0) {
+        if (used < 0 || open_marker(bf, index, head, &start) != 0)
+            return used < 0 ? used : 0;
+        *h = (struct hole){start, index + 1};
+        return 1;
+    }
+    for (uint64_t hi = final; hi > index + 1;) {
+        uint64_t k = hi;
+        int rc = some_used(bf, index + 1, hi, &k);
+        if (rc != 0 || k >= hi)
+            return rc;
+        if ((used = slot_used(bf, k, head)) < 0)
+            return used;
+        int marker = open_marker(bf, k, head, &start) == 0;
+        if (marker && start <= index) {
+            *h = (struct hole){start, k + 1};
+            return 1;
+        }
+        hi = marker ? start : k;
+    }
+    return 0;
+}
+
+/*
+ * Open block b (its n plaintext bytes sealed at `in`) of a file whose final block is `final`
+ * into out, or find it in a hole and give zeros. *h remembers the last hole found, so the
+ * blocks of one read that share a hole look for it once.
+ */
+static int open_or_hole(const struct codec_bf *bf, uint64_t b, uint64_t final, const uint8_t *in,
+                        size_t n, uint8_t *out, struct hole *h)
+{
+    int rc = -EBADMSG;
+    if (b >= h->start && b < h->end) {
+        rc = 0;
+    } else if (!bf->holes || !all_zero(in, BF_MARKER_LEN)) {
+        rc = open_block(bf, b, b == final, in, n + CODEC_BF_OVERHEAD, out);
+        if (rc != -EBADMSG || !bf->holes)
+            return rc;
+    }
+    if (rc != 0) {
+        struct hole found;
+        int in_hole = hole_at(bf, b, final, &found);
+        if (in_hole <= 0)
+            return in_hole < 0 ? in_hole : -EBADMSG;
+        *h = found;
+    }
+    memset(out, 0, n);
+    return 0;
+}
+
 /* Read and open one whole block of a file of `size` bytes. */
 static int read_block(const struct codec_bf *bf, uint64_t index, uint64_t size, uint8_t *out,
                       uint64_t *bad_block)
@@ -326,11 +502,12 @@ static int read_block(const struct codec_bf *bf, uint64_t index, uint64_t size, 
     uint8_t sealed[CODEC_BF_SEALED];
     size_t n = block_len(index, size);
     uint64_t last = (size - 1) / CODEC_BF_BLOCK;
+    struct hole none = {0, 0};
     ssize_t got = codec_pread_all(bf->fd, sealed, n + CODEC_BF_OVERHEAD, block_off(index));
     if (got < 0)
         return (int)got;
     int rc = (size_t)got == n + CODEC_BF_OVERHEAD
-                 ? open_block(bf, index, index == last, sealed, (size_t)got, out)
+                 ? open_or_hole(bf, index, last, sealed, n, out, &none)
                  : -EBADMSG;
     if (rc == -EBADMSG && bad_block)
         *bad_block = index;
@@ -366,6 +543,7 @@ ssize_t codec_bf_read(const struct codec_bf *bf, void *buf, size_t len, uint64_t
     uint8_t *sealed = scratch();
     uint8_t tmp[CODEC_BF_BLOCK];
     uint8_t *dst = buf;
+    struct hole hole = {0, 0};
     if (!sealed)
         return -ENOMEM;
     for (uint64_t b0 = first; b0 <= last && rc == 0; b0 += cap) {
@@ -384,11 +562,10 @@ ssize_t codec_bf_read(const struct codec_bf *bf, void *buf, size_t len, uint64_t
             size_t to = bstart + n > end ? (size_t)(end - bstart) : n;
             int whole = from == 0 && to == n;
             uint8_t *target = whole ? dst + (bstart + from - off) : tmp;
-            if ((size_t)got < at + n + CODEC_BF_OVERHEAD) {
+            if ((size_t)got < at + n + CODEC_BF_OVERHEAD)
                 rc = -EBADMSG;
-            } else {
-                rc = open_block(bf, b, b == final, sealed + at, n + CODEC_BF_OVERHEAD, target);
-            }
+            else
+                rc = open_or_hole(bf, b, final, sealed + at, n, target, &hole);
             if (rc != 0) {
                 if (rc == -EBADMSG && bad_block)
                     *bad_block = b;
@@ -469,6 +646,64 @@ static int rewrite_blocks(struct codec_bf *bf, uint64_t first, uint64_t last, ui
     return rc;
 }
 
+/*
+ * Seal a write of blocks first..last inside the file (or from inside it to past its end). In a
+ * file with holes, a hole the write begins in keeps its part before the write (a new end
+ * marker in the block before it, written first), and a hole the write ends in keeps its part
+ * after it (its end marker names the block after the write as its start, written last), so no
+ * marker ever claims a block that holds data.
+ */
+static int write_inside(struct codec_bf *bf, uint64_t first, uint64_t last, uint64_t size,
+                        uint64_t new_size, const uint8_t *buf, uint64_t woff, uint64_t wlen,
+                        uint64_t *bad_block)
+{
+    struct hole l = {0, 0}, r = {0, 0};
+    uint64_t final = size > 0 ? (size - 1) / CODEC_BF_BLOCK : 0;
+    int in_l = hole_at(bf, first, final, &l), in_r = hole_at(bf, last, final, &r), rc = 0;
+    if (in_l < 0 || in_r < 0)
+        return in_l < 0 ? in_l : in_r;
+    if (in_l && l.start < first)
+        rc = write_marker(bf, first - 1, l.start);
+    if (rc == 0)
+        rc = rewrite_blocks(bf, first, last, size, new_size, buf, woff, wlen, bad_block);
+    if (rc == 0 && in_r && r.end > last + 1)
+        rc = write_marker(bf, r.end - 1, last + 1);
+    return rc;
+}
+
+/*
+ * Seal a write that starts two or more blocks past the old final block: the old final block is
+ * sealed again full and not last, the blocks between become a hole (its end marker in the
+ * block before the write), and the written blocks follow. Nothing is written in the hole but
+ * its marker, so a seek far past the end costs the same as a write at the end.
+ */
+static int write_past_end(struct codec_bf *bf, uint64_t last, uint64_t size, uint64_t new_size,
+                          const uint8_t *buf, uint64_t woff, uint64_t wlen, uint64_t *bad_block)
+{
+    uint64_t old_final = size > 0 ? (size - 1) / CODEC_BF_BLOCK : 0;
+    uint64_t first = woff / CODEC_BF_BLOCK;
+    int rc = allow_holes(bf);
+    if (rc == 0)
+        rc = rewrite_blocks(bf, old_final, old_final, size, new_size, NULL, 0, 0, bad_block);
+    if (rc == 0)
+        rc = write_marker(bf, first - 1, old_final + 1);
+    if (rc == 0)
+        rc = rewrite_blocks(bf, first, last, size, new_size, buf, woff, wlen, bad_block);
+    return rc;
+}
+
+/* Seal the blocks of a write of [woff, woff + wlen) to a file growing from size to new_size
+ * (or keeping it), first..last being the blocks it must seal when it leaves no hole. */
+static int seal_write(struct codec_bf *bf, uint64_t first, uint64_t last, uint64_t size,
+                      uint64_t new_size, const uint8_t *buf, uint64_t woff, uint64_t wlen,
+                      uint64_t *bad_block)
+{
+    uint64_t old_final = size > 0 ? (size - 1) / CODEC_BF_BLOCK : 0;
+    if (woff / CODEC_BF_BLOCK >= old_final + 2)
+        return write_past_end(bf, last, size, new_size, buf, woff, wlen, bad_block);
+    return write_inside(bf, first, last, size, new_size, buf, woff, wlen, bad_block);
+}
+
 /* Cut the file back to `len` after a failed change: the one step that makes it readable again,
  * so a refusal is tried again (a transient EIO, EINTR) before it is given up. */
 static int cut_back(int fd, uint64_t len)
@@ -495,7 +730,7 @@ static int grow(struct codec_bf *bf, uint64_t first, uint64_t last, uint64_t siz
     ssize_t kept = codec_pread_all(bf->fd, old, (size_t)(old_backing - at), at);
     if (kept < 0)
         return (int)kept;
-    int rc = rewrite_blocks(bf, first, last, size, new_size, buf, woff, wlen, bad_block);
+    int rc = seal_write(bf, first, last, size, new_size, buf, woff, wlen, bad_block);
     if (rc == 0)
         return 0;
     /* Put back what was there; both fit in space the file already had. */
@@ -525,7 +760,7 @@ ssize_t codec_bf_write(struct codec_bf *bf, const void *buf, size_t len, uint64_
         (size - 1) / CODEC_BF_BLOCK < first)
         first = (size - 1) / CODEC_BF_BLOCK;
     if (new_size == size)
-        rc = rewrite_blocks(bf, first, last, size, new_size, buf, off, len, bad_block);
+        rc = seal_write(bf, first, last, size, new_size, buf, off, len, bad_block);
     else
         rc = grow(bf, first, last, size, new_size, buf, off, len, bad_block);
     return rc != 0 ? rc : (ssize_t)len;
@@ -587,25 +822,90 @@ int codec_bf_truncate(struct codec_bf *bf, uint64_t size, uint64_t *bad_block)
     if (size == old)
         return 0;
     if (size > old) {
-        /* Grow by writing zeros, a bounded stretch at a time; a stretch that fails leaves the
-         * file as it was before this call, not partly grown. */
-        uint64_t at = old;
-        while (at < size) {
-            uint64_t step = size - at < (64u << 20) ? size - at : (64u << 20);
-            ssize_t n = codec_bf_write(bf, NULL, (size_t)step, at, bad_block);
-            if (n < 0) {
-                if (at > old)
-                    (void)codec_bf_truncate(bf, old, NULL);
-                return (int)n;
-            }
-            at += step;
-        }
-        return 0;
+        /* Grow by writing zeros from the old end, or only the new final block (the blocks
+         * between become a hole): a grow that fails leaves the file as it was. */
+        uint64_t from = (size - 1) / CODEC_BF_BLOCK * CODEC_BF_BLOCK;
+        if (from < old)
+            from = old;
+        ssize_t n = codec_bf_write(bf, NULL, (size_t)(size - from), from, bad_block);
+        return n < 0 ? (int)n : 0;
     }
     /* Shrink: the new last block keeps its first bytes and is sealed with last = 1. */
     uint64_t lastb = (size - 1) / CODEC_BF_BLOCK;
     struct kept k;
-    if ((rc = keep_block(bf, lastb, &k)) == 0)
+    struct hole h = {0, 0};
+    int in_hole = hole_at(bf, lastb, (old - 1) / CODEC_BF_BLOCK, &h);
+    if (in_hole < 0)
+        return in_hole;
+    /* Cut inside a hole: its part before the new final block keeps an end marker. */
+    if ((rc = keep_block(bf, lastb, &k)) == 0 && in_hole && h.start < lastb)
+        rc = write_marker(bf, lastb - 1, h.start);
+    if (rc == 0)
         rc = rewrite_blocks(bf, lastb, lastb, old, size, NULL, 0, 0, bad_block);
     return cut(bf, codec_bf_backing_size(size), &k, rc);
+}
+
+/* Make bytes [from, to) of the backing read as zeros: deallocated where the backing can,
+ * else written. */
+static int clear_range(int fd, uint64_t from, uint64_t to)
+{
+    static const uint8_t zeros[65536];
+    if (to <= from || fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)from,
+                                (off_t)(to - from)) == 0)
+        return 0;
+    if (errno != EOPNOTSUPP)
+        return -errno;
+    for (uint64_t at = from; at < to; at += sizeof(zeros)) {
+        size_t n = to - at < sizeof(zeros) ? (size_t)(to - at) : sizeof(zeros);
+        int rc = pwrite_full(fd, zeros, n, at);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
+/*
+ * Make whole blocks [a, b) (all below the final block) a hole, merged with a hole it touches on
+ * either side: the end marker is written first (in place, so it needs no new space), then the
+ * other blocks are cleared; a failure in between leaves some of the blocks still reading their
+ * old bytes, never anything else.
+ */
+static int punch_blocks(struct codec_bf *bf, uint64_t a, uint64_t b, uint64_t final)
+{
+    struct hole l = {a, a}, r = {b, b};
+    int rc = allow_holes(bf);
+    int in_l = rc == 0 && a > 0 ? hole_at(bf, a - 1, final, &l) : 0;
+    int in_r = rc == 0 ? hole_at(bf, b, final, &r) : 0;
+    if (rc != 0 || in_l < 0 || in_r < 0)
+        return rc != 0 ? rc : in_l < 0 ? in_l : in_r;
+    uint64_t start = in_l ? l.start : a, end = in_r ? r.end : b;
+    if ((rc = write_marker(bf, end - 1, start)) != 0)
+        return rc;
+    if (end > b)
+        return clear_range(bf->fd, block_off(a), block_off(b));
+    rc = clear_range(bf->fd, block_off(a), block_off(b - 1));
+    return rc != 0 ? rc : clear_range(bf->fd, block_off(b - 1) + BF_MARKER_LEN, block_off(b));
+}
+
+int codec_bf_punch(struct codec_bf *bf, uint64_t off, uint64_t len, uint64_t *bad_block)
+{
+    uint64_t size;
+    int rc = checked_size(bf, &size, bad_block);
+    if (rc != 0 || off >= size || len == 0)
+        return rc;
+    bf->fresh = 0;
+    uint64_t end = len > size - off ? size : off + len;
+    uint64_t final = (size - 1) / CODEC_BF_BLOCK;
+    uint64_t a = (off + CODEC_BF_BLOCK - 1) / CODEC_BF_BLOCK, b = end / CODEC_BF_BLOCK;
+    if (b > final)
+        b = final; /* the final block holds the size: it stays sealed zeros */
+    if (a >= b) {
+        ssize_t n = codec_bf_write(bf, NULL, (size_t)(end - off), off, bad_block);
+        return n < 0 ? (int)n : 0;
+    }
+    uint64_t head = a * CODEC_BF_BLOCK - off, tail_at = b * CODEC_BF_BLOCK;
+    ssize_t n = head > 0 ? codec_bf_write(bf, NULL, (size_t)head, off, bad_block) : 0;
+    if (n >= 0 && end > tail_at)
+        n = codec_bf_write(bf, NULL, (size_t)(end - tail_at), tail_at, bad_block);
+    return n < 0 ? (int)n : punch_blocks(bf, a, b, final);
 }

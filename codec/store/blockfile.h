@@ -23,7 +23,18 @@
  * Associated data of block i: file id (16) || i as 64-bit little-endian || last (1 byte: 1 for
  * the final block of the file, else 0). This binds each block to its file and position and
  * marks the end, so a modified byte, a block moved within or between files, a file cut at a
- * block boundary, and an all-zero block all fail authentication: there are no holes.
+ * block boundary, and an all-zero block all fail authentication.
+ *
+ * Holes (version 2: a file's first hole sets the version field to 2 before anything else).
+ * Blocks s..e (below the final block, which always holds data) may be a hole: block e then
+ * starts with an end marker, nonce(12) || the sealed 8-byte little-endian s || tag(16), sealed
+ * with the associated data of block e and the flag 2 in place of the last flag; the rest of
+ * block e and blocks s..e-1 read as zeros (never written, or deallocated). A block that does
+ * not open as data reads as zeros only when it is such a marker, or when its first 36 bytes are
+ * zero and a marker after it (looked for with SEEK_DATA, then by probing) names s at or
+ * before it. Writers keep markers exact: no marker's range ever holds a data block (a write
+ * into a hole seals a marker for the part before it first, and rewrites the marker after it
+ * last), so zeroing or moving blocks never makes data read as zeros.
  *
  * The last block holds 1..4096 plaintext bytes; an empty file has exactly one block, block 0,
  * with 0 plaintext bytes (28 bytes: nonce and tag), so an empty file is 60 bytes and a file cut
@@ -49,6 +60,7 @@
 
 #define CODEC_BF_MAGIC "IMGCBF"
 #define CODEC_BF_VERSION 1
+#define CODEC_BF_VERSION_HOLES 2
 #define CODEC_BF_HEADER 32
 #define CODEC_BF_BLOCK 4096
 #define CODEC_BF_NONCE 12
@@ -101,17 +113,24 @@ ssize_t codec_bf_read(const struct codec_bf *bf, void *buf, size_t len, uint64_t
                       uint64_t *bad_block);
 
 /*
- * Write len bytes at off (buf NULL writes zeros), extending the file and filling any gap with
- * sealed zero blocks. Returns len, -EBADMSG when a block that must be merged fails
+ * Write len bytes at off (buf NULL writes zeros), extending the file; a gap of whole blocks
+ * before off becomes a hole. Returns len, -EBADMSG when a block that must be merged fails
  * authentication, -EFBIG past CODEC_BF_MAX_SIZE, or -errno. A write that would grow the file
  * and fails (-ENOSPC, -EFBIG, -EIO from the backing) leaves the file exactly as it was.
  */
 ssize_t codec_bf_write(struct codec_bf *bf, const void *buf, size_t len, uint64_t off,
                        uint64_t *bad_block);
 
-/* Set the plaintext size, sealing zeros when it grows. 0, -EBADMSG, -EFBIG or -errno; a grow
- * that fails leaves the file as it was. */
+/* Set the plaintext size; growth past the block after the old last one leaves a hole. 0, -EBADMSG,
+ * -EFBIG or -errno; a grow that fails leaves the file as it was. */
 int codec_bf_truncate(struct codec_bf *bf, uint64_t size, uint64_t *bad_block);
+
+/*
+ * Make bytes [off, off + len) read as zeros without changing the size (FALLOC_FL_PUNCH_HOLE):
+ * whole blocks become a hole, deallocated in the backing where it can, the edges are sealed
+ * zeros. 0, -EBADMSG or -errno.
+ */
+int codec_bf_punch(struct codec_bf *bf, uint64_t off, uint64_t len, uint64_t *bad_block);
 
 /* The file id. */
 void codec_bf_file_id(const struct codec_bf *bf, uint8_t id[KEYS_ID_BYTES]);

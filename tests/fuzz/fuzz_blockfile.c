@@ -22,6 +22,34 @@ static const struct keys_key *fuzz_key(void)
     return key;
 }
 
+/* Holes on top of whatever the file holds: a write far past the end, a punched range; each
+ * must fail cleanly or read back as zeros where it says. */
+static void holes(struct codec_bf *bf, uint64_t after, uint8_t a, uint8_t b)
+{
+    static const char end[] = "end";
+    uint8_t buf[2 * CODEC_BF_BLOCK];
+    uint64_t far = after + (uint64_t)(a + 1) * 3 * CODEC_BF_BLOCK;
+    ssize_t w = codec_bf_write(bf, end, sizeof(end), far, NULL);
+    if (w != (ssize_t)sizeof(end)) {
+        if (w != -EBADMSG)
+            abort();
+        return;
+    }
+    if (codec_bf_read(bf, buf, CODEC_BF_BLOCK, far - CODEC_BF_BLOCK, NULL) == CODEC_BF_BLOCK)
+        for (size_t i = 0; i < CODEC_BF_BLOCK; i++)
+            if (buf[i] != 0)
+                abort();
+    uint64_t off = (uint64_t)b * 211, len = sizeof(buf);
+    int rc = codec_bf_punch(bf, off, len, NULL);
+    if (rc == 0 && codec_bf_read(bf, buf, len, off, NULL) == (ssize_t)len) {
+        for (size_t i = 0; i < len; i++)
+            if (buf[i] != 0)
+                abort();
+    } else if (rc != 0 && rc != -EBADMSG) {
+        abort();
+    }
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     char path[64];
@@ -45,18 +73,25 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             if (codec_bf_read(bf, buf, sizeof(msg), at, NULL) != (ssize_t)sizeof(msg) ||
                 memcmp(buf, msg, sizeof(msg)) != 0)
                 abort();
+            if (size > 2)
+                holes(bf, at + sizeof(msg), data[1], data[2]);
         } else if (w != -EBADMSG) {
             abort();
         }
         codec_bf_close(bf);
     }
     if (getenv("IMGC_FUZZ_WRITE_SEED") && size == 0) {
-        /* Seed maker: a fresh three-block file written through the API. */
+        /* Seed maker: a fresh three-block file written through the API; with
+         * IMGC_FUZZ_SEED_HOLES, one of nine blocks with two holes (version 2). */
         int out = open(getenv("IMGC_FUZZ_WRITE_SEED"), O_RDWR | O_CREAT | O_TRUNC, 0644);
         struct codec_bf *sb = NULL;
         memset(buf, 'a', sizeof(buf));
         if (out < 0 || codec_bf_open(out, fuzz_key(), 1, &sb) != 0 ||
             codec_bf_write(sb, buf, 2 * CODEC_BF_BLOCK + 100, 0, NULL) < 0)
+            abort();
+        if (getenv("IMGC_FUZZ_SEED_HOLES") &&
+            (codec_bf_write(sb, buf, 100, 8 * CODEC_BF_BLOCK, NULL) < 0 ||
+             codec_bf_punch(sb, CODEC_BF_BLOCK, CODEC_BF_BLOCK, NULL) != 0))
             abort();
         codec_bf_close(sb);
         close(out);

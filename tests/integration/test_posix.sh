@@ -166,6 +166,63 @@ def fallocate():
     os.close(fd)
     remember(p, b"abc" + bytes(99997))
 
+FALLOC_FL_KEEP_SIZE, FALLOC_FL_PUNCH_HOLE, FALLOC_FL_ZERO_RANGE = 1, 2, 16
+
+def fallocate_mode(fd, mode, off, n):
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+    if libc.fallocate(fd, mode, off, n) != 0:
+        e = ctypes.get_errno()
+        raise OSError(e, os.strerror(e))
+
+@test
+def sparse_files():
+    """Growth far past the end stores no zeros; punched and zeroed ranges read as zeros."""
+    p = P("sparse")
+    head, tail, tib = b"head" * 1000, b"tail", 1 << 40
+    write(p, head)
+    fd = os.open(p, os.O_RDWR)
+    os.ftruncate(fd, tib)
+    eq("size after truncate to 1 TiB", os.fstat(fd).st_size, tib)
+    os.pwrite(fd, tail, 2 * tib - 4)
+    eq("size after a write far past the end", os.fstat(fd).st_size, 2 * tib)
+    used = os.fstat(fd).st_blocks * 512
+    if used > 1 << 20:
+        raise AssertionError(f"a 2 TiB file with 4 KB of data takes {used} bytes")
+    eq("inside the hole", os.pread(fd, 65536, tib // 2 + 12345), bytes(65536))
+    eq("before the hole", os.pread(fd, len(head), 0), head)
+    eq("past the old end", os.pread(fd, 8192, len(head)), bytes(8192))
+    eq("the tail", os.pread(fd, 8, 2 * tib - 8), bytes(4) + tail)
+    data = os.urandom(1 << 20)
+    at = 3 << 30
+    os.pwrite(fd, data, at)
+    before = os.fstat(fd).st_blocks
+    fallocate_mode(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, at + 1000, 600000)
+    want = data[:1000] + bytes(600000) + data[601000:]
+    eq("punched range", os.pread(fd, len(data), at), want)
+    eq("size after the punch", os.fstat(fd).st_size, 2 * tib)
+    if os.fstat(fd).st_blocks >= before:
+        raise AssertionError("punching 600 KB gave no backing space back")
+    fallocate_mode(fd, FALLOC_FL_ZERO_RANGE | FALLOC_FL_KEEP_SIZE, at + 700000, 5000)
+    want = want[:700000] + bytes(5000) + want[705000:]
+    eq("zeroed range", os.pread(fd, len(data), at), want)
+    fallocate_mode(fd, FALLOC_FL_ZERO_RANGE, 2 * tib - 2, 10)
+    eq("zero range past the end grows the file", os.fstat(fd).st_size, 2 * tib + 8)
+    eq("the new end", os.pread(fd, 20, 2 * tib - 6), bytes(2) + b"ta" + bytes(10))
+    os.ftruncate(fd, at + 800000)  # cut inside the data, then grow a little
+    os.ftruncate(fd, at + (2 << 20))
+    os.close(fd)
+    expect["sparse:sparse"] = [at, (want[:800000] + bytes((2 << 20) - 800000)).hex(), head.hex()]
+    check_sparse(p, expect["sparse:sparse"])
+
+def check_sparse(p, record):
+    at, tail, head = record[0], bytes.fromhex(record[1]), bytes.fromhex(record[2])
+    eq("sparse file size", os.stat(p).st_size, at + len(tail))
+    with open(p, "rb") as f:
+        eq("sparse file head", f.read(len(head)), head)
+        f.seek(at - 65536)
+        eq("sparse file data after the cut", f.read(), bytes(65536) + tail)
+
 def renameat2(src, dst, flags):
     libc = ctypes.CDLL(None, use_errno=True)
     f = libc.renameat2
@@ -718,6 +775,7 @@ def verify_after_remount():
         if ":" in rel:
             continue
         eq(f"after remount: {rel}", read(P(rel)), bytes.fromhex(hexdata))
+    check_sparse(P("sparse"), expect["sparse:sparse"])
     eq("after remount: dangling symlink", os.readlink(P("sl", "dangling")), expect["symlink:sl/dangling"])
     eq("after remount: 5000 names", sorted(os.listdir(P("many"))), expect["listing:many"])
     eq("after remount: long names", sorted(os.listdir(P("ln"))), expect["listing:ln"])

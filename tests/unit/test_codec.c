@@ -59,7 +59,8 @@ START_TEST(test_sizes)
 }
 END_TEST
 
-/* Random writes and truncates against a model; then read everything back. */
+/* Random writes (past the end too: holes), truncates and punched holes against a model; then
+ * read everything back. */
 START_TEST(test_model)
 {
     char path[64];
@@ -70,8 +71,8 @@ START_TEST(test_model)
     size_t cap = 200000, size = 0;
     uint8_t *model = calloc(1, cap), *buf = malloc(cap), *data = malloc(cap);
     srand(42);
-    for (int op = 0; op < 2000; op++) {
-        int kind = rand() % 10;
+    for (int op = 0; op < 3000; op++) {
+        int kind = rand() % 12;
         if (kind < 7) {
             size_t off = (size_t)rand() % 150000, len = (size_t)rand() % 20000 + 1;
             if (rand() % 4 == 0)
@@ -92,6 +93,13 @@ START_TEST(test_model)
             else
                 memset(model + ns, 0, size - ns);
             size = ns;
+        } else if (kind == 9) {
+            size_t off = (size_t)rand() % (size + 1), len = (size_t)rand() % 40000 + 1;
+            if (rand() % 2 == 0)
+                off = off / 4096 * 4096;
+            ck_assert_int_eq(codec_bf_punch(bf, off, len, NULL), 0);
+            if (off < size)
+                memset(model + off, 0, len < size - off ? len : size - off);
         } else {
             size_t off = (size_t)rand() % (size + 1), len = (size_t)rand() % 30000;
             ssize_t n = codec_bf_read(bf, buf, len, off, NULL);
@@ -335,7 +343,7 @@ START_TEST(test_empty_and_holes)
     ck_assert_int_eq(codec_bf_read(bf, buf, 10, 0, NULL), 0);
     ck_assert_int_eq(fstat(fd, &st), 0);
     ck_assert_int_eq(st.st_size, 60); /* header and the sealed empty block */
-    /* A write far past the end fills the gap with sealed zeros. */
+    /* A write far past the end leaves a hole that reads as zeros. */
     ck_assert_int_eq(codec_bf_write(bf, "xyz", 3, 10000, NULL), 3);
     ck_assert_int_eq(codec_bf_read(bf, buf, sizeof(buf), 0, NULL), 10003);
     for (int i = 0; i < 10000; i++)
@@ -435,6 +443,164 @@ START_TEST(test_failed_grow_keeps_data)
 }
 END_TEST
 
+/* Blocks of the backing file actually stored, in bytes. */
+static uint64_t allocated(int fd)
+{
+    struct stat st;
+    ck_assert_int_eq(fstat(fd, &st), 0);
+    return (uint64_t)st.st_blocks * 512;
+}
+
+/* Growth by truncate and by a write far past the end costs the blocks it writes, not the size;
+ * punched blocks are given back; every byte reads as the model says. */
+START_TEST(test_sparse_cost)
+{
+    char path[64];
+    int fd = temp_file(path);
+    struct keys_key *k = test_key(7);
+    struct codec_bf *bf = NULL;
+    static uint8_t data[65536], out[65536];
+    const uint64_t tb = (uint64_t)1 << 40;
+    for (size_t i = 0; i < sizeof(data); i++)
+        data[i] = (uint8_t)(i * 13 + 5);
+    ck_assert_int_eq(codec_bf_open(fd, k, 1, &bf), 0);
+    ck_assert_int_eq(codec_bf_write(bf, data, 10000, 0, NULL), 10000);
+    ck_assert_int_eq(codec_bf_truncate(bf, tb, NULL), 0);
+    uint64_t size = 0;
+    ck_assert_int_eq(codec_bf_size(bf, &size), 0);
+    ck_assert_uint_eq(size, tb);
+    ck_assert_uint_lt(allocated(fd), 64 * 1024);
+    ck_assert_int_eq(codec_bf_read(bf, out, sizeof(out), tb / 2 + 1234, NULL),
+                     (ssize_t)sizeof(out));
+    for (size_t i = 0; i < sizeof(out); i++)
+        ck_assert_int_eq(out[i], 0);
+    ck_assert_int_eq(codec_bf_read(bf, out, 10000, 0, NULL), 10000);
+    ck_assert_mem_eq(out, data, 10000);
+    ck_assert_int_eq(codec_bf_read(bf, out, 100, tb - 100, NULL), 100);
+    for (size_t i = 0; i < 100; i++)
+        ck_assert_int_eq(out[i], 0);
+    /* A write in the middle of the hole splits it: both parts still read as zeros. */
+    const uint64_t mid = tb / 3 + 77;
+    ck_assert_int_eq(codec_bf_write(bf, data, sizeof(data), mid, NULL), (ssize_t)sizeof(data));
+    ck_assert_int_eq(codec_bf_read(bf, out, sizeof(out), mid, NULL), (ssize_t)sizeof(out));
+    ck_assert_mem_eq(out, data, sizeof(data));
+    ck_assert_int_eq(codec_bf_read(bf, out, sizeof(out), mid - 40000, NULL), (ssize_t)sizeof(out));
+    for (size_t i = 0; i < 40000; i++)
+        ck_assert_int_eq(out[i], 0);
+    ck_assert_mem_eq(out + 40000, data, sizeof(out) - 40000);
+    ck_assert_int_eq(codec_bf_read(bf, out, 5000, mid + sizeof(data), NULL), 5000);
+    for (size_t i = 0; i < 5000; i++)
+        ck_assert_int_eq(out[i], 0);
+    ck_assert_uint_lt(allocated(fd), 256 * 1024);
+    /* Cut inside the hole, then a write far past the new end. */
+    ck_assert_int_eq(codec_bf_truncate(bf, tb / 4 + 3, NULL), 0);
+    ck_assert_int_eq(codec_bf_read(bf, out, 10, tb / 4 - 7, NULL), 10);
+    for (size_t i = 0; i < 10; i++)
+        ck_assert_int_eq(out[i], 0);
+    ck_assert_int_eq(codec_bf_write(bf, "end", 3, tb / 2, NULL), 3);
+    ck_assert_int_eq(codec_bf_read(bf, out, 10, tb / 2 - 5, NULL), 8);
+    ck_assert_mem_eq(out + 5, "end", 3);
+    /* Punching the data back out gives its blocks back. */
+    ck_assert_int_eq(codec_bf_write(bf, data, sizeof(data), 4096 * 100, NULL),
+                     (ssize_t)sizeof(data));
+    uint64_t before = allocated(fd);
+    ck_assert_int_eq(codec_bf_punch(bf, 4096 * 100, sizeof(data), NULL), 0);
+    ck_assert_uint_lt(allocated(fd), before - 32768);
+    ck_assert_int_eq(codec_bf_read(bf, out, sizeof(out), 4096 * 100, NULL), (ssize_t)sizeof(out));
+    for (size_t i = 0; i < sizeof(out); i++)
+        ck_assert_int_eq(out[i], 0);
+    ck_assert_int_eq(codec_bf_read(bf, out, 10000, 0, NULL), 10000);
+    ck_assert_mem_eq(out, data, 10000);
+    codec_bf_close(bf);
+    /* Reopened, the same. */
+    ck_assert_int_eq(codec_bf_open(fd, k, 0, &bf), 0);
+    ck_assert_int_eq(codec_bf_read(bf, out, 10, tb / 2 - 5, NULL), 8);
+    ck_assert_mem_eq(out + 5, "end", 3);
+    ck_assert_int_eq(codec_bf_read(bf, out, 1000, tb / 8, NULL), 1000);
+    for (size_t i = 0; i < 1000; i++)
+        ck_assert_int_eq(out[i], 0);
+    codec_bf_close(bf);
+    keys_key_free(k);
+    close(fd);
+    unlink(path);
+}
+END_TEST
+
+/* Read block i of a file (whole file path), or the error. */
+static ssize_t read_at(int fd, struct keys_key *k, uint64_t i, uint8_t *out)
+{
+    struct codec_bf *bf = NULL;
+    ck_assert_int_eq(codec_bf_open(fd, k, 0, &bf), 0);
+    ssize_t n = codec_bf_read(bf, out, CODEC_BF_BLOCK, i * CODEC_BF_BLOCK, NULL);
+    codec_bf_close(bf);
+    return n;
+}
+
+/* A hole is only ever a run of zero blocks that an authenticated end marker of this file, at
+ * its place, names: zeroing data, moving or zeroing a marker, or taking the file back to
+ * version 1 reads as damage, never as zeros. */
+START_TEST(test_sparse_tamper)
+{
+    char path[64], p2[64];
+    struct keys_key *k = test_key(8);
+    static uint8_t data[4096 * 4], out[CODEC_BF_BLOCK], keep[CODEC_BF_SEALED],
+        zero[CODEC_BF_SEALED];
+    memset(data, 'd', sizeof(data));
+    /* Blocks 0-3 data, 4-9 a hole (marker in 9), 10-13 data, 14-19 a hole, 20 the final. */
+    int fd = temp_file(path);
+    struct codec_bf *bf = NULL;
+    ck_assert_int_eq(codec_bf_open(fd, k, 1, &bf), 0);
+    ck_assert_int_eq(codec_bf_write(bf, data, sizeof(data), 0, NULL), (ssize_t)sizeof(data));
+    ck_assert_int_eq(codec_bf_write(bf, data, sizeof(data), 10 * 4096, NULL),
+                     (ssize_t)sizeof(data));
+    ck_assert_int_eq(codec_bf_truncate(bf, 20 * 4096 + 10, NULL), 0);
+    codec_bf_close(bf);
+    for (uint64_t i = 0; i <= 20; i++)
+        ck_assert_int_eq(read_at(fd, k, i, out), i == 20 ? 10 : 4096);
+    /* Zeroing a data block next to a hole, inside the data, or before it. */
+    uint64_t victims[] = {3, 10, 11, 0};
+    for (size_t v = 0; v < sizeof(victims) / sizeof(victims[0]); v++) {
+        pread_block(fd, victims[v], keep);
+        pwrite_block(fd, victims[v], zero);
+        ck_assert_int_eq(read_at(fd, k, victims[v], out), -EBADMSG);
+        pwrite_block(fd, victims[v], keep);
+        ck_assert_int_eq(read_at(fd, k, victims[v], out), 4096);
+    }
+    /* Zeroing the marker: the hole's blocks no longer open. */
+    pread_block(fd, 9, keep);
+    pwrite_block(fd, 9, zero);
+    ck_assert_int_eq(read_at(fd, k, 5, out), -EBADMSG);
+    ck_assert_int_eq(read_at(fd, k, 9, out), -EBADMSG);
+    /* Moving it to the other hole's end: refused there (wrong place) and here (gone). */
+    pread_block(fd, 19, out);
+    pwrite_block(fd, 19, keep);
+    ck_assert_int_eq(read_at(fd, k, 15, out), -EBADMSG);
+    pwrite_block(fd, 9, keep);
+    ck_assert_int_eq(read_at(fd, k, 5, out), 4096);
+    /* A marker from another file, same place. */
+    int fd2 = temp_file(p2);
+    ck_assert_int_eq(codec_bf_open(fd2, k, 1, &bf), 0);
+    ck_assert_int_eq(codec_bf_write(bf, data, sizeof(data), 0, NULL), (ssize_t)sizeof(data));
+    ck_assert_int_eq(codec_bf_truncate(bf, 20 * 4096 + 10, NULL), 0);
+    codec_bf_close(bf);
+    uint8_t other[CODEC_BF_SEALED];
+    pread_block(fd2, 19, other);
+    pwrite_block(fd, 9, other);
+    ck_assert_int_eq(read_at(fd, k, 5, out), -EBADMSG);
+    pwrite_block(fd, 9, keep);
+    /* Back to version 1: holes are damage again. */
+    uint8_t v1 = CODEC_BF_VERSION;
+    ck_assert_int_eq(pwrite(fd, &v1, 1, 6), 1);
+    ck_assert_int_eq(read_at(fd, k, 5, out), -EBADMSG);
+    ck_assert_int_eq(read_at(fd, k, 2, out), 4096);
+    close(fd);
+    close(fd2);
+    unlink(path);
+    unlink(p2);
+    keys_key_free(k);
+}
+END_TEST
+
 static Suite *codec_suite(void)
 {
     Suite *s = suite_create("codec");
@@ -446,10 +612,12 @@ static Suite *codec_suite(void)
     tcase_add_test(t, test_empty_and_holes);
     tcase_add_test(t, test_grow_from_inside);
     tcase_add_test(t, test_failed_grow_keeps_data);
+    tcase_add_test(t, test_sparse_cost);
     suite_add_tcase(s, t);
     t = tcase_create("blockfile_tamper");
     tcase_add_test(t, test_tamper);
     tcase_add_test(t, test_fresh_ids);
+    tcase_add_test(t, test_sparse_tamper);
     suite_add_tcase(s, t);
     return s;
 }
