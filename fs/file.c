@@ -293,6 +293,45 @@ void fs_op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, struct f
         fuse_reply_buf(req, buf, (size_t)got);
 }
 
+/* SEEK_DATA / SEEK_HOLE (the kernel answers the other whence values itself). A stored image
+ * is data throughout. */
+static int seek_locked(struct fs_ctx *c, struct fs_node *n, uint64_t off, int whence, uint64_t *out)
+{
+    if (!n->image)
+        return codec_bf_seek(n->bf, off, whence, out);
+    struct stat st;
+    int rc = fstatat(n->fd, "", &st, AT_EMPTY_PATH) != 0 ? -errno : fs_image_fix_size(c, n, &st);
+    if (rc != 0 || off >= (uint64_t)st.st_size)
+        return rc != 0 ? rc : -ENXIO;
+    *out = whence == SEEK_DATA ? off : (uint64_t)st.st_size;
+    return 0;
+}
+
+void fs_op_lseek(fuse_req_t req, fuse_ino_t ino, off_t off, int whence, struct fuse_file_info *fi)
+{
+    (void)ino;
+    struct fs_ctx *c = fs_req_ctx(req);
+    struct fs_node *n = handle_of(fi)->node;
+    uint64_t at = 0;
+    if (whence != SEEK_DATA && whence != SEEK_HOLE) {
+        fuse_reply_err(req, EINVAL);
+        return;
+    }
+    if (off < 0) {
+        fuse_reply_err(req, ENXIO);
+        return;
+    }
+    pthread_rwlock_rdlock(&n->lock);
+    int rc = seek_locked(c, n, (uint64_t)off, whence, &at);
+    if (rc < 0 && rc != -ENXIO && !n->image)
+        rc = fs_err(c, rc, n->data_fd, UINT64_MAX, "seek");
+    pthread_rwlock_unlock(&n->lock);
+    if (rc < 0)
+        fuse_reply_err(req, -rc);
+    else
+        fuse_reply_lseek(req, (off_t)at);
+}
+
 void fs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, off_t off,
                  struct fuse_file_info *fi)
 {

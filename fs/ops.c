@@ -454,4 +454,5 @@ const struct fuse_lowlevel_ops fs_ll_ops = {
     .removexattr = fs_op_removexattr,
     .create = fs_op_create,
     .fallocate = fs_op_fallocate,
+    .lseek = fs_op_lseek,
 };

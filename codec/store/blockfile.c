@@ -909,3 +909,51 @@ int codec_bf_punch(struct codec_bf *bf, uint64_t off, uint64_t len, uint64_t *ba
         n = codec_bf_write(bf, NULL, (size_t)(end - tail_at), tail_at, bad_block);
     return n < 0 ? (int)n : punch_blocks(bf, a, b, final);
 }
+
+/* SEEK_DATA: the first block at or after b that is not in a hole (the final block never is). */
+static int seek_data(const struct codec_bf *bf, uint64_t b, uint64_t final, uint64_t *out)
+{
+    struct hole h;
+    int rc;
+    while ((rc = hole_at(bf, b, final, &h)) == 1)
+        b = h.end;
+    *out = b;
+    return rc;
+}
+
+/* SEEK_HOLE: the first block at or after b in a hole (final + 1: none before the end). A data
+ * block is all in use in the backing, so the backing's own next hole is where to look; a hole
+ * whose blocks the backing holds as zeros is reported later, or as the end, as SEEK_HOLE
+ * allows. */
+static int seek_hole(const struct codec_bf *bf, uint64_t b, uint64_t final, uint64_t *out)
+{
+    struct hole h;
+    int rc = 0;
+    while (b < final && (rc = hole_at(bf, b, final, &h)) == 0) {
+        off_t at = lseek(bf->fd, (off_t)block_off(b + 1), SEEK_HOLE);
+        if (at < 0 && errno != ENXIO)
+            return -errno;
+        uint64_t k = at < 0 ? final : ((uint64_t)at - CODEC_BF_HEADER) / CODEC_BF_SEALED;
+        b = k > b + 1 ? k : b + 1;
+    }
+    if (b < final && rc < 0)
+        return rc;
+    *out = b < final ? b : final + 1;
+    return 0;
+}
+
+int codec_bf_seek(const struct codec_bf *bf, uint64_t off, int whence, uint64_t *out)
+{
+    uint64_t size;
+    int rc = checked_size(bf, &size, NULL);
+    if (rc != 0)
+        return rc;
+    if (off >= size)
+        return -ENXIO;
+    uint64_t b = off / CODEC_BF_BLOCK, final = (size - 1) / CODEC_BF_BLOCK, at = b;
+    rc = whence == SEEK_DATA ? seek_data(bf, b, final, &at) : seek_hole(bf, b, final, &at);
+    if (rc != 0)
+        return rc;
+    *out = at == b ? off : at * CODEC_BF_BLOCK < size ? at * CODEC_BF_BLOCK : size;
+    return 0;
+}

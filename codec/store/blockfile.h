@@ -132,6 +132,11 @@ int codec_bf_truncate(struct codec_bf *bf, uint64_t size, uint64_t *bad_block);
  */
 int codec_bf_punch(struct codec_bf *bf, uint64_t off, uint64_t len, uint64_t *bad_block);
 
+/* lseek(2)'s SEEK_DATA and SEEK_HOLE (whence): the first offset at or after off that is data,
+ * or in a hole (the end of the file counts as one), in *out. 0, -ENXIO when off is at or past
+ * the end, -EBADMSG or -errno. */
+int codec_bf_seek(const struct codec_bf *bf, uint64_t off, int whence, uint64_t *out);
+
 /* The file id. */
 void codec_bf_file_id(const struct codec_bf *bf, uint8_t id[KEYS_ID_BYTES]);
 

@@ -193,6 +193,11 @@ def sparse_files():
     eq("before the hole", os.pread(fd, len(head), 0), head)
     eq("past the old end", os.pread(fd, 8192, len(head)), bytes(8192))
     eq("the tail", os.pread(fd, 8, 2 * tib - 8), bytes(4) + tail)
+    eq("SEEK_HOLE after the data", os.lseek(fd, 0, os.SEEK_HOLE), 4096)
+    eq("SEEK_DATA from inside the hole", os.lseek(fd, 8192, os.SEEK_DATA), tib - 4096)
+    eq("SEEK_DATA past the old end", os.lseek(fd, tib, os.SEEK_DATA), 2 * tib - 4096)
+    eq("SEEK_HOLE in the last block", os.lseek(fd, 2 * tib - 5, os.SEEK_HOLE), 2 * tib)
+    raises("SEEK_DATA at the end", errno.ENXIO, os.lseek, fd, 2 * tib, os.SEEK_DATA)
     data = os.urandom(1 << 20)
     at = 3 << 30
     os.pwrite(fd, data, at)

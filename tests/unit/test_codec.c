@@ -492,6 +492,24 @@ START_TEST(test_sparse_cost)
     for (size_t i = 0; i < 5000; i++)
         ck_assert_int_eq(out[i], 0);
     ck_assert_uint_lt(allocated(fd), 256 * 1024);
+    /* SEEK_DATA and SEEK_HOLE see the holes. */
+    uint64_t at = 0, mid_block = mid / 4096 * 4096;
+    uint64_t after = (mid + sizeof(data) + 4095) / 4096 * 4096;
+    ck_assert_int_eq(codec_bf_seek(bf, 0, SEEK_HOLE, &at), 0);
+    ck_assert_uint_eq(at, 12288);
+    ck_assert_int_eq(codec_bf_seek(bf, 5, SEEK_DATA, &at), 0);
+    ck_assert_uint_eq(at, 5);
+    ck_assert_int_eq(codec_bf_seek(bf, 20000, SEEK_DATA, &at), 0);
+    ck_assert_uint_eq(at, mid_block);
+    ck_assert_int_eq(codec_bf_seek(bf, 20000, SEEK_HOLE, &at), 0);
+    ck_assert_uint_eq(at, 20000);
+    ck_assert_int_eq(codec_bf_seek(bf, mid + 1, SEEK_HOLE, &at), 0);
+    ck_assert_uint_eq(at, after);
+    ck_assert_int_eq(codec_bf_seek(bf, after, SEEK_DATA, &at), 0);
+    ck_assert_uint_eq(at, tb - 4096);
+    ck_assert_int_eq(codec_bf_seek(bf, tb - 10, SEEK_HOLE, &at), 0);
+    ck_assert_uint_eq(at, tb);
+    ck_assert_int_eq(codec_bf_seek(bf, tb, SEEK_DATA, &at), -ENXIO);
     /* Cut inside the hole, then a write far past the new end. */
     ck_assert_int_eq(codec_bf_truncate(bf, tb / 4 + 3, NULL), 0);
     ck_assert_int_eq(codec_bf_read(bf, out, 10, tb / 4 - 7, NULL), 10);
