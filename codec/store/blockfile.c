@@ -845,16 +845,14 @@ int codec_bf_truncate(struct codec_bf *bf, uint64_t size, uint64_t *bad_block)
     return cut(bf, codec_bf_backing_size(size), &k, rc);
 }
 
-/* Make bytes [from, to) of the backing read as zeros: deallocated where the backing can,
- * else written. */
+/* Make bytes [from, to) of the backing read as zeros: deallocated where the backing can, else
+ * (it cannot, or refuses this time) written. */
 static int clear_range(int fd, uint64_t from, uint64_t to)
 {
     static const uint8_t zeros[65536];
     if (to <= from || fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)from,
                                 (off_t)(to - from)) == 0)
         return 0;
-    if (errno != EOPNOTSUPP)
-        return -errno;
     for (uint64_t at = from; at < to; at += sizeof(zeros)) {
         size_t n = to - at < sizeof(zeros) ? (size_t)(to - at) : sizeof(zeros);
         int rc = pwrite_full(fd, zeros, n, at);

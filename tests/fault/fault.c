@@ -17,8 +17,9 @@
  * A rule, one per line ('#' starts a comment):
  *   CALL ACTION [after=N] [times=M] [prob=P] [match=SUBSTRING] [acc=ro|wo|rw]
  * CALL: pwrite, pread, write, read, fsync, fdatasync, openat (every open), renameat (rename,
- * renameat, renameat2), ftruncate, fallocate, fsetxattr (setxattr, lsetxattr, fsetxattr), or
- * '*'. ACTION: an errno name (EIO, ENOSPC, EINTR, EDQUOT, EROFS, EFBIG, ENOMEM, EAGAIN) or
+ * renameat, renameat2), ftruncate, fallocate, fsetxattr (setxattr, lsetxattr, fsetxattr), lseek,
+ * or '*'. ACTION: an errno name (EIO, ENOSPC, EINTR, EDQUOT, EROFS, EFBIG, ENOMEM, EAGAIN,
+ * EACCES, EPERM, EOPNOTSUPP, EINVAL) or
  * "short" (read/write calls: half of the count is transferred, at least one byte). A call
  * matching a rule (its kind, the backing path containing SUBSTRING, a descriptor open with the
  * access mode acc) is counted; the first `after` matching calls pass, then at most `times` of
@@ -61,13 +62,14 @@ enum fault_call {
     FAULT_FTRUNCATE,
     FAULT_FALLOCATE,
     FAULT_FSETXATTR,
+    FAULT_LSEEK,
     FAULT_CALLS,
     FAULT_ANY = FAULT_CALLS
 };
 
 static const char *const call_names[FAULT_CALLS] = {
     "pwrite", "pread",    "write",     "read",      "fsync",     "fdatasync",
-    "openat", "renameat", "ftruncate", "fallocate", "fsetxattr",
+    "openat", "renameat", "ftruncate", "fallocate", "fsetxattr", "lseek",
 };
 
 #define FAULT_SHORT (-1)
@@ -98,8 +100,9 @@ static const struct {
     const char *name;
     int value;
 } errnos[] = {
-    {"EIO", EIO},     {"ENOSPC", ENOSPC}, {"EINTR", EINTR},   {"EDQUOT", EDQUOT}, {"EROFS", EROFS},
-    {"EFBIG", EFBIG}, {"ENOMEM", ENOMEM}, {"EAGAIN", EAGAIN}, {"EACCES", EACCES}, {"EPERM", EPERM},
+    {"EIO", EIO},       {"ENOSPC", ENOSPC}, {"EINTR", EINTR},           {"EDQUOT", EDQUOT},
+    {"EROFS", EROFS},   {"EFBIG", EFBIG},   {"ENOMEM", ENOMEM},         {"EAGAIN", EAGAIN},
+    {"EACCES", EACCES}, {"EPERM", EPERM},   {"EOPNOTSUPP", EOPNOTSUPP}, {"EINVAL", EINVAL},
 };
 
 static const char *action_name(int action)
@@ -468,6 +471,20 @@ int fallocate64(int fd, int mode, off64_t off, off64_t len)
     int a = decide(FAULT_FALLOCATE, fd, -1, NULL);
     FAIL_WITH(a, -1);
     return REAL(fallocate64)(fd, mode, off, len);
+}
+
+off_t lseek(int fd, off_t off, int whence)
+{
+    int a = decide(FAULT_LSEEK, fd, -1, NULL);
+    FAIL_WITH(a, -1);
+    return REAL(lseek)(fd, off, whence);
+}
+
+off64_t lseek64(int fd, off64_t off, int whence)
+{
+    int a = decide(FAULT_LSEEK, fd, -1, NULL);
+    FAIL_WITH(a, -1);
+    return REAL(lseek64)(fd, off, whence);
 }
 
 /* ---- opening ----------------------------------------------------------------------------------

@@ -11,6 +11,8 @@
 #   fault_ops.py truncate PATH SIZE
 #   fault_ops.py fsync PATH | fdatasync PATH
 #   fault_ops.py fallocate_keep PATH LEN   fallocate(FALLOC_FL_KEEP_SIZE, 0, LEN)
+#   fault_ops.py punch PATH OFF LEN [SHADOW]  fallocate(FALLOC_FL_PUNCH_HOLE | KEEP_SIZE); on
+#                                          success the same bytes are zeroed in SHADOW
 #   fault_ops.py create PATH | mkdir PATH | rename FROM TO | open PATH | list PATH
 #   fault_ops.py setxattr PATH NAME VALUE
 #   fault_ops.py hold_close PATH SRC CTL RULE [XATTR]
@@ -105,6 +107,18 @@ def verify(mnt, shadow):
     return "OK" if not bad else "; ".join(bad)
 
 
+def fallocate(path, mode, off, n):
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        if libc.fallocate(fd, mode, off, n) != 0:
+            e = ctypes.get_errno()
+            raise OSError(e, os.strerror(e))
+    finally:
+        os.close(fd)
+
+
 def run(op, a):
     if op == "append":
         fd = os.open(a[0], os.O_WRONLY | os.O_APPEND)
@@ -154,15 +168,16 @@ def run(op, a):
         finally:
             os.close(fd)
     elif op == "fallocate_keep":
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
-        fd = os.open(a[0], os.O_WRONLY)
-        try:
-            if libc.fallocate(fd, 1, 0, int(a[1])) != 0:  # FALLOC_FL_KEEP_SIZE
-                e = ctypes.get_errno()
-                raise OSError(e, os.strerror(e))
-        finally:
-            os.close(fd)
+        fallocate(a[0], 1, 0, int(a[1]))  # FALLOC_FL_KEEP_SIZE
+    elif op == "punch":
+        off, n = int(a[1]), int(a[2])
+        fallocate(a[0], 3, off, n)  # FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE
+        if len(a) > 3:
+            with open(a[3], "r+b") as f:
+                size = os.fstat(f.fileno()).st_size
+                if off < size:
+                    f.seek(off)
+                    f.write(bytes(min(n, size - off)))
     elif op == "create":
         os.close(os.open(a[0], os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
     elif op == "mkdir":

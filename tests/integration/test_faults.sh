@@ -5,7 +5,9 @@
 # was asked, as the control file says at that moment. For each case: the caller sees a clear
 # errno (the one injected; EINTR retried or reported; a short transfer completed), every file a
 # shadow copy holds still reads exactly (and no entry appears or vanishes), and no temporary
-# entry is left. Conversions hit by a fault (reading the block file; opening, writing, copying
+# entry is left. Holes: a punch where the backing cannot deallocate or fails to, or whose marker
+# or edge cannot be written; reads of a hole where the backing refuses SEEK_DATA (found by
+# probing); writes and truncates into a hole whose marker cannot be written. Conversions hit by a fault (reading the block file; opening, writing, copying
 # xattrs to, fsyncing or renaming the temporary container) leave a block file that reads
 # exactly, with one log line; a fault while reading a stored image gives EIO and does not poison
 # the cache. A mount under a fault on the keyring or the root folder id is refused with a message
@@ -181,6 +183,36 @@ trunc "truncate up ENOSPC" "pwrite ENOSPC times=1" "ENOSPC" a.bin 3000000
 trunc "truncate up EIO, 2nd chunk" "pwrite EIO after=1 times=1" "EIO" a.bin 3000000
 run_case "fallocate ENOSPC" "fallocate ENOSPC" "ENOSPC" fallocate_keep "$M/a.bin" 1000000
 finish_case
+
+# ---- holes ---------------------------------------------------------------------------------------
+step "a sparse file: 100 KB of data, a hole to 40 MB, 5 KB at 30 MB"
+for t in "$M" "$SH"; do
+    "${OPS[@]}" create "$t/h.bin" >/dev/null
+    "${OPS[@]}" append "$t/h.bin" seed-h 100000 >/dev/null
+    "${OPS[@]}" truncate "$t/h.bin" 40000000 >/dev/null
+    "${OPS[@]}" pwrite "$t/h.bin" seed-h2 5000 30000000 >/dev/null
+done
+punch() { # CASE RULE EXPECT OFF LEN: a punched hole; on OK the shadow is zeroed too
+    run_case "$1" "$2" "$3" punch "$M/h.bin" "$4" "$5" "$SH/h.bin"
+    finish_case
+}
+punch "punch, cannot deallocate" "fallocate EOPNOTSUPP" "OK" 8000 50000
+punch "punch, deallocation EIO" "fallocate EIO" "OK" 60000 30000
+punch "punch, marker ENOSPC" "pwrite ENOSPC times=1" "ENOSPC" 4096 40960
+punch "punch, edge EIO" "pwrite EIO times=1" "EIO" 100 9000
+run_case "read a hole, SEEK_DATA EINVAL" "lseek EINVAL" "OK" read "$M/h.bin"
+read_exact "$SH/h.bin"
+finish_case
+run_case "read a hole, SEEK_DATA EIO" "lseek EIO" "OK" read "$M/h.bin"
+read_exact "$SH/h.bin"
+finish_case
+run_case "write into a hole, short" "pwrite short" "OK" pwrite "$M/h.bin" s11 20000 20000000
+[ "${GOT%% *}" = OK ] && "${OPS[@]}" pwrite "$SH/h.bin" s11 20000 20000000 >/dev/null
+finish_case
+run_case "write into a hole, marker EIO" "pwrite EIO times=1" "EIO" pwrite "$M/h.bin" s12 9000 25000000
+finish_case
+trunc "truncate up to a hole, marker EIO" "pwrite EIO after=1 times=1" "EIO" h.bin 90000000
+trunc "truncate into a hole, EIO" "pwrite EIO times=1" "EIO" h.bin 10000000
 
 run_case "open EIO" "openat EIO" "EIO" open "$M/d/c.bin"
 finish_case
