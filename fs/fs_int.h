@@ -52,7 +52,7 @@
 #define FS_LEAF_CAP (sizeof(FS_LONG_PREFIX) + 44)
 /* Temporary entries: FS_TMP_PREFIX + mount tag (11) + '.' + random (11). */
 #define FS_TAG_LEN 11
-#define FS_TMP_CAP (sizeof(FS_TMP_PREFIX) + 2 * FS_TAG_LEN + 2)
+#define FS_TMP_CAP (sizeof(FS_TMP_PREFIX) + 2 * (size_t)FS_TAG_LEN + 2)
 #define FS_NODE_BUCKETS 4096
 /* A sealed symlink target or xattr value: nonce || ciphertext || tag. */
 #define FS_SEAL_OVERHEAD (KEYS_NONCE_BYTES + KEYS_TAG_BYTES)

@@ -42,7 +42,7 @@ struct hole {
 
 /* Largest stretch sealed or opened in one system call. */
 #define BF_CHUNK_BLOCKS 256
-#define BF_SCRATCH_BYTES (BF_CHUNK_BLOCKS * CODEC_BF_SEALED)
+#define BF_SCRATCH_BYTES ((size_t)BF_CHUNK_BLOCKS * CODEC_BF_SEALED)
 
 /* Each thread keeps one buffer for sealed blocks (ciphertext only, nothing secret), so a request
  * costs no allocation and no fresh, zeroed pages. Process-wide and immutable after first use:
@@ -268,6 +268,7 @@ static int checked_size(const struct codec_bf *bf, uint64_t *size, uint64_t *bad
 {
     struct stat st;
     uint64_t bad = 0;
+    *size = 0;
     if (fstat(bf->fd, &st) != 0)
         return -errno;
     int rc = layout((uint64_t)st.st_size, size, &bad);
@@ -911,7 +912,7 @@ int codec_bf_punch(struct codec_bf *bf, uint64_t off, uint64_t len, uint64_t *ba
 /* SEEK_DATA: the first block at or after b that is not in a hole (the final block never is). */
 static int seek_data(const struct codec_bf *bf, uint64_t b, uint64_t final, uint64_t *out)
 {
-    struct hole h;
+    struct hole h = {0, 0};
     int rc;
     while ((rc = hole_at(bf, b, final, &h)) == 1)
         b = h.end;
@@ -925,7 +926,7 @@ static int seek_data(const struct codec_bf *bf, uint64_t b, uint64_t final, uint
  * allows. */
 static int seek_hole(const struct codec_bf *bf, uint64_t b, uint64_t final, uint64_t *out)
 {
-    struct hole h;
+    struct hole h = {0, 0};
     int rc = 0;
     while (b < final && (rc = hole_at(bf, b, final, &h)) == 0) {
         off_t at = lseek(bf->fd, (off_t)block_off(b + 1), SEEK_HOLE);
