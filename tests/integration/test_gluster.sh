@@ -9,7 +9,8 @@
 # entry is a PNG that pngcheck passes, on the GlusterFS mount and in the brick that holds it,
 # and every file reads back exactly, before and after a remount. Then, as a user would: an
 # in-place edit of a stored image, mkdir/rmdir, rename (also renameat2 RENAME_NOREPLACE and
-# RENAME_EXCHANGE), hard links, symlinks, unlink, xattrs, fsync and flock; everything reads
+# RENAME_EXCHANGE), hard links, symlinks, unlink, xattrs, fsync and flock, a sparse file with a
+# punched hole; everything reads
 # back as in a local mirror tree after a last remount. A second machine (its own GlusterFS
 # client and daemon on the same store) reads it all, writes an image this one reads, and reads
 # the new bytes of a stored image rewritten here. No temporary entry remains.
@@ -104,6 +105,21 @@ elif cmd == "rename2":      # rename2 noreplace|exchange A B: prints ok or the e
     libc = ctypes.CDLL(None, use_errno=True)
     r = libc.renameat2(-100, args[1].encode(), -100, args[2].encode(), flags)
     print("ok" if r == 0 else errno.errorcode.get(ctypes.get_errno(), "?"))
+elif cmd == "sparse":       # sparse FILE: 64 MiB, data at both ends and in the middle, a
+    size, mid = 64 << 20, 32 << 20  # punched hole and a zeroed range; prints the bytes it takes
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.fallocate.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int64, ctypes.c_int64]
+    fd = os.open(args[0], os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+    os.write(fd, b"start" * 1000)
+    os.ftruncate(fd, size)
+    os.pwrite(fd, b"end", size - 3)
+    os.pwrite(fd, bytes(range(256)) * 1024, mid)
+    for mode, off, n in ((3, mid + 1000, 100000), (16, mid + 150000, 5000)):
+        if libc.fallocate(fd, mode, off, n) != 0:  # PUNCH_HOLE | KEEP_SIZE, ZERO_RANGE
+            print(errno.errorcode.get(ctypes.get_errno(), "?"))
+            sys.exit(0)
+    os.close(fd)
+    print(os.stat(args[0]).st_blocks * 512)
 elif cmd == "sync":         # sync FILE DIR: fsync, fdatasync, flock of a file, fsync of a folder
     import fcntl
     try:
@@ -467,6 +483,15 @@ step "fsync, fdatasync, flock"
 r=$(limit 30 "$PY" "$UTIL" sync "$M/set/JPEG2000.dcm" "$M/dir2")
 [ "$r" = ok ] || check_fail "fsync/fdatasync/flock of a file or fsync of a folder in the mount: $r"
 lap renameat2+xattrs+sync
+
+step "a sparse file: truncate up, a write far past the end, a punched hole, a zeroed range"
+used=$(limit 60 "$PY" "$UTIL" sparse "$M/dir2/sparse.bin")
+limit 60 "$PY" "$UTIL" sparse "$E/dir2/sparse.bin" >/dev/null
+case $used in
+'' | *[!0-9]*) check_fail "sparse file on GlusterFS: $used" ;;
+*) [ "$used" -lt $((4 << 20)) ] || check_fail "a 64 MiB sparse file with 300 KB of data takes $used bytes" ;;
+esac
+lap sparse
 
 step "after a last remount"
 unmount_fg "$M"
