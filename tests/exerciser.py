@@ -1112,6 +1112,9 @@ def main():
                     help="folder of the images written whole (*.png, *.pgm, *.dcm)")
     ap.add_argument("--seed", type=int, default=None, help="seed (default: from the clock, logged)")
     ap.add_argument("--ops", type=int, default=10000)
+    ap.add_argument("--seconds", type=float, default=0,
+                    help="start no operation after this many seconds (0: no limit); the final "
+                         "checks and the summary follow as after the last operation")
     ap.add_argument("--full-every", type=int, default=25,
                     help="compare every file's contents every N steps (1: every step)")
     ap.add_argument("--max-size", type=int, default=4 << 20, help="bound of file sizes")
@@ -1162,6 +1165,9 @@ def main():
     def source():
         it = iter(replay) if replay is not None else generate(ex, random.Random(args.seed), args.ops)
         for op in it:
+            if args.seconds and time.monotonic() - t0 > args.seconds:
+                print(f"exerciser: {args.seconds:.0f} s are up after {ex.step} operations")
+                break
             if outf:
                 outf.write(json.dumps(op) + "\n")
                 outf.flush()

@@ -12,6 +12,8 @@
 #   IMGC_EXER_SEED=N IMGC_EXER_OPS=M bash tests/integration/test_exerciser.sh
 # Long campaign (10^6 operations, an hour or more; IMGC_KEEP=1 keeps the logs on a failure):
 #   IMGC_EXER_OPS=1000000 IMGC_EXER_TIME=36000 bash tests/integration/test_exerciser.sh
+# Time-boxed: IMGC_EXER_SECONDS=N starts no operation after N seconds, then checks everything
+# and prints the summary (keep IMGC_EXER_TIME, the hard limit, well above it).
 # Other knobs: IMGC_EXER_ARGS (extra exerciser options, e.g. "--full-every 1"),
 # IMGC_EXER_OPTS (mount options, e.g. "coder=fixed,cache_mb=0"), IMGC_EXER_ALLOW (known bugs
 # let through; empty: none).
@@ -58,7 +60,8 @@ step "exerciser: $OPS operations, seed $SEED"
 # shellcheck disable=SC2086 # IMGC_EXER_ARGS is a list of options
 limit "${IMGC_EXER_TIME:-600}" "$PY" "$LIB_DIR/../exerciser.py" --mount "$M" --shadow "$S" \
     --data "$IMGC_TESTDATA" --seed "$SEED" --ops "$OPS" --remount-cmd "bash $WORK/remount.sh" \
-    --log "$WORK/ops.log" --ops-out "$WORK/ops.jsonl" $ALLOW ${IMGC_EXER_ARGS:-} >"$WORK/exer.out" 2>&1
+    --log "$WORK/ops.log" --ops-out "$WORK/ops.jsonl" --seconds "${IMGC_EXER_SECONDS:-0}" \
+    $ALLOW ${IMGC_EXER_ARGS:-} >"$WORK/exer.out" 2>&1
 rc=$?
 cat "$WORK/exer.out"
 [ "$rc" = 0 ] || fail "the exerciser exited with $rc (seed $SEED)"
