@@ -74,7 +74,14 @@
  *   52+H+S      T     tail: everything after the last IDAT chunk (the later chunks, IEND, and
  *                     any bytes after IEND), verbatim
  *
- *   The IDAT section, varints as in deflate.h (unsigned LEB128, minimal), Y = height:
+ *   The filtered rows are those of the whole image, or for an Adam7-interlaced file (IHDR
+ *   interlace 1) those of its seven passes one after the other, each pass a reduced image of
+ *   its own (PNG 8.2: pass p holds the pixels at x0 + i × dx, y0 + j × dy, with (x0, y0, dx,
+ *   dy) = (0,0,8,8) (4,0,8,8) (0,4,4,8) (2,0,4,4) (0,2,2,4) (1,0,2,2) (0,1,1,2)), its first
+ *   row filtered without a previous row; a pass with no pixels has no rows.
+ *
+ *   The IDAT section, varints as in deflate.h (unsigned LEB128, minimal), Y = the filtered rows
+ *   (height when not interlaced):
  *     varint  IDAT chunk count K, >= 1
  *     1       chunk lengths: 0 listed, K varints follow, each <= 2^31 - 1, summing to the
  *             stream's length; 1 even, one varint C (1..2^31 - 1) follows: every chunk holds
@@ -85,27 +92,29 @@
  *             then libpng with each set of two or more allowed filters), except for the rows
  *             listed next: varint count E <= Y, then E times a varint gap (rows since the
  *             previous exception, or since row 0) and the row's type 0..4
- *     rest    recipe: the zlib stream's description for Y × (row bytes + 1) bytes of filtered
- *             rows, either modelled on zlib (zrecipe.h, magic "IDFM") or raw (deflate.h, magic
- *             "IDFL"), whichever is smaller; when zlib makes it smaller still, packed: magic
+ *     rest    recipe: the zlib stream's description for the filtered rows (each its row
+ *             bytes + 1), either modelled on zlib (zrecipe.h, magic "IDFM") or raw (deflate.h,
+ *             magic "IDFL"), whichever is smaller; when zlib makes it smaller still, packed: magic
  *             "IDFZ", varint unpacked length (at most 6 × the rows' bytes + 2^24), then the
  *             zlib stream (RFC 1950) of the recipe
  *
- *   Join packs each row from the planes (1/2/4-bit samples most significant first, padding
- *   bits zero; 16-bit big-endian; channels interleaved), applies the row's filter type, emits
- *   the zlib stream from the recipe and those bytes (deflate.h checks they match), and writes
- *   K chunks: length (big-endian), "IDAT", the next length bytes of the stream, CRC-32. A
- *   section whose lengths do not add up to the emitted stream is refused (-EINVAL).
+ *   Join packs each row (of each pass) from the planes (1/2/4-bit samples most significant
+ *   first, padding bits zero; 16-bit big-endian; channels interleaved), applies the row's
+ *   filter type, emits the zlib stream from the recipe and those bytes (deflate.h checks they
+ *   match), and writes K chunks: length (big-endian), "IDAT", the next length bytes of the
+ *   stream, CRC-32. A section whose lengths do not add up to the emitted stream is refused
+ *   (-EINVAL).
  *
  *   Planes: colour type 0 grey (1 channel), 2 RGB (3), 3 palette indices (1), 4 grey + alpha
  *   (2), 6 RGBA (4); depth 16 gives 16-bit planes, every other depth 8-bit planes holding the
- *   sample or index unscaled; significant = the PNG bit depth.
+ *   sample or index unscaled; significant = the PNG bit depth. An interlaced file's planes are
+ *   the de-interlaced image, the same as the non-interlaced file of the same pixels.
  *   Split refuses (-ENOTSUP): a bad CRC or chunk type in any chunk through IEND, a file cut
- *   short of IEND, IHDR not first, IDAT chunks not consecutive, Adam7 interlacing, a zlib
- *   stream that is invalid, has a preset dictionary or decompresses to other than the rows'
- *   size, a filter type above 4, non-zero padding bits after a row's last sub-byte sample,
- *   and any file libpng refuses or decodes to other samples than ours. Bytes after IEND are
- *   kept verbatim in the tail (as PNM keeps bytes after its raster): they cost nothing to keep.
+ *   short of IEND, IHDR not first, IDAT chunks not consecutive, a zlib stream that is
+ *   invalid, has a preset dictionary or decompresses to other than the rows' size, a filter
+ *   type above 4, non-zero padding bits after a row's last sub-byte sample, and any file
+ *   libpng refuses or decodes to other samples than ours. Bytes after IEND are kept verbatim
+ *   in the tail (as PNM keeps bytes after its raster): they cost nothing to keep.
  */
 #ifndef IMGCRYPTFS_CODEC_CODEC_H
 #define IMGCRYPTFS_CODEC_CODEC_H

@@ -9,7 +9,9 @@
  * and the row filters against the adaptive choice of libpng and Pillow, so that a file written
  * through zlib costs a few dozen bytes of recipe whatever its size. The trade-off: split and
  * join each run the zlib model over the image (about what zlib's own compression costs) and
- * the filter heuristics over every row. Interlaced (Adam7) files are refused.
+ * the filter heuristics over every row. An interlaced (Adam7) file is seven reduced images one
+ * after the other in the same stream: each pass is filtered on its own, and its samples land at
+ * their places in the full planes, so the coder always sees the de-interlaced image.
  */
 #include <errno.h>
 #include <png.h>
@@ -24,17 +26,62 @@
 
 static const uint8_t png_sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
 
-/* The raster geometry IHDR gives: channels, bit depth, bytes per row and of the filtered
- * stream, and the planes. */
+/* One reduced image of the filtered stream: the whole image, or an Adam7 pass. Its sample
+ * (x, y) is the image's (x0 + x × dx, y0 + y × dy). */
+struct png_pass {
+    uint32_t w, h;
+    uint32_t x0, y0, dx, dy;
+    size_t rowbytes; /* packed row, without the filter byte */
+};
+
+/* The raster geometry IHDR gives: channels, bit depth, the passes that hold data, bytes of the
+ * filtered stream, and the planes. */
 struct png_geo {
     uint32_t width, height;
     uint8_t depth, ctype, interlace;
     uint32_t channels;
     size_t bpp;      /* filter distance: bytes per complete pixel, at least 1 */
-    size_t rowbytes; /* packed row, without the filter byte */
-    size_t filtered; /* height × (rowbytes + 1) */
+    size_t rowbytes; /* packed row of the whole image, without the filter byte (the longest) */
+    unsigned npass;  /* passes with data: 1, or up to 7 when interlaced */
+    struct png_pass pass[7];
+    size_t rows;     /* filtered rows of all passes (height when not interlaced) */
+    size_t filtered; /* the passes' rows × (their rowbytes + 1), summed */
     size_t planes;   /* bytes of all planes */
 };
+
+/* Adam7: first column, first row, column step, row step of each pass (PNG 8.2). */
+static const uint8_t adam7[7][4] = {
+    {0, 0, 8, 8}, {4, 0, 8, 8}, {0, 4, 4, 8}, {2, 0, 4, 4},
+    {0, 2, 2, 4}, {1, 0, 2, 2}, {0, 1, 1, 2},
+};
+
+/* The passes of g (width, height, interlace, channels and depth set) that hold data, with
+ * their rows and the filtered stream's size. 0 or -EFBIG. */
+static int png_passes(struct png_geo *g, size_t bits_per_pixel)
+{
+    static const uint8_t whole[4] = {0, 0, 1, 1};
+    unsigned n = g->interlace ? 7 : 1;
+    size_t total = 0, part;
+    g->npass = 0;
+    g->rows = 0;
+    for (unsigned i = 0; i < n; i++) {
+        const uint8_t *a = g->interlace ? adam7[i] : whole;
+        struct png_pass *p = &g->pass[g->npass];
+        if (g->width <= a[0] || g->height <= a[1])
+            continue; /* an empty pass has no rows, not even filter bytes */
+        p->x0 = a[0], p->y0 = a[1], p->dx = a[2], p->dy = a[3];
+        p->w = (g->width - a[0] + a[2] - 1) / a[2];
+        p->h = (g->height - a[1] + a[3] - 1) / a[3];
+        p->rowbytes = ((size_t)p->w * bits_per_pixel + 7) / 8;
+        if (__builtin_mul_overflow(p->rowbytes + 1, (size_t)p->h, &part) ||
+            __builtin_add_overflow(total, part, &total))
+            return -EFBIG;
+        g->rows += p->h;
+        g->npass++;
+    }
+    g->filtered = total;
+    return total < CODEC_DEFLATE_MAX_OUT ? 0 : -EFBIG;
+}
 
 /* Parse the 13 bytes of IHDR data. 0, -ENOTSUP or -EFBIG. */
 static int png_ihdr(const uint8_t *d, struct png_geo *g, char *why, size_t whylen)
@@ -71,8 +118,6 @@ static int png_ihdr(const uint8_t *d, struct png_geo *g, char *why, size_t whyle
     default:
         return codec_why(why, whylen, -ENOTSUP, "PNG: bad colour type");
     }
-    if (g->interlace)
-        return codec_why(why, whylen, -ENOTSUP, "PNG: interlaced");
     if (g->width > CODEC_MAX_DIM || g->height > CODEC_MAX_DIM)
         return codec_why(why, whylen, -EFBIG, "PNG: dimensions beyond limits");
     /* width <= 2^16, channels × depth <= 64: no overflow below in size_t. */
@@ -84,10 +129,8 @@ static int png_ihdr(const uint8_t *d, struct png_geo *g, char *why, size_t whyle
         n > CODEC_MAX_PIXEL_BYTES)
         return codec_why(why, whylen, -EFBIG, "PNG: pixels beyond limits");
     g->planes = n;
-    if (__builtin_mul_overflow(g->rowbytes + 1, (size_t)g->height, &n) ||
-        n >= CODEC_DEFLATE_MAX_OUT)
+    if (png_passes(g, bits_per_pixel) != 0)
         return codec_why(why, whylen, -EFBIG, "PNG: image data beyond limits");
-    g->filtered = n;
     return 0;
 }
 
@@ -264,63 +307,68 @@ static void guess_filters(const uint8_t *raw, const uint8_t *prev, uint8_t *scra
     }
 }
 
-/* Unfiltered row y → planes. Returns false when the padding bits after the last sample of a
- * sub-byte row are not zero (planes cannot hold them). */
-static bool row_to_planes(const struct png_geo *g, const uint8_t *raw, size_t y, void *planes)
+/* Unfiltered row y of pass ps → planes. Returns false when the padding bits after the last
+ * sample of a sub-byte row are not zero (planes cannot hold them). The plane index of the
+ * row's sample x is base + x × dx. */
+static bool row_to_planes(const struct png_geo *g, const struct png_pass *ps, const uint8_t *raw,
+                          size_t y, void *planes)
 {
-    size_t hw = (size_t)g->width * g->height, base = y * g->width;
+    size_t hw = (size_t)g->width * g->height, dx = ps->dx;
+    size_t base = (ps->y0 + y * ps->dy) * g->width + ps->x0;
     if (g->depth == 16) {
         uint16_t *p = planes;
-        for (size_t x = 0; x < g->width; x++)
+        for (size_t x = 0; x < ps->w; x++)
             for (size_t c = 0; c < g->channels; c++) {
                 const uint8_t *s = raw + 2 * (x * g->channels + c);
-                p[c * hw + base + x] = (uint16_t)(s[0] << 8 | s[1]);
+                p[c * hw + base + x * dx] = (uint16_t)(s[0] << 8 | s[1]);
             }
         return true;
     }
     uint8_t *p = planes;
     if (g->depth == 8) {
-        for (size_t x = 0; x < g->width; x++)
+        for (size_t x = 0; x < ps->w; x++)
             for (size_t c = 0; c < g->channels; c++)
-                p[c * hw + base + x] = raw[x * g->channels + c];
+                p[c * hw + base + x * dx] = raw[x * g->channels + c];
         return true;
     }
     /* 1, 2, 4 bits, one channel: samples from the most significant bits first. */
     unsigned d = g->depth, per = 8 / d, mask = (1u << d) - 1;
-    for (size_t x = 0; x < g->width; x++) {
+    for (size_t x = 0; x < ps->w; x++) {
         unsigned shift = 8 - d * (unsigned)(x % per + 1);
-        p[base + x] = (uint8_t)(raw[x / per] >> shift & mask);
+        p[base + x * dx] = (uint8_t)(raw[x / per] >> shift & mask);
     }
-    size_t used = (size_t)g->width * d % 8;
-    return used == 0 || (raw[g->rowbytes - 1] & (0xffu >> used)) == 0;
+    size_t used = (size_t)ps->w * d % 8;
+    return used == 0 || (raw[ps->rowbytes - 1] & (0xffu >> used)) == 0;
 }
 
-/* Planes → raw row y, the inverse of row_to_planes. False when a sample does not fit the
- * bit depth. */
-static bool planes_to_row(const struct png_geo *g, const void *planes, size_t y, uint8_t *raw)
+/* Planes → raw row y of pass ps, the inverse of row_to_planes. False when a sample does not
+ * fit the bit depth. */
+static bool planes_to_row(const struct png_geo *g, const struct png_pass *ps, const void *planes,
+                          size_t y, uint8_t *raw)
 {
-    size_t hw = (size_t)g->width * g->height, base = y * g->width;
+    size_t hw = (size_t)g->width * g->height, dx = ps->dx;
+    size_t base = (ps->y0 + y * ps->dy) * g->width + ps->x0;
     if (g->depth == 16) {
         const uint16_t *p = planes;
-        for (size_t x = 0; x < g->width; x++)
+        for (size_t x = 0; x < ps->w; x++)
             for (size_t c = 0; c < g->channels; c++) {
                 uint8_t *s = raw + 2 * (x * g->channels + c);
-                s[0] = (uint8_t)(p[c * hw + base + x] >> 8);
-                s[1] = (uint8_t)p[c * hw + base + x];
+                s[0] = (uint8_t)(p[c * hw + base + x * dx] >> 8);
+                s[1] = (uint8_t)p[c * hw + base + x * dx];
             }
         return true;
     }
     const uint8_t *p = planes;
     if (g->depth == 8) {
-        for (size_t x = 0; x < g->width; x++)
+        for (size_t x = 0; x < ps->w; x++)
             for (size_t c = 0; c < g->channels; c++)
-                raw[x * g->channels + c] = p[c * hw + base + x];
+                raw[x * g->channels + c] = p[c * hw + base + x * dx];
         return true;
     }
     unsigned d = g->depth, per = 8 / d;
-    memset(raw, 0, g->rowbytes);
-    for (size_t x = 0; x < g->width; x++) {
-        unsigned v = p[base + x];
+    memset(raw, 0, ps->rowbytes);
+    for (size_t x = 0; x < ps->w; x++) {
+        unsigned v = p[base + x * dx];
         if (v >> d)
             return false;
         raw[x / per] |= (uint8_t)(v << (8 - d * (unsigned)(x % per + 1)));
@@ -356,9 +404,10 @@ static void png_quiet_warning(png_structp png, png_const_charp msg)
     (void)msg;
 }
 
-/* Decode buf with libpng (no transforms but unpacking sub-byte samples) and compare every
- * sample with planes. 0 when they agree, -ENOTSUP when libpng refuses the file or disagrees,
- * -ENOMEM. */
+/* Decode buf with libpng (no transforms but unpacking sub-byte samples and, for an interlaced
+ * file, combining the passes) and compare every sample with planes. 0 when they agree,
+ * -ENOTSUP when libpng refuses the file or disagrees, -ENOMEM. An interlaced image is held
+ * whole (as large as the planes: libpng's passes fill in each row), else one row at a time. */
 static int png_referee(const uint8_t *buf, size_t len, const struct png_geo *g, const void *planes,
                        char *why, size_t whylen)
 {
@@ -366,11 +415,11 @@ static int png_referee(const uint8_t *buf, size_t len, const struct png_geo *g, 
     png_structp png = NULL;
     png_infop info = NULL;
     size_t sbytes = g->depth == 16 ? 2 : 1, rowlen = (size_t)g->width * g->channels * sbytes;
-    size_t hw = (size_t)g->width * g->height;
-    uint8_t *row = malloc(rowlen);
+    size_t hw = (size_t)g->width * g->height, nrows = g->interlace ? g->height : 1;
+    uint8_t *pix = malloc(rowlen * nrows); /* rowlen × height = planes: no overflow */
     volatile int ret = -ENOMEM;
 
-    if (!row)
+    if (!pix)
         goto out;
     png = png_create_read_struct(PNG_LIBPNG_VER_STRING, NULL, png_quiet_error, png_quiet_warning);
     if (!png)
@@ -390,18 +439,24 @@ static int png_referee(const uint8_t *buf, size_t len, const struct png_geo *g, 
     if (png_get_image_width(png, info) != g->width ||
         png_get_image_height(png, info) != g->height || png_get_bit_depth(png, info) != g->depth ||
         png_get_color_type(png, info) != g->ctype ||
-        png_get_interlace_type(png, info) != PNG_INTERLACE_NONE) {
+        png_get_interlace_type(png, info) != g->interlace) {
         ret = codec_why(why, whylen, -ENOTSUP, "PNG: libpng reads another header");
         goto out;
     }
     if (g->depth < 8)
         png_set_packing(png);
+    int passes = g->interlace ? png_set_interlace_handling(png) : 1;
     png_read_update_info(png, info);
     if (png_get_rowbytes(png, info) != rowlen) {
         ret = codec_why(why, whylen, -ENOTSUP, "PNG: libpng row size differs");
         goto out;
     }
+    /* a row is complete once the last pass has gone over it */
+    for (int pass = 0; pass < passes - 1; pass++)
+        for (size_t y = 0; y < g->height; y++)
+            png_read_row(png, pix + (y % nrows) * rowlen, NULL);
     for (size_t y = 0; y < g->height; y++) {
+        uint8_t *row = pix + (y % nrows) * rowlen;
         png_read_row(png, row, NULL);
         for (size_t x = 0; x < g->width; x++)
             for (size_t c = 0; c < g->channels; c++) {
@@ -419,7 +474,7 @@ static int png_referee(const uint8_t *buf, size_t len, const struct png_geo *g, 
     ret = 0;
 out:
     png_destroy_read_struct(png ? &png : NULL, info ? &info : NULL, NULL);
-    free(row);
+    free(pix);
     return ret;
 }
 
@@ -612,16 +667,20 @@ static int png_recipe(const struct codec_deflate_desc *desc, const uint8_t *data
 static int png_unfilter(const struct png_geo *g, uint8_t *data, void *planes, uint8_t *types,
                         uint8_t *guess, uint8_t *scratch, char *why, size_t whylen)
 {
-    for (size_t y = 0; y < g->height; y++) {
-        uint8_t *row = data + y * (g->rowbytes + 1);
-        const uint8_t *prev = y ? row - g->rowbytes : NULL;
-        if (row[0] > 4)
-            return codec_why(why, whylen, -ENOTSUP, "PNG: bad filter type");
-        types[y] = row[0];
-        unfilter_row(row[0], row + 1, prev, g->rowbytes, g->bpp);
-        guess_filters(row + 1, prev, scratch, g->rowbytes, g->bpp, guess + PNG_HEURISTICS * y);
-        if (!row_to_planes(g, row + 1, y, planes))
-            return codec_why(why, whylen, -ENOTSUP, "PNG: row padding bits set");
+    size_t r = 0; /* rows of all passes so far */
+    for (unsigned i = 0; i < g->npass; i++) {
+        const struct png_pass *ps = &g->pass[i];
+        size_t n = ps->rowbytes;
+        for (size_t y = 0; y < ps->h; y++, r++, data += n + 1) {
+            const uint8_t *prev = y ? data - n : NULL; /* each pass starts afresh */
+            if (data[0] > 4)
+                return codec_why(why, whylen, -ENOTSUP, "PNG: bad filter type");
+            types[r] = data[0];
+            unfilter_row(data[0], data + 1, prev, n, g->bpp);
+            guess_filters(data + 1, prev, scratch, n, g->bpp, guess + PNG_HEURISTICS * r);
+            if (!row_to_planes(g, ps, data + 1, y, planes))
+                return codec_why(why, whylen, -ENOTSUP, "PNG: row padding bits set");
+        }
     }
     return 0;
 }
@@ -742,8 +801,9 @@ static int body_parse(const struct codec_image *img, const uint8_t *env, size_t 
     return b->tail_len == rest - 8 ? 0 : -EINVAL;
 }
 
-/* Parse and check the IDAT section of an image `height` rows high. 0 or -EINVAL. */
-static int idat_parse(const uint8_t *sec, uint64_t sec_len, uint32_t height, struct png_idat *s)
+/* Parse and check the IDAT section of an image of `height` filtered rows (all passes).
+ * 0 or -EINVAL. */
+static int idat_parse(const uint8_t *sec, uint64_t sec_len, size_t height, struct png_idat *s)
 {
     struct codec_rd r = {sec, (size_t)sec_len};
     uint64_t v;
@@ -789,41 +849,59 @@ static int idat_parse(const uint8_t *sec, uint64_t sec_len, uint32_t height, str
     return 0;
 }
 
-/* Filter the rows of img's planes into data (height × (row bytes + 1)) with the section's
+/* Where idat_refilter is in the section's list of filter types. */
+struct png_types_rd {
+    struct codec_rd exc;
+    uint64_t nexc, next_exc;
+};
+
+/* The filter type of row r (of all passes) whose raw bytes are cur (n bytes; prev the row
+ * before in its pass or NULL). */
+static uint8_t idat_type(const struct png_geo *g, const struct png_idat *s, struct png_types_rd *t,
+                         size_t r, const uint8_t *cur, const uint8_t *prev, size_t n,
+                         uint8_t *scratch)
+{
+    uint8_t type;
+    uint64_t v;
+    if (s->fmode == 0)
+        return s->types[r];
+    if (s->fmode == 1)
+        return s->ftype;
+    if (r == t->next_exc) {
+        codec_rd_u8(&t->exc, &type); /* checked by idat_parse */
+        t->next_exc = UINT64_MAX;
+        if (--t->nexc > 0) {
+            codec_rd_var(&t->exc, g->rows, &v);
+            t->next_exc = r + 1 + v;
+        }
+        return type;
+    }
+    uint8_t pick[PNG_HEURISTICS];
+    guess_filters(cur, prev, scratch, n, g->bpp, pick);
+    return pick[s->fmode - 2];
+}
+
+/* Filter the passes' rows of img's planes into data (g->filtered bytes) with the section's
  * types; raw holds two unfiltered rows, scratch one. 0 or -EINVAL. */
 static int idat_refilter(const struct png_geo *g, const struct codec_image *img,
                          const struct png_idat *s, uint8_t *data, uint8_t *raw, uint8_t *scratch)
 {
-    struct codec_rd exc = s->exc;
-    uint64_t nexc = s->nexc, next_exc = UINT64_MAX, v;
-    if (nexc > 0 && codec_rd_var(&exc, g->height, &next_exc))
+    struct png_types_rd t = {s->exc, s->nexc, UINT64_MAX};
+    size_t r = 0;
+    if (t.nexc > 0 && codec_rd_var(&t.exc, g->rows, &t.next_exc))
         return -EINVAL;
-    for (size_t y = 0; y < g->height; y++) {
-        uint8_t *cur = raw + (y % 2) * g->rowbytes, *prev = raw + ((y + 1) % 2) * g->rowbytes;
-        uint8_t *row = data + y * (g->rowbytes + 1), type;
-        if (!planes_to_row(g, img->planes, y, cur))
-            return -EINVAL;
-        if (s->fmode == 0) {
-            type = s->types[y];
-        } else if (s->fmode == 1) {
-            type = s->ftype;
-        } else if (y == next_exc) {
-            codec_rd_u8(&exc, &type); /* checked by idat_parse */
-            if (--nexc > 0) {
-                codec_rd_var(&exc, g->height, &v);
-                next_exc = y + 1 + v;
-            } else {
-                next_exc = UINT64_MAX;
-            }
-        } else {
-            uint8_t pick[PNG_HEURISTICS];
-            guess_filters(cur, y ? prev : NULL, scratch, g->rowbytes, g->bpp, pick);
-            type = pick[s->fmode - 2];
+    for (unsigned i = 0; i < g->npass; i++) {
+        const struct png_pass *ps = &g->pass[i];
+        size_t n = ps->rowbytes;
+        for (size_t y = 0; y < ps->h; y++, r++, data += n + 1) {
+            uint8_t *cur = raw + (y % 2) * n, *prev = y ? raw + ((y + 1) % 2) * n : NULL;
+            if (!planes_to_row(g, ps, img->planes, y, cur))
+                return -EINVAL;
+            data[0] = idat_type(g, s, &t, r, cur, prev, n, scratch);
+            filter_row(data[0], cur, prev, data + 1, n, g->bpp);
         }
-        row[0] = type;
-        filter_row(type, cur, y ? prev : NULL, row + 1, g->rowbytes, g->bpp);
     }
-    return nexc == 0 ? 0 : -EINVAL;
+    return t.nexc == 0 ? 0 : -EINVAL;
 }
 
 /* Whether the section's chunk lengths cut a zlib stream of zlen bytes exactly: as listed, or
@@ -900,13 +978,13 @@ int codec_png_split(const uint8_t *buf, size_t len, unsigned threads, struct cod
     /* Each term is bounded by len or by the planes: no overflow in 64-bit size_t. The IDAT
      * section is at most 3 + 10 (count) + 10 K (lengths) + 10 + 11 Y (filter types) bytes
      * before its recipe. */
-    elen = CODEC_ENV_FIXED + c.head_len + 8 + 23 + 10 * c.nidat + 11 * (size_t)g.height + zr_len +
-           8 + (len - c.tail_pos);
+    elen = CODEC_ENV_FIXED + c.head_len + 8 + 23 + 10 * c.nidat + 11 * g.rows + zr_len + 8 +
+           (len - c.tail_pos);
     ret = -ENOMEM;
     im = calloc(1, sizeof(*im));
     env = malloc(elen);
-    types = malloc(g.height ? g.height : 1);
-    guess = malloc(PNG_HEURISTICS * (g.height ? (size_t)g.height : 1));
+    types = malloc(g.rows);
+    guess = malloc(PNG_HEURISTICS * g.rows);
     scratch = malloc(g.rowbytes);
     if (!im || !env || !types || !guess || !scratch)
         goto out;
@@ -926,7 +1004,7 @@ int codec_png_split(const uint8_t *buf, size_t len, unsigned threads, struct cod
         goto out;
 
     codec_env_header(env, im, 0);
-    elen = put_body(env, buf, len, &c, types, guess, g.height, zr, zr_len);
+    elen = put_body(env, buf, len, &c, types, guess, g.rows, zr, zr_len);
     uint8_t *trimmed = realloc(env, elen);
     if (trimmed)
         env = trimmed;
@@ -964,7 +1042,7 @@ int codec_png_join(const struct codec_image *img, const uint8_t *env, size_t env
     int ret = -EINVAL;
 
     if (codec_env_check(img, env, env_len) != 0 || env[CODEC_ENV_FLAGS] != 0 ||
-        body_parse(img, env, env_len, &g, &b) != 0 || idat_parse(b.sec, b.sec_len, g.height, &s))
+        body_parse(img, env, env_len, &g, &b) != 0 || idat_parse(b.sec, b.sec_len, g.rows, &s))
         goto out;
 
     /* Re-filter: raw holds the current and the previous unfiltered row. */

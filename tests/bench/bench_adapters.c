@@ -65,7 +65,8 @@ static void mem_read(png_structp png, png_bytep out, size_t n)
     m->at += n;
 }
 
-/* Decode the whole PNG with libpng; the filtered-row byte count in *raw_len. 0 or -1. */
+/* Decode the whole PNG with libpng (an interlaced one into a whole image, as a reader must);
+ * height × (row bytes + 1) in *raw_len. 0 or -1. */
 static int libpng_decode(const uint8_t *buf, size_t len, size_t *raw_len)
 {
     png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, NULL, NULL, NULL);
@@ -79,12 +80,16 @@ static int libpng_decode(const uint8_t *buf, size_t len, size_t *raw_len)
     struct mem m = {buf, len, 0};
     png_set_read_fn(png, &m, mem_read);
     png_read_info(png, info);
+    int passes = png_set_interlace_handling(png);
+    png_read_update_info(png, info);
     size_t rb = png_get_rowbytes(png, info), h = png_get_image_height(png, info);
-    rows = malloc(rb);
+    size_t keep = passes > 1 ? h : 1;
+    rows = malloc(rb * keep);
     if (!rows)
         goto out;
-    for (size_t y = 0; y < h; y++)
-        png_read_row(png, rows, NULL);
+    for (int pass = 0; pass < passes; pass++)
+        for (size_t y = 0; y < h; y++)
+            png_read_row(png, rows + (y % keep) * rb, NULL);
     png_read_end(png, NULL);
     *raw_len = h * (rb + 1);
     rc = 0;

@@ -12,6 +12,7 @@
 #   pillow       Pillow's PNG writer, default settings (zlib level 6, memLevel 9)
 #   pillow-opt   Pillow with optimize=True (level 9)
 #   imagemagick  ImageMagick's convert (libpng + zlib)
+#   imagemagick-adam7  the same, interlaced (convert -interlace PNG)
 #   optipng      optipng -o2 (libpng + zlib, its own trials)
 #   pngcrush     pngcrush (libpng + zlib)
 #   zopflipng    zopflipng (zopfli: not zlib; 512 only, it is slow)
@@ -42,7 +43,7 @@ for size in 512 2048; do
     [ "$size" = 2048 ] && per=1
     $py "$root/scripts/nii_slices.py" --out "$work/base-$size" --per-axis $per \
         --volumes ch2,inia19-t1-brain --size $size >/dev/null
-    for w in pillow pillow-opt imagemagick optipng pngcrush zopflipng advpng; do
+    for w in pillow pillow-opt imagemagick imagemagick-adam7 optipng pngcrush zopflipng advpng; do
         mkdir -p "$work/$w-$size"
     done
     for f in "$work/base-$size"/*.png; do
@@ -51,6 +52,7 @@ for size in 512 2048; do
         $py -c "import sys; from PIL import Image; Image.open(sys.argv[1]).save(sys.argv[2], optimize=True)" \
             "$f" "$work/pillow-opt-$size/$b"
         convert "$f" "$work/imagemagick-$size/$b"
+        convert "$f" -interlace PNG "$work/imagemagick-adam7-$size/$b"
         optipng -quiet -o2 -out "$work/optipng-$size/$b" "$f"
         pngcrush -q "$f" "$work/pngcrush-$size/$b" 2>/dev/null
         if [ "$size" = 512 ]; then
@@ -78,7 +80,7 @@ run() { # GROUP FILE...
     }
 }
 for size in 512 2048; do
-    for w in pillow pillow-opt imagemagick optipng pngcrush zopflipng advpng; do
+    for w in pillow pillow-opt imagemagick imagemagick-adam7 optipng pngcrush zopflipng advpng; do
         shopt -s nullglob
         run "$w-$size" "$work/$w-$size"/*.png
     done

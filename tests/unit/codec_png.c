@@ -15,6 +15,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <png.h>
+#include <zlib.h>
 #include <setjmp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -350,6 +351,67 @@ START_TEST(test_png_libpng_formats)
 }
 END_TEST
 
+/* Adam7: every colour type and depth, sizes where some passes are empty or one pixel wide;
+ * the planes are the de-interlaced image. */
+START_TEST(test_png_adam7_formats)
+{
+    static const int types[][2] = {{0, 1}, {0, 2}, {0, 4}, {0, 8}, {0, 16}, {2, 8}, {2, 16}, {3, 1},
+                                   {3, 2}, {3, 4}, {3, 8}, {4, 8}, {4, 16}, {6, 8}, {6, 16}};
+    static const uint32_t sizes[][2] = {{1, 1}, {2, 1}, {1, 5},  {5, 1},
+                                        {3, 3}, {8, 8}, {13, 7}, {61, 31}};
+    static struct png_stats st = {.name = "libpng adam7"};
+    st.n = 0;
+    for (size_t t = 0; t < sizeof(types) / sizeof(types[0]); t++)
+        for (size_t s = 0; s < sizeof(sizes) / sizeof(sizes[0]); s++) {
+            struct png_opts o = png_default(sizes[s][0], sizes[s][1], types[t][0], types[t][1]);
+            o.interlace = 1;
+            o.extras = (int)(s % 2);
+            o.filters = s % 3 == 0 ? PNG_ALL_FILTERS : -1;
+            png_check_generated(&o, &st);
+        }
+    /* zlib settings and a filter set over passes */
+    for (int level = 0; level <= 9; level += 3) {
+        struct png_opts o = png_default(97, 89, 2, 8);
+        o.interlace = 1;
+        o.level = level;
+        o.zbuf = 211;
+        png_check_generated(&o, &st);
+    }
+    png_stats_print(&st);
+}
+END_TEST
+
+/* ImageMagick's interlaced copies of two test files: exact, small recipes, and the same planes
+ * as the files they were made from. */
+START_TEST(test_png_adam7_files)
+{
+    static const char *const names[][2] = {
+        {"mri-t1-sagittal-256-adam7.png", "mri-t1-sagittal-256.png"},
+        {"mri-t1-axial-12in16bit-adam7.png", "mri-t1-axial-12in16bit.png"}};
+    static struct png_stats st = {.name = "adam7 files", .max_median = 1.0};
+    const char *dir = getenv("IMGC_TESTDATA");
+    char path[4096];
+    st.n = 0;
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        size_t len, len0;
+        snprintf(path, sizeof(path), "%s/%s", dir ? dir : "tests/data", names[i][0]);
+        uint8_t *buf = unit_read_file(path, &len);
+        snprintf(path, sizeof(path), "%s/%s", dir ? dir : "tests/data", names[i][1]);
+        uint8_t *buf0 = unit_read_file(path, &len0);
+        struct codec_image *img = png_roundtrip(buf, len, names[i][0], &st);
+        struct codec_image *img0 = png_roundtrip(buf0, len0, names[i][1], NULL);
+        ck_assert_uint_eq(img->planes_bytes, img0->planes_bytes);
+        ck_assert_msg(memcmp(img->planes, img0->planes, img->planes_bytes) == 0,
+                      "%s: planes differ from the non-interlaced file", names[i][0]);
+        codec_image_free(img);
+        codec_image_free(img0);
+        free(buf);
+        free(buf0);
+    }
+    png_stats_print(&st);
+}
+END_TEST
+
 START_TEST(test_png_libpng_zlib)
 {
     static const int filters[] = {PNG_FILTER_NONE, PNG_FILTER_SUB,   PNG_FILTER_UP,
@@ -491,7 +553,14 @@ START_TEST(test_png_imagemagick)
                                        "-colors 4",
                                        "-strip",
                                        "-define png:color-type=2 -define png:bit-depth=16",
-                                       "-resize 37x53!"};
+                                       "-resize 37x53!",
+                                       "-interlace PNG",
+                                       "-interlace PNG -depth 16",
+                                       "-interlace PNG -type Palette",
+                                       "-interlace PNG -type Bilevel",
+                                       "-interlace PNG -type TrueColorAlpha",
+                                       "-interlace PNG -define png:compression-level=1",
+                                       "-interlace PNG -resize 5x3!"};
     char dir[] = "/tmp/imgc-png-im-XXXXXX", cmd[8192];
     const char *data = getenv("IMGC_TESTDATA");
     st.n = 0;
@@ -749,12 +818,45 @@ START_TEST(test_png_malformed)
     free(good);
     free(b);
 
-    /* a real interlaced file */
+    /* an interlaced file: a bad filter type in a later pass, the interlace flag cleared (the
+     * stream is longer than the rows), and cuts and byte flips refused or exact */
     o = png_default(17, 11, 2, 8);
     o.interlace = 1;
+    o.level = 0; /* stored blocks: the filter bytes are in the file as is */
     good = png_make(&o, &len);
-    ck_assert_int_eq(png_split_ret(good, len, why, sizeof(why)), -ENOTSUP);
-    ck_assert_str_eq(why, "PNG: interlaced");
+    codec_image_free(png_roundtrip(good, len, "adam7 stored", NULL));
+    b = malloc(len);
+    ck_assert_ptr_nonnull(b);
+    size_t idat = 8;
+    while (memcmp(good + idat + 4, "IDAT", 4) != 0)
+        idat += 12 + png_be32(good + idat);
+    /* zlib header 2, one final stored block (head 5); pass 1 (3x2, 10-byte rows) and pass 2
+     * (2x2, 7-byte rows) before pass 3's first row, whose filter byte is made 5; the zlib
+     * checksum is made right again */
+    const uint8_t *blk = good + idat + 8 + 2;
+    size_t stored = (size_t)blk[1] | (size_t)blk[2] << 8;
+    ck_assert_uint_eq(blk[0], 1);
+    memcpy(b, good, len);
+    b[idat + 8 + 2 + 5 + 2 * 10 + 2 * 7] = 5;
+    png_put_be32(b + idat + 8 + 2 + 5 + stored,
+                 (uint32_t)adler32(1, b + idat + 8 + 2 + 5, (uInt)stored));
+    png_fix_crcs(b, len);
+    ck_assert_int_eq(png_split_ret(b, len, why, sizeof(why)), -ENOTSUP);
+    ck_assert_str_eq(why, "PNG: bad filter type");
+    memcpy(b, good, len);
+    b[28] = 0;
+    png_fix_crcs(b, len);
+    ck_assert_int_eq(png_split_ret(b, len, why, sizeof(why)), -ENOTSUP);
+    ck_assert_str_eq(why, "PNG: too much image data"); /* passes add filter bytes */
+    for (size_t n = 0; n < len; n += 7)
+        png_refused_or_exact(good, n);
+    for (size_t i = 0; i < len; i += 3) {
+        memcpy(b, good, len);
+        b[i] ^= 0x20;
+        png_fix_crcs(b, len);
+        png_refused_or_exact(b, len);
+    }
+    free(b);
     free(good);
 }
 END_TEST
@@ -851,6 +953,8 @@ static Suite *codec_png_suite(void)
     tcase_set_timeout(tc, 600);
     tcase_add_test(tc, test_png_files);
     tcase_add_test(tc, test_png_libpng_formats);
+    tcase_add_test(tc, test_png_adam7_formats);
+    tcase_add_test(tc, test_png_adam7_files);
     tcase_add_test(tc, test_png_libpng_zlib);
     tcase_add_test(tc, test_png_pillow);
     tcase_add_test(tc, test_png_imagemagick);
