@@ -52,13 +52,18 @@
  *   and the coder is promised that no sample exceeds the significant bits.
  *
  * DICOM (flags: bit 0 planar configuration 1, bit 1 big-endian 16-bit words, bit 2 big-endian
- *   OW of 8-bit samples, i.e. byte pairs swapped): head is everything from the preamble through
- *   the Pixel Data (7FE0,0010) element header, tail is what the Pixel Data holds past the
- *   geometry's samples (an odd length's pad byte, or padding a writer added) and every element
- *   after it. The raster is frames × (height × width × channels)
- *   samples, interleaved (planar configuration 0) or plane by plane (1) within each frame.
- *   Significant bits are Bits Stored when no sample has a bit above it, else Bits Allocated
- *   (signed data is sign-extended into the unused bits).
+ *   OW of 8-bit samples, i.e. byte pairs swapped, bit 3 Bits Allocated 32, below): head is
+ *   everything from the preamble through the Pixel Data (7FE0,0010) element header, tail is
+ *   what the Pixel Data holds past the geometry's samples (an odd length's pad byte, or
+ *   padding a writer added) and every element after it. The raster is frames × (height ×
+ *   width × channels) samples, interleaved (planar configuration 0) or plane by plane (1)
+ *   within each frame. Significant bits are Bits Stored when no sample has a bit above it,
+ *   else Bits Allocated (signed data is sign-extended into the unused bits).
+ *   Bits Allocated 32 (RT Dose grids; flag bit 3, planar configuration 0, at most 2 samples
+ *   per pixel): each 32-bit sample is two 16-bit samples, its two 16-bit words in file order
+ *   (little endian: low word first; big endian, flag bit 1: high word first), so the image has
+ *   2 × Samples per Pixel channels of 16 bits, and the raster is read as that 16-bit raster.
+ *   Significant bits: Bits Stored when it is below 16 and no word has a bit above it, else 16.
  *
  * PNG (flags = 0; frames = 1). The raster is a zlib stream cut into IDAT chunks, so between the
  *   head and the tail length sits the IDAT section, and the file is
@@ -140,6 +145,7 @@
 #define CODEC_DICOM_PLANAR 1u
 #define CODEC_DICOM_BE16 2u
 #define CODEC_DICOM_BE_OW8 4u
+#define CODEC_DICOM_WORDS32 8u
 
 enum codec_format {
     CODEC_FORMAT_NONE = 0,

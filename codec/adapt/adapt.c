@@ -71,6 +71,22 @@ uint8_t codec_flags_layout(enum codec_format format, uint8_t flags)
     return format == CODEC_FORMAT_PNM ? CODEC_LAYOUT_BE16 : flags;
 }
 
+/* Whether join can take an envelope's layout for img: the flags split makes, and no others. */
+static bool layout_valid(const struct codec_image *img, uint8_t layout, size_t raster_len)
+{
+    const uint8_t known =
+        CODEC_LAYOUT_PLANAR | CODEC_LAYOUT_BE16 | CODEC_LAYOUT_BE_OW8 | CODEC_LAYOUT_WORDS32;
+    if (layout & ~known)
+        return false;
+    if ((layout & CODEC_LAYOUT_BE_OW8) && (img->bits != 8 || raster_len % 2))
+        return false;
+    /* 32-bit samples: 16-bit word pairs, interleaved */
+    if ((layout & CODEC_LAYOUT_WORDS32) &&
+        (img->bits != 16 || img->channels % 2 || (layout & CODEC_LAYOUT_PLANAR)))
+        return false;
+    return true;
+}
+
 /* Index in the raster (in samples) of sample (c, f, p), p = y * width + x. */
 static inline size_t raster_index(const struct codec_image *g, uint8_t layout, size_t c, size_t f,
                                   size_t p)
@@ -305,8 +321,7 @@ int codec_join_threads(const struct codec_image *img, const uint8_t *envelope, s
     if (codec_found_size(&f, NULL, 0) != 0 || f.raster_len != img->planes_bytes)
         goto out;
     f.layout = codec_flags_layout(img->format, envelope[CODEC_ENV_FLAGS]);
-    if ((f.layout & ~(CODEC_LAYOUT_PLANAR | CODEC_LAYOUT_BE16 | CODEC_LAYOUT_BE_OW8)) ||
-        ((f.layout & CODEC_LAYOUT_BE_OW8) && (img->bits != 8 || f.raster_len % 2)))
+    if (!layout_valid(img, f.layout, f.raster_len))
         goto out;
     head_len = codec_get_le64(envelope + CODEC_ENV_HEAD_LEN);
     if (head_len > env_len - CODEC_ENV_FIXED - 8)

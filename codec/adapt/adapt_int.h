@@ -22,9 +22,10 @@
 #define CODEC_ENV_HEAD_LEN 28 /* head length H; the head follows at CODEC_ENV_FIXED */
 
 /* How the raster's bytes hold the samples (a superset of the envelope's flags). */
-#define CODEC_LAYOUT_PLANAR CODEC_DICOM_PLANAR /* plane by plane within each frame */
-#define CODEC_LAYOUT_BE16 CODEC_DICOM_BE16     /* 16-bit samples big-endian */
-#define CODEC_LAYOUT_BE_OW8 CODEC_DICOM_BE_OW8 /* 8-bit samples, byte pairs swapped */
+#define CODEC_LAYOUT_PLANAR CODEC_DICOM_PLANAR   /* plane by plane within each frame */
+#define CODEC_LAYOUT_BE16 CODEC_DICOM_BE16       /* 16-bit samples big-endian */
+#define CODEC_LAYOUT_BE_OW8 CODEC_DICOM_BE_OW8   /* 8-bit samples, byte pairs swapped */
+#define CODEC_LAYOUT_WORDS32 CODEC_DICOM_WORDS32 /* 32-bit samples as two 16-bit channels */
 
 /* What a parser found: the image geometry (planes and significant unset), where the raster
  * is, and how its bytes are laid out. */

@@ -10,9 +10,10 @@
  * values and after them goes to the envelope verbatim, so exactness never depends on
  * understanding an element; what the walk buys is the certainty that the bytes taken as pixels
  * are the pixel data. Pixel data longer than the geometry (a pad byte, or padding) keeps the
- * extra bytes in the envelope. Encapsulated (compressed) and deflated transfer syntaxes, 1- and
- * 32-bit samples, pixel data shorter than the geometry and datasets without the Part 10
- * preamble are refused.
+ * extra bytes in the envelope. A 32-bit sample (RT Dose) is taken as two 16-bit samples, its
+ * words in file order, so the coder sees two 16-bit channels and the raster needs no loop of
+ * its own. Encapsulated (compressed) and deflated transfer syntaxes, 1-bit samples, pixel data
+ * shorter than the geometry and datasets without the Part 10 preamble are refused.
  */
 #include <errno.h>
 #include <string.h>
@@ -308,6 +309,20 @@ static int dcm_transfer_syntax(struct dcm *d, const char *ts)
     return codec_why(d->why, d->whylen, -ENOTSUP, "DICOM: transfer syntax %s", ts);
 }
 
+/* Bits Allocated 32: each sample as its two 16-bit words, in file order (codec.h), when the
+ * words of the samples of a pixel stay interleaved. 0 or -ENOTSUP. */
+static int dcm_words32(struct codec_found *f, const struct dcm_attrs *a, char *why, size_t whylen)
+{
+    if (a->spp > (long)CODEC_MAX_CHANNELS / 2)
+        return codec_why(why, whylen, -ENOTSUP, "DICOM: 32-bit samples, %ld per pixel", a->spp);
+    if (f->layout & CODEC_LAYOUT_PLANAR)
+        return codec_why(why, whylen, -ENOTSUP, "DICOM: 32-bit samples, planar");
+    f->geo.channels = 2 * (uint32_t)a->spp;
+    f->geo.bits = 16;
+    f->layout |= CODEC_LAYOUT_WORDS32;
+    return 0;
+}
+
 int codec_dicom_parse(const uint8_t *buf, size_t len, struct codec_found *f, char *why,
                       size_t whylen)
 {
@@ -333,7 +348,7 @@ int codec_dicom_parse(const uint8_t *buf, size_t len, struct codec_found *f, cha
         return codec_why(why, whylen, -ENOTSUP, "DICOM: Pixel Data is not OB or OW");
     if (a.rows < 0 || a.cols < 0 || a.spp < 0 || a.bits_alloc < 0)
         return codec_why(why, whylen, -ENOTSUP, "DICOM: image attributes missing or malformed");
-    if (a.bits_alloc != 8 && a.bits_alloc != 16)
+    if (a.bits_alloc != 8 && a.bits_alloc != 16 && a.bits_alloc != 32)
         return codec_why(why, whylen, -ENOTSUP, "DICOM: Bits Allocated %ld", a.bits_alloc);
     if (a.bits_stored == -1)
         a.bits_stored = a.bits_alloc;
@@ -356,6 +371,9 @@ int codec_dicom_parse(const uint8_t *buf, size_t len, struct codec_found *f, cha
     f->geo.height = (uint32_t)a.rows;
     f->geo.width = (uint32_t)a.cols;
     f->geo.bits = (uint32_t)a.bits_alloc;
+    f->layout = (a.planar && a.spp > 1) ? CODEC_LAYOUT_PLANAR : 0;
+    if (a.bits_alloc == 32 && (ret = dcm_words32(f, &a, why, whylen)) != 0)
+        return ret;
     if ((ret = codec_found_size(f, why, whylen)) != 0)
         return ret;
     /* Longer than the geometry (an odd length's pad byte, or padding some writers add): the
@@ -369,20 +387,20 @@ int codec_dicom_parse(const uint8_t *buf, size_t len, struct codec_found *f, cha
     if (e.hdr > len - d.pos || e.vlen > len - start)
         return codec_why(why, whylen, -ENOTSUP, "DICOM: pixel data truncated");
 
-    f->layout = (a.planar && a.spp > 1) ? CODEC_LAYOUT_PLANAR : 0;
     if (d.big) {
         bool ow = e.vr[1] == 'W';
-        if (a.bits_alloc == 16 && !ow)
-            return codec_why(why, whylen, -ENOTSUP, "DICOM: 16-bit OB pixel data in big endian");
+        if (a.bits_alloc >= 16 && !ow)
+            return codec_why(why, whylen, -ENOTSUP, "DICOM: %ld-bit OB pixel data in big endian",
+                             a.bits_alloc);
         if (a.bits_alloc == 8 && ow && f->raster_len % 2)
             return codec_why(why, whylen, -ENOTSUP, "DICOM: odd-length 8-bit OW in big endian");
-        if (a.bits_alloc == 16)
+        if (a.bits_alloc >= 16)
             f->layout |= CODEC_LAYOUT_BE16;
         else if (ow)
             f->layout |= CODEC_LAYOUT_BE_OW8;
     }
     f->head_len = start;
-    f->max_value = (uint32_t)((1ul << a.bits_stored) - 1);
+    f->max_value = (uint32_t)((1ul << (a.bits_stored < 16 ? a.bits_stored : 16)) - 1);
     f->strict = false;
     return 0;
 }

@@ -20,6 +20,7 @@
 #                takes no grey images; 512 only)
 #   pgm          the same slices as PGM (P5)
 #   dicom        the native DICOM files of python3-pydicom (their own sizes)
+#   dicom-words32  pydicom's RT Dose grids (Bits Allocated 32, two 16-bit planes per sample)
 # and the PNGs of tests/data as written.
 #
 # Usage: bash tests/bench/bench_adapters.sh   (needs the packages scripts/setup.sh installs)
@@ -89,6 +90,9 @@ run pgm "$work/pgm-512"/*.pgm
 mapfile -t dicoms < <(ls /usr/lib/python3/dist-packages/pydicom/data/test_files/*.dcm)
 "$prog" dicom "${dicoms[@]}" >"$work/dicom.txt" 2>/dev/null || true
 grep '^SUMMARY' "$work/dicom.txt" >>"$out"
+pyd=/usr/lib/python3/dist-packages/pydicom/data/test_files
+run dicom-words32 "$pyd"/rtdose.dcm "$pyd"/rtdose_1frame.dcm "$pyd"/rtdose_expb.dcm \
+    "$pyd"/rtdose_expb_1frame.dcm
 run tests-data "$root"/tests/data/*.png
 
 echo

@@ -9,8 +9,11 @@ A line is `<where>/<path> refuse` or `<where>/<path> exact ROWS COLS SPP FRAMES 
 where FNV64 is FNV-1a (64-bit) over the samples in plane order (channel, frame, row, column),
 each sample as 1 byte (8-bit) or 2 bytes little-endian (16-bit). A file is `exact` when its
 transfer syntax is native (explicit/implicit VR little endian, explicit VR big endian), it has
-Pixel Data, Bits Allocated is 8 or 16, and the Pixel Data is at least as long as the geometry
+Pixel Data, Bits Allocated is 8, 16 or 32, and the Pixel Data is at least as long as the geometry
 (the samples are its first bytes; what follows, a pad byte or more, is kept verbatim).
+The geometry is that of the planes the adapter makes: a 32-bit sample is two 16-bit samples, its
+16-bit words in file order (SPP and BITS say 2 x Samples per Pixel and 16; planar data and more
+than 2 samples per pixel are refused).
 """
 import os
 import sys
@@ -50,8 +53,12 @@ def judge(path):
         planar = int(ds.get("PlanarConfiguration", 0) or 0)
     except Exception:
         return "refuse"
-    if ba not in (8, 16) or not (rows and cols and spp and frames):
+    if ba not in (8, 16, 32) or not (rows and cols and spp and frames):
         return "refuse"
+    if ba == 32:
+        if spp > 2 or (planar and spp > 1):
+            return "refuse"
+        spp, ba = 2 * spp, 16  # the words of each sample, in file order
     data = ds.PixelData
     n = rows * cols * spp * frames * (ba // 8)
     if len(data) < n:

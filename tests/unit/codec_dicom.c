@@ -231,11 +231,18 @@ START_TEST(test_dicom_repo)
     struct dcm_manifest m;
     struct dcm_tally t;
     static const char *const must[][2] = {
-        {"MR_small.dcm", "exact"},           {"CT_small.dcm", "exact"},
-        {"MR_small_bigendian.dcm", "exact"}, {"MR_small_implicit.dcm", "exact"},
-        {"ExplVR_BigEnd.dcm", "exact"},      {"SC_rgb_small_odd.dcm", "exact"},
-        {"MR_small_RLE.dcm", "refuse"},      {"JPEG2000.dcm", "refuse"},
-        {"MR_small_padded.dcm", "exact"},    {"image_dfl.dcm", "refuse"},
+        {"MR_small.dcm", "exact"},
+        {"CT_small.dcm", "exact"},
+        {"MR_small_bigendian.dcm", "exact"},
+        {"MR_small_implicit.dcm", "exact"},
+        {"ExplVR_BigEnd.dcm", "exact"},
+        {"SC_rgb_small_odd.dcm", "exact"},
+        {"MR_small_RLE.dcm", "refuse"},
+        {"JPEG2000.dcm", "refuse"},
+        {"MR_small_padded.dcm", "exact"},
+        {"image_dfl.dcm", "refuse"},
+        {"rtdose.dcm", "exact"},
+        {"rtdose_expb.dcm", "exact"},
     };
     dcm_manifest_load(&m);
     memset(&t, 0, sizeof(t));
@@ -511,6 +518,69 @@ static void dcm_expect(const uint8_t *buf, size_t len, int want, const char *rea
         ck_assert_msg(strstr(why, reason), "reason '%s', wanted '%s'", why, reason);
 }
 
+/* Bits Allocated 32: each sample is its two 16-bit words, in file order; the little- and the
+ * big-endian RT Dose grid give the same words, in the other order. */
+START_TEST(test_dicom_words32)
+{
+    char path[4096], why[128];
+    struct codec_image *img[2] = {NULL, NULL};
+    static const char *const names[] = {"rtdose.dcm", "rtdose_expb.dcm"};
+    for (size_t i = 0; i < 2; i++) {
+        size_t len;
+        snprintf(path, sizeof(path), "%s/%s", dcm_test_data(), names[i]);
+        uint8_t *buf = unit_read_file(path, &len);
+        ck_assert_int_eq(dcm_test_roundtrip(buf, len, &img[i], why, sizeof(why)), 0);
+        ck_assert_uint_eq(img[i]->channels, 2);
+        ck_assert_uint_eq(img[i]->frames, 15);
+        ck_assert_uint_eq(img[i]->bits, 16);
+        ck_assert_uint_eq(img[i]->significant, 16);
+        free(buf);
+    }
+    /* The first sample is 0x00130ee8 (1248488 × Dose Grid Scaling 1e-6 Gy), as pydicom reads it. */
+    const uint16_t *le = img[0]->planes, *be = img[1]->planes;
+    size_t plane = 15 * 10 * 10;
+    ck_assert_uint_eq(le[0], 0x0ee8);
+    ck_assert_uint_eq(le[plane], 0x0013);
+    ck_assert_int_eq(memcmp(le, be + plane, plane * 2), 0);
+    ck_assert_int_eq(memcmp(le + plane, be, plane * 2), 0);
+    codec_image_free(img[0]);
+    codec_image_free(img[1]);
+}
+END_TEST
+
+/* 32-bit files the adapter refuses: more than 2 samples per pixel (beyond 4 channels), planar
+ * (the words of a sample would not be interleaved), OB in big endian (no word order). */
+START_TEST(test_dicom_words32_refused)
+{
+    static const struct {
+        const char *ts;
+        unsigned spp, planar;
+        const char *vr, *reason;
+    } cases[] = {
+        {"1.2.840.10008.1.2.1", 3, 0, "OW", "32-bit samples, 3 per pixel"},
+        {"1.2.840.10008.1.2.1", 2, 1, "OW", "32-bit samples, planar"},
+        {"1.2.840.10008.1.2.2", 1, 0, "OB", "32-bit OB pixel data in big endian"},
+        {"1.2.840.10008.1.2.1", 2, 0, "OW", NULL}, /* taken */
+    };
+    static const uint8_t px[32] = {1,  2,  3,  4,  5,  6,  7,  8,  9,  10, 11, 12, 13, 14, 15, 16,
+                                   17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32};
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct dcm_w w = {0};
+        dcm_w_part10(&w, cases[i].ts);
+        w.big = strcmp(cases[i].ts, "1.2.840.10008.1.2.2") == 0;
+        dcm_w_us(&w, 0x0002, cases[i].spp);
+        if (cases[i].spp > 1)
+            dcm_w_us(&w, 0x0006, cases[i].planar);
+        dcm_w_us(&w, 0x0010, 1);
+        dcm_w_us(&w, 0x0011, 2);
+        dcm_w_us(&w, 0x0100, 32);
+        dcm_w_elem(&w, 0x7fe0, 0x0010, cases[i].vr, px, 8 * cases[i].spp);
+        dcm_expect(w.p, w.n, cases[i].reason ? -ENOTSUP : 0, cases[i].reason);
+        free(w.p);
+    }
+}
+END_TEST
+
 START_TEST(test_dicom_refused)
 {
     struct dcm_w w = {0};
@@ -560,7 +630,8 @@ START_TEST(test_dicom_refused)
         {"1.2.840.10008.1.2.4.90", 8, "JPEG 2000"},
         {"1.2.840.10008.1.2.5", 8, "RLE"},
         {"1.2.3.4", 8, "transfer syntax 1.2.3.4"},
-        {"1.2.840.10008.1.2.1", 32, "Bits Allocated 32"},
+        {"1.2.840.10008.1.2.1", 32, "shorter than the geometry"},
+        {"1.2.840.10008.1.2.1", 24, "Bits Allocated 24"},
         {"1.2.840.10008.1.2.1", 1, "Bits Allocated 1"},
     };
     for (size_t i = 0; i < sizeof(refusals) / sizeof(refusals[0]); i++) {
@@ -625,7 +696,8 @@ END_TEST
 START_TEST(test_dicom_malformed)
 {
     static const char *const names[] = {"SC_rgb_small_odd.dcm", "MR_small_implicit.dcm",
-                                        "ExplVR_BigEnd.dcm", "MR_small_bigendian.dcm"};
+                                        "ExplVR_BigEnd.dcm", "MR_small_bigendian.dcm",
+                                        "rtdose_expb.dcm"};
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
         char path[4096], why[128];
         size_t len;
@@ -657,10 +729,12 @@ static Suite *codec_dicom_suite(void)
     tcase_add_test(tc, test_dicom_pydicom);
     tcase_add_test(tc, test_dicom_repo);
     tcase_add_test(tc, test_dicom_values);
+    tcase_add_test(tc, test_dicom_words32);
     suite_add_tcase(s, tc);
     tc = tcase_create("generated");
     tcase_add_test(tc, test_dicom_generated);
     tcase_add_test(tc, test_dicom_refused);
+    tcase_add_test(tc, test_dicom_words32_refused);
     suite_add_tcase(s, tc);
     tc = tcase_create("malformed");
     tcase_set_timeout(tc, 300); /* thousands of round trips, slow under sanitizers */
