@@ -52,7 +52,8 @@
  *   and the coder is promised that no sample exceeds the significant bits.
  *
  * DICOM (flags: bit 0 planar configuration 1, bit 1 big-endian 16-bit words, bit 2 big-endian
- *   OW of 8-bit samples, i.e. byte pairs swapped, bit 3 Bits Allocated 32, below): head is
+ *   OW of 8-bit samples, i.e. byte pairs swapped, bit 3 Bits Allocated 32, bit 4
+ *   YBR_FULL_422, both below): head is
  *   everything from the preamble through the Pixel Data (7FE0,0010) element header, tail is
  *   what the Pixel Data holds past the geometry's samples (an odd length's pad byte, or
  *   padding a writer added) and every element after it. The raster is frames × (height ×
@@ -64,6 +65,11 @@
  *   (little endian: low word first; big endian, flag bit 1: high word first), so the image has
  *   2 × Samples per Pixel channels of 16 bits, and the raster is read as that 16-bit raster.
  *   Significant bits: Bits Stored when it is below 16 and no word has a bit above it, else 16.
+ *   YBR_FULL_422 and YBR_PARTIAL_422 (flag bit 4; 3 samples per pixel, planar configuration
+ *   0, an even number of columns, 8 or 16 bits): each pair of pixels is stored as Y0 Y1 Cb Cr,
+ *   so the image has 4 channels of width columns / 2: the luma of the even columns, the luma
+ *   of the odd columns, then Cb and Cr at their own (half) horizontal resolution, and the
+ *   raster is read as that 4-channel raster.
  *
  * PNG (flags = 0; frames = 1). The raster is a zlib stream cut into IDAT chunks, so between the
  *   head and the tail length sits the IDAT section, and the file is
@@ -146,6 +152,7 @@
 #define CODEC_DICOM_BE16 2u
 #define CODEC_DICOM_BE_OW8 4u
 #define CODEC_DICOM_WORDS32 8u
+#define CODEC_DICOM_YBR422 16u
 
 enum codec_format {
     CODEC_FORMAT_NONE = 0,

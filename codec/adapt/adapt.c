@@ -74,8 +74,8 @@ uint8_t codec_flags_layout(enum codec_format format, uint8_t flags)
 /* Whether join can take an envelope's layout for img: the flags split makes, and no others. */
 static bool layout_valid(const struct codec_image *img, uint8_t layout, size_t raster_len)
 {
-    const uint8_t known =
-        CODEC_LAYOUT_PLANAR | CODEC_LAYOUT_BE16 | CODEC_LAYOUT_BE_OW8 | CODEC_LAYOUT_WORDS32;
+    const uint8_t known = CODEC_LAYOUT_PLANAR | CODEC_LAYOUT_BE16 | CODEC_LAYOUT_BE_OW8 |
+                          CODEC_LAYOUT_WORDS32 | CODEC_LAYOUT_YBR422;
     if (layout & ~known)
         return false;
     if ((layout & CODEC_LAYOUT_BE_OW8) && (img->bits != 8 || raster_len % 2))
@@ -83,6 +83,10 @@ static bool layout_valid(const struct codec_image *img, uint8_t layout, size_t r
     /* 32-bit samples: 16-bit word pairs, interleaved */
     if ((layout & CODEC_LAYOUT_WORDS32) &&
         (img->bits != 16 || img->channels % 2 || (layout & CODEC_LAYOUT_PLANAR)))
+        return false;
+    /* subsampled chroma: pixel pairs, interleaved */
+    if ((layout & CODEC_LAYOUT_YBR422) &&
+        (img->channels != 4 || (layout & (CODEC_LAYOUT_PLANAR | CODEC_LAYOUT_WORDS32))))
         return false;
     return true;
 }

@@ -26,6 +26,7 @@
 #define CODEC_LAYOUT_BE16 CODEC_DICOM_BE16       /* 16-bit samples big-endian */
 #define CODEC_LAYOUT_BE_OW8 CODEC_DICOM_BE_OW8   /* 8-bit samples, byte pairs swapped */
 #define CODEC_LAYOUT_WORDS32 CODEC_DICOM_WORDS32 /* 32-bit samples as two 16-bit channels */
+#define CODEC_LAYOUT_YBR422 CODEC_DICOM_YBR422   /* Y0 Y1 Cb Cr as 4 half-width channels */
 
 /* What a parser found: the image geometry (planes and significant unset), where the raster
  * is, and how its bytes are laid out. */

@@ -12,8 +12,10 @@
  * are the pixel data. Pixel data longer than the geometry (a pad byte, or padding) keeps the
  * extra bytes in the envelope. A 32-bit sample (RT Dose) is taken as two 16-bit samples, its
  * words in file order, so the coder sees two 16-bit channels and the raster needs no loop of
- * its own. Encapsulated (compressed) and deflated transfer syntaxes, 1-bit samples, pixel data
- * shorter than the geometry and datasets without the Part 10 preamble are refused.
+ * its own; subsampled chroma (YBR_FULL_422) likewise as four half-width channels, one per byte
+ * (or word) of a pixel pair. Encapsulated (compressed) and deflated transfer syntaxes, 1-bit
+ * samples, pixel data shorter than the geometry and datasets without the Part 10 preamble are
+ * refused.
  */
 #include <errno.h>
 #include <string.h>
@@ -47,6 +49,7 @@ struct dcm_elem {
 struct dcm_attrs {
     long rows, cols, spp, bits_alloc, bits_stored, planar, frames;
     char ts[65];
+    bool ybr422; /* Photometric Interpretation YBR_FULL_422 or YBR_PARTIAL_422 */
 };
 
 enum dcm_mode { DCM_META, DCM_TOP, DCM_ITEM_BODY };
@@ -146,6 +149,16 @@ static long dcm_is(const struct dcm *d, const struct dcm_elem *e)
     return v;
 }
 
+/* Whether a CS value is `want`, but for trailing space padding. */
+static bool dcm_cs_is(const struct dcm *d, const struct dcm_elem *e, const char *want)
+{
+    const uint8_t *p = d->buf + d->pos + e->hdr;
+    size_t n = e->vlen, w = strlen(want);
+    while (n && (p[n - 1] == ' ' || p[n - 1] == 0))
+        n--;
+    return n == w && memcmp(p, want, w) == 0;
+}
+
 static void dcm_capture(const struct dcm *d, const struct dcm_elem *e, struct dcm_attrs *a)
 {
     switch (e->tag) {
@@ -162,6 +175,9 @@ static void dcm_capture(const struct dcm *d, const struct dcm_elem *e, struct dc
     }
     case DCM_TAG(0x0028, 0x0002):
         a->spp = dcm_us(d, e);
+        break;
+    case DCM_TAG(0x0028, 0x0004):
+        a->ybr422 = dcm_cs_is(d, e, "YBR_FULL_422") || dcm_cs_is(d, e, "YBR_PARTIAL_422");
         break;
     case DCM_TAG(0x0028, 0x0006):
         a->planar = dcm_us(d, e);
@@ -323,11 +339,25 @@ static int dcm_words32(struct codec_found *f, const struct dcm_attrs *a, char *w
     return 0;
 }
 
+/* YBR_FULL_422: a pair of pixels is Y0 Y1 Cb Cr (PS3.3 C.7.6.3.1.2), read as one pixel of 4
+ * channels at half the width (codec.h). 0 or -ENOTSUP. */
+static int dcm_ybr422(struct codec_found *f, const struct dcm_attrs *a, char *why, size_t whylen)
+{
+    if (a->spp != 3 || (f->layout & (CODEC_LAYOUT_PLANAR | CODEC_LAYOUT_WORDS32)) || a->cols % 2)
+        return codec_why(why, whylen, -ENOTSUP,
+                         "DICOM: YBR_422 other than 3 interleaved samples of 8 or 16 bits in "
+                         "even columns");
+    f->geo.channels = 4;
+    f->geo.width = (uint32_t)a->cols / 2;
+    f->layout |= CODEC_LAYOUT_YBR422;
+    return 0;
+}
+
 int codec_dicom_parse(const uint8_t *buf, size_t len, struct codec_found *f, char *why,
                       size_t whylen)
 {
     struct dcm d = {.buf = buf, .len = len, .pos = 132, .why = why, .whylen = whylen};
-    struct dcm_attrs a = {-1, -1, -1, -1, -1, -1, -1, {0}};
+    struct dcm_attrs a = {-1, -1, -1, -1, -1, -1, -1, {0}, false};
     struct dcm_elem e = {0};
     size_t start;
     int ret;
@@ -373,6 +403,8 @@ int codec_dicom_parse(const uint8_t *buf, size_t len, struct codec_found *f, cha
     f->geo.bits = (uint32_t)a.bits_alloc;
     f->layout = (a.planar && a.spp > 1) ? CODEC_LAYOUT_PLANAR : 0;
     if (a.bits_alloc == 32 && (ret = dcm_words32(f, &a, why, whylen)) != 0)
+        return ret;
+    if (a.ybr422 && (ret = dcm_ybr422(f, &a, why, whylen)) != 0)
         return ret;
     if ((ret = codec_found_size(f, why, whylen)) != 0)
         return ret;

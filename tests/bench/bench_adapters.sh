@@ -21,6 +21,7 @@
 #   pgm          the same slices as PGM (P5)
 #   dicom        the native DICOM files of python3-pydicom (their own sizes)
 #   dicom-words32  pydicom's RT Dose grids (Bits Allocated 32, two 16-bit planes per sample)
+#   dicom-ybr422   pydicom's YBR_FULL_422 file (subsampled chroma, four half-width planes)
 # and the PNGs of tests/data as written.
 #
 # Usage: bash tests/bench/bench_adapters.sh   (needs the packages scripts/setup.sh installs)
@@ -93,6 +94,7 @@ grep '^SUMMARY' "$work/dicom.txt" >>"$out"
 pyd=/usr/lib/python3/dist-packages/pydicom/data/test_files
 run dicom-words32 "$pyd"/rtdose.dcm "$pyd"/rtdose_1frame.dcm "$pyd"/rtdose_expb.dcm \
     "$pyd"/rtdose_expb_1frame.dcm
+run dicom-ybr422 "$pyd"/SC_ybr_full_422_uncompressed.dcm
 run tests-data "$root"/tests/data/*.png
 
 echo

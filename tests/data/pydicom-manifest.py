@@ -13,7 +13,9 @@ Pixel Data, Bits Allocated is 8, 16 or 32, and the Pixel Data is at least as lon
 (the samples are its first bytes; what follows, a pad byte or more, is kept verbatim).
 The geometry is that of the planes the adapter makes: a 32-bit sample is two 16-bit samples, its
 16-bit words in file order (SPP and BITS say 2 x Samples per Pixel and 16; planar data and more
-than 2 samples per pixel are refused).
+than 2 samples per pixel are refused); YBR_FULL_422 (and YBR_PARTIAL_422) pixel pairs Y0 Y1 Cb Cr
+are 4 samples of a pixel at half the width (COLS is Columns / 2, SPP 4; other than 3 interleaved
+samples of 8 or 16 bits in even columns is refused).
 """
 import os
 import sys
@@ -59,6 +61,10 @@ def judge(path):
         if spp > 2 or (planar and spp > 1):
             return "refuse"
         spp, ba = 2 * spp, 16  # the words of each sample, in file order
+    if str(ds.get("PhotometricInterpretation", "")) in ("YBR_FULL_422", "YBR_PARTIAL_422"):
+        if spp != 3 or planar or cols % 2 or ba == 32:
+            return "refuse"
+        spp, cols = 4, cols // 2  # Y0 Y1 Cb Cr: one pixel of 4 samples per pixel pair
     data = ds.PixelData
     n = rows * cols * spp * frames * (ba // 8)
     if len(data) < n:

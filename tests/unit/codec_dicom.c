@@ -243,6 +243,7 @@ START_TEST(test_dicom_repo)
         {"image_dfl.dcm", "refuse"},
         {"rtdose.dcm", "exact"},
         {"rtdose_expb.dcm", "exact"},
+        {"SC_ybr_full_422_uncompressed.dcm", "exact"},
     };
     dcm_manifest_load(&m);
     memset(&t, 0, sizeof(t));
@@ -581,6 +582,78 @@ START_TEST(test_dicom_words32_refused)
 }
 END_TEST
 
+/* YBR_FULL_422: pixel pairs Y0 Y1 Cb Cr are the 4 channels of a half-width image; the raster
+ * is the last 20000 bytes of the file. */
+START_TEST(test_dicom_ybr422)
+{
+    char path[4096], why[128];
+    size_t len;
+    struct codec_image *img = NULL;
+    snprintf(path, sizeof(path), "%s/SC_ybr_full_422_uncompressed.dcm", dcm_test_data());
+    uint8_t *buf = unit_read_file(path, &len);
+    ck_assert_int_eq(dcm_test_roundtrip(buf, len, &img, why, sizeof(why)), 0);
+    ck_assert_uint_eq(img->channels, 4);
+    ck_assert_uint_eq(img->width, 50);
+    ck_assert_uint_eq(img->height, 100);
+    ck_assert_uint_eq(img->bits, 8);
+    const uint8_t *raster = buf + len - 20000, *planes = img->planes;
+    for (size_t p = 0; p < 5000; p++)
+        for (size_t c = 0; c < 4; c++)
+            ck_assert_uint_eq(planes[c * 5000 + p], raster[4 * p + c]);
+    ck_assert_uint_eq(planes[0], 0x4c); /* Y0 Y1 Cb Cr of the first pair, as pydicom reads */
+    ck_assert_uint_eq(planes[5000], 0x4c);
+    ck_assert_uint_eq(planes[10000], 0x55);
+    ck_assert_uint_eq(planes[15000], 0xff);
+    codec_image_free(img);
+    free(buf);
+}
+END_TEST
+
+/* Generated YBR_FULL_422 files: 16-bit and big-endian ones taken, the layouts the standard
+ * does not allow refused. */
+START_TEST(test_dicom_ybr422_generated)
+{
+    static const struct {
+        const char *ts, *photo, *vr;
+        unsigned spp, planar, cols, bits;
+        int want;
+    } cases[] = {
+        {"1.2.840.10008.1.2.1", "YBR_FULL_422", "OB", 3, 0, 4, 8, 0},
+        {"1.2.840.10008.1.2.2", "YBR_FULL_422", "OW", 3, 0, 4, 8, 0},  /* byte pairs swapped */
+        {"1.2.840.10008.1.2.2", "YBR_FULL_422", "OW", 3, 0, 2, 16, 0}, /* big-endian words */
+        {"1.2.840.10008.1.2", "YBR_PARTIAL_422 ", "OW", 3, 0, 6, 8, 0},
+        {"1.2.840.10008.1.2.1", "YBR_FULL_422", "OB", 3, 0, 3, 8, -ENOTSUP}, /* odd columns */
+        {"1.2.840.10008.1.2.1", "YBR_FULL_422", "OB", 3, 1, 4, 8, -ENOTSUP}, /* planar */
+        {"1.2.840.10008.1.2.1", "YBR_FULL_422", "OB", 1, 0, 4, 8, -ENOTSUP}, /* one sample */
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct dcm_w w = {0};
+        uint8_t px[64];
+        size_t n = (size_t)2 * cases[i].cols * 2 * (cases[i].bits / 8); /* 2 rows, 2 per pixel */
+        for (size_t k = 0; k < n; k++)
+            px[k] = (uint8_t)(k * 37 + 5);
+        dcm_w_part10(&w, cases[i].ts);
+        w.implicit = strcmp(cases[i].ts, "1.2.840.10008.1.2") == 0;
+        w.big = strcmp(cases[i].ts, "1.2.840.10008.1.2.2") == 0;
+        dcm_w_us(&w, 0x0002, cases[i].spp);
+        dcm_w_elem(&w, 0x0028, 0x0004, "CS", cases[i].photo, (uint32_t)strlen(cases[i].photo));
+        dcm_w_us(&w, 0x0006, cases[i].planar);
+        dcm_w_us(&w, 0x0010, 2);
+        dcm_w_us(&w, 0x0011, cases[i].cols);
+        dcm_w_us(&w, 0x0100, cases[i].bits);
+        dcm_w_elem(&w, 0x7fe0, 0x0010, cases[i].vr, px, (uint32_t)n);
+        dcm_expect(w.p, w.n, cases[i].want, cases[i].want ? "YBR_422" : NULL);
+        if (cases[i].want == 0) {
+            struct codec_image geo;
+            ck_assert_int_eq(codec_probe(w.p, w.n, &geo), 0);
+            ck_assert_uint_eq(geo.channels, 4);
+            ck_assert_uint_eq(geo.width, cases[i].cols / 2);
+        }
+        free(w.p);
+    }
+}
+END_TEST
+
 START_TEST(test_dicom_refused)
 {
     struct dcm_w w = {0};
@@ -696,8 +769,8 @@ END_TEST
 START_TEST(test_dicom_malformed)
 {
     static const char *const names[] = {"SC_rgb_small_odd.dcm", "MR_small_implicit.dcm",
-                                        "ExplVR_BigEnd.dcm", "MR_small_bigendian.dcm",
-                                        "rtdose_expb.dcm"};
+                                        "ExplVR_BigEnd.dcm",    "MR_small_bigendian.dcm",
+                                        "rtdose_expb.dcm",      "SC_ybr_full_422_uncompressed.dcm"};
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
         char path[4096], why[128];
         size_t len;
@@ -730,11 +803,13 @@ static Suite *codec_dicom_suite(void)
     tcase_add_test(tc, test_dicom_repo);
     tcase_add_test(tc, test_dicom_values);
     tcase_add_test(tc, test_dicom_words32);
+    tcase_add_test(tc, test_dicom_ybr422);
     suite_add_tcase(s, tc);
     tc = tcase_create("generated");
     tcase_add_test(tc, test_dicom_generated);
     tcase_add_test(tc, test_dicom_refused);
     tcase_add_test(tc, test_dicom_words32_refused);
+    tcase_add_test(tc, test_dicom_ybr422_generated);
     suite_add_tcase(s, tc);
     tc = tcase_create("malformed");
     tcase_set_timeout(tc, 300); /* thousands of round trips, slow under sanitizers */
