@@ -39,7 +39,8 @@
  *   44+H    T     tail: the file's bytes after the raster, verbatim
  *   44+H+T        end; no other bytes may follow
  *
- * (PNG puts its IDAT section between the head and the tail length; see below.)
+ * (PNG puts its IDAT section between the head and the tail length, plain PNM its layout
+ * section; see below.)
  *
  * The file is head || raster(planes) || tail, where raster() is the format's sample layout:
  *
@@ -50,6 +51,21 @@
  *   file, garbage): kept verbatim, never interpreted. Significant bits are the bit length of
  *   maxval; a sample above maxval is refused (-ENOTSUP), because the file is not a valid PNM
  *   and the coder is promised that no sample exceeds the significant bits.
+ *
+ * Plain PNM (P2 grey, P3 RGB; flags = 1): the same head (from "P2"/"P3"), then, as PNG's
+ *   IDAT section, an 8-byte length S and S bytes of layout section, then the tail length and
+ *   the tail. The raster is the samples (interleaved, 8-bit planes when maxval < 256) printed
+ *   in shortest decimal (no sign, no leading zero) and laid out in lines:
+ *     1       separator: ' ' or '\t', between the samples of a line
+ *     1       line break: 0 "\n", 1 "\r\n", 2 "\r"
+ *     1       flags: bit 0 the separator also follows the last sample of each line (before
+ *             its line break), bit 1 the last line ends with a line break too (else the text
+ *             ends at its last sample); other bits 0
+ *     varint  pair count P >= 1, then P pairs: varint samples per line A >= 1, varint lines
+ *             B >= 1: B lines of A samples; the pairs' A × B sum to the sample count
+ *   The tail is what follows the text. Split refuses (-ENOTSUP) a raster not in such a layout:
+ *   leading zeros, a sign, runs of blanks, comments or blank lines among the samples, mixed
+ *   separators or line breaks, a sample above maxval, too few samples.
  *
  * DICOM (flags: bit 0 planar configuration 1, bit 1 big-endian 16-bit words, bit 2 big-endian
  *   OW of 8-bit samples, i.e. byte pairs swapped, bit 3 Bits Allocated 32, bit 4
@@ -154,6 +170,9 @@
 #define CODEC_DICOM_WORDS32 8u
 #define CODEC_DICOM_YBR422 16u
 
+/* PNM envelope flag (see above). */
+#define CODEC_PNM_TEXT 1u
+
 enum codec_format {
     CODEC_FORMAT_NONE = 0,
     CODEC_FORMAT_PNM = 1,
@@ -233,7 +252,8 @@ struct codec_envelope_info {
     uint64_t head_bytes; /* file bytes kept verbatim before the raster */
     uint64_t tail_bytes; /* file bytes kept verbatim after the raster */
     /* PNG: the whole IDAT section with its length field (chunk lengths, row filter types,
-     * recipe), what rebuilds the compressed stream from the pixels; 0 for PNM and DICOM */
+     * recipe), what rebuilds the compressed stream from the pixels; plain PNM (P2/P3): the
+     * layout section with its length field; 0 for binary PNM and DICOM */
     uint64_t recipe_bytes;
 };
 

@@ -120,7 +120,8 @@ static int inspect_buf(const struct keys_key *ckey, const uint8_t *buf, size_t l
     row->env_bytes = env_len;
     rc = codec_envelope_info(env, env_len, &ei);
     if (rc == 0) {
-        row->recipe = img->format == CODEC_FORMAT_PNG ? 1 : 0;
+        /* PNG's IDAT section, plain PNM's layout section */
+        row->recipe = img->format == CODEC_FORMAT_PNG || ei.recipe_bytes ? 1 : 0;
         row->recipe_bytes = ei.recipe_bytes;
     } else {
         /* Unknown when the format's layout is not reported yet; a malformed one is for join. */

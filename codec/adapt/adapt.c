@@ -251,6 +251,8 @@ int codec_split_threads(const uint8_t *buf, size_t len, unsigned threads, struct
     }
     if (ret)
         goto out;
+    if (f.text)
+        return codec_pnm_text_split(buf, len, &f, img, envelope, env_len, why, whylen);
     /* The parsers check this too; the envelope arithmetic below relies on it. */
     if (f.raster_len == 0 || f.head_len > len || f.raster_len > len - f.head_len) {
         ret = codec_why(why, whylen, -ENOTSUP, "raster truncated");
@@ -317,6 +319,9 @@ int codec_join_threads(const struct codec_image *img, const uint8_t *envelope, s
         goto out;
     if (img->format == CODEC_FORMAT_PNG)
         return codec_png_join(img, envelope, env_len, threads, out, out_len);
+    if (img->format == CODEC_FORMAT_PNM && env_len > CODEC_ENV_FLAGS &&
+        (envelope[CODEC_ENV_FLAGS] & CODEC_PNM_TEXT))
+        return codec_pnm_text_join(img, envelope, env_len, out, out_len);
     if (env_len < CODEC_ENV_FIXED + 8 || codec_env_check(img, envelope, env_len) != 0 ||
         (img->format != CODEC_FORMAT_PNM && img->format != CODEC_FORMAT_DICOM))
         goto out;
@@ -378,8 +383,9 @@ int codec_envelope_info(const uint8_t *env, size_t env_len, struct codec_envelop
     if (head_len > env_len - CODEC_ENV_FIXED - 8)
         return -EINVAL;
     pos = CODEC_ENV_FIXED + head_len;
-    if (env[4] == CODEC_FORMAT_PNG) {
-        /* The IDAT section, behind its length. */
+    if (env[4] == CODEC_FORMAT_PNG ||
+        (env[4] == CODEC_FORMAT_PNM && (env[CODEC_ENV_FLAGS] & CODEC_PNM_TEXT))) {
+        /* PNG's IDAT section, or plain PNM's layout section, behind its length. */
         uint64_t r;
         if (env_len - pos < 8)
             return -EINVAL;

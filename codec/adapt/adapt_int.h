@@ -37,6 +37,7 @@ struct codec_found {
     uint8_t layout;     /* CODEC_LAYOUT_* */
     uint32_t max_value; /* largest valid sample (PNM maxval, DICOM 2^BitsStored - 1) */
     bool strict;        /* a sample above max_value refuses the file (else significant = bits) */
+    bool text; /* PNM P2/P3: the raster is decimal text (pnmtext.c), not raster_len bytes */
 };
 
 /* Write a reason into why (NULL-safe); returns err so callers can `return codec_why(...)`. */
@@ -62,6 +63,14 @@ int codec_png_split(const uint8_t *buf, size_t len, unsigned threads, struct cod
                     uint8_t **envelope, size_t *env_len, char *why, size_t whylen);
 int codec_png_join(const struct codec_image *img, const uint8_t *envelope, size_t env_len,
                    unsigned threads, uint8_t **out, size_t *out_len);
+
+/* Plain PNM (P2/P3, f from codec_pnm_parse with f->text): the envelope with its layout
+ * section, made and read as codec_split and codec_join. */
+int codec_pnm_text_split(const uint8_t *buf, size_t len, const struct codec_found *f,
+                         struct codec_image **img, uint8_t **envelope, size_t *env_len, char *why,
+                         size_t whylen);
+int codec_pnm_text_join(const struct codec_image *img, const uint8_t *envelope, size_t env_len,
+                        uint8_t **out, size_t *out_len);
 
 /* Parsers: fill *f from a whole file, or refuse. Return 0, -ENOTSUP or -EFBIG. */
 /* PNG's geometry from its IHDR alone (codec_probe). */

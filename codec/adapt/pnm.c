@@ -2,8 +2,9 @@
 /*
  * PNM adapter: binary greymaps (P5) and pixmaps (P6), maxval 1..65535. Only the header is
  * parsed; it goes to the envelope verbatim, so comments and any whitespace survive without
- * being understood. ASCII variants (P2/P3) and bitmaps (P1/P4) are refused: their raster is
- * text or bits whose spelling a sample array cannot keep. Bytes after the first raster (a
+ * being understood. The plain (ASCII) variants P2/P3 share the header and hand their decimal
+ * raster to pnmtext.c; bitmaps (P1/P4) are refused: their raster is bits (or text) whose
+ * spelling a sample array cannot keep. Bytes after the first raster (a
  * multi-image file, garbage) are kept verbatim as the tail rather than refused, since keeping
  * them costs nothing and loses nothing.
  */
@@ -55,8 +56,8 @@ int codec_pnm_parse(const uint8_t *buf, size_t len, struct codec_found *f, char 
 
     if (len < 3 || buf[0] != 'P')
         return codec_why(why, whylen, -ENOTSUP, "PNM: bad magic");
-    if (buf[1] != '5' && buf[1] != '6')
-        return codec_why(why, whylen, -ENOTSUP, "PNM: P%c (only binary P5/P6 are kept exactly)",
+    if (buf[1] != '2' && buf[1] != '3' && buf[1] != '5' && buf[1] != '6')
+        return codec_why(why, whylen, -ENOTSUP, "PNM: P%c (only greymaps and pixmaps are kept)",
                          buf[1] >= '1' && buf[1] <= '7' ? buf[1] : '?');
     if ((ret = pnm_number(buf, len, &pos, &width, why, whylen)) != 0 ||
         (ret = pnm_number(buf, len, &pos, &height, why, whylen)) != 0 ||
@@ -73,14 +74,15 @@ int codec_pnm_parse(const uint8_t *buf, size_t len, struct codec_found *f, char 
         return codec_why(why, whylen, -ENOTSUP, "PNM: empty image");
 
     f->geo.format = CODEC_FORMAT_PNM;
-    f->geo.channels = buf[1] == '6' ? 3 : 1;
+    f->geo.channels = buf[1] == '6' || buf[1] == '3' ? 3 : 1;
     f->geo.frames = 1;
     f->geo.width = width;
     f->geo.height = height;
     f->geo.bits = maxval > 255 ? 16 : 8;
     if ((ret = codec_found_size(f, why, whylen)) != 0)
         return ret;
-    if (f->raster_len > len - pos)
+    f->text = buf[1] == '2' || buf[1] == '3';
+    if (!f->text && f->raster_len > len - pos)
         return codec_why(why, whylen, -ENOTSUP, "PNM: raster truncated");
     f->head_len = pos;
     f->layout = CODEC_LAYOUT_BE16;

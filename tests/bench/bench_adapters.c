@@ -2,9 +2,10 @@
 /*
  * Benchmark of the image adapters (codec/codec.h), for bench_adapters.sh: for every file given,
  * split and join (checking join(split(f)) == f), timed separately, and for PNG the IDAT section
- * (the recipe: chunk lengths, filter types, deflate description) as % of the file. Reference
- * columns from the same run: libpng decoding the same PNG to rows (what any reader pays), and
- * zlib recompressing the same filtered rows at the file's own level hint (what an encoder pays).
+ * (the recipe: chunk lengths, filter types, deflate description) as % of the file, for plain
+ * PNM its layout section. Reference columns from the same run: libpng decoding the same PNG to
+ * rows (what any reader pays), and zlib recompressing the same filtered rows at the file's own
+ * level hint (what an encoder pays).
  *
  *   bench_adapters GROUP FILE...    one line per file, then the group's summary line
  *
@@ -141,7 +142,7 @@ out:
 /* ---- the benchmark ------------------------------------------------------------------------ */
 
 struct row {
-    double recipe_pct; /* < 0 for non-PNG */
+    double recipe_pct; /* < 0 without a recipe (binary PNM, DICOM) */
     double split_mbs, join_mbs, both_mbs, ref_dec_mbs, ref_enc_mbs;
     double split_ms, join_ms, ref_dec_ms, ref_enc_ms;
 };
@@ -230,7 +231,8 @@ static int bench_file(const char *group, const char *path, struct row *r)
     r->split_ms = ts * 1e3;
     r->join_ms = tj * 1e3;
     r->both_mbs = mb / (ts + tj);
-    r->recipe_pct = -1;
+    /* PNG's IDAT section, plain PNM's layout section */
+    r->recipe_pct = info.recipe_bytes ? 100.0 * (double)info.recipe_bytes / (double)len : -1;
     r->ref_dec_mbs = r->ref_enc_mbs = r->ref_dec_ms = r->ref_enc_ms = 0;
     if (img->format == CODEC_FORMAT_PNG) {
         size_t raw_len = 0, rows_len = 0;

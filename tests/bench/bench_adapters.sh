@@ -19,6 +19,7 @@
 #   advpng       advpng -z -3 (7-Zip's deflate: not zlib; RGB copies of the slices, since advpng
 #                takes no grey images; 512 only)
 #   pgm          the same slices as PGM (P5)
+#   pgm-plain    the same slices as plain PGM (P2, ImageMagick's convert -compress none)
 #   dicom        the native DICOM files of python3-pydicom (their own sizes)
 #   dicom-words32  pydicom's RT Dose grids (Bits Allocated 32, two 16-bit planes per sample)
 #   dicom-ybr422   pydicom's YBR_FULL_422 file (subsampled chroma, four half-width planes)
@@ -69,6 +70,10 @@ done
 mkdir -p "$work/pgm-512"
 $py "$root/scripts/nii_slices.py" --out "$work/pgm-512" --per-axis 3 --volumes ch2,inia19-t1-brain \
     --format pgm >/dev/null
+mkdir -p "$work/pgm-plain-512"
+for f in "$work/pgm-512"/*.pgm; do
+    convert "$f" -compress none "$work/pgm-plain-512/$(basename "$f")"
+done
 
 out=$work/summary.txt
 : >"$out"
@@ -88,6 +93,7 @@ for size in 512 2048; do
     done
 done
 run pgm "$work/pgm-512"/*.pgm
+run pgm-plain "$work/pgm-plain-512"/*.pgm
 mapfile -t dicoms < <(ls /usr/lib/python3/dist-packages/pydicom/data/test_files/*.dcm)
 "$prog" dicom "${dicoms[@]}" >"$work/dicom.txt" 2>/dev/null || true
 grep '^SUMMARY' "$work/dicom.txt" >>"$out"

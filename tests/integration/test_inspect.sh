@@ -153,6 +153,14 @@ for f in "${PGM[@]}" "$T/rgb8.ppm" "$T/rgb16.ppm"; do
 done
 want_exact "$T/rgb8.ppm" PNM 3x1x5x7 8/8
 want_exact "$T/rgb16.ppm" PNM 3x1x2x3 16/16
+for f in "${PGM[@]}"; do
+    # binary: no recipe; plain (P2): its layout, a few bytes
+    if [[ $(head -c 2 "$f") == P2 ]]; then
+        [[ $(field "$f" 6) =~ ^[0-9]+$ ]] || fail "$f: no layout size for a plain PGM"
+    else
+        [[ $(field "$f" 6) == - ]] || fail "$f: a recipe for a binary PGM"
+    fi
+done
 
 step "PNG: exact or generic with a PNG reason, never a mismatch"
 for f in "${PNG[@]}"; do
@@ -274,7 +282,8 @@ for line, name in zip(lines, files):
         geo = "x".join(str(o[k]) for k in ("channels", "frames", "height", "width"))
         assert geo == t[1] and f"{o['bits']}/{o['significant']}" == t[2], (o, t)
         assert o["envelope_bytes"] == int(t[4]) and o["join"] == t[7] == "exact", (o, t)
-        assert (o["recipe_bytes"] is None) == (o["format"] != "PNG" or t[5] == "?"), o
+        assert (o["recipe_bytes"] is None) == (t[5] in ("-", "?")), o
+        assert o["format"] in ("PNG", "PNM") or t[5] == "-", o
 EOF
 
 step "--json escapes file names"
