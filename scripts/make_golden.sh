@@ -11,7 +11,9 @@
 # keyring without models), v1 by the code of the commit that added this script (features by the
 # latent coder, default autoencoder in the keyring), v2 with GOLDEN_CODER=neural by the code of
 # the commit that shipped the default coder model (pixel streams by the neural predictor 1,
-# default autoencoder and coder model in the keyring).
+# default autoencoder and coder model in the keyring). kinds1 holds only the kinds that took the
+# image path later (an interlaced PNG, a 32-bit RT Dose grid, a YBR_FULL_422 DICOM, a plain
+# PGM), made with GOLDEN_SRCS by the code of the commit that added it (fixed predictor).
 #
 # A folder holds:
 #   key                       the 32-byte key file of its keyring (test material, not a secret)
@@ -26,7 +28,9 @@
 #                             imgcrypt preview; "-" for a container without features)
 #
 # usage: scripts/make_golden.sh [BUILD_DIR] [FOLDER_NAME]   (default build, v1)
-# Environment: GOLDEN_CODER=fixed|neural|smallest, imgcrypt encrypt's --coder (default fixed).
+# Environment: GOLDEN_CODER=fixed|neural|smallest, imgcrypt encrypt's --coder (default fixed);
+#              GOLDEN_SRCS="FILE..." (paths relative to tests/data): store these originals
+#              instead of the default list, and make no inputs/.
 # Needs python3 with Pillow and pydicom (apt-get install python3-pil python3-pydicom).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -38,10 +42,16 @@ py=/usr/bin/python3
 
 [ -x "$imgcrypt" ] || { echo "make_golden: $imgcrypt is not built" >&2; exit 1; }
 [ ! -e "$out" ] || { echo "make_golden: $out exists; golden files are never remade" >&2; exit 1; }
-mkdir -p "$out/inputs"
+mkdir -p "$out"
 cd "$out"
+srcs="mri-t1-sagittal-256.png mri-t1-axial-12in16bit.png mri-t1-axial-8bit.pgm CT_small.dcm
+    MR_small_bigendian.dcm SC_rgb_small_odd.dcm golden/$name/inputs/mr-4frames.dcm
+    golden/$name/inputs/grey16-41x37.png golden/$name/inputs/rgb-96x80.png
+    golden/$name/inputs/tiny-7x5.pgm"
+[ -z "${GOLDEN_SRCS:-}" ] || srcs=$GOLDEN_SRCS
 
-"$py" - "$root/tests/data" "$out/inputs" <<'EOF'
+[ -n "${GOLDEN_SRCS:-}" ] || mkdir inputs
+[ -n "${GOLDEN_SRCS:-}" ] || "$py" - "$root/tests/data" "$out/inputs" <<'EOF'
 import sys, pydicom
 from PIL import Image
 data, out = sys.argv[1], sys.argv[2]
@@ -69,10 +79,7 @@ chmod 600 key
 "$imgcrypt" init --keyfile key --kdf-cost 10 store >/dev/null
 
 : >MANIFEST
-for src in mri-t1-sagittal-256.png mri-t1-axial-12in16bit.png mri-t1-axial-8bit.pgm \
-    CT_small.dcm MR_small_bigendian.dcm SC_rgb_small_odd.dcm golden/$name/inputs/mr-4frames.dcm \
-    golden/$name/inputs/grey16-41x37.png golden/$name/inputs/rgb-96x80.png \
-    golden/$name/inputs/tiny-7x5.pgm; do
+for src in $srcs; do
     ct=$(basename "$src").ct
     "$imgcrypt" encrypt --keyfile key --coder "${GOLDEN_CODER:-fixed}" store \
         "$root/tests/data/$src" "$ct"
