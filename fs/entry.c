@@ -5,7 +5,7 @@
  * and nothing planted in the backing folder is followed. A folder is made under a temporary
  * name with its id inside and renamed into place, so no folder exists without its id; a
  * hashed long name gets its sidecar before the entry appears and loses it after the entry
- * goes.
+ * goes; so does a symlink with a long target (link.c), after its last name.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -120,20 +120,11 @@ void fs_op_symlink(fuse_req_t req, const char *target, fuse_ino_t parent, const 
     struct fs_node *p = fs_node_of(c, parent);
     struct fuse_entry_param e;
     struct fs_name nm;
-    size_t len = strlen(target);
-    uint8_t raw[PATH_MAX];
-    char enc[PATH_MAX];
+    char stored[PATH_MAX];
     int rc = fs_seal_in(c, p, name, &nm);
-    if (rc == 0 && (len + FS_SEAL_OVERHEAD > sizeof(raw) ||
-                    (len + FS_SEAL_OVERHEAD + 2) / 3 * 4 >= sizeof(enc)))
-        rc = -ENAMETOOLONG;
-    /* Random nonce per symlink under the symlink key: see blockfile.h for the bound. */
-    if (rc == 0 && (rc = keys_random(raw, KEYS_NONCE_BYTES)) == 0 &&
-        (rc = keys_gcm_seal(c->link_key, raw, "symlink", 7, target, len, raw + KEYS_NONCE_BYTES,
-                            raw + KEYS_NONCE_BYTES + len)) == 0) {
-        fs_b64_encode(raw, len + FS_SEAL_OVERHEAD, enc);
+    if (rc == 0 && (rc = fs_link_seal(c, target, stored)) == 0) {
         if ((rc = fs_long_write(p->fd, &nm)) == 0) {
-            if (symlinkat(enc, p->fd, nm.leaf) != 0) {
+            if (symlinkat(stored, p->fd, nm.leaf) != 0) {
                 rc = -errno;
                 if (rc != -EEXIST)
                     fs_long_remove(p->fd, &nm);
@@ -142,6 +133,8 @@ void fs_op_symlink(fuse_req_t req, const char *target, fuse_ino_t parent, const 
                 fs_long_remove(p->fd, &nm);
             }
         }
+        if (rc != 0)
+            fs_link_discard(c, stored);
     }
     reply_entry(req, rc, &e);
 }
@@ -188,8 +181,10 @@ void fs_op_unlink(fuse_req_t req, fuse_ino_t parent, const char *name)
     pthread_rwlock_rdlock(&c->ns_lock);
     if (rc == 0 && fstatat(p->fd, nm.leaf, &st, AT_SYMLINK_NOFOLLOW) != 0)
         rc = -errno;
+    int held = rc == 0 ? fs_link_hold(p->fd, nm.leaf, &st) : -1;
     if (rc == 0 && unlinkat(p->fd, nm.leaf, 0) != 0)
         rc = -errno;
+    fs_link_release(c, held);
     if (rc == 0)
         fs_long_remove(p->fd, &nm);
     struct fs_node *gone =
@@ -323,6 +318,8 @@ static int rename_names(struct fs_ctx *c, int afd, const struct fs_name *a, int 
             return rc;
         }
     }
+    /* A long link replaced by the rename may lose its last name, and then its sidecar. */
+    int held = b_exists && !(flags & RENAME_EXCHANGE) ? fs_link_hold(bfd, b->leaf, &sb) : -1;
     if ((rc = fs_long_write(bfd, b)) == 0)
         rc = flags == RENAME_NOREPLACE
                  ? fs_rename_noreplace(afd, a->leaf, bfd, b->leaf, S_ISDIR(sa.st_mode))
@@ -337,6 +334,7 @@ static int rename_names(struct fs_ctx *c, int afd, const struct fs_name *a, int 
         /* The old name is gone; with EXCHANGE both names still exist, sidecars unchanged. */
         fs_long_remove(afd, a);
     }
+    fs_link_release(c, held);
     if (tfd >= 0)
         close(tfd);
     return rc;

@@ -19,6 +19,8 @@
 #define FS_LONG_PREFIX ".imgcryptfs.long."
 #define FS_LONG_SUFFIX ".name"
 #define FS_TMP_PREFIX ".imgcryptfs.tmp."
+/* In the root folder: the sealed target of a symlink too long to be held by its backing one. */
+#define FS_LINK_PREFIX ".imgcryptfs.link."
 
 struct fs_config {
     const char *backing;    /* backing folder */

@@ -274,6 +274,26 @@ int fs_place(int dir_fd, const char *tmp, const char *leaf, int is_dir);
 /* Seal `name` for the folder node `parent`. */
 int fs_seal_in(struct fs_ctx *c, struct fs_node *parent, const char *name, struct fs_name *nm);
 
+/* link.c: symlink targets. */
+/* The backing target that seals `target`: base64url of the sealed bytes, or for a target too
+ * long for that, a marker naming the sidecar written (fsynced) in the root folder now. 0,
+ * -ENAMETOOLONG (PATH_MAX or more bytes) or -errno. */
+int fs_link_seal(const struct fs_ctx *c, const char *target, char out[PATH_MAX]);
+/* The backing symlink holding `stored` (from fs_link_seal) was not made: its sidecar goes. */
+void fs_link_discard(const struct fs_ctx *c, const char *stored);
+/* The target of backing symlink fd, malloc'ed and NUL-terminated (wipe and free), *len bytes.
+ * -EBADMSG when the backing target is not one imgcryptfs sealed (not logged), -EIO when a long
+ * target's sidecar is missing or does not open (logged), or -errno. */
+int fs_link_open(const struct fs_ctx *c, int fd, char **out, size_t *len);
+/* The size lstat shows for backing symlink fd whose own size is `stored`. 0, or -EIO (logged)
+ * when a long target's sidecar is missing or damaged. */
+int fs_link_size(const struct fs_ctx *c, int fd, off_t stored, off_t *size);
+/* Before a name goes (unlink, or replaced by a rename): for a long link (st: its lstat), a
+ * descriptor holding its inode, else -1. fs_link_release afterwards, whatever happened: it
+ * removes the sidecar when the inode has no name left, and closes fd. */
+int fs_link_hold(int dir_fd, const char *leaf, const struct stat *st);
+void fs_link_release(const struct fs_ctx *c, int fd);
+
 /* The operations, by file. */
 void fs_op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mode,
                   struct fuse_file_info *fi);

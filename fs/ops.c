@@ -41,19 +41,12 @@ int fs_err(const struct fs_ctx *c, int rc, int fd, uint64_t block, const char *w
     return -EIO;
 }
 
-/* Plaintext size of a symlink target from its sealed, base64url length. */
-static off_t link_plain_size(off_t b64_len)
-{
-    off_t raw = b64_len / 4 * 3 + (b64_len % 4 ? b64_len % 4 - 1 : 0);
-    return raw > FS_SEAL_OVERHEAD ? raw - FS_SEAL_OVERHEAD : 0;
-}
-
 static int fix_stat(struct fs_ctx *c, struct fs_node *n, struct stat *st)
 {
     if (S_ISREG(st->st_mode))
         return fs_image_fix_size(c, n, st);
     if (S_ISLNK(st->st_mode))
-        st->st_size = link_plain_size(st->st_size);
+        return fs_link_size(c, n->fd, st->st_size, &st->st_size);
     return 0;
 }
 
@@ -71,34 +64,6 @@ int fs_node_stat(struct fs_ctx *c, struct fs_node *n, struct stat *st)
     if (rc == 0)
         rc = fix_stat(c, n, st);
     return rc;
-}
-
-/* Open a sealed symlink target (base64url of nonce || ciphertext || tag) into a malloc'ed,
- * NUL-terminated string; *len gets its length. -EBADMSG when it is not one of ours. */
-static int link_open(const struct fs_ctx *c, int fd, char **out, size_t *len)
-{
-    char enc[PATH_MAX];
-    uint8_t raw[PATH_MAX];
-    ssize_t n = readlinkat(fd, "", enc, sizeof(enc) - 1);
-    if (n < 0)
-        return -errno;
-    ssize_t m = fs_b64_decode(enc, (size_t)n, raw, sizeof(raw));
-    if (m < FS_SEAL_OVERHEAD)
-        return -EBADMSG;
-    size_t plen = (size_t)m - FS_SEAL_OVERHEAD;
-    char *plain = malloc(plen + 1);
-    if (!plain)
-        return -ENOMEM;
-    int rc = keys_gcm_open(c->link_key, raw, "symlink", 7, raw + KEYS_NONCE_BYTES, plen, plain,
-                           raw + KEYS_NONCE_BYTES + plen);
-    if (rc != 0) {
-        free(plain);
-        return rc;
-    }
-    plain[plen] = '\0';
-    *out = plain;
-    *len = plen;
-    return 0;
 }
 
 /* The node of backing entry `leaf` in `parent` (one lookup counted) and its fstat; ns_lock
@@ -120,20 +85,23 @@ static int lookup_node(struct fs_ctx *c, struct fs_node *parent, const char *lea
          * here, so nothing the mount does can reach through it. */
         char *plain = NULL;
         size_t len = 0;
-        rc = link_open(c, fd, &plain, &len);
+        rc = fs_link_open(c, fd, &plain, &len);
         if (plain) {
             OPENSSL_cleanse(plain, len);
             free(plain);
         }
-        if (rc != 0) {
+        if (rc == -EBADMSG) {
             char where[PATH_MAX];
             fs_where(fd, where, sizeof(where));
             fs_log(c, LOG_ERR,
                    "%s: a symlink imgcryptfs did not write (planted in the backing "
                    "folder?): refused",
                    where);
+            rc = -EIO;
+        }
+        if (rc != 0) {
             close(fd);
-            return -EIO;
+            return rc;
         }
     }
     if ((rc = fs_node_get(c, fd, st, out)) != 0)
@@ -393,7 +361,7 @@ void fs_op_readlink(fuse_req_t req, fuse_ino_t ino)
     struct fs_node *n = fs_node_of(c, ino);
     char *plain = NULL;
     size_t len = 0;
-    int rc = link_open(c, n->fd, &plain, &len);
+    int rc = fs_link_open(c, n->fd, &plain, &len);
     if (rc != 0) {
         fuse_reply_err(req, -fs_err(c, rc, n->fd, UINT64_MAX, "readlink"));
         return;
