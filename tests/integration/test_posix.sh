@@ -5,9 +5,12 @@
 # over an empty folder, RENAME_NOREPLACE, RENAME_EXCHANGE), open folders that get renamed,
 # shared mmap writes, unlink while open, hard links, symlinks, mkdir/rmdir, readdir of 5000
 # entries, odd characters in names, chmod/chown, utimens, statfs, user xattrs, fifos,
-# access(), st_size, 200- and 255-byte names, concurrent creators of one name, and
-# concurrent writers through two handles (threads) and two processes. Each check runs on its own; all failures are listed at the end. Contents are
-# checked again after a remount, so the page cache cannot hide what the daemon stored.
+# access(), st_size, 200- and 255-byte names, symlink targets of 1 to 4095 bytes (the long
+# ones renamed, hard-linked, replaced, exchanged, and read again in an rsync copy of the
+# backing folder), concurrent creators of one name, and concurrent writers through two handles
+# (threads) and two processes. Each check runs on its own; all failures are listed at the end.
+# Contents are checked again after a remount, so the page cache cannot hide what the daemon
+# stored.
 . "$(dirname "$0")/lib.sh"
 lib_setup
 
@@ -489,6 +492,72 @@ def symlinks():
     expect["symlink:sl/dangling"] = "../nowhere/at/all"
 
 @test
+def long_symlinks():
+    # Targets up to 3041 bytes stay in the backing symlink; longer ones, up to 4095 (Linux's
+    # limit), go to a sidecar of the backing root, which goes with the link's last name.
+    backing = os.path.join(work, "backing")
+    def sidecars():
+        return {n for n in os.listdir(backing) if n.startswith(".imgcryptfs.link.")}
+    def target(n, ch="t"):
+        return ((ch + "/") * n)[:n - 1] + "Z"
+    os.mkdir(P("ls"))
+    os.mkdir(P("ls", "sub"))
+    base = sidecars()
+    for n in (1, 3041, 3042, 4095):
+        os.symlink(target(n), P("ls", f"t{n}"))
+        eq(f"readlink of a {n}-byte target", os.readlink(P("ls", f"t{n}")), target(n))
+        eq(f"lstat size of a {n}-byte target", os.lstat(P("ls", f"t{n}")).st_size, n)
+        expect[f"symlink:ls/t{n}"] = target(n)
+    eq("sidecars of the 3042- and 4095-byte targets", len(sidecars() - base), 2)
+    raises("a 4096-byte target", errno.ENAMETOOLONG, os.symlink, "x" * 4096, P("ls", "t4096"))
+    raises("a long target onto an existing name", errno.EEXIST, os.symlink, target(3500),
+           P("ls", "t1"))
+    eq("no sidecar left by refused links", len(sidecars() - base), 2)
+    eq("sidecars are not listed", [n for n in os.listdir(mnt) if n.startswith(".imgcryptfs")], [])
+    # Renamed into another folder, hard-linked, one name unlinked, then the last.
+    t, have = target(4000, "m"), sidecars()
+    os.symlink(t, P("ls", "a"))
+    mine = sidecars() - have
+    eq("one sidecar per long link", len(mine), 1)
+    os.rename(P("ls", "a"), P("ls", "sub", "b"))
+    eq("readlink after a rename into another folder", os.readlink(P("ls", "sub", "b")), t)
+    os.link(P("ls", "sub", "b"), P("ls", "c"), follow_symlinks=False)
+    eq("nlink of a hard-linked long link", os.lstat(P("ls", "c")).st_nlink, 2)
+    eq("readlink through the second name", os.readlink(P("ls", "c")), t)
+    eq("lstat size through the second name", os.lstat(P("ls", "c")).st_size, 4000)
+    os.unlink(P("ls", "sub", "b"))
+    eq("readlink after the other name went", os.readlink(P("ls", "c")), t)
+    eq("sidecar kept while one name is left", mine <= sidecars(), True)
+    os.unlink(P("ls", "c"))
+    eq("sidecar gone with the last name", sidecars() & mine, set())
+    os.rmdir(P("ls", "sub"))
+    # A long link replaced by a rename loses its sidecar; exchanged ones keep theirs.
+    os.symlink(target(3900, "o"), P("ls", "old"))
+    os.symlink(target(3100, "n"), P("ls", "new"))
+    n = len(sidecars())
+    os.rename(P("ls", "new"), P("ls", "old"))
+    eq("readlink of a link renamed over a long one", os.readlink(P("ls", "old")), target(3100, "n"))
+    eq("sidecar of the replaced link", len(sidecars()), n - 1)
+    os.symlink("short", P("ls", "x"))
+    renameat2(P("ls", "old"), P("ls", "x"), RENAME_EXCHANGE)
+    eq("readlink after an exchange", (os.readlink(P("ls", "old")), os.readlink(P("ls", "x"))),
+       ("short", target(3100, "n")))
+    eq("sidecars after an exchange", len(sidecars()), n - 1)
+    expect["symlink:ls/x"] = target(3100, "n")
+    # Hard links that stay for the remount and the copy of the backing folder.
+    os.symlink(target(3333, "h"), P("ls", "h1"))
+    os.link(P("ls", "h1"), P("ls", "h2"), follow_symlinks=False)
+    expect["symlink:ls/h1"] = expect["symlink:ls/h2"] = target(3333, "h")
+    # A file named like a sidecar is an ordinary (sealed) name of the mount.
+    side = sorted(sidecars())[0]
+    before = read(os.path.join(backing, side))
+    write(P(side), b"not a sidecar")
+    eq("a file named like a sidecar", read(P(side)), b"not a sidecar")
+    eq("the sidecar itself is untouched", read(os.path.join(backing, side)), before)
+    os.unlink(P(side))
+    eq("the sidecar is still there", side in sidecars(), True)
+
+@test
 def dirs():
     os.mkdir(P("d"), 0o755)
     raises("mkdir existing", errno.EEXIST, os.mkdir, P("d"))
@@ -775,6 +844,13 @@ def two_processes():
         raise AssertionError("two processes: content differs")
     remember(p, bytes(want))
 
+def verify_long_links(when):
+    for k, t in expect.items():
+        if k.startswith("symlink:ls/"):
+            rel = k[len("symlink:"):]
+            eq(f"{when}: readlink {rel}", os.readlink(P(rel)), t)
+            eq(f"{when}: lstat size of {rel}", os.lstat(P(rel)).st_size, len(t))
+
 def verify_after_remount():
     for rel, hexdata in expect.items():
         if ":" in rel:
@@ -782,6 +858,7 @@ def verify_after_remount():
         eq(f"after remount: {rel}", read(P(rel)), bytes.fromhex(hexdata))
     check_sparse(P("sparse"), expect["sparse:sparse"])
     eq("after remount: dangling symlink", os.readlink(P("sl", "dangling")), expect["symlink:sl/dangling"])
+    verify_long_links("after remount")
     eq("after remount: 5000 names", sorted(os.listdir(P("many"))), expect["listing:many"])
     eq("after remount: long names", sorted(os.listdir(P("ln"))), expect["listing:ln"])
     eq("after remount: odd names", sorted(os.listdir(P("odd"))), expect["listing:odd"])
@@ -807,6 +884,15 @@ if phase == "run":
     with open(EXPECT, "w") as f:
         json.dump(expect, f)
     print(f"passed: {' '.join(passed)}")
+elif phase == "copy":
+    try:
+        verify_long_links("in a copy of the backing folder")
+        eq("in a copy: nlink of a hard-linked long link", os.lstat(P("ls", "h2")).st_nlink, 2)
+        os.unlink(P("ls", "h1"))
+        eq("in a copy: readlink after the other name went", os.readlink(P("ls", "h2")),
+           expect["symlink:ls/h2"])
+    except Exception as e:
+        failures.append(str(e))
 else:
     try:
         verify_after_remount()
@@ -825,17 +911,36 @@ if [ -f "$WORK/expect.json" ]; then
 fi
 unmount "$M"
 
+# A copy of the backing folder reads its long symlinks, and hard links of one still share
+# their sidecar (rsync -H keeps them hard links; cp -a does too).
+C=$WORK/copy
+if command -v rsync >/dev/null; then
+    rsync -aHX "$B/" "$C/" || check_fail "rsync -aHX of the backing folder"
+else
+    cp -a "$B/." "$C/" || check_fail "cp -a of the backing folder"
+fi
+mount_fs "$C" "$WORK/mnt2" "$K"
+limit 60 "$PY" "$WORK/posix.py" "$WORK/mnt2" "$WORK" copy ||
+    check_fail "long symlinks in a copy of the backing folder"
+unmount "$WORK/mnt2"
+
 # The bookkeeping left in the backing folder: every hashed long name has its sidecar and no
-# sidecar is orphaned (long names were created, renamed and removed above); no temporary
-# folders; every folder has its id.
+# sidecar is orphaned (long names were created, renamed and removed above); every long
+# symlink's sidecar is in the root folder, and no sidecar there is without its link; no
+# temporary folders; every folder has its id.
 limit 30 "$PY" - "$B" <<'EOF2' || check_fail "backing folder bookkeeping (see above)"
 import os, sys
-bad = []
-for dp, dn, fn in os.walk(sys.argv[1]):
+bad, marked = [], set()
+root = sys.argv[1]
+sidecars = {n for n in os.listdir(root) if n.startswith(".imgcryptfs.link.")}
+for dp, dn, fn in os.walk(root):
     names = set(dn + fn)
     if ".imgcryptfs.dirid" not in names:
         bad.append(f"{dp}: no .imgcryptfs.dirid")
     for n in names:
+        p = os.path.join(dp, n)
+        if os.path.islink(p) and os.readlink(p).startswith(".imgcryptfs.ln."):
+            marked.add(".imgcryptfs.link." + os.readlink(p)[len(".imgcryptfs.ln."):])
         if n.startswith(".imgcryptfs.tmp."):
             bad.append(f"{dp}/{n}: temporary entry left behind")
         if n.startswith(".imgcryptfs.long."):
@@ -844,6 +949,10 @@ for dp, dn, fn in os.walk(sys.argv[1]):
                     bad.append(f"{dp}/{n}: orphaned long-name sidecar")
             elif n + ".name" not in names:
                 bad.append(f"{dp}/{n}: hashed long name without its sidecar")
+bad += [f"{n}: sidecar without its symlink" for n in sorted(sidecars - marked)]
+bad += [f"{n}: symlink without its sidecar" for n in sorted(marked - sidecars)]
+if not marked:
+    bad.append("no long symlink found in the backing folder")
 for b in bad:
     print("PROBLEM:", b)
 sys.exit(1 if bad else 0)
