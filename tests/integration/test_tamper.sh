@@ -3,8 +3,9 @@
 # Tampering with the backing folder while unmounted: every modified, swapped, moved, dropped,
 # zeroed or cut block must read as EIO (never other bytes) with a log line naming the backing
 # path and block, while the untouched blocks of the same files still read back exactly.
-# Also: broken headers, a file extended with a zero block, sealed symlink targets, xattr
-# values and names. Block i of a block file is at 32 + i * 4124, 4124 bytes (nonce, 4096
+# Also: broken headers, a file extended with a zero block, sealed symlink targets (in the
+# backing symlink, and long ones in their sidecar: flipped, swapped, removed), xattr values and
+# names. Block i of a block file is at 32 + i * 4124, 4124 bytes (nonce, 4096
 # bytes of ciphertext, tag); see codec/store/blockfile.h.
 . "$(dirname "$0")/lib.sh"
 lib_setup
@@ -53,6 +54,8 @@ BAD = {
 # Blocks that may read or fail (both are right): a cut inside the tag of block 1 leaves
 # block 0 intact but sealed as not-last; the file may be shown as ending before or after it.
 MAY = {"remainder": [0, 1]}
+# Long symlinks: one byte of the sidecar flipped, two sidecars swapped, one sidecar removed.
+LONG_LINKS = ("longflip", "longswapa", "longswapb", "longgone")
 # Files whose sequential read must end in EIO.
 DAMAGED = {n for n in FILES if n not in ("control", "movesrc")}
 
@@ -76,6 +79,9 @@ def prepare():
         state[name] = find_backing(os.stat(os.path.join(mnt, name)).st_ino)
     os.symlink("target/of/the/link", os.path.join(mnt, "link"))
     state["link"] = find_backing(os.lstat(os.path.join(mnt, "link")).st_ino)
+    for name in LONG_LINKS:  # targets sealed in a sidecar of the root folder
+        os.symlink(name + "/" * 3500, os.path.join(mnt, name))
+        state[name] = find_backing(os.lstat(os.path.join(mnt, name)).st_ino)
     os.setxattr(os.path.join(mnt, "control"), "user.note", b"some value")
     os.mkdir(os.path.join(mnt, "dir"))
     with open(os.path.join(mnt, "dir", "renamed"), "w") as f:
@@ -119,6 +125,16 @@ def tamper():
     t = os.readlink(P("link"))
     t2 = t[:5] + ("A" if t[5] != "A" else "B") + t[6:]
     os.unlink(P("link")); os.symlink(t2, P("link"))
+    # Long symlink targets: the sidecar a backing symlink's marker names.
+    def sidecar(n):
+        return os.path.join(backing, ".imgcryptfs.link." +
+                            os.readlink(P(n))[len(".imgcryptfs.ln."):])
+    d = bytearray(open(sidecar("longflip"), "rb").read()); d[len(d) // 2] ^= 0x01
+    with open(sidecar("longflip"), "wb") as f:
+        f.write(d)
+    a, b = sidecar("longswapa"), sidecar("longswapb")
+    os.rename(a, a + ".x"); os.rename(b, a); os.rename(a + ".x", b)
+    os.unlink(sidecar("longgone"))
     # The xattr value on "control": flip one byte.
     for x in os.listxattr(P("control")):
         if x.startswith("user."):
@@ -222,6 +238,14 @@ def check():
         if e.errno != errno.EIO:
             problems.append(f"tampered symlink: {e}")
     expect_log.append(("link", st["link"], None))
+    for name in LONG_LINKS:
+        try:
+            t = os.readlink(os.path.join(mnt, name))
+            problems.append(f"{name}: tampered long symlink target read as {t[:40]!r}...")
+        except OSError as e:
+            if e.errno != errno.EIO:
+                problems.append(f"{name}: {e}, not EIO")
+        expect_log.append((name, st[name], None))
     try:
         v = os.getxattr(os.path.join(mnt, "control"), "user.note")
         problems.append(f"tampered xattr value read as {v!r}")
@@ -229,7 +253,7 @@ def check():
         if e.errno != errno.EIO:
             problems.append(f"tampered xattr: {e}")
     listing = os.listdir(mnt)
-    if any(n not in FILES and n not in ("link", "dir") for n in listing):
+    if any(n not in FILES and n not in ("link", "dir") + LONG_LINKS for n in listing):
         problems.append(f"a name moved between folders shows up: {sorted(listing)}")
     if os.listdir(os.path.join(mnt, "dir")):
         problems.append("dir still lists the moved entry")
