@@ -4,8 +4,10 @@
 # symlinks to files outside, or deletes or replaces the root folder id. A root daemon mounted
 # with allow_other must never follow such a symlink: every operation on the mounted path
 # fails, the outside file keeps its mode, owner, times and bytes, and a log line names the
-# planted entry. A missing or swapped root folder id refuses the mount (exit 5) instead of
-# showing an empty or wrong tree.
+# planted entry. Sidecars of long symlink targets replaced by a symlink to an outside file or
+# by a FIFO are refused the same way, without blocking, and a planted sidecar name never shows.
+# A missing or swapped root folder id refuses the mount (exit 5) instead of showing an empty
+# or wrong tree.
 source "$(dirname "$0")/lib.sh"
 lib_setup
 [ "$(id -u)" = 0 ] || skip "needs root (a root daemon with allow_other is the case at stake)"
@@ -15,6 +17,8 @@ make_keyring "$B" "$K"
 mount_fg "$B" "$M" "$K" "$LOG" allow_other
 echo "patient data" >"$M/scan.dcm"
 mkdir "$M/study" && echo "inside" >"$M/study/slice.pgm"
+long=$(printf 'x%.0s' $(seq 3500))
+ln -s "$long" "$M/long-to-file" && ln -s "$long" "$M/long-to-fifo"
 unmount "$M"
 
 # Which backing entries are they? The newest top-level file and folder.
@@ -34,6 +38,15 @@ before=$(snapshot)
 
 mv "$B/$leaf_file" "$WORK/real-file" && ln -s "$OUT/file" "$B/$leaf_file"
 mv "$B/$leaf_dir" "$WORK/real-dir" && ln -s "$OUT/dir" "$B/$leaf_dir"
+# The sidecars of the two long symlinks become a symlink to the outside file and a FIFO (whose
+# open would block); a sidecar name no link points to is planted beside them.
+sidecars=$(find "$B" -maxdepth 1 -name '.imgcryptfs.link.*' -printf '%f\n')
+[ "$(echo "$sidecars" | wc -l)" = 2 ] || fail "want 2 sidecars of long symlinks: $sidecars"
+side1=$(echo "$sidecars" | head -1) side2=$(echo "$sidecars" | tail -1)
+rm "$B/$side1" "$B/$side2"
+ln -s "$OUT/file" "$B/$side1"
+mkfifo "$B/$side2"
+echo "planted" >"$B/.imgcryptfs.link.AAAAAAAAAAAAAAAAAAAAAA"
 
 mount_fg "$B" "$M" "$K" "$LOG" allow_other
 ops_failed=0 ops=0
@@ -60,6 +73,11 @@ try touch "$M/study/new"
 try mkdir "$M/study/sub"
 try rm "$M/study/slice.pgm"
 try ls "$M/study"
+try readlink "$M/long-to-file"
+try cat "$M/long-to-file"
+try readlink "$M/long-to-fifo"
+try stat "$M/long-to-fifo"
+ls -A "$M" | grep -q imgcryptfs && check_fail "a planted sidecar shows in the listing: $(ls -A "$M")"
 say "$ops_failed of $ops operations through planted symlinks failed"
 after=$(snapshot)
 [ "$before" = "$after" ] || check_fail "the outside file or folder changed:
@@ -68,6 +86,12 @@ $before
 $after"
 grep -q "did not write" "$LOG" || check_fail "no log line names the planted symlink"
 grep "did not write" "$LOG" | head -1 | sed 's/^/    log: /' >&2
+for side in "$side1" "$side2"; do
+    grep -q "symlink target in .*/$side: not a sealed target" "$LOG" ||
+        check_fail "no log line names the planted sidecar $side"
+done
+grep "symlink target in" "$LOG" | head -2 | sed 's/^/    log: /' >&2
+[ -p "$B/$side2" ] && [ -L "$B/$side1" ] || check_fail "a planted sidecar was removed or replaced"
 unmount "$M"
 
 # Put the real entries back: the store mounts and reads as before.
