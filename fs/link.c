@@ -170,7 +170,7 @@ static int open_long(const struct fs_ctx *c, int fd, const uint8_t *aad, char **
 {
     char name[LINK_SIDECAR_CAP];
     uint8_t raw[LINK_SEALED_MAX];
-    struct stat st;
+    struct stat st = {0};
     sidecar_name(aad + LINK_AAD_LEN, name);
     int sfd = sidecar_open(c, name, &st);
     if (sfd < 0)
