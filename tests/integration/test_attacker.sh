@@ -2,9 +2,10 @@
 # SPDX-License-Identifier: MIT
 # The backing folder as an attacker (or a backup system) sees it: no plaintext name, content,
 # folder name, symlink target, or user xattr name or value appears in it, in any file name,
-# file body, link target or xattr; every block file has its own random file id; equal
-# plaintexts are stored differently; equal names in two folders are sealed differently; and
-# the keyring and the .imgcryptfs.* bookkeeping never show through the mount.
+# file body (the sidecar of a long symlink target too), link target or xattr; every block file
+# has its own random file id; equal plaintexts are stored differently; equal names in two
+# folders are sealed differently; and the keyring and the .imgcryptfs.* bookkeeping never show
+# through the mount.
 . "$(dirname "$0")/lib.sh"
 lib_setup
 
@@ -45,6 +46,8 @@ with open(f"{m}/$NAME_D/{long}", "w") as f:
     f.write("$BODY")
 os.symlink("/$LINKT/$LINKT/file", f"{m}/abs_$NAME_F")
 os.symlink("../$LINKT", f"{m}/$NAME_D/rel_$NAME_F")
+# A long target (over 3041 bytes: sealed in a sidecar of the root folder).
+os.symlink("/$LINKT" * 200, f"{m}/$NAME_D/longlink_$NAME_F")
 os.link(f"{m}/$NAME_F", f"{m}/$NAME_D/hard_$NAME_F")
 os.setxattr(f"{m}/$NAME_F", "user.$XNAME", b"$XVAL" * 10)
 os.setxattr(f"{m}/$NAME_D", "user.$XNAME", b"$XVAL")
@@ -103,7 +106,7 @@ for dirpath, dirnames, filenames in os.walk(root):
         elif os.path.isdir(p):
             count["dirs"] += 1
 print("scanned backing:", count)
-if count["links"] != 2 or count["xattrs"] < 3 or count["dirs"] < 4:
+if count["links"] != 3 or count["xattrs"] < 3 or count["dirs"] < 4:
     sys.exit(f"backing folder does not hold what was written: {count}")
 if bad:
     for b in bad[:20]:
