@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
 # `imgcrypt convert`: a store written with -o images=off (real PNG, PGM and DICOM files, a text
-# file, a hard link, a name long enough to be hashed) is converted offline, first one PATH
-# (with --coder fixed), then the whole store. Checked as an attacker sees the backing folder
-# (PNG signature vs "IMGCBF") and through a new mount: user.imgcryptfs.storage of every file,
-# the sha256 of every file equal to its original, owner, mode, times and xattrs kept. A rerun
-# changes no byte of the backing folder; a mounted store, or one another run holds, is refused;
-# PATHs that name nothing are refused without their plaintext; a damaged block file is a failure
-# named by its backing path; kill -9 (or SIGTERM) in the middle of a run, then a rerun: no
-# temporary file left, every byte exact.
+# file, a hard link, a name long enough to be hashed, a symlink whose long target is in a
+# sidecar) is converted offline, first one PATH (with --coder fixed), then the whole store.
+# Checked as an attacker sees the backing folder (PNG signature vs "IMGCBF") and through a new
+# mount: user.imgcryptfs.storage of every file, the sha256 of every file equal to its original,
+# owner, mode, times and xattrs kept, the symlink's sidecar untouched. A rerun changes no byte
+# of the backing folder; a mounted store, or one another run holds, is refused; PATHs that name
+# nothing are refused without their plaintext; a damaged block file is a failure named by its
+# backing path; kill -9 (or SIGTERM) in the middle of a run, then a rerun: no temporary file
+# left, every byte exact.
 . "$(dirname "$0")/lib.sh"
 lib_setup
 
@@ -70,10 +71,13 @@ cp "$DATA/mri-t1-axial-8bit.png" "$M/misc/$LONG"
 printf 'not an image, just a note\n' >"$M/misc/notes.txt"
 cp "$DATA/mri-t1-coronal-512.png" "$M/misc/linked.png"
 ln "$M/misc/linked.png" "$M/misc/linked-too.png"
+LONGT=$(printf 'long/target/%.0s' $(seq 1 300)) # 3600 bytes: sealed in a sidecar of the root
+ln -s "$LONGT" "$M/misc/long-link"
 chmod 640 "$M/study2/MR_small.dcm"
 touch -d '2001-02-03 04:05:06.123456789' "$M/study2/MR_small.dcm"
 setfattr -n user.origin -v scanner-7 "$M/study2/MR_small.dcm"
 mount_sums "$M" >"$WORK/want.sha"
+sidecar_sum=$(cat "$B"/.imgcryptfs.link.* | sha256sum)
 meta_before=$(stat -c '%a %u %g %Y %y' "$M/study2/MR_small.dcm")
 for f in $(cd "$M" && find . -type f); do
     [ "$(storage "$M/$f")" = blocks ] || fail "$f is not a block file under images=off"
@@ -141,6 +145,8 @@ read -r c b o < <(kinds "$B")
 [ "$c" = $((conv1 + 1 + conv2)) ] && [ $((c + b)) = "$nfiles" ] ||
     fail "after the whole store: $c containers, $b block files"
 [ "$(temps "$B")" = 0 ] || fail "temporary files left"
+[ "$(cat "$B"/.imgcryptfs.link.* | sha256sum)" = "$sidecar_sum" ] ||
+    fail "the sidecar of a long symlink target changed"
 say "whole store: $conv2 more converted; $c containers, $b block files"
 
 step "a rerun changes nothing"
@@ -185,6 +191,7 @@ done
 [ "$(getfattr --absolute-names -n user.origin --only-values "$M/study2/MR_small.dcm")" = scanner-7 ] ||
     fail "xattr not kept"
 [ "$(stat -c %h "$M/misc/linked.png")" = 2 ] || fail "the hard link broke"
+[ "$(readlink "$M/misc/long-link")" = "$LONGT" ] || fail "the long symlink does not read"
 unmount "$M"
 
 step "a damaged block file fails, named by its backing path"
