@@ -285,9 +285,9 @@ void fs_link_discard(const struct fs_ctx *c, const char *stored);
  * -EBADMSG when the backing target is not one imgcryptfs sealed (not logged), -EIO when a long
  * target's sidecar is missing or does not open (logged), or -errno. */
 int fs_link_open(const struct fs_ctx *c, int fd, char **out, size_t *len);
-/* The size lstat shows for backing symlink fd whose own size is `stored`. 0, or -EIO (logged)
- * when a long target's sidecar is missing or damaged. */
-int fs_link_size(const struct fs_ctx *c, int fd, off_t stored, off_t *size);
+/* The size lstat shows for backing symlink fd (link: its lstat). 0, or -EIO (logged) when a
+ * long target's sidecar is missing or damaged. */
+int fs_link_size(const struct fs_ctx *c, int fd, const struct stat *link, off_t *size);
 /* Before a name goes (unlink, or replaced by a rename): for a long link (st: its lstat), a
  * descriptor holding its inode, else -1. fs_link_release afterwards, whatever happened: it
  * removes the sidecar when the inode has no name left, and closes fd. */

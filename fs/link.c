@@ -238,14 +238,20 @@ int fs_link_open(const struct fs_ctx *c, int fd, char **out, size_t *len)
     return unseal(c, LINK_AAD, LINK_AAD_LEN, raw, (size_t)m, out, len);
 }
 
-int fs_link_size(const struct fs_ctx *c, int fd, off_t stored, off_t *size)
+int fs_link_size(const struct fs_ctx *c, int fd, const struct stat *link, off_t *size)
 {
     uint8_t id[KEYS_ID_BYTES];
     char name[LINK_SIDECAR_CAP];
     struct stat st;
+    off_t stored = link->st_size;
     if (stored != (off_t)LINK_MARKER_LEN) {
         off_t raw = stored / 4 * 3 + (stored % 4 ? stored % 4 - 1 : 0);
         *size = raw > FS_SEAL_OVERHEAD ? raw - FS_SEAL_OVERHEAD : 0;
+        return 0;
+    }
+    /* A link whose last name went (fstat of a descriptor kept): its sidecar went with it. */
+    if (link->st_nlink == 0) {
+        *size = 0;
         return 0;
     }
     int rc = read_marker(fd, id);

@@ -46,7 +46,7 @@ static int fix_stat(struct fs_ctx *c, struct fs_node *n, struct stat *st)
     if (S_ISREG(st->st_mode))
         return fs_image_fix_size(c, n, st);
     if (S_ISLNK(st->st_mode))
-        return fs_link_size(c, n->fd, st->st_size, &st->st_size);
+        return fs_link_size(c, n->fd, st, &st->st_size);
     return 0;
 }
 

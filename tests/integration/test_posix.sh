@@ -531,6 +531,17 @@ def long_symlinks():
     os.unlink(P("ls", "c"))
     eq("sidecar gone with the last name", sidecars() & mine, set())
     os.rmdir(P("ls", "sub"))
+    # A descriptor kept past the last name: fstat still works (the sidecar went), also once
+    # the kernel's attributes (1 s) are stale and it asks the daemon.
+    os.symlink(target(3500, "p"), P("ls", "kept"))
+    fd = os.open(P("ls", "kept"), os.O_PATH | os.O_NOFOLLOW)
+    os.unlink(P("ls", "kept"))
+    time.sleep(1.2)
+    try:
+        eq("fstat of a long link after its last name went", stat.S_ISLNK(os.fstat(fd).st_mode),
+           True)
+    finally:
+        os.close(fd)
     # A long link replaced by a rename loses its sidecar; exchanged ones keep theirs.
     os.symlink(target(3900, "o"), P("ls", "old"))
     os.symlink(target(3100, "n"), P("ls", "new"))
