@@ -28,10 +28,10 @@
  * it (padded length), stays below PATH_MAX. */
 #define LINK_SHORT_MAX 3041
 #define LINK_SEALED_MAX (PATH_MAX - 1 + FS_SEAL_OVERHEAD)
-/* The backing target of a long link: FS_LINK_MARKER + base64url(id). */
-#define FS_LINK_MARKER ".imgcryptfs.ln."
+/* The backing target of a long link: LINK_MARKER + base64url(id). */
+#define LINK_MARKER ".imgcryptfs.ln."
 #define LINK_ID_B64 22
-#define LINK_MARKER_LEN (sizeof(FS_LINK_MARKER) - 1 + LINK_ID_B64)
+#define LINK_MARKER_LEN (sizeof(LINK_MARKER) - 1 + LINK_ID_B64)
 #define LINK_SIDECAR_CAP (sizeof(FS_LINK_PREFIX) + LINK_ID_B64)
 
 _Static_assert((LINK_SHORT_MAX + FS_SEAL_OVERHEAD + 2) / 3 * 4 < PATH_MAX,
@@ -48,8 +48,8 @@ static void sidecar_name(const uint8_t id[KEYS_ID_BYTES], char out[LINK_SIDECAR_
 /* The link id of a backing target of n bytes; -EBADMSG when it is not a marker. */
 static int marker_id(const char *stored, size_t n, uint8_t id[KEYS_ID_BYTES])
 {
-    size_t plen = sizeof(FS_LINK_MARKER) - 1;
-    if (n != LINK_MARKER_LEN || memcmp(stored, FS_LINK_MARKER, plen) != 0 ||
+    size_t plen = sizeof(LINK_MARKER) - 1;
+    if (n != LINK_MARKER_LEN || memcmp(stored, LINK_MARKER, plen) != 0 ||
         fs_b64_decode(stored + plen, LINK_ID_B64, id, KEYS_ID_BYTES) != KEYS_ID_BYTES)
         return -EBADMSG;
     return 0;
@@ -203,8 +203,8 @@ int fs_link_seal(const struct fs_ctx *c, const char *target, char out[PATH_MAX])
     if ((rc = keys_random(aad + LINK_AAD_LEN, KEYS_ID_BYTES)) == 0 &&
         (rc = seal(c, aad, sizeof(aad), target, len, raw)) == 0 &&
         (rc = sidecar_write(c, aad + LINK_AAD_LEN, raw, len + FS_SEAL_OVERHEAD)) == 0) {
-        memcpy(out, FS_LINK_MARKER, sizeof(FS_LINK_MARKER) - 1);
-        fs_b64_encode(aad + LINK_AAD_LEN, KEYS_ID_BYTES, out + sizeof(FS_LINK_MARKER) - 1);
+        memcpy(out, LINK_MARKER, sizeof(LINK_MARKER) - 1);
+        fs_b64_encode(aad + LINK_AAD_LEN, KEYS_ID_BYTES, out + sizeof(LINK_MARKER) - 1);
     }
     return rc;
 }
