@@ -245,7 +245,8 @@ static int root_id_check(struct fs_ctx *c, const struct keys_ring *ring, char *w
     int rc = keys_ring_subkey(ring, "root folder id", KEYS_KEY_SIV, &k);
     if (rc != 0)
         return rc;
-    int fd = openat(c->root.fd, FS_DIRID_NAME, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    struct stat st;
+    int fd = fs_open_regular(c->root.fd, FS_DIRID_NAME, &st);
     ssize_t n = fd >= 0 ? codec_pread_all(fd, buf, sizeof(buf), 0) : -1;
     if (n < 0 && fd >= 0) { /* an I/O error is not damage: say which */
         rc = (int)n;
@@ -256,11 +257,14 @@ static int root_id_check(struct fs_ctx *c, const struct keys_ring *ring, char *w
         if ((rc = keys_random(buf, KEYS_ID_BYTES)) == 0)
             n = KEYS_ID_BYTES;
     } else if (fd < 0) {
-        rc = errno == ENOENT ? -EBADMSG : -errno;
+        int err = errno;
+        rc = err == ENOENT || err == ELOOP || err == EINVAL ? -EBADMSG : -err;
         snprintf(why, whylen, "%s/%s: %s", backing, FS_DIRID_NAME,
-                 rc == -EBADMSG ? "missing, yet the folder holds files: the top folder's names "
-                                  "cannot be read (restore the file from a backup of the store)"
-                                : strerror(-rc));
+                 err == ENOENT    ? "missing, yet the folder holds files: the top folder's names "
+                                    "cannot be read (restore the file from a backup of the store)"
+                 : rc == -EBADMSG ? "not a regular file (replaced; restore it from a backup of "
+                                    "the store)"
+                                  : strerror(err));
     }
     if (fd >= 0)
         close(fd);

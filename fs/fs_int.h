@@ -184,6 +184,11 @@ void fs_log(const struct fs_ctx *c, int prio, const char *fmt, ...)
 void fs_fd_path(int fd, char out[32]);
 /* The backing path of a descriptor's entry, for log lines (via /proc), or "descriptor N". */
 void fs_where(int fd, char *out, size_t cap);
+/* openat(dir_fd, name, O_RDONLY) of one of the daemon's own files (a folder id, a sidecar),
+ * which only ever is a regular file: a symlink is not followed (ELOOP), and anything else (a
+ * FIFO planted to block the reader, a device) is not opened (EINVAL). Its fstat in *st. A
+ * descriptor, or -1 with errno set. */
+int fs_open_regular(int dir_fd, const char *name, struct stat *st);
 
 /* names.c */
 /* Write all of buf; a short write is retried, so its cause (ENOSPC, EIO) is what is returned.

@@ -137,23 +137,13 @@ static int long_fail(const struct fs_ctx *c, int fd, const char *name, const cha
  * of a size a sealed long target can have. A descriptor, or -errno. */
 static int sidecar_open(const struct fs_ctx *c, const char *name, struct stat *st)
 {
-    int pfd = openat(c->root.fd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC), fd = -1;
-    char p[32];
-    if (pfd < 0)
-        return -errno;
-    if (fstatat(pfd, "", st, AT_EMPTY_PATH | AT_SYMLINK_NOFOLLOW) != 0)
-        fd = -errno;
-    else if (!S_ISREG(st->st_mode) || st->st_size <= FS_SEAL_OVERHEAD ||
-             st->st_size > LINK_SEALED_MAX)
-        fd = -EBADMSG;
-    else {
-        /* Only a regular file is opened for reading: a planted FIFO cannot block. */
-        fs_fd_path(pfd, p);
-        fd = open(p, O_RDONLY | O_CLOEXEC);
-        if (fd < 0)
-            fd = -errno;
+    int fd = fs_open_regular(c->root.fd, name, st);
+    if (fd < 0)
+        return errno == ELOOP || errno == EINVAL ? -EBADMSG : -errno;
+    if (st->st_size <= FS_SEAL_OVERHEAD || st->st_size > LINK_SEALED_MAX) {
+        close(fd);
+        return -EBADMSG;
     }
-    close(pfd);
     return fd;
 }
 

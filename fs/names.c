@@ -105,10 +105,11 @@ int fs_is_reserved(const char *entry)
 
 int fs_dirid_read(const struct fs_ctx *c, int dir_fd, uint8_t id[KEYS_ID_BYTES])
 {
-    int fd = openat(dir_fd, FS_DIRID_NAME, O_RDONLY | O_CLOEXEC | O_NOFOLLOW), rc;
+    struct stat st;
+    int fd = fs_open_regular(dir_fd, FS_DIRID_NAME, &st), rc;
     if (fd < 0) {
         rc = -errno;
-        if (rc == -ENOENT || rc == -ELOOP) {
+        if (rc == -ENOENT || rc == -ELOOP || rc == -EINVAL) {
             char where[PATH_MAX];
             fs_where(dir_fd, where, sizeof(where));
             fs_log(c, LOG_ERR, "%s: folder has no %s: its names cannot be read", where,
@@ -266,7 +267,8 @@ int fs_entry_name(const struct fs_ctx *c, int dir_fd, const uint8_t dirid[KEYS_I
         return -ENOENT;
     memcpy(side, entry, len);
     memcpy(side + len, FS_LONG_SUFFIX, slen + 1);
-    int fd = openat(dir_fd, side, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+    struct stat st;
+    int fd = fs_open_regular(dir_fd, side, &st);
     if (fd < 0)
         return -EBADMSG;
     ssize_t n = read(fd, enc, sizeof(enc) - 1);

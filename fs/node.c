@@ -27,6 +27,26 @@ void fs_fd_path(int fd, char out[32])
     snprintf(out, 32, "/proc/self/fd/%d", fd);
 }
 
+int fs_open_regular(int dir_fd, const char *name, struct stat *st)
+{
+    char p[32];
+    int fd = -1, err = 0, pfd = openat(dir_fd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+    if (pfd < 0)
+        return -1;
+    if (fstat(pfd, st) != 0)
+        err = errno;
+    else if (!S_ISREG(st->st_mode))
+        err = S_ISLNK(st->st_mode) ? ELOOP : EINVAL;
+    else {
+        fs_fd_path(pfd, p);
+        if ((fd = open(p, O_RDONLY | O_CLOEXEC)) < 0)
+            err = errno;
+    }
+    close(pfd);
+    errno = err;
+    return fd;
+}
+
 void fs_where(int fd, char *out, size_t cap)
 {
     char p[32];

@@ -7,7 +7,8 @@
 # planted entry. Sidecars of long symlink targets replaced by a symlink to an outside file or
 # by a FIFO are refused the same way, without blocking, and a planted sidecar name never shows.
 # A missing or swapped root folder id refuses the mount (exit 5) instead of showing an empty
-# or wrong tree.
+# or wrong tree. Folder ids and long-name sidecars replaced by FIFOs are refused at once (EIO,
+# a log line), never opened and waited on.
 source "$(dirname "$0")/lib.sh"
 lib_setup
 [ "$(id -u)" = 0 ] || skip "needs root (a root daemon with allow_other is the case at stake)"
@@ -127,8 +128,41 @@ mount_fg "$B2" "$M" "$WORK/key2" "$WORK/other.log"
 unmount "$M"
 cp "$B2/.imgcryptfs.dirid" "$B/.imgcryptfs.dirid"
 expect_refused "root folder id of another store"
+rm -f "$B/.imgcryptfs.dirid" && mkfifo "$B/.imgcryptfs.dirid"
+expect_refused "root folder id replaced by a FIFO"
+rm -f "$B/.imgcryptfs.dirid"
 cp "$WORK/rootid" "$B/.imgcryptfs.dirid"
 mount_fg "$B" "$M" "$K" "$LOG"
 [ "$(cat "$M/scan.dcm")" = "patient data" ] || check_fail "store unreadable with its own root id"
+
+# The daemon's own files in a folder (its id, a long name's sidecar) replaced by FIFOs: reading
+# the folder fails with EIO and a log line, at once, instead of blocking on the FIFO.
+long_name=$(printf 'n%.0s' $(seq 220))
+mkdir "$M/fifo1" "$M/fifo2" && echo a >"$M/fifo1/a" && echo b >"$M/fifo2/$long_name"
+unmount "$M"
+side=$(find "$B" -mindepth 2 -maxdepth 2 -name '.imgcryptfs.long.*.name' | head -1)
+[ -n "$side" ] || fail "no long-name sidecar found"
+cp "$side" "$WORK/side.keep"
+rm "$side" && mkfifo "$side"
+mount_fg "$B" "$M" "$K" "$LOG"
+start=$(date +%s)
+listing=$(limit 20 ls "$M/fifo2" 2>&1)
+[ $(($(date +%s) - start)) -lt 10 ] || check_fail "listing a folder whose long-name sidecar is a FIFO blocked"
+echo "$listing" | grep -q "$long_name" && check_fail "a name whose sidecar is a FIFO was listed"
+unmount "$M"
+rm "$side" && cp "$WORK/side.keep" "$side"
+for f in $(find "$B" -mindepth 2 -maxdepth 2 -name .imgcryptfs.dirid); do
+    cp "$f" "$WORK/id.keep" && rm "$f" && mkfifo "$f"
+    mount_fg "$B" "$M" "$K" "$LOG"
+    start=$(date +%s)
+    limit 20 ls "$M/fifo1" "$M/fifo2" "$M/study" >/dev/null 2>&1
+    [ $(($(date +%s) - start)) -lt 10 ] || check_fail "listing a folder whose id is a FIFO blocked"
+    unmount "$M"
+    rm "$f" && cp "$WORK/id.keep" "$f"
+done
+grep -q "folder has no .imgcryptfs.dirid" "$LOG" || check_fail "no log line names a folder id that is a FIFO"
+mount_fg "$B" "$M" "$K" "$LOG"
+[ "$(cat "$M/fifo1/a")" = a ] && [ "$(cat "$M/fifo2/$long_name")" = b ] ||
+    check_fail "the folders do not read after the FIFOs were taken away"
 unmount "$M"
 lib_finish
