@@ -270,6 +270,11 @@ static uint32_t padded(uint32_t n)
 void nn_ae_pad(const float *src, uint32_t h, uint32_t w, float *dst, uint32_t ph, uint32_t pw,
                float offset)
 {
+    if (h == 0 || w == 0) { /* no pixel to repeat: the padding is the offset alone */
+        for (size_t i = 0; i < (size_t)ph * pw; i++)
+            dst[i] = offset;
+        return;
+    }
     for (uint32_t y = 0; y < ph; y++) {
         const float *row = src + (size_t)(y < h ? y : h - 1) * w;
         float *d = dst + (size_t)y * pw;
@@ -289,7 +294,8 @@ int nn_ae_encode(const struct nn_ae *ae, const struct nn_ae_image *img, struct n
     uint32_t C = img->channels, ph = padded(img->height), pw = padded(img->width);
     size_t plane = image_plane(img), pplane = (size_t)ph * pw;
     ret = -ENOMEM;
-    planes = malloc(plane * C * sizeof(float));
+    /* zeroed, so no path can read an unwritten value (nn_ae_planes fills it all) */
+    planes = calloc(plane * C + 1, sizeof(float));
     in = malloc(pplane * C * sizeof(float));
     lat = calloc(1, sizeof(*lat));
     if (!planes || !in || !lat)

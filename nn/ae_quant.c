@@ -27,7 +27,9 @@ int nn_ae_set_int_decoder(struct nn_ae *ae, struct nn_qmodel *q)
     size_t nl = nn_model_layer_count(ae->dec);
     int ok = nn_qmodel_in_channels(q) == ae->cfg.latent && nn_qmodel_out_channels(q) == 1 &&
              nn_qmodel_layer_count(q) == nl && nn_qmodel_in_scale(q) == 1.0f;
+    /* 13 four-byte fields, no padding; the float compares bit for bit on purpose */
     for (size_t i = 0; ok && i < nl; i++)
+        // NOLINTNEXTLINE(bugprone-suspicious-memory-comparison,cert-exp42-c,cert-flp37-c)
         ok = memcmp(nn_qmodel_layer(q, i), nn_model_layer(ae->dec, i),
                     sizeof(struct nn_layer_desc)) == 0;
     /* s = f 2^e with f in [1/2, 1): m = f 2^24 is a whole number (a float has 24 significant

@@ -157,7 +157,7 @@ int nn_ae_train(struct nn_ae *ae, const struct nn_ae_image *imgs, size_t n,
     ret = -ENOMEM;
     x = malloc(xs * sizeof(float));
     yq = malloc(ys * sizeof(float));
-    gy = malloc(ys * sizeof(float));
+    gy = calloc(ys, sizeof(float));
     pa = calloc(1, sizeof(*pa));
     if (!x || !yq || !gy || !pa)
         goto out;

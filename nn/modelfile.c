@@ -355,8 +355,8 @@ int nn_model_load(const uint8_t *buf, size_t len, struct nn_model **out, char *a
         goto out;
     ret = -EINVAL;
     for (size_t i = 0; i < implied; i++) {
-        float f;
-        get_f32(&r, &f);
+        float f = 0;
+        get_f32(&r, &f); /* bytes checked above */
         if (!isfinite(f))
             goto out;
         m->params[i] = f;
@@ -421,12 +421,12 @@ int nn_qmodel_load(const uint8_t *buf, size_t len, struct nn_qmodel **out, char 
         for (size_t j = 0; j < nws; j++)
             get_f32(&r, &l->ws[j]);
         for (size_t j = 0; j < nb; j++) {
-            uint32_t v;
-            get_u32(&r, &v);
+            uint32_t v = 0;
+            get_u32(&r, &v); /* bytes checked above, as below */
             l->b[j] = (int32_t)v;
         }
         for (size_t j = 0; j < nk; j++) {
-            uint32_t v;
+            uint32_t v = 0;
             get_u32(&r, &v);
             l->k[j] = (int32_t)v;
         }
@@ -583,7 +583,7 @@ int nn_model_load_file(const char *path, struct nn_model **out, char *arch)
 int nn_qmodel_load_file(const char *path, struct nn_qmodel **out, char *arch)
 {
     uint8_t *buf = NULL;
-    size_t len;
+    size_t len = 0;
     if (!path)
         return -EINVAL;
     int ret = nn_file_read(path, NN_FILE_MAX, &buf, &len);

@@ -17,6 +17,7 @@
  * Integer sums are exact in any order, so the results are those of nn/nn.h's arithmetic, bit
  * for bit, whatever the order of taps and channels.
  */
+#include <assert.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -140,7 +141,7 @@ int nn_qconv_prepare(struct nn_qlayer *l)
             nr += rows;
         }
     cv->a = calloc(na ? na : 1, sizeof(*cv->a));
-    cv->rows = calloc(nr, sizeof(*cv->rows));
+    cv->rows = calloc(nr ? nr : 1, sizeof(*cv->rows));
     if (!cv->a || !cv->rows) {
         nn_qconv_free(cv);
         return -ENOMEM;
@@ -255,6 +256,7 @@ size_t nn_qpair_count(const struct nn_shape *s, uint32_t ph, uint32_t pw)
 /* dst[2 j] = r0[j], dst[2 j + 1] = r1[j] (r1 NULL: zeros) for j < n. */
 static void interleave(const int16_t *r0, const int16_t *r1, size_t n, int16_t *dst)
 {
+    assert(r0 && dst);
     size_t j = 0;
 #ifdef QC_X86
     /* SSE2 is part of x86-64: no run-time check needed. */
@@ -268,7 +270,7 @@ static void interleave(const int16_t *r0, const int16_t *r1, size_t n, int16_t *
 #endif
     for (; j < n; j++) {
         dst[2 * j] = r0[j];
-        dst[2 * j + 1] = r1 ? r1[j] : 0;
+        dst[2 * j + 1] = (int16_t)(r1 ? r1[j] : 0);
     }
 }
 

@@ -133,11 +133,11 @@ __attribute__((target("avx2"))) static void rq_avx2(int32_t acc[NN_QMR][NN_QNR],
     __m256i lo = _mm256_set1_epi64x(t->lo), hi = _mm256_set1_epi64x(t->hi);
     __m256i qlo = _mm256_set1_epi64x(NN_Q_MIN), qhi = _mm256_set1_epi64x(NN_Q_MAX);
     int32_t lsh = t->lrelu ? t->ls : 1;
-    __m256i lm = _mm256_set1_epi32(t->lm), lround = _mm256_set1_epi64x(1ll << (lsh - 1));
+    __m256i lm = _mm256_set1_epi32(t->lm), lround = _mm256_set1_epi64x(1LL << (lsh - 1));
     __m128i ls = _mm_cvtsi32_si128(lsh);
     for (int i = 0; i < NN_QMR; i++) {
         __m256i bias = _mm256_set1_epi32(rows[i].bias), m = _mm256_set1_epi32(rows[i].mult);
-        __m256i round = _mm256_set1_epi64x(1ll << (rows[i].shift - 1));
+        __m256i round = _mm256_set1_epi64x(1LL << (rows[i].shift - 1));
         __m128i s = _mm_cvtsi32_si128(rows[i].shift);
         for (int j = 0; j < NN_QNR; j += 16) {
             __m256i y[2];
@@ -223,11 +223,11 @@ __attribute__((target("avx512f,avx512bw"))) static void rq_avx512(int32_t acc[NN
     __m512i lo = _mm512_set1_epi64(t->lo), hi = _mm512_set1_epi64(t->hi);
     __m512i qlo = _mm512_set1_epi64(NN_Q_MIN), qhi = _mm512_set1_epi64(NN_Q_MAX);
     int32_t lsh = t->lrelu ? t->ls : 1;
-    __m512i lm = _mm512_set1_epi32(t->lm), lround = _mm512_set1_epi64(1ll << (lsh - 1));
+    __m512i lm = _mm512_set1_epi32(t->lm), lround = _mm512_set1_epi64(1LL << (lsh - 1));
     __m128i ls = _mm_cvtsi32_si128(lsh);
     for (int i = 0; i < NN_QMR; i++) {
         __m512i bias = _mm512_set1_epi32(rows[i].bias), m = _mm512_set1_epi32(rows[i].mult);
-        __m512i round = _mm512_set1_epi64(1ll << (rows[i].shift - 1));
+        __m512i round = _mm512_set1_epi64(1LL << (rows[i].shift - 1));
         __m128i s = _mm_cvtsi32_si128(rows[i].shift);
         for (int j = 0; j < NN_QNR; j += 16) {
             __m512i a = _mm512_loadu_si512((const void *)&acc[i][j]);
@@ -253,7 +253,7 @@ __attribute__((target("avx512f,avx512bw"))) static void
 res_avx512(int16_t *y, const int16_t *x, const int16_t *f, size_t n, const int32_t k[4])
 {
     __m512i mx = _mm512_set1_epi32(k[0]), mf = _mm512_set1_epi32(k[2]);
-    __m512i rx = _mm512_set1_epi64(1ll << (k[1] - 1)), rf = _mm512_set1_epi64(1ll << (k[3] - 1));
+    __m512i rx = _mm512_set1_epi64(1LL << (k[1] - 1)), rf = _mm512_set1_epi64(1LL << (k[3] - 1));
     __m128i sx = _mm_cvtsi32_si128(k[1]), sf = _mm_cvtsi32_si128(k[3]);
     __m512i lo = _mm512_set1_epi64(NN_Q_MIN), hi = _mm512_set1_epi64(NN_Q_MAX);
     /* 32 lanes a step: whole-register masked loads and stores need only AVX-512BW. */
@@ -452,7 +452,7 @@ void nn_qpack(const int16_t *src, ptrdiff_t sk, ptrdiff_t sn, uint32_t k, uint32
         } else {
             for (uint32_t j = 0; j < n; j++) {
                 row[2 * j] = s0[(ptrdiff_t)j * sn];
-                row[2 * j + 1] = odd ? s1[(ptrdiff_t)j * sn] : 0;
+                row[2 * j + 1] = (int16_t)(odd ? s1[(ptrdiff_t)j * sn] : 0);
             }
         }
         memset(row + 2 * (size_t)n, 0, (ldb - 2 * (size_t)n) * sizeof(int16_t));
@@ -488,7 +488,7 @@ static void col_row(const struct nn_geom *g, const int16_t *x, uint32_t r, uint3
         }
         for (uint32_t ox = 0; ox < g->ow; ox++) {
             long long ix = (long long)ox * g->stride + kj - g->pad;
-            d[ox] = (ix >= 0 && ix < g->w) ? xr[ix] : 0;
+            d[ox] = (int16_t)((ix >= 0 && ix < g->w) ? xr[ix] : 0);
         }
     }
 }

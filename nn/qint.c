@@ -15,6 +15,7 @@
  * im2col bands times int16 weights; self-attention runs in blocks of query rows so that a
  * context needs O(T) memory, not O(T^2).
  */
+#include <assert.h>
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
@@ -343,6 +344,8 @@ static int check_seq(struct nn_qmodel *q, size_t first, size_t end, uint32_t in_
         if (d->type == NN_RESIDUAL) {
             uint32_t inner;
             struct nn_layer_desc z = {.type = NN_RESIDUAL, .in_ch = d->in_ch, .span = d->span};
+            /* 13 four-byte fields, no padding; the float compares bit for bit on purpose */
+            // NOLINTNEXTLINE(bugprone-suspicious-memory-comparison,cert-exp42-c,cert-flp37-c)
             if (memcmp(&z, d, sizeof(z)) != 0 || d->span == 0 || d->span > end - i - 1)
                 return -EINVAL;
             if (depth >= NN_MAX_DEPTH)
@@ -622,7 +625,7 @@ static int plan_layouts(struct qplan *pl)
             struct qlay *x = &L[nd->in_act], *y = &L[nd->out_act];
             struct qlay u = {x->pair && y->pair, x->ph > y->ph ? x->ph : y->ph,
                              x->pw > y->pw ? x->pw : y->pw};
-            if (memcmp(x, &u, sizeof(u)) || memcmp(y, &u, sizeof(u))) {
+            if (memcmp(x, &u, sizeof(u)) != 0 || memcmp(y, &u, sizeof(u)) != 0) {
                 *x = *y = u;
                 changed = 1;
             }
@@ -833,13 +836,13 @@ static void q_relu(const struct qio *io)
     size_t count = nn_shape_count(&io->is);
     if (io->l->d.type == NN_RELU) {
         for (size_t i = 0; i < count; i++)
-            io->y[i] = io->x[i] > 0 ? io->x[i] : 0;
+            io->y[i] = (int16_t)(io->x[i] > 0 ? io->x[i] : 0);
         return;
     }
     int32_t m = io->l->k[0], s = io->l->k[1];
     for (size_t i = 0; i < count; i++)
         io->y[i] =
-            io->x[i] >= 0 ? io->x[i] : (int16_t)nn_q_requant(io->x[i], m, s, NN_Q_MIN, NN_Q_MAX);
+            (int16_t)(io->x[i] >= 0 ? io->x[i] : nn_q_requant(io->x[i], m, s, NN_Q_MIN, NN_Q_MAX));
 }
 
 static void q_pool(const struct qio *io)
@@ -847,6 +850,7 @@ static void q_pool(const struct qio *io)
     const struct nn_layer_desc *d = &io->l->d;
     uint32_t W = io->is.w;
     int64_t n = (int64_t)d->kh * d->kw;
+    assert(n > 0); /* pool kernels are checked when the model is built or loaded */
     size_t planes = (size_t)io->is.n * io->is.c;
     for (size_t p = 0; p < planes; p++) {
         const int16_t *x = io->x + p * nn_shape_plane(&io->is);
@@ -860,11 +864,11 @@ static void q_pool(const struct qio *io)
                     for (uint32_t j = 0; j < d->kw; j++) {
                         int16_t v = xw[(size_t)i * W + j];
                         s += v;
-                        mx = v > mx ? v : mx;
+                        mx = (int16_t)(v > mx ? v : mx);
                     }
                 /* Mean rounded half up: floor((2 s + n) / 2n). */
                 y[(size_t)oy * io->os.w + ox] =
-                    d->type == NN_MAXPOOL ? mx : sat16(floor_div(2 * s + n, 2 * n));
+                    (int16_t)(d->type == NN_MAXPOOL ? mx : sat16(floor_div(2 * s + n, 2 * n)));
             }
     }
 }
@@ -874,6 +878,8 @@ static void q_se(const struct qio *io)
     const struct nn_qlayer *l = io->l;
     uint32_t C = io->is.c, Hd = l->d.hidden;
     size_t P = nn_shape_plane(&io->is);
+    if (P == 0) /* no pixel: nothing to average or scale */
+        return;
     const int8_t *W1 = l->w, *W2 = l->w + (size_t)Hd * C;
     const int32_t *b1 = l->b, *b2 = l->b + Hd, *M1 = l->k, *S1 = M1 + Hd, *M2 = S1 + Hd,
                   *S2 = M2 + C, *G = S2 + C;
@@ -927,7 +933,7 @@ static void q_softmax_row(const int32_t *s, size_t T, int32_t me, int32_t se, co
     /* The maximum has distance 0, and E[0] is 1.0 for any table the quantiser makes; a table
      * from a file may hold zeros, so an all-zero row gives zero probabilities. */
     for (size_t i = 0; i < T; i++)
-        p[i] = sum ? (int16_t)((((int64_t)e[i] << NN_Q_PBITS) + sum / 2) / sum) : 0;
+        p[i] = (int16_t)(sum ? (((int64_t)e[i] << NN_Q_PBITS) + sum / 2) / sum : 0);
 }
 
 static void q_mhsa(const struct qio *io)

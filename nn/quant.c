@@ -12,6 +12,7 @@
  * in a second pass. Floats and libm are used freely here: only the integer model that comes out
  * has to be exact, and it is stored with its tables.
  */
+#include <assert.h>
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
@@ -42,6 +43,7 @@ struct calib {
 
 static void observe(struct stat *s, const float *v, size_t n, int pass, int relu)
 {
+    assert(v || n == 0);
     if (pass == 0) {
         for (size_t i = 0; i < n; i++) {
             double a = relu ? (v[i] > 0 ? v[i] : 0) : fabs(v[i]);
@@ -116,6 +118,7 @@ static void run_seq(struct calib *k, size_t first, size_t end)
         const struct nn_layer *l = &m->layers[i];
         const float *x = k->act[k->in_act[i]];
         float *y = k->act[i + 1];
+        assert(x && y); /* calibrate allocated every activation */
         size_t count = nn_shape_count(&k->os[i]);
         if (l->d.type == NN_RESIDUAL) {
             run_seq(k, i + 1, i + 1 + l->d.span);
@@ -196,7 +199,7 @@ static int calibrate(struct calib *k, const struct nn_model *m, const struct nn_
     if (!k->aux || !k->scratch)
         return -ENOMEM;
     for (size_t i = 0; i <= nl; i++) {
-        k->act[i] = calloc(nn_shape_count(&k->ashape[i]), sizeof(float));
+        k->act[i] = calloc(nn_shape_count(&k->ashape[i]) + 1, sizeof(float));
         if (!k->act[i])
             return -ENOMEM;
     }
@@ -320,7 +323,7 @@ static int quant_conv(struct nn_qlayer *l, const float *p, double sx, double sy)
         quant_rows(p, bias, Co, K, sx, l->w, d->bias ? l->b : NULL, l->ws);
     } else {
         /* W[c][o][t] -> rows o of (c, t), and back. */
-        float *t = malloc(Co * K * sizeof(float));
+        float *t = calloc(Co * K + 1, sizeof(float));
         int8_t *tq = malloc(Co * K);
         if (!t || !tq) {
             free(t);
@@ -359,7 +362,8 @@ static int quant_se(struct nn_qlayer *l, const float *p, double sx, double clip_
         ret = to_rq(sz * l->ws[Hd + c] * NN_Q_LUT_FRAC, &k[2 * Hd + c], &k[2 * Hd + C + c]);
     int32_t *G = k + 2 * Hd + 2 * C;
     for (int i = 0; i < NN_Q_LUT; i++) {
-        double z = (double)(i - NN_Q_LUT / 2) / NN_Q_LUT_FRAC;
+        int centred = i - NN_Q_LUT / 2; /* NN_Q_LUT is even */
+        double z = (double)centred / NN_Q_LUT_FRAC;
         G[i] = (int32_t)lround(NN_Q_ONE / (1.0 + exp(-z)));
     }
     return ret;
