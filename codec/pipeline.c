@@ -9,6 +9,7 @@
  * Decrypted and decoded data (envelope with patient data, pixels, features) is wiped before
  * it is freed.
  */
+#include <assert.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -404,7 +405,6 @@ static int latent_unpack(const uint8_t *b, size_t n, struct nn_ae_latent **out)
                                   f[0] * f[5], f[6], f[7]);
         if (rc != 0)
             goto out;
-        rc = -EINVAL;
     } else {
         memcpy(lat->q, src + PL_LATENT_HEAD, values);
     }
@@ -747,6 +747,8 @@ out:
 /* Halve the picture (2 x 2 box average, rounded) in place. */
 static void halve(struct nn_ae_image *im)
 {
+    if (im->width == 0 || im->height == 0)
+        return;
     uint32_t w = im->width / 2 ? im->width / 2 : 1, h = im->height / 2 ? im->height / 2 : 1;
     size_t plane = (size_t)im->width * im->height, half = (size_t)w * h;
     for (uint32_t ch = 0; ch < im->channels; ch++)
@@ -760,6 +762,7 @@ static void halve(struct nn_ae_image *im)
                                              : ((const uint16_t *)im->pixels)[k];
                         cnt++;
                     }
+                assert(cnt > 0); /* 2 x, 2 y are inside the picture */
                 size_t o = ch * half + (size_t)y * w + x;
                 if (im->bits == 8)
                     ((uint8_t *)im->pixels)[o] = (uint8_t)((sum + cnt / 2) / cnt);

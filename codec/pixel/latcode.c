@@ -5,6 +5,7 @@
  */
 #include "codec/pixel/latcode.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
@@ -143,6 +144,7 @@ int codec_latcode_encode(const int8_t *q, uint32_t planes, uint32_t height, uint
     for (size_t i = 0; i < n; i++)
         if (q[i] < -CODEC_LATCODE_QMAX)
             return -EINVAL;
+    assert(n > 0); /* planes, height and width are not 0 */
     struct codec_rans_table *tabs = malloc(CODEC_LATCODE_SHAPES * sizeof(*tabs));
     double(*cost)[LAT_SYMS] = malloc(CODEC_LATCODE_SHAPES * sizeof(*cost));
     int8_t *centre = malloc(planes);

@@ -15,6 +15,7 @@
 #include "codec/pixel/pixcode.h"
 #include "codec/bytes.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <math.h>
 #include <pthread.h>
@@ -792,6 +793,7 @@ static int enc_plane(struct enc *e, const void *plane, const struct codec_pixcod
         t->span = hi - lo;
         t->maxv = k - 1;
         rc = -ENOMEM;
+        assert(k > 0); /* there are gaps, so at least two values */
         if (!(vals = malloc(k * sizeof(uint16_t))))
             goto out;
         uint32_t i = 0;
@@ -886,12 +888,13 @@ int codec_pixcode_encode(const struct codec_image *img, const struct codec_pixco
     struct codec_buf d = {0};
     struct enc e = {.g = &g, .pred = pred};
     e.wk = workers_new(threads, pred, g.w, g.rows, false);
+    assert(g.nstripes > 0); /* geo_check refuses an empty image */
     e.ans = calloc(g.nstripes, sizeof(*e.ans));
     rc = -ENOMEM;
     if (!e.wk || !e.ans)
         goto out;
     uint8_t h[CODEC_PIXCODE_HEADER] = {0};
-    memcpy(h, CODEC_PIXCODE_MAGIC, 4);
+    memcpy(h, CODEC_PIXCODE_MAGIC, 4); // NOLINT(bugprone-not-null-terminated-result): bytes
     h[4] = CODEC_PIXCODE_VERSION;
     h[5] = pred->id;
     h[6] = (uint8_t)g.bits;

@@ -543,7 +543,7 @@ int codec_pixnet_save(const struct nn_qmodel *const nets[CODEC_PIXNET_NETS],
     uint8_t *p = calloc(1, total);
     if (!p)
         goto out;
-    memcpy(p, CODEC_PIXNET_MAGIC, 4);
+    memcpy(p, CODEC_PIXNET_MAGIC, 4); // NOLINT(bugprone-not-null-terminated-result): bytes
     p[4] = CODEC_PIXNET_VERSION;
     p[5] = CODEC_PIXNET_NETS;
     p[6] = contexts;

@@ -9,6 +9,7 @@
  * (memory stays fixed whatever the data set), so a very large set is subsampled uniformly
  * rather than streamed through every epoch.
  */
+#include <assert.h>
 #include <errno.h>
 #include <math.h>
 #include <stdbool.h>
@@ -68,12 +69,13 @@ static void pool_free(struct pool *p)
 
 static int pool_init(struct pool *p, size_t cap)
 {
-    memset(p, 0, sizeof(*p));
-    p->cap = cap;
-    p->f = malloc(cap * F * sizeof(int16_t));
-    p->ref = malloc(cap * sizeof(int32_t));
-    p->u = malloc(cap * sizeof(int32_t));
-    p->t = malloc(cap * sizeof(int32_t));
+    /* every field is set here (no memset over p): the caller frees every pool, also when this
+     * fails */
+    *p = (struct pool){.cap = cap,
+                       .f = malloc(cap * F * sizeof(int16_t)),
+                       .ref = malloc(cap * sizeof(int32_t)),
+                       .u = malloc(cap * sizeof(int32_t)),
+                       .t = malloc(cap * sizeof(int32_t))};
     return p->f && p->ref && p->u && p->t ? 0 : -ENOMEM;
 }
 
@@ -318,8 +320,8 @@ int codec_pixnet_train(const struct codec_image *const *imgs, size_t n,
             goto out;
         }
         /* shuffle, so that the held-out tail is a uniform sample */
-        for (size_t j = p->n - 1; j > 0; j--) {
-            size_t r = (size_t)(nn_rng_next(&rng) % (j + 1));
+        for (size_t left = p->n; left > 1; left--) {
+            size_t j = left - 1, r = (size_t)(nn_rng_next(&rng) % left);
             int16_t tf[F];
             memcpy(tf, p->f + j * F, sizeof(tf));
             memcpy(p->f + j * F, p->f + r * F, sizeof(tf));
@@ -336,6 +338,7 @@ int codec_pixnet_train(const struct codec_image *const *imgs, size_t n,
             goto out;
         /* calibration: up to 65536 training samples as one 1 x F x 1 x N image */
         size_t nc = p->n - hold < 65536 ? p->n - hold : 65536;
+        assert(nc > 0); /* n >= 2 batch, hold <= n / 16 */
         free(cal);
         rc = -ENOMEM;
         if (!(cal = malloc(nc * F * sizeof(float))))

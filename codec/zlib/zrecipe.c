@@ -51,11 +51,16 @@ static int zr_unify(const struct codec_deflate_desc *d, struct codec_zmodel_toke
         const struct dfl_block *b = &d->blocks[i];
         size_t first = n;
         if (b->type == 0) {
+            if (b->out_len > d->out_len - n)
+                goto bad;
             for (size_t k = 0; k < b->out_len; k++)
                 s[n++] = (struct codec_zmodel_token){1, 0};
         } else {
             for (size_t t = b->first_tok; t < b->first_tok + b->ntok; t++) {
                 uint32_t tok = d->tok[t];
+                /* every symbol stands for at least one byte out: n stays within out_len */
+                if ((TOK_DIST(tok) == 0 ? TOK_LEN(tok) : 1) > d->out_len - n)
+                    goto bad;
                 if (TOK_DIST(tok) == 0)
                     for (unsigned k = 0; k < TOK_LEN(tok); k++)
                         s[n++] = (struct codec_zmodel_token){1, 0};
@@ -70,6 +75,10 @@ static int zr_unify(const struct codec_deflate_desc *d, struct codec_zmodel_toke
     *nsyms = n;
     *bsyms = bs;
     return 0;
+bad:
+    free(s);
+    free(bs);
+    return -EINVAL;
 }
 
 /* Tokens of the recorded stream predicted exactly, over those starting before limit. */
@@ -475,7 +484,8 @@ static int zr_decode(struct codec_rd *r, struct codec_deflate_desc *d, const uin
     uint8_t u;
     int rc = -EINVAL;
 
-    if (len > 0 && !(s = malloc(len * sizeof(*s))))
+    /* at least one slot, so s is never NULL even for empty data (no symbol is then written) */
+    if (!(s = malloc((len ? len : 1) * sizeof(*s))))
         return -ENOMEM;
     /* symbols: the prediction with the corrections spliced in */
     if (codec_rd_var(r, len, &ncorr))
@@ -566,7 +576,8 @@ static int zr_decode(struct codec_rd *r, struct codec_deflate_desc *d, const uin
         struct dfl_block h = {0};
         size_t blen = 0;
         for (size_t k = first; k < first + bsyms[i]; k++)
-            blen += s[k].len;
+            /* the bsyms add up to ns (left above): s[k] was written */
+            blen += s[k].len; // NOLINT(clang-analyzer-core.uninitialized.Assign)
         h.final = i + 1 == nb;
         h.out_len = blen;
         if (i == next_exc) {
