@@ -55,7 +55,7 @@ __attribute__((format(printf, 3, 4))) static void set_why(char *why, size_t whyl
     if (!why)
         return;
     va_start(ap, fmt);
-    vsnprintf(why, whylen, fmt, ap);
+    (void)vsnprintf(why, whylen, fmt, ap);
     va_end(ap);
 }
 
@@ -161,8 +161,9 @@ static int slurp(const char *path, uint8_t **out, size_t *out_len, int *perm_rc,
     uint8_t *buf = NULL;
     if (fd < 0) {
         rc = -errno;
-        if (why)
-            snprintf(why, whylen, "%s: %s", path, strerror(-rc));
+        if (why) /* keyrings are read before the daemon starts a thread */
+            // NOLINTNEXTLINE(concurrency-mt-unsafe)
+            (void)snprintf(why, whylen, "%s: %s", path, strerror(-rc));
         return rc;
     }
     struct stat st;
@@ -272,8 +273,9 @@ int keys_ring_open(const char *path, const struct keys_secret *secret, struct ke
         goto out;
     if ((p.info.kdf == KEYS_KDF_KEYFILE) != (secret->keyfile != 0)) {
         if (why)
-            snprintf(why, whylen, "%s: this keyring is unlocked with %s", path,
-                     p.info.kdf == KEYS_KDF_KEYFILE ? "a key file (--keyfile)" : "a passphrase");
+            (void)snprintf(why, whylen, "%s: this keyring is unlocked with %s", path,
+                           p.info.kdf == KEYS_KDF_KEYFILE ? "a key file (--keyfile)"
+                                                          : "a passphrase");
         rc = -EKEYREJECTED;
         goto out;
     }

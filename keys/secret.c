@@ -25,20 +25,22 @@ int keys_check_private(int fd, const char *path, char *why, size_t whylen)
         return -errno;
     if (!S_ISREG(st.st_mode)) {
         if (why)
-            snprintf(why, whylen, "%s: not a regular file", path);
+            (void)snprintf(why, whylen, "%s: not a regular file", path);
         return -EPERM;
     }
     if (st.st_uid != geteuid()) {
         if (why)
-            snprintf(why, whylen, "%s: owned by uid %u, not by you (uid %u); fix: chown %u %s",
-                     path, (unsigned)st.st_uid, (unsigned)geteuid(), (unsigned)geteuid(), path);
+            (void)snprintf(why, whylen,
+                           "%s: owned by uid %u, not by you (uid %u); fix: chown %u %s", path,
+                           (unsigned)st.st_uid, (unsigned)geteuid(), (unsigned)geteuid(), path);
         return -EPERM;
     }
     if (st.st_mode & (S_IRWXG | S_IRWXO)) {
         if (why)
-            snprintf(why, whylen,
-                     "%s: permissions %04o let others read or change it; fix: chmod go-rwx %s",
-                     path, (unsigned)(st.st_mode & 07777), path);
+            (void)snprintf(
+                why, whylen,
+                "%s: permissions %04o let others read or change it; fix: chmod go-rwx %s", path,
+                (unsigned)(st.st_mode & 07777), path);
         return -EPERM;
     }
     return 0;
@@ -89,8 +91,9 @@ static int open_private(const char *path, char *why, size_t whylen, int *fd_out)
     int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
     if (fd < 0) {
         int e = errno;
-        if (why)
-            snprintf(why, whylen, "%s: %s", path, strerror(e));
+        if (why) /* passphrases are read before the daemon starts a thread */
+            // NOLINTNEXTLINE(concurrency-mt-unsafe)
+            (void)snprintf(why, whylen, "%s: %s", path, strerror(e));
         return -e;
     }
     int rc = keys_check_private(fd, path, why, whylen);
@@ -112,10 +115,10 @@ static int read_keyfile(const char *path, struct keys_secret *s, char *why, size
     close(fd);
     if (rc == 0 && n != KEYS_KEYFILE_BYTES) {
         if (why)
-            snprintf(why, whylen,
-                     "%s: a key file holds exactly %d bytes (make one with: "
-                     "head -c 32 /dev/urandom > FILE)",
-                     path, KEYS_KEYFILE_BYTES);
+            (void)snprintf(why, whylen,
+                           "%s: a key file holds exactly %d bytes (make one with: "
+                           "head -c 32 /dev/urandom > FILE)",
+                           path, KEYS_KEYFILE_BYTES);
         rc = -EINVAL;
     }
     s->len = KEYS_KEYFILE_BYTES;
@@ -131,7 +134,7 @@ static int read_passfile(const char *path, struct keys_secret *s, char *why, siz
     rc = read_line(fd, s);
     close(fd);
     if (rc == -EINVAL && why)
-        snprintf(why, whylen, "%s: the first line is empty", path);
+        (void)snprintf(why, whylen, "%s: the first line is empty", path);
     return rc;
 }
 
@@ -166,12 +169,12 @@ static int read_extpass(const char *cmd, struct keys_secret *s, char *why, size_
         ;
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
         if (why)
-            snprintf(why, whylen, "extpass command failed (exit status %d)",
-                     WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
+            (void)snprintf(why, whylen, "extpass command failed (exit status %d)",
+                           WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status));
         return -EIO;
     }
     if (rc == -EINVAL && why)
-        snprintf(why, whylen, "extpass command printed an empty passphrase");
+        (void)snprintf(why, whylen, "extpass command printed an empty passphrase");
     return rc;
 }
 
@@ -226,16 +229,16 @@ int keys_secret_read(const struct keys_source *src, const char *prompt, int conf
                 (again->len != s->len || CRYPTO_memcmp(again->bytes, s->bytes, s->len) != 0)) {
                 rc = -EKEYREJECTED;
                 if (why)
-                    snprintf(why, whylen, "the passphrases do not match");
+                    (void)snprintf(why, whylen, "the passphrases do not match");
             }
         }
         /* After the confirmation too: an empty second answer needs the same message. */
         if (rc == -ENOTTY && why)
-            snprintf(why, whylen,
-                     "no terminal to ask for the passphrase; give --passfile, "
-                     "--extpass or --keyfile");
+            (void)snprintf(why, whylen,
+                           "no terminal to ask for the passphrase; give --passfile, "
+                           "--extpass or --keyfile");
         else if (rc == -EINVAL && why)
-            snprintf(why, whylen, "empty passphrase");
+            (void)snprintf(why, whylen, "empty passphrase");
         break;
     }
     keys_secret_free(again);
