@@ -37,9 +37,9 @@ const char imgcrypt_usage_text[] =
 
 int imgcrypt_usage(void)
 {
-    fputs(imgcrypt_usage_text, stderr);
-    fputs(imgcrypt_image_usage, stderr);
-    fputs(imgcrypt_convert_usage, stderr);
+    (void)fputs(imgcrypt_usage_text, stderr);
+    (void)fputs(imgcrypt_image_usage, stderr);
+    (void)fputs(imgcrypt_convert_usage, stderr);
     return TOOL_EXIT_USAGE;
 }
 
@@ -50,9 +50,9 @@ int main(int argc, char **argv)
         return imgcrypt_usage();
     const char *cmd = argv[1];
     if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {
-        fputs(imgcrypt_usage_text, stdout);
-        fputs(imgcrypt_image_usage, stdout);
-        fputs(imgcrypt_convert_usage, stdout);
+        (void)fputs(imgcrypt_usage_text, stdout);
+        (void)fputs(imgcrypt_image_usage, stdout);
+        (void)fputs(imgcrypt_convert_usage, stdout);
         return TOOL_EXIT_OK;
     }
     if (strcmp(cmd, "--version") == 0) {

@@ -167,7 +167,7 @@ static int coder_eval(const char *model, char **files, int nfiles, unsigned thre
         const char *name = strrchr(files[i], '/') ? strrchr(files[i], '/') + 1 : files[i];
         rc = load_image(files[i], &img);
         if (rc != 0) {
-            fprintf(stderr, "%s: skipped (%s)\n", name, strerror(-rc));
+            (void)fprintf(stderr, "%s: skipped (%s)\n", name, strerror(-rc));
             continue;
         }
         struct coded c0, c1;
@@ -181,8 +181,8 @@ static int coder_eval(const char *model, char **files, int nfiles, unsigned thre
             goto out;
         }
         char geo[64];
-        snprintf(geo, sizeof(geo), "%ux%ux%u/%u", img->channels * img->frames, img->height,
-                 img->width, img->significant);
+        (void)snprintf(geo, sizeof(geo), "%ux%ux%u/%u", img->channels * img->frames, img->height,
+                       img->width, img->significant);
         printf("%-40.40s %-14s %8.3f %8.3f %7.2f %7.2f %7.2f %7.2f\n", name, geo, c0.bps, c1.bps,
                c0.enc_ms, c1.enc_ms, c0.dec_ms, c1.dec_ms);
         b0[n] = c0.bps;
@@ -196,8 +196,8 @@ static int coder_eval(const char *model, char **files, int nfiles, unsigned thre
             s0 += b0[i];
             s1 += b1[i];
         }
-        printf("%zu images: mean bps p0 %.3f p1 %.3f; median p0 %.3f p1 %.3f\n", n, s0 / n, s1 / n,
-               median(b0, n), median(b1, n));
+        printf("%zu images: mean bps p0 %.3f p1 %.3f; median p0 %.3f p1 %.3f\n", n, s0 / (double)n,
+               s1 / (double)n, median(b0, n), median(b1, n));
     }
 out:
     codec_pixnet_free(pn);
@@ -214,8 +214,8 @@ out:
 static void progress(void *arg, unsigned net, uint32_t epoch, double tb, double hb)
 {
     double *t0 = arg;
-    fprintf(stderr, "net %s epoch %3u: %.4f bits/sample (held-out %.4f)  %.0f s\n", net ? "C" : "D",
-            epoch, tb, hb, now_s() - *t0);
+    (void)fprintf(stderr, "net %s epoch %3u: %.4f bits/sample (held-out %.4f)  %.0f s\n",
+                  net ? "C" : "D", epoch, tb, hb, now_s() - *t0);
 }
 
 /* Every image in dir (sorted by name): *imgs, *n (caller frees each and the array). */
@@ -247,11 +247,12 @@ static int load_dir(const char *dir, struct codec_image ***imgs, size_t *n)
         nn++;
     }
     closedir(d);
+    // NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers
     struct codec_image **v = rc == 0 ? calloc(nn ? nn : 1, sizeof(*v)) : NULL;
     size_t k = 0;
     if (rc == 0 && !v)
         rc = -ENOMEM;
-    if (rc == 0)
+    if (rc == 0 && nn > 1)
         qsort(names, nn, sizeof(*names), cmp_str);
     for (size_t i = 0; rc == 0 && i < nn; i++) {
         char path[4096];
@@ -351,7 +352,7 @@ static int store(const char *where, const struct keys_source *src, const uint8_t
         return tool_exit_code(rc);
     }
     tool_hex(digest, KEYS_ID_BYTES, id);
-    fprintf(stderr, "keyring %s holds coder model %s\n", path, id);
+    (void)fprintf(stderr, "keyring %s holds coder model %s\n", path, id);
     return TOOL_EXIT_OK;
 }
 
@@ -437,7 +438,7 @@ static int coder_parse(int argc, char **argv, struct coder_args *a)
         case C_CODER:
             break;
         case C_HELP:
-            fputs(coder_usage, stdout);
+            (void)fputs(coder_usage, stdout);
             return CODER_HELP;
         case C_DATA:
             a->data = optarg;
@@ -495,7 +496,7 @@ static int coder_parse(int argc, char **argv, struct coder_args *a)
             a->reps = (unsigned)v;
             break;
         default:
-            fputs(coder_usage, stderr);
+            (void)fputs(coder_usage, stderr);
             return TOOL_EXIT_USAGE;
         }
     }
@@ -516,7 +517,7 @@ static int coder_train(struct coder_args *a)
     double t0 = now_s();
     a->o.progress = progress;
     a->o.progress_arg = &t0;
-    fprintf(stderr, "training the coder on %zu images from %s\n", n, a->data);
+    (void)fprintf(stderr, "training the coder on %zu images from %s\n", n, a->data);
     uint8_t *model = NULL;
     size_t len = 0;
     rc = codec_pixnet_train((const struct codec_image *const *)imgs, n, &a->o, &model, &len);
@@ -533,7 +534,7 @@ static int coder_train(struct coder_args *a)
         tool_error("%s: %s", a->out, strerror(-rc));
         ret = TOOL_EXIT_IO;
     } else {
-        fprintf(stderr, "wrote %s (%zu bytes) in %.0f s\n", a->out, len, now_s() - t0);
+        (void)fprintf(stderr, "wrote %s (%zu bytes) in %.0f s\n", a->out, len, now_s() - t0);
     }
     if (ret == TOOL_EXIT_OK && a->keyring)
         ret = store(a->keyring, &a->src, model, len);
@@ -558,7 +559,7 @@ int imgcrypt_coder_main(int argc, char **argv)
         return coder_eval(a.eval, argv + a.first_file, argc - a.first_file, a.threads, a.reps);
     }
     if (!a.data || a.first_file != argc) {
-        fputs(coder_usage, stderr);
+        (void)fputs(coder_usage, stderr);
         return TOOL_EXIT_USAGE;
     }
     return coder_train(&a);

@@ -73,10 +73,11 @@ static _Atomic int stop_asked;
 
 static int usage(void)
 {
-    fputs("usage: imgcrypt convert [OPTIONS] BACKING [PATH...]\n\n", stderr);
-    fputs(imgcrypt_convert_usage, stderr);
-    fputs("         (SECRET: --passfile F | --extpass CMD | --keyfile F)\n\nSee imgcrypt(1).\n",
-          stderr);
+    (void)fputs("usage: imgcrypt convert [OPTIONS] BACKING [PATH...]\n\n", stderr);
+    (void)fputs(imgcrypt_convert_usage, stderr);
+    (void)fputs(
+        "         (SECRET: --passfile F | --extpass CMD | --keyfile F)\n\nSee imgcrypt(1).\n",
+        stderr);
     return TOOL_EXIT_USAGE;
 }
 
@@ -110,7 +111,7 @@ static int parse_option(int c, int li, struct convert_args *a)
         a->convert_mb = (unsigned long)n;
         return TOOL_EXIT_OK;
     case O_HELP:
-        fputs(imgcrypt_convert_usage, stdout);
+        (void)fputs(imgcrypt_convert_usage, stdout);
         exit(TOOL_EXIT_OK);
     default:
         return usage();
@@ -146,19 +147,19 @@ static unsigned long long looked_at(const struct fs_offline_stats *st)
 
 static void draw(struct view *v, const struct fs_offline_stats *st)
 {
-    fprintf(stderr,
-            "\r\033[Kimgcrypt: %llu/%llu%s files: %llu converted, %llu already images, "
-            "%llu not images, %llu failed",
-            looked_at(st), st->files, st->walked ? "" : "+", st->converted, st->images,
-            st->not_images, st->failed);
-    fflush(stderr);
+    (void)fprintf(stderr,
+                  "\r\033[Kimgcrypt: %llu/%llu%s files: %llu converted, %llu already images, "
+                  "%llu not images, %llu failed",
+                  looked_at(st), st->files, st->walked ? "" : "+", st->converted, st->images,
+                  st->not_images, st->failed);
+    (void)fflush(stderr);
     v->drawn = 1;
 }
 
 static void erase(struct view *v)
 {
     if (v->drawn)
-        fputs("\r\033[K", stderr);
+        (void)fputs("\r\033[K", stderr);
     v->drawn = 0;
 }
 
@@ -174,7 +175,7 @@ static void count_reason(struct view *v, const char *reason)
         v->other++;
         return;
     }
-    snprintf(v->reason[v->nreasons], REASON_CAP, "%s", reason);
+    (void)snprintf(v->reason[v->nreasons], REASON_CAP, "%s", reason);
     v->count[v->nreasons++] = 1;
 }
 
@@ -185,9 +186,9 @@ static void progress(void *arg, const struct fs_offline_stats *st, const char *w
     struct timespec now;
     if (where) {
         erase(v);
-        fputs("imgcrypt: ", stderr);
+        (void)fputs("imgcrypt: ", stderr);
         tool_put_plain(stderr, where);
-        fprintf(stderr, ": %s\n", reason);
+        (void)fprintf(stderr, ": %s\n", reason);
         count_reason(v, reason);
     }
     if (!v->tty)
@@ -307,6 +308,6 @@ int imgcrypt_convert(int argc, char **argv)
     keys_ring_close(ring);
     if (rc == 0 || st.files > 0)
         summary(&v, &st);
-    fflush(stdout);
+    (void)fflush(stdout);
     return finish(rc, why, &st);
 }

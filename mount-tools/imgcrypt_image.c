@@ -72,9 +72,9 @@ struct image_args {
 
 static int usage(void)
 {
-    fputs("usage: imgcrypt COMMAND [OPTIONS] BACKING IN OUT\n\n", stderr);
-    fputs(imgcrypt_image_usage, stderr);
-    fputs("\nSee imgcrypt(1).\n", stderr);
+    (void)fputs("usage: imgcrypt COMMAND [OPTIONS] BACKING IN OUT\n\n", stderr);
+    (void)fputs(imgcrypt_image_usage, stderr);
+    (void)fputs("\nSee imgcrypt(1).\n", stderr);
     return TOOL_EXIT_USAGE;
 }
 
@@ -96,7 +96,7 @@ static int parse_args(int argc, char **argv, const char *allowed, struct image_a
     int li = 0; /* the option matched: names come from the table, not from c */
     while ((c = getopt_long(argc, argv, "", image_opts, &li)) != -1) {
         if (c == O_HELP) {
-            fputs(imgcrypt_image_usage, stdout);
+            (void)fputs(imgcrypt_image_usage, stdout);
             exit(TOOL_EXIT_OK);
         }
         if (c == '?' || !strchr(allowed, c)) {
@@ -353,10 +353,11 @@ int imgcrypt_encrypt(int argc, char **argv)
         e = write_output(a.out, res, res_len);
     } else if (e == -ENOTSUP || e == -EFBIG) {
         if (e == -EFBIG) /* a note, not an error: the file is stored, on the generic path */
-            fprintf(stderr,
-                    "imgcrypt: %s: too large to code as an image within %llu MiB; stored as a "
-                    "block file\n",
-                    name_of(a.in), (unsigned long long)(CODEC_PIPELINE_BUDGET_DEFAULT >> 20));
+            (void)fprintf(
+                stderr,
+                "imgcrypt: %s: too large to code as an image within %llu MiB; stored as a "
+                "block file\n",
+                name_of(a.in), (unsigned long long)(CODEC_PIPELINE_BUDGET_DEFAULT >> 20));
         e = encrypt_generic(ring, buf, len, a.out);
     } else if (e == -EBADMSG) {
         tool_error("%s: the container did not decode to the input (a codec bug); nothing written",

@@ -67,12 +67,12 @@ static int container_note(const struct keys_key *ckey, const uint8_t *buf, size_
     char id[2 * KEYS_ID_BYTES + 1];
     tool_hex(ci.file_id, KEYS_ID_BYTES, id);
     if (ci.sealed || rc != 0) {
-        snprintf(why, cap,
-                 "stored image v%u, file id %s: features %llu, envelope %llu, pixels %llu "
-                 "bytes sealed (bucketed); format, geometry, size and models sealed%s",
-                 ci.version, id, (unsigned long long)ci.features_bytes,
-                 (unsigned long long)ci.envelope_bytes, (unsigned long long)ci.pixels_bytes,
-                 rc != 0 ? ": the keyring does not open them" : "");
+        (void)snprintf(why, cap,
+                       "stored image v%u, file id %s: features %llu, envelope %llu, pixels %llu "
+                       "bytes sealed (bucketed); format, geometry, size and models sealed%s",
+                       ci.version, id, (unsigned long long)ci.features_bytes,
+                       (unsigned long long)ci.envelope_bytes, (unsigned long long)ci.pixels_bytes,
+                       rc != 0 ? ": the keyring does not open them" : "");
         return rc;
     }
     char ae[17] = "", coder[17] = "", what[160] = "";
@@ -82,12 +82,12 @@ static int container_note(const struct keys_key *ckey, const uint8_t *buf, size_
     const int has_ae = memcmp(ci.ae_id, none, KEYS_ID_BYTES) != 0;
     const int has_coder = memcmp(ci.coder_id, none, KEYS_ID_BYTES) != 0;
     if (ckey) /* opened (version 2) or, for version 1, public anyway: shown when asked */
-        snprintf(what, sizeof(what), " v%u, file id %s, %s %ux%ux%ux%u %u-bit, %llu bytes",
-                 ci.version, id, format_name(ci.format), ci.channels, ci.frames, ci.height,
-                 ci.width, ci.bits, (unsigned long long)ci.plain_size);
-    snprintf(why, cap, "stored image%s: %s%s, pixels by %s%s", what,
-             has_ae ? "features by autoencoder " : "no features", has_ae ? ae : "",
-             has_coder ? "coder model " : "the fixed predictor", has_coder ? coder : "");
+        (void)snprintf(what, sizeof(what), " v%u, file id %s, %s %ux%ux%ux%u %u-bit, %llu bytes",
+                       ci.version, id, format_name(ci.format), ci.channels, ci.frames, ci.height,
+                       ci.width, ci.bits, (unsigned long long)ci.plain_size);
+    (void)snprintf(why, cap, "stored image%s: %s%s, pixels by %s%s", what,
+                   has_ae ? "features by autoencoder " : "no features", has_ae ? ae : "",
+                   has_coder ? "coder model " : "the fixed predictor", has_coder ? coder : "");
     return 0;
 }
 
@@ -107,7 +107,7 @@ static int inspect_buf(const struct keys_key *ckey, const uint8_t *buf, size_t l
     if (rc == -ENOTSUP || rc == -EFBIG) {
         row->format = CODEC_FORMAT_NONE; /* the generic path, as the filesystem would take */
         if (!row->why[0])
-            snprintf(row->why, sizeof(row->why), "%s", strerror(-rc));
+            (void)snprintf(row->why, sizeof(row->why), "%s", strerror(-rc));
         rc = TOOL_EXIT_OK;
         goto out;
     }
@@ -132,14 +132,15 @@ static int inspect_buf(const struct keys_key *ckey, const uint8_t *buf, size_t l
         goto out;
     row->exact = 0;
     if (rc != 0)
-        snprintf(row->why, sizeof(row->why), "join failed: %s", strerror(-rc));
+        (void)snprintf(row->why, sizeof(row->why), "join failed: %s", strerror(-rc));
     else if (joined_len != len)
-        snprintf(row->why, sizeof(row->why), "join gave %zu bytes instead of %zu", joined_len, len);
+        (void)snprintf(row->why, sizeof(row->why), "join gave %zu bytes instead of %zu", joined_len,
+                       len);
     else if (len && memcmp(joined, buf, len) != 0) {
         size_t i = 0;
         while (joined[i] == buf[i])
             i++;
-        snprintf(row->why, sizeof(row->why), "first difference at byte %zu", i);
+        (void)snprintf(row->why, sizeof(row->why), "first difference at byte %zu", i);
     } else
         row->exact = 1;
     rc = row->exact ? TOOL_EXIT_OK : TOOL_EXIT_MISMATCH;
@@ -182,23 +183,23 @@ static size_t utf8_len(const unsigned char *p)
 /* Put s as a JSON string; bytes that are not UTF-8 (file names may be any bytes) become U+FFFD. */
 static void put_json_str(FILE *f, const char *s)
 {
-    fputc('"', f);
+    (void)fputc('"', f);
     for (const unsigned char *p = (const unsigned char *)s; *p;) {
         size_t n = utf8_len(p);
         if (n == 0) {
-            fputs("\\ufffd", f);
+            (void)fputs("\\ufffd", f);
             p++;
         } else if (*p == '"' || *p == '\\') {
-            fputc('\\', f);
-            fputc(*p++, f);
+            (void)fputc('\\', f);
+            (void)fputc(*p++, f);
         } else if (*p < 0x20) {
-            fprintf(f, "\\u%04x", *p++);
+            (void)fprintf(f, "\\u%04x", *p++);
         } else {
-            fwrite(p, 1, n, f);
+            (void)fwrite(p, 1, n, f);
             p += n;
         }
     }
-    fputc('"', f);
+    (void)fputc('"', f);
 }
 
 static const char *format_name(enum codec_format format)
@@ -218,10 +219,10 @@ static const char *format_name(enum codec_format format)
 static void print_json(const char *name, const struct inspect_row *row, const char *error)
 {
     const int img = !error && row->format != CODEC_FORMAT_NONE;
-    fputs("{\"file\":", stdout);
+    (void)fputs("{\"file\":", stdout);
     put_json_str(stdout, name);
     if (error) {
-        fputs(",\"bytes\":null,\"format\":null", stdout);
+        (void)fputs(",\"bytes\":null,\"format\":null", stdout);
     } else {
         printf(",\"bytes\":%llu,\"format\":", (unsigned long long)row->bytes);
         put_json_str(stdout, format_name(row->format));
@@ -232,31 +233,32 @@ static void print_json(const char *name, const struct inspect_row *row, const ch
                row->geo.channels, row->geo.frames, row->geo.height, row->geo.width, row->geo.bits,
                row->geo.significant, row->env_bytes);
     else
-        fputs(",\"channels\":null,\"frames\":null,\"height\":null,\"width\":null,\"bits\":null,"
-              "\"significant\":null,\"envelope_bytes\":null",
-              stdout);
+        (void)fputs(
+            ",\"channels\":null,\"frames\":null,\"height\":null,\"width\":null,\"bits\":null,"
+            "\"significant\":null,\"envelope_bytes\":null",
+            stdout);
     if (img && row->recipe == 1)
         printf(",\"recipe_bytes\":%llu,\"recipe_percent\":%.2f",
                (unsigned long long)row->recipe_bytes,
                100.0 * (double)row->recipe_bytes / (double)row->bytes);
     else
-        fputs(",\"recipe_bytes\":null,\"recipe_percent\":null", stdout);
-    fputs(",\"join\":", stdout);
+        (void)fputs(",\"recipe_bytes\":null,\"recipe_percent\":null", stdout);
+    (void)fputs(",\"join\":", stdout);
     if (img)
         put_json_str(stdout, row->exact ? "exact" : "MISMATCH");
     else
-        fputs("null", stdout);
-    fputs(",\"reason\":", stdout);
+        (void)fputs("null", stdout);
+    (void)fputs(",\"reason\":", stdout);
     if (!error && row->why[0])
         put_json_str(stdout, row->why);
     else
-        fputs("null", stdout);
-    fputs(",\"error\":", stdout);
+        (void)fputs("null", stdout);
+    (void)fputs(",\"error\":", stdout);
     if (error)
         put_json_str(stdout, error);
     else
-        fputs("null", stdout);
-    fputs("}\n", stdout);
+        (void)fputs("null", stdout);
+    (void)fputs("}\n", stdout);
 }
 
 #define INSPECT_HEADER                                                                             \
@@ -268,28 +270,28 @@ static void print_human(const char *name, const struct inspect_row *row)
     const int img = row->format != CODEC_FORMAT_NONE;
     const char *join = !img ? "-" : row->exact ? "exact" : "MISMATCH";
     if (img) {
-        snprintf(geo, sizeof(geo), "%ux%ux%ux%u", row->geo.channels, row->geo.frames,
-                 row->geo.height, row->geo.width);
-        snprintf(bits, sizeof(bits), "%u/%u", row->geo.bits, row->geo.significant);
-        snprintf(env, sizeof(env), "%zu", row->env_bytes);
+        (void)snprintf(geo, sizeof(geo), "%ux%ux%ux%u", row->geo.channels, row->geo.frames,
+                       row->geo.height, row->geo.width);
+        (void)snprintf(bits, sizeof(bits), "%u/%u", row->geo.bits, row->geo.significant);
+        (void)snprintf(env, sizeof(env), "%zu", row->env_bytes);
         if (row->recipe == 1) {
-            snprintf(recipe, sizeof(recipe), "%llu", (unsigned long long)row->recipe_bytes);
-            snprintf(pct, sizeof(pct), "%.2f%%",
-                     100.0 * (double)row->recipe_bytes / (double)row->bytes);
+            (void)snprintf(recipe, sizeof(recipe), "%llu", (unsigned long long)row->recipe_bytes);
+            (void)snprintf(pct, sizeof(pct), "%.2f%%",
+                           100.0 * (double)row->recipe_bytes / (double)row->bytes);
         } else if (row->recipe < 0) {
-            snprintf(recipe, sizeof(recipe), "?");
-            snprintf(pct, sizeof(pct), "?");
+            (void)snprintf(recipe, sizeof(recipe), "?");
+            (void)snprintf(pct, sizeof(pct), "?");
         }
     }
     printf("%-8s %-15s %-7s %10llu %10s %10s %7s  %-8s  ", format_name(row->format), geo, bits,
            (unsigned long long)row->bytes, env, recipe, pct, join);
     tool_put_plain(stdout, name);
     if (row->why[0]) {
-        fputs("  (", stdout);
+        (void)fputs("  (", stdout);
         tool_put_plain(stdout, row->why);
-        fputc(')', stdout);
+        (void)fputc(')', stdout);
     }
-    fputc('\n', stdout);
+    (void)fputc('\n', stdout);
 }
 
 int imgcrypt_inspect(int argc, char **argv)
@@ -313,7 +315,7 @@ int imgcrypt_inspect(int argc, char **argv)
     while ((c = getopt_long(argc, argv, "", inspect_opts, &li)) != -1) {
         switch (c) {
         case 'h':
-            fputs(imgcrypt_usage_text, stdout);
+            (void)fputs(imgcrypt_usage_text, stdout);
             return TOOL_EXIT_OK;
         case 'j':
             json = 1;
@@ -353,7 +355,7 @@ int imgcrypt_inspect(int argc, char **argv)
         }
     }
     if (!json)
-        fputs(INSPECT_HEADER, stdout);
+        (void)fputs(INSPECT_HEADER, stdout);
     for (int i = optind; i < argc; i++) {
         const char *name = argv[i];
         struct inspect_row row;
@@ -368,14 +370,14 @@ int imgcrypt_inspect(int argc, char **argv)
             row.bytes = strcmp(name, "-") != 0 && stat(name, &st) == 0 && S_ISREG(st.st_mode)
                             ? (uint64_t)st.st_size
                             : CODEC_MAX_FILE_BYTES + 1;
-            snprintf(row.why, sizeof(row.why), "file beyond limits");
+            (void)snprintf(row.why, sizeof(row.why), "file beyond limits");
             rc = 0; /* listed as generic, with its reason */
         } else if (rc == 0) {
             row.bytes = len;
             rc = inspect_buf(ckey, buf, len, &row);
         }
         free(buf);
-        fflush(stdout); /* keep stdout and stderr lines in order on a terminal */
+        (void)fflush(stdout); /* keep stdout and stderr lines in order on a terminal */
         if (rc < 0) {
             tool_error("%s: %s", name, strerror(-rc));
             if (json)
@@ -389,12 +391,12 @@ int imgcrypt_inspect(int argc, char **argv)
         else
             print_human(name, &row);
         if (rc == TOOL_EXIT_CORRUPT) {
-            fflush(stdout);
+            (void)fflush(stdout);
             tool_error("%s: authentication failed: wrong keyring or modified file", name);
             ret = ret == TOOL_EXIT_OK ? TOOL_EXIT_CORRUPT : ret;
         }
         if (rc == TOOL_EXIT_MISMATCH) {
-            fflush(stdout);
+            (void)fflush(stdout);
             tool_error("%s: join(split(file)) differs from the file (%s): a codec bug, please "
                        "report it",
                        name, row.why);

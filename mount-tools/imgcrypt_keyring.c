@@ -72,7 +72,7 @@ static int parse_opts(int argc, char **argv, const char *allowed, struct opts *o
     int li = 0; /* the option matched: names come from the table, not from c */
     while ((c = getopt_long(argc, argv, "", long_opts, &li)) != -1) {
         if (c == OPT_HELP) {
-            fputs(imgcrypt_usage_text, stdout);
+            (void)fputs(imgcrypt_usage_text, stdout);
             exit(TOOL_EXIT_OK);
         }
         if (c == '?' || !strchr(allowed, c)) {
@@ -293,7 +293,7 @@ int imgcrypt_info(int argc, char **argv)
     tool_hex(info.fs_id, KEYS_ID_BYTES, id);
     time_t t = (time_t)info.created;
     struct tm tm;
-    strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S UTC", gmtime_r(&t, &tm));
+    (void)strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S UTC", gmtime_r(&t, &tm));
     printf("keyring:        %s (%llu bytes)\n", path, (unsigned long long)info.file_bytes);
     printf("format version: %u\n", info.version);
     if (info.kdf == KEYS_KDF_SCRYPT)

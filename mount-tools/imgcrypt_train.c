@@ -119,19 +119,19 @@ static int train_progress(void *arg, const struct nn_ae_progress *p)
     int end = p->step == p->steps;
     if (v->tty && (end || t - v->last >= 0.2)) {
         v->last = t;
-        fprintf(stderr,
-                "\r\033[Kepoch %u/%u  step %u/%u  loss %.6f  mse %.6f (%.2f dB)  bpp %.4f  "
-                "lambda %.4g  %.0fs",
-                p->epoch, p->epochs, p->step, p->steps, p->epoch_loss, p->epoch_mse,
-                psnr_of(p->epoch_mse), p->epoch_bpp, p->lambda, t - v->t0);
+        (void)fprintf(stderr,
+                      "\r\033[Kepoch %u/%u  step %u/%u  loss %.6f  mse %.6f (%.2f dB)  bpp %.4f  "
+                      "lambda %.4g  %.0fs",
+                      p->epoch, p->epochs, p->step, p->steps, p->epoch_loss, p->epoch_mse,
+                      psnr_of(p->epoch_mse), p->epoch_bpp, p->lambda, t - v->t0);
         if (end)
-            fputc('\n', stderr);
-        fflush(stderr);
+            (void)fputc('\n', stderr);
+        (void)fflush(stderr);
     } else if (!v->tty && end) {
-        fprintf(stderr,
-                "epoch %u/%u: loss %.6f  mse %.6f (%.2f dB)  bpp %.4f  lambda %.4g  %.0fs\n",
-                p->epoch, p->epochs, p->epoch_loss, p->epoch_mse, psnr_of(p->epoch_mse),
-                p->epoch_bpp, p->lambda, t - v->t0);
+        (void)fprintf(stderr,
+                      "epoch %u/%u: loss %.6f  mse %.6f (%.2f dB)  bpp %.4f  lambda %.4g  %.0fs\n",
+                      p->epoch, p->epochs, p->epoch_loss, p->epoch_mse, psnr_of(p->epoch_mse),
+                      p->epoch_bpp, p->lambda, t - v->t0);
     }
     return 0;
 }
@@ -199,7 +199,8 @@ static int gather(const char *dir, struct nn_ae_image **out, size_t *count, size
             all = nb;
             ncap = c2;
         }
-        memcpy(all + n, f, fc * sizeof(*f));
+        if (fc)
+            memcpy(all + n, f, fc * sizeof(*f));
         free(f);
         n += fc;
         (*files)++;
@@ -287,7 +288,7 @@ static int ring_store(struct train_ring *r, const struct nn_ae *ae)
     rc = keys_ring_add_model(r->ring, KEYS_MODEL_AUTOENCODER, digest, buf, len);
     free(buf);
     if (rc == -EEXIST) {
-        fprintf(stderr, "keyring %s holds model %s already\n", r->path, id);
+        (void)fprintf(stderr, "keyring %s holds model %s already\n", r->path, id);
         return TOOL_EXIT_OK;
     }
     if (rc == 0)
@@ -296,7 +297,7 @@ static int ring_store(struct train_ring *r, const struct nn_ae *ae)
         tool_error("%s: cannot add the model: %s", r->path, strerror(-rc));
         return tool_exit_code(rc);
     }
-    fprintf(stderr, "added model %s to keyring %s\n", id, r->path);
+    (void)fprintf(stderr, "added model %s to keyring %s\n", id, r->path);
     return TOOL_EXIT_OK;
 }
 
@@ -488,7 +489,7 @@ static int train_eval(const char *model, const struct train_ring *ring, char **f
     for (int i = 0; i < nfiles; i++) {
         struct eval_row row = {0};
         int rc = eval_one(ae, files[i], &row);
-        fflush(stdout);
+        (void)fflush(stdout);
         if (rc) {
             tool_error("%s: %s", files[i],
                        rc == -ENOTSUP ? "not an image imgcrypt can read" : strerror(-rc));
@@ -496,13 +497,13 @@ static int train_eval(const char *model, const struct train_ring *ring, char **f
             continue;
         }
         char size[32];
-        snprintf(size, sizeof(size), "%ux%u", row.w, row.h);
+        (void)snprintf(size, sizeof(size), "%ux%u", row.w, row.h);
         const double v[EVAL_COLS] = {row.psnr,  row.ssim,  row.bpp, row.coded,
                                      row.ipsnr, row.issim, row.ms,  row.ims};
         put_figures(v);
         printf(" %6u %-11s ", row.depth, size);
         tool_put_plain(stdout, files[i]);
-        fputc('\n', stdout);
+        (void)fputc('\n', stdout);
         for (int k = 0; k < EVAL_COLS; k++)
             col[k][ok] = v[k];
         ok++;
@@ -541,6 +542,23 @@ struct train_args {
 };
 
 #define TRAIN_HELP (-1) /* train_parse: --help was printed */
+
+/* n decimal numbers separated by commas, nothing else: 0, or -1 on anything else. */
+static int parse_uints(const char *s, unsigned *w, int n)
+{
+    for (int i = 0; i < n; i++) {
+        char *end;
+        if (*s < '0' || *s > '9')
+            return -1;
+        errno = 0;
+        unsigned long v = strtoul(s, &end, 10);
+        if (errno != 0 || v > UINT_MAX || *end != (i + 1 < n ? ',' : '\0'))
+            return -1;
+        w[i] = (unsigned)v;
+        s = end + 1;
+    }
+    return 0;
+}
 
 enum {
     T_DATA = 1,
@@ -600,7 +618,7 @@ static int train_parse(int argc, char **argv, struct train_args *a)
     while ((c = getopt_long(argc, argv, "", train_opts, &li)) != -1) {
         switch (c) {
         case T_HELP:
-            fputs(imgcrypt_usage_text, stdout);
+            (void)fputs(imgcrypt_usage_text, stdout);
             return TRAIN_HELP;
         case T_DATA:
             a->data = optarg;
@@ -630,8 +648,7 @@ static int train_parse(int argc, char **argv, struct train_args *a)
             break;
         case T_ARCH: {
             unsigned w[5];
-            char tail;
-            if (sscanf(optarg, "%u,%u,%u,%u,%u%c", &w[0], &w[1], &w[2], &w[3], &w[4], &tail) != 5 ||
+            if (parse_uints(optarg, w, 5) != 0 ||
                 !(w[0] >= 1 && w[0] <= NN_AE_MAX_LATENT && w[1] >= 1 && w[1] <= NN_AE_MAX_WIDTH &&
                   w[2] >= 1 && w[2] <= NN_AE_MAX_WIDTH && w[3] >= 1 && w[3] <= NN_AE_MAX_WIDTH &&
                   w[4] <= NN_AE_MAX_RES)) {
@@ -799,9 +816,9 @@ static int train_run(struct train_args *a)
     if (!a->quant) {
         a->o.progress = train_progress;
         a->o.arg = &view;
-        fprintf(stderr,
-                "training on %zu images from %zu files (%zu files skipped), %zu parameters\n", n,
-                files, skipped, nn_ae_param_count(ae));
+        (void)fprintf(stderr,
+                      "training on %zu images from %zu files (%zu files skipped), %zu parameters\n",
+                      n, files, skipped, nn_ae_param_count(ae));
         ret = nn_ae_train(ae, imgs, n, &a->o);
         if (ret) {
             tool_error("training failed: %s", strerror(-ret));
@@ -821,7 +838,7 @@ static int train_run(struct train_args *a)
         ret = TOOL_EXIT_IO;
         goto out;
     }
-    fprintf(stderr, "wrote %s (%.0fs)\n", a->out, now_s() - view.t0);
+    (void)fprintf(stderr, "wrote %s (%.0fs)\n", a->out, now_s() - view.t0);
     ret = ring.ring ? ring_store(&ring, ae) : TOOL_EXIT_OK;
 out:
     ring_close(&ring);

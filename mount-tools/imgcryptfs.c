@@ -161,7 +161,7 @@ static int store_holds_files(const char *dir)
     if (!d)
         return 0;
     while (!found && (e = readdir(d)) != NULL)
-        found = strcmp(e->d_name, ".") && strcmp(e->d_name, "..");
+        found = strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0;
     closedir(d);
     return found;
 }
@@ -176,7 +176,7 @@ static int parse_args(int argc, char **argv, struct args *a)
     for (int i = 1; i < argc; i++) {
         const char *s = argv[i];
         if (strcmp(s, "-h") == 0 || strcmp(s, "--help") == 0) {
-            fputs(usage_text, stdout);
+            (void)fputs(usage_text, stdout);
             exit(TOOL_EXIT_OK);
         } else if (strcmp(s, "--version") == 0 || strcmp(s, "-V") == 0) {
             printf("imgcryptfs %s\n", IMGCRYPTFS_VERSION);
@@ -204,7 +204,7 @@ static int parse_args(int argc, char **argv, struct args *a)
                 return rc;
         } else if (s[0] == '-' && s[1]) {
             tool_error("unknown option %s", s);
-            fputs(usage_text, stderr);
+            (void)fputs(usage_text, stderr);
             return TOOL_EXIT_USAGE;
         } else if (npos < 2) {
             pos[npos++] = s;
@@ -214,7 +214,7 @@ static int parse_args(int argc, char **argv, struct args *a)
         }
     }
     if (npos != 2) {
-        fputs(usage_text, stderr);
+        (void)fputs(usage_text, stderr);
         return TOOL_EXIT_USAGE;
     }
     a->backing = pos[0];
@@ -246,7 +246,7 @@ static int check_mountpoint(const struct args *a)
         struct dirent *e;
         int used = 0;
         while (d && (e = readdir(d)) != NULL)
-            if (strcmp(e->d_name, ".") && strcmp(e->d_name, ".."))
+            if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0)
                 used = 1;
         if (d)
             closedir(d);

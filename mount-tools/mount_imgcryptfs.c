@@ -51,12 +51,12 @@ int main(int argc, char **argv)
         char *slash = strrchr(self, '/');
         if (slash) {
             *slash = '\0';
-            if (snprintf(daemon, sizeof(daemon), "%s/imgcryptfs", self) < (int)sizeof(daemon) &&
-                access(daemon, X_OK) == 0)
-                prog = daemon;
-            else if (snprintf(daemon, sizeof(daemon), "%s/../bin/imgcryptfs", self) <
-                         (int)sizeof(daemon) &&
-                     access(daemon, X_OK) == 0)
+            /* next to this program, or in ../bin from it (the build tree) */
+            if ((snprintf(daemon, sizeof(daemon), "%s/imgcryptfs", self) < (int)sizeof(daemon) &&
+                 access(daemon, X_OK) == 0) ||
+                (snprintf(daemon, sizeof(daemon), "%s/../bin/imgcryptfs", self) <
+                     (int)sizeof(daemon) &&
+                 access(daemon, X_OK) == 0))
                 prog = daemon;
 #ifdef IMGCRYPTFS_BINDIR
             else if (access(IMGCRYPTFS_BINDIR "/imgcryptfs", X_OK) == 0)

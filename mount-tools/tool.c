@@ -23,9 +23,9 @@ void tool_error(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
-    fprintf(stderr, "%s: ", prog);
-    vfprintf(stderr, fmt, ap);
-    fputc('\n', stderr);
+    (void)fprintf(stderr, "%s: ", prog);
+    (void)vfprintf(stderr, fmt, ap);
+    (void)fputc('\n', stderr);
     va_end(ap);
 }
 
@@ -216,9 +216,9 @@ void tool_put_plain(FILE *f, const char *s)
 {
     for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
         if (*p < 0x20 || *p == 0x7f)
-            fprintf(f, "\\x%02x", *p);
+            (void)fprintf(f, "\\x%02x", *p);
         else
-            fputc(*p, f);
+            (void)fputc(*p, f);
     }
 }
 
