@@ -132,6 +132,7 @@ echo
 for what in "${failed[@]}"; do
     echo "fuzz: $what CRASHED: log $work/$what/ (run.log or fuzz-*.log), inputs:"
     find "$work/crashes" -maxdepth 1 -name "$what-*" -type f | sed 's/^/  /'
+    tail -n 30 "$work/$what"/run.log "$work/$what"/fuzz-*.log 2>/dev/null | sed 's/^/    /'
     [ "$merge" = 1 ] && echo "  copied to tests/data/crashers/$what/: fix the parser so they fail cleanly"
 done
 exit 1

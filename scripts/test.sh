@@ -4,8 +4,9 @@
 # run every unit and integration test; then the unit tests and the fuzz corpora again in an
 # ASan+UBSan build; then the daemon built with ThreadSanitizer under two concurrency tests (a
 # report fails the run); then, where clang is installed, a short libFuzzer run of every fuzz
-# target (IMGC_FUZZ_SECONDS each, default 10; 0 skips it). A crash found is left in build-fuzz/crashes
-# and fails the run: copy it into tests/data/crashers/<target>/ once fixed.
+# target (scripts/fuzz_campaign.sh, IMGC_FUZZ_SECONDS each, default 10; 0 skips it). A crash
+# found is left in build-fuzz/campaign/crashes and fails the run: copy it into
+# tests/data/crashers/<target>/ once fixed.
 # Exits non-zero when any stage fails; the stages all run either way.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -49,27 +50,7 @@ fi
 secs=${IMGC_FUZZ_SECONDS:-10}
 if command -v clang >/dev/null && [ "$secs" != 0 ]; then
     stage "libFuzzer, ${secs} s per target"
-    CC=clang cmake -S "$root" -B "$root/build-fuzz" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-        -DIMGCRYPTFS_FUZZ=ON -DIMGCRYPTFS_SANITIZE=address,undefined >/dev/null
-    mkdir -p "$root/build-fuzz/crashes"
-    for src in "$root"/tests/fuzz/fuzz_*.c; do
-        t=$(basename "$src" .c)
-        what=${t#fuzz_}
-        cmake --build "$root/build-fuzz" -j2 --target "$t" >/dev/null
-        corpus=$(mktemp -d)
-        seeds=("$root/tests/fuzz/corpus/$what")
-        [ -d "$root/tests/data/crashers/$what" ] && seeds+=("$root/tests/data/crashers/$what")
-        if "$root/build-fuzz/tests/$t" -max_total_time="$secs" -max_len=65536 -timeout=20 \
-            -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix="$root/build-fuzz/crashes/$what-" \
-            "$corpus" "${seeds[@]}" >"$root/build-fuzz/$what.log" 2>&1; then
-            printf '%-10s ok    %s\n' "$what" "$(grep -o 'stat::number_of_executed_units: [0-9]*' \
-                "$root/build-fuzz/$what.log" | tail -1 | sed 's/.*: //') runs"
-        else
-            printf '%-10s CRASH (see build-fuzz/%s.log, build-fuzz/crashes/)\n' "$what" "$what"
-            tail -30 "$root/build-fuzz/$what.log"
-            status=1
-        fi
-        rm -rf "$corpus"
-    done
+    # the short form of the campaign: no merge into tests/fuzz/corpus, no copy of crashes
+    bash "$root/scripts/fuzz_campaign.sh" -n -j 1 -t "$secs" || status=1
 fi
 exit "$status"
