@@ -18,7 +18,7 @@ static double now(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
 static uint32_t be32(const uint8_t *p)
@@ -82,8 +82,9 @@ static int bench(const char *path)
            "  exact: %s   record %.1f MB/s   emit %.1f MB/s   raw recipe %zu bytes = %.1f%% of "
            "IDAT, %.1f%% of file\n",
            path, w, h, n, m, ol, info.blocks, info.stored, info.fixed, info.dynamic, info.literals,
-           info.matches, el == m && memcmp(em, idat, m) == 0 ? "yes" : "NO", ol / t_rec / 1e6,
-           ol / t_emit / 1e6, rs, 100.0 * rs / m, 100.0 * rs / n);
+           info.matches, el == m && memcmp(em, idat, m) == 0 ? "yes" : "NO",
+           (double)ol / t_rec / 1e6, (double)ol / t_emit / 1e6, rs, 100.0 * (double)rs / (double)m,
+           100.0 * (double)rs / (double)n);
     free(em);
     free(out);
     free(png);

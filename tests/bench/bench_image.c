@@ -593,7 +593,7 @@ int main(int argc, char **argv)
     if (argc >= 2 && strcmp(argv[1], "size") == 0)
         rc = cmd_size(ct, key, kv, argc - 2, argv + 2);
     else if (argc >= 5 && strcmp(argv[1], "speed") == 0)
-        rc = cmd_speed(ct, kv, atoi(argv[2]), argv[3], argc - 4, argv + 4);
+        rc = cmd_speed(ct, kv, (int)strtol(argv[2], NULL, 10), argv[3], argc - 4, argv + 4);
     else
         fprintf(stderr, "usage: bench_image [-k KV] [-c CODER] size FILE... | "
                         "[-k KV] [-c CODER] speed RUNS LABEL FILE...\n");

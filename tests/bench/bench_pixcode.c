@@ -297,7 +297,7 @@ int main(int argc, char **argv)
     if (argc >= 2 && strcmp(argv[1], "size") == 0)
         return cmd_size(argc - 2, argv + 2);
     if (argc >= 3 && strcmp(argv[1], "speed") == 0)
-        return cmd_speed((unsigned)atoi(argv[2]), argc - 3, argv + 3);
+        return cmd_speed((unsigned)strtoul(argv[2], NULL, 10), argc - 3, argv + 3);
     if (argc == 5 && strcmp(argv[1], "dump") == 0)
         return cmd_dump(argv[2], argv[3], argv[4]);
     fprintf(stderr, "usage: bench_pixcode size FILE... | speed THREADS FILE... | "

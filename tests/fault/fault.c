@@ -332,9 +332,9 @@ static int decide(int call, int fd, int dirfd, const char *path)
 /* The next definition of libc function `name`, looked up once. */
 #define REAL(name)                                                                                 \
     (__extension__({                                                                               \
-        static __typeof__(&name) next_;                                                            \
+        static __typeof__(&(name)) next_;                                                          \
         if (!next_)                                                                                \
-            next_ = (__typeof__(&name))real(#name);                                                \
+            next_ = (__typeof__(&(name)))real(#name);                                              \
         next_;                                                                                     \
     }))
 

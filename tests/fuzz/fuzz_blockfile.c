@@ -56,7 +56,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct codec_bf *bf = NULL;
     uint8_t buf[3 * CODEC_BF_BLOCK];
     int fd = fuzz_temp_file(data, size, path);
-    if (codec_bf_open(fd, fuzz_key(), size & 1, &bf) == 0) {
+    if (codec_bf_open(fd, fuzz_key(), (int)(size & 1), &bf) == 0) {
         uint64_t plain = 0;
         int rc = codec_bf_size(bf, &plain); /* a size no block layout gives is -EBADMSG */
         if (rc != 0 && rc != -EBADMSG)

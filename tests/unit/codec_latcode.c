@@ -66,7 +66,8 @@ START_TEST(test_roundtrip)
                 int c = (int)(i / area % 5) * 20 - 40;
                 switch (kind) {
                 case 0:
-                    q[i] = laplace(c, 0.3 + (double)(i / area));
+                    q[i] = laplace(
+                        c, 0.3 + (double)(i / area)); // NOLINT(bugprone-integer-division): plane
                     break;
                 case 1:
                     q[i] = (int8_t)((int)(lrnd() % 255) - 127);
@@ -75,7 +76,7 @@ START_TEST(test_roundtrip)
                     q[i] = (int8_t)c;
                     break; /* constant */
                 default:
-                    q[i] = lrnd() % 9 ? laplace(c, 2) : (lrnd() & 1 ? 127 : -127);
+                    q[i] = (int8_t)(lrnd() % 9 ? laplace(c, 2) : (lrnd() & 1 ? 127 : -127));
                 }
             }
             roundtrip(q, p, h, w, NULL);
@@ -108,7 +109,7 @@ START_TEST(test_compact)
         }
         for (int v = 0; v < 256; v++)
             if (hist[v])
-                entropy -= hist[v] * log2((double)hist[v] / area);
+                entropy -= (double)hist[v] * log2((double)hist[v] / (double)area);
     }
     size_t len = 0;
     roundtrip(q, planes, h, w, &len);
@@ -160,7 +161,7 @@ START_TEST(test_real_latents)
         ck_assert_int_eq(compress2(z, &zl, (const uint8_t *)lat->q, (uLong)n, 9), Z_OK);
         double px = (double)img->height * img->width;
         printf("latcode: %-28s %zu values: %zu bytes (%.4f bpp), zlib %lu, prior ideal %.0f\n",
-               files[f], n, sl, 8.0 * sl / px, (unsigned long)zl, ideal / 8);
+               files[f], n, sl, 8.0 * (double)sl / (double)px, (unsigned long)zl, ideal / 8);
         ck_assert_uint_lt(sl, zl);
         ck_assert_double_le(8.0 * sl, ideal * 1.12 + 8.0 * (1 + 4 * planes));
         free(z);
@@ -181,7 +182,7 @@ START_TEST(test_refuse)
     size_t n = (size_t)planes * h * w;
     int8_t q[3 * 5 * 7], back[3 * 5 * 7];
     for (size_t i = 0; i < n; i++)
-        q[i] = i % 11 == 0 ? 120 : laplace(0, 1.5);
+        q[i] = (int8_t)(i % 11 == 0 ? 120 : laplace(0, 1.5));
     uint8_t *s = NULL;
     size_t sl = 0;
     ck_assert_int_eq(codec_latcode_encode(q, planes, h, w, &s, &sl), 0);

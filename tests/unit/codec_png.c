@@ -775,7 +775,7 @@ START_TEST(test_png_malformed)
     ck_assert_str_eq(why, "PNG: bad CRC");
     /* trailing bytes after IEND are kept */
     memcpy(b, good, len);
-    memcpy(b + len, "trailing garbage", 16);
+    memcpy(b + len, "trailing garbage", 16); // NOLINT(bugprone-not-null-terminated-result): bytes
     codec_image_free(png_roundtrip(b, len + 16, "trailing", NULL));
 
     /* absurd IHDRs, CRC repaired */

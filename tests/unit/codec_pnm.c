@@ -114,7 +114,7 @@ static uint8_t *pnm_make(const char *header, int channels, unsigned w, unsigned 
     size_t n = (size_t)w * h * (size_t)channels;
     uint8_t *b = malloc(hl + n * bps + tl + 1);
     ck_assert_ptr_nonnull(b);
-    memcpy(b, header, hl);
+    memcpy(b, header, hl); // NOLINT(bugprone-not-null-terminated-result): bytes
     srand(seed);
     for (size_t i = 0; i < n; i++) {
         unsigned v = (unsigned)rand() % (maxval + 1);
@@ -128,7 +128,7 @@ static uint8_t *pnm_make(const char *header, int channels, unsigned w, unsigned 
         }
     }
     if (tl)
-        memcpy(b + hl + n * bps, trailer, tl);
+        memcpy(b + hl + n * bps, trailer, tl); // NOLINT(bugprone-not-null-terminated-result): bytes
     *len = hl + n * bps + tl;
     return b;
 }

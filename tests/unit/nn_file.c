@@ -124,6 +124,8 @@ START_TEST(test_float_round_trip)
     ck_assert_str_eq(arch, "test-float v1");
     ck_assert_uint_eq(nn_model_layer_count(back), nn_model_layer_count(m));
     for (size_t i = 0; i < nn_model_layer_count(m); i++)
+        /* no padding; the float compares bit for bit on purpose */
+        // NOLINTNEXTLINE(bugprone-suspicious-memory-comparison,cert-exp42-c,cert-flp37-c)
         ck_assert(memcmp(nn_model_layer(m, i), nn_model_layer(back, i),
                          sizeof(struct nn_layer_desc)) == 0);
     size_t pa, pb;

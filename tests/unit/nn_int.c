@@ -231,10 +231,10 @@ static int16_t *ref_layer(const struct nn_qmodel *q, size_t li, const int16_t *x
                 for (uint32_t yy = 0; yy < is.h; yy++)
                     for (uint32_t xx = 0; xx < is.w; xx++) {
                         int16_t v = X(n, c, yy, xx);
-                        Y(n, c, yy, xx) = v >= 0 ? v
-                                          : d->type == NN_RELU
-                                              ? 0
-                                              : ref_sat(ref_rq(v, l->k[0], l->k[1]));
+                        Y(n, c, yy, xx) =
+                            (int16_t)(v >= 0               ? v
+                                      : d->type == NN_RELU ? 0
+                                                           : ref_sat(ref_rq(v, l->k[0], l->k[1])));
                     }
             break;
         case NN_AVGPOOL:
@@ -250,9 +250,9 @@ static int16_t *ref_layer(const struct nn_qmodel *q, size_t li, const int16_t *x
                                 mx = v > mx ? v : mx;
                             }
                         /* Half up: floor(s / cnt + 1/2). */
-                        Y(n, c, oy, ox) = d->type == NN_MAXPOOL
-                                              ? (int16_t)mx
-                                              : ref_sat(floordiv(2 * s + cnt, 2 * cnt));
+                        Y(n, c, oy, ox) = (int16_t)(d->type == NN_MAXPOOL
+                                                        ? mx
+                                                        : ref_sat(floordiv(2 * s + cnt, 2 * cnt)));
                     }
             break;
         case NN_SE: {
@@ -700,7 +700,7 @@ static void *worker_run(void *arg)
         struct nn_qtensor in = {(int16_t *)w->inputs[i & 1], 2, 3, 20, 24}, out;
         if (nn_qforward(c, &in, &out))
             w->errors++;
-        else if (memcmp(out.data, w->want[i & 1], w->out_count * sizeof(int16_t)))
+        else if (memcmp(out.data, w->want[i & 1], w->out_count * sizeof(int16_t)) != 0)
             w->mismatches++;
     }
     nn_qctx_free(c);
@@ -818,7 +818,10 @@ START_TEST(test_int_accuracy)
             for (int xx = 0; xx < ACC_DIM; xx++)
                 x[i * plane + (size_t)(yy * ACC_DIM + xx)] =
                     a * (float)xx / ACC_DIM + b * (float)yy / ACC_DIM +
-                    expf(-((xx - cx) * (xx - cx) + (yy - cy) * (yy - cy)) / 30.0f) - 0.5f;
+                    expf(-(((float)xx - cx) * ((float)xx - cx) +
+                           ((float)yy - cy) * ((float)yy - cy)) /
+                         30.0f) -
+                    0.5f;
     }
     struct nn_tensor calib, eval;
     nn_tensor_packed(&calib, x, ACC_CAL, 1, ACC_DIM, ACC_DIM);

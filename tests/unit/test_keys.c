@@ -44,7 +44,7 @@ static size_t unhex(const char *s, uint8_t *out, size_t cap)
     ck_assert_uint_le(n, cap);
     for (size_t i = 0; i < n; i++) {
         unsigned v = 0;
-        ck_assert_int_eq(sscanf(s + 2 * i, "%2x", &v), 1);
+        ck_assert_int_eq(sscanf(s + 2 * i, "%2x", &v), 1); // NOLINT(cert-err34-c): test vectors
         out[i] = (uint8_t)v;
     }
     return n;
@@ -1417,7 +1417,7 @@ static uint8_t *forge_keyring(const struct forge *f, size_t *out_len)
     uint8_t *buf = calloc(1, len), *body = calloc(1, b), kek[32];
     struct keys_key *k = NULL;
     ck_assert(buf && body);
-    memcpy(buf, "IMGCRKEY", 8);
+    memcpy(buf, "IMGCRKEY", 8); // NOLINT(bugprone-not-null-terminated-result): bytes
     le(buf + 8, 1, 2);
     buf[10] = 2; /* key file: cost bytes and reserved stay 0 */
     memcpy(buf + 16, f->salt, 32);
