@@ -8,9 +8,10 @@
  * join(split(f)) == f byte for byte, or split refuses with -ENOTSUP and the file stays on the
  * generic path. The trade-off is coverage for certainty: an adapter takes only the files whose
  * layout makes exactness structural (the raster is one contiguous run of bytes that maps
- * one-to-one onto samples), and refuses the rest rather than trusting a re-encoder. PNG is the
- * one compressed format taken: its zlib stream is not re-encoded but re-emitted from a complete
- * record of the original (deflate.h), which emit checks against the pixels.
+ * one-to-one onto samples), and refuses the rest rather than trusting a re-encoder. PNG and
+ * DICOM RLE are the compressed formats taken: their streams are not re-encoded but re-emitted
+ * from a complete record of the original (PNG: deflate.h, checked against the pixels at emit;
+ * RLE: every run's header byte).
  *
  * The envelope holds patient data (DICOM names, dates, identifiers) and comments: it is sealed
  * before it is stored, and it never goes to a log. The `why` strings never contain file bytes.
@@ -69,7 +70,7 @@
  *
  * DICOM (flags: bit 0 planar configuration 1, bit 1 big-endian 16-bit words, bit 2 big-endian
  *   OW of 8-bit samples, i.e. byte pairs swapped, bit 3 Bits Allocated 32, bit 4
- *   YBR_FULL_422, both below): head is
+ *   YBR_FULL_422, bit 5 RLE Lossless, all three below): head is
  *   everything from the preamble through the Pixel Data (7FE0,0010) element header, tail is
  *   what the Pixel Data holds past the geometry's samples (an odd length's pad byte, or
  *   padding a writer added) and every element after it. The raster is frames × (height ×
@@ -86,6 +87,32 @@
  *   so the image has 4 channels of width columns / 2: the luma of the even columns, the luma
  *   of the odd columns, then Cb and Cr at their own (half) horizontal resolution, and the
  *   raster is read as that 4-channel raster.
+ *   RLE Lossless (transfer syntax 1.2.840.10008.1.2.5, flag bit 5, with bit 3 for 32-bit
+ *   samples; no other bit): head ends with the Pixel Data element header (undefined length),
+ *   and, as PNG's IDAT section, an 8-byte length S and S bytes of RLE section sit between the
+ *   head and the tail length; the tail is what follows the sequence delimiter. The planes are
+ *   those of the native file of the same samples (interleaved, little endian; Planar
+ *   Configuration plays no part in RLE). The encapsulated bytes (offset table item, one
+ *   fragment item per frame, sequence delimiter; a fragment is the 64-byte RLE header, then
+ *   one PackBits segment per byte of each sample, most significant first, PS3.5 G.2) are a
+ *   skeleton of verbatim bytes with each segment's runs cut out:
+ *     varint  skeleton length K, then K bytes: every byte that is not a run (item headers,
+ *             offset table, RLE headers, bytes between a segment's last run and the next
+ *             segment, the delimiter), verbatim
+ *     then, for each segment in file order (frames × samples per pixel × bytes per sample):
+ *     varint  gap: where its runs go in the skeleton, counted from the previous segment's place
+ *             (from 0 for the first), the sum at most K
+ *     varint  run count R, then R bytes: each run's PackBits header byte, in order (0..127 a
+ *             literal of h + 1 bytes, 129..255 a replicate of 257 - h, 128 a no-op); the runs
+ *             make exactly height × width bytes
+ *   Join puts each run back from the planes (a literal: its header and bytes; a replicate: its
+ *   header and the first of its bytes) into the skeleton. Segment s of a frame is byte
+ *   s % B (most significant first) of sample s / B, B = Bits Allocated / 8; a 32-bit sample
+ *   is channels 2 × sample (low word) and 2 × sample + 1 (high word). Split refuses (-ENOTSUP)
+ *   an offset table or fragment missing, fragments not one per frame, a segment count other
+ *   than samples × B (at most 15), segment offsets not increasing from 64 inside the
+ *   fragment, a run past its plane or its segment, a segment ending before its plane is
+ *   full, YBR_422, and anything native DICOM refuses for the geometry.
  *
  * PNG (flags = 0; frames = 1). The raster is a zlib stream cut into IDAT chunks, so between the
  *   head and the tail length sits the IDAT section, and the file is
@@ -169,6 +196,7 @@
 #define CODEC_DICOM_BE_OW8 4u
 #define CODEC_DICOM_WORDS32 8u
 #define CODEC_DICOM_YBR422 16u
+#define CODEC_DICOM_RLE 32u
 
 /* PNM envelope flag (see above). */
 #define CODEC_PNM_TEXT 1u
@@ -253,7 +281,8 @@ struct codec_envelope_info {
     uint64_t tail_bytes; /* file bytes kept verbatim after the raster */
     /* PNG: the whole IDAT section with its length field (chunk lengths, row filter types,
      * recipe), what rebuilds the compressed stream from the pixels; plain PNM (P2/P3): the
-     * layout section with its length field; 0 for binary PNM and DICOM */
+     * layout section with its length field; DICOM RLE: the RLE section with its length field
+     * (skeleton and runs); 0 for binary PNM and native DICOM */
     uint64_t recipe_bytes;
 };
 

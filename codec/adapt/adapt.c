@@ -253,6 +253,8 @@ int codec_split_threads(const uint8_t *buf, size_t len, unsigned threads, struct
         goto out;
     if (f.text)
         return codec_pnm_text_split(buf, len, &f, img, envelope, env_len, why, whylen);
+    if (f.rle)
+        return codec_dicom_rle_split(buf, len, &f, img, envelope, env_len, why, whylen);
     /* The parsers check this too; the envelope arithmetic below relies on it. */
     if (f.raster_len == 0 || f.head_len > len || f.raster_len > len - f.head_len) {
         ret = codec_why(why, whylen, -ENOTSUP, "raster truncated");
@@ -322,6 +324,9 @@ int codec_join_threads(const struct codec_image *img, const uint8_t *envelope, s
     if (img->format == CODEC_FORMAT_PNM && env_len > CODEC_ENV_FLAGS &&
         (envelope[CODEC_ENV_FLAGS] & CODEC_PNM_TEXT))
         return codec_pnm_text_join(img, envelope, env_len, out, out_len);
+    if (img->format == CODEC_FORMAT_DICOM && env_len > CODEC_ENV_FLAGS &&
+        (envelope[CODEC_ENV_FLAGS] & CODEC_DICOM_RLE))
+        return codec_dicom_rle_join(img, envelope, env_len, out, out_len);
     if (env_len < CODEC_ENV_FIXED + 8 || codec_env_check(img, envelope, env_len) != 0 ||
         (img->format != CODEC_FORMAT_PNM && img->format != CODEC_FORMAT_DICOM))
         goto out;
@@ -384,8 +389,10 @@ int codec_envelope_info(const uint8_t *env, size_t env_len, struct codec_envelop
         return -EINVAL;
     pos = CODEC_ENV_FIXED + head_len;
     if (env[4] == CODEC_FORMAT_PNG ||
-        (env[4] == CODEC_FORMAT_PNM && (env[CODEC_ENV_FLAGS] & CODEC_PNM_TEXT))) {
-        /* PNG's IDAT section, or plain PNM's layout section, behind its length. */
+        (env[4] == CODEC_FORMAT_PNM && (env[CODEC_ENV_FLAGS] & CODEC_PNM_TEXT)) ||
+        (env[4] == CODEC_FORMAT_DICOM && (env[CODEC_ENV_FLAGS] & CODEC_DICOM_RLE))) {
+        /* PNG's IDAT section, plain PNM's layout section or DICOM's RLE section, behind its
+         * length. */
         uint64_t r;
         if (env_len - pos < 8)
             return -EINVAL;

@@ -1,11 +1,12 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * Internals of the image adapters shared by adapt.c (envelope, planes) and the format parsers
- * (pnm.c, dicom.c). A parser only locates the raster and describes it; the envelope and the
- * sample loops are common, so every adapter inherits the same exactness argument: the file is
- * head || raster || tail, head and tail are copied verbatim, and the raster maps one-to-one
- * onto samples. PNG (png.c) is the exception: its raster is a zlib stream, so it writes and
- * reads its own envelope body (codec.h) behind the common fixed fields.
+ * (pnm.c, dicom.c, and the raster codings pnmtext.c and dicomrle.c). A parser only locates the
+ * raster and describes it; the envelope and the sample loops are common, so every adapter inherits
+ * the same exactness argument: the file is head || raster || tail, head and tail are copied
+ * verbatim, and the raster maps one-to-one onto samples. PNG (png.c) is the exception: its raster
+ * is a zlib stream, so it writes and reads its own envelope body (codec.h) behind the common fixed
+ * fields.
  */
 #ifndef IMGCRYPTFS_CODEC_ADAPT_ADAPT_INT_H
 #define IMGCRYPTFS_CODEC_ADAPT_ADAPT_INT_H
@@ -38,6 +39,7 @@ struct codec_found {
     uint32_t max_value; /* largest valid sample (PNM maxval, DICOM 2^BitsStored - 1) */
     bool strict;        /* a sample above max_value refuses the file (else significant = bits) */
     bool text; /* PNM P2/P3: the raster is decimal text (pnmtext.c), not raster_len bytes */
+    bool rle;  /* DICOM RLE Lossless: the raster is encapsulated RLE fragments (dicomrle.c) */
 };
 
 /* Write a reason into why (NULL-safe); returns err so callers can `return codec_why(...)`. */
@@ -71,6 +73,14 @@ int codec_pnm_text_split(const uint8_t *buf, size_t len, const struct codec_foun
                          size_t whylen);
 int codec_pnm_text_join(const struct codec_image *img, const uint8_t *envelope, size_t env_len,
                         uint8_t **out, size_t *out_len);
+
+/* DICOM RLE Lossless (f from codec_dicom_parse with f->rle): the envelope with its RLE
+ * section, made and read as codec_split and codec_join. */
+int codec_dicom_rle_split(const uint8_t *buf, size_t len, const struct codec_found *f,
+                          struct codec_image **img, uint8_t **envelope, size_t *env_len, char *why,
+                          size_t whylen);
+int codec_dicom_rle_join(const struct codec_image *img, const uint8_t *envelope, size_t env_len,
+                         uint8_t **out, size_t *out_len);
 
 /* Parsers: fill *f from a whole file, or refuse. Return 0, -ENOTSUP or -EFBIG. */
 /* PNG's geometry from its IHDR alone (codec_probe). */

@@ -2,7 +2,8 @@
 /*
  * DICOM adapter: Part 10 files (128-byte preamble, "DICM", file meta group in explicit VR
  * little endian) whose dataset is explicit VR little endian, implicit VR little endian or
- * explicit VR big endian, with native Pixel Data (7FE0,0010) of 8- or 16-bit samples.
+ * explicit VR big endian, with native Pixel Data (7FE0,0010) of 8-, 16- or 32-bit samples, or
+ * RLE Lossless (encapsulated) Pixel Data.
  *
  * The parser walks the dataset only as far as the top-level Pixel Data element: it needs the
  * element boundaries (defined and undefined lengths, nested sequences and items, with a depth
@@ -13,9 +14,10 @@
  * extra bytes in the envelope. A 32-bit sample (RT Dose) is taken as two 16-bit samples, its
  * words in file order, so the coder sees two 16-bit channels and the raster needs no loop of
  * its own; subsampled chroma (YBR_FULL_422) likewise as four half-width channels, one per byte
- * (or word) of a pixel pair. Encapsulated (compressed) and deflated transfer syntaxes, 1-bit
- * samples, pixel data shorter than the geometry and datasets without the Part 10 preamble are
- * refused.
+ * (or word) of a pixel pair. RLE Lossless (encapsulated) is parsed here as far as the Pixel
+ * Data element, and its fragments by dicomrle.c. Other encapsulated (compressed) and deflated
+ * transfer syntaxes, 1-bit samples, pixel data shorter than the geometry and datasets without
+ * the Part 10 preamble are refused.
  */
 #include <errno.h>
 #include <string.h>
@@ -33,6 +35,7 @@ struct dcm {
     const uint8_t *buf;
     size_t len, pos;
     bool implicit, big;
+    bool rle; /* RLE Lossless: Pixel Data encapsulated, explicit VR little endian */
     uint32_t elements;
     char *why;
     size_t whylen;
@@ -299,7 +302,6 @@ static int dcm_transfer_syntax(struct dcm *d, const char *ts)
         {"1.2.840.10008.1.2.4.9", "encapsulated JPEG 2000"},
         {"1.2.840.10008.1.2.4.10", "encapsulated MPEG"},
         {"1.2.840.10008.1.2.4.20", "encapsulated HTJ2K"},
-        {"1.2.840.10008.1.2.5", "encapsulated RLE"},
     };
     if (strcmp(ts, "1.2.840.10008.1.2.1") == 0) {
         d->implicit = false;
@@ -314,6 +316,12 @@ static int dcm_transfer_syntax(struct dcm *d, const char *ts)
     if (strcmp(ts, "1.2.840.10008.1.2.2") == 0) {
         d->implicit = false;
         d->big = true;
+        return 0;
+    }
+    if (strcmp(ts, "1.2.840.10008.1.2.5") == 0) {
+        d->implicit = false;
+        d->big = false;
+        d->rle = true;
         return 0;
     }
     if (!ts[0])
@@ -372,8 +380,10 @@ int codec_dicom_parse(const uint8_t *buf, size_t len, struct codec_found *f, cha
         return ret;
     if ((ret = dcm_read_elem(&d, &e)) != 0)
         return ret;
-    if (e.vlen == DCM_UNDEFINED)
-        return codec_why(why, whylen, -ENOTSUP, "DICOM: encapsulated pixel data");
+    if ((e.vlen == DCM_UNDEFINED) != d.rle)
+        return codec_why(why, whylen, -ENOTSUP,
+                         d.rle ? "DICOM: RLE pixel data not encapsulated"
+                               : "DICOM: encapsulated pixel data");
     if (!d.implicit && !(e.vr[0] == 'O' && (e.vr[1] == 'B' || e.vr[1] == 'W')))
         return codec_why(why, whylen, -ENOTSUP, "DICOM: Pixel Data is not OB or OW");
     if (a.rows < 0 || a.cols < 0 || a.spp < 0 || a.bits_alloc < 0)
@@ -401,13 +411,26 @@ int codec_dicom_parse(const uint8_t *buf, size_t len, struct codec_found *f, cha
     f->geo.height = (uint32_t)a.rows;
     f->geo.width = (uint32_t)a.cols;
     f->geo.bits = (uint32_t)a.bits_alloc;
-    f->layout = (a.planar && a.spp > 1) ? CODEC_LAYOUT_PLANAR : 0;
+    /* RLE keeps one segment per sample and byte whatever Planar Configuration says */
+    f->layout = (a.planar && a.spp > 1 && !d.rle) ? CODEC_LAYOUT_PLANAR : 0;
     if (a.bits_alloc == 32 && (ret = dcm_words32(f, &a, why, whylen)) != 0)
         return ret;
+    if (a.ybr422 && d.rle)
+        return codec_why(why, whylen, -ENOTSUP, "DICOM: RLE of YBR_422");
     if (a.ybr422 && (ret = dcm_ybr422(f, &a, why, whylen)) != 0)
         return ret;
     if ((ret = codec_found_size(f, why, whylen)) != 0)
         return ret;
+    f->max_value = (uint32_t)((1ul << (a.bits_stored < 16 ? a.bits_stored : 16)) - 1);
+    f->strict = false;
+    if (d.rle) {
+        /* the fragments, from the first item on, are dicomrle.c's to check */
+        if (e.hdr > len - d.pos)
+            return codec_why(why, whylen, -ENOTSUP, "DICOM: pixel data truncated");
+        f->head_len = d.pos + e.hdr;
+        f->rle = true;
+        return 0;
+    }
     /* Longer than the geometry (an odd length's pad byte, or padding some writers add): the
      * samples are the first bytes, and the rest follows the raster into the envelope's tail,
      * verbatim. */
@@ -432,7 +455,5 @@ int codec_dicom_parse(const uint8_t *buf, size_t len, struct codec_found *f, cha
             f->layout |= CODEC_LAYOUT_BE_OW8;
     }
     f->head_len = start;
-    f->max_value = (uint32_t)((1ul << (a.bits_stored < 16 ? a.bits_stored : 16)) - 1);
-    f->strict = false;
     return 0;
 }

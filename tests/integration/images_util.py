@@ -211,7 +211,9 @@ def cmd_set(out):
         # 3 x 3 pixels: the container may well be larger than the block file
         "SC_rgb_small_odd.dcm": "any",
         "MR_small_padded.dcm": "any",
-        "JPEG2000.dcm": "blocks", "MR_small_RLE.dcm": "blocks", "image_dfl.dcm": "blocks",
+        # RLE: the envelope keeps a byte per run, and 64 x 64 pixels code to little
+        "MR_small_RLE.dcm": "any",
+        "JPEG2000.dcm": "blocks", "image_dfl.dcm": "blocks",
     }
     for n, what in td.items():
         src = os.path.join(TESTDATA, n)
