@@ -770,12 +770,156 @@ START_TEST(test_dicom_refused)
 }
 END_TEST
 
+/* An RLE Lossless case: 2 × 4 pixels, every frame's fragment the same 64-byte RLE header
+ * (segment count, offsets) and segment bytes. */
+struct dcm_rle {
+    const char *reason; /* NULL: exact */
+    unsigned spp, bits, frames, fragments;
+    uint32_t nseg, off[4];
+    uint8_t seg[48];
+    uint32_t seg_len;
+    bool no_bot, no_delimiter;
+};
+
+static uint8_t *dcm_rle_generate(const struct dcm_rle *r, size_t *len)
+{
+    struct dcm_w w = {0};
+    uint8_t frag[64 + 48] = {0};
+    char frames[8];
+    dcm_w_part10(&w, "1.2.840.10008.1.2.5");
+    dcm_w_us(&w, 0x0002, r->spp);
+    snprintf(frames, sizeof(frames), "%u ", r->frames);
+    dcm_w_elem(&w, 0x0028, 0x0008, "IS", frames, 2);
+    dcm_w_us(&w, 0x0010, 2);
+    dcm_w_us(&w, 0x0011, 4);
+    dcm_w_us(&w, 0x0100, r->bits);
+    dcm_w_elem(&w, 0x7fe0, 0x0010, "OB", NULL, 0xffffffff);
+    if (!r->no_bot)
+        dcm_w_elem(&w, 0xfffe, 0xe000, NULL, NULL, 0);
+    frag[0] = (uint8_t)r->nseg;
+    for (size_t i = 0; i < 4; i++)
+        for (size_t b = 0; b < 4; b++)
+            frag[4 + 4 * i + b] = (uint8_t)(r->off[i] >> (8 * b));
+    memcpy(frag + 64, r->seg, r->seg_len);
+    for (unsigned f = 0; f < r->fragments; f++)
+        dcm_w_elem(&w, 0xfffe, 0xe000, NULL, frag, 64 + r->seg_len);
+    if (!r->no_delimiter)
+        dcm_w_elem(&w, 0xfffe, 0xe0dd, NULL, NULL, 0);
+    dcm_w_elem(&w, 0xfffc, 0xfffc, "OB", "\0\0", 2); /* a trailer, for the tail */
+    *len = w.n;
+    return w.p;
+}
+
+/* RLE Lossless: literal, replicate and no-op runs, padding of any length after a segment
+ * (kept verbatim), 8-, 16- and 32-bit samples, several frames; and a refusal per check. */
+START_TEST(test_dicom_rle_generated)
+{
+    static const struct dcm_rle cases[] = {
+        {NULL, 1, 8, 1, 1, 1, {64}, {0x07, 1, 2, 3, 4, 5, 6, 7, 8}, 9, false, false},
+        /* a no-op, a replicate, a literal, then odd padding (an odd fragment too) */
+        {NULL, 1, 8, 1, 1, 1, {64}, {0x80, 0xfd, 9, 0x03, 1, 2, 3, 4, 0}, 9, false, false},
+        /* 16-bit: high bytes, 3 bytes of padding, low bytes (at 64 + 2 + 3) */
+        {NULL, 1, 16, 2, 2, 2, {64, 69}, {0xf9, 0x12, 7, 7, 7, 0xf9, 0x34, 0, 0}, 9, false, false},
+        /* 32-bit: four byte planes, most significant first */
+        {NULL,
+         1,
+         32,
+         1,
+         1,
+         4,
+         {64, 66, 68, 70},
+         {0xf9, 0x12, 0xf9, 0x34, 0xf9, 0x56, 0xf9, 0x78},
+         8,
+         false,
+         false},
+        {"segment truncated", 1, 8, 1, 1, 1, {64}, {0x03, 1, 2, 3, 4}, 5, false, false},
+        {"run past the end", 1, 8, 1, 1, 1, {64}, {0xf8, 9}, 2, false, false},
+        {"run past the end", 1, 8, 1, 1, 1, {64}, {0x07, 1, 2, 3}, 4, false, false},
+        {"offsets", 1, 8, 1, 1, 1, {60}, {0x07, 1, 2, 3, 4, 5, 6, 7, 8}, 9, false, false},
+        {"offsets", 1, 8, 1, 1, 1, {73}, {0x07, 1, 2, 3, 4, 5, 6, 7, 8}, 9, false, false},
+        {"offsets", 1, 16, 1, 1, 2, {66, 64}, {0xf9, 1, 0xf9, 2}, 4, false, false},
+        {"offsets", 1, 16, 1, 1, 2, {64, 64}, {0xf9, 1, 0xf9, 2}, 4, false, false},
+        {"segment count", 1, 8, 1, 1, 2, {64, 66}, {0xf9, 1, 0xf9, 2}, 4, false, false},
+        {"segment count", 1, 8, 1, 1, 16, {64}, {0xf9, 1}, 2, false, false},
+        {"fragment missing", 1, 8, 2, 1, 1, {64}, {0xf9, 1}, 2, false, false},
+        {"one per frame", 1, 8, 1, 2, 1, {64}, {0xf9, 1}, 2, false, false},
+        /* no offset table: the one fragment is taken for it */
+        {"fragment missing", 1, 8, 1, 1, 1, {64}, {0xf9, 1}, 2, true, false},
+        {"offset table", 1, 8, 1, 0, 1, {64}, {0xf9, 1}, 2, true, false},
+        {"one per frame", 1, 8, 1, 1, 1, {64}, {0xf9, 1}, 2, false, true},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        const struct dcm_rle *r = &cases[i];
+        struct codec_image *img = NULL;
+        char why[128];
+        size_t len;
+        uint8_t *buf = dcm_rle_generate(r, &len);
+        int ret = dcm_test_roundtrip(buf, len, &img, why, sizeof(why));
+        if (r->reason) {
+            ck_assert_msg(ret == -ENOTSUP && strstr(why, r->reason), "case %zu: %d %s", i, ret,
+                          why);
+        } else {
+            ck_assert_msg(ret == 0, "case %zu: %s", i, why);
+            ck_assert_uint_eq(img->frames, r->frames);
+            ck_assert_uint_eq(img->channels, r->bits == 32 ? 2 * r->spp : r->spp);
+        }
+        if (i == 1)
+            ck_assert_uint_eq(((uint8_t *)img->planes)[7], 4);
+        if (i == 2)
+            ck_assert_uint_eq(((uint16_t *)img->planes)[15], 0x1234);
+        if (i == 3) /* the low word first, as a native little-endian file */
+            ck_assert(((uint16_t *)img->planes)[0] == 0x5678 &&
+                      ((uint16_t *)img->planes)[8] == 0x1234);
+        codec_image_free(img);
+        free(buf);
+    }
+}
+END_TEST
+
+/* An RLE envelope that says otherwise is refused: without the RLE flag (a reader that knows
+ * only the native layout), with a flag split never sets, or with runs that do not make the
+ * planes. */
+START_TEST(test_dicom_rle_envelope)
+{
+    char path[4096], why[128];
+    struct codec_image *img = NULL;
+    uint8_t *env = NULL, *out = NULL;
+    size_t len, env_len, out_len;
+    snprintf(path, sizeof(path), "%s/SC_rgb_rle_16bit_2frame.dcm", dcm_test_data());
+    uint8_t *buf = unit_read_file(path, &len);
+    ck_assert_int_eq(codec_split(buf, len, &img, &env, &env_len, why, sizeof(why)), 0);
+    ck_assert_uint_eq(env[26], CODEC_DICOM_RLE);
+    struct codec_envelope_info ei;
+    ck_assert_int_eq(codec_envelope_info(env, env_len, &ei), 0);
+    ck_assert_uint_gt(ei.recipe_bytes, 0);
+    ck_assert_uint_eq(ei.tail_bytes, 0);
+    static const uint8_t flags[] = {0, CODEC_DICOM_RLE | 64, CODEC_DICOM_RLE | CODEC_DICOM_PLANAR,
+                                    CODEC_DICOM_RLE | CODEC_DICOM_WORDS32};
+    for (size_t i = 0; i < sizeof(flags); i++) {
+        env[26] = flags[i];
+        ck_assert_int_eq(codec_join(img, env, env_len, &out, &out_len), -EINVAL);
+    }
+    env[26] = CODEC_DICOM_RLE;
+    /* the last run's header byte: one more (or one fewer) byte than the plane holds */
+    env[env_len - 9] ^= 1;
+    ck_assert_int_eq(codec_join(img, env, env_len, &out, &out_len), -EINVAL);
+    env[env_len - 9] ^= 1;
+    ck_assert_int_eq(codec_join(img, env, env_len, &out, &out_len), 0);
+    ck_assert(out_len == len && memcmp(out, buf, len) == 0);
+    free(out);
+    free(env);
+    codec_image_free(img);
+    free(buf);
+}
+END_TEST
+
 /* Every prefix of small files, and bit flips: an exact join or a clean refusal. */
 START_TEST(test_dicom_malformed)
 {
     static const char *const names[] = {"SC_rgb_small_odd.dcm", "MR_small_implicit.dcm",
                                         "ExplVR_BigEnd.dcm",    "MR_small_bigendian.dcm",
-                                        "rtdose_expb.dcm",      "SC_ybr_full_422_uncompressed.dcm"};
+                                        "rtdose_expb.dcm",      "SC_ybr_full_422_uncompressed.dcm",
+                                        "SC_rgb_rle.dcm",       "MR_small_RLE.dcm"};
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
         char path[4096], why[128];
         size_t len;
@@ -787,7 +931,8 @@ START_TEST(test_dicom_malformed)
             dcm_test_roundtrip(copy, cut, NULL, why, sizeof(why));
             free(copy);
         }
-        /* Every bit of the first 2 KB (the header; flips in the pixels prove nothing). */
+        /* Every bit of the first 2 KB (the header; flips in the pixels prove nothing, but for
+         * RLE, whose run headers sit among them: SC_rgb_rle.dcm is 2 KB long). */
         for (size_t k = 0; k < len && k < 2048; k++) {
             for (int bit = 0; bit < 8; bit++) {
                 buf[k] ^= (uint8_t)(1u << bit);
@@ -815,6 +960,8 @@ static Suite *codec_dicom_suite(void)
     tcase_add_test(tc, test_dicom_refused);
     tcase_add_test(tc, test_dicom_words32_refused);
     tcase_add_test(tc, test_dicom_ybr422_generated);
+    tcase_add_test(tc, test_dicom_rle_generated);
+    tcase_add_test(tc, test_dicom_rle_envelope);
     suite_add_tcase(s, tc);
     tc = tcase_create("malformed");
     tcase_set_timeout(tc, 300); /* thousands of round trips, slow under sanitizers */
