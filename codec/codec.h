@@ -104,7 +104,10 @@
  *             (from 0 for the first), the sum at most K
  *     varint  run count R, then R bytes: each run's PackBits header byte, in order (0..127 a
  *             literal of h + 1 bytes, 129..255 a replicate of 257 - h, 128 a no-op); the runs
- *             make exactly height × width bytes
+ *             make exactly height × width bytes. R = 0: the runs pydicom's encoder writes
+ *             (encoders/native.py), computed from the plane: row by row, each run of 2 or more
+ *             equal bytes a replicate, 128 at a time (a last byte left over: a literal of 1),
+ *             the single bytes between them a literal, 128 at a time, the rest last
  *   Join puts each run back from the planes (a literal: its header and bytes; a replicate: its
  *   header and the first of its bytes) into the skeleton. Segment s of a frame is byte
  *   s % B (most significant first) of sample s / B, B = Bits Allocated / 8; a 32-bit sample

@@ -243,6 +243,7 @@ START_TEST(test_dicom_repo)
         {"SC_rgb_rle.dcm", "exact"},
         {"SC_rgb_rle_16bit_2frame.dcm", "exact"},
         {"rtdose_rle.dcm", "exact"},
+        {"rle_pydicom_runs.dcm", "exact"},
         {"JPEG2000.dcm", "refuse"},
         {"MR_small_padded.dcm", "exact"},
         {"image_dfl.dcm", "refuse"},
@@ -885,14 +886,14 @@ START_TEST(test_dicom_rle_envelope)
     struct codec_image *img = NULL;
     uint8_t *env = NULL, *out = NULL;
     size_t len, env_len, out_len;
-    snprintf(path, sizeof(path), "%s/SC_rgb_rle_16bit_2frame.dcm", dcm_test_data());
+    snprintf(path, sizeof(path), "%s/MR_small_RLE.dcm", dcm_test_data());
     uint8_t *buf = unit_read_file(path, &len);
     ck_assert_int_eq(codec_split(buf, len, &img, &env, &env_len, why, sizeof(why)), 0);
     ck_assert_uint_eq(env[26], CODEC_DICOM_RLE);
     struct codec_envelope_info ei;
     ck_assert_int_eq(codec_envelope_info(env, env_len, &ei), 0);
     ck_assert_uint_gt(ei.recipe_bytes, 0);
-    ck_assert_uint_eq(ei.tail_bytes, 0);
+    ck_assert_uint_gt(ei.tail_bytes, 0);
     static const uint8_t flags[] = {0, CODEC_DICOM_RLE | 64, CODEC_DICOM_RLE | CODEC_DICOM_PLANAR,
                                     CODEC_DICOM_RLE | CODEC_DICOM_WORDS32};
     for (size_t i = 0; i < sizeof(flags); i++) {
@@ -900,16 +901,49 @@ START_TEST(test_dicom_rle_envelope)
         ck_assert_int_eq(codec_join(img, env, env_len, &out, &out_len), -EINVAL);
     }
     env[26] = CODEC_DICOM_RLE;
-    /* the last run's header byte: one more (or one fewer) byte than the plane holds */
-    env[env_len - 9] ^= 1;
+    /* the last run's header byte (before the tail and its length): one byte more or fewer
+     * than the plane holds */
+    size_t last = env_len - 9 - ei.tail_bytes;
+    env[last] ^= 1;
     ck_assert_int_eq(codec_join(img, env, env_len, &out, &out_len), -EINVAL);
-    env[env_len - 9] ^= 1;
+    env[last] ^= 1;
     ck_assert_int_eq(codec_join(img, env, env_len, &out, &out_len), 0);
     ck_assert(out_len == len && memcmp(out, buf, len) == 0);
     free(out);
     free(env);
     codec_image_free(img);
     free(buf);
+}
+END_TEST
+
+/* Segments as pydicom's encoder writes them cost no run list: rle_pydicom_runs.dcm (4 × 300,
+ * 16-bit, written by pydicom's RLE encoder) has runs of 1, 2, 127 to 130 and 300 bytes and
+ * literals longer than 128, SC_rgb_rle.dcm one run per row. A run list would take a byte per
+ * run (over 300 bytes for the first file). */
+START_TEST(test_dicom_rle_rule)
+{
+    static const struct {
+        const char *name;
+        uint64_t skeleton; /* the verbatim bytes: items, RLE headers, padding */
+        uint64_t segments;
+    } files[] = {{"rle_pydicom_runs.dcm", 93, 2}, {"SC_rgb_rle.dcm", 88, 3}};
+    for (size_t i = 0; i < 2; i++) {
+        char path[4096], why[128];
+        struct codec_image *img = NULL;
+        struct codec_envelope_info ei;
+        uint8_t *env = NULL;
+        size_t len, env_len;
+        snprintf(path, sizeof(path), "%s/%s", dcm_test_data(), files[i].name);
+        uint8_t *buf = unit_read_file(path, &len);
+        ck_assert_int_eq(dcm_test_roundtrip(buf, len, NULL, why, sizeof(why)), 0);
+        ck_assert_int_eq(codec_split(buf, len, &img, &env, &env_len, why, sizeof(why)), 0);
+        ck_assert_int_eq(codec_envelope_info(env, env_len, &ei), 0);
+        /* length field, skeleton and its length, a place and a 0 count per segment */
+        ck_assert_uint_eq(ei.recipe_bytes, 8 + 1 + files[i].skeleton + 2 * files[i].segments);
+        free(env);
+        codec_image_free(img);
+        free(buf);
+    }
 }
 END_TEST
 
@@ -962,6 +996,7 @@ static Suite *codec_dicom_suite(void)
     tcase_add_test(tc, test_dicom_ybr422_generated);
     tcase_add_test(tc, test_dicom_rle_generated);
     tcase_add_test(tc, test_dicom_rle_envelope);
+    tcase_add_test(tc, test_dicom_rle_rule);
     suite_add_tcase(s, tc);
     tc = tcase_create("malformed");
     tcase_set_timeout(tc, 300); /* thousands of round trips, slow under sanitizers */
