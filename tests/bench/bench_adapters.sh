@@ -23,6 +23,8 @@
 #   dicom        the native DICOM files of python3-pydicom (their own sizes)
 #   dicom-words32  pydicom's RT Dose grids (Bits Allocated 32, two 16-bit planes per sample)
 #   dicom-ybr422   pydicom's YBR_FULL_422 file (subsampled chroma, four half-width planes)
+#   dicom-rle      pydicom's RLE Lossless files the adapter takes (8-, 16- and 32-bit; the
+#                  recipe is the RLE section: skeleton and one byte per run)
 # and the PNGs of tests/data as written.
 #
 # Usage: bash tests/bench/bench_adapters.sh   (needs the packages scripts/setup.sh installs)
@@ -101,6 +103,9 @@ pyd=/usr/lib/python3/dist-packages/pydicom/data/test_files
 run dicom-words32 "$pyd"/rtdose.dcm "$pyd"/rtdose_1frame.dcm "$pyd"/rtdose_expb.dcm \
     "$pyd"/rtdose_expb_1frame.dcm
 run dicom-ybr422 "$pyd"/SC_ybr_full_422_uncompressed.dcm
+run dicom-rle "$pyd"/MR_small_RLE.dcm "$pyd"/SC_rgb_rle.dcm "$pyd"/SC_rgb_rle_2frame.dcm \
+    "$pyd"/SC_rgb_rle_16bit.dcm "$pyd"/SC_rgb_rle_16bit_2frame.dcm "$pyd"/rtdose_rle.dcm \
+    "$pyd"/rtdose_rle_1frame.dcm
 run tests-data "$root"/tests/data/*.png
 
 echo
