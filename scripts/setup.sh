@@ -11,6 +11,7 @@ BUILD_PKGS=(build-essential cmake pkg-config libfuse3-dev fuse3 libssl-dev libop
 TEST_PKGS=(attr python3 python3-pil python3-pydicom imagemagick dcmtk pngcheck zopfli advancecomp optipng pngcrush fio gocryptfs
            mricron-data xxd file procps psmisc kmod util-linux
            glusterfs-server  # test_gluster.sh: glusterd, the gluster CLI and the FUSE client
+           python3-numpy  # pydicom's RLE decoder, for tests/data/pydicom-manifest.py
            clang)  # clang: the libFuzzer stage of scripts/test.sh
 
 say() { printf 'setup: %s\n' "$*"; }
