@@ -11,7 +11,7 @@
  * one-to-one onto samples), and refuses the rest rather than trusting a re-encoder. PNG and
  * DICOM RLE are the compressed formats taken: their streams are not re-encoded but re-emitted
  * from a complete record of the original (PNG: deflate.h, checked against the pixels at emit;
- * RLE: every run's header byte).
+ * RLE: every run's header, predicted or listed).
  *
  * The envelope holds patient data (DICOM names, dates, identifiers) and comments: it is sealed
  * before it is stored, and it never goes to a log. The `why` strings never contain file bytes.
@@ -102,12 +102,18 @@
  *     then, for each segment in file order (frames × samples per pixel × bytes per sample):
  *     varint  gap: where its runs go in the skeleton, counted from the previous segment's place
  *             (from 0 for the first), the sum at most K
- *     varint  run count R, then R bytes: each run's PackBits header byte, in order (0..127 a
- *             literal of h + 1 bytes, 129..255 a replicate of 257 - h, 128 a no-op); the runs
- *             make exactly height × width bytes. R = 0: the runs pydicom's encoder writes
- *             (encoders/native.py), computed from the plane: row by row, each run of 2 or more
- *             equal bytes a replicate, 128 at a time (a last byte left over: a literal of 1),
- *             the single bytes between them a literal, 128 at a time, the rest last
+ *     1       mode: 0 listed, 2 or 3 predicted (below)
+ *     listed: varint run count R, then R bytes: each run's PackBits header byte, in order
+ *             (0..127 a literal of h + 1 bytes, 129..255 a replicate of 257 - h, 128 a no-op)
+ *     predicted: varint exception count E, then E times: varint the number of runs since the
+ *             previous exception (or the first run), 1 byte the header of the run that differs
+ *             from the prediction. The prediction of the run at plane byte p, with min = the
+ *             mode: within p's row, a replicate of the equal bytes from p when there are at
+ *             least min of them (at most 128), else a literal up to the first byte where at least
+ *             min equal bytes start (at most 128 bytes). Mode 2 is pydicom's encoder (but
+ *             for a byte left over after 128 equal ones followed by a literal)
+ *   In either mode the runs make exactly height × width bytes, and every listed header or
+ *   exception is used.
  *   Join puts each run back from the planes (a literal: its header and bytes; a replicate: its
  *   header and the first of its bytes) into the skeleton. Segment s of a frame is byte
  *   s % B (most significant first) of sample s / B, B = Bits Allocated / 8; a 32-bit sample

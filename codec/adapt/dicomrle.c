@@ -6,12 +6,15 @@
  * sample, most significant byte first. The bytes are not the samples, and writers choose their
  * runs differently (per row or across rows, replicate runs from 2 or 3 bytes on), so no encoder
  * of ours could promise the same bytes. What join needs besides the samples is therefore kept:
- * each run's PackBits header byte, in order, one byte per run (the run's data bytes are the
- * planes' bytes), and everything that is not a run (item headers, offset table, RLE headers,
- * segment padding, the delimiter) verbatim. A segment whose runs are those pydicom's encoder
- * writes (one rule, computed from the plane) costs no list at all. The trade-off: about one
- * byte per run in the envelope for other writers' segments (12% of the segments of
- * MR_small_RLE.dcm), in exchange for an argument of exactness that needs no model of them.
+ * the header byte of each run, in order (its data bytes are the planes' bytes), and everything
+ * that is not a run (item headers, offset table, RLE headers, segment padding, the delimiter)
+ * verbatim. The headers are mostly predictable: writers encode row by row, replicating from 2
+ * (pydicom) or 3 equal bytes on, so a segment is stored as the predictor it follows and the
+ * runs where it does not (exceptions), or as the list of headers when that is smaller. The
+ * trade-off: join recomputes the prediction from the planes (a few ns a byte), in exchange for
+ * an envelope of a few bytes per segment (MR_small_RLE.dcm: 33 bytes for 722 runs) and an
+ * argument of exactness that needs no model of any writer: an exception is whatever the file
+ * holds.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -77,44 +80,85 @@ static size_t rle_coded(uint8_t h)
     return h < 128 ? (size_t)h + 2 : h > 128 ? 2 : 1;
 }
 
-/* A literal of n bytes as pydicom's encoder cuts it: 128 at a time, the rest last. */
-static void rle_rule_literal(struct codec_buf *h, size_t n)
+/* How many equal bytes start at byte p of a plane (segment at base, shift), up to 128 and end. */
+static size_t rle_same(const struct rle_map *m, size_t base, unsigned shift, size_t p, size_t end)
 {
-    for (; n >= 128; n -= 128)
-        codec_buf_u8(h, 127);
-    if (n)
-        codec_buf_u8(h, (uint8_t)(n - 1));
+    uint8_t v = rle_get(m->img, base + p, shift);
+    size_t g = 1;
+    while (g < 128 && p + g < end && rle_get(m->img, base + p + g, shift) == v)
+        g++;
+    return g;
 }
 
-/* The headers pydicom's encoder (encoders/native.py) writes for segment s of frame f, appended
- * to h: row by row, each run of 2 or more equal bytes a replicate (128 at a time; a last byte
- * left over, a literal of 1), the single bytes between them one literal. At most one header per
- * byte. */
-static void rle_rule(const struct rle_map *m, uint32_t f, uint32_t s, struct codec_buf *h)
+/* The header of the run a row-by-row encoder writes at byte p of a plane: a replicate of the
+ * equal bytes there when there are at least min of them (at most 128), else a literal up to
+ * where such a run starts (at most 128); never across the end of a row. With min 2 it is
+ * pydicom's encoder (encoders/native.py) but for a byte left over after 128 equal ones. */
+static uint8_t rle_predict(const struct rle_map *m, size_t base, unsigned shift, size_t p,
+                           unsigned min)
 {
+    size_t w = m->img->width, end = (p / w + 1) * w, q = p;
+    size_t g = rle_same(m, base, shift, p, end);
+    if (g >= min)
+        return (uint8_t)(257 - g);
+    while (q < end && q - p < 128 && rle_same(m, base, shift, q, end) < min)
+        q++;
+    return (uint8_t)(q - p - 1);
+}
+
+/* The runs of a segment, from its record in the RLE section (codec.h): listed, or predicted
+ * with exceptions. */
+struct rle_it {
+    const struct rle_map *m;
+    size_t base;
     unsigned shift;
-    size_t base = rle_where(m, f, s, &shift), w = m->img->width;
-    for (size_t row = 0; row < m->hw; row += w) {
-        size_t lit = 0, g;
-        for (size_t i = 0; i < w; i += g) {
-            uint8_t v = rle_get(m->img, base + row + i, shift);
-            for (g = 1; i + g < w && rle_get(m->img, base + row + i + g, shift) == v; g++)
-                ;
-            if (g == 1) {
-                lit++;
-                continue;
-            }
-            rle_rule_literal(h, lit);
-            lit = 0;
-            for (size_t r = g / 128; r > 0; r--)
-                codec_buf_u8(h, 129);
-            if (g % 128 > 1)
-                codec_buf_u8(h, (uint8_t)(257 - g % 128));
-            else if (g % 128 == 1)
-                codec_buf_u8(h, 0);
+    uint8_t mode;   /* RLE_LISTED, or the predictor's min */
+    uint64_t left;  /* listed: headers left; predicted: exceptions left */
+    uint64_t next;  /* predicted: index of the run of the next exception */
+    uint64_t index; /* of the next run */
+    size_t p;       /* plane byte of the next run */
+    struct codec_rd r;
+};
+
+#define RLE_LISTED 0u
+
+/* Start reading the record at *r for segment s of frame f. 0 or -EINVAL. */
+static int rle_it_init(struct rle_it *it, const struct rle_map *m, uint32_t f, uint32_t s,
+                       struct codec_rd r)
+{
+    *it = (struct rle_it){.m = m, .r = r};
+    it->base = rle_where(m, f, s, &it->shift);
+    if (codec_rd_u8(&it->r, &it->mode) != 0 ||
+        (it->mode != RLE_LISTED && it->mode != 2 && it->mode != 3) ||
+        codec_rd_var(&it->r, it->r.left, &it->left) != 0)
+        return -EINVAL;
+    if (it->mode != RLE_LISTED && it->left && codec_rd_var(&it->r, m->hw, &it->next) != 0)
+        return -EINVAL;
+    return 0;
+}
+
+/* The next run's header in *h, its first plane byte in *at. 0, or -EINVAL when the record has
+ * no more runs or the run passes the end of the plane. */
+static int rle_it_next(struct rle_it *it, uint8_t *h, size_t *at)
+{
+    uint64_t gap;
+    if (it->mode == RLE_LISTED || (it->left && it->index == it->next)) {
+        if (!it->left || codec_rd_u8(&it->r, h) != 0)
+            return -EINVAL;
+        if (--it->left && it->mode != RLE_LISTED) {
+            if (codec_rd_var(&it->r, it->m->hw, &gap) != 0)
+                return -EINVAL;
+            it->next = it->index + 1 + gap;
         }
-        rle_rule_literal(h, lit);
+    } else {
+        *h = rle_predict(it->m, it->base, it->shift, it->p, it->mode);
     }
+    if (rle_out(*h) > it->m->hw - it->p)
+        return -EINVAL;
+    *at = it->p;
+    it->p += rle_out(*h);
+    it->index++;
+    return 0;
 }
 
 /* ---- split ------------------------------------------------------------------------------- */
@@ -123,12 +167,13 @@ struct rle_split {
     const uint8_t *buf;
     size_t len;
     struct rle_map m;
-    struct codec_buf skel; /* the bytes that are not runs, verbatim */
-    struct codec_buf runs; /* per segment: varint gap, varint count, the headers */
-    struct codec_buf hdrs; /* the current segment's headers */
-    struct codec_buf rule; /* what pydicom's encoder writes for the same plane */
-    size_t from;           /* the next byte of buf not yet in skel or runs */
-    size_t last;           /* skel position of the previous segment */
+    struct codec_buf skel;   /* the bytes that are not runs, verbatim */
+    struct codec_buf runs;   /* per segment: varint gap, its record */
+    struct codec_buf hdrs;   /* the current segment's headers */
+    struct codec_buf ex;     /* the current segment's exceptions to one prediction */
+    struct codec_buf rec[2]; /* records of the current segment: the best, another */
+    size_t from;             /* the next byte of buf not yet in skel or runs */
+    size_t last;             /* skel position of the previous segment */
 };
 
 static int rle_bad(char *why, size_t whylen, const char *what)
@@ -158,6 +203,47 @@ static int rle_segment(struct rle_split *st, size_t at, size_t end, uint32_t f, 
     return 0;
 }
 
+/* The current segment's record predicted with min (its exceptions) in rec. */
+static void rle_predicted(struct rle_split *st, uint32_t f, uint32_t s, unsigned min,
+                          struct codec_buf *rec)
+{
+    unsigned shift;
+    size_t base = rle_where(&st->m, f, s, &shift), p = 0, next = 0, count = 0;
+    st->ex.len = 0;
+    for (size_t i = 0; i < st->hdrs.len; p += rle_out(st->hdrs.p[i++])) {
+        if (rle_predict(&st->m, base, shift, p, min) == st->hdrs.p[i])
+            continue;
+        codec_buf_var(&st->ex, i - next);
+        codec_buf_u8(&st->ex, st->hdrs.p[i]);
+        next = i + 1;
+        count++;
+    }
+    rec->len = 0;
+    codec_buf_u8(rec, (uint8_t)min);
+    codec_buf_var(rec, count);
+    codec_buf_put(rec, st->ex.p, st->ex.len);
+}
+
+/* Append the current segment's record to runs: listed, or predicted (min 2 or 3), whichever is
+ * smallest. */
+static void rle_record(struct rle_split *st, uint32_t f, uint32_t s)
+{
+    struct codec_buf *best = &st->rec[0], *alt = &st->rec[1], *t;
+    best->len = 0;
+    codec_buf_u8(best, RLE_LISTED);
+    codec_buf_var(best, st->hdrs.len);
+    codec_buf_put(best, st->hdrs.p, st->hdrs.len);
+    for (unsigned min = 2; min <= 3; min++) {
+        rle_predicted(st, f, s, min, alt);
+        if (alt->len < best->len) {
+            t = best;
+            best = alt;
+            alt = t;
+        }
+    }
+    codec_buf_put(&st->runs, best->p, best->len);
+}
+
 /* Move buf[from..start) to skel, and the runs of the segment buf[start..end) to runs. */
 static int rle_take(struct rle_split *st, size_t start, size_t end, uint32_t f, uint32_t s)
 {
@@ -165,18 +251,13 @@ static int rle_take(struct rle_split *st, size_t start, size_t end, uint32_t f, 
     codec_buf_put(&st->skel, st->buf + st->from, start - st->from);
     if ((ret = rle_segment(st, start, end, f, s)) != 0)
         return ret;
-    st->rule.len = 0;
-    rle_rule(&st->m, f, s, &st->rule);
-    bool rule = st->rule.len == st->hdrs.len && !memcmp(st->rule.p, st->hdrs.p, st->hdrs.len);
     codec_buf_var(&st->runs, st->skel.len - st->last);
-    codec_buf_var(&st->runs, rule ? 0 : st->hdrs.len); /* 0: the rule's runs */
-    if (!rule)
-        codec_buf_put(&st->runs, st->hdrs.p, st->hdrs.len);
+    rle_record(st, f, s);
     st->last = st->skel.len;
     for (size_t i = 0; i < st->hdrs.len; i++)
         start += rle_coded(st->hdrs.p[i]);
     st->from = start;
-    if (st->rule.err || st->hdrs.err)
+    if (st->ex.err || st->rec[0].err || st->rec[1].err || st->hdrs.err)
         return -ENOMEM;
     return st->skel.err ? st->skel.err : st->runs.err;
 }
@@ -310,7 +391,9 @@ out:
     free(st.skel.p);
     free(st.runs.p);
     free(st.hdrs.p);
-    free(st.rule.p);
+    free(st.ex.p);
+    free(st.rec[0].p);
+    free(st.rec[1].p);
     free(env.p);
     codec_image_free(im);
     return ret;
@@ -318,29 +401,15 @@ out:
 
 /* ---- join -------------------------------------------------------------------------------- */
 
-/* The headers of segment s of frame f: count listed at *r (moved past them), or when count is 0
- * the rule's, made in rule (room for one header per byte: no allocation). */
-static const uint8_t *rle_headers(const struct rle_map *m, struct codec_rd *r, uint64_t *count,
-                                  uint32_t f, uint32_t s, struct codec_buf *rule)
-{
-    const uint8_t *h = r->p;
-    if (*count == 0) {
-        rule->len = 0;
-        rle_rule(m, f, s, rule);
-        *count = rule->len;
-        return rule->p;
-    }
-    r->p += *count;
-    r->left -= *count;
-    return h;
-}
-
 /* The RLE section (codec.h) checked against the image: the skeleton, and the runs of every
  * segment making exactly its plane. *coded gets the bytes the runs take. 0 or -EINVAL. */
 static int rle_check(const struct rle_map *m, struct codec_rd r, struct codec_rd *skel,
-                     struct codec_rd *runs, uint64_t *coded, struct codec_buf *rule)
+                     struct codec_rd *runs, uint64_t *coded)
 {
-    uint64_t slen, pos = 0, gap, count, total = 0;
+    uint64_t slen, pos = 0, gap, total = 0;
+    struct rle_it it;
+    uint8_t h;
+    size_t at;
     if (codec_rd_var(&r, UINT64_MAX, &slen) != 0 || slen > r.left)
         return -EINVAL;
     *skel = (struct codec_rd){r.p, (size_t)slen};
@@ -348,56 +417,45 @@ static int rle_check(const struct rle_map *m, struct codec_rd r, struct codec_rd
     r.left -= slen;
     *runs = r;
     for (uint64_t k = 0; k < (uint64_t)m->img->frames * m->segs; k++) {
-        size_t out = 0;
-        if (codec_rd_var(&r, slen - pos, &gap) != 0 || codec_rd_var(&r, r.left, &count) != 0 ||
-            count > r.left)
+        if (codec_rd_var(&r, slen - pos, &gap) != 0 ||
+            rle_it_init(&it, m, (uint32_t)(k / m->segs), (uint32_t)(k % m->segs), r) != 0)
             return -EINVAL;
         pos += gap;
-        const uint8_t *h =
-            rle_headers(m, &r, &count, (uint32_t)(k / m->segs), (uint32_t)(k % m->segs), rule);
-        for (uint64_t i = 0; i < count; i++) {
-            if (rle_out(h[i]) > m->hw - out)
+        while (it.p < m->hw) {
+            if (rle_it_next(&it, &h, &at) != 0)
                 return -EINVAL;
-            out += rle_out(h[i]);
-            total += rle_coded(h[i]);
+            total += rle_coded(h);
         }
-        if (out != m->hw)
-            return -EINVAL;
+        if (it.left != 0)
+            return -EINVAL; /* headers or exceptions past the plane's end */
+        r = it.r;
     }
     *coded = total;
     return r.left == 0 ? 0 : -EINVAL;
 }
 
-/* The count runs with headers h of segment s of frame f, written at q; returns the end. */
-static uint8_t *rle_emit(const struct rle_map *m, const uint8_t *h, uint64_t count, uint32_t f,
-                         uint32_t s, uint8_t *q)
-{
-    unsigned shift;
-    size_t base = rle_where(m, f, s, &shift);
-    for (uint64_t i = 0; i < count; i++) {
-        *q++ = h[i];
-        for (size_t j = 0; j < (h[i] < 128 ? rle_out(h[i]) : h[i] > 128 ? 1 : 0); j++)
-            *q++ = rle_get(m->img, base + j, shift);
-        base += rle_out(h[i]);
-    }
-    return q;
-}
-
-/* The pixel data between head and tail: the skeleton with each segment's runs put back. */
+/* The pixel data between head and tail: the skeleton with each segment's runs put back (a
+ * literal: its header and bytes; a replicate: its header and the first of its bytes). */
 static void rle_render(const struct rle_map *m, struct codec_rd skel, struct codec_rd runs,
-                       struct codec_buf *rule, uint8_t *q)
+                       uint8_t *q)
 {
     const uint8_t *s = skel.p;
-    uint64_t gap, count;
+    uint64_t gap;
+    struct rle_it it;
+    uint8_t h;
+    size_t at;
     for (uint64_t k = 0; k < (uint64_t)m->img->frames * m->segs; k++) {
-        uint32_t f = (uint32_t)(k / m->segs), seg = (uint32_t)(k % m->segs);
-        codec_rd_var(&runs, UINT64_MAX, &gap); /* checked by rle_check */
-        codec_rd_var(&runs, UINT64_MAX, &count);
+        codec_rd_var(&runs, UINT64_MAX, &gap); /* all checked by rle_check */
+        rle_it_init(&it, m, (uint32_t)(k / m->segs), (uint32_t)(k % m->segs), runs);
         memcpy(q, s, gap);
         q += gap;
         s += gap;
-        const uint8_t *h = rle_headers(m, &runs, &count, f, seg, rule);
-        q = rle_emit(m, h, count, f, seg, q);
+        while (it.p < m->hw && rle_it_next(&it, &h, &at) == 0) {
+            *q++ = h;
+            for (size_t j = 0; j < (h < 128 ? rle_out(h) : h > 128 ? 1 : 0); j++)
+                *q++ = rle_get(m->img, it.base + at + j, it.shift);
+        }
+        runs = it.r;
     }
     memcpy(q, s, skel.left - (size_t)(s - skel.p));
 }
@@ -406,13 +464,11 @@ int codec_dicom_rle_join(const struct codec_image *img, const uint8_t *env, size
                          uint8_t **out, size_t *out_len)
 {
     struct codec_found f = {.geo = *img};
-    struct codec_rd skel = {0}, runs = {0};
-    struct codec_buf rule = {0};
+    struct codec_rd skel, runs;
     struct rle_map m;
-    uint64_t head_len, sec_len, tail_len, coded = 0, total;
+    uint64_t head_len, sec_len, tail_len, coded, total;
     size_t pos = CODEC_ENV_FIXED;
-    uint8_t flags, *o = NULL;
-    int ret;
+    uint8_t flags, *o;
 
     /* the image within the limits and its planes as large as it says; only the flags split
      * makes (a 32-bit sample is two 16-bit channels) */
@@ -433,25 +489,20 @@ int codec_dicom_rle_join(const struct codec_image *img, const uint8_t *env, size
     pos += 8 + sec_len;
     tail_len = codec_get_le64(env + pos);
     rle_map_init(&m, (struct codec_image *)img, (flags & CODEC_DICOM_WORDS32) != 0);
-    if (tail_len != env_len - pos - 8)
+    if (tail_len != env_len - pos - 8 ||
+        rle_check(&m, (struct codec_rd){env + CODEC_ENV_FIXED + head_len + 8, sec_len}, &skel,
+                  &runs, &coded) != 0)
         return -EINVAL;
-    if (codec_buf_reserve(&rule, m.hw) != 0)
-        return -ENOMEM;
-    ret = rle_check(&m, (struct codec_rd){env + CODEC_ENV_FIXED + head_len + 8, sec_len}, &skel,
-                    &runs, &coded, &rule);
     /* each part is bounded by env_len, or 129 × the planes: no overflow in 64 bits */
     total = head_len + skel.left + coded + tail_len;
-    if (ret == 0 && total > CODEC_MAX_FILE_BYTES)
-        ret = -EFBIG;
-    if (ret == 0 && !(o = malloc(total ? total : 1)))
-        ret = -ENOMEM;
-    if (ret == 0) {
-        memcpy(o, env + CODEC_ENV_FIXED, head_len);
-        rle_render(&m, skel, runs, &rule, o + head_len);
-        memcpy(o + total - tail_len, env + pos + 8, tail_len);
-        *out = o;
-        *out_len = total;
-    }
-    free(rule.p);
-    return ret;
+    if (total > CODEC_MAX_FILE_BYTES)
+        return -EFBIG;
+    if (!(o = malloc(total ? total : 1)))
+        return -ENOMEM;
+    memcpy(o, env + CODEC_ENV_FIXED, head_len);
+    rle_render(&m, skel, runs, o + head_len);
+    memcpy(o + total - tail_len, env + pos + 8, tail_len);
+    *out = o;
+    *out_len = total;
+    return 0;
 }

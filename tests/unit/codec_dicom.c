@@ -916,10 +916,10 @@ START_TEST(test_dicom_rle_envelope)
 }
 END_TEST
 
-/* Segments as pydicom's encoder writes them cost no run list: rle_pydicom_runs.dcm (4 × 300,
- * 16-bit, written by pydicom's RLE encoder) has runs of 1, 2, 127 to 130 and 300 bytes and
- * literals longer than 128, SC_rgb_rle.dcm one run per row. A run list would take a byte per
- * run (over 300 bytes for the first file). */
+/* Segments as pydicom's encoder writes them are predicted without exceptions:
+ * rle_pydicom_runs.dcm (4 × 300, 16-bit, written by pydicom's RLE encoder) has runs of 1, 2, 127
+ * to 130 and 300 bytes and literals longer than 128, SC_rgb_rle.dcm one run per row. A run list
+ * would take a byte per run (over 300 bytes for the first file). */
 START_TEST(test_dicom_rle_rule)
 {
     static const struct {
@@ -938,8 +938,9 @@ START_TEST(test_dicom_rle_rule)
         ck_assert_int_eq(dcm_test_roundtrip(buf, len, NULL, why, sizeof(why)), 0);
         ck_assert_int_eq(codec_split(buf, len, &img, &env, &env_len, why, sizeof(why)), 0);
         ck_assert_int_eq(codec_envelope_info(env, env_len, &ei), 0);
-        /* length field, skeleton and its length, a place and a 0 count per segment */
-        ck_assert_uint_eq(ei.recipe_bytes, 8 + 1 + files[i].skeleton + 2 * files[i].segments);
+        /* length field, skeleton and its length, and per segment its place, the predictor
+         * (min 2) and a count of 0 exceptions */
+        ck_assert_uint_eq(ei.recipe_bytes, 8 + 1 + files[i].skeleton + 3 * files[i].segments);
         free(env);
         codec_image_free(img);
         free(buf);
