@@ -916,18 +916,22 @@ START_TEST(test_dicom_rle_envelope)
 }
 END_TEST
 
-/* Segments as pydicom's encoder writes them are predicted without exceptions:
- * rle_pydicom_runs.dcm (4 × 300, 16-bit, written by pydicom's RLE encoder) has runs of 1, 2, 127
- * to 130 and 300 bytes and literals longer than 128, SC_rgb_rle.dcm one run per row. A run list
- * would take a byte per run (over 300 bytes for the first file). */
+/* Run headers are predicted: segments as pydicom's encoder writes them without exceptions
+ * (rle_pydicom_runs.dcm, 4 × 300, 16-bit, written by pydicom's RLE encoder, has runs of 1, 2,
+ * 127 to 130 and 300 bytes and literals longer than 128; SC_rgb_rle.dcm one run per row), and
+ * MR_small_RLE.dcm's, whose writer replicates from 3 bytes on, with 13 exceptions (27 bytes)
+ * for its 722 runs. A list would take a byte per run. */
 START_TEST(test_dicom_rle_rule)
 {
     static const struct {
         const char *name;
         uint64_t skeleton; /* the verbatim bytes: items, RLE headers, padding */
         uint64_t segments;
-    } files[] = {{"rle_pydicom_runs.dcm", 93, 2}, {"SC_rgb_rle.dcm", 88, 3}};
-    for (size_t i = 0; i < 2; i++) {
+        uint64_t exceptions; /* bytes: a distance (1 or 2 bytes) and a header each */
+    } files[] = {{"rle_pydicom_runs.dcm", 93, 2, 0},
+                 {"SC_rgb_rle.dcm", 88, 3, 0},
+                 {"MR_small_RLE.dcm", 93, 2, 27}};
+    for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++) {
         char path[4096], why[128];
         struct codec_image *img = NULL;
         struct codec_envelope_info ei;
@@ -938,9 +942,10 @@ START_TEST(test_dicom_rle_rule)
         ck_assert_int_eq(dcm_test_roundtrip(buf, len, NULL, why, sizeof(why)), 0);
         ck_assert_int_eq(codec_split(buf, len, &img, &env, &env_len, why, sizeof(why)), 0);
         ck_assert_int_eq(codec_envelope_info(env, env_len, &ei), 0);
-        /* length field, skeleton and its length, and per segment its place, the predictor
-         * (min 2) and a count of 0 exceptions */
-        ck_assert_uint_eq(ei.recipe_bytes, 8 + 1 + files[i].skeleton + 3 * files[i].segments);
+        /* length field, skeleton and its length, per segment its place, the predictor and the
+         * count of exceptions, then each exception's distance and header */
+        ck_assert_uint_eq(ei.recipe_bytes,
+                          8 + 1 + files[i].skeleton + 3 * files[i].segments + files[i].exceptions);
         free(env);
         codec_image_free(img);
         free(buf);
