@@ -15,12 +15,12 @@
 
 int codec_why(char *why, size_t whylen, int err, const char *fmt, ...)
 {
-    if (why && whylen) {
-        va_list ap;
-        va_start(ap, fmt);
-        (void)vsnprintf(why, whylen, fmt, ap);
-        va_end(ap);
-    }
+    if (!why || !whylen)
+        return err;
+    va_list ap;
+    va_start(ap, fmt);
+    (void)vsnprintf(why, whylen, fmt, ap);
+    va_end(ap);
     return err;
 }
 

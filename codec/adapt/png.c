@@ -13,6 +13,7 @@
  * after the other in the same stream: each pass is filtered on its own, and its samples land at
  * their places in the full planes, so the coder always sees the de-interlaced image.
  */
+#include <assert.h>
 #include <errno.h>
 #include <png.h>
 #include <zlib.h>
@@ -416,7 +417,7 @@ static int png_referee(const uint8_t *buf, size_t len, const struct png_geo *g, 
     png_infop info = NULL;
     size_t sbytes = g->depth == 16 ? 2 : 1, rowlen = (size_t)g->width * g->channels * sbytes;
     size_t hw = (size_t)g->width * g->height, nrows = g->interlace ? g->height : 1;
-    uint8_t *pix = malloc(rowlen * nrows); /* rowlen × height = planes: no overflow */
+    uint8_t *pix = calloc(nrows, rowlen); /* rowlen × height = planes: no overflow */
     volatile int ret = -ENOMEM;
 
     if (!pix)
@@ -462,7 +463,8 @@ static int png_referee(const uint8_t *buf, size_t len, const struct png_geo *g, 
             for (size_t c = 0; c < g->channels; c++) {
                 size_t i = x * g->channels + c, at = c * hw + y * g->width + x;
                 unsigned want = sbytes == 2 ? (unsigned)(row[2 * i] << 8 | row[2 * i + 1]) : row[i];
-                unsigned got =
+                /* planes: filled by split (the analyzer cannot see it) */
+                unsigned got = // NOLINT(clang-analyzer-core.uninitialized.Assign)
                     sbytes == 2 ? ((const uint16_t *)planes)[at] : ((const uint8_t *)planes)[at];
                 if (want != got) {
                     ret = codec_why(why, whylen, -ENOTSUP, "PNG: libpng decodes other pixels");
@@ -945,8 +947,8 @@ static size_t idat_write(uint8_t *o, const struct png_idat *s, const uint8_t *z,
 int codec_png_split(const uint8_t *buf, size_t len, unsigned threads, struct codec_image **img,
                     uint8_t **envelope, size_t *env_len, char *why, size_t whylen)
 {
-    struct png_geo g;
-    struct png_chunks c;
+    struct png_geo g = {0};
+    struct png_chunks c = {0};
     struct codec_deflate_desc *desc = NULL;
     struct codec_image *im = NULL;
     uint8_t *idat = NULL, *data = NULL, *env = NULL, *zr = NULL, *types = NULL, *guess = NULL;
@@ -981,10 +983,11 @@ int codec_png_split(const uint8_t *buf, size_t len, unsigned threads, struct cod
     elen = CODEC_ENV_FIXED + c.head_len + 8 + 23 + 10 * c.nidat + 11 * g.rows + zr_len + 8 +
            (len - c.tail_pos);
     ret = -ENOMEM;
+    assert(g.rows > 0); /* png_walk refuses an image without rows */
     im = calloc(1, sizeof(*im));
     env = malloc(elen);
-    types = malloc(g.rows);
-    guess = malloc(PNG_HEURISTICS * g.rows);
+    types = calloc(g.rows, 1);
+    guess = calloc(g.rows, PNG_HEURISTICS);
     scratch = malloc(g.rowbytes);
     if (!im || !env || !types || !guess || !scratch)
         goto out;
@@ -1042,7 +1045,8 @@ int codec_png_join(const struct codec_image *img, const uint8_t *env, size_t env
     int ret = -EINVAL;
 
     if (codec_env_check(img, env, env_len) != 0 || env[CODEC_ENV_FLAGS] != 0 ||
-        body_parse(img, env, env_len, &g, &b) != 0 || idat_parse(b.sec, b.sec_len, g.rows, &s))
+        body_parse(img, env, env_len, &g, &b) != 0 || idat_parse(b.sec, b.sec_len, g.rows, &s) ||
+        g.filtered == 0)
         goto out;
 
     /* Re-filter: raw holds the current and the previous unfiltered row. */

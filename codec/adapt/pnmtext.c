@@ -221,7 +221,8 @@ int codec_pnm_text_split(const uint8_t *buf, size_t len, const struct codec_foun
     *q++ = t.eol;
     *q++ = t.flags;
     q += codec_put_var(q, u.pairs);
-    memcpy(q, u.p, u.len);
+    if (u.len)
+        memcpy(q, u.p, u.len);
     q += u.len;
     codec_put_le64(s - 8, (uint64_t)(q - s));
     codec_put_le64(q, len - end);
@@ -294,6 +295,7 @@ static void text_render(const struct codec_image *img, const struct text_layout 
                 return; /* the text ends at its last sample */
             if (t->flags & TEXT_TRAIL)
                 *q++ = t->sep;
+            // NOLINTNEXTLINE(bugprone-not-null-terminated-result): bytes, not a C string
             memcpy(q, eol, eol_len);
             q += eol_len;
         }
