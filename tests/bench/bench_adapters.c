@@ -285,8 +285,11 @@ int main(int argc, char **argv)
     struct row *rows = calloc(cap, sizeof(*rows));
     double *v = calloc(cap, sizeof(double));
     int status = 0;
-    if (!rows || !v)
+    if (!rows || !v) {
+        free(rows);
+        free(v);
         return 1;
+    }
     for (int i = 2; i < argc; i++) {
         int rc = bench_file(group, argv[i], &rows[n]);
         if (rc == 0)

@@ -58,6 +58,8 @@ static int bench(const char *path)
         codec_deflate_desc_free(d);
         if ((rc = codec_deflate_record_zlib(idat, m, CODEC_DEFLATE_MAX_OUT, &out, &ol, &d)) != 0) {
             fprintf(stderr, "%s: record: %d\n", path, rc);
+            free(png);
+            free(idat);
             return 1;
         }
         reps++;
@@ -69,6 +71,8 @@ static int bench(const char *path)
         free(em);
         if ((rc = codec_deflate_emit(d, out, ol, &em, &el)) != 0) {
             fprintf(stderr, "%s: emit: %d\n", path, rc);
+            free(png);
+            free(idat);
             return 1;
         }
         ereps++;

@@ -155,7 +155,7 @@ static int round_trip(const struct codec_pipeline *ct, const struct input *in, u
     if (rc != 0)
         return rc;
     rc = codec_pipeline_decode(ct, c, cl, threads, &back, &bl);
-    if (rc == 0 && (bl != in->len || memcmp(back, in->buf, bl) != 0))
+    if (rc == 0 && (!back || !in->buf || bl != in->len || memcmp(back, in->buf, bl) != 0))
         rc = -EBADMSG;
     free(back);
     if (rc != 0) {

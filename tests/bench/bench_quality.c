@@ -162,10 +162,13 @@ static size_t samples(const struct nn_ae_image *im)
     return (size_t)im->channels * im->height * im->width;
 }
 
+/* pixels: filled by the decoder or the loader (the analyzer does not see it) */
+// NOLINTBEGIN(clang-analyzer-core.uninitialized.UndefReturn)
 static uint32_t sample(const struct nn_ae_image *im, size_t i)
 {
     return im->bits == 8 ? ((const uint8_t *)im->pixels)[i] : ((const uint16_t *)im->pixels)[i];
 }
+// NOLINTEND(clang-analyzer-core.uninitialized.UndefReturn)
 
 /* The maxval `pnm` writes for im: 255 for 8-bit, else 2^depth - 1 (at least 1). */
 static uint32_t ref_maxval(const struct nn_ae_image *im)
@@ -237,6 +240,8 @@ static int conform(const struct nn_ae_image *a, const struct nn_ae_image *dec, u
     if (dec_max == m)
         dec_max = m = 1; /* already on the original's scale */
     *out = (struct nn_ae_image){a->channels, a->height, a->width, a->bits, NULL};
+    if (samples(a) == 0)
+        return -1;
     out->pixels = calloc(samples(a), a->bits / 8);
     if (!out->pixels)
         return -1;

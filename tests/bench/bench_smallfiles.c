@@ -79,12 +79,19 @@ static int do_read(const char *dir, unsigned long n, size_t size)
     unsigned char *want = malloc(size ? size : 1), *got = malloc(size + 4096);
     char *seen = calloc(n ? n : 1, 1);
     unsigned long errors = 0, found = 0;
-    if (!want || !got || !seen)
+    if (!want || !got || !seen) {
+        free(want);
+        free(got);
+        free(seen);
         return 1;
+    }
     double t0 = now();
     DIR *d = opendir(dir);
     if (!d) {
         fprintf(stderr, "bench_smallfiles: %s: %s\n", dir, strerror(errno));
+        free(want);
+        free(got);
+        free(seen);
         return 1;
     }
     int dfd = dirfd(d);

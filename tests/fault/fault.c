@@ -233,6 +233,8 @@ static int fd_path(int fd, char *out, size_t cap)
 /* The absolute path that (dirfd, path) names, as well as it can be told without following it. */
 static int at_path(int dirfd, const char *path, char *out, size_t cap)
 {
+    if (!path)
+        return -1;
     if (strncmp(path, "/proc/self/fd/", 14) == 0) {
         char *end;
         long fd = strtol(path + 14, &end, 10);
@@ -492,7 +494,10 @@ off64_t lseek64(int fd, off64_t off, int whence)
 
 static mode_t mode_arg(int flags, va_list ap)
 {
-    return (flags & O_CREAT) || (flags & O_TMPFILE) == O_TMPFILE ? (mode_t)va_arg(ap, int) : 0;
+    /* ap: started by the caller, the analyzer does not follow it into here */
+    return (flags & O_CREAT) || (flags & O_TMPFILE) == O_TMPFILE
+               ? (mode_t)va_arg(ap, int) // NOLINT(clang-analyzer-valist.Uninitialized)
+               : 0;
 }
 
 int open(const char *path, int flags, ...)

@@ -80,10 +80,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
         codec_bf_close(bf);
     }
-    if (getenv("IMGC_FUZZ_WRITE_SEED") && size == 0) {
+    const char *seed_path = getenv("IMGC_FUZZ_WRITE_SEED");
+    if (seed_path && size == 0) {
         /* Seed maker: a fresh three-block file written through the API; with
          * IMGC_FUZZ_SEED_HOLES, one of nine blocks with two holes (version 2). */
-        int out = open(getenv("IMGC_FUZZ_WRITE_SEED"), O_RDWR | O_CREAT | O_TRUNC, 0644);
+        int out = open(seed_path, O_RDWR | O_CREAT | O_TRUNC, 0644);
         struct codec_bf *sb = NULL;
         memset(buf, 'a', sizeof(buf));
         if (out < 0 || codec_bf_open(out, fuzz_key(), 1, &sb) != 0 ||

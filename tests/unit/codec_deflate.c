@@ -138,6 +138,7 @@ START_TEST(test_zlib_corpus)
             all = realloc(all, cap *= 2);
     }
     ck_assert_int_eq(pclose(f), 0);
+    ck_assert_ptr_nonnull(all);
     unlink(path);
     int cases = 0;
     size_t stats[3] = {0};

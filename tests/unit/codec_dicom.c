@@ -208,7 +208,7 @@ START_TEST(test_dicom_pydicom)
 {
     struct dcm_manifest m;
     struct dcm_tally t;
-    const char *root = getenv("IMGC_PYDICOM_DIR") ? getenv("IMGC_PYDICOM_DIR") : DCM_TEST_PYDICOM;
+    const char *env = getenv("IMGC_PYDICOM_DIR"), *root = env ? env : DCM_TEST_PYDICOM;
     struct stat st;
     ck_assert_msg(stat(root, &st) == 0 && S_ISDIR(st.st_mode),
                   "%s missing: install python3-pydicom or set IMGC_PYDICOM_DIR", root);

@@ -237,6 +237,7 @@ START_TEST(malformed_models)
     free(big);
     /* header fields */
     static const size_t fields[] = {0, 4, 5, 6, 7, 12, 13, 14, 15, 11, 40, 43};
+    ck_assert_uint_gt(ml, 43);
     for (size_t i = 0; i < sizeof(fields) / sizeof(fields[0]); i++) {
         uint8_t *b = malloc(ml);
         memcpy(b, mb, ml);

@@ -416,6 +416,8 @@ START_TEST(test_recipe_malformed)
     struct codec_deflate_desc *d = NULL;
     ck_assert_int_eq(codec_deflate_record_zlib(comp, comp_len, MAX_OUT, &out, &out_len, &d), 0);
     ck_assert_uint_eq(out_len, data_len);
+    ck_assert_ptr_nonnull(out);
+    ck_assert_ptr_nonnull(data);
     ck_assert(memcmp(out, data, data_len) == 0);
     ck_assert_int_eq(codec_zrecipe_make(d, out, out_len, 1, &rec, &rec_len, NULL), 0);
     for (size_t cut = 0; cut < rec_len; cut++) {

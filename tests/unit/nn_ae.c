@@ -533,7 +533,7 @@ START_TEST(test_int_decoder)
                 ck_assert_int_eq(nn_ae_decode(ae, lat, &fl), 0);
                 ck_assert(out->channels == c && out->height == h && out->width == w &&
                           out->bits == bits);
-                uint32_t *ref = malloc(n * sizeof(uint32_t));
+                uint32_t *ref = calloc(n, sizeof(uint32_t));
                 ck_assert_ptr_nonnull(ref);
                 reference_samples(ae, lat, ref);
                 double err = 0;

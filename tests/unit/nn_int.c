@@ -82,6 +82,7 @@ int16_t *random_q(size_t n, struct nn_rng *r, int32_t lim)
 
 static int64_t floordiv(int64_t a, int64_t b) /* floor(a / b), b > 0 */
 {
+    ck_assert(b > 0);
     int64_t q = a / b;
     return (a % b != 0 && a < 0) ? q - 1 : q;
 }
