@@ -146,7 +146,7 @@ static int commit(struct fs_ctx *c, struct fs_node *n, uint64_t gen, const char 
             char where[PATH_MAX];
             fs_where(dir_fd, where, sizeof(where));
             fs_log(c, LOG_WARNING, "%s: fsync of the folder after a conversion failed: %s", where,
-                   strerror(errno));
+                   fs_strerror(errno));
         }
         close(dir_fd);
     }
@@ -273,7 +273,7 @@ const char *fs_convert_reason(int rc)
     case -EMLINK:
         return "it gained a hard link";
     default:
-        return strerror(-rc);
+        return fs_strerror(-rc);
     }
 }
 

@@ -250,7 +250,7 @@ static int root_id_check(struct fs_ctx *c, const struct keys_ring *ring, char *w
     ssize_t n = fd >= 0 ? codec_pread_all(fd, buf, sizeof(buf), 0) : -1;
     if (n < 0 && fd >= 0) { /* an I/O error is not damage: say which */
         rc = (int)n;
-        snprintf(why, whylen, "%s/%s: %s", backing, FS_DIRID_NAME, strerror(-rc));
+        snprintf(why, whylen, "%s/%s: %s", backing, FS_DIRID_NAME, fs_strerror(-rc));
     }
     if (fd < 0 && errno == ENOENT && fresh_store(c->root.fd)) {
         /* First mount: the root folder gets its id. */
@@ -264,7 +264,7 @@ static int root_id_check(struct fs_ctx *c, const struct keys_ring *ring, char *w
                                     "cannot be read (restore the file from a backup of the store)"
                  : rc == -EBADMSG ? "not a regular file (replaced; restore it from a backup of "
                                     "the store)"
-                                  : strerror(err));
+                                  : fs_strerror(err));
     }
     if (fd >= 0)
         close(fd);
@@ -293,7 +293,8 @@ static int root_id_check(struct fs_ctx *c, const struct keys_ring *ring, char *w
     if (rc == 0 && n == KEYS_ID_BYTES) {
         memcpy(buf + KEYS_ID_BYTES, tag, KEYS_TAG_BYTES);
         if ((rc = root_id_write(c->root.fd, buf, 2 * KEYS_ID_BYTES)) != 0)
-            snprintf(why, whylen, "%s/%s: cannot write: %s", backing, FS_DIRID_NAME, strerror(-rc));
+            snprintf(why, whylen, "%s/%s: cannot write: %s", backing, FS_DIRID_NAME,
+                     fs_strerror(-rc));
     }
     if (rc == 0) {
         memcpy(c->root.dirid, buf, KEYS_ID_BYTES);
@@ -318,7 +319,7 @@ static int image_options(struct fs_ctx *c, const struct fs_config *cfg,
     /* Stored images are readable with images=off too. */
     int rc = codec_pipeline_new(ring, &c->pl);
     if (rc != 0)
-        snprintf(why, whylen, "cannot prepare the image pipeline: %s", strerror(-rc));
+        snprintf(why, whylen, "cannot prepare the image pipeline: %s", fs_strerror(-rc));
     return rc;
 }
 
@@ -350,7 +351,7 @@ int fs_ctx_init(struct fs_ctx *c, const struct fs_config *cfg, const struct keys
     c->root.fd = open(cfg->backing, O_PATH | O_DIRECTORY | O_CLOEXEC);
     if (c->root.fd < 0 || fstat(c->root.fd, &st) != 0) {
         rc = -errno;
-        snprintf(why, whylen, "%s: %s", cfg->backing, strerror(-rc));
+        snprintf(why, whylen, "%s: %s", cfg->backing, fs_strerror(-rc));
         return rc;
     }
     c->root.dev = st.st_dev;
@@ -362,7 +363,7 @@ int fs_ctx_init(struct fs_ctx *c, const struct fs_config *cfg, const struct keys
         (rc = keys_ring_subkey(ring, "symlinks", KEYS_KEY_GCM, &c->link_key)) != 0 ||
         (rc = keys_ring_subkey(ring, "xattr names", KEYS_KEY_SIV, &c->xname_key)) != 0 ||
         (rc = keys_ring_subkey(ring, "xattr values", KEYS_KEY_GCM, &c->xval_key)) != 0) {
-        snprintf(why, whylen, "cannot derive keys: %s", strerror(-rc));
+        snprintf(why, whylen, "cannot derive keys: %s", fs_strerror(-rc));
         return rc;
     }
     return root_id_check(c, ring, why, whylen, cfg->backing);
@@ -467,13 +468,13 @@ int fs_mount_new(const struct fs_config *cfg, const struct keys_ring *ring, stru
     /* Block the shutdown signals in this thread, and so in every worker it starts later. */
     if ((rc = route_signals(m)) != 0 ||
         (rc = -pthread_create(&m->sig_thread, NULL, signal_thread, m)) != 0) {
-        snprintf(why, whylen, "cannot start the signal thread: %s", strerror(-rc));
+        snprintf(why, whylen, "cannot start the signal thread: %s", fs_strerror(-rc));
         goto fail;
     }
     m->have_sig_thread = 1;
     m->have_sweep_thread = pthread_create(&m->sweep_thread, NULL, sweep_thread, &m->ctx) == 0;
     if ((rc = fs_convert_start(&m->ctx)) != 0) {
-        snprintf(why, whylen, "cannot start the conversion workers: %s", strerror(-rc));
+        snprintf(why, whylen, "cannot start the conversion workers: %s", fs_strerror(-rc));
         goto fail;
     }
     m->max_threads = cfg->max_threads;

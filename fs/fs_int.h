@@ -35,6 +35,7 @@
 #include <limits.h>
 #include <pthread.h>
 #include <stdint.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <syslog.h>
@@ -169,6 +170,14 @@ struct fs_name {
     int is_long;
     char enc[FS_ENC_CAP];
 };
+
+/* The description of errno value err, for messages. The daemon logs from several threads and
+ * strerror may write a shared buffer; strerrordesc_np (glibc 2.32) returns a constant string. */
+static inline const char *fs_strerror(int err)
+{
+    const char *s = strerrordesc_np(err);
+    return s ? s : "Unknown error";
+}
 
 /* fs.c */
 /* Fill a zeroed context for the backing folder cfg->backing: its locks, the image options and

@@ -400,7 +400,7 @@ out:
         char where[PATH_MAX];
         fs_where(n->fd, where, sizeof(where));
         fs_log(c, LOG_ERR, "%s: turning a stored image back into a block file failed: %s", where,
-               strerror(rc == -EBADMSG ? EIO : -rc));
+               fs_strerror(rc == -EBADMSG ? EIO : -rc));
         if (rc == -EBADMSG || rc == -ESTALE || rc == -EMLINK)
             rc = -EIO;
     }

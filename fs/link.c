@@ -152,7 +152,7 @@ static const char *sidecar_reason(int rc)
 {
     return rc == -ENOENT    ? "missing"
            : rc == -EBADMSG ? "not a sealed target (wrong type or size)"
-                            : strerror(-rc);
+                            : fs_strerror(-rc);
 }
 
 /* Open the long target of backing symlink fd (link id in aad after LINK_AAD). */
@@ -168,7 +168,7 @@ static int open_long(const struct fs_ctx *c, int fd, const uint8_t *aad, char **
     ssize_t n = codec_pread_all(sfd, raw, (size_t)st.st_size, 0);
     close(sfd);
     if (n != st.st_size)
-        return long_fail(c, fd, name, n < 0 ? strerror((int)-n) : "shorter than its size");
+        return long_fail(c, fd, name, n < 0 ? fs_strerror((int)-n) : "shorter than its size");
     int rc = unseal(c, aad, LINK_AAD_LEN + KEYS_ID_BYTES, raw, (size_t)n, out, len);
     if (rc == -EBADMSG)
         return long_fail(c, fd, name, "authentication failed (modified, or another link's)");

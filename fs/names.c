@@ -126,7 +126,7 @@ int fs_dirid_read(const struct fs_ctx *c, int dir_fd, uint8_t id[KEYS_ID_BYTES])
         char where[PATH_MAX];
         fs_where(dir_fd, where, sizeof(where));
         fs_log(c, LOG_ERR, "%s/%s: %s", where, FS_DIRID_NAME,
-               rc == -EIO && n >= 0 ? "damaged folder id" : strerror(-rc));
+               rc == -EIO && n >= 0 ? "damaged folder id" : fs_strerror(-rc));
     }
     if (rc == 0)
         memcpy(id, buf, KEYS_ID_BYTES);

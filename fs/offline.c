@@ -171,7 +171,7 @@ static int claim(struct run *r, const char *backing, int *lock_fd, char *why, si
     if (!realpath(backing, r->real) ||
         (*lock_fd = open(r->real, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
         rc = -errno;
-        snprintf(why, whylen, "%s: %s", backing, strerror(-rc));
+        snprintf(why, whylen, "%s: %s", backing, fs_strerror(-rc));
         return rc;
     }
     if (flock(*lock_fd, LOCK_EX | LOCK_NB) != 0 && errno == EWOULDBLOCK) {
@@ -179,7 +179,7 @@ static int claim(struct run *r, const char *backing, int *lock_fd, char *why, si
         return -EBUSY;
     }
     if ((rc = store_mounted(r->real, mnt, sizeof(mnt))) < 0) {
-        snprintf(why, whylen, "/proc/self/mountinfo: %s", strerror(-rc));
+        snprintf(why, whylen, "/proc/self/mountinfo: %s", fs_strerror(-rc));
         return rc;
     }
     if (rc == 1) {
@@ -225,7 +225,7 @@ static int path_error(char *why, size_t whylen, size_t i, int dfd, const char *l
 {
     char where[PATH_MAX];
     fs_where(dfd, where, sizeof(where));
-    snprintf(why, whylen, "PATH %zu: %s (backing %s%s%s)", i, reason ? reason : strerror(-rc),
+    snprintf(why, whylen, "PATH %zu: %s (backing %s%s%s)", i, reason ? reason : fs_strerror(-rc),
              where, leaf ? "/" : "", leaf ? leaf : "");
     return rc;
 }
@@ -281,7 +281,7 @@ static int resolve(struct fs_ctx *c, const char *path, size_t i, struct root *rt
     int parent = -1, cur = fcntl(c->root.fd, F_DUPFD_CLOEXEC, 0), rc;
     rc = !copy ? -ENOMEM : cur < 0 ? -errno : chain_add(rt, cur);
     if (rc != 0)
-        snprintf(why, whylen, "%s", strerror(-rc));
+        snprintf(why, whylen, "%s", fs_strerror(-rc));
     for (char *name = copy ? strtok_r(copy, "/", &save) : NULL; rc == 0 && name;
          name = strtok_r(NULL, "/", &save)) {
         if (strcmp(name, ".") == 0)
@@ -300,7 +300,7 @@ static int resolve(struct fs_ctx *c, const char *path, size_t i, struct root *rt
         parent = cur;
         cur = next;
         if ((rc = chain_add(rt, cur)) != 0)
-            snprintf(why, whylen, "%s", strerror(-rc));
+            snprintf(why, whylen, "%s", fs_strerror(-rc));
     }
     if (rc == 0 && (rc = make_root(parent, cur, leaf, rt)) != 0)
         path_error(why, whylen, i, parent >= 0 ? parent : cur, leaf[0] ? leaf : NULL, rc,
