@@ -188,7 +188,9 @@ int fs_convert_encode(struct fs_ctx *c, int fd, const struct stat *st, uint8_t *
         return -EFBIG; /* not even read: the file alone would take half the budget */
     if ((rc = fs_convert_read(c, fd, &buf, &len)) != 0)
         return rc;
-    if ((rc = codec_pipeline_estimate(buf, len, &need)) == 0 && (rc = reserve(c, need)) == 0) {
+    /* Past the budget before the cast: a need beyond INT64_MAX must not read as a release. */
+    if ((rc = codec_pipeline_estimate(buf, len, &need)) == 0 &&
+        (rc = need > c->mem_cap ? -EFBIG : reserve(c, (int64_t)need)) == 0) {
         rc = codec_pipeline_encode(c->pl, buf, len, &opts, &out, &out_len);
         reserve(c, -(int64_t)need);
     }

@@ -64,7 +64,7 @@ void fs_op_releasedir(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 static int shown_name(struct fs_ctx *c, struct fs_dir *d, const char *entry, char *out, size_t cap)
 {
     if (!strcmp(entry, ".") || !strcmp(entry, "..")) {
-        snprintf(out, cap, "%s", entry);
+        (void)snprintf(out, cap, "%s", entry);
         return 0;
     }
     int rc = fs_entry_name(c, dirfd(d->d), d->id, entry, out, cap);

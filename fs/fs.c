@@ -142,9 +142,9 @@ void fs_log(const struct fs_ctx *c, int prio, const char *fmt, ...)
     if (c->use_syslog) {
         vsyslog(prio, fmt, ap);
     } else {
-        fputs("imgcryptfs: ", stderr);
-        vfprintf(stderr, fmt, ap);
-        fputc('\n', stderr);
+        (void)fputs("imgcryptfs: ", stderr);
+        (void)vfprintf(stderr, fmt, ap);
+        (void)fputc('\n', stderr);
     }
     va_end(ap);
 }
@@ -183,8 +183,9 @@ static int fresh_store(int root_fd)
     }
     struct dirent *e;
     while ((e = readdir(d)) != NULL)
-        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..") &&
-            strcmp(e->d_name, "imgcryptfs.keyring") && strncmp(e->d_name, ".imgcryptfs.", 12))
+        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0 &&
+            strcmp(e->d_name, "imgcryptfs.keyring") != 0 &&
+            strncmp(e->d_name, ".imgcryptfs.", 12) != 0)
             fresh = 0;
     closedir(d);
     return fresh;
@@ -250,7 +251,7 @@ static int root_id_check(struct fs_ctx *c, const struct keys_ring *ring, char *w
     ssize_t n = fd >= 0 ? codec_pread_all(fd, buf, sizeof(buf), 0) : -1;
     if (n < 0 && fd >= 0) { /* an I/O error is not damage: say which */
         rc = (int)n;
-        snprintf(why, whylen, "%s/%s: %s", backing, FS_DIRID_NAME, fs_strerror(-rc));
+        (void)snprintf(why, whylen, "%s/%s: %s", backing, FS_DIRID_NAME, fs_strerror(-rc));
     }
     if (fd < 0 && errno == ENOENT && fresh_store(c->root.fd)) {
         /* First mount: the root folder gets its id. */
@@ -259,42 +260,43 @@ static int root_id_check(struct fs_ctx *c, const struct keys_ring *ring, char *w
     } else if (fd < 0) {
         int err = errno;
         rc = err == ENOENT || err == ELOOP || err == EINVAL ? -EBADMSG : -err;
-        snprintf(why, whylen, "%s/%s: %s", backing, FS_DIRID_NAME,
-                 err == ENOENT    ? "missing, yet the folder holds files: the top folder's names "
-                                    "cannot be read (restore the file from a backup of the store)"
-                 : rc == -EBADMSG ? "not a regular file (replaced; restore it from a backup of "
-                                    "the store)"
-                                  : fs_strerror(err));
+        (void)snprintf(
+            why, whylen, "%s/%s: %s", backing, FS_DIRID_NAME,
+            err == ENOENT    ? "missing, yet the folder holds files: the top folder's names "
+                               "cannot be read (restore the file from a backup of the store)"
+            : rc == -EBADMSG ? "not a regular file (replaced; restore it from a backup of "
+                               "the store)"
+                             : fs_strerror(err));
     }
     if (fd >= 0)
         close(fd);
     if (rc == 0 && n != KEYS_ID_BYTES && n != 2 * KEYS_ID_BYTES) {
         rc = -EBADMSG;
-        snprintf(why, whylen, "%s/%s: damaged (restore it from a backup of the store)", backing,
-                 FS_DIRID_NAME);
+        (void)snprintf(why, whylen, "%s/%s: damaged (restore it from a backup of the store)",
+                       backing, FS_DIRID_NAME);
     }
     if (rc == 0 && keys_siv_seal(k, buf, KEYS_ID_BYTES, "root", 4, tag, sizeof(tag)) != sizeof(tag))
         rc = -EIO;
     if (rc == 0 && n == 2 * KEYS_ID_BYTES &&
         CRYPTO_memcmp(tag, buf + KEYS_ID_BYTES, KEYS_TAG_BYTES) != 0) {
         rc = -EBADMSG;
-        snprintf(why, whylen,
-                 "%s/%s: not this store's root folder id (replaced or damaged; "
-                 "restore it from a backup of the store)",
-                 backing, FS_DIRID_NAME);
+        (void)snprintf(why, whylen,
+                       "%s/%s: not this store's root folder id (replaced or damaged; "
+                       "restore it from a backup of the store)",
+                       backing, FS_DIRID_NAME);
     }
     if (rc == 0 && n == KEYS_ID_BYTES && !names_open(c, buf)) {
         rc = -EBADMSG;
-        snprintf(why, whylen,
-                 "%s/%s: the top folder's names do not open with this id (replaced "
-                 "or damaged; restore it from a backup of the store)",
-                 backing, FS_DIRID_NAME);
+        (void)snprintf(why, whylen,
+                       "%s/%s: the top folder's names do not open with this id (replaced "
+                       "or damaged; restore it from a backup of the store)",
+                       backing, FS_DIRID_NAME);
     }
     if (rc == 0 && n == KEYS_ID_BYTES) {
         memcpy(buf + KEYS_ID_BYTES, tag, KEYS_TAG_BYTES);
         if ((rc = root_id_write(c->root.fd, buf, 2 * KEYS_ID_BYTES)) != 0)
-            snprintf(why, whylen, "%s/%s: cannot write: %s", backing, FS_DIRID_NAME,
-                     fs_strerror(-rc));
+            (void)snprintf(why, whylen, "%s/%s: cannot write: %s", backing, FS_DIRID_NAME,
+                           fs_strerror(-rc));
     }
     if (rc == 0) {
         memcpy(c->root.dirid, buf, KEYS_ID_BYTES);
@@ -319,7 +321,7 @@ static int image_options(struct fs_ctx *c, const struct fs_config *cfg,
     /* Stored images are readable with images=off too. */
     int rc = codec_pipeline_new(ring, &c->pl);
     if (rc != 0)
-        snprintf(why, whylen, "cannot prepare the image pipeline: %s", fs_strerror(-rc));
+        (void)snprintf(why, whylen, "cannot prepare the image pipeline: %s", fs_strerror(-rc));
     return rc;
 }
 
@@ -351,7 +353,7 @@ int fs_ctx_init(struct fs_ctx *c, const struct fs_config *cfg, const struct keys
     c->root.fd = open(cfg->backing, O_PATH | O_DIRECTORY | O_CLOEXEC);
     if (c->root.fd < 0 || fstat(c->root.fd, &st) != 0) {
         rc = -errno;
-        snprintf(why, whylen, "%s: %s", cfg->backing, fs_strerror(-rc));
+        (void)snprintf(why, whylen, "%s: %s", cfg->backing, fs_strerror(-rc));
         return rc;
     }
     c->root.dev = st.st_dev;
@@ -363,7 +365,7 @@ int fs_ctx_init(struct fs_ctx *c, const struct fs_config *cfg, const struct keys
         (rc = keys_ring_subkey(ring, "symlinks", KEYS_KEY_GCM, &c->link_key)) != 0 ||
         (rc = keys_ring_subkey(ring, "xattr names", KEYS_KEY_SIV, &c->xname_key)) != 0 ||
         (rc = keys_ring_subkey(ring, "xattr values", KEYS_KEY_GCM, &c->xval_key)) != 0) {
-        snprintf(why, whylen, "cannot derive keys: %s", fs_strerror(-rc));
+        (void)snprintf(why, whylen, "cannot derive keys: %s", fs_strerror(-rc));
         return rc;
     }
     return root_id_check(c, ring, why, whylen, cfg->backing);
@@ -388,6 +390,7 @@ static void raise_readahead(const char *mountpoint)
         char mnt[PATH_MAX];
         unsigned a, b;
         /* id parent major:minor root mountpoint ... (later lines win: the newest mount) */
+        // NOLINTNEXTLINE(cert-err34-c): the kernel writes these numbers, no error to report
         if (sscanf(line, "%*u %*u %u:%u %*s %4095s", &a, &b, mnt) == 3 &&
             strcmp(mnt, mountpoint) == 0) {
             major = a;
@@ -395,7 +398,7 @@ static void raise_readahead(const char *mountpoint)
             found = 1;
         }
     }
-    fclose(f);
+    (void)fclose(f);
     if (!found || snprintf(path, sizeof(path), "/sys/class/bdi/%u:%u/read_ahead_kb", major,
                            minor) >= (int)sizeof(path))
         return;
@@ -426,8 +429,8 @@ int fs_mount_new(const struct fs_config *cfg, const struct keys_ring *ring, stru
     struct stat st;
     if (stat(cfg->mountpoint, &st) != 0 || !S_ISDIR(st.st_mode)) {
         rc = errno ? -errno : -ENOTDIR;
-        snprintf(why, whylen, "%s: mount point %s", cfg->mountpoint,
-                 rc == -ENOTDIR ? "is not a folder" : "does not exist");
+        (void)snprintf(why, whylen, "%s: mount point %s", cfg->mountpoint,
+                       rc == -ENOTDIR ? "is not a folder" : "does not exist");
         goto fail;
     }
     /* fsname shows the backing folder in /proc/mounts, as mount(8) users expect. */
@@ -448,13 +451,13 @@ int fs_mount_new(const struct fs_config *cfg, const struct keys_ring *ring, stru
     }
     m->se = fuse_session_new(&args, &fs_ll_ops, sizeof(fs_ll_ops), &m->ctx);
     if (!m->se) {
-        snprintf(why, whylen, "FUSE refused the options: %s", opts);
+        (void)snprintf(why, whylen, "FUSE refused the options: %s", opts);
         rc = -EINVAL;
         goto fail;
     }
     if (fuse_session_mount(m->se, cfg->mountpoint) != 0) {
-        snprintf(why, whylen, "%s: cannot mount (busy, not permitted, or FUSE unavailable)",
-                 cfg->mountpoint);
+        (void)snprintf(why, whylen, "%s: cannot mount (busy, not permitted, or FUSE unavailable)",
+                       cfg->mountpoint);
         rc = -EBUSY;
         goto fail;
     }
@@ -468,13 +471,13 @@ int fs_mount_new(const struct fs_config *cfg, const struct keys_ring *ring, stru
     /* Block the shutdown signals in this thread, and so in every worker it starts later. */
     if ((rc = route_signals(m)) != 0 ||
         (rc = -pthread_create(&m->sig_thread, NULL, signal_thread, m)) != 0) {
-        snprintf(why, whylen, "cannot start the signal thread: %s", fs_strerror(-rc));
+        (void)snprintf(why, whylen, "cannot start the signal thread: %s", fs_strerror(-rc));
         goto fail;
     }
     m->have_sig_thread = 1;
     m->have_sweep_thread = pthread_create(&m->sweep_thread, NULL, sweep_thread, &m->ctx) == 0;
     if ((rc = fs_convert_start(&m->ctx)) != 0) {
-        snprintf(why, whylen, "cannot start the conversion workers: %s", fs_strerror(-rc));
+        (void)snprintf(why, whylen, "cannot start the conversion workers: %s", fs_strerror(-rc));
         goto fail;
     }
     m->max_threads = cfg->max_threads;

@@ -266,7 +266,8 @@ int fs_entry_name(const struct fs_ctx *c, int dir_fd, const uint8_t dirid[KEYS_I
     if (len + slen >= sizeof(side))
         return -ENOENT;
     memcpy(side, entry, len);
-    memcpy(side + len, FS_LONG_SUFFIX, slen + 1);
+    memcpy(side + len, FS_LONG_SUFFIX, slen);
+    side[len + slen] = '\0';
     struct stat st;
     int fd = fs_open_regular(dir_fd, side, &st);
     if (fd < 0)

@@ -125,12 +125,12 @@ static int store_mounted(const char *real, char *mnt, size_t cap)
         unescape(src);
         if (strcmp(type, MOUNT_TYPE) == 0 && strcmp(src, real) == 0) {
             unescape(point);
-            snprintf(mnt, cap, "%s", point);
+            (void)snprintf(mnt, cap, "%s", point);
             found = 1;
         }
     }
     free(line);
-    fclose(f);
+    (void)fclose(f);
     return found;
 }
 
@@ -153,8 +153,8 @@ static int may_rename(struct run *r)
         r->checked = now;
         if (store_mounted(r->real, mnt, sizeof(mnt)) == 1) {
             r->abort = -EBUSY;
-            snprintf(r->why, sizeof(r->why), "%s was mounted on %s during the run: stopped",
-                     r->real, mnt);
+            (void)snprintf(r->why, sizeof(r->why), "%s was mounted on %s during the run: stopped",
+                           r->real, mnt);
         }
     }
     int rc = r->abort || stop_asked(r) ? -ECANCELED : 0;
@@ -171,19 +171,20 @@ static int claim(struct run *r, const char *backing, int *lock_fd, char *why, si
     if (!realpath(backing, r->real) ||
         (*lock_fd = open(r->real, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
         rc = -errno;
-        snprintf(why, whylen, "%s: %s", backing, fs_strerror(-rc));
+        (void)snprintf(why, whylen, "%s: %s", backing, fs_strerror(-rc));
         return rc;
     }
     if (flock(*lock_fd, LOCK_EX | LOCK_NB) != 0 && errno == EWOULDBLOCK) {
-        snprintf(why, whylen, "%s: another imgcrypt convert is running on this store", r->real);
+        (void)snprintf(why, whylen, "%s: another imgcrypt convert is running on this store",
+                       r->real);
         return -EBUSY;
     }
     if ((rc = store_mounted(r->real, mnt, sizeof(mnt))) < 0) {
-        snprintf(why, whylen, "/proc/self/mountinfo: %s", fs_strerror(-rc));
+        (void)snprintf(why, whylen, "/proc/self/mountinfo: %s", fs_strerror(-rc));
         return rc;
     }
     if (rc == 1) {
-        snprintf(why, whylen, "%s is mounted on %s: unmount it first", r->real, mnt);
+        (void)snprintf(why, whylen, "%s is mounted on %s: unmount it first", r->real, mnt);
         return -EBUSY;
     }
     clock_gettime(CLOCK_MONOTONIC, &r->checked);
@@ -225,8 +226,8 @@ static int path_error(char *why, size_t whylen, size_t i, int dfd, const char *l
 {
     char where[PATH_MAX];
     fs_where(dfd, where, sizeof(where));
-    snprintf(why, whylen, "PATH %zu: %s (backing %s%s%s)", i, reason ? reason : fs_strerror(-rc),
-             where, leaf ? "/" : "", leaf ? leaf : "");
+    (void)snprintf(why, whylen, "PATH %zu: %s (backing %s%s%s)", i,
+                   reason ? reason : fs_strerror(-rc), where, leaf ? "/" : "", leaf ? leaf : "");
     return rc;
 }
 
@@ -281,7 +282,7 @@ static int resolve(struct fs_ctx *c, const char *path, size_t i, struct root *rt
     int parent = -1, cur = fcntl(c->root.fd, F_DUPFD_CLOEXEC, 0), rc;
     rc = !copy ? -ENOMEM : cur < 0 ? -errno : chain_add(rt, cur);
     if (rc != 0)
-        snprintf(why, whylen, "%s", fs_strerror(-rc));
+        (void)snprintf(why, whylen, "%s", fs_strerror(-rc));
     for (char *name = copy ? strtok_r(copy, "/", &save) : NULL; rc == 0 && name;
          name = strtok_r(NULL, "/", &save)) {
         if (strcmp(name, ".") == 0)
@@ -300,7 +301,7 @@ static int resolve(struct fs_ctx *c, const char *path, size_t i, struct root *rt
         parent = cur;
         cur = next;
         if ((rc = chain_add(rt, cur)) != 0)
-            snprintf(why, whylen, "%s", fs_strerror(-rc));
+            (void)snprintf(why, whylen, "%s", fs_strerror(-rc));
     }
     if (rc == 0 && (rc = make_root(parent, cur, leaf, rt)) != 0)
         path_error(why, whylen, i, parent >= 0 ? parent : cur, leaf[0] ? leaf : NULL, rc,
@@ -341,8 +342,8 @@ static int dedup(struct run *r)
         return -ENOMEM;
     for (size_t b = 0; b < r->nroots; b++)
         for (size_t a = 0; a < r->nroots && !drop[b]; a++)
-            drop[b] = a != b && !drop[a] && holds(&r->roots[a], &r->roots[b]) &&
-                      (a < b || !holds(&r->roots[b], &r->roots[a]));
+            drop[b] = (char)(a != b && !drop[a] && holds(&r->roots[a], &r->roots[b]) &&
+                             (a < b || !holds(&r->roots[b], &r->roots[a])));
     for (size_t b = 0; b < r->nroots; b++) {
         if (drop[b])
             root_free(&r->roots[b]);
@@ -383,7 +384,7 @@ static void failed_locked(struct run *r, int dfd, const char *leaf, const char *
     fs_where(dfd, where, PATH_MAX);
     if (leaf) {
         size_t n = strlen(where);
-        snprintf(where + n, sizeof(where) - n, "/%s", leaf);
+        (void)snprintf(where + n, sizeof(where) - n, "/%s", leaf);
     }
     r->st.failed++;
     if (r->o->progress)
@@ -696,7 +697,7 @@ int fs_offline_convert(const char *backing, const struct keys_ring *ring, const 
         run_workers(r);
         rc = r->abort ? r->abort : stop_asked(r) ? -EINTR : 0;
         if (r->abort)
-            snprintf(why, whylen, "%s", r->why);
+            (void)snprintf(why, whylen, "%s", r->why);
     }
     *st = r->st;
     run_release(r);
