@@ -12,6 +12,7 @@
  * is rewritten, when its last name goes and its last handle closes, and at once at the last close
  * with cache_mb=0.
  */
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -55,9 +56,10 @@ static void plain_put(struct fs_plain *p)
     }
 }
 
-/* Take p off the list and off its node; cache_lock held. The caller drops the list's ref. */
-static void plain_unlist(struct fs_ctx *c, struct fs_plain *p)
+/* Take p off the list and off its node n; cache_lock held. The caller drops the list's ref. */
+static void plain_unlist(struct fs_ctx *c, struct fs_node *n, struct fs_plain *p)
 {
+    assert(p->node == n && n->plain == p && (p->prev == NULL) == (c->lru_head == p));
     if (p->prev)
         p->prev->next = p->next;
     else
@@ -67,7 +69,7 @@ static void plain_unlist(struct fs_ctx *c, struct fs_plain *p)
     else
         c->lru_tail = p->prev;
     p->prev = p->next = NULL;
-    p->node->plain = NULL;
+    n->plain = NULL;
     p->node = NULL;
     c->cache_bytes -= p->len;
 }
@@ -79,6 +81,7 @@ static struct fs_plain *cache_get(struct fs_ctx *c, struct fs_node *n)
     if (p) {
         p->refs++;
         if (p != c->lru_head) { /* to the front */
+            assert(p->prev != NULL);
             p->prev->next = p->next;
             if (p->next)
                 p->next->prev = p->prev;
@@ -101,7 +104,7 @@ static void cache_put_in(struct fs_ctx *c, struct fs_node *n, struct fs_plain *p
     struct fs_plain *old = NULL, *victims = NULL;
     pthread_mutex_lock(&c->cache_lock);
     if ((old = n->plain) != NULL)
-        plain_unlist(c, old);
+        plain_unlist(c, n, old);
     p->node = n;
     n->plain = p;
     p->next = c->lru_head;
@@ -116,7 +119,7 @@ static void cache_put_in(struct fs_ctx *c, struct fs_node *n, struct fs_plain *p
     for (struct fs_plain *v = c->lru_tail; v && c->cache_bytes > c->cache_cap;) {
         struct fs_plain *prev = v->prev;
         if (v != p && v->node->opens == 0) {
-            plain_unlist(c, v);
+            plain_unlist(c, v->node, v);
             v->next = victims; /* freed outside the lock */
             victims = v;
         }
@@ -136,7 +139,7 @@ void fs_cache_check(struct fs_ctx *c, struct fs_node *n, const struct stat *st)
     pthread_mutex_lock(&c->cache_lock);
     struct fs_plain *p = n->plain;
     if (p && !same_ident(p->ino, p->bsize, &p->mtime, st))
-        plain_unlist(c, p);
+        plain_unlist(c, n, p);
     else
         p = NULL;
     pthread_mutex_unlock(&c->cache_lock);
@@ -148,7 +151,7 @@ void fs_cache_drop(struct fs_ctx *c, struct fs_node *n)
     pthread_mutex_lock(&c->cache_lock);
     struct fs_plain *p = n->plain;
     if (p)
-        plain_unlist(c, p);
+        plain_unlist(c, n, p);
     pthread_mutex_unlock(&c->cache_lock);
     plain_put(p);
 }
@@ -157,7 +160,7 @@ void fs_cache_release(struct fs_ctx *c)
 {
     while (c->lru_head) {
         struct fs_plain *p = c->lru_head;
-        plain_unlist(c, p);
+        plain_unlist(c, p->node, p);
         plain_put(p);
     }
 }
@@ -184,9 +187,10 @@ static int node_store(struct fs_ctx *c, struct fs_node *n, const struct stat *st
 {
     pthread_mutex_lock(&n->info_lock);
     int store = n->store;
-    if (store == FS_STORE_IMAGE && !same_ident(n->store_ino, n->store_bsize, &n->store_mtime, st))
-        store = FS_STORE_UNKNOWN;
-    else if (store == FS_STORE_BLOCKS && n->store_ino != st->st_ino)
+    /* A container is known by its identity, a block file (written in place) by its inode. */
+    if ((store == FS_STORE_IMAGE &&
+         !same_ident(n->store_ino, n->store_bsize, &n->store_mtime, st)) ||
+        (store == FS_STORE_BLOCKS && n->store_ino != st->st_ino))
         store = FS_STORE_UNKNOWN;
     *img = n->img;
     pthread_mutex_unlock(&n->info_lock);
@@ -286,15 +290,17 @@ static int decode(struct fs_ctx *c, int fd, struct fs_plain **out)
  * reference for the caller. Node lock held exclusively (one decode for all readers). */
 static int plain_of(struct fs_ctx *c, struct fs_node *n, int fd, struct fs_plain **out)
 {
+    /* A plaintext of a backing file replaced behind this mount's back goes first; nothing can
+     * list another one meanwhile (only this function does, with the node lock held). */
     struct stat st;
+    if (fstat(fd, &st) != 0)
+        fs_cache_drop(c, n);
+    else
+        fs_cache_check(c, n, &st);
     struct fs_plain *p = cache_get(c, n);
-    if (p && fstat(fd, &st) == 0 && same_ident(p->ino, p->bsize, &p->mtime, &st)) {
+    if (p) {
         *out = p;
         return 0;
-    }
-    if (p) { /* the backing file was replaced behind this mount's back */
-        plain_put(p);
-        fs_cache_drop(c, n);
     }
     int rc = decode(c, fd, &p);
     if (rc != 0)
@@ -428,10 +434,10 @@ static void hex_id(const uint8_t id[KEYS_ID_BYTES], const char *none,
     int zero = 1;
     for (size_t i = 0; i < KEYS_ID_BYTES; i++) {
         zero &= id[i] == 0;
-        snprintf(out + 2 * i, 3, "%02x", id[i]);
+        (void)snprintf(out + 2 * i, 3, "%02x", id[i]);
     }
     if (zero)
-        snprintf(out, 2 * KEYS_ID_BYTES + 1, "%s", none);
+        (void)snprintf(out, 2 * KEYS_ID_BYTES + 1, "%s", none);
 }
 
 static int storage_value(struct fs_ctx *c, struct fs_node *n, char *out, size_t cap)
