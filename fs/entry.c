@@ -20,6 +20,8 @@
 
 #include "fs/fs_int.h"
 
+/* e is read only when rc is 0; the callers zero it all the same, so that no path where rc
+ * does not say what e holds (a failed call leaving errno at 0) could reply with garbage. */
 static void reply_entry(fuse_req_t req, int rc, const struct fuse_entry_param *e)
 {
     if (rc != 0)
@@ -50,7 +52,7 @@ void fs_op_mknod(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mod
 {
     struct fs_ctx *c = fs_req_ctx(req);
     struct fs_node *p = fs_node_of(c, parent);
-    struct fuse_entry_param e;
+    struct fuse_entry_param e = {0};
     struct fs_name nm;
     int rc;
     if (S_ISREG(mode)) {
@@ -97,7 +99,7 @@ void fs_op_mkdir(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mod
 {
     struct fs_ctx *c = fs_req_ctx(req);
     struct fs_node *p = fs_node_of(c, parent);
-    struct fuse_entry_param e;
+    struct fuse_entry_param e = {0};
     struct fs_name nm;
     char tmp[FS_TMP_CAP];
     int rc = fs_seal_in(c, p, name, &nm);
@@ -118,7 +120,7 @@ void fs_op_symlink(fuse_req_t req, const char *target, fuse_ino_t parent, const 
 {
     struct fs_ctx *c = fs_req_ctx(req);
     struct fs_node *p = fs_node_of(c, parent);
-    struct fuse_entry_param e;
+    struct fuse_entry_param e = {0};
     struct fs_name nm;
     char stored[PATH_MAX];
     int rc = fs_seal_in(c, p, name, &nm);
@@ -143,7 +145,7 @@ void fs_op_link(fuse_req_t req, fuse_ino_t ino, fuse_ino_t parent, const char *n
 {
     struct fs_ctx *c = fs_req_ctx(req);
     struct fs_node *n = fs_node_of(c, ino), *p = fs_node_of(c, parent);
-    struct fuse_entry_param e;
+    struct fuse_entry_param e = {0};
     struct fs_name nm;
     int rc = fs_seal_in(c, p, name, &nm);
     /* A stored image becomes a block file first: containers have one link, so a conversion's

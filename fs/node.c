@@ -24,7 +24,7 @@ static size_t bucket(dev_t dev, ino_t ino)
 
 void fs_fd_path(int fd, char out[32])
 {
-    snprintf(out, 32, "/proc/self/fd/%d", fd);
+    (void)snprintf(out, 32, "/proc/self/fd/%d", fd);
 }
 
 int fs_open_regular(int dir_fd, const char *name, struct stat *st)
@@ -53,7 +53,7 @@ void fs_where(int fd, char *out, size_t cap)
     fs_fd_path(fd, p);
     ssize_t n = cap > 1 ? readlink(p, out, cap - 1) : -1;
     if (n <= 0)
-        snprintf(out, cap, "descriptor %d", fd);
+        (void)snprintf(out, cap, "descriptor %d", fd);
     else
         out[n] = '\0';
 }
@@ -253,17 +253,17 @@ int fs_node_swap(struct fs_ctx *c, struct fs_node *n, const char *tmp, int tmp_f
         rc = -ESTALE;
     else if (cur.st_nlink != 1)
         rc = -EMLINK;
-    else if ((path_fd = openat(d->fd, tmp, O_PATH | O_NOFOLLOW | O_CLOEXEC)) < 0 ||
-             fstat(tmp_fd, &fresh) != 0 || (old_fd = fcntl(n->fd, F_DUPFD_CLOEXEC, 0)) < 0)
-        rc = -errno;
     /* The node's descriptor names the new inode before the rename (the same number: a getattr
      * racing this sees the new file, one link, never the old one unlinked), and the old one
      * again if the rename fails. */
-    else if (dup2(path_fd, n->fd) < 0)
+    else if ((path_fd = openat(d->fd, tmp, O_PATH | O_NOFOLLOW | O_CLOEXEC)) < 0 ||
+             fstat(tmp_fd, &fresh) != 0 || (old_fd = fcntl(n->fd, F_DUPFD_CLOEXEC, 0)) < 0 ||
+             dup2(path_fd, n->fd) < 0)
         rc = -errno;
-    else if (renameat(d->fd, tmp, d->fd, leaf) != 0 && (rc = -errno) != 0)
+    else if (renameat(d->fd, tmp, d->fd, leaf) != 0) {
+        rc = -errno;
         (void)dup2(old_fd, n->fd);
-    if (rc == 0) {
+    } else {
         /* Another key: the same node. */
         pthread_mutex_lock(&c->table_lock);
         unhook(c, n);

@@ -7,6 +7,7 @@
  * O_NOFOLLOW, or goes through /proc/self/fd of the node itself; nothing follows a symlink
  * in the backing folder.
  */
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -120,6 +121,7 @@ int fs_lookup_leaf(struct fs_ctx *c, struct fs_node *parent, const char *leaf,
     pthread_rwlock_unlock(&c->ns_lock);
     if (rc != 0)
         return rc;
+    assert(n != NULL); /* lookup_node's 0 comes with a node */
     memset(e, 0, sizeof(*e));
     /* A file open here: its size between writes (see fs_node_stat). */
     if (!(n->type == S_IFREG && n->opens > 0 && fs_node_stat(c, n, &st) == 0) &&
