@@ -182,6 +182,26 @@ int codec_env_check(const struct codec_image *img, const uint8_t *env, size_t en
     return 0;
 }
 
+int codec_env_parts(const uint8_t *env, size_t env_len, struct codec_env_parts *p)
+{
+    size_t pos = CODEC_ENV_FIXED;
+    if (env_len < CODEC_ENV_FIXED + 24)
+        return -EINVAL;
+    p->head = env + pos;
+    p->head_len = codec_get_le64(env + CODEC_ENV_HEAD_LEN);
+    if (p->head_len > env_len - pos - 16)
+        return -EINVAL;
+    pos += p->head_len; /* at most env_len - 16: the two lengths still fit */
+    p->sec_len = codec_get_le64(env + pos);
+    if (p->sec_len > env_len - pos - 16)
+        return -EINVAL;
+    p->sec = env + pos + 8;
+    pos += 8 + p->sec_len;
+    p->tail_len = codec_get_le64(env + pos);
+    p->tail = env + pos + 8;
+    return p->tail_len == env_len - pos - 8 ? 0 : -EINVAL;
+}
+
 static uint32_t bit_length(uint32_t v)
 {
     return v ? 32u - (uint32_t)__builtin_clz(v) : 0;

@@ -59,6 +59,16 @@ void codec_env_header(uint8_t *env, const struct codec_image *im, uint8_t flags)
 /* Check the fixed fields against img: magic, version, format, geometry, bits. 0 or -EINVAL. */
 int codec_env_check(const struct codec_image *img, const uint8_t *env, size_t env_len);
 
+/* The parts of an envelope that keeps one section between a verbatim head and tail (plain PNM
+ * text, DICOM RLE): after the fixed fields, the head (its length in the fixed fields), u64
+ * section length, section, u64 tail length, tail, which ends the envelope. */
+struct codec_env_parts {
+    const uint8_t *head, *sec, *tail;
+    uint64_t head_len, sec_len, tail_len;
+};
+/* Find the three parts in env, each checked to lie inside it. 0 or -EINVAL. */
+int codec_env_parts(const uint8_t *env, size_t env_len, struct codec_env_parts *p);
+
 /* PNG makes the whole envelope itself (its raster is a zlib stream): codec_split and
  * codec_join hand PNG files and envelopes over to these, with the same contract. */
 int codec_png_split(const uint8_t *buf, size_t len, unsigned threads, struct codec_image **img,

@@ -466,42 +466,31 @@ int codec_dicom_rle_join(const struct codec_image *img, const uint8_t *env, size
     struct codec_found f = {.geo = *img};
     struct codec_rd skel, runs;
     struct rle_map m;
-    uint64_t head_len, sec_len, tail_len, coded, total;
-    size_t pos = CODEC_ENV_FIXED;
+    struct codec_env_parts e;
+    uint64_t coded, total;
     uint8_t flags, *o;
 
     /* the image within the limits and its planes as large as it says; only the flags split
      * makes (a 32-bit sample is two 16-bit channels) */
-    if (codec_env_check(img, env, env_len) != 0 || env_len < CODEC_ENV_FIXED + 24 ||
+    if (codec_env_check(img, env, env_len) != 0 || codec_env_parts(env, env_len, &e) != 0 ||
         codec_found_size(&f, NULL, 0) != 0 || f.raster_len != img->planes_bytes)
         return -EINVAL;
     flags = env[CODEC_ENV_FLAGS];
     if ((flags & ~(CODEC_DICOM_RLE | CODEC_DICOM_WORDS32)) != 0 ||
         ((flags & CODEC_DICOM_WORDS32) && (img->bits != 16 || img->channels % 2)))
         return -EINVAL;
-    head_len = codec_get_le64(env + CODEC_ENV_HEAD_LEN);
-    if (head_len > env_len - pos - 16)
-        return -EINVAL;
-    pos += head_len;
-    sec_len = codec_get_le64(env + pos);
-    if (sec_len > env_len - pos - 16)
-        return -EINVAL;
-    pos += 8 + sec_len;
-    tail_len = codec_get_le64(env + pos);
     rle_map_init(&m, (struct codec_image *)img, (flags & CODEC_DICOM_WORDS32) != 0);
-    if (tail_len != env_len - pos - 8 ||
-        rle_check(&m, (struct codec_rd){env + CODEC_ENV_FIXED + head_len + 8, sec_len}, &skel,
-                  &runs, &coded) != 0)
+    if (rle_check(&m, (struct codec_rd){e.sec, e.sec_len}, &skel, &runs, &coded) != 0)
         return -EINVAL;
     /* each part is bounded by env_len, or 129 × the planes: no overflow in 64 bits */
-    total = head_len + skel.left + coded + tail_len;
+    total = e.head_len + skel.left + coded + e.tail_len;
     if (total > CODEC_MAX_FILE_BYTES)
         return -EFBIG;
     if (!(o = malloc(total ? total : 1)))
         return -ENOMEM;
-    memcpy(o, env + CODEC_ENV_FIXED, head_len);
-    rle_render(&m, skel, runs, o + head_len);
-    memcpy(o + total - tail_len, env + pos + 8, tail_len);
+    memcpy(o, e.head, e.head_len);
+    rle_render(&m, skel, runs, o + e.head_len);
+    memcpy(o + total - e.tail_len, e.tail, e.tail_len);
     *out = o;
     *out_len = total;
     return 0;

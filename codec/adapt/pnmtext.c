@@ -307,32 +307,22 @@ int codec_pnm_text_join(const struct codec_image *img, const uint8_t *env, size_
 {
     struct text_layout t;
     struct codec_rd runs;
-    uint64_t head_len, sec_len, tail_len, lines, n, breaks, total;
+    uint64_t lines, n, breaks, total;
     struct codec_found f = {.geo = *img};
-    size_t pos = CODEC_ENV_FIXED;
+    struct codec_env_parts e;
     uint8_t *o;
 
     /* the image within the limits (no overflow below) and its planes as large as it says */
-    if (codec_env_check(img, env, env_len) != 0 || env_len < CODEC_ENV_FIXED + 24 ||
+    if (codec_env_check(img, env, env_len) != 0 || codec_env_parts(env, env_len, &e) != 0 ||
         env[CODEC_ENV_FLAGS] != CODEC_PNM_TEXT || img->frames != 1 ||
         codec_found_size(&f, NULL, 0) != 0 || f.raster_len != img->planes_bytes)
         return -EINVAL;
-    head_len = codec_get_le64(env + CODEC_ENV_HEAD_LEN);
-    if (head_len > env_len - pos - 16)
-        return -EINVAL;
-    pos += head_len;
-    sec_len = codec_get_le64(env + pos);
-    if (sec_len > env_len - pos - 16)
-        return -EINVAL;
-    pos += 8 + sec_len;
-    tail_len = codec_get_le64(env + pos);
     n = img->planes_bytes / (img->bits / 8);
-    if (tail_len != env_len - pos - 8 ||
-        text_section(env + CODEC_ENV_FIXED + head_len + 8, sec_len, n, &t, &runs, &lines))
+    if (text_section(e.sec, e.sec_len, n, &t, &runs, &lines))
         return -EINVAL;
     /* Digits, then separators inside lines, then the line ends (each with its trailing
      * separator): at most 6 × n + 3 × lines bytes beside head and tail, no overflow. */
-    total = head_len + tail_len + (n - lines);
+    total = e.head_len + e.tail_len + (n - lines);
     for (uint64_t k = 0, hw = (uint64_t)img->width * img->height; k < n; k++) {
         size_t at = (k % img->channels) * hw + k / img->channels;
         total += text_digits(img->bits == 16 ? ((const uint16_t *)img->planes)[at]
@@ -344,9 +334,9 @@ int codec_pnm_text_join(const struct codec_image *img, const uint8_t *env, size_
         return -EFBIG;
     if (!(o = malloc(total ? total : 1)))
         return -ENOMEM;
-    memcpy(o, env + CODEC_ENV_FIXED, head_len);
-    text_render(img, &t, runs, lines, o + head_len);
-    memcpy(o + total - tail_len, env + pos + 8, tail_len);
+    memcpy(o, e.head, e.head_len);
+    text_render(img, &t, runs, lines, o + e.head_len);
+    memcpy(o + total - e.tail_len, e.tail, e.tail_len);
     *out = o;
     *out_len = total;
     return 0;

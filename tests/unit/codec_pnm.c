@@ -356,6 +356,20 @@ START_TEST(test_pnm_plain_refused)
 }
 END_TEST
 
+/* Every envelope cut short is refused by join. */
+static void joins_refuse_cuts(const struct codec_image *img, const uint8_t *env, size_t env_len)
+{
+    uint8_t *out = NULL;
+    size_t out_len = 0;
+    for (size_t cut = 0; cut < env_len; cut++) {
+        uint8_t *copy = malloc(cut + 1);
+        ck_assert_ptr_nonnull(copy);
+        memcpy(copy, env, cut);
+        ck_assert_int_eq(codec_join(img, copy, cut, &out, &out_len), -EINVAL);
+        free(copy);
+    }
+}
+
 /* Every prefix and single-bit flip of a plain file; every cut of its envelope. */
 START_TEST(test_pnm_plain_malformed)
 {
@@ -378,12 +392,7 @@ START_TEST(test_pnm_plain_malformed)
         }
     struct codec_image *img = NULL;
     ck_assert_int_eq(codec_split(buf, len, &img, &env, &env_len, NULL, 0), 0);
-    for (size_t cut = 0; cut < env_len; cut++) {
-        uint8_t *copy = malloc(cut + 1);
-        memcpy(copy, env, cut);
-        ck_assert_int_eq(codec_join(img, copy, cut, &out, &out_len), -EINVAL);
-        free(copy);
-    }
+    joins_refuse_cuts(img, env, env_len);
     for (size_t i = CODEC_ENV_FIXED; i < env_len; i++) {
         env[i] ^= 0x41;
         out = NULL;
@@ -465,12 +474,7 @@ START_TEST(test_pnm_join_checks)
     uint8_t *env = NULL, *out = NULL;
     uint8_t *buf = pnm_make("P5\n# c\n7 5\n255\n", 1, 7, 5, 255, "tail", &len, 3);
     ck_assert_int_eq(codec_split(buf, len, &img, &env, &env_len, NULL, 0), 0);
-    for (size_t cut = 0; cut < env_len; cut++) {
-        uint8_t *copy = malloc(cut + 1);
-        memcpy(copy, env, cut);
-        ck_assert_int_eq(codec_join(img, copy, cut, &out, &out_len), -EINVAL);
-        free(copy);
-    }
+    joins_refuse_cuts(img, env, env_len);
     img->width++;
     ck_assert_int_eq(codec_join(img, env, env_len, &out, &out_len), -EINVAL);
     img->width--;
