@@ -55,6 +55,7 @@ __attribute__((format(printf, 3, 4))) static void set_why(char *why, size_t whyl
     if (!why)
         return;
     va_start(ap, fmt);
+    // NOLINTNEXTLINE(clang-analyzer-valist.Uninitialized): started on the line above
     (void)vsnprintf(why, whylen, fmt, ap);
     va_end(ap);
 }

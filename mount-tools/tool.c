@@ -24,6 +24,7 @@ void tool_error(const char *fmt, ...)
     va_list ap;
     va_start(ap, fmt);
     (void)fprintf(stderr, "%s: ", prog);
+    // NOLINTNEXTLINE(clang-analyzer-valist.Uninitialized): started above
     (void)vfprintf(stderr, fmt, ap);
     (void)fputc('\n', stderr);
     va_end(ap);
