@@ -7,9 +7,11 @@
 # and fails the run. Long runs and the short CI run are the same script; the working corpus
 # (build-fuzz/campaign/<target>/corpus) is kept between runs, so runs add up.
 #
-# usage: scripts/fuzz_campaign.sh [-t SECONDS | -H HOURS] [-j JOBS] [-n] [TARGET[:SECONDS]...]
+# usage: scripts/fuzz_campaign.sh [-t SECONDS | -H HOURS] [-r RUNS] [-j JOBS] [-n] [TARGET[:SECONDS]...]
 #   -t SECONDS  per target (default 600)
 #   -H HOURS    in all, split evenly over the targets run (instead of -t)
+#   -r RUNS     stop each target after RUNS executions (split over its jobs); then -t and -H
+#               are only a bound (none unless given)
 #   -j JOBS     libFuzzer jobs per target (-jobs/-workers; default half the cores, at least 1)
 #   -n          leave tests/fuzz/corpus and tests/data/crashers alone (CI): no merge, no copy
 #   TARGET      png, dicom, ... (default: every target); TARGET:SECONDS sets its own duration
@@ -18,16 +20,17 @@ set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 bdir="$root/build-fuzz"
 work="$bdir/campaign"
-secs=600 hours="" merge=1
+secs=600 hours="" merge=1 runs="" secs_given=0
 jobs=$(($(nproc) / 2))
 [ "$jobs" -ge 1 ] || jobs=1
-while getopts "t:H:j:n" opt; do
+while getopts "t:H:r:j:n" opt; do
     case $opt in
-    t) secs=$OPTARG ;;
-    H) hours=$OPTARG ;;
+    t) secs=$OPTARG secs_given=1 ;;
+    H) hours=$OPTARG secs_given=1 ;;
+    r) runs=$OPTARG ;;
     j) jobs=$OPTARG ;;
     n) merge=0 ;;
-    *) sed -n '10,17p' "${BASH_SOURCE[0]}" >&2; exit 2 ;;
+    *) sed -n '10,19p' "${BASH_SOURCE[0]}" >&2; exit 2 ;;
     esac
 done
 shift $((OPTIND - 1))
@@ -42,6 +45,7 @@ done
 if [ -n "$hours" ]; then
     secs=$(awk -v h="$hours" -v n=${#targets[@]} 'BEGIN { printf "%d", h * 3600 / n }')
 fi
+[ -z "$runs" ] || [ "$secs_given" = 1 ] || secs=0
 nice=${IMGC_FUZZ_NICE:-19}
 flags=(-max_len=65536 -timeout=20 -rss_limit_mb=2048 -print_final_stats=1)
 
@@ -96,9 +100,11 @@ run_target() {
     before=$(count "$root/tests/fuzz/corpus/$what")
     local par=()
     [ "$jobs" -gt 1 ] && par=(-jobs="$jobs" -workers="$jobs")
-    local rc=0
+    [ -n "$runs" ] && par+=(-runs=$(((runs + jobs - 1) / jobs)))
+    local rc=0 t0=$SECONDS
     (cd "$dir" && nice -n "$nice" "$exe" "${flags[@]}" -max_total_time="$len" "${par[@]}" \
         -artifact_prefix="$work/crashes/$what-" corpus "${seeds[@]}" >run.log 2>&1) || rc=$?
+    len=$((SECONDS - t0))
     local logs=("$dir/run.log")
     [ "$jobs" -gt 1 ] && logs=("$dir"/fuzz-*.log)
     local execs cov crashes
@@ -121,7 +127,7 @@ run_target() {
     fi
 }
 
-echo "fuzz: ${#targets[@]} targets, ${secs} s each unless given, $jobs job(s), nice $nice"
+echo "fuzz: ${#targets[@]} targets, ${secs} s each unless given (0: no bound)${runs:+, $runs executions each}, $jobs job(s), nice $nice"
 printf '%-10s %12s %8s %6s %6s %6s  %s\n' target execs exec/s before after cov result
 failed=()
 for t in "${targets[@]}"; do

@@ -1124,6 +1124,8 @@ def main():
     ap.add_argument("--idle-timeout", type=float, default=120)
     ap.add_argument("--log", help="append every operation to this file")
     ap.add_argument("--tail", type=int, default=40, help="operations shown on a mismatch")
+    ap.add_argument("--progress", type=int, default=10000,
+                    help="print a line every N operations (0: never)")
     ap.add_argument("--ops-out", help="write the operations run as JSON lines here")
     ap.add_argument("--replay", help="run the operations of this JSON-lines file instead")
     ap.add_argument("--shrink", action="store_true", help="with --replay: cut to a short failing list")
@@ -1172,6 +1174,9 @@ def main():
                 outf.write(json.dumps(op) + "\n")
                 outf.flush()
             ran.append(op)
+            if args.progress and len(ran) % args.progress == 0:
+                el = time.monotonic() - t0
+                print(f"exerciser: {len(ran)} operations in {el:.0f} s ({len(ran) / el:.0f}/s)", flush=True)
             yield op
 
     t0 = time.monotonic()

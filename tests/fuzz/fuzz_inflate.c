@@ -13,7 +13,7 @@
 #include "codec/zlib/deflate.h"
 #include "tests/fuzz/fuzz_common.h"
 
-#define FUZZ_MAX_OUT ((size_t)8 << 20)
+#define FUZZ_MAX_OUT ((size_t)1 << 20)
 
 static uint8_t *serialise(const struct codec_deflate_desc *d, size_t *len)
 {

@@ -12,7 +12,7 @@
 #include "codec/pixel/pixcode.h"
 #include "tests/fuzz/fuzz_common.h"
 
-#define FUZZ_MAX_PIXEL_BYTES ((size_t)1 << 22)
+#define FUZZ_MAX_PIXEL_BYTES ((size_t)1 << 14)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
