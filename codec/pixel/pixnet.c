@@ -7,6 +7,10 @@
  * with zeros) and run through nn_qforward with a context planned once per worker: inference
  * allocates nothing and costs one small integer GEMM per layer per chunk. Everything that turns
  * the network's output into a mean and a context is integer arithmetic fixed by the format.
+ * The features of the pixels whose neighbours are all inside (most of them), and the means and
+ * contexts, are computed a row run at a time in loops the compiler vectorises, one copy per
+ * instruction set (plain, AVX2, AVX-512) chosen when the model is loaded; pixels near a
+ * stripe's edges take the general path a pixel at a time.
  */
 #include "codec/pixel/pixnet.h"
 #include "codec/bytes.h"
@@ -20,13 +24,30 @@
 
 #define F CODEC_PIXNET_FEATURES
 #define CHUNK 2048u
+#define RUN 64u /* interior pixels of a row gathered at once */
 #define NPASS 6 /* D(4) C(4) D(2) C(2) D(1) C(1) */
 #define FMAX 2047
+
+/* The vectorised loops, one copy per instruction set (all give the same bits). */
+typedef void (*feat_fn)(const uint16_t *c, size_t step, const ptrdiff_t *po, size_t n, int16_t f13,
+                        int16_t f14, int16_t *f, int32_t *ref, int32_t *u);
+struct out_run {
+    const int16_t *qmu, *qls;
+    const int32_t *ref, *u;
+    int32_t maxval, nctx;
+};
+typedef void (*out_fn)(const struct codec_pixnet_consts *k, const struct out_run *r, size_t n,
+                       uint16_t *mean, uint8_t *ctx);
+struct kernels {
+    feat_fn feat;
+    out_fn out;
+};
 
 struct codec_pixnet {
     struct nn_qmodel *net[CODEC_PIXNET_NETS];
     struct codec_pixnet_consts k[CODEC_PIXNET_NETS];
     uint8_t contexts;
+    struct kernels kern;
     struct codec_pixcode_predictor pred;
 };
 
@@ -35,17 +56,6 @@ struct codec_pixnet {
 static unsigned bitlen32(uint32_t v)
 {
     return v ? 32u - (unsigned)__builtin_clz(v) : 0u;
-}
-
-/* floor(a / 2^sh) without relying on how >> treats negative numbers. */
-static inline int64_t floor_shr(int64_t a, unsigned sh)
-{
-    return a >= 0 ? a >> sh : -((-a + ((int64_t)1 << sh) - 1) >> sh);
-}
-
-static inline int32_t floor_div8(int32_t a)
-{
-    return a >= 0 ? a / 8 : -((-a + 7) / 8);
 }
 
 int32_t codec_pixnet_log16(uint32_t u)
@@ -72,46 +82,42 @@ struct grid {
     uint32_t w, rows, maxval;
 };
 
+/*
+ * rec = floor(2^20 / u) for 1 <= u < 2^24, as a float division (which vectorises): the float
+ * quotient is correctly rounded, within a sixteenth of 1/u of 2^20 / u, whose distance to any
+ * integer it is not is at least 1/u; so truncation gives the floor (tests check every u of
+ * 16-bit images).
+ */
+static inline int32_t recip20(int32_t u)
+{
+    return (int32_t)((float)(1 << 20) / (float)u);
+}
+
+/*
+ * f = clamp(floor((d rec + 2^15) / 2^16), -FMAX, FMAX) in int32 without a branch on the sign:
+ * |d| < 8 u (every d is bounded by the sum that makes u), so |d rec| < 2^23, the biased sum
+ * is positive and a logical shift floors it.
+ */
+static inline int16_t norm_feature(int32_t d, int32_t rec)
+{
+    int32_t q = (int32_t)((uint32_t)(d * rec + (1 << 15) + (1 << 24)) >> 16) - (1 << 8);
+    return (int16_t)(q < -FMAX ? -FMAX : q > FMAX ? FMAX : q);
+}
+
 /* Normalise the differences d[12] (pixnet.h): f_0..14, u. */
 static inline void finish_features(const int32_t *d, int32_t a4, int32_t a8, uint32_t s,
                                    uint32_t maxval, int16_t *f, size_t stride, int32_t ref,
                                    int32_t *ref_out, int32_t *u_out)
 {
     int32_t u = 1 + (2 * a4 + a8) / 8;
-    int64_t rec = ((int64_t)1 << 20) / u;
-    for (unsigned i = 0; i < 12; i++) {
-        /* floor((d rec + 2^15) / 2^16) without a branch on the sign: |d rec| < 2^37, so the
-         * biased sum is positive and a logical shift floors it */
-        int64_t a = (int64_t)d[i] * rec + (1 << 15) + ((int64_t)1 << 40);
-        int64_t q = (int64_t)((uint64_t)a >> 16) - ((int64_t)1 << 24);
-        f[i * stride] = (int16_t)(q < -FMAX ? -FMAX : q > FMAX ? FMAX : q);
-    }
+    int32_t rec = recip20(u);
+    for (unsigned i = 0; i < 12; i++)
+        f[i * stride] = norm_feature(d[i], rec);
     f[12 * stride] = (int16_t)codec_pixnet_log16((uint32_t)u);
     f[13 * stride] = (int16_t)(16 * (bitlen32(s) - 1));
     f[14 * stride] = (int16_t)(16 * bitlen32(maxval));
     *ref_out = ref;
     *u_out = u;
-}
-
-/* gather() for a pixel whose neighbours are all inside: c points at it, po[i] are the
- * offsets of its twelve neighbours in the stripe's samples. */
-static inline void gather_in(const uint16_t *c, const ptrdiff_t *po, uint32_t s, uint32_t maxval,
-                             int16_t *f, size_t stride, int32_t *ref_out, int32_t *u_out)
-{
-    int32_t d[12], a4 = 0, a8 = 0;
-    int32_t n0 = c[po[0]], n1 = c[po[1]], n2 = c[po[2]], n3 = c[po[3]];
-    int32_t ref = (n0 + n1 + n2 + n3 + 2) / 4;
-    d[0] = n0 - ref;
-    d[1] = n1 - ref;
-    d[2] = n2 - ref;
-    d[3] = n3 - ref;
-    for (unsigned i = 0; i < 4; i++)
-        a4 += d[i] < 0 ? -d[i] : d[i];
-    for (unsigned i = 4; i < 12; i++) {
-        d[i] = (int32_t)c[po[i]] - ref;
-        a8 += d[i] < 0 ? -d[i] : d[i];
-    }
-    finish_features(d, a4, a8, s, maxval, f, stride, ref, ref_out, u_out);
 }
 
 /*
@@ -219,23 +225,153 @@ static void base_predict(const struct grid *g, uint32_t y, uint32_t x, uint32_t 
     *ctx = (uint8_t)(q < nctx ? q : nctx - 1);
 }
 
-/* Mean and context from the network's outputs (pixnet.h). */
-static inline void finish(const struct codec_pixnet_consts *k, int32_t qmu, int32_t qls,
-                          int32_t ref, int32_t u, uint32_t maxval, uint32_t nctx, uint16_t *mean,
-                          uint8_t *ctx)
+/* The mean and context from the network's outputs (pixnet.h) are out_body's. */
+
+/* ---- vectorised runs ----------------------------------------------------------------------- */
+
+/* codec_pixnet_log16 from the float's exponent and top four mantissa bits (1 <= u < 2^24,
+ * exact in a float): LT[m] is m + 1 for m in 4..11, else m. */
+static inline int32_t log16_vec(int32_t u)
 {
-    int64_t m = ref + floor_shr((int64_t)qmu * u * k->mu_mult + ((int64_t)1 << (k->mu_shift - 1)),
-                                k->mu_shift);
-    *mean = (uint16_t)(m < 0 ? 0 : m > (int64_t)maxval ? maxval : m);
-    int64_t t =
-        floor_shr((int64_t)qls * k->ls_mult + ((int64_t)1 << (k->ls_shift - 1)), k->ls_shift) +
-        codec_pixnet_log16((uint32_t)u);
-    if (t < -(1 << 24))
-        t = -(1 << 24);
-    if (t > (1 << 24))
-        t = 1 << 24;
-    int32_t c = floor_div8((int32_t)t + k->ctx_offset);
-    *ctx = (uint8_t)(c < 0 ? 0 : c >= (int32_t)nctx ? (int32_t)nctx - 1 : c);
+    float fu = (float)u;
+    uint32_t b;
+    memcpy(&b, &fu, sizeof(b));
+    int32_t m = (int32_t)((b >> 19) & 15u);
+    return 16 * ((int32_t)(b >> 23) - 127) + m + (m >= 4 && m <= 11);
+}
+
+/* floor(a / 2^sh) for |a| < 2^62, 1 <= sh <= 40, as a logical shift of a biased sum. */
+static inline int64_t shr_floor(int64_t a, unsigned sh)
+{
+    const int64_t bias = (int64_t)1 << 62;
+    return (int64_t)((uint64_t)(a + bias) >> sh) - (bias >> sh);
+}
+
+/*
+ * The features of n <= RUN pixels of one row whose neighbours are all inside, as gather()
+ * computes them for any pixel: c is the first, step the samples between two, po the
+ * neighbours' offsets; f[i * CHUNK + k] gets feature i of pixel k, ref[k] and u[k] its ref
+ * and u. Written as loops over the pixels, so that the compiler vectorises them.
+ */
+static inline __attribute__((always_inline)) void feat_body(const uint16_t *c, size_t step,
+                                                            const ptrdiff_t *po, size_t n,
+                                                            int16_t f13, int16_t f14, int16_t *f,
+                                                            int32_t *ref, int32_t *u)
+{
+    int32_t v[12][RUN], rec[RUN];
+    for (unsigned i = 0; i < 12; i++)
+        for (size_t k = 0; k < n; k++)
+            v[i][k] = c[po[i] + (ptrdiff_t)(k * step)];
+    for (size_t k = 0; k < n; k++) {
+        int32_t r = (int32_t)((uint32_t)(v[0][k] + v[1][k] + v[2][k] + v[3][k] + 2) >> 2);
+        int32_t a4 = 0, a8 = 0;
+        for (unsigned i = 0; i < 4; i++)
+            a4 += abs(v[i][k] - r);
+        for (unsigned i = 4; i < 12; i++)
+            a8 += abs(v[i][k] - r);
+        int32_t uu = 1 + (int32_t)((uint32_t)(2 * a4 + a8) >> 3);
+        ref[k] = r;
+        u[k] = uu;
+        rec[k] = recip20(uu);
+        f[12 * CHUNK + k] = (int16_t)log16_vec(uu);
+        f[13 * CHUNK + k] = f13;
+        f[14 * CHUNK + k] = f14;
+    }
+    for (unsigned i = 0; i < 12; i++)
+        for (size_t k = 0; k < n; k++)
+            f[i * CHUNK + k] = norm_feature(v[i][k] - ref[k], rec[k]);
+}
+
+/* finish() for n pixels, written to vectorise. */
+static inline __attribute__((always_inline)) void out_body(const struct codec_pixnet_consts *kc,
+                                                           const struct out_run *r, size_t n,
+                                                           uint16_t *mean, uint8_t *ctx)
+{
+    const int64_t mm = kc->mu_mult, lm = kc->ls_mult;
+    const int64_t mr = (int64_t)1 << (kc->mu_shift - 1), lr = (int64_t)1 << (kc->ls_shift - 1);
+    const unsigned ms = kc->mu_shift, ls = kc->ls_shift;
+    const int32_t c0 = kc->ctx_offset + (1 << 26), top = r->nctx - 1;
+    for (size_t i = 0; i < n; i++) {
+        /* |q_mu u MU| < 2^15 2^17 2^24 and |q_ls LM| < 2^39: shr_floor's bound holds */
+        int64_t m = r->ref[i] + shr_floor((int64_t)r->qmu[i] * r->u[i] * mm + mr, ms);
+        mean[i] = (uint16_t)(m < 0 ? 0 : m > r->maxval ? r->maxval : m);
+        int64_t t = shr_floor((int64_t)r->qls[i] * lm + lr, ls) + log16_vec(r->u[i]);
+        t = t < -(1 << 24) ? -(1 << 24) : t > (1 << 24) ? (1 << 24) : t;
+        /* floor((T + C0) / 8): T + C0 + 2^26 > 0 */
+        int32_t cx = (int32_t)((uint32_t)((int32_t)t + c0) >> 3) - (1 << 23);
+        ctx[i] = (uint8_t)(cx < 0 ? 0 : cx > top ? top : cx);
+    }
+}
+
+static void feat_c(const uint16_t *c, size_t step, const ptrdiff_t *po, size_t n, int16_t f13,
+                   int16_t f14, int16_t *f, int32_t *ref, int32_t *u)
+{
+    feat_body(c, step, po, n, f13, f14, f, ref, u);
+}
+
+static void out_c(const struct codec_pixnet_consts *k, const struct out_run *r, size_t n,
+                  uint16_t *mean, uint8_t *ctx)
+{
+    out_body(k, r, n, mean, ctx);
+}
+
+#if defined(__x86_64__) || defined(__i386__)
+#define PN_X86 1
+#define PN_AVX2 __attribute__((target("avx2")))
+#define PN_AVX512 __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl")))
+PN_AVX2 static void feat_avx2(const uint16_t *c, size_t step, const ptrdiff_t *po, size_t n,
+                              int16_t f13, int16_t f14, int16_t *f, int32_t *ref, int32_t *u)
+{
+    feat_body(c, step, po, n, f13, f14, f, ref, u);
+}
+
+PN_AVX2 static void out_avx2(const struct codec_pixnet_consts *k, const struct out_run *r, size_t n,
+                             uint16_t *mean, uint8_t *ctx)
+{
+    out_body(k, r, n, mean, ctx);
+}
+
+PN_AVX512 static void feat_avx512(const uint16_t *c, size_t step, const ptrdiff_t *po, size_t n,
+                                  int16_t f13, int16_t f14, int16_t *f, int32_t *ref, int32_t *u)
+{
+    feat_body(c, step, po, n, f13, f14, f, ref, u);
+}
+
+PN_AVX512 static void out_avx512(const struct codec_pixnet_consts *k, const struct out_run *r,
+                                 size_t n, uint16_t *mean, uint8_t *ctx)
+{
+    out_body(k, r, n, mean, ctx);
+}
+#endif
+
+int codec_pixnet_set_isa(struct codec_pixnet *m, enum codec_pixnet_isa isa)
+{
+    if (!m)
+        return -EINVAL;
+#ifdef PN_X86
+    bool avx2 = __builtin_cpu_supports("avx2");
+    bool avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                  __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
+    if (isa == CODEC_PIXNET_ISA_AUTO)
+        isa = avx512 ? CODEC_PIXNET_ISA_AVX512 : avx2 ? CODEC_PIXNET_ISA_AVX2 : CODEC_PIXNET_ISA_C;
+    if ((isa == CODEC_PIXNET_ISA_AVX2 && !avx2) || (isa == CODEC_PIXNET_ISA_AVX512 && !avx512))
+        return -ENOTSUP;
+    if (isa == CODEC_PIXNET_ISA_AVX512) {
+        m->kern = (struct kernels){feat_avx512, out_avx512};
+        return 0;
+    }
+    if (isa == CODEC_PIXNET_ISA_AVX2) {
+        m->kern = (struct kernels){feat_avx2, out_avx2};
+        return 0;
+    }
+#else
+    if (isa == CODEC_PIXNET_ISA_AUTO)
+        isa = CODEC_PIXNET_ISA_C;
+#endif
+    if (isa != CODEC_PIXNET_ISA_C)
+        return -ENOTSUP;
+    m->kern = (struct kernels){feat_c, out_c};
+    return 0;
 }
 
 /* ---- the predictor ------------------------------------------------------------------------ */
@@ -306,10 +442,77 @@ static int run_chunk(struct pn_state *s, enum codec_pixnet_pass type, size_t n, 
     struct nn_qtensor in = {s->feat, 1, F, 1, CHUNK}, out;
     if (nn_qforward(s->qc[type], &in, &out) != 0)
         return -EINVAL;
-    const int16_t *qmu = out.data, *qls = out.data + CHUNK;
-    for (size_t i = 0; i < n; i++)
-        finish(&m->k[type], qmu[i], qls[i], s->ref[i], s->u[i], s->g.maxval, m->contexts, &mean[i],
-               &ctx[i]);
+    struct out_run r = {out.data, out.data + CHUNK,     s->ref,
+                        s->u,     (int32_t)s->g.maxval, m->contexts};
+    m->kern.out(&m->k[type], &r, n, mean, ctx);
+    return 0;
+}
+
+/* A pass being gathered: n pixels named so far, the last c of them in the chunk. */
+struct chunk {
+    enum codec_pixnet_pass type;
+    uint32_t step;
+    size_t n, c;
+    uint32_t *pos;
+    uint16_t *mean;
+    uint8_t *ctx;
+};
+
+/* k more pixels are in the chunk: run it when full. */
+static int chunk_add(struct pn_state *s, struct chunk *ch, size_t k)
+{
+    ch->n += k;
+    ch->c += k;
+    if (ch->c < CHUNK)
+        return 0;
+    int rc = run_chunk(s, ch->type, ch->c, ch->mean + ch->n - ch->c, ch->ctx + ch->n - ch->c);
+    ch->c = 0;
+    return rc;
+}
+
+/* The pixels of row y of the pass into the chunk: runs of interior pixels (whose neighbours
+ * are all inside) through the vectorised kernel, the others one at a time. */
+static int pass_row(struct pn_state *s, struct chunk *ch, uint32_t y)
+{
+    const struct grid *g = &s->g;
+    const uint32_t step = ch->step;
+    const bool isd = ch->type == CODEC_PIXNET_PASS_D;
+    const uint32_t x0 = isd || y % (2 * step) == 0 ? step : 0, dx = 2 * step;
+    /* offsets of the neighbours for this row (the transposition depends on it) */
+    const int8_t(*off)[2] = isd ? off_d : off_c;
+    const bool tr = !isd && y % (2 * step) == step;
+    ptrdiff_t po[12];
+    for (unsigned i = 0; i < 12; i++) {
+        ptrdiff_t oy = off[i][tr], ox = off[i][!tr];
+        po[i] = (oy * (ptrdiff_t)g->w + ox) * (ptrdiff_t)step;
+    }
+    const bool rows_in = y >= 3 * step && y + 3 * step < g->rows;
+    const int16_t f13 = (int16_t)(16 * (bitlen32(step) - 1)),
+                  f14 = (int16_t)(16 * bitlen32(g->maxval));
+    for (uint32_t x = x0; x < g->w;) {
+        size_t k = 0; /* interior pixels from x on */
+        if (rows_in && x >= 3 * step && x + 3 * step < g->w)
+            k = (g->w - 3 * step - 1 - x) / dx + 1;
+        if (k == 0) {
+            ch->pos[ch->n] = y * g->w + x;
+            gather(g, ch->type, step, y, x, s->feat + ch->c, CHUNK, &s->ref[ch->c], &s->u[ch->c]);
+            x += dx;
+            if (chunk_add(s, ch, 1) != 0)
+                return -EINVAL;
+            continue;
+        }
+        if (k > RUN)
+            k = RUN;
+        if (k > CHUNK - ch->c)
+            k = CHUNK - ch->c;
+        for (size_t j = 0; j < k; j++)
+            ch->pos[ch->n + j] = y * g->w + x + (uint32_t)j * dx;
+        s->m->kern.feat(g->v + (size_t)y * g->w + x, dx, po, k, f13, f14, s->feat + ch->c,
+                        &s->ref[ch->c], &s->u[ch->c]);
+        x += (uint32_t)k * dx;
+        if (chunk_add(s, ch, k) != 0)
+            return -EINVAL;
+    }
     return 0;
 }
 
@@ -336,38 +539,15 @@ static size_t pn_next(void *st, uint32_t *pos, uint16_t *mean, uint8_t *ctx, siz
         enum codec_pixnet_pass type;
         uint32_t step;
         pass_of(s->pass++, &type, &step);
-        size_t n = 0, c = 0;
         const bool isd = type == CODEC_PIXNET_PASS_D;
-        for (uint32_t y = isd ? step : 0; y < g->rows; y += isd ? 2 * step : step) {
-            uint32_t x0 = isd || y % (2 * step) == 0 ? step : 0, dx = 2 * step;
-            /* offsets of the neighbours for this row (the transposition depends on it) */
-            const int8_t(*off)[2] = isd ? off_d : off_c;
-            const bool tr = !isd && y % (2 * step) == step;
-            ptrdiff_t po[12];
-            for (unsigned i = 0; i < 12; i++) {
-                ptrdiff_t oy = off[i][tr], ox = off[i][!tr];
-                po[i] = (oy * (ptrdiff_t)g->w + ox) * (ptrdiff_t)step;
-            }
-            const bool rows_in = y >= 3 * step && y + 3 * step < g->rows;
-            for (uint32_t x = x0; x < g->w; x += dx) {
-                pos[n] = y * g->w + x;
-                if (rows_in && x >= 3 * step && x + 3 * step < g->w)
-                    gather_in(g->v + (size_t)y * g->w + x, po, step, g->maxval, s->feat + c, CHUNK,
-                              &s->ref[c], &s->u[c]);
-                else
-                    gather(g, type, step, y, x, s->feat + c, CHUNK, &s->ref[c], &s->u[c]);
-                n++;
-                if (++c == CHUNK) {
-                    if (run_chunk(s, type, c, mean + n - c, ctx + n - c) != 0)
-                        return 0;
-                    c = 0;
-                }
-            }
-        }
-        if (c && run_chunk(s, type, c, mean + n - c, ctx + n - c) != 0)
+        struct chunk ch = {type, step, 0, 0, pos, mean, ctx};
+        for (uint32_t y = isd ? step : 0; y < g->rows; y += isd ? 2 * step : step)
+            if (pass_row(s, &ch, y) != 0)
+                return 0;
+        if (ch.c && run_chunk(s, type, ch.c, mean + ch.n - ch.c, ctx + ch.n - ch.c) != 0)
             return 0;
-        if (n)
-            return n;
+        if (ch.n)
+            return ch.n;
     }
     return 0;
 }
@@ -506,6 +686,7 @@ int codec_pixnet_load(const uint8_t *buf, size_t len, struct codec_pixnet **out)
     }
     if (off != len)
         goto fail;
+    codec_pixnet_set_isa(m, CODEC_PIXNET_ISA_AUTO);
     m->pred = (struct codec_pixcode_predictor){.id = CODEC_PIXNET_ID,
                                                .contexts = m->contexts,
                                                .state_new = pn_new,

@@ -124,6 +124,19 @@ struct codec_pixnet;
 int codec_pixnet_load(const uint8_t *buf, size_t len, struct codec_pixnet **out);
 void codec_pixnet_free(struct codec_pixnet *m);
 
+/*
+ * The instruction set of the predictor's vectorised loops (features, means and contexts); the
+ * best the CPU has unless set. Every choice gives the same bits (tests compare them). Set it
+ * before coding with m, not while m is in use. Returns 0, -EINVAL, -ENOTSUP (not on this CPU).
+ */
+enum codec_pixnet_isa {
+    CODEC_PIXNET_ISA_AUTO = 0,
+    CODEC_PIXNET_ISA_C = 1,
+    CODEC_PIXNET_ISA_AVX2 = 2,
+    CODEC_PIXNET_ISA_AVX512 = 3,
+};
+int codec_pixnet_set_isa(struct codec_pixnet *m, enum codec_pixnet_isa isa);
+
 /* The predictor (id CODEC_PIXNET_ID) that codes with m; valid while m lives. */
 const struct codec_pixcode_predictor *codec_pixnet_predictor(const struct codec_pixnet *m);
 

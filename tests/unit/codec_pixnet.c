@@ -222,6 +222,76 @@ START_TEST(threads_identical)
 }
 END_TEST
 
+/* FNV-1a, 64 bits: a short fingerprint of a stream. */
+static uint64_t fnv64(const uint8_t *p, size_t n)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < n; i++) {
+        h ^= p[i];
+        h *= 1099511628211ull;
+    }
+    return h;
+}
+
+/*
+ * Every instruction set of the vectorised loops gives the same stream, and the same as the
+ * shipped model gave before they were vectorised (fingerprints of the streams of an earlier
+ * release): smooth and noisy images, 8, 12 and 16 bits, where u takes values up to 2^16.
+ */
+START_TEST(isa_identical)
+{
+    static const struct {
+        uint32_t c, h, w, bits, sig;
+        int noise;
+        uint64_t seed;
+        size_t len;
+        uint64_t fp;
+    } cases[] = {
+        {1, 131, 97, 8, 8, 0, 21, 7056, 0x35479db6e421c011ull},
+        {1, 70, 90, 16, 16, 1, 22, 12698, 0x0e0fe2c88feb3b30ull},
+        {2, 77, 150, 16, 12, 0, 23, 9970, 0xa7d697822a85b4eaull},
+        {1, 64, 64, 8, 8, 1, 24, 4165, 0xf6dcaf1db335f4f0ull},
+    };
+    size_t ml = 0;
+    const uint8_t *mb = codec_pixnet_default_bytes(&ml);
+    if (!mb || ml == 0)
+        return; /* no shipped model in this build */
+    struct codec_pixnet *pn = load(mb, ml);
+    const struct codec_pixcode_predictor *p = codec_pixnet_predictor(pn);
+    unsigned ran = 0;
+    for (int isa = CODEC_PIXNET_ISA_C; isa <= CODEC_PIXNET_ISA_AVX512; isa++) {
+        int rc = codec_pixnet_set_isa(pn, (enum codec_pixnet_isa)isa);
+        if (rc == -ENOTSUP)
+            continue;
+        ck_assert_int_eq(rc, 0);
+        ran++;
+        for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+            struct codec_image *img = make(cases[i].c, cases[i].h, cases[i].w, cases[i].bits,
+                                           cases[i].sig, cases[i].noise, cases[i].seed);
+            size_t sl;
+            uint8_t *s = round_trip(img, p, 0, 1, &sl);
+            ck_assert_msg(sl == cases[i].len && fnv64(s, sl) == cases[i].fp,
+                          "isa %d, case %zu: %zu bytes, fingerprint %016llx", isa, i, sl,
+                          (unsigned long long)fnv64(s, sl));
+            free(s);
+            drop(img);
+        }
+    }
+    ck_assert_uint_ge(ran, 1);
+    ck_assert_int_eq(codec_pixnet_set_isa(pn, (enum codec_pixnet_isa)9), -ENOTSUP);
+    codec_pixnet_free(pn);
+}
+END_TEST
+
+/* The features take floor(2^20 / u) as a float division truncated (pixnet.c, recip20): exact
+ * for every u the features can make (u < 2^17 with 16-bit samples; checked to 2^20). */
+START_TEST(float_reciprocal_exact)
+{
+    for (int32_t u = 1; u <= (1 << 20); u++)
+        ck_assert_int_eq((int32_t)((float)(1 << 20) / (float)u), (1 << 20) / u);
+}
+END_TEST
+
 START_TEST(malformed_models)
 {
     size_t ml = 0;
@@ -375,6 +445,8 @@ static Suite *pixnet_suite(void)
     Suite *s = suite_create("codec_pixnet");
     TCase *tc = tcase_create("round_trips");
     tcase_add_test(tc, features_log);
+    tcase_add_test(tc, float_reciprocal_exact);
+    tcase_add_test(tc, isa_identical);
     tcase_add_test(tc, default_is_file);
     tcase_add_test(tc, random_model_round_trips);
     tcase_add_test(tc, stripe_heights);
