@@ -23,7 +23,7 @@
 #include "nn/nn.h"
 
 #define F CODEC_PIXNET_FEATURES
-#define CHUNK 2048u
+#define CHUNK 512u
 #define RUN 64u /* interior pixels of a row gathered at once */
 #define NPASS 6 /* D(4) C(4) D(2) C(2) D(1) C(1) */
 #define FMAX 2047
