@@ -491,6 +491,65 @@ START_TEST(test_gemm)
 }
 END_TEST
 
+/* The GEMM's int16 epilogue at the extremes, every kernel against the reference: sums and
+ * biases near +-2^31, multipliers of either sign up to 2^31 - 1 (and 0), every shift 1..62,
+ * full and narrow saturation bounds. */
+START_TEST(test_gemm_epilogue_extremes)
+{
+    struct nn_rng r;
+    nn_rng_seed(&r, 77);
+    enum { M = 4, K = 64, N = 64 };
+    size_t ldb = 2 * N;
+    int16_t a[M * K], *bp = malloc(ldb * K / 2 * sizeof(int16_t)), y[M * N];
+    int32_t c[M * N], bias[M], mult[M], shift[M];
+    ck_assert_ptr_nonnull(bp);
+    for (int iter = 0; iter < 400; iter++) {
+        int16_t *b = random_q((size_t)K * N, &r, 32767);
+        for (int i = 0; i < M * K; i++)
+            a[i] = (int16_t)((int32_t)nn_rng_below(&r, 255) - 127);
+        if (iter % 4 == 0) /* every weight at +-127, every input at +-32767: the largest sums */
+            for (int i = 0; i < M * K; i++)
+                a[i] = (int16_t)(i % 2 ? -127 : 127),
+                b[i % (K * N)] = (int16_t)(i % 2 ? -32767 : 32767);
+        for (int i = 0; i < M; i++) {
+            const int64_t bmax = ((int64_t)1 << 31) - ((int64_t)1 << 28) - 1;
+            bias[i] = (int32_t)((int64_t)(nn_rng_next(&r) % (uint64_t)(2 * bmax + 1)) - bmax);
+            mult[i] = iter % 7 == 0 && i == 0 ? 0 : (int32_t)(uint32_t)nn_rng_next(&r);
+            if (mult[i] == INT32_MIN)
+                mult[i] = INT32_MAX;
+            shift[i] = 1 + (int32_t)((iter * M + i) % 62);
+        }
+        int32_t lo = iter % 3 ? -32768 : -(int32_t)nn_rng_below(&r, 32768);
+        int32_t hi = iter % 3 ? 32767 : (int32_t)nn_rng_below(&r, 32768);
+        nn_qpack(b, N, 1, K, N, bp, ldb);
+        struct nn_qepi e32 = {.c = c, .sm = N, .sn = 1};
+        nn_qgemm(NN_QK_C, M, K, N, a, bp, ldb, &e32);
+        for (int kern = NN_QK_C; kern <= NN_QK_VNNI; kern++) {
+            if (!nn_qkern_supported((enum nn_qkern)kern))
+                continue;
+            struct nn_qepi e16 = {.y = y,
+                                  .sm = N,
+                                  .sn = 1,
+                                  .bias = bias,
+                                  .mult = mult,
+                                  .shift = shift,
+                                  .lo = lo,
+                                  .hi = hi};
+            nn_qgemm((enum nn_qkern)kern, M, K, N, a, bp, ldb, &e16);
+            size_t bad = 0;
+            for (int i = 0; i < M; i++)
+                for (int j = 0; j < N; j++)
+                    bad +=
+                        y[i * N + j] !=
+                        clamp64(ref_rq((int64_t)c[i * N + j] + bias[i], mult[i], shift[i]), lo, hi);
+            ck_assert_msg(bad == 0, "kernel %d, iteration %d: %zu wrong", kern, iter, bad);
+        }
+        free(b);
+    }
+    free(bp);
+}
+END_TEST
+
 /* Requantisation: rounding half up, saturation, the full range of shifts, negatives. */
 START_TEST(test_requant)
 {
@@ -898,6 +957,7 @@ static Suite *nn_int_suite(void)
     Suite *s = suite_create("nn_int");
     TCase *tc = tcase_create("gemm");
     tcase_add_test(tc, test_gemm);
+    tcase_add_test(tc, test_gemm_epilogue_extremes);
     tcase_add_test(tc, test_requant);
     suite_add_tcase(s, tc);
     tc = tcase_create("layers");
