@@ -26,10 +26,10 @@
 
 #include "codec/pixel/rans.h"
 
-#define NTOK 64u      /* token alphabet: enough for any residual below 2^16 */
-#define TOK_SPLIT 16u /* tokens below this are the value itself */
-#define SET_CTX 2u    /* contexts of the value-set gap stream */
-#define SAMPLE_MIN 4u /* stripes from which a choice of packing is made on a sample */
+#define NTOK 64u        /* token alphabet: enough for any residual below 2^16 */
+#define TOK_SPLIT 16u   /* tokens below this are the value itself */
+#define SET_CTX 2u      /* contexts of the value-set gap stream */
+#define SAMPLE_EVERY 4u /* a choice of packing is made on one stripe in this many */
 
 /* ---- small helpers -------------------------------------------------------------------- */
 
@@ -804,9 +804,10 @@ static int enc_plane(struct enc *e, const void *plane, const struct codec_pixcod
     bool try_range = o->pack != CODEC_PIXCODE_PACK_SET || !gaps;
     bool try_set =
         gaps && (o->pack == CODEC_PIXCODE_PACK_SET || o->pack == CODEC_PIXCODE_PACK_AUTO);
-    /* Both packings: chosen on two stripes of the middle of each half, then the better one
-     * codes the whole plane (1.5 passes of the predictor instead of 2). */
-    uint32_t every = try_range && try_set && g->nstripes >= SAMPLE_MIN ? g->nstripes / 2 : 1;
+    /* Both packings, four stripes or more: chosen on a quarter of the stripes (the middle one
+     * of each four), then the better one codes the whole plane (1.5 passes of the predictor
+     * instead of 2). */
+    uint32_t every = try_range && try_set && g->nstripes >= SAMPLE_EVERY ? SAMPLE_EVERY : 1;
     if (try_range) {
         for (uint32_t v = 0; v < nvals; v++)
             lut[0][v] = (uint16_t)(v >= tr[0].lo ? v - tr[0].lo : 0);
