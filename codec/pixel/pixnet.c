@@ -481,12 +481,19 @@ static int pass_row(struct pn_state *s, struct chunk *ch, uint32_t y)
     /* offsets of the neighbours for this row (the transposition depends on it) */
     const int8_t(*off)[2] = isd ? off_d : off_c;
     const bool tr = !isd && y % (2 * step) == step;
+    /* A neighbour's row outside the stripe is mirrored through the pixel's (gather() does
+     * this pixel by pixel): then every pixel of the row whose columns are all inside has
+     * its twelve neighbours at the same offsets, unless one is absent. */
     ptrdiff_t po[12];
+    bool rows_in = true;
     for (unsigned i = 0; i < 12; i++) {
-        ptrdiff_t oy = off[i][tr], ox = off[i][!tr];
-        po[i] = (oy * (ptrdiff_t)g->w + ox) * (ptrdiff_t)step;
+        ptrdiff_t oy = off[i][tr] * (ptrdiff_t)step, ox = off[i][!tr] * (ptrdiff_t)step;
+        if ((ptrdiff_t)y + oy < 0 || (ptrdiff_t)y + oy >= (ptrdiff_t)g->rows)
+            oy = -oy;
+        if ((ptrdiff_t)y + oy < 0 || (ptrdiff_t)y + oy >= (ptrdiff_t)g->rows)
+            rows_in = false;
+        po[i] = oy * (ptrdiff_t)g->w + ox;
     }
-    const bool rows_in = y >= 3 * step && y + 3 * step < g->rows;
     const int16_t f13 = (int16_t)(16 * (bitlen32(step) - 1)),
                   f14 = (int16_t)(16 * bitlen32(g->maxval));
     for (uint32_t x = x0; x < g->w;) {
