@@ -253,7 +253,7 @@ static int encode_pixels(const struct codec_pipeline *pl, const struct codec_ima
     const struct pl_shelf *cs = &pl->coders;
     int mode =
         opts->coder == CODEC_PIPELINE_CODER_DEFAULT ? CODEC_PIPELINE_CODER_FIXED : opts->coder;
-    if (mode < CODEC_PIPELINE_CODER_FIXED || mode > CODEC_PIPELINE_CODER_SMALLEST)
+    if (mode < CODEC_PIPELINE_CODER_FIXED || mode > CODEC_PIPELINE_CODER_NEURAL_ONLY)
         return -EINVAL;
     if (mode != CODEC_PIPELINE_CODER_FIXED && cs->enc < cs->n) {
         /* a coder model this build cannot load (a later release's, say) must not stop files
@@ -270,6 +270,9 @@ static int encode_pixels(const struct codec_pipeline *pl, const struct codec_ima
     uint8_t *p1 = NULL;
     size_t n1 = 0;
     po.pred = net;
+    /* neural: predictor 0 where a sample of the stripes says it codes smaller */
+    if (mode == CODEC_PIPELINE_CODER_NEURAL)
+        po.alt = &codec_pixcode_fixed;
     /* the streams are the pixels in clear: the one not kept is wiped */
     int rc = codec_pixcode_encode(img, &po, &p1, &n1);
     if (rc != 0) {
@@ -285,7 +288,9 @@ static int encode_pixels(const struct codec_pipeline *pl, const struct codec_ima
     wipe_free(*pix, *pix ? *pix_len : 0);
     *pix = p1;
     *pix_len = n1;
-    memcpy(coder_id, cs->s[cs->enc].id, KEYS_ID_BYTES);
+    struct codec_pixcode_info info;
+    if (codec_pixcode_info(p1, n1, &info) == 0 && info.predictor != 0)
+        memcpy(coder_id, cs->s[cs->enc].id, KEYS_ID_BYTES);
     return 0;
 }
 

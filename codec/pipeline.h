@@ -53,8 +53,10 @@ void codec_pipeline_free(struct codec_pipeline *pl);
 enum codec_pipeline_coder {
     CODEC_PIPELINE_CODER_DEFAULT = 0,  /* CODEC_PIPELINE_CODER_FIXED */
     CODEC_PIPELINE_CODER_FIXED = 1,    /* predictor 0 only: the fastest */
-    CODEC_PIPELINE_CODER_NEURAL = 2,   /* the neural predictor only */
+    CODEC_PIPELINE_CODER_NEURAL = 2,   /* the neural predictor, or predictor 0 where a sample
+                                        * of the stripes says it codes smaller (pixcode.h, alt) */
     CODEC_PIPELINE_CODER_SMALLEST = 3, /* both; the smaller stream is kept, predictor 0 on a tie */
+    CODEC_PIPELINE_CODER_NEURAL_ONLY = 4, /* the neural predictor for every image */
 };
 
 struct codec_pipeline_opts {

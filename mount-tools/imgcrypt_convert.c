@@ -26,9 +26,9 @@
 #define REASON_CAP 96
 #define DRAW_NS 100000000L /* the progress line is drawn at most ten times a second */
 
-const char imgcrypt_convert_usage[] =
-    "  convert [--keyring PATH] [SECRET] [--coder neural|fixed|smallest] [--threads N]\n"
-    "          [--convert-mb N] BACKING [PATH...]\n";
+const char imgcrypt_convert_usage[] = "  convert [--keyring PATH] [SECRET] [--coder "
+                                      "neural|fixed|smallest|neural-only] [--threads N]\n"
+                                      "          [--convert-mb N] BACKING [PATH...]\n";
 
 enum { O_KEYRING = 1, O_PASSFILE, O_EXTPASS, O_KEYFILE, O_CODER, O_THREADS, O_MEM, O_HELP };
 
@@ -98,7 +98,7 @@ static int parse_option(int c, int li, struct convert_args *a)
     case O_CODER:
         if ((a->coder = tool_parse_coder(optarg)) >= 0)
             return TOOL_EXIT_OK;
-        tool_error("--coder takes neural, fixed or smallest");
+        tool_error("--coder takes neural, fixed, smallest or neural-only");
         return TOOL_EXIT_USAGE;
     case O_THREADS:
         if ((n = tool_number("threads", optarg, 1, 256)) < 0)

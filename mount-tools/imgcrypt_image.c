@@ -31,7 +31,8 @@
 #define CONTENT_LABEL "content"                  /* as the filesystem's */
 
 const char imgcrypt_image_usage[] =
-    "  encrypt [--keyring PATH] [SECRET] [--threads N] [--coder fixed|neural|smallest]\n"
+    "  encrypt [--keyring PATH] [SECRET] [--threads N] [--coder "
+    "fixed|neural|smallest|neural-only]\n"
     "          [--no-features] [--force] BACKING IN OUT\n"
     "  decrypt [--keyring PATH] [SECRET] [--threads N] [--force] BACKING IN OUT\n"
     "  preview [--keyring PATH] [SECRET] [--force] BACKING IN OUT.png\n"
@@ -134,7 +135,7 @@ static int parse_args(int argc, char **argv, const char *allowed, struct image_a
             break;
         case O_CODER:
             if ((a->coder = tool_parse_coder(optarg)) < 0) {
-                tool_error("--coder takes fixed, neural or smallest");
+                tool_error("--coder takes fixed, neural, smallest or neural-only");
                 return TOOL_EXIT_USAGE;
             }
             break;

@@ -34,7 +34,8 @@ static const char usage_text[] =
     "  -f            stay in the foreground, log to stderr\n"
     "  -d            FUSE debug output (implies -f)\n"
     "  -o OPTIONS    comma-separated: keyring=PATH, passfile=FILE, extpass=CMD, keyfile=FILE,\n"
-    "                threads=N, nonempty, images=network|off, coder=neural|fixed|smallest,\n"
+    "                threads=N, nonempty, images=network|off, "
+    "coder=neural|fixed|smallest|neural-only,\n"
     "                workers=N, cache_mb=N, convert_mb=N, and FUSE options (allow_other,\n"
     "                default_permissions, ro, ...); fstab-only options (nofail, _netdev,\n"
     "                x-systemd.*) are ignored\n"
@@ -133,7 +134,7 @@ static int parse_o(struct args *a, char *s)
             a->images_off = strcmp(o + 7, "off") == 0;
         } else if (strncmp(o, "coder=", 6) == 0) {
             if ((a->coder = tool_parse_coder(o + 6)) < 0) {
-                tool_error("coder= takes neural, fixed or smallest");
+                tool_error("coder= takes neural, fixed, smallest or neural-only");
                 return TOOL_EXIT_USAGE;
             }
         } else if (strcmp(o, "nonempty") == 0) {

@@ -231,5 +231,7 @@ int tool_parse_coder(const char *s)
         return CODEC_PIPELINE_CODER_NEURAL;
     if (strcmp(s, "smallest") == 0)
         return CODEC_PIPELINE_CODER_SMALLEST;
+    if (strcmp(s, "neural-only") == 0)
+        return CODEC_PIPELINE_CODER_NEURAL_ONLY;
     return -1;
 }

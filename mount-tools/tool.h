@@ -57,7 +57,8 @@ long long tool_number(const char *name, const char *v, long long lo, long long h
 
 /* Lowercase hex of b[0..n) into out, which holds 2 n + 1 bytes (NUL-terminated). */
 void tool_hex(const uint8_t *b, size_t n, char *out);
-/* "fixed", "neural" or "smallest" into enum codec_pipeline_coder; -1 for anything else. */
+/* "fixed", "neural", "smallest" or "neural-only" into enum codec_pipeline_coder; -1 for
+ * anything else. */
 int tool_parse_coder(const char *s);
 
 /* Read a whole file ("-": standard input) into a new buffer (*buf, caller frees; not NULL on

@@ -756,8 +756,14 @@ static int trial_run(struct enc *e, struct trial *t, const void *plane, const ui
     return 0;
 }
 
+/*
+ * Code one plane into out. With est: only estimate its bits on a sample of its stripes (the
+ * middle one of each four; of fewer, the middle one) into *est and the packing that would be
+ * chosen into *pack; out is not touched.
+ */
 static int enc_plane(struct enc *e, const void *plane, const struct codec_pixcode_opts *o,
-                     unsigned threads, struct codec_buf *out)
+                     unsigned threads, struct codec_buf *out, double *est,
+                     enum codec_pixcode_pack *pack)
 {
     const struct geo *g = e->g;
     const size_t ns = g->plane_samples;
@@ -808,6 +814,8 @@ static int enc_plane(struct enc *e, const void *plane, const struct codec_pixcod
      * of each four), then the better one codes the whole plane (1.5 passes of the predictor
      * instead of 2). */
     uint32_t every = try_range && try_set && g->nstripes >= SAMPLE_EVERY ? SAMPLE_EVERY : 1;
+    if (est)
+        every = g->nstripes >= SAMPLE_EVERY ? SAMPLE_EVERY : g->nstripes;
     if (try_range) {
         for (uint32_t v = 0; v < nvals; v++)
             lut[0][v] = (uint16_t)(v >= tr[0].lo ? v - tr[0].lo : 0);
@@ -838,6 +846,14 @@ static int enc_plane(struct enc *e, const void *plane, const struct codec_pixcod
             goto out;
         if (!best || t->cost < best->cost)
             best = t;
+    }
+    if (est) {
+        *est = best->cost;
+        *pack = best->mode == 2   ? CODEC_PIXCODE_PACK_SET
+                : best->mode == 1 ? CODEC_PIXCODE_PACK_RANGE
+                                  : CODEC_PIXCODE_PACK_NONE;
+        rc = 0;
+        goto out;
     }
     if (every > 1) {
         trial_free_run(best, g->nstripes);
@@ -886,6 +902,26 @@ out:
     return rc;
 }
 
+/* The estimated bits of img's planes with e's predictor (enc_plane's estimate) and the
+ * packing each plane would take, into packs[plane]. */
+static int estimate(struct enc *e, const struct codec_image *img,
+                    const struct codec_pixcode_opts *o, unsigned threads, double *bits,
+                    enum codec_pixcode_pack *packs)
+{
+    const struct geo *g = e->g;
+    size_t bps = g->bits / 8;
+    *bits = 0;
+    for (size_t p = 0; p < (size_t)g->c * g->f; p++) {
+        const uint8_t *plane = (const uint8_t *)img->planes + p * g->plane_samples * bps;
+        double b = 0;
+        int rc = enc_plane(e, plane, o, threads, NULL, &b, &packs[p]);
+        if (rc != 0)
+            return rc;
+        *bits += b;
+    }
+    return 0;
+}
+
 int codec_pixcode_encode(const struct codec_image *img, const struct codec_pixcode_opts *opts,
                          uint8_t **out, size_t *out_len)
 {
@@ -896,6 +932,11 @@ int codec_pixcode_encode(const struct codec_image *img, const struct codec_pixco
         o = *opts;
     const struct codec_pixcode_predictor *pred = o.pred ? o.pred : &codec_pixcode_fixed;
     if (!pred_ok(pred) || (pred->id == 0 && pred != &codec_pixcode_fixed) || o.pack > 3)
+        return -EINVAL;
+    if (o.alt == pred)
+        o.alt = NULL;
+    if (o.alt && (!pred_ok(o.alt) || (o.alt->id == 0 && o.alt != &codec_pixcode_fixed) ||
+                  o.alt->id == pred->id))
         return -EINVAL;
     struct geo g = {img->channels,
                     img->frames,
@@ -922,17 +963,42 @@ int codec_pixcode_encode(const struct codec_image *img, const struct codec_pixco
         threads = g.nstripes;
 
     struct codec_buf d = {0};
-    struct enc e = {.g = &g, .pred = pred};
+    struct enc e = {.g = &g, .pred = pred}, ea = {0};
+    struct geo ga = g;
+    const size_t np = (size_t)g.c * g.f, bps = g.bits / 8;
+    enum codec_pixcode_pack *packs = NULL;
     e.wk = workers_new(threads, pred, g.w, g.rows, false);
-    assert(g.nstripes > 0); /* geo_check refuses an empty image */
-    e.ans = calloc(g.nstripes, sizeof(*e.ans));
     rc = -ENOMEM;
-    if (!e.wk || !e.ans)
+    if (!e.wk)
+        goto out;
+    if (o.alt) {
+        /* the predictor whose estimate on a sample is smaller codes the image, with the
+         * packings that sample chose */
+        ga.nctx = o.alt->contexts;
+        ea = (struct enc){.g = &ga, .pred = o.alt};
+        ea.wk = workers_new(threads, o.alt, g.w, g.rows, false);
+        packs = calloc(2 * np, sizeof(*packs));
+        if (!ea.wk || !packs)
+            goto out;
+        double bits[2];
+        if ((rc = estimate(&e, img, &o, threads, &bits[0], packs)) != 0 ||
+            (rc = estimate(&ea, img, &o, threads, &bits[1], packs + np)) != 0)
+            goto out;
+        if (bits[1] < bits[0]) {
+            struct enc t = e;
+            e = ea;
+            ea = t;
+            memmove(packs, packs + np, np * sizeof(*packs));
+        }
+    }
+    assert(g.nstripes > 0); /* geo_check refuses an empty image */
+    rc = -ENOMEM;
+    if (!(e.ans = calloc(g.nstripes, sizeof(*e.ans))))
         goto out;
     uint8_t h[CODEC_PIXCODE_HEADER] = {0};
     memcpy(h, CODEC_PIXCODE_MAGIC, 4); // NOLINT(bugprone-not-null-terminated-result): bytes
     h[4] = CODEC_PIXCODE_VERSION;
-    h[5] = pred->id;
+    h[5] = e.pred->id;
     h[6] = (uint8_t)g.bits;
     h[7] = (uint8_t)g.sig;
     codec_put_le32(h + 8, g.c);
@@ -940,12 +1006,14 @@ int codec_pixcode_encode(const struct codec_image *img, const struct codec_pixco
     codec_put_le32(h + 16, g.h);
     codec_put_le32(h + 20, g.w);
     codec_put_le32(h + 24, g.rows);
-    h[28] = (uint8_t)g.nctx;
+    h[28] = (uint8_t)e.g->nctx;
     codec_buf_put(&d, h, sizeof(h));
-    size_t bps = g.bits / 8;
-    for (size_t p = 0; p < (size_t)g.c * g.f; p++) {
+    for (size_t p = 0; p < np; p++) {
         const uint8_t *plane = (const uint8_t *)img->planes + p * g.plane_samples * bps;
-        if ((rc = enc_plane(&e, plane, &o, threads, &d)) != 0)
+        struct codec_pixcode_opts po = o;
+        if (packs)
+            po.pack = packs[p];
+        if ((rc = enc_plane(&e, plane, &po, threads, &d, NULL, NULL)) != 0)
             goto out;
     }
     rc = -ENOMEM;
@@ -960,7 +1028,10 @@ out:
         for (uint32_t j = 0; j < g.nstripes; j++)
             free(e.ans[j].p);
     free(e.ans);
-    workers_free(e.wk, threads, pred);
+    workers_free(e.wk, threads, e.pred);
+    if (ea.wk)
+        workers_free(ea.wk, threads, ea.pred);
+    free(packs);
     free(d.p);
     return rc;
 }

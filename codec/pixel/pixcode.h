@@ -150,6 +150,12 @@ struct codec_pixcode_opts {
     unsigned threads;                           /* 0 or 1: the calling thread only */
     enum codec_pixcode_pack pack;               /* per plane */
     const struct codec_pixcode_predictor *pred; /* NULL: codec_pixcode_fixed */
+    /* A second predictor (another id), or NULL. When given, each predictor first codes a
+     * sample of the stripes (the middle one of each four, of every plane; of fewer than four,
+     * the middle one), and the one whose estimated bits are smaller (pred on a tie) codes
+     * the image, with the packing the sample chose per plane: about a quarter more work for
+     * the predictor's own, not a second coding of the whole image. */
+    const struct codec_pixcode_predictor *alt;
 };
 
 /*

@@ -14,10 +14,12 @@
  * networks 15-32-32-32-2, 60 x 400 steps; bits per sample, predictor 0 -> 1): held-out mricron
  * slices, 8-bit median 2.169 -> 2.034 (smaller on 36 of 36), 16-bit 3.035 -> 2.950 (18 of 18);
  * the PNGs of tests/data: axial slices 9-10% smaller, the coronal 512 slice 2% and the
- * sagittal 256 one 4% larger; and about five times slower than predictor 0 on one core. A
- * smaller model (two hidden layers of 16) was within 2% of predictor 0 and is not shipped.
- * So containers use predictor 0 unless asked (container.h, enum codec_ct_coder: "neural", or
- * "smallest", which codes with both and keeps the smaller stream).
+ * sagittal 256 one 4% larger. A smaller model (two hidden layers of 16) was within 2% of
+ * predictor 0 and is not shipped. With the features and outputs vectorised (pixnet.c) it codes
+ * in about twice predictor 0's time (README.md has the figures).
+ * The pipeline's default mode (pipeline.h, "neural") codes with it unless predictor 0, tried
+ * on the same sample of stripes, estimates smaller (pixcode.h, alt): so no image is stored
+ * much larger than predictor 0 would store it.
  * Where the bits go (the earlier 16-wide model; ideal static code length per pass and context,
  * coronal 512 slice; the share of the pixels -> bits per sample): base grid 1.6% -> 4.0, D(4) 1.6%
  * -> 3.2, C(4) 3% -> 2.6, D(2) 6% -> 2.2, C(2) 12.5% -> 1.6, D(1) 25% -> 1.6, C(1) 50% -> 1.0: the

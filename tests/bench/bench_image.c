@@ -573,13 +573,15 @@ int main(int argc, char **argv)
         argv += 2;
     }
     if (argc >= 3 && strcmp(argv[1], "-c") == 0) {
-        static const char *const modes[] = {"default", "fixed", "neural", "smallest"};
+        static const char *const modes[] = {"default", "fixed", "neural", "smallest",
+                                            "neural-only"};
         coder_mode = -1;
-        for (int m = 0; m < 4; m++)
+        for (int m = 0; m < 5; m++)
             if (strcmp(argv[2], modes[m]) == 0)
                 coder_mode = m;
         if (coder_mode < 0) {
-            fprintf(stderr, "bench_image: -c takes default, fixed, neural or smallest\n");
+            fprintf(stderr,
+                    "bench_image: -c takes default, fixed, neural, smallest or neural-only\n");
             goto out;
         }
         argc -= 2;

@@ -359,7 +359,7 @@ check_stored() {
         kind=blocks
         [ "$i" -lt "${#IMAGES[@]}" ] && kind=image
         if [ "$kind" = image ]; then
-            [[ $v =~ ^image\ coder=[0-9a-f]{32}\ autoencoder=([0-9a-f]{32}|none)$ ]] ||
+            [[ $v =~ ^image\ coder=([0-9a-f]{32}|fixed)\ autoencoder=([0-9a-f]{32}|none)$ ]] ||
                 check_fail "$STEP: $n says '$v' in user.imgcryptfs.storage, expected image coder=... autoencoder=..."
         else
             [ "$v" = blocks ] || check_fail "$STEP: $n says '$v', expected blocks"

@@ -336,6 +336,68 @@ START_TEST(malformed_models)
 }
 END_TEST
 
+/*
+ * Never larger: with predictor 0 as the alternative (pixcode.h, alt; what the pipeline's
+ * neural mode does), no image the test data holds (PNG, PNM, DICOM) gets a stream more than
+ * 0.5% larger than predictor 0 alone gives it, and every stream decodes exactly.
+ */
+START_TEST(never_larger)
+{
+    const char *dir = getenv("IMGC_TESTDATA");
+    ck_assert_msg(dir != NULL, "IMGC_TESTDATA not set");
+    size_t ml = 0;
+    const uint8_t *def = codec_pixnet_default_bytes(&ml);
+    ck_assert_uint_gt(ml, 0);
+    struct codec_pixnet *pn = load(def, ml);
+    const struct codec_pixcode_predictor *p = codec_pixnet_predictor(pn);
+    DIR *d = opendir(dir);
+    ck_assert_ptr_nonnull(d);
+    struct dirent *e;
+    int n = 0, neural = 0;
+    while ((e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.' || e->d_type != DT_REG)
+            continue;
+        char path[4096];
+        snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+        size_t len = 0, el = 0;
+        unsigned char *buf = unit_read_file(path, &len);
+        struct codec_image *img = NULL;
+        uint8_t *env = NULL;
+        if (codec_split(buf, len, &img, &env, &el, NULL, 0) != 0) {
+            free(buf);
+            continue;
+        }
+        size_t s0 = 0, s1 = 0;
+        uint8_t *z = NULL;
+        ck_assert_int_eq(codec_pixcode_encode(img, NULL, &z, &s0), 0);
+        free(z);
+        struct codec_pixcode_opts o = {.threads = 2, .pred = p, .alt = &codec_pixcode_fixed};
+        ck_assert_int_eq(codec_pixcode_encode(img, &o, &z, &s1), 0);
+        struct codec_pixcode_info info;
+        ck_assert_int_eq(codec_pixcode_info(z, s1, &info), 0);
+        struct codec_image back = *img;
+        back.planes = malloc(img->planes_bytes);
+        ck_assert_int_eq(codec_pixcode_decode(z, s1, &back, p, 2), 0);
+        ck_assert_mem_eq(back.planes, img->planes, img->planes_bytes);
+        free(back.planes);
+        printf("pixnet: %-40s p0 %zu, chosen p%u %zu bytes\n", e->d_name, s0,
+               (unsigned)info.predictor, s1);
+        ck_assert_msg(s1 * 1000 <= s0 * 1005, "%s: %zu bytes against %zu with predictor 0",
+                      e->d_name, s1, s0);
+        neural += info.predictor == CODEC_PIXNET_ID;
+        n++;
+        free(z);
+        codec_image_free(img);
+        free(env);
+        free(buf);
+    }
+    closedir(d);
+    ck_assert_int_ge(n, 10);
+    ck_assert_int_ge(neural, 1); /* the network does code images */
+    codec_pixnet_free(pn);
+}
+END_TEST
+
 /* The test images: exact round trips with the shipped model (or an untrained one), and the
  * median bits per sample of predictors 0 and 1. */
 START_TEST(test_data)
@@ -453,6 +515,7 @@ static Suite *pixnet_suite(void)
     tcase_add_test(tc, stripes_decode_alone);
     tcase_add_test(tc, threads_identical);
     tcase_add_test(tc, test_data);
+    tcase_add_test(tc, never_larger);
     suite_add_tcase(s, tc);
     tc = tcase_create("malformed");
     tcase_add_test(tc, malformed_models);
