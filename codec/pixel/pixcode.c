@@ -525,13 +525,13 @@ static void trial_free(struct trial *t, uint32_t nstripes)
     memset(t, 0, sizeof(*t));
 }
 
-static int enc_tokens(void *arg, uint32_t i_, unsigned worker)
+static int enc_tokens(void *arg, uint32_t nth, unsigned worker)
 {
     struct enc *e = arg;
     const struct geo *g = e->g;
     struct trial *t = e->t;
     struct worker *wk = &e->wk[worker];
-    uint32_t j = e->first + i_ * e->every;
+    uint32_t j = e->first + nth * e->every; /* the nth stripe the trial codes */
     uint32_t y0 = j * g->rows;
     uint32_t rows = g->h - y0 < g->rows ? g->h - y0 : g->rows;
     size_t npix = (size_t)rows * g->w, base = (size_t)y0 * g->w;
@@ -709,11 +709,10 @@ static double cluster(uint32_t nctx, const uint32_t *hist, struct trial *t)
     return bits + (double)(nctx - 1);
 }
 
-/* Pack plane samples into t->pk for mode t->mode (lut maps sample to packed value). */
 /*
- * Code the plane packed through lut into t: every stripe (every = 1), or, to choose between
- * packings at less cost, the stripes first + i every, whose estimated bits are scaled to the
- * whole plane.
+ * Pack the plane's samples through lut into t->pk and code it into t: every stripe (every = 1), or,
+ * to choose between packings at less cost, the stripes first + i every, whose estimated bits are
+ * scaled to the whole plane.
  */
 static int trial_run(struct enc *e, struct trial *t, const void *plane, const uint16_t *lut,
                      unsigned threads, uint32_t every)
