@@ -225,8 +225,6 @@ static void base_predict(const struct grid *g, uint32_t y, uint32_t x, uint32_t 
     *ctx = (uint8_t)(q < nctx ? q : nctx - 1);
 }
 
-/* The mean and context from the network's outputs (pixnet.h) are out_body's. */
-
 /* ---- vectorised runs ----------------------------------------------------------------------- */
 
 /* codec_pixnet_log16 from the float's exponent and top four mantissa bits (1 <= u < 2^24,
@@ -282,7 +280,8 @@ static inline __attribute__((always_inline)) void feat_body(const uint16_t *c, s
             f[i * CHUNK + k] = norm_feature(v[i][k] - ref[k], rec[k]);
 }
 
-/* finish() for n pixels, written to vectorise. */
+/* The means and contexts of n pixels from the network's outputs (pixnet.h), written to
+ * vectorise. */
 static inline __attribute__((always_inline)) void out_body(const struct codec_pixnet_consts *kc,
                                                            const struct out_run *r, size_t n,
                                                            uint16_t *mean, uint8_t *ctx)
@@ -470,8 +469,8 @@ static int chunk_add(struct pn_state *s, struct chunk *ch, size_t k)
     return rc;
 }
 
-/* The pixels of row y of the pass into the chunk: runs of interior pixels (whose neighbours
- * are all inside) through the vectorised kernel, the others one at a time. */
+/* The pixels of row y of the pass into the chunk: runs of pixels whose neighbours are all
+ * present at the row's offsets through the vectorised kernel, the others one at a time. */
 static int pass_row(struct pn_state *s, struct chunk *ch, uint32_t y)
 {
     const struct grid *g = &s->g;
