@@ -12,7 +12,7 @@ TEST_PKGS=(attr python3 python3-pil python3-pydicom imagemagick dcmtk pngcheck z
            mricron-data xxd file procps psmisc kmod util-linux
            glusterfs-server  # test_gluster.sh: glusterd, the gluster CLI and the FUSE client
            python3-numpy  # pydicom's RLE decoder, for tests/data/pydicom-manifest.py
-           clang)  # clang: the libFuzzer stage of scripts/test.sh
+           clang clang-tidy)  # the libFuzzer and clang-tidy stages of scripts/test.sh
 
 say() { printf 'setup: %s\n' "$*"; }
 

@@ -3,10 +3,12 @@
 # The test command (also what CI runs): install what is missing, build with warnings as errors,
 # run every unit and integration test; then the unit tests and the fuzz corpora again in an
 # ASan+UBSan build; then the daemon built with ThreadSanitizer under two concurrency tests (a
-# report fails the run); then, where clang is installed, a short libFuzzer run of every fuzz
-# target (scripts/fuzz_campaign.sh, IMGC_FUZZ_SECONDS each, default 10; 0 skips it). A crash
-# found is left in build-fuzz/campaign/crashes and fails the run: copy it into
-# tests/data/crashers/<target>/ once fixed.
+# report fails the run); then clang-tidy with the repository's .clang-tidy over every tracked .c
+# file (scripts/tidy.sh; a warning fails the run; IMGC_TIDY=0 skips it); then, where clang is
+# installed, a short libFuzzer run of every fuzz target (scripts/fuzz_campaign.sh,
+# IMGC_FUZZ_SECONDS each, default 10; 0 skips it). A crash found is left in
+# build-fuzz/campaign/crashes and fails the run: copy it into tests/data/crashers/<target>/
+# once fixed.
 # Exits non-zero when any stage fails; the stages all run either way.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -45,6 +47,11 @@ if ls "$root/build-tsan/reports"/* >/dev/null 2>&1; then
     status=1
 else
     echo "no ThreadSanitizer report"
+fi
+
+if command -v clang-tidy >/dev/null && [ "${IMGC_TIDY:-1}" != 0 ]; then
+    stage "clang-tidy over every tracked .c file"
+    IMGC_TIDY_JOBS=2 bash "$root/scripts/tidy.sh" || status=1
 fi
 
 secs=${IMGC_FUZZ_SECONDS:-10}
