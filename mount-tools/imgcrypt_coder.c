@@ -204,9 +204,7 @@ out:
     free(mb);
     free(b0);
     free(b1);
-    if (fflush(stdout) != 0 && ret == TOOL_EXIT_OK)
-        ret = TOOL_EXIT_IO;
-    return ret;
+    return tool_flush_stdout(ret);
 }
 
 /* ---- train ---------------------------------------------------------------------------------- */

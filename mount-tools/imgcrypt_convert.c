@@ -308,6 +308,5 @@ int imgcrypt_convert(int argc, char **argv)
     keys_ring_close(ring);
     if (rc == 0 || st.files > 0)
         summary(&v, &st);
-    (void)fflush(stdout);
-    return finish(rc, why, &st);
+    return tool_flush_stdout(finish(rc, why, &st));
 }

@@ -405,9 +405,5 @@ int imgcrypt_inspect(int argc, char **argv)
     }
     keys_key_free(ckey);
     keys_ring_close(ring);
-    if (fflush(stdout) != 0 || ferror(stdout)) {
-        tool_error("standard output: %s", strerror(errno));
-        return ret == TOOL_EXIT_OK ? TOOL_EXIT_IO : ret;
-    }
-    return ret;
+    return tool_flush_stdout(ret);
 }

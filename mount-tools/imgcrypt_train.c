@@ -520,10 +520,7 @@ static int train_eval(const char *model, const struct train_ring *ring, char **f
         put_figures(m);
         printf(" %6s %-11s median of %zu\n", "-", "-", ok);
     }
-    if (fflush(stdout) != 0 || ferror(stdout)) {
-        tool_error("standard output: %s", strerror(errno));
-        ret = TOOL_EXIT_IO;
-    }
+    ret = tool_flush_stdout(ret);
 out:
     for (int k = 0; k < EVAL_COLS; k++)
         free(col[k]);

@@ -223,6 +223,14 @@ void tool_put_plain(FILE *f, const char *s)
     }
 }
 
+int tool_flush_stdout(int ret)
+{
+    if (fflush(stdout) == 0 && !ferror(stdout))
+        return ret;
+    tool_error("standard output: %s", strerror(errno ? errno : EIO));
+    return ret == TOOL_EXIT_OK ? TOOL_EXIT_IO : ret;
+}
+
 int tool_parse_coder(const char *s)
 {
     if (strcmp(s, "fixed") == 0)

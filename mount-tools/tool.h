@@ -32,6 +32,9 @@ int tool_exit_code(int rc);
 
 /* Print "PROG: MESSAGE\n" on stderr. */
 void tool_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Flush standard output: ret as it is, or, when the flush or an earlier write failed (a full
+ * disk, a closed pipe), a message and TOOL_EXIT_IO in place of TOOL_EXIT_OK. */
+int tool_flush_stdout(int ret);
 /* The program name used in messages. */
 void tool_set_prog(const char *name);
 
