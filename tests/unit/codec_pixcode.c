@@ -16,6 +16,7 @@
 #include "codec/codec.h"
 #include "codec/pixel/pixcode.h"
 #include "codec/pixel/rans.h"
+#include "tests/unit/codec_images.h"
 #include "tests/unit/unit.h"
 
 static uint64_t rng_state;
@@ -448,45 +449,25 @@ START_TEST(damaged_streams)
 END_TEST
 
 /* Every image of the test data that splits: exact round trips, default and odd settings. */
+static void data_round_trip(const char *name, struct codec_image *img, void *arg)
+{
+    (void)arg;
+    size_t sl;
+    free(round_trip(img, NULL, &sl));
+    double bps =
+        8.0 * (double)sl / ((double)img->channels * img->frames * img->height * img->width);
+    printf("pixcode: %-40s %ux%ux%ux%u %2u-bit: %.3f bits/sample\n", name, img->channels,
+           img->frames, img->height, img->width, img->significant, bps);
+    if (!unit_quick()) {
+        struct codec_pixcode_opts o = {
+            .stripe_rows = 5, .threads = 2, .pack = CODEC_PIXCODE_PACK_NONE};
+        free(round_trip(img, &o, &sl));
+    }
+}
+
 START_TEST(test_data_round_trips)
 {
-    const char *dir = getenv("IMGC_TESTDATA");
-    ck_assert_msg(dir != NULL, "IMGC_TESTDATA not set");
-    DIR *d = opendir(dir);
-    ck_assert_ptr_nonnull(d);
-    struct dirent *e;
-    int images = 0;
-    while ((e = readdir(d)) != NULL) {
-        if (e->d_name[0] == '.' || e->d_type != DT_REG)
-            continue;
-        char path[4096];
-        snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
-        size_t len = 0, el = 0;
-        unsigned char *buf = unit_read_file(path, &len);
-        struct codec_image *img = NULL;
-        uint8_t *env = NULL;
-        if (codec_split(buf, len, &img, &env, &el, NULL, 0) != 0) {
-            free(buf);
-            continue;
-        }
-        size_t sl;
-        free(round_trip(img, NULL, &sl));
-        double bps =
-            8.0 * (double)sl / ((double)img->channels * img->frames * img->height * img->width);
-        printf("pixcode: %-40s %ux%ux%ux%u %2u-bit: %.3f bits/sample\n", e->d_name, img->channels,
-               img->frames, img->height, img->width, img->significant, bps);
-        if (!unit_quick()) {
-            struct codec_pixcode_opts o = {
-                .stripe_rows = 5, .threads = 2, .pack = CODEC_PIXCODE_PACK_NONE};
-            free(round_trip(img, &o, &sl));
-        }
-        codec_image_free(img);
-        free(env);
-        free(buf);
-        images++;
-    }
-    closedir(d);
-    ck_assert_int_ge(images, 8);
+    ck_assert_int_ge(unit_each_image("", data_round_trip, NULL), 8);
 }
 END_TEST
 

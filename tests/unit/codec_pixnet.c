@@ -18,6 +18,7 @@
 #include "codec/pixel/pixcode.h"
 #include "codec/pixel/pixnet.h"
 #include "nn/nn.h"
+#include "tests/unit/codec_images.h"
 #include "tests/unit/unit.h"
 
 static uint64_t rng_state;
@@ -341,69 +342,74 @@ END_TEST
  * neural mode does), no image the test data holds (PNG, PNM, DICOM) gets a stream more than
  * 0.5% larger than predictor 0 alone gives it, and every stream decodes exactly.
  */
+struct never_larger {
+    const struct codec_pixcode_predictor *p;
+    int neural;
+};
+
+static void never_larger_one(const char *name, struct codec_image *img, void *arg)
+{
+    struct never_larger *nl = arg;
+    size_t s0 = 0, s1 = 0;
+    uint8_t *z = NULL;
+    ck_assert_int_eq(codec_pixcode_encode(img, NULL, &z, &s0), 0);
+    free(z);
+    struct codec_pixcode_opts o = {.threads = 2, .pred = nl->p, .alt = &codec_pixcode_fixed};
+    ck_assert_int_eq(codec_pixcode_encode(img, &o, &z, &s1), 0);
+    struct codec_pixcode_info info;
+    ck_assert_int_eq(codec_pixcode_info(z, s1, &info), 0);
+    struct codec_image back = *img;
+    back.planes = malloc(img->planes_bytes);
+    ck_assert_int_eq(codec_pixcode_decode(z, s1, &back, nl->p, 2), 0);
+    ck_assert_mem_eq(back.planes, img->planes, img->planes_bytes);
+    free(back.planes);
+    printf("pixnet: %-40s p0 %zu, chosen p%u %zu bytes\n", name, s0, (unsigned)info.predictor, s1);
+    ck_assert_msg(s1 * 1000 <= s0 * 1005, "%s: %zu bytes against %zu with predictor 0", name, s1,
+                  s0);
+    nl->neural += info.predictor == CODEC_PIXNET_ID;
+    free(z);
+}
+
 START_TEST(never_larger)
 {
-    const char *dir = getenv("IMGC_TESTDATA");
-    ck_assert_msg(dir != NULL, "IMGC_TESTDATA not set");
     size_t ml = 0;
     const uint8_t *def = codec_pixnet_default_bytes(&ml);
     ck_assert_uint_gt(ml, 0);
     struct codec_pixnet *pn = load(def, ml);
-    const struct codec_pixcode_predictor *p = codec_pixnet_predictor(pn);
-    DIR *d = opendir(dir);
-    ck_assert_ptr_nonnull(d);
-    struct dirent *e;
-    int n = 0, neural = 0;
-    while ((e = readdir(d)) != NULL) {
-        if (e->d_name[0] == '.' || e->d_type != DT_REG)
-            continue;
-        char path[4096];
-        snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
-        size_t len = 0, el = 0;
-        unsigned char *buf = unit_read_file(path, &len);
-        struct codec_image *img = NULL;
-        uint8_t *env = NULL;
-        if (codec_split(buf, len, &img, &env, &el, NULL, 0) != 0) {
-            free(buf);
-            continue;
-        }
-        size_t s0 = 0, s1 = 0;
-        uint8_t *z = NULL;
-        ck_assert_int_eq(codec_pixcode_encode(img, NULL, &z, &s0), 0);
-        free(z);
-        struct codec_pixcode_opts o = {.threads = 2, .pred = p, .alt = &codec_pixcode_fixed};
-        ck_assert_int_eq(codec_pixcode_encode(img, &o, &z, &s1), 0);
-        struct codec_pixcode_info info;
-        ck_assert_int_eq(codec_pixcode_info(z, s1, &info), 0);
-        struct codec_image back = *img;
-        back.planes = malloc(img->planes_bytes);
-        ck_assert_int_eq(codec_pixcode_decode(z, s1, &back, p, 2), 0);
-        ck_assert_mem_eq(back.planes, img->planes, img->planes_bytes);
-        free(back.planes);
-        printf("pixnet: %-40s p0 %zu, chosen p%u %zu bytes\n", e->d_name, s0,
-               (unsigned)info.predictor, s1);
-        ck_assert_msg(s1 * 1000 <= s0 * 1005, "%s: %zu bytes against %zu with predictor 0",
-                      e->d_name, s1, s0);
-        neural += info.predictor == CODEC_PIXNET_ID;
-        n++;
-        free(z);
-        codec_image_free(img);
-        free(env);
-        free(buf);
-    }
-    closedir(d);
-    ck_assert_int_ge(n, 10);
-    ck_assert_int_ge(neural, 1); /* the network does code images */
+    struct never_larger nl = {codec_pixnet_predictor(pn), 0};
+    ck_assert_int_ge(unit_each_image("", never_larger_one, &nl), 10);
+    ck_assert_int_ge(nl.neural, 1); /* the network does code images */
     codec_pixnet_free(pn);
 }
 END_TEST
 
 /* The test images: exact round trips with the shipped model (or an untrained one), and the
  * median bits per sample of predictors 0 and 1. */
+struct sizes {
+    const struct codec_pixcode_predictor *p;
+    double b0[64], b1[64];
+    int n;
+};
+
+static void sizes_one(const char *name, struct codec_image *img, void *arg)
+{
+    struct sizes *z = arg;
+    if (z->n >= 64)
+        return;
+    size_t s0 = 0, s1 = 0;
+    uint8_t *st = NULL;
+    ck_assert_int_eq(codec_pixcode_encode(img, NULL, &st, &s0), 0);
+    free(st);
+    free(round_trip(img, z->p, 0, 2, &s1));
+    double ns = (double)img->channels * img->frames * img->height * img->width;
+    z->b0[z->n] = 8.0 * (double)s0 / ns;
+    z->b1[z->n] = 8.0 * (double)s1 / ns;
+    printf("pixnet: %-40s p0 %.3f p1 %.3f bits/sample\n", name, z->b0[z->n], z->b1[z->n]);
+    z->n++;
+}
+
 START_TEST(test_data)
 {
-    const char *dir = getenv("IMGC_TESTDATA");
-    ck_assert_msg(dir != NULL, "IMGC_TESTDATA not set");
     size_t ml = 0;
     const uint8_t *def = codec_pixnet_default_bytes(&ml);
     uint8_t *mb = NULL;
@@ -411,42 +417,12 @@ START_TEST(test_data)
     if (!shipped)
         def = mb = untrained(&ml, 13);
     struct codec_pixnet *pn = load(def, ml);
-    const struct codec_pixcode_predictor *p = codec_pixnet_predictor(pn);
-    DIR *d = opendir(dir);
-    ck_assert_ptr_nonnull(d);
-    struct dirent *e;
-    double b0[64], b1[64];
-    int n = 0;
-    while ((e = readdir(d)) != NULL && n < 64) {
-        size_t nl = strlen(e->d_name);
-        if (e->d_name[0] == '.' || e->d_type != DT_REG || nl < 4 ||
-            strcmp(e->d_name + nl - 4, ".png") != 0)
-            continue;
-        char path[4096];
-        snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
-        size_t len = 0, el = 0;
-        unsigned char *buf = unit_read_file(path, &len);
-        struct codec_image *img = NULL;
-        uint8_t *env = NULL;
-        if (codec_split(buf, len, &img, &env, &el, NULL, 0) != 0) {
-            free(buf);
-            continue;
-        }
-        size_t s0 = 0, s1 = 0;
-        uint8_t *z = NULL;
-        ck_assert_int_eq(codec_pixcode_encode(img, NULL, &z, &s0), 0);
-        free(z);
-        free(round_trip(img, p, 0, 2, &s1));
-        double ns = (double)img->channels * img->frames * img->height * img->width;
-        b0[n] = 8.0 * (double)s0 / ns;
-        b1[n] = 8.0 * (double)s1 / ns;
-        printf("pixnet: %-40s p0 %.3f p1 %.3f bits/sample\n", e->d_name, b0[n], b1[n]);
-        n++;
-        codec_image_free(img);
-        free(env);
-        free(buf);
-    }
-    closedir(d);
+    struct sizes *z = calloc(1, sizeof(*z));
+    ck_assert_ptr_nonnull(z);
+    z->p = codec_pixnet_predictor(pn);
+    unit_each_image(".png", sizes_one, z);
+    int n = z->n;
+    double *b0 = z->b0, *b1 = z->b1;
     ck_assert_int_ge(n, 4);
     /* medians (insertion sort: a handful of values) */
     for (int i = 1; i < n; i++)
@@ -468,6 +444,7 @@ START_TEST(test_data)
     /* a shipped model must not make files bigger (DESIGN.md: only a predictor that pays) */
     if (shipped)
         ck_assert_msg(m1 < m0, "predictor 1 median %.3f not below predictor 0's %.3f", m1, m0);
+    free(z);
     codec_pixnet_free(pn);
     free(mb);
 }
