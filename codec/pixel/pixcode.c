@@ -30,6 +30,7 @@
 #define TOK_SPLIT 16u   /* tokens below this are the value itself */
 #define SET_CTX 2u      /* contexts of the value-set gap stream */
 #define SAMPLE_EVERY 4u /* a choice of packing is made on one stripe in this many */
+#define EST_ROWS 64u    /* the stripe height of the estimates that choose a predictor */
 
 /* ---- small helpers -------------------------------------------------------------------- */
 
@@ -979,9 +980,20 @@ int codec_pixcode_encode(const struct codec_image *img, const struct codec_pixco
         packs = calloc(2 * np, sizeof(*packs));
         if (!ea.wk || !packs)
             goto out;
+        /* estimated on stripes of at most EST_ROWS rows, whatever the stream's height: a
+         * quarter of them is then a sample even of a short image */
+        struct geo ge = g, gae;
+        if (ge.rows > EST_ROWS) {
+            ge.rows = EST_ROWS;
+            ge.nstripes = (g.h + EST_ROWS - 1) / EST_ROWS;
+        }
+        gae = ge;
+        gae.nctx = o.alt->contexts;
+        struct enc ee = {.g = &ge, .pred = pred, .wk = e.wk};
+        struct enc eea = {.g = &gae, .pred = o.alt, .wk = ea.wk};
         double bits[2];
-        if ((rc = estimate(&e, img, &o, threads, &bits[0], packs)) != 0 ||
-            (rc = estimate(&ea, img, &o, threads, &bits[1], packs + np)) != 0)
+        if ((rc = estimate(&ee, img, &o, threads, &bits[0], packs)) != 0 ||
+            (rc = estimate(&eea, img, &o, threads, &bits[1], packs + np)) != 0)
             goto out;
         if (bits[1] < bits[0]) {
             struct enc t = e;

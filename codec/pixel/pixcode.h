@@ -99,7 +99,7 @@
 #define CODEC_PIXCODE_HEADER 32
 #define CODEC_PIXCODE_MAX_CTX 32u            /* scale contexts a predictor may give */
 #define CODEC_PIXCODE_MAX_STRIPE_ROWS 65536u /* = CODEC_MAX_DIM */
-#define CODEC_PIXCODE_DEFAULT_STRIPE_ROWS 64u
+#define CODEC_PIXCODE_DEFAULT_STRIPE_ROWS 128u
 #define CODEC_PIXCODE_MAX_THREADS 64u
 
 /*
@@ -151,10 +151,11 @@ struct codec_pixcode_opts {
     enum codec_pixcode_pack pack;               /* per plane */
     const struct codec_pixcode_predictor *pred; /* NULL: codec_pixcode_fixed */
     /* A second predictor (another id), or NULL. When given, each predictor first codes a
-     * sample of the stripes (the middle one of each four, of every plane; of fewer than four,
-     * the middle one), and the one whose estimated bits are smaller (pred on a tie) codes
-     * the image, with the packing the sample chose per plane: about a quarter more work for
-     * the predictor's own, not a second coding of the whole image. */
+     * sample of the image cut into stripes of at most 64 rows (the middle one of each four,
+     * of every plane; of fewer than four, the middle one), and the one whose estimated bits
+     * are smaller (pred on a tie) codes the image, with the packing the sample chose per
+     * plane: about a quarter more work for the predictor's own, not a second coding of the
+     * whole image. */
     const struct codec_pixcode_predictor *alt;
 };
 

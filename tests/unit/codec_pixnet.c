@@ -270,7 +270,7 @@ START_TEST(isa_identical)
             struct codec_image *img = make(cases[i].c, cases[i].h, cases[i].w, cases[i].bits,
                                            cases[i].sig, cases[i].noise, cases[i].seed);
             size_t sl;
-            uint8_t *s = round_trip(img, p, 0, 1, &sl);
+            uint8_t *s = round_trip(img, p, 64, 1, &sl); /* that release's stripe height */
             ck_assert_msg(sl == cases[i].len && fnv64(s, sl) == cases[i].fp,
                           "isa %d, case %zu: %zu bytes, fingerprint %016llx", isa, i, sl,
                           (unsigned long long)fnv64(s, sl));
