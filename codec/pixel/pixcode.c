@@ -756,6 +756,19 @@ static int trial_run(struct enc *e, struct trial *t, const void *plane, const ui
     return 0;
 }
 
+/* The geometry of the estimates that choose a packing or a predictor: stripes of at most
+ * EST_ROWS rows, whatever the stream's height, so that a quarter of them is a sample even of a
+ * short image. */
+static struct geo est_geo(const struct geo *g)
+{
+    struct geo ge = *g;
+    if (ge.rows > EST_ROWS) {
+        ge.rows = EST_ROWS;
+        ge.nstripes = (g->h + EST_ROWS - 1) / EST_ROWS;
+    }
+    return ge;
+}
+
 /*
  * Code one plane into out. With est: only estimate its bits on a sample of its stripes (the
  * middle one of each four; of fewer, the middle one) into *est and the packing that would be
@@ -810,12 +823,21 @@ static int enc_plane(struct enc *e, const void *plane, const struct codec_pixcod
     bool try_range = o->pack != CODEC_PIXCODE_PACK_SET || !gaps;
     bool try_set =
         gaps && (o->pack == CODEC_PIXCODE_PACK_SET || o->pack == CODEC_PIXCODE_PACK_AUTO);
-    /* Both packings, four stripes or more: chosen on a quarter of the stripes (the middle one
-     * of each four), then the better one codes the whole plane (1.5 passes of the predictor
-     * instead of 2). */
-    uint32_t every = try_range && try_set && g->nstripes >= SAMPLE_EVERY ? SAMPLE_EVERY : 1;
-    if (est)
-        every = g->nstripes >= SAMPLE_EVERY ? SAMPLE_EVERY : g->nstripes;
+    /* Both packings: the choice is an estimate on a sample where there are four estimate
+     * stripes or more (1.25 passes of the predictor and a packing's, instead of 2); a shorter
+     * plane is coded both ways in full */
+    struct geo ge = est_geo(g);
+    if (!est && try_range && try_set && ge.nstripes >= SAMPLE_EVERY) {
+        struct enc ee = *e;
+        ee.g = &ge;
+        double b;
+        enum codec_pixcode_pack pk;
+        if ((rc = enc_plane(&ee, plane, o, threads, NULL, &b, &pk)) != 0)
+            goto out;
+        try_range = pk != CODEC_PIXCODE_PACK_SET;
+        try_set = !try_range;
+    }
+    uint32_t every = !est ? 1 : g->nstripes >= SAMPLE_EVERY ? SAMPLE_EVERY : g->nstripes;
     if (try_range) {
         for (uint32_t v = 0; v < nvals; v++)
             lut[0][v] = (uint16_t)(v >= tr[0].lo ? v - tr[0].lo : 0);
@@ -854,11 +876,6 @@ static int enc_plane(struct enc *e, const void *plane, const struct codec_pixcod
                                   : CODEC_PIXCODE_PACK_NONE;
         rc = 0;
         goto out;
-    }
-    if (every > 1) {
-        trial_free_run(best, g->nstripes);
-        if ((rc = trial_run(e, best, plane, lut[best - tr], threads, 1)) != 0)
-            goto out;
     }
     e->t = best;
     if ((rc = pool_for(g->nstripes, threads, enc_rans, e)) != 0)
@@ -982,12 +999,7 @@ int codec_pixcode_encode(const struct codec_image *img, const struct codec_pixco
             goto out;
         /* estimated on stripes of at most EST_ROWS rows, whatever the stream's height: a
          * quarter of them is then a sample even of a short image */
-        struct geo ge = g, gae;
-        if (ge.rows > EST_ROWS) {
-            ge.rows = EST_ROWS;
-            ge.nstripes = (g.h + EST_ROWS - 1) / EST_ROWS;
-        }
-        gae = ge;
+        struct geo ge = est_geo(&g), gae = ge;
         gae.nctx = o.alt->contexts;
         struct enc ee = {.g = &ge, .pred = pred, .wk = e.wk};
         struct enc eea = {.g = &gae, .pred = o.alt, .wk = ea.wk};

@@ -298,7 +298,8 @@ START_TEST(sizes_make_sense)
 }
 END_TEST
 
-/* With four stripes or more, the packing is chosen on a quarter of them: the choice follows
+/* An image of four stripes of at most 64 rows or more has its packing chosen on a quarter of
+ * them: the choice follows
  * the image (the value set on sparse levels, within 1% of the better of the two forced
  * packings on an image with a single gap), and every stream round-trips. */
 START_TEST(packing_chosen_on_a_sample)
