@@ -16,7 +16,7 @@
  * the PNGs of tests/data: axial slices 9-10% smaller, the coronal 512 slice 2% and the
  * sagittal 256 one 4% larger. A smaller model (two hidden layers of 16) was within 2% of
  * predictor 0 and is not shipped. With the features and outputs vectorised (pixnet.c) it codes
- * in about twice predictor 0's time (README.md has the figures).
+ * in two to three times predictor 0's time (README.md has the figures).
  * The pipeline's default mode (pipeline.h, "neural") codes with it unless predictor 0, tried
  * on the same sample of stripes, estimates smaller (pixcode.h, alt): so no image is stored
  * much larger than predictor 0 would store it.
