@@ -93,13 +93,14 @@ STEP="round trips"
 echo "   $n_ct containers, $n_bf block files"
 
 step "coder modes"
-# The keyring holds the shipped coder model (init puts it in): --coder neural codes with it,
-# smallest keeps the smaller of both, fixed predictor 0; neural is the default; all give back
-# the bytes.
+# The keyring holds the shipped coder model (init puts it in): --coder neural codes with it
+# unless a sample says predictor 0 codes smaller (never more than 0.5% above fixed),
+# neural-only always codes with it, smallest keeps the smaller of both, fixed predictor 0;
+# neural is the default; all give back the bytes.
 # On the axial test slice the neural predictor is measurably smaller (codec/pixel/pixnet.h).
 for f in "$DATA"/mri-t1-axial-8bit.png "$DATA"/mri-t1-coronal-512.png "$DATA"/MR_small.dcm; do
     b=$(basename "$f")
-    for mode in fixed neural smallest; do
+    for mode in fixed neural smallest neural-only; do
         STEP="coder $mode $b"
         expect 0 "$IMGCRYPT" encrypt --keyfile key --coder $mode store "$f" "$b.$mode.enc"
         expect 0 "$IMGCRYPT" decrypt --keyfile key store "$b.$mode.enc" "$b.$mode.dec"
@@ -109,8 +110,13 @@ for f in "$DATA"/mri-t1-axial-8bit.png "$DATA"/mri-t1-coronal-512.png "$DATA"/MR
     sf=$(stat -c %s "$b.fixed.enc")
     sn=$(stat -c %s "$b.neural.enc")
     ss=$(stat -c %s "$b.smallest.enc")
-    [[ $ss -le $sf && $ss -le $sn ]] || fail "$b: smallest $ss, fixed $sf, neural $sn"
-    echo "   $b: fixed $sf, neural $sn, smallest $ss bytes"
+    so=$(stat -c %s "$b.neural-only.enc")
+    [[ $ss -le $sf && $ss -le $sn && $ss -le $so ]] ||
+        fail "$b: smallest $ss, fixed $sf, neural $sn, neural-only $so"
+    ((sn * 1000 <= sf * 1005)) || fail "$b: neural $sn bytes, fixed $sf"
+    "$IMGCRYPT" inspect --keyring store/imgcryptfs.keyring --keyfile key "$b.neural-only.enc" |
+        grep -q "pixels by coder model" || fail "$b: --coder neural-only did not code with the model"
+    echo "   $b: fixed $sf, neural $sn, smallest $ss, neural-only $so bytes"
 done
 STEP="coder sizes"
 a8=mri-t1-axial-8bit.png
