@@ -502,8 +502,7 @@ struct enc {
     struct codec_buf *ans; /* per stripe */
 };
 
-/* Free what a trial run made (not its value set). */
-static void trial_free_run(struct trial *t, uint32_t nstripes)
+static void trial_free(struct trial *t, uint32_t nstripes)
 {
     free(t->pk);
     free(t->tok);
@@ -513,15 +512,6 @@ static void trial_free_run(struct trial *t, uint32_t nstripes)
         for (uint32_t j = 0; j < nstripes; j++)
             free(t->raw[j].b.p);
     free(t->raw);
-    t->pk = NULL;
-    t->tok = t->cx = NULL;
-    t->hist = NULL;
-    t->raw = NULL;
-}
-
-static void trial_free(struct trial *t, uint32_t nstripes)
-{
-    trial_free_run(t, nstripes);
     free(t->set.p);
     memset(t, 0, sizeof(*t));
 }
@@ -921,17 +911,20 @@ out:
 
 /* The estimated bits of img's planes with e's predictor (enc_plane's estimate) and the
  * packing each plane would take, into packs[plane]. */
-static int estimate(struct enc *e, const struct codec_image *img,
+static int estimate(const struct enc *e, const struct codec_image *img,
                     const struct codec_pixcode_opts *o, unsigned threads, double *bits,
                     enum codec_pixcode_pack *packs)
 {
-    const struct geo *g = e->g;
+    /* on est_geo's stripes, whatever the stream's height */
+    const struct geo ge = est_geo(e->g), *g = &ge;
+    struct enc ee = *e;
+    ee.g = &ge;
     size_t bps = g->bits / 8;
     *bits = 0;
     for (size_t p = 0; p < (size_t)g->c * g->f; p++) {
         const uint8_t *plane = (const uint8_t *)img->planes + p * g->plane_samples * bps;
         double b = 0;
-        int rc = enc_plane(e, plane, o, threads, NULL, &b, &packs[p]);
+        int rc = enc_plane(&ee, plane, o, threads, NULL, &b, &packs[p]);
         if (rc != 0)
             return rc;
         *bits += b;
@@ -997,15 +990,9 @@ int codec_pixcode_encode(const struct codec_image *img, const struct codec_pixco
         packs = calloc(2 * np, sizeof(*packs));
         if (!ea.wk || !packs)
             goto out;
-        /* estimated on stripes of at most EST_ROWS rows, whatever the stream's height: a
-         * quarter of them is then a sample even of a short image */
-        struct geo ge = est_geo(&g), gae = ge;
-        gae.nctx = o.alt->contexts;
-        struct enc ee = {.g = &ge, .pred = pred, .wk = e.wk};
-        struct enc eea = {.g = &gae, .pred = o.alt, .wk = ea.wk};
         double bits[2];
-        if ((rc = estimate(&ee, img, &o, threads, &bits[0], packs)) != 0 ||
-            (rc = estimate(&eea, img, &o, threads, &bits[1], packs + np)) != 0)
+        if ((rc = estimate(&e, img, &o, threads, &bits[0], packs)) != 0 ||
+            (rc = estimate(&ea, img, &o, threads, &bits[1], packs + np)) != 0)
             goto out;
         if (bits[1] < bits[0]) {
             struct enc t = e;
