@@ -932,6 +932,30 @@ static int estimate(const struct enc *e, const struct codec_image *img,
     return 0;
 }
 
+/* Code img with o->pred and with o->alt, each alone, and keep the smaller stream (pred's on a
+ * tie). */
+static int encode_both(const struct codec_image *img, const struct codec_pixcode_opts *o,
+                       uint8_t **out, size_t *out_len)
+{
+    struct codec_pixcode_opts one = *o;
+    uint8_t *s[2] = {NULL, NULL};
+    size_t len[2];
+    one.alt = NULL;
+    int rc = codec_pixcode_encode(img, &one, &s[0], &len[0]);
+    one.pred = o->alt;
+    if (rc == 0)
+        rc = codec_pixcode_encode(img, &one, &s[1], &len[1]);
+    if (rc == 0) {
+        unsigned k = len[1] < len[0];
+        *out = s[k];
+        *out_len = len[k];
+        s[k] = NULL;
+    }
+    free(s[0]);
+    free(s[1]);
+    return rc;
+}
+
 int codec_pixcode_encode(const struct codec_image *img, const struct codec_pixcode_opts *opts,
                          uint8_t **out, size_t *out_len)
 {
@@ -966,6 +990,8 @@ int codec_pixcode_encode(const struct codec_image *img, const struct codec_pixco
         return -EINVAL;
     if (g.rows > g.h)
         g.rows = g.h, g.nstripes = 1;
+    if (o.alt && est_geo(&g).nstripes < SAMPLE_EVERY) /* too short for a sample */
+        return encode_both(img, &o, out, out_len);
     unsigned threads = o.threads ? o.threads : 1;
     if (threads > CODEC_PIXCODE_MAX_THREADS)
         threads = CODEC_PIXCODE_MAX_THREADS;

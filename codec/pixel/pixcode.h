@@ -155,7 +155,8 @@ struct codec_pixcode_opts {
      * of every plane; of fewer than four, the middle one), and the one whose estimated bits
      * are smaller (pred on a tie) codes the image, with the packing the sample chose per
      * plane: about a quarter more work for the predictor's own, not a second coding of the
-     * whole image. */
+     * whole image. An image too short for a sample (fewer than four such stripes) is coded
+     * by each, and the smaller stream kept. */
     const struct codec_pixcode_predictor *alt;
 };
 
