@@ -445,6 +445,7 @@ struct geo {
     uint32_t c, f, h, w, bits, sig, rows, nstripes, nctx;
     size_t plane_samples;
     size_t planes_bytes;
+    enum codec_rans_form form; /* of the tables: the stream's version */
 };
 
 static int geo_check(struct geo *g)
@@ -577,7 +578,8 @@ static int enc_rans(void *arg, uint32_t j, unsigned worker)
 }
 
 /* Code the gaps of the value set vals[0..k) (mode 2) into t->set. */
-static int set_encode(const uint16_t *vals, uint32_t k, struct codec_buf *out)
+static int set_encode(const uint16_t *vals, uint32_t k, enum codec_rans_form form,
+                      struct codec_buf *out)
 {
     int rc = -ENOMEM;
     uint32_t n = k - 1;
@@ -599,9 +601,9 @@ static int set_encode(const uint16_t *vals, uint32_t k, struct codec_buf *out)
     }
     rb_flush(&rb);
     for (unsigned c = 0; c < SET_CTX; c++)
-        if ((rc = codec_rans_normalize(hist[c], NTOK, &tabs[c])) != 0)
+        if ((rc = codec_rans_normalize(hist[c], NTOK, form, &tabs[c])) != 0)
             goto out;
-    ssize_t tl = codec_rans_tables_write(tabs, SET_CTX, tb, sizeof(tb));
+    ssize_t tl = codec_rans_tables_write(tabs, SET_CTX, form, tb, sizeof(tb));
     if (tl < 0) {
         rc = (int)tl;
         goto out;
@@ -628,11 +630,11 @@ out:
 }
 
 /* Bits of the table made from h[0..NTOK) plus the data it codes; the table in *t. */
-static double cluster_cost(const uint32_t *h, struct codec_rans_table *t)
+static double cluster_cost(const uint32_t *h, enum codec_rans_form form, struct codec_rans_table *t)
 {
-    if (codec_rans_normalize(h, NTOK, t) != 0)
+    if (codec_rans_normalize(h, NTOK, form, t) != 0)
         return HUGE_VAL;
-    return codec_rans_cost(h, NTOK, t) + (double)codec_rans_table_bits(t);
+    return codec_rans_cost(h, NTOK, t) + (double)codec_rans_table_bits(t, form);
 }
 
 /*
@@ -641,7 +643,8 @@ static double cluster_cost(const uint32_t *h, struct codec_rans_table *t)
  * t->ntab from the summed counts hist[nctx][NTOK]; returns the estimated bits of tables and
  * tokens.
  */
-static double cluster(uint32_t nctx, const uint32_t *hist, struct trial *t)
+static double cluster(uint32_t nctx, enum codec_rans_form form, const uint32_t *hist,
+                      struct trial *t)
 {
     uint32_t start[CODEC_PIXCODE_MAX_CTX + 1], n = nctx;
     uint32_t h[CODEC_PIXCODE_MAX_CTX][NTOK], m[NTOK];
@@ -650,13 +653,13 @@ static double cluster(uint32_t nctx, const uint32_t *hist, struct trial *t)
     for (uint32_t c = 0; c < nctx; c++) {
         start[c] = c;
         memcpy(h[c], hist + (size_t)c * NTOK, sizeof(h[c]));
-        cost[c] = cluster_cost(h[c], &tab[c]);
+        cost[c] = cluster_cost(h[c], form, &tab[c]);
     }
     start[nctx] = nctx;
     for (uint32_t c = 0; c + 1 < n; c++) {
         for (unsigned k = 0; k < NTOK; k++)
             m[k] = h[c][k] + h[c + 1][k];
-        pair[c] = cluster_cost(m, &tmp);
+        pair[c] = cluster_cost(m, form, &tmp);
     }
     while (n > 1) {
         uint32_t best = 0;
@@ -670,7 +673,7 @@ static double cluster(uint32_t nctx, const uint32_t *hist, struct trial *t)
             break;
         for (unsigned k = 0; k < NTOK; k++)
             h[best][k] += h[best + 1][k];
-        cost[best] = cluster_cost(h[best], &tab[best]);
+        cost[best] = cluster_cost(h[best], form, &tab[best]);
         for (uint32_t c = best + 1; c + 1 < n; c++) {
             memcpy(h[c], h[c + 1], sizeof(h[c]));
             cost[c] = cost[c + 1];
@@ -683,7 +686,7 @@ static double cluster(uint32_t nctx, const uint32_t *hist, struct trial *t)
         for (uint32_t c = best ? best - 1 : 0; c <= best && c + 1 < n; c++) {
             for (unsigned k = 0; k < NTOK; k++)
                 m[k] = h[c][k] + h[c + 1][k];
-            pair[c] = cluster_cost(m, &tmp);
+            pair[c] = cluster_cost(m, form, &tmp);
         }
     }
     double bits = 0;
@@ -739,7 +742,7 @@ static int trial_run(struct enc *e, struct trial *t, const void *plane, const ui
             sum[i] += h[i];
         pix += (size_t)(g->h - j * g->rows < g->rows ? g->h - j * g->rows : g->rows) * g->w;
     }
-    double bits = cluster(g->nctx, sum, t);
+    double bits = cluster(g->nctx, g->form, sum, t);
     for (uint32_t j = e->first; j < g->nstripes; j += every)
         bits += 8.0 * (double)(t->raw[j].b.len + 8);
     t->cost = bits * ((double)ns / (double)pix) + 8.0 * (double)t->set.len;
@@ -852,7 +855,7 @@ static int enc_plane(struct enc *e, const void *plane, const struct codec_pixcod
                 lut[1][v] = (uint16_t)i;
                 vals[i++] = (uint16_t)v;
             }
-        if ((rc = set_encode(vals, k, &t->set)) != 0)
+        if ((rc = set_encode(vals, k, g->form, &t->set)) != 0)
             goto out;
         if ((rc = trial_run(e, t, plane, lut[1], threads, every)) != 0)
             goto out;
@@ -880,7 +883,7 @@ static int enc_plane(struct enc *e, const void *plane, const struct codec_pixcod
     for (uint32_t c = 0; c + 1 < g->nctx; c += 8)
         codec_buf_u8(out, (uint8_t)(best->bounds >> c));
     uint8_t tb[CODEC_PIXCODE_MAX_CTX * CODEC_RANS_TABLE_MAX_BYTES];
-    ssize_t tl = codec_rans_tables_write(best->tabs, best->ntab, tb, sizeof(tb));
+    ssize_t tl = codec_rans_tables_write(best->tabs, best->ntab, g->form, tb, sizeof(tb));
     if (tl < 0) {
         rc = (int)tl;
         goto out;
@@ -972,17 +975,15 @@ int codec_pixcode_encode(const struct codec_image *img, const struct codec_pixco
     if (o.alt && (!pred_ok(o.alt) || (o.alt->id == 0 && o.alt != &codec_pixcode_fixed) ||
                   o.alt->id == pred->id))
         return -EINVAL;
-    struct geo g = {img->channels,
-                    img->frames,
-                    img->height,
-                    img->width,
-                    img->bits,
-                    img->significant,
-                    o.stripe_rows ? o.stripe_rows : CODEC_PIXCODE_DEFAULT_STRIPE_ROWS,
-                    0,
-                    pred->contexts,
-                    0,
-                    0};
+    struct geo g = {.c = img->channels,
+                    .f = img->frames,
+                    .h = img->height,
+                    .w = img->width,
+                    .bits = img->bits,
+                    .sig = img->significant,
+                    .rows = o.stripe_rows ? o.stripe_rows : CODEC_PIXCODE_DEFAULT_STRIPE_ROWS,
+                    .nctx = pred->contexts,
+                    .form = CODEC_RANS_FORM_DELTA};
     int rc = geo_check(&g);
     if (rc)
         return rc;
@@ -1033,7 +1034,7 @@ int codec_pixcode_encode(const struct codec_image *img, const struct codec_pixco
         goto out;
     uint8_t h[CODEC_PIXCODE_HEADER] = {0};
     memcpy(h, CODEC_PIXCODE_MAGIC, 4); // NOLINT(bugprone-not-null-terminated-result): bytes
-    h[4] = CODEC_PIXCODE_VERSION;
+    h[4] = CODEC_PIXCODE_VERSION;      /* tables of form CODEC_RANS_FORM_DELTA */
     h[5] = e.pred->id;
     h[6] = (uint8_t)g.bits;
     h[7] = (uint8_t)g.sig;
@@ -1098,20 +1099,18 @@ static void dplane_free(struct dplane *d)
 static int parse_header(const uint8_t *buf, size_t len, struct geo *g, uint8_t *pid)
 {
     if (!buf || len < CODEC_PIXCODE_HEADER || memcmp(buf, CODEC_PIXCODE_MAGIC, 4) != 0 ||
-        buf[4] != CODEC_PIXCODE_VERSION || buf[29] || buf[30] || buf[31])
+        buf[4] < 1 || buf[4] > CODEC_PIXCODE_VERSION || buf[29] || buf[30] || buf[31])
         return -EINVAL;
     *pid = buf[5];
-    *g = (struct geo){codec_get_le32(buf + 8),
-                      codec_get_le32(buf + 12),
-                      codec_get_le32(buf + 16),
-                      codec_get_le32(buf + 20),
-                      buf[6],
-                      buf[7],
-                      codec_get_le32(buf + 24),
-                      0,
-                      buf[28],
-                      0,
-                      0};
+    *g = (struct geo){.c = codec_get_le32(buf + 8),
+                      .f = codec_get_le32(buf + 12),
+                      .h = codec_get_le32(buf + 16),
+                      .w = codec_get_le32(buf + 20),
+                      .bits = buf[6],
+                      .sig = buf[7],
+                      .rows = codec_get_le32(buf + 24),
+                      .nctx = buf[28],
+                      .form = buf[4] == 1 ? CODEC_RANS_FORM_PLAIN : CODEC_RANS_FORM_DELTA};
     int rc = geo_check(g);
     if (rc)
         return -EINVAL;
@@ -1131,7 +1130,8 @@ static const struct codec_pixcode_predictor *pick_pred(const struct codec_pixcod
 }
 
 /* Decode the value set of a mode-2 plane. */
-static int set_decode(const uint8_t *in, size_t len, size_t *off, struct dplane *d)
+static int set_decode(const uint8_t *in, size_t len, size_t *off, enum codec_rans_form form,
+                      struct dplane *d)
 {
     uint32_t k, al, rl;
     struct codec_rans_table tabs[SET_CTX];
@@ -1139,7 +1139,7 @@ static int set_decode(const uint8_t *in, size_t len, size_t *off, struct dplane 
     int rc = -EINVAL;
     if (rd_varint(in, len, off, &k) || k < 2 || k > d->span)
         return -EINVAL;
-    ssize_t tl = codec_rans_tables_read(in + *off, len - *off, tabs, SET_CTX);
+    ssize_t tl = codec_rans_tables_read(in + *off, len - *off, form, tabs, SET_CTX);
     if (tl < 0)
         return -EINVAL;
     *off += (size_t)tl;
@@ -1212,7 +1212,7 @@ static int parse_plane(const uint8_t *in, size_t len, size_t *off, const struct 
             return -EINVAL;
         d->maxv = d->span;
     }
-    if (d->mode == 2 && (d->span < 2 || (rc = set_decode(in, len, off, d)) != 0))
+    if (d->mode == 2 && (d->span < 2 || (rc = set_decode(in, len, off, g->form, d)) != 0))
         goto fail;
     rc = -EINVAL;
     uint32_t bounds = 0, ntab = 1, cl[CODEC_PIXCODE_MAX_CTX];
@@ -1229,7 +1229,7 @@ static int parse_plane(const uint8_t *in, size_t len, size_t *off, const struct 
         cl[c] = ntab - 1;
     }
     struct codec_rans_table tabs[CODEC_PIXCODE_MAX_CTX];
-    ssize_t tl = codec_rans_tables_read(in + *off, len - *off, tabs, ntab);
+    ssize_t tl = codec_rans_tables_read(in + *off, len - *off, g->form, tabs, ntab);
     if (tl < 0)
         goto fail;
     *off += (size_t)tl;

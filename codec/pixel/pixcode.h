@@ -23,13 +23,14 @@
  * Threads: every function may be called from any number of threads at once on distinct
  * arguments; `threads` > 1 runs that many workers (pthreads) over the stripes of each plane.
  *
- * Stream format, version 1. Varints are unsigned LEB128, at most 5 bytes, minimal (a last
+ * Stream format, version 2 (version 1 differs only in its tables, below, and still decodes;
+ * the encoder writes version 2). Varints are unsigned LEB128, at most 5 bytes, minimal (a last
  * byte of 0 is refused, except for the value 0 itself).
  *
  *   offset  size    field
  *   0       4       magic "IMPX"
- *   4       1       version = 1
- *   5       1       predictor id: 0 the built-in fixed predictor (the only one version 1
+ *   4       1       version: 2, or 1
+ *   5       1       predictor id: 0 the built-in fixed predictor (the only one a stream
  *                   decodes without being handed a predictor); 1 the neural predictor of
  *                   codec/pixel/pixnet.h (its coding order and features are specified there; the
  *                   model is named outside the stream, by the container's coder id)
@@ -53,13 +54,14 @@
  *           g_i = v_i - v_(i-1) - 1 between the used values v_0 = lo < ... < v_(K-1) = lo+span
  *           (K - 1 of them, summing to span + 1 - K) as a token stream (below) with
  *           2 contexts, gap i having context 1 when g_(i-1) > 0 (g_0 has context 0):
- *             tables (2 tables, rans.h format, self-delimiting), varint A, varint B,
+ *             tables (2 tables, rans.h format, self-delimiting; form 2, the classes coded
+ *             against each other, in version 2; form 1 in version 1), varint A, varint B,
  *             A rANS bytes, B raw bytes
  *           packed value = the index of the sample in v
  *   ceil((X-1)/8)  context map: bit c (least significant first) set when scale context c+1
  *           starts a new table (adjacent contexts share one where a table would cost more
  *           than it saves); T = 1 + the bits set; padding bits zero
- *   -       T tables (rans.h format, self-delimiting) over tokens 0..63: table i serves the
+ *   -       T tables (rans.h format and form as above) over tokens 0..63: table i serves the
  *           contexts between the i-th and (i+1)-th boundary
  *   N times varint A_j, varint B_j: stripe j's rANS bytes and raw-bit bytes
  *   N times A_j rANS bytes then B_j raw bytes of stripe j
@@ -84,7 +86,7 @@
  * NE is N; in column 1 WW is W) is specified by its code in pixcode.c (codec_pixcode_fixed):
  * a median edge detector, a bias correction in one of 729 gradient contexts adapted as in
  * JPEG-LS, and a scale context from the quantised sum of local gradients and the neighbours'
- * residual magnitudes. Changing it changes the stream: it is part of format version 1.
+ * residual magnitudes. Changing it changes the stream: it is part of format versions 1 and 2.
  */
 #ifndef IMGCRYPTFS_CODEC_PIXCODE_H
 #define IMGCRYPTFS_CODEC_PIXCODE_H
@@ -95,7 +97,7 @@
 #include "codec/codec.h"
 
 #define CODEC_PIXCODE_MAGIC "IMPX"
-#define CODEC_PIXCODE_VERSION 1
+#define CODEC_PIXCODE_VERSION 2
 #define CODEC_PIXCODE_HEADER 32
 #define CODEC_PIXCODE_MAX_CTX 32u            /* scale contexts a predictor may give */
 #define CODEC_PIXCODE_MAX_STRIPE_ROWS 65536u /* = CODEC_MAX_DIM */

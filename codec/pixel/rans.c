@@ -80,16 +80,33 @@ static unsigned bit_length(uint32_t v)
     return v ? 32u - (unsigned)__builtin_clz(v) : 0u;
 }
 
-size_t codec_rans_table_bits(const struct codec_rans_table *t)
+/* The bits of class k after class kp (kp < 0: the first of its table). */
+static unsigned class_bits(enum codec_rans_form form, unsigned k, int kp)
+{
+    if (form == CODEC_RANS_FORM_PLAIN || kp < 0)
+        return 4;
+    int d = (int)k - kp;
+    return d == 0 ? 1 : d == 1 || d == -1 ? 3 : 6;
+}
+
+/* The mantissa bits that follow class k in a table of precision prec. */
+static unsigned keep_bits(unsigned k, uint32_t prec)
+{
+    return k > 1 ? (k - 1 < prec ? k - 1 : prec) : 0;
+}
+
+size_t codec_rans_table_bits(const struct codec_rans_table *t, enum codec_rans_form form)
 {
     if (t->nsym < 2)
         return 8;
     size_t bits = 8 + 7 + 4;
+    int kp = -1;
     for (uint32_t s = 0; s < t->nsym; s++) {
         if (s == t->big)
             continue;
         unsigned k = bit_length(t->freq[s]);
-        bits += 4 + (k ? (k - 1 < t->prec ? k - 1 : t->prec) : 0);
+        bits += class_bits(form, k, kp) + keep_bits(k, t->prec);
+        kp = (int)k;
     }
     return bits;
 }
@@ -130,7 +147,8 @@ static int quantize(const struct codec_rans_table *exact, uint32_t prec, struct 
     return 0;
 }
 
-int codec_rans_normalize(const uint32_t *counts, size_t n, struct codec_rans_table *t)
+int codec_rans_normalize(const uint32_t *counts, size_t n, enum codec_rans_form form,
+                         struct codec_rans_table *t)
 {
     if (n > CODEC_RANS_MAX_SYMS)
         return -EINVAL;
@@ -148,7 +166,7 @@ int codec_rans_normalize(const uint32_t *counts, size_t n, struct codec_rans_tab
     for (uint32_t prec = 0; prec <= 11; prec++) {
         if (quantize(&exact, prec, &q) != 0)
             continue;
-        double bits = codec_rans_cost(counts, n, &q) + (double)codec_rans_table_bits(&q);
+        double bits = codec_rans_cost(counts, n, &q) + (double)codec_rans_table_bits(&q, form);
         if (bits < best) {
             best = bits;
             *t = q;
@@ -196,9 +214,29 @@ static void bw_put(struct bitw *w, uint32_t v, unsigned bits)
     }
 }
 
-ssize_t codec_rans_tables_write(const struct codec_rans_table *t, size_t ntab, uint8_t *out,
-                                size_t cap)
+/* Class k after class kp (class_bits). */
+static void class_put(struct bitw *w, enum codec_rans_form form, unsigned k, int kp)
 {
+    int d = kp < 0 ? 0 : (int)k - kp;
+    if (form == CODEC_RANS_FORM_PLAIN || kp < 0) {
+        bw_put(w, k, 4);
+    } else if (d == 0) {
+        bw_put(w, 0, 1);
+    } else if (d == 1 || d == -1) {
+        bw_put(w, 1, 1);
+        bw_put(w, 0, 1);
+        bw_put(w, d < 0, 1);
+    } else {
+        bw_put(w, 3, 2);
+        bw_put(w, k, 4);
+    }
+}
+
+ssize_t codec_rans_tables_write(const struct codec_rans_table *t, size_t ntab,
+                                enum codec_rans_form form, uint8_t *out, size_t cap)
+{
+    if (form != CODEC_RANS_FORM_PLAIN && form != CODEC_RANS_FORM_DELTA)
+        return -EINVAL;
     struct bitw w = {.out = out, .cap = cap};
     for (size_t i = 0; i < ntab; i++) {
         const struct codec_rans_table *x = &t[i];
@@ -207,15 +245,15 @@ ssize_t codec_rans_tables_write(const struct codec_rans_table *t, size_t ntab, u
             continue;
         bw_put(&w, x->big, 7);
         bw_put(&w, x->prec, 4);
+        int kp = -1;
         for (uint32_t s = 0; s < x->nsym; s++) {
             if (s == x->big)
                 continue;
-            unsigned k = bit_length(x->freq[s]);
-            bw_put(&w, k, 4);
-            if (k > 1) {
-                unsigned keep = k - 1 < x->prec ? k - 1 : x->prec;
+            unsigned k = bit_length(x->freq[s]), keep = keep_bits(k, x->prec);
+            class_put(&w, form, k, kp);
+            kp = (int)k;
+            if (keep)
                 bw_put(&w, (x->freq[s] >> (k - 1 - keep)) & ((1u << keep) - 1), keep);
-            }
         }
     }
     if (w.n)
@@ -252,9 +290,27 @@ static uint32_t br_get(struct bitr *r, unsigned bits)
     return v;
 }
 
-ssize_t codec_rans_tables_read(const uint8_t *in, size_t len, struct codec_rans_table *t,
-                               size_t ntab)
+/* Class after class kp (class_put); 13 (invalid) for a class out of range or not in its one
+ * form. */
+static unsigned class_get(struct bitr *r, enum codec_rans_form form, int kp)
 {
+    if (form == CODEC_RANS_FORM_PLAIN || kp < 0)
+        return br_get(r, 4);
+    if (br_get(r, 1) == 0)
+        return (unsigned)kp;
+    if (br_get(r, 1) == 0) {
+        int k = br_get(r, 1) ? kp - 1 : kp + 1;
+        return k < 0 ? 13u : (unsigned)k;
+    }
+    unsigned k = br_get(r, 4);
+    return (int)k - kp >= -1 && (int)k - kp <= 1 ? 13u : k;
+}
+
+ssize_t codec_rans_tables_read(const uint8_t *in, size_t len, enum codec_rans_form form,
+                               struct codec_rans_table *t, size_t ntab)
+{
+    if (form != CODEC_RANS_FORM_PLAIN && form != CODEC_RANS_FORM_DELTA)
+        return -EINVAL;
     struct bitr r = {.in = in, .len = len};
     for (size_t i = 0; i < ntab; i++) {
         struct codec_rans_table *x = &t[i];
@@ -274,16 +330,18 @@ ssize_t codec_rans_tables_read(const uint8_t *in, size_t len, struct codec_rans_
         if (r.bad || x->big >= nsym || x->prec > 11)
             return -EINVAL;
         uint32_t sum = 0, kmax = 0;
+        int kp = -1;
         for (uint32_t s = 0; s < nsym; s++) {
             if (s == x->big)
                 continue;
-            unsigned k = br_get(&r, 4);
+            unsigned k = class_get(&r, form, kp);
             if (k > 12)
                 return -EINVAL;
+            kp = (int)k;
             kmax = k > kmax ? k : kmax;
             uint32_t f = 0;
             if (k) {
-                unsigned keep = k - 1 < x->prec ? k - 1 : x->prec;
+                unsigned keep = keep_bits(k, x->prec);
                 f = (1u << (k - 1)) | (br_get(&r, keep) << (k - 1 - keep));
             }
             if (r.bad)

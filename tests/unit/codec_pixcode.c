@@ -39,7 +39,8 @@ START_TEST(rans_normalize_invariants)
             counts[s] = r == 0 ? 0 : r == 1 ? 1 + rnd() % 3 : rnd() % (1u << (rnd() % 24));
         }
         struct codec_rans_table t;
-        ck_assert_int_eq(codec_rans_normalize(counts, n, &t), 0);
+        enum codec_rans_form form = iter % 2 ? CODEC_RANS_FORM_PLAIN : CODEC_RANS_FORM_DELTA;
+        ck_assert_int_eq(codec_rans_normalize(counts, n, form, &t), 0);
         uint32_t last = 0, sum = 0;
         for (uint32_t s = 0; s < n; s++)
             if (counts[s])
@@ -58,7 +59,9 @@ START_TEST(rans_normalize_invariants)
     }
     uint32_t too_many[CODEC_RANS_MAX_SYMS + 1] = {1};
     struct codec_rans_table t;
-    ck_assert_int_eq(codec_rans_normalize(too_many, CODEC_RANS_MAX_SYMS + 1, &t), -EINVAL);
+    ck_assert_int_eq(
+        codec_rans_normalize(too_many, CODEC_RANS_MAX_SYMS + 1, CODEC_RANS_FORM_DELTA, &t),
+        -EINVAL);
 }
 END_TEST
 
@@ -78,12 +81,16 @@ START_TEST(rans_round_trip)
             counts[ctx[i]][sym[i]]++;
         }
         struct codec_rans_table tabs[8], back[8];
-        for (uint32_t c = 0; c < ntab; c++)
-            ck_assert_int_eq(codec_rans_normalize(counts[c], nsym, &tabs[c]), 0);
+        enum codec_rans_form form = iter % 2 ? CODEC_RANS_FORM_PLAIN : CODEC_RANS_FORM_DELTA;
+        size_t bits = 0;
+        for (uint32_t c = 0; c < ntab; c++) {
+            ck_assert_int_eq(codec_rans_normalize(counts[c], nsym, form, &tabs[c]), 0);
+            bits += codec_rans_table_bits(&tabs[c], form);
+        }
         uint8_t tb[8 * CODEC_RANS_TABLE_MAX_BYTES];
-        ssize_t tl = codec_rans_tables_write(tabs, ntab, tb, sizeof(tb));
-        ck_assert_int_gt(tl, 0);
-        ck_assert_int_eq(codec_rans_tables_read(tb, (size_t)tl, back, ntab), tl);
+        ssize_t tl = codec_rans_tables_write(tabs, ntab, form, tb, sizeof(tb));
+        ck_assert_int_eq(tl, (ssize_t)((bits + 7) / 8)); /* the size the encoder counted */
+        ck_assert_int_eq(codec_rans_tables_read(tb, (size_t)tl, form, back, ntab), tl);
         struct codec_rans_dtable *dt = malloc(ntab * sizeof(*dt));
         for (uint32_t c = 0; c < ntab; c++) {
             ck_assert_uint_eq(back[c].nsym, tabs[c].nsym);
@@ -113,36 +120,80 @@ START_TEST(rans_round_trip)
 }
 END_TEST
 
+/* Bits least significant first: fields (value, width) in order, into out; returns bytes. */
+static size_t put_bits(uint8_t *out, const unsigned (*f)[2], size_t nf)
+{
+    size_t pos = 0;
+    for (size_t i = 0; i < nf; i++)
+        for (unsigned b = 0; b < f[i][1]; b++, pos++) {
+            if (pos % 8 == 0)
+                out[pos / 8] = 0;
+            out[pos / 8] |= (uint8_t)(((f[i][0] >> b) & 1u) << (pos % 8));
+        }
+    return (pos + 7) / 8;
+}
+
+START_TEST(rans_delta_classes)
+{
+    /* 3 symbols, big 0, precision 0; symbol 1 of class 1 (4 bits), symbol 2 of class 1 again
+     * ("0": the same as the one before): frequencies 4094, 1, 1 */
+    const unsigned same[][2] = {{3, 8}, {0, 7}, {0, 4}, {1, 4}, {0, 1}};
+    uint8_t b[8];
+    struct codec_rans_table t[1];
+    size_t n = put_bits(b, same, 5);
+    ck_assert_int_eq(codec_rans_tables_read(b, n, CODEC_RANS_FORM_DELTA, t, 1), (ssize_t)n);
+    ck_assert_uint_eq(t[0].freq[0], CODEC_RANS_PROB_SCALE - 2);
+    ck_assert_uint_eq(t[0].freq[2], 1);
+    /* symbol 2 one class up ("1 0 0"): frequency 2 */
+    const unsigned up[][2] = {{3, 8}, {0, 7}, {0, 4}, {1, 4}, {1, 1}, {0, 1}, {0, 1}};
+    n = put_bits(b, up, 7);
+    ck_assert_int_eq(codec_rans_tables_read(b, n, CODEC_RANS_FORM_DELTA, t, 1), (ssize_t)n);
+    ck_assert_uint_eq(t[0].freq[2], 2);
+    /* the same table with class 1 spelt out ("1 1" and 4 bits): not its one form */
+    const unsigned spelt[][2] = {{3, 8}, {0, 7}, {0, 4}, {1, 4}, {3, 2}, {1, 4}};
+    n = put_bits(b, spelt, 6);
+    ck_assert_int_eq(codec_rans_tables_read(b, n, CODEC_RANS_FORM_DELTA, t, 1), -EINVAL);
+    /* class 0 then one down ("1 0 1"): below 0 */
+    const unsigned below[][2] = {{3, 8}, {1, 7}, {0, 4}, {0, 4}, {1, 1}, {0, 1}, {1, 1}};
+    n = put_bits(b, below, 7);
+    ck_assert_int_eq(codec_rans_tables_read(b, n, CODEC_RANS_FORM_DELTA, t, 1), -EINVAL);
+    /* an unknown form */
+    ck_assert_int_eq(codec_rans_tables_read(b, n, (enum codec_rans_form)3, t, 1), -EINVAL);
+    ck_assert_int_eq(codec_rans_tables_write(t, 1, (enum codec_rans_form)0, b, sizeof(b)), -EINVAL);
+}
+END_TEST
+
 START_TEST(rans_bad_tables)
 {
+    const enum codec_rans_form plain = CODEC_RANS_FORM_PLAIN;
     /* nsym 2, big 0, precision 0, then class 13 (above 12): refused */
     uint8_t b[3] = {2, 0, 13 << 3};
     struct codec_rans_table t[2];
-    ck_assert_int_eq(codec_rans_tables_read(b, sizeof(b), t, 1), -EINVAL);
+    ck_assert_int_eq(codec_rans_tables_read(b, sizeof(b), plain, t, 1), -EINVAL);
     /* a table whose frequencies leave nothing for its big symbol */
     struct codec_rans_table x = {.nsym = 3, .big = 0, .prec = 11};
     x.freq[0] = 1;
     x.freq[1] = 2048;
     x.freq[2] = 2048;
     uint8_t o[64];
-    ssize_t l = codec_rans_tables_write(&x, 1, o, sizeof(o));
+    ssize_t l = codec_rans_tables_write(&x, 1, plain, o, sizeof(o));
     ck_assert_int_gt(l, 0);
-    ck_assert_int_eq(codec_rans_tables_read(o, (size_t)l, t, 1), -EINVAL);
+    ck_assert_int_eq(codec_rans_tables_read(o, (size_t)l, plain, t, 1), -EINVAL);
     /* big symbol index out of range; too few bytes; non-zero padding */
     uint8_t c[4] = {2, 5, 0, 0};
-    ck_assert_int_eq(codec_rans_tables_read(c, sizeof(c), t, 1), -EINVAL);
+    ck_assert_int_eq(codec_rans_tables_read(c, sizeof(c), plain, t, 1), -EINVAL);
     uint8_t one = 40;
-    ck_assert_int_eq(codec_rans_tables_read(&one, 1, t, 1), -EINVAL);
+    ck_assert_int_eq(codec_rans_tables_read(&one, 1, plain, t, 1), -EINVAL);
     uint8_t pad[3] = {2, 1, 0x08}; /* 23 bits: big 1, symbol 0 of class 1 (frequency 1) */
-    ck_assert_int_eq(codec_rans_tables_read(pad, 3, t, 1), 3);
+    ck_assert_int_eq(codec_rans_tables_read(pad, 3, plain, t, 1), 3);
     ck_assert_uint_eq(t[0].freq[0], 1);
     ck_assert_uint_eq(t[0].freq[1], CODEC_RANS_PROB_SCALE - 1);
     pad[1] = 0;
     pad[2] = 0; /* symbol 1 (last) with no frequency: not the one form of the table */
-    ck_assert_int_eq(codec_rans_tables_read(pad, 3, t, 1), -EINVAL);
+    ck_assert_int_eq(codec_rans_tables_read(pad, 3, plain, t, 1), -EINVAL);
     pad[1] = 1;
     pad[2] = 0x88; /* a padding bit set */
-    ck_assert_int_eq(codec_rans_tables_read(pad, 3, t, 1), -EINVAL);
+    ck_assert_int_eq(codec_rans_tables_read(pad, 3, plain, t, 1), -EINVAL);
     /* random garbage: parsed or refused, and what parses is a valid table */
     rng_state = 3;
     for (int i = 0; i < 20000; i++) {
@@ -152,7 +203,8 @@ START_TEST(rans_bad_tables)
             g[k] = (uint8_t)rnd();
         if (rnd() % 2)
             g[0] = (uint8_t)(rnd() % 16);
-        ssize_t r = codec_rans_tables_read(g, gl, t, 2);
+        enum codec_rans_form form = i % 2 ? CODEC_RANS_FORM_PLAIN : CODEC_RANS_FORM_DELTA;
+        ssize_t r = codec_rans_tables_read(g, gl, form, t, 2);
         if (r < 0) {
             ck_assert_int_eq(r, -EINVAL);
             continue;
@@ -478,6 +530,7 @@ static Suite *pixcode_suite(void)
     TCase *tc = tcase_create("rans");
     tcase_add_test(tc, rans_normalize_invariants);
     tcase_add_test(tc, rans_round_trip);
+    tcase_add_test(tc, rans_delta_classes);
     tcase_add_test(tc, rans_bad_tables);
     suite_add_tcase(s, tc);
     tc = tcase_create("round_trips");
