@@ -369,16 +369,17 @@ static const char coder_usage[] =
     "usage: imgcrypt train --coder --data DIR [--epochs N] [--steps N] [--hidden N]\n"
     "                      [--layers N] [--seed S] [--out MODEL]\n"
     "                      [--keyring PATH [--passfile F|--extpass CMD|--keyfile F]]\n"
-    "       imgcrypt train --coder --eval MODEL|default [--threads N] [--reps N] IMAGE...\n";
+    "       imgcrypt train --coder --eval MODEL|default [--threads N] [--reps N] IMAGE...\n"
+    "       imgcrypt train --coder --merge NARROW|default WIDE [--out MODEL] [--keyring ...]\n";
 
 /* What `imgcrypt train --coder` was asked to do. */
 struct coder_args {
     struct codec_pixnet_train_opts o;
-    const char *data, *out, *eval, *keyring;
+    const char *data, *out, *eval, *keyring, *merge;
     struct keys_source src;
     int have_src;
     unsigned threads, reps;
-    int first_file; /* argv index of the first IMAGE (--eval) */
+    int first_file; /* argv index of the first IMAGE (--eval) or of WIDE (--merge) */
 };
 
 #define CODER_HELP (-1) /* coder_parse: --help was printed */
@@ -399,6 +400,7 @@ enum {
     C_PASSFILE,
     C_EXTPASS,
     C_KEYFILE,
+    C_MERGE,
     C_HELP
 };
 static const struct option opts[] = {
@@ -417,6 +419,7 @@ static const struct option opts[] = {
     {"passfile", required_argument, NULL, C_PASSFILE},
     {"extpass", required_argument, NULL, C_EXTPASS},
     {"keyfile", required_argument, NULL, C_KEYFILE},
+    {"merge", required_argument, NULL, C_MERGE},
     {"help", no_argument, NULL, C_HELP},
     {NULL, 0, NULL, 0},
 };
@@ -446,6 +449,9 @@ static int coder_parse(int argc, char **argv, struct coder_args *a)
             break;
         case C_EVAL:
             a->eval = optarg;
+            break;
+        case C_MERGE:
+            a->merge = optarg;
             break;
         case C_KEYRING:
             a->keyring = optarg;
@@ -502,6 +508,18 @@ static int coder_parse(int argc, char **argv, struct coder_args *a)
     return TOOL_EXIT_OK;
 }
 
+/* Write a model made at t0 to --out and add it to the keyring if one is named. */
+static int emit(const struct coder_args *a, const uint8_t *model, size_t len, double t0)
+{
+    int rc = write_file(a->out, model, len);
+    if (rc != 0) {
+        tool_error("%s: %s", a->out, strerror(-rc));
+        return TOOL_EXIT_IO;
+    }
+    (void)fprintf(stderr, "wrote %s (%zu bytes) in %.0f s\n", a->out, len, now_s() - t0);
+    return a->keyring ? store(a->keyring, &a->src, model, len) : TOOL_EXIT_OK;
+}
+
 /* Train a coder model on the folder's images, write it, and add it to the keyring if named. */
 static int coder_train(struct coder_args *a)
 {
@@ -527,15 +545,39 @@ static int coder_train(struct coder_args *a)
                    rc == -EINVAL ? " (too few images?)" : "");
         return tool_exit_code(rc);
     }
-    int ret = TOOL_EXIT_OK;
-    if ((rc = write_file(a->out, model, len)) != 0) {
-        tool_error("%s: %s", a->out, strerror(-rc));
-        ret = TOOL_EXIT_IO;
-    } else {
-        (void)fprintf(stderr, "wrote %s (%zu bytes) in %.0f s\n", a->out, len, now_s() - t0);
+    int ret = emit(a, model, len, t0);
+    free(model);
+    return ret;
+}
+
+/* One model of two network sets: --merge's for narrow planes, `wide`'s for the others. */
+static int coder_merge(struct coder_args *a, const char *wide)
+{
+    uint8_t *nb = NULL, *wb = NULL, *model = NULL;
+    size_t nl = 0, wl = 0, len = 0;
+    int rc = model_bytes(a->merge, &nb, &nl), ret = TOOL_EXIT_OK;
+    const char *bad = a->merge;
+    if (rc == 0) {
+        bad = wide;
+        rc = model_bytes(wide, &wb, &wl);
     }
-    if (ret == TOOL_EXIT_OK && a->keyring)
-        ret = store(a->keyring, &a->src, model, len);
+    if (rc == 0) {
+        bad = NULL;
+        rc = codec_pixnet_merge(nb, nl, wb, wl, &model, &len);
+    }
+    if (rc != 0) {
+        if (bad)
+            tool_error("%s: %s", bad, strerror(-rc));
+        else
+            tool_error("cannot merge %s and %s: %s", a->merge, wide,
+                       rc == -EINVAL ? "each must be a one-set coder model, with the same contexts"
+                                     : strerror(-rc));
+        ret = tool_exit_code(rc);
+    } else {
+        ret = emit(a, model, len, now_s());
+    }
+    free(nb);
+    free(wb);
     free(model);
     return ret;
 }
@@ -555,6 +597,13 @@ int imgcrypt_coder_main(int argc, char **argv)
             return TOOL_EXIT_USAGE;
         }
         return coder_eval(a.eval, argv + a.first_file, argc - a.first_file, a.threads, a.reps);
+    }
+    if (a.merge) {
+        if (a.data || a.first_file != argc - 1) {
+            tool_error("--merge takes two models (NARROW WIDE), not --data");
+            return TOOL_EXIT_USAGE;
+        }
+        return coder_merge(&a, argv[a.first_file]);
     }
     if (!a.data || a.first_file != argc) {
         (void)fputs(coder_usage, stderr);

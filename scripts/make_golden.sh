@@ -13,7 +13,10 @@
 # the commit that shipped the default coder model (pixel streams by the neural predictor 1,
 # default autoencoder and coder model in the keyring). kinds1 holds only the kinds that took the
 # image path later (an interlaced PNG, a 32-bit RT Dose grid, a YBR_FULL_422 DICOM, a plain
-# PGM), made with GOLDEN_SRCS by the code of the commit that added it (fixed predictor).
+# PGM), made with GOLDEN_SRCS by the code of the commit that added it (fixed predictor). v3 was
+# made with GOLDEN_CODER=neural-only by the code of the commit that shipped pixel stream version
+# 2 (tables with their classes coded against each other) and coder model version 2 (two network
+# sets: 8-bit planes and 16-bit ones), both in every one of its containers.
 #
 # A folder holds:
 #   key                       the 32-byte key file of its keyring (test material, not a secret)

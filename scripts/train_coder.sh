@@ -15,9 +15,11 @@
 # TESTDATA (../shared/testdata) and of tests/data.
 #
 # Training: one OpenBLAS thread, fixed seed; deterministic on a given machine and OpenBLAS
-# build. Two small networks (passes D and C: 15 features, three hidden layers of 32, two
-# outputs), CODER_EPOCHS x CODER_STEPS mini-batches each. About 3.5 minutes on one core (255
-# training images).
+# build. Two sets of two small networks (passes D and C: 15 features, three hidden layers of
+# 32, two outputs), CODER_EPOCHS x CODER_STEPS mini-batches each: set 0 (planes of fewer than
+# 256 values) on every training image, about 3.5 minutes on one core (255 images); set 1 (the
+# others: 12- and 16-bit scans) on the 16-bit slices only (inia19-t1-brain, 84 images), about
+# 2.5 minutes; then merged into one model file (imgcrypt train --coder --merge).
 #
 # usage: scripts/train_coder.sh [BUILD_DIR [WORK_DIR [TESTDATA]]]
 #   BUILD_DIR  holds bin/imgcrypt (default build)
@@ -49,11 +51,23 @@ for f in ExplVR_BigEnd.dcm SC_rgb_jpeg_dcmd.dcm SC_rgb_small_odd.dcm; do
     ln -s "$pydicom_files/$f" "$work/train/$f"
 done
 
+rm -rf "$work/wide"
+mkdir -p "$work/wide"
+for f in "$work"/train/*-16.pgm; do
+    ln -s "$(readlink -f "$f")" "$work/wide/"
+done
+
 model=$work/coder.pixnet
 start=$(date +%s)
-"$imgcrypt" train --coder --data "$work/train" --epochs "${CODER_EPOCHS:-60}" \
-    --steps "${CODER_STEPS:-400}" --hidden "${CODER_HIDDEN:-32}" --layers "${CODER_LAYERS:-3}" \
-    --seed "${CODER_SEED:-1}" --out "$model" 2>&1 | tee "$work/train.log"
+for set in narrow wide; do
+    data=$work/train
+    [ "$set" = wide ] && data=$work/wide
+    "$imgcrypt" train --coder --data "$data" --epochs "${CODER_EPOCHS:-60}" \
+        --steps "${CODER_STEPS:-400}" --hidden "${CODER_HIDDEN:-32}" \
+        --layers "${CODER_LAYERS:-3}" --seed "${CODER_SEED:-1}" --out "$work/coder-$set.pixnet"
+done 2>&1 | tee "$work/train.log"
+"$imgcrypt" train --coder --merge "$work/coder-narrow.pixnet" "$work/coder-wide.pixnet" \
+    --out "$model" 2>&1 | tee -a "$work/train.log"
 echo "training took $(($(date +%s) - start)) s" | tee -a "$work/train.log"
 
 # Held-out figures: predictor 1 (this model) against predictor 0, bits per sample.

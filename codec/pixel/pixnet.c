@@ -43,9 +43,12 @@ struct kernels {
     out_fn out;
 };
 
+#define MAX_NETS (CODEC_PIXNET_NETS * CODEC_PIXNET_MAX_SETS)
+
 struct codec_pixnet {
-    struct nn_qmodel *net[CODEC_PIXNET_NETS];
-    struct codec_pixnet_consts k[CODEC_PIXNET_NETS];
+    struct nn_qmodel *net[MAX_NETS]; /* set i's network of pass t: net[i * NETS + t] */
+    struct codec_pixnet_consts k[MAX_NETS];
+    unsigned sets;
     uint8_t contexts;
     struct kernels kern;
     struct codec_pixcode_predictor pred;
@@ -379,7 +382,8 @@ struct pn_state {
     const struct codec_pixnet *m;
     struct grid g;
     uint32_t width_cap;
-    struct nn_qctx *qc[CODEC_PIXNET_NETS];
+    struct nn_qctx *qc[MAX_NETS];
+    unsigned set;     /* the stripe's network set: its first network's index */
     int16_t *feat;    /* F x CHUNK */
     int32_t *ref, *u; /* CHUNK */
     uint32_t by, bx;  /* next base pixel */
@@ -392,7 +396,7 @@ static void pn_free(void *st)
     struct pn_state *s = st;
     if (!s)
         return;
-    for (unsigned i = 0; i < CODEC_PIXNET_NETS; i++)
+    for (unsigned i = 0; i < MAX_NETS; i++)
         nn_qctx_free(s->qc[i]);
     free(s->feat);
     free(s->ref);
@@ -413,7 +417,7 @@ static void *pn_new(const struct codec_pixcode_predictor *p, uint32_t width, uin
     s->ref = malloc(CHUNK * sizeof(int32_t));
     s->u = malloc(CHUNK * sizeof(int32_t));
     bool ok = s->feat && s->ref && s->u;
-    for (unsigned i = 0; ok && i < CODEC_PIXNET_NETS; i++)
+    for (unsigned i = 0; ok && i < m->sets * CODEC_PIXNET_NETS; i++)
         ok = nn_qctx_new(m->net[i], 1, 1, CHUNK, &s->qc[i]) == 0;
     if (!ok) {
         pn_free(s);
@@ -426,6 +430,7 @@ static void pn_begin(void *st, const struct codec_pixcode_view *view)
 {
     struct pn_state *s = st;
     s->g = (struct grid){view->v, view->width, view->rows, view->maxval};
+    s->set = s->m->sets > 1 && view->maxval >= CODEC_PIXNET_WIDE ? CODEC_PIXNET_NETS : 0;
     s->by = s->bx = 0;
     s->pass = 0;
     s->base_done = false;
@@ -439,11 +444,11 @@ static int run_chunk(struct pn_state *s, enum codec_pixnet_pass type, size_t n, 
     for (unsigned c = 0; c < F; c++) /* padding columns: any fixed value will do */
         memset(s->feat + (size_t)c * CHUNK + n, 0, (CHUNK - n) * sizeof(int16_t));
     struct nn_qtensor in = {s->feat, 1, F, 1, CHUNK}, out;
-    if (nn_qforward(s->qc[type], &in, &out) != 0)
+    if (nn_qforward(s->qc[s->set + type], &in, &out) != 0)
         return -EINVAL;
     struct out_run r = {out.data, out.data + CHUNK,     s->ref,
                         s->u,     (int32_t)s->g.maxval, m->contexts};
-    m->kern.out(&m->k[type], &r, n, mean, ctx);
+    m->kern.out(&m->k[s->set + type], &r, n, mean, ctx);
     return 0;
 }
 
@@ -646,24 +651,35 @@ void codec_pixnet_free(struct codec_pixnet *m)
 {
     if (!m)
         return;
-    for (unsigned i = 0; i < CODEC_PIXNET_NETS; i++)
+    for (unsigned i = 0; i < MAX_NETS; i++)
         nn_qmodel_free(m->net[i]);
     free(m);
 }
 
+/* The networks of a model file: version 1 has one set, version 2 two; 0 when malformed. */
+static unsigned file_nets(const uint8_t *buf, size_t len)
+{
+    if (len < CODEC_PIXNET_HEADER || memcmp(buf, CODEC_PIXNET_MAGIC, 4) != 0 || buf[6] < 1 ||
+        buf[6] > CODEC_PIXCODE_MAX_CTX || buf[7] != F)
+        return 0;
+    unsigned nets = buf[4] == 1 ? CODEC_PIXNET_NETS : buf[4] == 2 ? MAX_NETS : 0;
+    return buf[5] == nets && len >= 8 + 16 * (size_t)nets ? nets : 0;
+}
+
 int codec_pixnet_load(const uint8_t *buf, size_t len, struct codec_pixnet **out)
 {
-    if (!buf || !out || len < CODEC_PIXNET_HEADER)
+    if (!buf || !out)
         return -EINVAL;
-    if (memcmp(buf, CODEC_PIXNET_MAGIC, 4) != 0 || buf[4] != CODEC_PIXNET_VERSION ||
-        buf[5] != CODEC_PIXNET_NETS || buf[6] < 1 || buf[6] > CODEC_PIXCODE_MAX_CTX || buf[7] != F)
+    unsigned nets = file_nets(buf, len);
+    if (!nets)
         return -EINVAL;
     struct codec_pixnet *m = calloc(1, sizeof(*m));
     if (!m)
         return -ENOMEM;
     int rc = -EINVAL;
     m->contexts = buf[6];
-    for (unsigned i = 0; i < CODEC_PIXNET_NETS; i++) {
+    m->sets = nets / CODEC_PIXNET_NETS;
+    for (unsigned i = 0; i < nets; i++) {
         const uint8_t *h = buf + 8 + 16 * i;
         struct codec_pixnet_consts *k = &m->k[i];
         k->mu_mult = (int32_t)codec_get_le32(h);
@@ -674,8 +690,8 @@ int codec_pixnet_load(const uint8_t *buf, size_t len, struct codec_pixnet **out)
         if (h[6] || h[7] || !consts_ok(k))
             goto fail;
     }
-    size_t off = CODEC_PIXNET_HEADER;
-    for (unsigned i = 0; i < CODEC_PIXNET_NETS; i++) {
+    size_t off = 8 + 16 * (size_t)nets;
+    for (unsigned i = 0; i < nets; i++) {
         if (len - off < 4)
             goto fail;
         uint32_t b = codec_get_le32(buf + off);
@@ -731,7 +747,7 @@ int codec_pixnet_save(const struct nn_qmodel *const nets[CODEC_PIXNET_NETS],
     if (!p)
         goto out;
     memcpy(p, CODEC_PIXNET_MAGIC, 4); // NOLINT(bugprone-not-null-terminated-result): bytes
-    p[4] = CODEC_PIXNET_VERSION;
+    p[4] = 1;                         /* one set of networks */
     p[5] = CODEC_PIXNET_NETS;
     p[6] = contexts;
     p[7] = F;
@@ -756,4 +772,39 @@ out:
     for (unsigned i = 0; i < CODEC_PIXNET_NETS; i++)
         free(nb[i]);
     return rc;
+}
+
+int codec_pixnet_merge(const uint8_t *narrow, size_t nlen, const uint8_t *wide, size_t wlen,
+                       uint8_t **buf, size_t *len)
+{
+    if (!narrow || !wide || !buf || !len)
+        return -EINVAL;
+    if (file_nets(narrow, nlen) != CODEC_PIXNET_NETS ||
+        file_nets(wide, wlen) != CODEC_PIXNET_NETS || narrow[6] != wide[6])
+        return -EINVAL;
+    struct codec_pixnet *m = NULL;
+    int rc = codec_pixnet_load(narrow, nlen, &m);
+    codec_pixnet_free(m);
+    m = NULL;
+    if (rc == 0)
+        rc = codec_pixnet_load(wide, wlen, &m);
+    codec_pixnet_free(m);
+    if (rc != 0)
+        return rc;
+    /* one file: the header's constants of both, then the networks of both, as they are */
+    const size_t h1 = CODEC_PIXNET_HEADER, h2 = 8 + 16 * (size_t)MAX_NETS;
+    size_t total = h2 + (nlen - h1) + (wlen - h1);
+    uint8_t *p = malloc(total);
+    if (!p)
+        return -ENOMEM;
+    memcpy(p, narrow, 8);
+    p[4] = CODEC_PIXNET_VERSION;
+    p[5] = MAX_NETS;
+    memcpy(p + 8, narrow + 8, h1 - 8);
+    memcpy(p + h1, wide + 8, h1 - 8);
+    memcpy(p + h2, narrow + h1, nlen - h1);
+    memcpy(p + h2 + (nlen - h1), wide + h1, wlen - h1);
+    *buf = p;
+    *len = total;
+    return 0;
 }

@@ -11,17 +11,19 @@
  * left; the price is the coarse base grid, which is predicted from neighbours 8 pixels away.
  *
  * Measured, the shipped model (models/coder-default.pixnet, made by scripts/train_coder.sh: two
- * networks 15-32-32-32-2, 60 x 400 steps; bits per sample, predictor 0 -> 1): held-out mricron
- * slices, 8-bit median 2.169 -> 2.034 (smaller on 36 of 36), 16-bit 3.035 -> 2.950 (18 of 18);
- * the PNGs of tests/data: axial slices 9-10% smaller, the coronal 512 slice 2% and the
- * sagittal 256 one 4% larger. A smaller model (two hidden layers of 16) was within 2% of
- * predictor 0 and is not shipped. With the features and outputs vectorised (pixnet.c) it codes
- * in two to three times predictor 0's time (README.md has the figures).
- * The pipeline's default mode (pipeline.h, "neural") codes with it unless predictor 0, tried
- * on the same sample of stripes, estimates smaller (pixcode.h, alt): so no image is stored
- * much larger than predictor 0 would store it.
- * Where the bits go (the earlier 16-wide model; ideal static code length per pass and context,
- * coronal 512 slice; the share of the pixels -> bits per sample): base grid 1.6% -> 4.0, D(4) 1.6%
+ * sets of two networks 15-32-32-32-2, 60 x 400 steps, set 1 trained on the 16-bit slices only;
+ * bits per sample, predictor 0 -> 1, stream version 2): held-out mricron slices, 8-bit median
+ * 2.133 -> 1.986 (smaller on 36 of 36), 16-bit 3.002 -> 2.868 (18 of 18; with one set for
+ * both, as model version 1 had, 2.905: 1.3% more); the PNGs of tests/data: axial slices 9-10%
+ * smaller, the coronal 512 slice 2% and the sagittal 256 one 4% larger. A smaller model (two
+ * hidden layers of 16) was within 2% of predictor 0 and is not shipped; a wider one (hidden
+ * layers of 48) gained 0.3-0.5% on the 16-bit slices, for a third more arithmetic. With the
+ * features and outputs vectorised (pixnet.c) it codes in two to three times predictor 0's time
+ * (README.md has the figures). The pipeline's default mode (pipeline.h, "neural") codes with it
+ * unless predictor 0, tried on the same sample of stripes, estimates smaller (pixcode.h, alt): so
+ * no image is stored much larger than predictor 0 would store it. Where the bits go (the earlier
+ * 16-wide model; ideal static code length per pass and context, coronal 512 slice; the share of the
+ * pixels -> bits per sample): base grid 1.6% -> 4.0, D(4) 1.6%
  * -> 3.2, C(4) 3% -> 2.6, D(2) 6% -> 2.2, C(2) 12.5% -> 1.6, D(1) 25% -> 1.6, C(1) 50% -> 1.0: the
  * coarse passes, a quarter of the pixels, take 37% of the bits. Even with a separate table per pass
  * and context and no table cost, it codes at 1.4265 (predictor 0: 1.427 as stored) and the sagittal
@@ -73,19 +75,25 @@
  * the scale) ctx  = clamp(floor((T + C0) / 8), 0, X - 1)             (two contexts per octave) with
  * MU, MS, LM, LS and C0 the pass's constants from the model file.
  *
- * Model file ("coder model"; its id is the first 16 bytes of its SHA-256), version 1. Integers
- * little-endian, signed ones two's complement.
+ * Model file ("coder model"; its id is the first 16 bytes of its SHA-256), version 1 or 2.
+ * Integers little-endian, signed ones two's complement. A version 1 file holds one set of two
+ * networks; version 2 holds two sets: set 0 predicts the stripes of planes of at most
+ * CODEC_PIXNET_WIDE values (maxval < 256: 8-bit images, and deeper ones with few levels), set 1
+ * the others (12- and 16-bit scans), each trained on its own kind of image (with one set for
+ * both, the held-out 16-bit slices code 1.3% larger, some of them above JPEG-LS). Network n of a
+ * set is the one of passes D (n = 0) or C (n = 1); the file's network i is network i % 2 of set i
+ * / 2.
  *
  *   offset  size  field
  *   0       4     magic "IMPN"
- *   4       1     version = 1
- *   5       1     networks = 2 (0: passes D, 1: passes C)
+ *   4       1     version: 1 or 2
+ *   5       1     networks N: 2 (version 1) or 4 (version 2)
  *   6       1     scale contexts X, 1..CODEC_PIXCODE_MAX_CTX
  *   7       1     features = 15
- *   8       32    per network (two times 16 bytes):
+ *   8       16 N  per network, 16 bytes:
  *                   s32 MU (|MU| < 2^24), u8 MS (1..40), u8 LS (1..40), 2 reserved 0,
  *                   s32 LM (|LM| < 2^24), s32 C0 (|C0| < 2^20)
- *   40      ...   per network: u32 length B (1..CODEC_PIXNET_MAX_NET), then B bytes: an nn
+ *   8+16N   ...   per network: u32 length B (1..CODEC_PIXNET_MAX_NET), then B bytes: an nn
  *                 quantised model file (nn/modelfile.c) with architecture id
  *                 CODEC_PIXNET_ARCH, 15 input channels, 2 output channels, and only 1x1
  *                 convolutions (stride 1, no padding), ReLU and LeakyReLU layers
@@ -100,12 +108,14 @@
 #include "codec/pixel/pixcode.h"
 
 #define CODEC_PIXNET_MAGIC "IMPN"
-#define CODEC_PIXNET_VERSION 1
+#define CODEC_PIXNET_VERSION 2
 #define CODEC_PIXNET_ID 1 /* the predictor id in the pixel stream */
 #define CODEC_PIXNET_ARCH "pixnet-v1"
-#define CODEC_PIXNET_NETS 2
+#define CODEC_PIXNET_NETS 2 /* networks of a set: passes D and C */
+#define CODEC_PIXNET_MAX_SETS 2
+#define CODEC_PIXNET_WIDE 256u /* planes with maxval at or above: set 1 */
 #define CODEC_PIXNET_FEATURES 15
-#define CODEC_PIXNET_HEADER 40
+#define CODEC_PIXNET_HEADER 40          /* of a version 1 file */
 #define CODEC_PIXNET_MAX_NET (1u << 20) /* bytes of one network's file */
 #define CODEC_PIXNET_BASE 8u            /* base grid step */
 
@@ -153,13 +163,21 @@ struct codec_pixnet_consts {
 
 struct nn_qmodel;
 /*
- * Write a model file from two quantised networks (index enum codec_pixnet_pass) and their
- * constants. *buf owned by the caller. Returns 0, -EINVAL (a network of the wrong shape or
- * layers, constants out of range), -ENOMEM.
+ * Write a model file (version 1: one set) from two quantised networks (index enum
+ * codec_pixnet_pass) and their constants. *buf owned by the caller. Returns 0, -EINVAL (a
+ * network of the wrong shape or layers, constants out of range), -ENOMEM.
  */
 int codec_pixnet_save(const struct nn_qmodel *const nets[CODEC_PIXNET_NETS],
                       const struct codec_pixnet_consts consts[CODEC_PIXNET_NETS], uint8_t contexts,
                       uint8_t **buf, size_t *len);
+
+/*
+ * One version 2 file from two version 1 files with the same contexts: narrow's networks become
+ * set 0, wide's set 1, byte for byte (so narrow codes exactly as before). *buf owned by the
+ * caller. Returns 0, -EINVAL (either not a valid version 1 model, contexts differ), -ENOMEM.
+ */
+int codec_pixnet_merge(const uint8_t *narrow, size_t nlen, const uint8_t *wide, size_t wlen,
+                       uint8_t **buf, size_t *len);
 
 /*
  * Training samples: run the coding order over one plane of packed values (0..maxval, row-major

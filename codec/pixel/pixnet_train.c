@@ -20,6 +20,11 @@
 #include "codec/pixel/pixnet.h"
 #include "nn/nn.h"
 
+/* Samples are taken from stripes of this many rows, whatever the coder's default: the shipped
+ * model's were (its set 0 predates stripes of 256 rows), and a fixed height keeps training
+ * reproducible across changes of that default. */
+#define TRAIN_STRIPE_ROWS 64u
+
 #define F CODEC_PIXNET_FEATURES
 #define IN_SCALE (1.0f / 16.0f) /* float feature = integer feature / 16 */
 #define LOSS_LIM 65536
@@ -308,7 +313,8 @@ int codec_pixnet_train(const struct codec_image *const *imgs, size_t n,
             uint32_t maxv = 0;
             const uint8_t *plane = (const uint8_t *)img->planes + p * ns * (img->bits / 8);
             if ((rc = codec_pixnet_pack(plane, img->bits, ns, pk, &maxv)) == 0)
-                rc = codec_pixnet_samples(pk, img->height, img->width, maxv, 0, take, &ga);
+                rc = codec_pixnet_samples(pk, img->height, img->width, maxv, TRAIN_STRIPE_ROWS,
+                                          take, &ga);
         }
     }
     if (rc)
