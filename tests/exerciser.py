@@ -13,11 +13,12 @@ write), reads of the user.imgcryptfs.storage xattr to count those conversions, w
 conversion backlog, and remounts (through --remount-cmd, run with every descriptor closed).
 
 After every step the outcome of the operation (bytes, counts, errno) must be the same on both
-sides; every name of the shadow's tree and every name the step touched must have the same type,
-mode, size and link count in the mount; and windows around what the step changed (or the whole
-file, for an image written) must read the same, with the same user xattrs. Every --full-every
-steps, after a remount and at the end, the folder listings and the contents of every file (and of
-every open, even unlinked, file) are compared. On a mismatch it prints the seed, the step and the
+sides; every name the step touched, and its folder, must have the same type, mode, size and link
+count in the mount; and windows around what the step changed (or the whole file, for an image
+written) must read the same, with the same user xattrs. Every --full-every steps, after a
+remount and at the end, the whole trees, the folder listings and the contents of every file (and
+of every open, even unlinked, file) are compared. SIGUSR1 ends a run early, with those final
+checks and the summary. On a mismatch it prints the seed, the step and the
 tail of the operation log and exits 1. The same --seed and --ops replay the same operations (what
 the conversion workers do meanwhile is timing); --ops-out writes them as JSON lines, which
 --replay runs again and --shrink cuts down to a short sequence that still fails. --allow NAME
@@ -39,6 +40,7 @@ import mmap
 import os
 import random
 import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -1174,12 +1176,19 @@ def main():
         return 1 if msg else 0
     outf = open(args.ops_out, "w") if args.ops_out else None
     ran = []
+    # SIGUSR1 ends a long run early as --seconds does: no new operation, the final checks, the
+    # summary, and the verdict on what ran.
+    stop = []
+    signal.signal(signal.SIGUSR1, lambda *_: stop.append(True))
 
     def source():
         it = iter(replay) if replay is not None else generate(ex, random.Random(args.seed), args.ops)
         for op in it:
             if args.seconds and time.monotonic() - t0 > args.seconds:
                 print(f"exerciser: {args.seconds:.0f} s are up after {ex.step} operations")
+                break
+            if stop:
+                print(f"exerciser: asked to stop (SIGUSR1) after {ex.step} operations")
                 break
             if outf:
                 outf.write(json.dumps(op) + "\n")
