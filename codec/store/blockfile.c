@@ -431,6 +431,26 @@ static int open_marker(const struct codec_bf *bf, uint64_t index, const uint8_t 
     return rc != 0 || *start > index ? -EBADMSG : 0;
 }
 
+/* Whether block `index` holds data (in use, and not an end marker): 1, 0, or -errno. */
+static int holds_data(const struct codec_bf *bf, uint64_t index)
+{
+    uint8_t head[BF_MARKER_LEN];
+    uint64_t start;
+    int used = slot_used(bf, index, head);
+    return used <= 0 ? used : open_marker(bf, index, head, &start) != 0;
+}
+
+/*
+ * A hole that ends before `index` gets its end marker in block index - 1, unless that block
+ * holds data: then a marker found after it named a start before it (a file written before
+ * adjacent holes were merged cleanly, see punch_blocks), and the hole really starts after it.
+ */
+static int mark_before(struct codec_bf *bf, uint64_t index, uint64_t start)
+{
+    int data = holds_data(bf, index - 1);
+    return data != 0 ? (data < 0 ? data : 0) : write_marker(bf, index - 1, start);
+}
+
 /*
  * Whether block `index`, below the final block `final`, lies in a hole: 1 with the hole in *h,
  * 0 when it does not (a data block, or damage that its own opening reports), or -errno. The
@@ -650,9 +670,10 @@ static int rewrite_blocks(struct codec_bf *bf, uint64_t first, uint64_t last, ui
 /*
  * Seal a write of blocks first..last inside the file (or from inside it to past its end). In a
  * file with holes, a hole the write begins in keeps its part before the write (a new end
- * marker in the block before it, written first), and a hole the write ends in keeps its part
- * after it (its end marker names the block after the write as its start, written last), so no
- * marker ever claims a block that holds data.
+ * marker in the block before it, written first), and a hole that goes on after the write, one
+ * the block after it lies in with a start at or before `last`, keeps its part after it (its end
+ * marker names the block after the write as its start, written last), so no marker ever
+ * claims a block that holds data.
  */
 static int write_inside(struct codec_bf *bf, uint64_t first, uint64_t last, uint64_t size,
                         uint64_t new_size, const uint8_t *buf, uint64_t woff, uint64_t wlen,
@@ -660,14 +681,14 @@ static int write_inside(struct codec_bf *bf, uint64_t first, uint64_t last, uint
 {
     struct hole l = {0, 0}, r = {0, 0};
     uint64_t final = size > 0 ? (size - 1) / CODEC_BF_BLOCK : 0;
-    int in_l = hole_at(bf, first, final, &l), in_r = hole_at(bf, last, final, &r), rc = 0;
+    int in_l = hole_at(bf, first, final, &l), in_r = hole_at(bf, last + 1, final, &r), rc = 0;
     if (in_l < 0 || in_r < 0)
         return in_l < 0 ? in_l : in_r;
     if (in_l && l.start < first)
-        rc = write_marker(bf, first - 1, l.start);
+        rc = mark_before(bf, first, l.start);
     if (rc == 0)
         rc = rewrite_blocks(bf, first, last, size, new_size, buf, woff, wlen, bad_block);
-    if (rc == 0 && in_r && r.end > last + 1)
+    if (rc == 0 && in_r && r.start <= last)
         rc = write_marker(bf, r.end - 1, last + 1);
     return rc;
 }
@@ -840,7 +861,7 @@ int codec_bf_truncate(struct codec_bf *bf, uint64_t size, uint64_t *bad_block)
         return in_hole;
     /* Cut inside a hole: its part before the new final block keeps an end marker. */
     if ((rc = keep_block(bf, lastb, &k)) == 0 && in_hole && h.start < lastb)
-        rc = write_marker(bf, lastb - 1, h.start);
+        rc = mark_before(bf, lastb, h.start);
     if (rc == 0)
         rc = rewrite_blocks(bf, lastb, lastb, old, size, NULL, 0, 0, bad_block);
     return cut(bf, codec_bf_backing_size(size), &k, rc);
@@ -866,8 +887,10 @@ static int clear_range(int fd, uint64_t from, uint64_t to)
 /*
  * Make whole blocks [a, b) (all below the final block) a hole, merged with a hole it touches on
  * either side: the end marker is written first (in place, so it needs no new space), then the
- * other blocks are cleared; a failure in between leaves some of the blocks still reading their
- * old bytes, never anything else.
+ * other blocks are cleared, and with them the end marker of a hole that ended at a, so that
+ * one marker ends the merged hole (a marker left inside would end a shorter hole there, and a
+ * later write into its block would leave the merged one naming data). A failure in between
+ * leaves some of the blocks still reading their old bytes, never anything else.
  */
 static int punch_blocks(struct codec_bf *bf, uint64_t a, uint64_t b, uint64_t final)
 {
@@ -878,11 +901,12 @@ static int punch_blocks(struct codec_bf *bf, uint64_t a, uint64_t b, uint64_t fi
     if (rc != 0 || in_l < 0 || in_r < 0)
         return rc != 0 ? rc : in_l < 0 ? in_l : in_r;
     uint64_t start = in_l ? l.start : a, end = in_r ? r.end : b;
+    uint64_t from = block_off(in_l && l.end == a ? a - 1 : a);
     if ((rc = write_marker(bf, end - 1, start)) != 0)
         return rc;
     if (end > b)
-        return clear_range(bf->fd, block_off(a), block_off(b));
-    rc = clear_range(bf->fd, block_off(a), block_off(b - 1));
+        return clear_range(bf->fd, from, block_off(b));
+    rc = clear_range(bf->fd, from, block_off(b - 1));
     return rc != 0 ? rc : clear_range(bf->fd, block_off(b - 1) + BF_MARKER_LEN, block_off(b));
 }
 

@@ -34,7 +34,11 @@
  * zero and a marker after it (looked for with SEEK_DATA, then by probing) names s at or
  * before it. Writers keep markers exact: no marker's range ever holds a data block (a write
  * into a hole seals a marker for the part before it first, and rewrites the marker after it
- * last), so zeroing or moving blocks never makes data read as zeros.
+ * last; a hole punched next to another becomes one hole with one marker, the inner marker
+ * cleared; a marker is never sealed into a block that holds data), so zeroing or moving blocks
+ * never makes data read as zeros. Files written before the inner marker was cleared may hold a
+ * merged hole whose marker still names a data block after such a write; they read correctly,
+ * and a write into the hole after the data block makes the marker exact again.
  *
  * The last block holds 1..4096 plaintext bytes; an empty file has exactly one block, block 0,
  * with 0 plaintext bytes (28 bytes: nonce and tag), so an empty file is 60 bytes and a file cut

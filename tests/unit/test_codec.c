@@ -59,22 +59,23 @@ START_TEST(test_sizes)
 }
 END_TEST
 
-/* Random writes (past the end too: holes), truncates and punched holes against a model; then
- * read everything back. */
-START_TEST(test_model)
+/* Random writes (past the end too: holes), truncates and punched holes within `span` bytes,
+ * against a model; then read everything back. Writes, truncates and punches are often whole
+ * blocks, so holes meet, merge and split. */
+static void run_model(unsigned seed, size_t span)
 {
     char path[64];
     int fd = temp_file(path);
     struct keys_key *k = test_key(1);
     struct codec_bf *bf = NULL;
     ck_assert_int_eq(codec_bf_open(fd, k, 1, &bf), 0);
-    size_t cap = 200000, size = 0;
+    size_t cap = span + span / 4, size = 0;
     uint8_t *model = calloc(1, cap), *buf = malloc(cap), *data = malloc(cap);
-    srand(42);
+    srand(seed);
     for (int op = 0; op < 3000; op++) {
         int kind = rand() % 12;
         if (kind < 7) {
-            size_t off = (size_t)rand() % 150000, len = (size_t)rand() % 20000 + 1;
+            size_t off = (size_t)rand() % span, len = (size_t)rand() % (span / 8) + 1;
             if (rand() % 4 == 0)
                 off = off / 4096 * 4096; /* aligned writes too */
             for (size_t i = 0; i < len; i++)
@@ -84,7 +85,7 @@ START_TEST(test_model)
             if (off + len > size)
                 size = off + len;
         } else if (kind < 9) {
-            size_t ns = (size_t)rand() % 170000;
+            size_t ns = (size_t)rand() % (span + span / 8);
             if (rand() % 2 == 0)
                 ns = ns / 4096 * 4096;
             ck_assert_int_eq(codec_bf_truncate(bf, ns, NULL), 0);
@@ -94,14 +95,16 @@ START_TEST(test_model)
                 memset(model + ns, 0, size - ns);
             size = ns;
         } else if (kind == 9) {
-            size_t off = (size_t)rand() % (size + 1), len = (size_t)rand() % 40000 + 1;
+            size_t off = (size_t)rand() % (size + 1), len = (size_t)rand() % (span / 4) + 1;
             if (rand() % 2 == 0)
                 off = off / 4096 * 4096;
+            if (rand() % 2 == 0)
+                len = (len + 4095) / 4096 * 4096;
             ck_assert_int_eq(codec_bf_punch(bf, off, len, NULL), 0);
             if (off < size)
                 memset(model + off, 0, len < size - off ? len : size - off);
         } else {
-            size_t off = (size_t)rand() % (size + 1), len = (size_t)rand() % 30000;
+            size_t off = (size_t)rand() % (size + 1), len = (size_t)rand() % (span / 5);
             ssize_t n = codec_bf_read(bf, buf, len, off, NULL);
             size_t want = off >= size ? 0 : (len < size - off ? len : size - off);
             ck_assert_int_eq(n, (ssize_t)want);
@@ -125,6 +128,19 @@ START_TEST(test_model)
     free(data);
     close(fd);
     unlink(path);
+}
+
+/* Files of up to 37 blocks (several seeds). */
+START_TEST(test_model)
+{
+    run_model(42 + (unsigned)_i, 150000);
+}
+END_TEST
+
+/* Files of up to 16 blocks: holes side by side are frequent (several seeds). */
+START_TEST(test_model_small)
+{
+    run_model(1042 + (unsigned)_i, 16 * 4096);
 }
 END_TEST
 
@@ -544,6 +560,54 @@ START_TEST(test_sparse_cost)
 }
 END_TEST
 
+/* Holes punched side by side merge into one; data written later into the block that ended the
+ * first of them, then into the block after it, stays (a marker once overwrote it: the merged
+ * hole's marker still named the first hole's start). Also in a file as earlier versions left
+ * it, the first hole's marker still in place inside the merged hole. */
+START_TEST(test_adjacent_holes)
+{
+    char path[64];
+    struct keys_key *k = test_key(9);
+    static uint8_t data[4096 * 40], out[4096 * 40];
+    for (size_t i = 0; i < sizeof(data); i++)
+        data[i] = (uint8_t)(i * 11 + 3);
+    static uint8_t marker[CODEC_BF_SEALED];
+    for (int variant = 0; variant < 6; variant++) {
+        int fd = temp_file(path);
+        struct codec_bf *bf = NULL;
+        ck_assert_int_eq(codec_bf_open(fd, k, 1, &bf), 0);
+        ck_assert_int_eq(codec_bf_write(bf, data, sizeof(data), 0, NULL), (ssize_t)sizeof(data));
+        memcpy(out, data, sizeof(data));
+        /* Blocks 10-19 a hole, then 20-29 next to it (or in the other order). */
+        uint64_t first = variant & 1 ? 20 : 10, second = variant & 1 ? 10 : 20;
+        if (variant >= 4)
+            first = 10, second = 20;
+        ck_assert_int_eq(codec_bf_punch(bf, first * 4096, 10 * 4096, NULL), 0);
+        pread_block(fd, 19, marker);
+        ck_assert_int_eq(codec_bf_punch(bf, second * 4096, 10 * 4096, NULL), 0);
+        if (variant >= 4)
+            pwrite_block(fd, 19, marker);
+        memset(out + 10 * 4096, 0, 20 * 4096);
+        /* Data into block 19, then into 20 (whole blocks, or a few bytes each). */
+        size_t n = variant & 2 ? 100 : 4096;
+        for (uint64_t b = 19; b <= 20; b++) {
+            ck_assert_int_eq(codec_bf_write(bf, data + b * 4096 + 7, n, b * 4096, NULL),
+                             (ssize_t)n);
+            memcpy(out + b * 4096, data + b * 4096 + 7, n);
+        }
+        static uint8_t got[sizeof(data)];
+        ck_assert_int_eq(codec_bf_read(bf, got, sizeof(got), 0, NULL), (ssize_t)sizeof(got));
+        for (uint64_t b = 0; b < 40; b++)
+            ck_assert_msg(memcmp(got + b * 4096, out + b * 4096, 4096) == 0,
+                          "variant %d: block %llu differs", variant, (unsigned long long)b);
+        codec_bf_close(bf);
+        close(fd);
+        unlink(path);
+    }
+    keys_key_free(k);
+}
+END_TEST
+
 /* Read block i of a file (whole file path), or the error. */
 static ssize_t read_at(int fd, struct keys_key *k, uint64_t i, uint8_t *out)
 {
@@ -629,11 +693,13 @@ static Suite *codec_suite(void)
     tcase_add_test(t, test_sizes);
     suite_add_tcase(s, t);
     t = tcase_create("blockfile_model");
-    tcase_add_test(t, test_model);
+    tcase_add_loop_test(t, test_model, 0, 4);
+    tcase_add_loop_test(t, test_model_small, 0, 16);
     tcase_add_test(t, test_empty_and_holes);
     tcase_add_test(t, test_grow_from_inside);
     tcase_add_test(t, test_failed_grow_keeps_data);
     tcase_add_test(t, test_sparse_cost);
+    tcase_add_test(t, test_adjacent_holes);
     suite_add_tcase(s, t);
     t = tcase_create("blockfile_tamper");
     tcase_add_test(t, test_tamper);
