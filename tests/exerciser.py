@@ -24,6 +24,12 @@ the conversion workers do meanwhile is timing); --ops-out writes them as JSON li
 --replay runs again and --shrink cuts down to a short sequence that still fails. --allow NAME
 lets a known filesystem bug through and counts it in the summary.
 
+A long run that fails late need not be replayed whole for each try: replay its operations up to
+the last remount before the failure (whose full check passed), keep copies of the backing
+folder and the shadow, and run the rest with --resume (start from a mount and a shadow that
+match). --shrink with --reset-cmd (a command that copies both back and mounts again) then cuts
+those operations down.
+
 The trade-off: the shadow is the oracle, so only behaviour a local filesystem shares is checked
 (no SEEK_DATA/SEEK_HOLE, timestamps or space use), and fallocate modes the mount refuses with
 EOPNOTSUPP are skipped on the shadow and reported, not failed. Operations draw sizes from a
@@ -1007,8 +1013,7 @@ class Exerciser:
             self.errs[kind] += 1
         self.note(f"{kind} {args} -> {'(no handle)' if res is None else show(res)}")
 
-    def clean(self):
-        """Empty the mount and the shadow (for --clean and each attempt of --shrink)."""
+    def drop_handles(self):
         for h in self.handles.values():
             for fd in (h["m"], h["s"]):
                 try:
@@ -1016,13 +1021,24 @@ class Exerciser:
                 except OSError:
                     pass
         self.handles.clear()
+        self.check_handles.clear()
+
+    def clean(self):
+        """Empty the mount and the shadow (for --clean and each attempt of --shrink), or with
+        --reset-cmd put both back to the state the operations start from."""
+        self.drop_handles()
+        self.storage_seen.clear()
+        if self.args.reset_cmd:
+            r = subprocess.run(self.args.reset_cmd, shell=True)
+            if r.returncode != 0:
+                raise OSError(errno.EIO, f"reset command exited with {r.returncode}")
+            return
         for root in (self.mnt, self.shadow):
             for d, dirs, files in os.walk(root, topdown=False):
                 for f in files:
                     os.unlink(os.path.join(d, f))
                 for x in dirs:
                     os.rmdir(os.path.join(d, x))
-        self.storage_seen.clear()
 
     def run(self, ops, full_every):
         for op in ops:
@@ -1145,6 +1161,12 @@ def main():
     ap.add_argument("--allow", action="append", default=[], choices=["nlink0", "rmdir-busy", "meta-lost"],
                     help="let a known filesystem bug through, counted in the summary")
     ap.add_argument("--clean", action="store_true", help="empty the mount and the shadow first")
+    ap.add_argument("--resume", action="store_true",
+                    help="start from the mount and the shadow as they are (they must match, "
+                         "e.g. copies kept after a full check of a long run)")
+    ap.add_argument("--reset-cmd", default="",
+                    help="with --shrink: a shell command that puts the mount and the shadow back "
+                         "to the state the operations start from, instead of emptying both")
     args = ap.parse_args()
     if args.seed is None:
         args.seed = int.from_bytes(os.urandom(4), "little")
@@ -1155,9 +1177,15 @@ def main():
     ex = Exerciser(args)
     if args.clean:
         ex.clean()
-    elif os.listdir(ex.mnt) or os.listdir(ex.shadow):
+    elif not args.resume and (os.listdir(ex.mnt) or os.listdir(ex.shadow)):
         print("exerciser: the mount and the shadow must be empty (or use --clean)", file=sys.stderr)
         return 2
+    if args.resume:
+        try:
+            ex.full_check("at the start (--resume)")
+        except Mismatch as e:
+            print(f"exerciser: the mount and the shadow differ at the start: {e}", file=sys.stderr)
+            return 2
     replay = None
     if args.replay:
         with open(args.replay) as f:
