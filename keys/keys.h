@@ -206,6 +206,9 @@ int keys_ring_model(const struct keys_ring *ring, uint32_t index, struct keys_mo
                     const uint8_t **weights);
 int keys_ring_add_model(struct keys_ring *ring, uint32_t kind, const uint8_t id[KEYS_ID_BYTES],
                         const void *weights, size_t len);
+/* Move the model `id` to the end of the list, as if it had been added last (the last added
+ * model of a kind is the one that encodes). 0, or -ENOENT when the ring does not hold it. */
+int keys_ring_raise_model(struct keys_ring *ring, const uint8_t id[KEYS_ID_BYTES]);
 
 /* ---- Keys and AEAD ------------------------------------------------------------------------- */
 

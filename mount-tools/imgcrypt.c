@@ -31,6 +31,8 @@ const char imgcrypt_usage_text[] =
     "  train  --coder --data DIR [--epochs N] [--steps N] [--hidden N] [--layers N] [--seed S]\n"
     "         [--out MODEL] [--keyring PATH [SECRET]]\n"
     "  train  --coder --eval MODEL|default [--threads N] [--reps N] IMAGE...\n"
+    "  train  --coder --merge NARROW|default WIDE [--out MODEL] [--keyring PATH [SECRET]]\n"
+    "  train  --coder --add MODEL|default --keyring PATH [SECRET]\n"
     "         (SECRET: --passfile F | --extpass CMD | --keyfile F)\n"
     "\n"
     "See imgcrypt(1).\n";

@@ -338,10 +338,11 @@ static int store(const char *where, const struct keys_source *src, const uint8_t
         /* keep the cost that unlocked the keyring (authenticated), not a header read */
         unsigned log_n = keys_ring_kdf_cost(ring) ? keys_ring_kdf_cost(ring) : KEYS_LOGN_DEFAULT;
         rc = keys_ring_add_model(ring, KEYS_MODEL_CODER, digest, buf, len);
+        /* one the ring holds already becomes the last again: the one named now codes */
+        if (rc == -EEXIST)
+            rc = keys_ring_raise_model(ring, digest);
         if (rc == 0)
             rc = keys_ring_rewrap(ring, path, secret, log_n);
-        else if (rc == -EEXIST)
-            rc = 0;
     }
     keys_ring_close(ring);
     keys_secret_free(secret);
@@ -370,12 +371,13 @@ static const char coder_usage[] =
     "                      [--layers N] [--seed S] [--out MODEL]\n"
     "                      [--keyring PATH [--passfile F|--extpass CMD|--keyfile F]]\n"
     "       imgcrypt train --coder --eval MODEL|default [--threads N] [--reps N] IMAGE...\n"
-    "       imgcrypt train --coder --merge NARROW|default WIDE [--out MODEL] [--keyring ...]\n";
+    "       imgcrypt train --coder --merge NARROW|default WIDE [--out MODEL] [--keyring ...]\n"
+    "       imgcrypt train --coder --add MODEL|default --keyring PATH [SECRET]\n";
 
 /* What `imgcrypt train --coder` was asked to do. */
 struct coder_args {
     struct codec_pixnet_train_opts o;
-    const char *data, *out, *eval, *keyring, *merge;
+    const char *data, *out, *eval, *keyring, *merge, *add;
     struct keys_source src;
     int have_src;
     unsigned threads, reps;
@@ -401,6 +403,7 @@ enum {
     C_EXTPASS,
     C_KEYFILE,
     C_MERGE,
+    C_ADD,
     C_HELP
 };
 static const struct option opts[] = {
@@ -420,6 +423,7 @@ static const struct option opts[] = {
     {"extpass", required_argument, NULL, C_EXTPASS},
     {"keyfile", required_argument, NULL, C_KEYFILE},
     {"merge", required_argument, NULL, C_MERGE},
+    {"add", required_argument, NULL, C_ADD},
     {"help", no_argument, NULL, C_HELP},
     {NULL, 0, NULL, 0},
 };
@@ -452,6 +456,9 @@ static int coder_parse(int argc, char **argv, struct coder_args *a)
             break;
         case C_MERGE:
             a->merge = optarg;
+            break;
+        case C_ADD:
+            a->add = optarg;
             break;
         case C_KEYRING:
             a->keyring = optarg;
@@ -582,6 +589,22 @@ static int coder_merge(struct coder_args *a, const char *wide)
     return ret;
 }
 
+/* Put a model file, or this build's built-in model, into the keyring: the last added encodes
+ * (a keyring made by an earlier release keeps that release's model until then). */
+static int coder_add(struct coder_args *a)
+{
+    uint8_t *model = NULL;
+    size_t len = 0;
+    int rc = model_bytes(a->add, &model, &len);
+    if (rc != 0) {
+        tool_error("%s: %s", a->add, strerror(-rc));
+        return tool_exit_code(rc);
+    }
+    int ret = store(a->keyring, &a->src, model, len);
+    free(model);
+    return ret;
+}
+
 int imgcrypt_coder_main(int argc, char **argv)
 {
     struct coder_args a;
@@ -597,6 +620,13 @@ int imgcrypt_coder_main(int argc, char **argv)
             return TOOL_EXIT_USAGE;
         }
         return coder_eval(a.eval, argv + a.first_file, argc - a.first_file, a.threads, a.reps);
+    }
+    if (a.add) {
+        if (!a.keyring || a.data || a.merge || a.first_file != argc) {
+            tool_error("--add takes a model and --keyring, nothing else");
+            return TOOL_EXIT_USAGE;
+        }
+        return coder_add(&a);
     }
     if (a.merge) {
         if (a.data || a.first_file != argc - 1) {

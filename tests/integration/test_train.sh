@@ -7,10 +7,13 @@
 # the float and the integer decoder for each image and their mean, `--quantize` gives an
 # integer decoder to a model, `--keyring` stores the model in a keyring's model list (id: the
 # first 16 bytes of the SHA-256 of the model file) and `--eval keyring:ID` measures it from
-# there; bad arguments, missing or corrupt models, wrong secrets and folders without images
-# each give a one-line error and a non-zero exit status.
+# there; `train --coder` trains coder models, --merge makes one of two sets, and --keyring or
+# --add makes a model the one the keyring codes with (--add default: the shipped one again);
+# bad arguments, missing or corrupt models, wrong secrets and folders without images each give
+# a one-line error and a non-zero exit status.
 #
-# Needs the imgcrypt binary and /usr/bin/python3 (to write the images; no modules needed).
+# Needs the imgcrypt binary, /usr/bin/python3 (to write the images; no modules needed) and three
+# of the test images (the coder needs more samples than the generated ones hold).
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 [ -x /usr/bin/python3 ] || skip "/usr/bin/python3 is missing"
@@ -175,6 +178,43 @@ error_says
 expect 2 "$IMGCRYPT" train --data empty
 error_says
 expect nonzero "$IMGCRYPT" train --data "$T/no-such-folder"
+error_says
+
+step "coder models: train, merge, put into a keyring (--keyring, --add), code with them"
+mkdir c8 c16
+cp "$IMGC_TESTDATA/mri-t1-sagittal-64.pgm" "$IMGC_TESTDATA/mri-t1-axial-8bit.pgm" c8/
+cp "$IMGC_TESTDATA/mri-t1-axial-12bit.pgm" c16/
+expect 0 "$IMGCRYPT" train --coder --data c8 --epochs 1 --steps 5 --seed 3 --out narrow.pixnet
+expect 0 "$IMGCRYPT" train --coder --data c16 --epochs 1 --steps 5 --seed 3 --out wide.pixnet
+expect 0 "$IMGCRYPT" train --coder --merge narrow.pixnet wide.pixnet --out merged.pixnet
+expect 2 "$IMGCRYPT" train --coder --merge merged.pixnet wide.pixnet --out x.pixnet
+error_says "one-set"
+[[ -e x.pixnet ]] && fail "a merged model was written after a refusal"
+# the shipped coder model, which init put into the keyring
+expect 0 "$IMGCRYPT" info backing
+did=$(awk '$2 == "coder" { print $1; exit }' "$T/out")
+[ -n "$did" ] || fail "info lists no coder model"
+mid=$(sha256sum merged.pixnet | cut -c1-32)
+coded_by() { # IN OUT: encrypt IN with the keyring's coder model only; its id (16 hex digits)
+    expect 0 "$IMGCRYPT" encrypt --passfile pf --coder neural-only backing "$1" "$2"
+    expect 0 "$IMGCRYPT" inspect --keyring backing/imgcryptfs.keyring --passfile pf "$2"
+    sed -n 's/.*pixels by coder model \([0-9a-f]*\)).*/\1/p' "$T/out"
+}
+expect 0 "$IMGCRYPT" train --coder --add merged.pixnet --keyring backing --passfile pf
+grep -q "holds coder model $mid" "$T/err" || fail "--add does not name the model's id $mid"
+[ "$(coded_by data/slice-0.pgm merged.ct)" = "${mid:0:16}" ] ||
+    fail "after --add of a model the keyring does not code with it"
+expect 0 "$IMGCRYPT" train --coder --add default --keyring backing --passfile pf
+grep -q "holds coder model $did" "$T/err" || fail "--add default does not name $did"
+[ "$(coded_by data/slice-0.pgm default.ct)" = "${did:0:16}" ] ||
+    fail "after --add default the keyring does not code with the shipped model again"
+expect 0 "$IMGCRYPT" decrypt --passfile pf backing merged.ct merged.pgm
+cmp -s merged.pgm data/slice-0.pgm || fail "the image coded by the other model no longer decodes"
+expect 2 "$IMGCRYPT" train --coder --add default
+error_says "--keyring"
+expect nonzero "$IMGCRYPT" train --coder --add "$T/no-such.pixnet" --keyring backing --passfile pf
+error_says "no-such.pixnet"
+expect nonzero "$IMGCRYPT" train --coder --add default --keyring backing --passfile wrong
 error_says
 
 step "missing and corrupt models are refused"

@@ -1830,6 +1830,21 @@ START_TEST(test_ring_models)
     ck_assert_uint_eq(mi.bytes, 3);
     ck_assert_mem_eq(w, wb, 3);
     ck_assert_int_eq(keys_ring_add_model(ring, KEYS_MODEL_CODER, id_a, wb, 3), -EEXIST);
+    /* Raising one moves it (and its weights) to the end; an unknown id is not there. */
+    uint8_t none[16] = {0};
+    ck_assert_int_eq(keys_ring_raise_model(ring, none), -ENOENT);
+    ck_assert_int_eq(keys_ring_raise_model(ring, id_a), 0);
+    ck_assert_int_eq(keys_ring_model(ring, 0, &mi, &w), 0);
+    ck_assert_mem_eq(mi.id, id_b, 16);
+    ck_assert_mem_eq(w, wb, 3);
+    ck_assert_int_eq(keys_ring_model(ring, 1, &mi, &w), 0);
+    ck_assert_mem_eq(mi.id, id_a, 16);
+    ck_assert_uint_eq(mi.bytes, 5000);
+    ck_assert_mem_eq(w, wa, 5000);
+    ck_assert_int_eq(keys_ring_raise_model(ring, id_a), 0); /* the last already */
+    ck_assert_int_eq(keys_ring_model(ring, 1, &mi, &w), 0);
+    ck_assert_mem_eq(mi.id, id_a, 16);
+    ck_assert_int_eq(keys_ring_raise_model(ring, id_b), 0); /* back as it was */
 
     /* info lists them without a secret. */
     ck_assert_int_eq(keys_ring_info(path, &info, NULL, 0), 0);
