@@ -16,6 +16,8 @@
 #   -n          leave tests/fuzz/corpus and tests/data/crashers alone (CI): no merge, no copy
 #   TARGET      png, dicom, ... (default: every target); TARGET:SECONDS sets its own duration
 # Environment: IMGC_FUZZ_NICE (default 19) is the niceness of the fuzzers.
+# A time-boxed session can end a target early: `kill -INT` its fuzz_TARGET process (one job):
+# what it ran is counted and its corpus merged as at the end of its time ("stopped").
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 bdir="$root/build-fuzz"
@@ -105,6 +107,10 @@ run_target() {
     (cd "$dir" && nice -n "$nice" "$exe" "${flags[@]}" -max_total_time="$len" "${par[@]}" \
         -artifact_prefix="$work/crashes/$what-" corpus "${seeds[@]}" >run.log 2>&1) || rc=$?
     len=$((SECONDS - t0))
+    local stopped=0 # libFuzzer exits 72 when interrupted (SIGINT): not a crash
+    if [ "$rc" -eq 72 ] && ! find "$work/crashes" -maxdepth 1 -name "$what-*" | grep -q .; then
+        rc=0 stopped=1
+    fi
     local logs=("$dir/run.log")
     [ "$jobs" -gt 1 ] && logs=("$dir"/fuzz-*.log)
     local execs cov crashes
@@ -116,8 +122,11 @@ run_target() {
     if [ "$merge" = 1 ] && [ "$crashes" -eq 0 ] && [ "$rc" -eq 0 ]; then
         merge_back "$what" "$exe" && after=$(count "$root/tests/fuzz/corpus/$what")
     fi
+    local result=ok
+    [ "$stopped" = 1 ] && result=stopped
+    [ "$rc" -ne 0 ] && result="CRASH rc=$rc"
     printf '%-10s %12s %8s %6s %6s %6s  %s\n' "$what" "$execs" "$((execs / (len > 0 ? len : 1)))" \
-        "$before" "$after" "$cov" "$([ "$rc" -eq 0 ] && echo ok || echo "CRASH rc=$rc")"
+        "$before" "$after" "$cov" "$result"
     if [ "$crashes" -gt 0 ] || [ "$rc" -ne 0 ]; then
         if [ "$merge" = 1 ] && [ "$crashes" -gt 0 ]; then
             mkdir -p "$root/tests/data/crashers/$what"
