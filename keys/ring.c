@@ -589,11 +589,12 @@ int keys_ring_raise_model(struct keys_ring *ring, const uint8_t id[KEYS_ID_BYTES
 {
     if (!ring || !id)
         return -EINVAL;
-    uint32_t i = 0, last = ring->model_count - 1;
+    uint32_t i = 0;
     while (i < ring->model_count && memcmp(ring->models[i].id, id, KEYS_ID_BYTES) != 0)
         i++;
     if (i == ring->model_count)
         return -ENOENT;
+    uint32_t last = ring->model_count - 1;
     struct keys_model_info info = ring->models[i];
     uint8_t *w = ring->weights[i];
     memmove(&ring->models[i], &ring->models[i + 1], (last - i) * sizeof(ring->models[0]));
