@@ -392,8 +392,8 @@ int fs_image_to_blocks(struct fs_ctx *c, struct fs_node *n, int empty)
     fs_cache_drop(c, n);
     n->gen++;
     n->dirty = 1;
-    if (n->image) { /* the open handles go on with the block file */
-        close(n->data_fd);
+    if (n->image) { /* the open handles go on with the block file; src (the image's
+                     * descriptor) is closed below, once */
         n->data_fd = fd;
         n->bf = bf;
         n->image = 0;

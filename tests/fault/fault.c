@@ -12,7 +12,9 @@
  *   IMGC_FAULT_CTL   a control file, re-read whenever its inode, size or mtime change (one stat
  *                    per intercepted call); write a new file and rename it over to change rules.
  *   IMGC_FAULT       rules used while there is no control file (';' separates rules).
- *   IMGC_FAULT_LOG   a file to which every injection appends one line: "CALL ACTION PATH".
+ *   IMGC_FAULT_LOG   a file to which every injection appends one line: "CALL ACTION PATH"; and
+ *                    every close() that finds no open descriptor (a descriptor closed twice,
+ *                    never injected): "close EBADF fd=N".
  *
  * A rule, one per line ('#' starts a comment):
  *   CALL ACTION [after=N] [times=M] [prob=P] [match=SUBSTRING] [acc=ro|wo|rw]
@@ -269,12 +271,12 @@ static double uniform(void)
     return (double)(rng >> 11) / 9007199254740992.0;
 }
 
-static void log_hit(int call, int action, const char *path)
+static void log_line(const char *call, const char *action, const char *path)
 {
     if (!log_path)
         return;
     char line[PATH_MAX + 64];
-    int n = snprintf(line, sizeof(line), "%s %s %s\n", call_names[call], action_name(action), path);
+    int n = snprintf(line, sizeof(line), "%s %s %s\n", call, action, path);
     long fd =
         syscall(SYS_openat, AT_FDCWD, log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
     if (fd < 0)
@@ -283,6 +285,11 @@ static void log_hit(int call, int action, const char *path)
                 (size_t)(n < (int)sizeof(line) ? n : (int)sizeof(line) - 1)) < 0) {
     }
     syscall(SYS_close, (int)fd);
+}
+
+static void log_hit(int call, int action, const char *path)
+{
+    log_line(call_names[call], action_name(action), path);
 }
 
 /*
@@ -601,4 +608,21 @@ int lsetxattr(const char *path, const char *name, const void *value, size_t size
 {
     FAIL_WITH(decide(FAULT_FSETXATTR, -1, AT_FDCWD, path), -1);
     return REAL(lsetxattr)(path, name, value, size, flags);
+}
+
+/* ---- close ------------------------------------------------------------------------------- */
+
+/* Never failed on purpose, but watched: a close that finds no open descriptor (EBADF) means
+ * the process closed one twice, and in a threaded daemon the number may already name another
+ * thread's file. Each is logged as "close EBADF fd=N", for the test to find. */
+int close(int fd)
+{
+    int rc = REAL(close)(fd);
+    if (rc != 0 && errno == EBADF && root_len && !inside) {
+        char what[32];
+        snprintf(what, sizeof(what), "fd=%d", fd);
+        log_line("close", "EBADF", what);
+        errno = EBADF;
+    }
+    return rc;
 }
