@@ -57,7 +57,7 @@ int fs_truncate(struct fs_ctx *c, struct fs_node *n, off_t size)
     int rc = size == 0 && !n->image && fs_image_is_stored(c, n) ? fs_image_to_blocks(c, n, 1) : 0;
     /* Without an open handle, open the contents for this one call. */
     if (rc == 0)
-        rc = fs_node_open_data(c, n, 1);
+        rc = fs_node_open_data(c, n, FS_DATA_WRITE);
     if (rc == 0) {
         rc = truncate_locked(c, n, (uint64_t)size);
         int dead = fs_node_close_data(c, n);
@@ -78,6 +78,14 @@ static int attach_handle(struct fuse_file_info *fi, struct fs_node *n)
     h->writable = wants_write(fi->flags);
     fi->fh = (uint64_t)(uintptr_t)h;
     return 0;
+}
+
+/* What an open with these flags does with the contents: O_TRUNC writes at once. */
+static enum fs_data_use data_use(int flags)
+{
+    if (flags & O_TRUNC)
+        return FS_DATA_WRITE;
+    return wants_write(flags) ? FS_DATA_WRITE_LATER : FS_DATA_READ;
 }
 
 /* The last of a handle: its node's contents are closed with the node's last handle. */
@@ -103,7 +111,7 @@ void fs_op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
     if ((fi->flags & O_TRUNC) && !n->image && fs_image_is_stored(c, n))
         rc = fs_image_to_blocks(c, n, 1);
     if (rc == 0)
-        rc = fs_node_open_data(c, n, wants_write(fi->flags) || (fi->flags & O_TRUNC));
+        rc = fs_node_open_data(c, n, data_use(fi->flags));
     if (rc != 0) {
         pthread_rwlock_unlock(&n->lock);
         fuse_reply_err(req, -fs_err(c, rc, n->fd, UINT64_MAX, "open"));
@@ -197,7 +205,7 @@ void fs_op_create(fuse_req_t req, fuse_ino_t parent, const char *name, mode_t mo
             (rc = fs_lookup_leaf(c, fs_node_of(c, parent), nm.leaf, &e)) == 0) {
             struct fs_node *n = fs_node_of(c, e.ino);
             pthread_rwlock_wrlock(&n->lock);
-            rc = fs_node_open_data(c, n, 1);
+            rc = fs_node_open_data(c, n, FS_DATA_WRITE);
             if (rc == 0 && (fi->flags & O_TRUNC) && (rc = truncate_locked(c, n, 0)) != 0)
                 (void)fs_node_close_data(c, n);
             pthread_rwlock_unlock(&n->lock);
@@ -345,9 +353,11 @@ void fs_op_write(fuse_req_t req, fuse_ino_t ino, const char *buf, size_t size, o
         return;
     }
     pthread_rwlock_wrlock(&n->lock);
-    ssize_t done = h->writable && n->writable && n->bf
-                       ? codec_bf_write(n->bf, buf, size, (uint64_t)off, &bad)
-                       : -EBADF;
+    /* a stored image opened for writing becomes a block file at its first write */
+    ssize_t done = h->writable ? fs_node_to_write(c, n) : -EBADF;
+    if (done == 0)
+        done =
+            n->writable && n->bf ? codec_bf_write(n->bf, buf, size, (uint64_t)off, &bad) : -EBADF;
     changed(n);
     pthread_rwlock_unlock(&n->lock);
     if (done < 0)
@@ -423,7 +433,9 @@ void fs_op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off_t 
         return;
     }
     pthread_rwlock_wrlock(&n->lock);
-    int rc = n->writable && n->bf && handle_of(fi)->writable
+    int rc = handle_of(fi)->writable ? fs_node_to_write(c, n) : -EBADF;
+    if (rc == 0)
+        rc = n->writable && n->bf
                  ? fallocate_locked(n, mode, (uint64_t)off, (uint64_t)off + (uint64_t)len, &bad)
                  : -EBADF;
     pthread_rwlock_unlock(&n->lock);

@@ -237,8 +237,18 @@ int fs_node_get(struct fs_ctx *c, int fd, const struct stat *st, struct fs_node 
 void fs_node_forget(struct fs_ctx *c, struct fs_node *n, uint64_t nlookup);
 /* Folder id of a folder node (read once, then kept: a folder keeps its id for life). */
 int fs_node_dirid(struct fs_ctx *c, struct fs_node *n, uint8_t id[KEYS_ID_BYTES]);
+/* What a new handle does with a file's contents (fs_node_open_data). */
+enum fs_data_use {
+    FS_DATA_READ = 0,  /* reads */
+    FS_DATA_WRITE = 1, /* writes now (truncate, a new file): a stored image becomes a block file */
+    FS_DATA_WRITE_LATER = 2, /* may write: read-write, but a stored image stays one until its
+                              * first write (fs_node_to_write) */
+};
 /* Open the contents of a regular-file node for a new handle (write lock held by the caller). */
-int fs_node_open_data(struct fs_ctx *c, struct fs_node *n, int writable);
+int fs_node_open_data(struct fs_ctx *c, struct fs_node *n, enum fs_data_use use);
+/* Before a handle changes the contents (write lock held): a stored image becomes a block file,
+ * its open handles included. 0 or -errno. */
+int fs_node_to_write(struct fs_ctx *c, struct fs_node *n);
 /* The same for a file just created: adopt its read-write descriptor and block file (both
  * owned by the node afterwards, or released when it already has its own). */
 void fs_node_adopt_data(struct fs_ctx *c, struct fs_node *n, int fd, struct codec_bf *bf);
@@ -262,6 +272,13 @@ int fs_node_reopen(const struct fs_node *n, int flags);
  * done), -EMLINK (more links) or -errno. On success *dir_fd is the folder opened for the
  * caller to fsync and close (or -1). */
 int fs_node_swap(struct fs_ctx *c, struct fs_node *n, const char *tmp, int tmp_fd, int *dir_fd);
+/* Whether the node's file has no name left (unlinked while open). */
+int fs_node_unnamed(const struct fs_node *n);
+/* The same for a node whose file has no name left: it takes the temporary file `tmp` of
+ * folder dfd (any folder: the node's own may be gone too) as it is, its name removed, to live
+ * on nameless through the node's descriptors. 0, -ESTALE (the node has a name) or -errno. */
+int fs_node_adopt_unnamed(struct fs_ctx *c, struct fs_node *n, int dfd, const char *tmp,
+                          int tmp_fd);
 /* Its last known folder (a reference, fs_dref_put) and leaf (a copy), or -ESTALE. */
 int fs_node_where(struct fs_ctx *c, struct fs_node *n, struct fs_dref **dir, char **leaf);
 void fs_dref_put(struct fs_dref *d);

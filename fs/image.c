@@ -367,6 +367,7 @@ int fs_image_to_blocks(struct fs_ctx *c, struct fs_node *n, int empty)
     struct codec_bf *bf = NULL;
     char *leaf = NULL, tmp[FS_TMP_CAP];
     int src = n->image ? n->data_fd : fs_node_reopen(n, O_RDONLY), fd = -1, dir_fd = -1, rc;
+    int unnamed, tdir = -1;
     struct stat st;
     if (src < 0)
         return src;
@@ -374,13 +375,22 @@ int fs_image_to_blocks(struct fs_ctx *c, struct fs_node *n, int empty)
         goto out;
     if (!empty && (rc = plain_of(c, n, src, &p)) != 0)
         goto out;
-    if ((rc = write_blocks(c, d->fd, tmp, p, &fd, &bf)) == 0 && (rc = fs_copy_meta(src, fd)) == 0 &&
+    /* A file deleted while open (its folder perhaps too) is written on in a nameless block
+     * file, made in the backing root. */
+    unnamed = fs_node_unnamed(n);
+    tdir = unnamed ? c->root.fd : d->fd;
+    if ((rc = write_blocks(c, tdir, tmp, p, &fd, &bf)) == 0 && (rc = fs_copy_meta(src, fd)) == 0 &&
         fsync(fd) != 0)
         rc = -errno;
-    if (rc == 0)
-        rc = fs_node_swap(c, n, tmp, fd, &dir_fd);
+    if (rc == 0 && !unnamed && (rc = fs_node_swap(c, n, tmp, fd, &dir_fd)) == -ESTALE &&
+        fs_node_unnamed(n)) { /* deleted meanwhile */
+        unnamed = 1;
+        rc = 0;
+    }
+    if (rc == 0 && unnamed)
+        rc = fs_node_adopt_unnamed(c, n, tdir, tmp, fd);
     if (rc != 0) {
-        (void)unlinkat(d->fd, tmp, 0);
+        (void)unlinkat(tdir, tmp, 0);
         goto out;
     }
     if (dir_fd >= 0) {

@@ -237,52 +237,97 @@ int fs_node_where(struct fs_ctx *c, struct fs_node *n, struct fs_dref **dir, cha
     return rc;
 }
 
-int fs_node_swap(struct fs_ctx *c, struct fs_node *n, const char *tmp, int tmp_fd, int *dir_fd)
+/* Whether `leaf` of folder dfd is the node's inode with one link: 0, -ESTALE (another's, or
+ * none), -EMLINK or -errno. */
+static int still_named(const struct fs_node *n, int dfd, const char *leaf)
 {
-    struct fs_dref *d = NULL;
-    char *leaf = NULL;
-    struct stat cur, fresh;
-    int rc = fs_node_where(c, n, &d, &leaf);
-    if (rc != 0)
-        return rc;
-    int path_fd = -1, old_fd = -1;
-    pthread_rwlock_wrlock(&c->ns_lock);
-    if (fstatat(d->fd, leaf, &cur, AT_SYMLINK_NOFOLLOW) != 0)
-        rc = errno == ENOENT ? -ESTALE : -errno;
-    else if (cur.st_dev != n->dev || cur.st_ino != n->ino)
-        rc = -ESTALE;
-    else if (cur.st_nlink != 1)
-        rc = -EMLINK;
-    /* The node's descriptor names the new inode before the rename (the same number: a getattr
-     * racing this sees the new file, one link, never the old one unlinked), and the old one
-     * again if the rename fails. */
-    else if ((path_fd = openat(d->fd, tmp, O_PATH | O_NOFOLLOW | O_CLOEXEC)) < 0 ||
-             fstat(tmp_fd, &fresh) != 0 || (old_fd = fcntl(n->fd, F_DUPFD_CLOEXEC, 0)) < 0 ||
-             dup2(path_fd, n->fd) < 0)
-        rc = -errno;
-    else if (renameat(d->fd, tmp, d->fd, leaf) != 0) {
-        rc = -errno;
+    struct stat cur;
+    if (fstatat(dfd, leaf, &cur, AT_SYMLINK_NOFOLLOW) != 0)
+        return errno == ENOENT ? -ESTALE : -errno;
+    if (cur.st_dev != n->dev || cur.st_ino != n->ino)
+        return -ESTALE;
+    return cur.st_nlink != 1 ? -EMLINK : 0;
+}
+
+/* Point the node's descriptor at the file `tmp` of folder dfd (open as tmp_fd, whose stat goes
+ * into *fresh), the old descriptor kept in *old_fd for settle: 0, or -errno with nothing
+ * changed. ns_lock held exclusively. */
+static int point_at(struct fs_node *n, int dfd, const char *tmp, int tmp_fd, struct stat *fresh,
+                    int *old_fd)
+{
+    int rc = 0, path_fd = openat(dfd, tmp, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+    if (path_fd < 0 || fstat(tmp_fd, fresh) != 0 ||
+        (*old_fd = fcntl(n->fd, F_DUPFD_CLOEXEC, 0)) < 0 || dup2(path_fd, n->fd) < 0)
+        rc = errno ? -errno : -EIO;
+    if (path_fd >= 0)
+        close(path_fd);
+    return rc;
+}
+
+/* After point_at: the node's descriptor back on the old file after a failure (rc != 0), or the
+ * node under the new file's key after a success; the old descriptor closed. */
+static int settle(struct fs_ctx *c, struct fs_node *n, const struct stat *fresh, int old_fd, int rc)
+{
+    if (rc != 0 && old_fd >= 0) {
         (void)dup2(old_fd, n->fd);
-    } else {
+    } else if (rc == 0) {
         /* Another key: the same node. */
         pthread_mutex_lock(&c->table_lock);
         unhook(c, n);
-        n->dev = fresh.st_dev;
-        n->ino = fresh.st_ino;
+        n->dev = fresh->st_dev;
+        n->ino = fresh->st_ino;
         size_t b = bucket(n->dev, n->ino);
         n->next = c->table[b];
         c->table[b] = n;
         pthread_mutex_unlock(&c->table_lock);
     }
+    if (old_fd >= 0)
+        close(old_fd);
+    return rc;
+}
+
+int fs_node_swap(struct fs_ctx *c, struct fs_node *n, const char *tmp, int tmp_fd, int *dir_fd)
+{
+    struct fs_dref *d = NULL;
+    char *leaf = NULL;
+    struct stat fresh = {0};
+    int rc = fs_node_where(c, n, &d, &leaf), old_fd = -1;
+    if (rc != 0)
+        return rc;
+    pthread_rwlock_wrlock(&c->ns_lock);
+    /* The node's descriptor names the new inode before the rename (the same number: a getattr
+     * racing this sees the new file, one link, never the old one unlinked), and the old one
+     * again if the rename fails. */
+    if ((rc = still_named(n, d->fd, leaf)) == 0 &&
+        (rc = point_at(n, d->fd, tmp, tmp_fd, &fresh, &old_fd)) == 0 &&
+        renameat(d->fd, tmp, d->fd, leaf) != 0)
+        rc = -errno;
+    rc = settle(c, n, &fresh, old_fd, rc);
     pthread_rwlock_unlock(&c->ns_lock);
     if (rc == 0) /* for the caller's fsync, which an O_PATH descriptor does not take */
         *dir_fd = openat(d->fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (path_fd >= 0)
-        close(path_fd);
-    if (old_fd >= 0)
-        close(old_fd);
     fs_dref_put(d);
     free(leaf);
+    return rc;
+}
+
+int fs_node_unnamed(const struct fs_node *n)
+{
+    struct stat st;
+    return fstat(n->fd, &st) == 0 && st.st_nlink == 0;
+}
+
+int fs_node_adopt_unnamed(struct fs_ctx *c, struct fs_node *n, int dfd, const char *tmp, int tmp_fd)
+{
+    struct stat fresh = {0};
+    int rc, old_fd = -1;
+    pthread_rwlock_wrlock(&c->ns_lock);
+    /* nameless for good: the kernel links no inode whose link count is 0 */
+    if ((rc = fs_node_unnamed(n) ? 0 : -ESTALE) == 0 &&
+        (rc = point_at(n, dfd, tmp, tmp_fd, &fresh, &old_fd)) == 0 && unlinkat(dfd, tmp, 0) != 0)
+        rc = -errno;
+    rc = settle(c, n, &fresh, old_fd, rc);
+    pthread_rwlock_unlock(&c->ns_lock);
     return rc;
 }
 
@@ -342,13 +387,20 @@ static void count_open(struct fs_ctx *c, struct fs_node *n)
     pthread_mutex_unlock(&c->table_lock);
 }
 
-int fs_node_open_data(struct fs_ctx *c, struct fs_node *n, int writable)
+int fs_node_to_write(struct fs_ctx *c, struct fs_node *n)
 {
-    int rc;
+    return n->image ? fs_image_to_blocks(c, n, 0) : 0;
+}
+
+int fs_node_open_data(struct fs_ctx *c, struct fs_node *n, enum fs_data_use use)
+{
+    int rc, writable = use != FS_DATA_READ;
     if (n->type != S_IFREG)
         return n->type == S_IFDIR ? -EISDIR : -EINVAL;
-    /* A writer of a stored image: it becomes a block file first, open handles included. */
-    if (n->image && writable && (rc = fs_image_to_blocks(c, n, 0)) != 0)
+    /* A writer of a stored image: it becomes a block file first, open handles included. One
+     * that may write goes on reading the image until it does (a program that opens r+ and
+     * only reads costs no decode into a block file and no conversion back). */
+    if (use == FS_DATA_WRITE && (rc = fs_node_to_write(c, n)) != 0)
         return rc;
     if ((n->bf || n->image) && (n->writable || !writable)) {
         count_open(c, n);
@@ -364,10 +416,11 @@ int fs_node_open_data(struct fs_ctx *c, struct fs_node *n, int writable)
     }
     if (fd < 0)
         return fd;
-    if (n->bf) {
+    if (n->bf || n->image) {
         /* Upgrade: the same file, now through a read-write descriptor. */
         close(n->data_fd);
-        codec_bf_set_fd(n->bf, fd);
+        if (n->bf)
+            codec_bf_set_fd(n->bf, fd);
     } else {
         int image = sniff_image(c, n, fd);
         if (image < 0) {
@@ -375,10 +428,10 @@ int fs_node_open_data(struct fs_ctx *c, struct fs_node *n, int writable)
             return image;
         }
         if (image) {
-            if (!writable) {
+            if (use != FS_DATA_WRITE) {
                 n->image = 1;
                 n->data_fd = fd;
-                n->writable = 0;
+                n->writable = got_rw;
                 count_open(c, n);
                 return 0;
             }

@@ -119,7 +119,27 @@ sha_list "$REF" >"$WORK/ref.sha"
 sha_list "$M" "${FILES[@]}" >"$WORK/mnt.sha"
 same_hashes "clients' files read back" "$WORK/ref.sha" "$WORK/mnt.sha"
 
-# 4. Rewriting converted files in place: the same edit in the mount and on the local copies.
+# 4. A converted file opened r+ and only read (as some viewers and toolkits open files): it
+# reads exactly and stays a stored image, then and after the close (no decode into a block
+# file, no conversion queued again).
+step "a converted file opened r+ and only read stays a stored image"
+f=pil/s8-level1.png
+[ "$(storage_kind "$M/$f")" = image ] || check_fail "$f is '$(storage_of "$M/$f")' before the r+ read"
+"$PY" - "$M/$f" "$REF/$f" <<'EOF' || check_fail "$f opened r+ and read"
+import os, sys
+m, ref = sys.argv[1:3]
+with open(m, "r+b") as f:
+    got = f.read()
+    during = os.getxattr(m, "user.imgcryptfs.storage").decode()
+if got != open(ref, "rb").read():
+    sys.exit("the bytes read through an r+ handle differ")
+if not during.startswith("image"):
+    sys.exit(f"storage while open r+ and unwritten: '{during}', expected an image")
+EOF
+[ "$(storage_kind "$M/$f")" = image ] ||
+    check_fail "$f is '$(storage_of "$M/$f")' after an r+ open that wrote nothing, expected an image"
+
+# 5. Rewriting converted files in place: the same edit in the mount and on the local copies.
 step "in-place edits of converted files (r+, seek, write)"
 cat >"$WORK/edit.py" <<'EOF'
 import glob, os, sys

@@ -15,6 +15,8 @@
 #   link      link() while converting: both names exact, the file stays `blocks`
 #   handles   a reader handle kept open across the conversion and a write through another
 #             handle; a second writer handle that closes last
+#   deleted   open r+, the name and its folder deleted, then a write and a read through the
+#             handle
 #   loop      one file closed and reopened for writing 100 times (r+ writes, every tenth an
 #             O_TRUNC rewrite), read back every tenth time, `image` at the end
 #   links     a file hard-linked before its last close stays `blocks`; link() to a stored
@@ -283,6 +285,27 @@ def case_handles(d):
     write_file(S(rel2), bytes(s))
     expect[rel] = expect[rel2] = "image"
 
+def case_deleted(d):
+    """A file opened r+ (a stored image stays one until written), then its name and its folder
+    deleted, then written and read through the handle: the write goes on, nameless, and
+    nothing is left behind (the backing folder is checked at the end)."""
+    sub = f"{d}/deleted"
+    both(os.mkdir, sub)
+    rel = f"{sub}/gone.pgm"
+    data = img()
+    both(write_file, rel, data)
+    pause(rel)
+    with open(M(rel), "r+b") as f:
+        both(os.unlink, rel)
+        both(os.rmdir, sub)
+        lo, hi = pixel_region(data)
+        off = rnd.randrange(lo, hi - 300)
+        os.pwrite(f.fileno(), b"\x04" * 300, off)
+        want = data[:off] + b"\x04" * 300 + data[off + 300:]
+        os.posix_fadvise(f.fileno(), 0, 0, os.POSIX_FADV_DONTNEED)
+        if pread_all(f.fileno(), len(want) + 1, 0) != want:
+            problem(f"deleted: {rel}, written after its name and folder were deleted, reads other bytes")
+
 def wait_idle(timeout=600):
     """Until the backlog has read 0 three times in a row (10 s at most without a value)."""
     zeros, errors, end = 0, 0, time.time() + timeout
@@ -399,7 +422,7 @@ def case_cache(d):
     expect[rel] = "image"
 
 CASES = [case_read, case_write, case_rewrite, case_append, case_truncate, case_rename,
-         case_unlink, case_link, case_handles]
+         case_unlink, case_link, case_handles, case_deleted]
 
 def main():
     os.makedirs(os.path.join(mnt, "races"), exist_ok=True)
