@@ -16,8 +16,9 @@
 #   -n          leave tests/fuzz/corpus and tests/data/crashers alone (CI): no merge, no copy
 #   TARGET      png, dicom, ... (default: every target); TARGET:SECONDS sets its own duration
 # Environment: IMGC_FUZZ_NICE (default 19) is the niceness of the fuzzers.
-# A time-boxed session can end a target early: `kill -INT` its fuzz_TARGET process (one job):
-# what it ran is counted and its corpus merged as at the end of its time ("stopped").
+# A time-boxed session can end a target early: `kill -INT` its fuzz_TARGET processes (every job
+# and, with -j, their parent): what they ran is counted and the corpus merged as at the end of
+# its time ("stopped").
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 bdir="$root/build-fuzz"
@@ -91,6 +92,21 @@ merge_back() {
     rm -rf "$dst" && mv "$fresh" "$dst"
 }
 
+# Whether a run that ended with status $2 was only interrupted (SIGINT), not a crash: no input
+# was saved, and every log given ends its run with libFuzzer's final statistics and holds no
+# sanitizer or libFuzzer error. A single fuzzer exits 72 then; the parent of -jobs exits 1.
+interrupted() {
+    local what=$1 rc=$2 log
+    shift 2
+    [ "$rc" -eq 72 ] || [ "$rc" -eq 1 ] || return 1
+    find "$work/crashes" -maxdepth 1 -name "$what-*" | grep -q . && return 1
+    for log in "$@"; do
+        grep -q '^stat::number_of_executed_units:' "$log" 2>/dev/null || return 1
+        grep -Eq '^==[0-9]+==ERROR|ERROR: libFuzzer|runtime error:' "$log" && return 1
+    done
+    return 0
+}
+
 # Run one target; prints its line of the summary, returns 1 on a crash.
 run_target() {
     local what=${1%%:*} len=$secs exe="$bdir/tests/fuzz_${1%%:*}" dir="$work/${1%%:*}"
@@ -107,12 +123,12 @@ run_target() {
     (cd "$dir" && nice -n "$nice" "$exe" "${flags[@]}" -max_total_time="$len" "${par[@]}" \
         -artifact_prefix="$work/crashes/$what-" corpus "${seeds[@]}" >run.log 2>&1) || rc=$?
     len=$((SECONDS - t0))
-    local stopped=0 # libFuzzer exits 72 when interrupted (SIGINT): not a crash
-    if [ "$rc" -eq 72 ] && ! find "$work/crashes" -maxdepth 1 -name "$what-*" | grep -q .; then
-        rc=0 stopped=1
-    fi
     local logs=("$dir/run.log")
     [ "$jobs" -gt 1 ] && logs=("$dir"/fuzz-*.log)
+    local stopped=0
+    if [ "$rc" -ne 0 ] && interrupted "$what" "$rc" "${logs[@]}"; then
+        rc=0 stopped=1
+    fi
     local execs cov crashes
     execs=$(STAT=stat::number_of_executed_units stat_sum "${logs[@]}")
     cov=$(grep -ho 'cov: [0-9]*' "${logs[@]}" 2>/dev/null | awk '$2 > m { m = $2 } END { print m + 0 }')
