@@ -305,7 +305,19 @@ static int write_file(const char *path, const uint8_t *buf, size_t len)
     return rc;
 }
 
-/* Add model bytes to the keyring at `where` (a keyring file or a backing folder). */
+/* Whether `id` is the last model of its kind in `ring`: the one that codes already. */
+static int codes_already(const struct keys_ring *ring, uint32_t kind, const uint8_t *id)
+{
+    struct keys_model_info info;
+    for (uint32_t i = keys_ring_model_count(ring); i-- > 0;) {
+        if (keys_ring_model(ring, i, &info, NULL) == 0 && info.kind == kind)
+            return memcmp(info.id, id, KEYS_ID_BYTES) == 0;
+    }
+    return 0;
+}
+
+/* Add model bytes to the keyring at `where` (a keyring file or a backing folder). A model that
+ * codes already leaves the file as it is (no new copy for backups, no scrypt). */
 static int store(const char *where, const struct keys_source *src, const uint8_t *buf, size_t len)
 {
     char path[4096], why[512] = "", id[2 * KEYS_ID_BYTES + 1];
@@ -334,7 +346,8 @@ static int store(const char *where, const struct keys_source *src, const uint8_t
     rc = keys_ring_open(path, secret, &ring, why, sizeof(why));
     if (rc == 0)
         rc = keys_sha256(buf, len, digest);
-    if (rc == 0) {
+    int same = rc == 0 && codes_already(ring, KEYS_MODEL_CODER, digest);
+    if (rc == 0 && !same) {
         /* keep the cost that unlocked the keyring (authenticated), not a header read */
         unsigned log_n = keys_ring_kdf_cost(ring) ? keys_ring_kdf_cost(ring) : KEYS_LOGN_DEFAULT;
         rc = keys_ring_add_model(ring, KEYS_MODEL_CODER, digest, buf, len);
@@ -351,7 +364,8 @@ static int store(const char *where, const struct keys_source *src, const uint8_t
         return tool_exit_code(rc);
     }
     tool_hex(digest, KEYS_ID_BYTES, id);
-    (void)fprintf(stderr, "keyring %s holds coder model %s\n", path, id);
+    (void)fprintf(stderr, "keyring %s holds coder model %s%s\n", path, id,
+                  same ? " (it coded already; the keyring is unchanged)" : "");
     return TOOL_EXIT_OK;
 }
 

@@ -210,6 +210,12 @@ grep -q "holds coder model $did" "$T/err" || fail "--add default does not name $
     fail "after --add default the keyring does not code with the shipped model again"
 expect 0 "$IMGCRYPT" decrypt --passfile pf backing merged.ct merged.pgm
 cmp -s merged.pgm data/slice-0.pgm || fail "the image coded by the other model no longer decodes"
+# the model that codes already: the keyring file is left exactly as it is
+cp backing/imgcryptfs.keyring ring.before
+expect 0 "$IMGCRYPT" train --coder --add default --keyring backing --passfile pf
+grep -q "holds coder model $did (it coded already; the keyring is unchanged)" "$T/err" ||
+    fail "--add of the coding model does not say the keyring is unchanged"
+cmp -s ring.before backing/imgcryptfs.keyring || fail "--add of the coding model rewrote the keyring"
 expect 2 "$IMGCRYPT" train --coder --add default
 error_says "--keyring"
 expect nonzero "$IMGCRYPT" train --coder --add "$T/no-such.pixnet" --keyring backing --passfile pf
