@@ -283,7 +283,7 @@ static int parse_head(const uint8_t *buf, size_t len, int kind, struct rbuf *r,
     if ((ret = nn_model_new(in_ch, &m)))
         return ret;
     for (size_t i = 0; i < nl; i++) {
-        uint32_t f[12];
+        uint32_t f[12] = {0};
         for (int j = 0; j < 12; j++)
             get_u32(r, &f[j]); /* bytes checked above */
         struct nn_layer_desc d = {.type = f[0],
@@ -570,7 +570,7 @@ int nn_qmodel_save_file(const struct nn_qmodel *q, const char *arch, const char 
 int nn_model_load_file(const char *path, struct nn_model **out, char *arch)
 {
     uint8_t *buf = NULL;
-    size_t len;
+    size_t len = 0;
     if (!path)
         return -EINVAL;
     int ret = nn_file_read(path, NN_FILE_MAX, &buf, &len);
