@@ -293,6 +293,7 @@ struct codec_envelope_info {
      * layout section with its length field; DICOM RLE: the RLE section with its length field
      * (skeleton and runs); 0 for binary PNM and native DICOM */
     uint64_t recipe_bytes;
+    uint8_t flags; /* the adapter flags (above): how the raster's channels map to the file's */
 };
 
 /*

@@ -427,13 +427,61 @@ out:
     return rc;
 }
 
+/* The adapter flags of a well-formed envelope (codec.h), else 0. */
+static uint8_t env_flags(const uint8_t *env, size_t env_len)
+{
+    struct codec_envelope_info ei;
+    return codec_envelope_info(env, env_len, &ei) == 0 ? ei.flags : 0;
+}
+
+/* How many channels the features of an image have: one per 32-bit DICOM sample (two 16-bit
+ * channels in the image), else one per channel. */
+static uint32_t feature_channels(enum codec_format format, uint8_t flags, uint32_t channels)
+{
+    return format == CODEC_FORMAT_DICOM && (flags & CODEC_DICOM_WORDS32) ? channels / 2 : channels;
+}
+
+/* Sample i of a planar autoencoder image (8 or 16 bits). */
+static uint32_t sample_at(const struct nn_ae_image *im, size_t i)
+{
+    return im->bits == 8 ? ((const uint8_t *)im->pixels)[i] : ((const uint16_t *)im->pixels)[i];
+}
+
+/* The samples of a DICOM image of 32-bit samples (codec.h: each is two 16-bit channels, in file
+ * order: the low word first, or the high word first when big-endian), channels / 2 per pixel,
+ * scaled to 16 bits so that the largest is 65535 (a dose grid's values are far below 2^32):
+ * what a viewer shows, and what the autoencoder is given. A new planar buffer, or NULL. */
+static uint16_t *words32_scaled(const struct nn_ae_image *im, int big_endian)
+{
+    uint32_t n = im->channels / 2;
+    size_t plane = (size_t)im->height * im->width;
+    size_t hi = big_endian ? 0 : plane, lo = big_endian ? plane : 0;
+    uint64_t max = 0;
+    uint16_t *px = malloc((size_t)n * plane * sizeof(*px));
+    if (!px)
+        return NULL;
+    for (int pass = 0; pass < 2; pass++)
+        for (size_t s = 0; s < n; s++)
+            for (size_t i = 0; i < plane; i++) {
+                size_t at = 2 * s * plane + i;
+                uint64_t v = (uint64_t)sample_at(im, at + hi) << 16 | sample_at(im, at + lo);
+                if (pass == 0)
+                    max = v > max ? v : max;
+                else
+                    px[s * plane + i] = (uint16_t)(max ? v * 65535 / max : 0);
+            }
+    return px;
+}
+
 /*
  * The features of an image: status, model id and the sealed-to-be plaintext (*out, or NULL
  * when absent). Only memory errors fail; an image the autoencoder refuses gets no features.
+ * The autoencoder is given the first frame, 32-bit DICOM samples scaled (words32_scaled).
  */
 static int make_features(const struct codec_pipeline *pl, const struct codec_image *img,
-                         const uint8_t *file, size_t len, int disabled, uint8_t *status,
-                         uint8_t ae_id[KEYS_ID_BYTES], uint8_t **out, size_t *out_len)
+                         uint8_t flags, const uint8_t *file, size_t len, int disabled,
+                         uint8_t *status, uint8_t ae_id[KEYS_ID_BYTES], uint8_t **out,
+                         size_t *out_len)
 {
     const struct nn_ae *ae = NULL;
     struct nn_ae_latent *lat = NULL;
@@ -463,9 +511,20 @@ static int make_features(const struct codec_pipeline *pl, const struct codec_ima
     int rc = first_frame(img, &fr, &copy);
     if (rc != 0)
         return rc;
+    size_t frame_bytes = (size_t)img->channels * img->height * img->width * (img->bits / 8);
+    uint32_t channels = feature_channels(img->format, flags, img->channels);
+    if (channels != img->channels) {
+        uint16_t *scaled = words32_scaled(&fr, (flags & CODEC_DICOM_BE16) != 0);
+        wipe_free(copy, frame_bytes);
+        if (!scaled)
+            return -ENOMEM;
+        fr.pixels = copy = scaled;
+        fr.channels = channels;
+        frame_bytes = (size_t)channels * img->height * img->width * sizeof(*scaled);
+    }
     rc = nn_ae_encode(ae, &fr, &lat);
     if (copy)
-        wipe_free(copy, (size_t)img->channels * img->height * img->width * (img->bits / 8));
+        wipe_free(copy, frame_bytes);
     if (rc == -ENOMEM)
         return rc;
     if (rc != 0) {
@@ -538,8 +597,8 @@ int codec_pipeline_encode(const struct codec_pipeline *pl, const uint8_t *buf, s
         return rc;
     if ((rc = encode_pixels(pl, img, opts, in.info.coder_id, &pix, &pix_len)) != 0)
         goto out;
-    if ((rc = make_features(pl, img, buf, len, opts->no_features, &status, in.info.ae_id, &feat,
-                            &feat_len)) != 0)
+    if ((rc = make_features(pl, img, env_flags(env, env_len), buf, len, opts->no_features, &status,
+                            in.info.ae_id, &feat, &feat_len)) != 0)
         goto out;
     /* envelope plaintext: SHA-256 of the file, then the envelope */
     evp_len = CODEC_CT_DIGEST + env_len;
@@ -749,6 +808,102 @@ out:
     return rc;
 }
 
+/* Set sample i in a planar buffer of `bits` samples (sample_at reads one). */
+static void sample_put(unsigned bits, void *px, size_t i, uint32_t v)
+{
+    if (bits == 8)
+        ((uint8_t *)px)[i] = (uint8_t)v;
+    else
+        ((uint16_t *)px)[i] = (uint16_t)v;
+}
+
+/* Give the image new pixels (channels x height x width samples of its bits, made by the caller)
+ * and wipe the old ones; *bytes follows. */
+static void replace_pixels(struct nn_ae_image *im, void *px, uint32_t channels, uint32_t width,
+                           size_t *bytes)
+{
+    OPENSSL_cleanse(im->pixels, *bytes);
+    free(im->pixels);
+    im->pixels = px;
+    im->channels = channels;
+    im->width = width;
+    *bytes = (size_t)channels * im->height * width * (im->bits / 8);
+}
+
+/* A 16.16 fixed-point value rounded to a sample in 0..max. */
+static uint32_t clamp_sample(int64_t v, uint32_t max)
+{
+    int64_t r = v <= 0 ? 0 : (v + 32768) >> 16;
+    return r >= max ? max : (uint32_t)r;
+}
+
+/* DICOM YBR 4:2:2 (codec.h: the channels are Y of the even columns, Y of the odd columns, Cb,
+ * Cr, at half width) as RGB at full width, by the full-range ITU-R BT.601 matrix (DICOM's
+ * YBR_FULL_422; YBR_PARTIAL_422 shows a little flat) in 16.16 fixed point: integers, so that
+ * the preview is the same on every machine. */
+static int ybr422_to_rgb(struct nn_ae_image *im, size_t *bytes)
+{
+    uint32_t half = im->width, width = 2 * half, max = (1u << im->bits) - 1;
+    size_t in = (size_t)im->height * half, plane = (size_t)im->height * width;
+    int64_t mid = (int64_t)1 << (im->bits - 1);
+    uint8_t *px = malloc(3 * plane * (im->bits / 8));
+    if (!px)
+        return -ENOMEM;
+    for (size_t k = 0; k < in; k++) {
+        int64_t cb = sample_at(im, 2 * in + k) - mid, cr = sample_at(im, 3 * in + k) - mid;
+        for (size_t j = 0; j < 2; j++) {
+            int64_t y = (int64_t)sample_at(im, j * in + k) << 16;
+            size_t o = 2 * k + j; /* rows are whole pairs: pixel pair k is columns 2k, 2k+1 */
+            sample_put(im->bits, px, o, clamp_sample(y + 91881 * cr, max));
+            sample_put(im->bits, px, plane + o, clamp_sample(y - 22554 * cb - 46802 * cr, max));
+            sample_put(im->bits, px, 2 * plane + o, clamp_sample(y + 116130 * cb, max));
+        }
+    }
+    replace_pixels(im, px, 3, width, bytes);
+    return 0;
+}
+
+/* Preview of a container made before features of 32-bit samples were of words32_scaled: the
+ * autoencoder saw the raw words, and the preview shows what it can of them. */
+static int words32_to_grey(struct nn_ae_image *im, int big_endian, size_t *bytes)
+{
+    uint16_t *px = words32_scaled(im, big_endian);
+    if (!px)
+        return -ENOMEM;
+    replace_pixels(im, px, im->channels / 2, im->width, bytes);
+    return 0;
+}
+
+/* The envelope's adapter flags of a DICOM image whose channels may not be the file's samples
+ * (2 or 4 channels: YBR 4:2:2, 32-bit samples), else 0: only then is the envelope opened. */
+static int display_flags(const struct keys_key *fk, const uint8_t *buf,
+                         const struct codec_ct_view *p, uint8_t *flags)
+{
+    *flags = 0;
+    if (p->info.format != CODEC_FORMAT_DICOM || (p->info.channels != 2 && p->info.channels != 4))
+        return 0;
+    uint8_t *evp = NULL;
+    size_t evp_len = 0;
+    int rc = codec_ct_open_section(fk, buf, p, CODEC_CT_SECTION_ENVELOPE, &evp, &evp_len);
+    if (rc == 0)
+        *flags = evp_len < CODEC_CT_DIGEST
+                     ? 0
+                     : env_flags(evp + CODEC_CT_DIGEST, evp_len - CODEC_CT_DIGEST);
+    wipe_free(evp, evp_len);
+    return rc;
+}
+
+/* The decoded features as what the file shows: YBR 4:2:2 as RGB, and the raw words of 32-bit
+ * samples (containers made before their features were scaled samples) as scaled samples. */
+static int to_display(struct nn_ae_image *im, uint32_t channels, uint8_t flags, size_t *bytes)
+{
+    if ((flags & CODEC_DICOM_YBR422) && im->channels == 4)
+        return ybr422_to_rgb(im, bytes);
+    if ((flags & CODEC_DICOM_WORDS32) && im->channels == channels && im->bits == 16)
+        return words32_to_grey(im, (flags & CODEC_DICOM_BE16) != 0, bytes);
+    return 0;
+}
+
 /* Halve the picture (2 x 2 box average, rounded) in place. */
 static void halve(struct nn_ae_image *im)
 {
@@ -763,16 +918,12 @@ static void halve(struct nn_ae_image *im)
                 for (uint32_t dy = 0; dy < 2 && 2 * y + dy < im->height; dy++)
                     for (uint32_t dx = 0; dx < 2 && 2 * x + dx < im->width; dx++) {
                         size_t k = ch * plane + (size_t)(2 * y + dy) * im->width + 2 * x + dx;
-                        sum += im->bits == 8 ? ((const uint8_t *)im->pixels)[k]
-                                             : ((const uint16_t *)im->pixels)[k];
+                        sum += sample_at(im, k);
                         cnt++;
                     }
                 assert(cnt > 0); /* 2 x, 2 y are inside the picture */
-                size_t o = ch * half + (size_t)y * w + x;
-                if (im->bits == 8)
-                    ((uint8_t *)im->pixels)[o] = (uint8_t)((sum + cnt / 2) / cnt);
-                else
-                    ((uint16_t *)im->pixels)[o] = (uint16_t)((sum + cnt / 2) / cnt);
+                sample_put(im->bits, im->pixels, ch * half + (size_t)y * w + x,
+                           (sum + cnt / 2) / cnt);
             }
     im->width = w;
     im->height = h;
@@ -795,6 +946,7 @@ int codec_pipeline_preview_fit(const struct codec_pipeline *pl, const uint8_t *b
     struct nn_ae_image *im = NULL;
     const struct nn_ae *ae = NULL;
     size_t im_bytes = 0;
+    uint8_t flags = 0;
     int rc;
     if (!pl || !out || !out_len)
         return -EINVAL;
@@ -808,10 +960,12 @@ int codec_pipeline_preview_fit(const struct codec_pipeline *pl, const uint8_t *b
         goto out;
     if ((rc = codec_ct_open_section(fk, buf, &p, CODEC_CT_SECTION_FEATURES, &feat, &feat_len)))
         goto out;
-    if ((rc = latent_unpack(feat, feat_len, &lat)) != 0)
+    if ((rc = latent_unpack(feat, feat_len, &lat)) != 0 ||
+        (rc = display_flags(fk, buf, &p, &flags)) != 0)
         goto out;
-    if (lat->channels != p.info.channels || lat->height != p.info.height ||
-        lat->width != p.info.width || lat->bits != p.info.bits) {
+    if ((lat->channels != p.info.channels &&
+         lat->channels != feature_channels(p.info.format, flags, p.info.channels)) ||
+        lat->height != p.info.height || lat->width != p.info.width || lat->bits != p.info.bits) {
         rc = -EINVAL;
         goto out;
     }
@@ -821,6 +975,8 @@ int codec_pipeline_preview_fit(const struct codec_pipeline *pl, const uint8_t *b
     if (rc != 0)
         goto out;
     im_bytes = (size_t)im->channels * im->height * im->width * (im->bits / 8);
+    if ((rc = to_display(im, p.info.channels, flags, &im_bytes)) != 0)
+        goto out;
     while ((rc = write_png(im, out, out_len)) == 0 && *out_len > cap) {
         free(*out);
         *out = NULL;

@@ -432,5 +432,6 @@ int codec_envelope_info(const uint8_t *env, size_t env_len, struct codec_envelop
     info->head_bytes = head_len;
     info->tail_bytes = tail_len;
     info->recipe_bytes = recipe;
+    info->flags = env[CODEC_ENV_FLAGS];
     return 0;
 }

@@ -147,7 +147,8 @@
  *                       and codes the values with the latent coder (codec/pixel/latcode.h) as
  *                       channels x lc planes of lh x lw; the encoder writes coding 2, or 0
  *                       where that is not smaller (all three are read); only what the
- *                       autoencoder encoded from the first frame
+ *                       autoencoder encoded from the first frame (of a DICOM of 32-bit
+ *                       samples: the samples scaled to 16 bits, one channel per sample)
  *   envelope (kind 2):  the SHA-256 of the original file (32), then the envelope (codec.h)
  *   pixels   (kind 3):  the pixel stream (codec/pixel/pixcode.h) of all planes and frames
  *

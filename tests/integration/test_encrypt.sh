@@ -92,6 +92,30 @@ STEP="round trips"
 [[ $n_ct -ge 10 ]] || fail "only $n_ct files became containers"
 echo "   $n_ct containers, $n_bf block files"
 
+step "previews show what the file shows: YBR 4:2:2 in colour, 32-bit doses in grey"
+# The raster's channels of these files are not the file's samples (codec.h): Y0 Y1 Cb Cr at
+# half width, two 16-bit words per sample. A viewer shows RGB at full width, and a dose.
+if [[ $HAVE_PIL == 1 ]] && "$PY" -c 'import pydicom, numpy' 2>/dev/null; then
+    check=$LIB_DIR/preview_check.py
+    "$PY" "$check" dose "$DATA/rtdose.dcm" dose-le.dcm || fail "cannot make a 32-bit dose grid"
+    "$PY" "$check" dose "$DATA/rtdose_expb.dcm" dose-be.dcm || fail "cannot make a 32-bit dose grid"
+    # the lowest PSNR a preview may have (the autoencoder is lossy; channels taken as the
+    # file's samples give 7-9 dB)
+    for f in "$DATA/SC_ybr_full_422_uncompressed.dcm:14" dose-le.dcm:20 dose-be.dcm:20; do
+        b=$(basename "${f%:*}")
+        STEP="preview of $b"
+        expect 0 "$IMGCRYPT" encrypt --keyfile key store "${f%:*}" "$b.pv.enc"
+        expect 0 "$IMGCRYPT" decrypt --keyfile key store "$b.pv.enc" "$b.pv.dec"
+        cmp -s "${f%:*}" "$b.pv.dec" || fail "$b: decrypted bytes differ"
+        expect 0 "$IMGCRYPT" preview --keyfile key store "$b.pv.enc" "$b.pv.png"
+        psnr=$("$PY" "$check" compare "$b.pv.png" "${f%:*}" "${f##*:}" 2>"$T/err") ||
+            fail "$b: $(cat "$T/err")"
+        echo "   $b: preview $psnr dB"
+    done
+else
+    echo "   skipped: python3 with Pillow, pydicom and numpy is needed"
+fi
+
 step "coder modes"
 # The keyring holds the shipped coder model (init puts it in): --coder neural codes with it
 # unless a sample says predictor 0 codes smaller (never more than 0.5% above fixed),

@@ -6,7 +6,9 @@
 # its MANIFEST recorded when it was made), with 1 and 2 coder threads and with OpenBLAS at 1 and
 # 2 threads; every preview must show what it showed then: the SHA-256 of its header and rows
 # (png_samples.py; not of the file, whose deflate settings may change) as recorded (the integer
-# decoder gives the same samples on every machine and thread count); a golden keyring must
+# decoder gives the same samples on every machine and thread count; one recorded preview was
+# changed on purpose since: kinds1's YBR 4:2:2 DICOM, shown in RGB at full width, not as its
+# four raster channels); a golden keyring must
 # still unlock; a coder model a container names must be in its keyring's list, and at least one
 # folder (v2) must have been coded by the neural predictor. A failure here means a change broke
 # images that an earlier release stored.
