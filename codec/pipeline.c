@@ -441,10 +441,25 @@ static uint32_t feature_channels(enum codec_format format, uint8_t flags, uint32
     return format == CODEC_FORMAT_DICOM && (flags & CODEC_DICOM_WORDS32) ? channels / 2 : channels;
 }
 
+/* The bytes of an autoencoder image's pixels (planar, 8 or 16 bits). */
+static size_t ae_image_bytes(const struct nn_ae_image *im)
+{
+    return (size_t)im->channels * im->height * im->width * (im->bits / 8);
+}
+
 /* Sample i of a planar autoencoder image (8 or 16 bits). */
 static uint32_t sample_at(const struct nn_ae_image *im, size_t i)
 {
     return im->bits == 8 ? ((const uint8_t *)im->pixels)[i] : ((const uint16_t *)im->pixels)[i];
+}
+
+/* Set sample i in a planar buffer of `bits` samples (sample_at reads one). */
+static void sample_put(unsigned bits, void *px, size_t i, uint32_t v)
+{
+    if (bits == 8)
+        ((uint8_t *)px)[i] = (uint8_t)v;
+    else
+        ((uint16_t *)px)[i] = (uint16_t)v;
 }
 
 /* The samples of a DICOM image of 32-bit samples (codec.h: each is two 16-bit channels, in file
@@ -511,20 +526,17 @@ static int make_features(const struct codec_pipeline *pl, const struct codec_ima
     int rc = first_frame(img, &fr, &copy);
     if (rc != 0)
         return rc;
-    size_t frame_bytes = (size_t)img->channels * img->height * img->width * (img->bits / 8);
     uint32_t channels = feature_channels(img->format, flags, img->channels);
     if (channels != img->channels) {
         uint16_t *scaled = words32_scaled(&fr, (flags & CODEC_DICOM_BE16) != 0);
-        wipe_free(copy, frame_bytes);
+        wipe_free(copy, ae_image_bytes(&fr));
         if (!scaled)
             return -ENOMEM;
         fr.pixels = copy = scaled;
         fr.channels = channels;
-        frame_bytes = (size_t)channels * img->height * img->width * sizeof(*scaled);
     }
     rc = nn_ae_encode(ae, &fr, &lat);
-    if (copy)
-        wipe_free(copy, frame_bytes);
+    wipe_free(copy, ae_image_bytes(&fr));
     if (rc == -ENOMEM)
         return rc;
     if (rc != 0) {
@@ -808,15 +820,6 @@ out:
     return rc;
 }
 
-/* Set sample i in a planar buffer of `bits` samples (sample_at reads one). */
-static void sample_put(unsigned bits, void *px, size_t i, uint32_t v)
-{
-    if (bits == 8)
-        ((uint8_t *)px)[i] = (uint8_t)v;
-    else
-        ((uint16_t *)px)[i] = (uint16_t)v;
-}
-
 /* Give the image new pixels (channels x height x width samples of its bits, made by the caller)
  * and wipe the old ones; *bytes follows. */
 static void replace_pixels(struct nn_ae_image *im, void *px, uint32_t channels, uint32_t width,
@@ -827,7 +830,7 @@ static void replace_pixels(struct nn_ae_image *im, void *px, uint32_t channels, 
     im->pixels = px;
     im->channels = channels;
     im->width = width;
-    *bytes = (size_t)channels * im->height * width * (im->bits / 8);
+    *bytes = ae_image_bytes(im);
 }
 
 /* A 16.16 fixed-point value rounded to a sample in 0..max. */
@@ -974,7 +977,7 @@ int codec_pipeline_preview_fit(const struct codec_pipeline *pl, const uint8_t *b
         rc = nn_ae_decode(ae, lat, &im);
     if (rc != 0)
         goto out;
-    im_bytes = (size_t)im->channels * im->height * im->width * (im->bits / 8);
+    im_bytes = ae_image_bytes(im);
     if ((rc = to_display(im, p.info.channels, flags, &im_bytes)) != 0)
         goto out;
     while ((rc = write_png(im, out, out_len)) == 0 && *out_len > cap) {
